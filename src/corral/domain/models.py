@@ -1,0 +1,111 @@
+"""Hosts, templates, pools and VMs as plain dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from corral.domain.states import VmState
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """What a VM is cloned from and what it costs a host."""
+
+    name: str
+    cpus: int = 1
+    memory_mb: int = 1024
+
+
+@dataclass(slots=True)
+class Host:
+    """A hypervisor host as the inventory sees it."""
+
+    name: str
+    cpu_model: str = "generic"
+    cores: int = 16
+    mhz: int = 2400
+    memory_mb: int = 65536
+    cpu_used_mhz: float = 0.0
+    memory_used_mb: float = 0.0
+    up: bool = True
+    maintenance: bool = False
+    vm_count: int = 0
+
+    @property
+    def cpu_total_mhz(self) -> int:
+        return self.cores * self.mhz
+
+    @property
+    def cpu_utilisation(self) -> float:
+        """Used CPU as a fraction of capacity (0.0 – 1.0+)."""
+        return self.cpu_used_mhz / self.cpu_total_mhz if self.cpu_total_mhz else 1.0
+
+    @property
+    def memory_utilisation(self) -> float:
+        return self.memory_used_mb / self.memory_mb if self.memory_mb else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """A pool as the lifecycle code needs it; built from the configuration."""
+
+    name: str
+    template: str
+    size: int
+    provider: str
+    alias: tuple[str, ...] = ()
+    timeout_s: float = 15 * 60.0  # pending longer than this -> failed
+    ready_ttl_s: float | None = 60 * 60.0  # ready longer than this -> recycled
+    lifetime_s: float = 24 * 3600.0  # default checkout lifetime
+    folder: str | None = None
+    clone_target: str | None = None
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    """One VM to create: the name corral chose and what it is cloned from."""
+
+    name: str
+    pool: str
+    template: str
+    cpus: int = 1
+    memory_mb: int = 1024
+    folder: str | None = None
+
+
+@dataclass(slots=True)
+class Vm:
+    """A VM record, with the fields vmpooler keeps for it. Times are unix seconds."""
+
+    name: str
+    pool: str
+    template: str
+    state: VmState = VmState.PENDING
+    provider: str = ""
+    host: str | None = None
+    ip: str | None = None
+    created_at: float = 0.0  # clone requested (intent recorded)
+    cloned_at: float | None = None  # provider confirmed the clone
+    ready_at: float | None = None
+    checkout_at: float | None = None
+    completed_at: float | None = None
+    destroyed_at: float | None = None
+    lifetime_s: float | None = None  # running lifetime, set at checkout
+    token: str | None = None  # token hash of the user that checked it out
+    user: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    migrated: bool = False
+    reason: str | None = None  # why it failed or was completed
+
+    @property
+    def clone_duration_s(self) -> float | None:
+        if self.cloned_at is None:
+            return None
+        return self.cloned_at - self.created_at
+
+    @property
+    def boot_duration_s(self) -> float | None:
+        if self.ready_at is None:
+            return None
+        return self.ready_at - self.created_at

@@ -1,0 +1,139 @@
+"""The provider protocol every backend implements, and the data it speaks.
+
+All methods are coroutines. A provider holds one session to its endpoint, shared by every
+pool and task, and bounds its own concurrency. Inventory comes from one change feed
+(:meth:`Provider.wait_for_updates`), shaped after vSphere's ``WaitForUpdatesEx``: the first
+call (``version=None``) returns a full snapshot, later calls return only what changed since
+the version they are given, or an empty update when ``timeout`` passes with no change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from corral.domain.models import VmSpec
+
+
+class ProviderError(Exception):
+    """A provider call failed. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class VmNotFound(ProviderError):
+    """The named VM does not exist at the provider."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"VM {name!r} not found", retryable=False)
+        self.name = name
+
+
+class HostUnavailable(ProviderError):
+    """The host is down, in maintenance or unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderVm:
+    """A VM as the provider sees it."""
+
+    name: str
+    host: str
+    pool: str | None  # the pool tag / folder the VM lives in, None if not corral's
+    template: str | None = None
+    powered_on: bool = True
+    ip: str | None = None
+    guest_ready: bool = False  # the guest finished booting (tools running / boot time elapsed)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """A host and its current use, as the provider reports it."""
+
+    name: str
+    cpu_model: str
+    cores: int
+    mhz: int
+    memory_mb: int
+    cpu_used_mhz: float = 0.0
+    memory_used_mb: float = 0.0
+    up: bool = True
+    maintenance: bool = False
+    vm_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryUpdate:
+    """One answer of the change feed.
+
+    ``full`` is True for the snapshot that answers ``version=None`` (or a version the
+    provider no longer knows): then ``vms``/``hosts`` are the whole inventory and anything
+    not listed is gone. Otherwise they are the records that changed, and ``removed_vms`` /
+    ``removed_hosts`` name what left.
+    """
+
+    version: int
+    full: bool = False
+    vms: list[ProviderVm] = field(default_factory=list)
+    removed_vms: list[str] = field(default_factory=list)
+    hosts: list[HostInfo] = field(default_factory=list)
+    removed_hosts: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.full or self.vms or self.removed_vms or self.hosts or self.removed_hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    """The outcome of creating one VM in a bulk call."""
+
+    name: str
+    ok: bool
+    error: str | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What corral needs from a virtualization backend."""
+
+    name: str
+
+    async def connect(self) -> None:
+        """Open the (single, shared) session. Idempotent."""
+
+    async def close(self) -> None:
+        """Close the session and release resources. Idempotent."""
+
+    async def list_hosts(self) -> list[HostInfo]:
+        """Every host with its current CPU and memory use."""
+
+    async def list_vms(self) -> list[ProviderVm]:
+        """Every VM the provider has (a full read; the feed is the fast path)."""
+
+    async def create_vms(self, host: str, specs: list[VmSpec]) -> list[CreateResult]:
+        """Create several VMs on one host in one call; they power on and start booting.
+
+        One result per spec, in order. A failure of one VM does not fail the others.
+        Raises :class:`HostUnavailable` when the host cannot take VMs at all, and
+        :class:`ProviderError` when the whole call failed (then none was created).
+        """
+
+    async def destroy_vm(self, name: str) -> None:
+        """Power off and delete a VM. Raises :class:`VmNotFound` if it does not exist."""
+
+    async def power_on(self, name: str) -> None: ...
+
+    async def power_off(self, name: str) -> None: ...
+
+    async def migrate_vm(self, name: str, host: str) -> None:
+        """Move a VM to another host."""
+
+    async def vm_ready(self, name: str) -> bool:
+        """True when the VM is reachable for its user (booted, accepting connections)."""
+
+    async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
+        """The change feed; see the module docstring."""
