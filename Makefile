@@ -1,0 +1,26 @@
+# corral: `make run` starts corral on the simulator; `make test` runs the whole suite.
+CONFIG ?= examples/quickstart.yaml
+HOST ?= 127.0.0.1
+PORT ?= 8080
+PYTEST_ARGS ?=
+
+.PHONY: run test venv test-deps bench clean
+
+venv:
+	@scripts/bootstrap.sh
+
+run: venv
+	.venv/bin/corral serve --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+test-deps:
+	@scripts/bootstrap.sh test
+	@scripts/system-packages.sh
+
+test: test-deps
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	.venv/bin/corral bench fill --output docs/benchmarks.md
+
+clean:
+	rm -rf .venv var .pytest_cache

@@ -1,0 +1,5 @@
+"""HTTP: the vmpooler-compatible REST API."""
+
+from corral.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,153 @@
+"""The ``corral`` command: serve, config check, status, checkout, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from corral import __version__
+
+app = typer.Typer(help="corral: pools of ready VMs, handed out in milliseconds.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks on the simulator.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+
+ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (vmpooler.yaml format).",
+                                          envvar="VMPOOLER_CONFIG_FILE")]
+Url = Annotated[str, typer.Option("--url", help="Base URL of a running corral.", envvar="CORRAL_URL")]
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    from corral.config import ConfigError, load_config
+
+    try:
+        config, warnings = load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {path}: configuration is invalid ({len(exc.problems)} problem"
+                   f"{'s' if len(exc.problems) != 1 else ''}):", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from None
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return config
+
+
+@app.command()
+def version() -> None:
+    """Print corral's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    config: ConfigPath,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    log_format: Annotated[str, typer.Option(help="Log format: text or json.")] = "text",
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the pool manager and the API."""
+    import uvicorn
+
+    from corral.api import create_app
+    from corral.config import ConfigError
+    from corral.logs import setup_logging
+    from corral.runtime import build_service
+
+    if log_format not in ("text", "json"):
+        typer.echo(f"error: --log-format must be text or json, got {log_format!r}", err=True)
+        raise typer.Exit(2)
+    setup_logging(log_format, log_level)  # type: ignore[arg-type]
+    cfg = _load(config)
+    try:
+        service = build_service(cfg)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(create_app(service), host=host, port=port, log_config=None, access_log=False)
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Configuration file to check.")]) -> None:
+    """Check a configuration file; exit 2 and name every problem if it is invalid."""
+    config = _load(path)
+    pools = config.domain_pools()
+    typer.echo(f"{path}: ok: {len(pools)} pools, {sum(p.size for p in pools)} VMs, "
+               f"{len(config.providers)} providers, store {config.store.type}")
+
+
+@app.command()
+def status(url: Url = "http://127.0.0.1:8080") -> None:
+    """Show the status of a running corral."""
+    import httpx
+
+    try:
+        body = httpx.get(f"{url}/api/v3/status", timeout=10).json()
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach corral at {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"corral at {url}")
+    for col in ("pool", "ready", "pending", "running", "size"):
+        table.add_column(col, justify="left" if col == "pool" else "right")
+    for name, p in sorted(body.get("pools", {}).items()):
+        table.add_row(name, str(p["ready"]), str(p["pending"]), str(p["running"]), str(p["max"]))
+    Console().print(table)
+    typer.echo(body.get("status", {}).get("message", ""))
+
+
+@app.command()
+def checkout(
+    pools: Annotated[list[str], typer.Argument(help="Pool names; repeat a name for several VMs.")],
+    url: Url = "http://127.0.0.1:8080",
+) -> None:
+    """Check out VMs from a running corral (all or nothing) and print the answer."""
+    import httpx
+
+    try:
+        resp = httpx.post(f"{url}/api/v3/vm/{'+'.join(pools)}", timeout=30)
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach corral at {url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(resp.json(), indent=2))
+    if resp.status_code != 200:
+        raise typer.Exit(1)
+
+
+@bench_app.command("fill")
+def bench_fill(
+    vms: Annotated[int, typer.Option(help="VMs in all pools together.")] = 500,
+    pools: Annotated[int, typer.Option(help="Number of pools.")] = 10,
+    task_limit: Annotated[int, typer.Option(help="Clones in flight at most.")] = 10,
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Append a result row to this markdown file.")] = None,
+) -> None:
+    """Fill pools on the simulator and compare the time with the task_limit-bound ideal."""
+    from corral.bench.fill import run_fill
+
+    result = run_fill(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale,
+                      progress=None if as_json else lambda m: typer.echo(m, err=True))
+    if output is not None:
+        result.append_markdown(output, " ".join(["corral", *sys.argv[1:]]))
+    typer.echo(result.report())
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""One typed model of the configuration: vmpooler's ``vmpooler.yaml`` plus corral's own keys.
+
+vmpooler files are read as they are: Ruby-symbol keys (``:config:``, ``:pools:``) and plain
+keys alike, vmpooler's units (``timeout`` and ``ready_ttl`` in minutes, ``vm_lifetime`` in
+hours) and vmpooler's defaults. corral's own keys live beside them: ``:store:`` for the state
+store, ``provider_class: sim`` for the simulator, and a few settings under ``:config:``.
+
+:func:`load_config` returns the model and a list of warnings (unknown keys); a bad file raises
+:class:`ConfigError` carrying every problem found, each naming the key path, the rule and
+the value (secrets are never echoed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from corral.domain.models import Pool
+
+SYMBOL_RE = re.compile(r"^:[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_HINTS = ("password", "secret", "token", "key")
+KNOWN_PROVIDER_CLASSES = ("sim", "dummy", "vsphere", "libvirt")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are kept (and warned about), not fatal."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # vmpooler keys corral accepts but does not use: kept quiet instead of warned about.
+    known_unused: ClassVar[frozenset[str]] = frozenset()
+
+
+class GlobalSettings(_Section):
+    """The ``:config:`` section."""
+
+    known_unused = frozenset(
+        {
+            "logfile", "vm_checktime", "vm_lifetime_auth", "allowed_tags", "migration_limit",
+            "max_tries", "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
+            "check_loop_delay_decay", "experimental_features", "purge_unconfigured_folders",
+            "purge_unconfigured_resources", "backend_weight", "usage_stats", "request_logger",
+            "max_lifetime_upper_limit", "extra_config", "max_ondemand_instances_per_request",
+            "ondemand_request_ttl", "ondemand_clone_limit", "clone_target", "create_folders",
+            "create_template_delta_disks", "create_linked_clones", "manage_host_selection",
+            "host_selection_max_age", "utilization_limit", "timeout_notification",
+            "max_vm_retries", "circuit_breaker_enabled", "circuit_breaker_failure_threshold",
+            "circuit_breaker_timeout", "circuit_breaker_half_open_attempts",
+            "adaptive_timeout_enabled", "connection_pool_timeout_min",
+            "connection_pool_timeout_max", "connection_pool_timeout_initial",
+            "connection_pool_monitor_enabled", "connection_pool_monitor_interval",
+        }
+    )
+
+    site_name: str = "vmpooler"
+    task_limit: int = Field(10, ge=1)
+    timeout: float = Field(15, gt=0, description="minutes a VM may stay pending")
+    ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready")
+    vm_lifetime: float = Field(24, gt=0, description="hours a checked-out VM lives")
+    prefix: str = ""
+    domain: str | None = None
+    # corral's own keys
+    check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
+    ready_check_port: int = Field(22, ge=1, le=65535)
+    ready_check_timeout: float = Field(5.0, gt=0)
+    data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
+
+
+class StoreSettings(_Section):
+    """corral's ``:store:`` section."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "var/corral.db"
+
+
+class ProviderSettings(_Section):
+    """One entry of ``:providers:``; the class-specific keys are checked by the provider."""
+
+    provider_class: str | None = None
+
+
+class PoolSettings(_Section):
+    """One entry of ``:pools:``."""
+
+    known_unused = frozenset(
+        {
+            "dns_plugin", "timeout_notification", "check_loop_delay_min", "check_loop_delay_max",
+            "check_loop_delay_decay", "datastore", "datacenter", "snapshot_mainMem_ioBlockPages",
+            "snapshot_mainMem_iowait", "create_linked_clone",
+        }
+    )
+
+    name: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    size: int = Field(ge=0)
+    alias: list[str] = Field(default_factory=list)
+    provider: str | None = None
+    timeout: float | None = Field(None, gt=0)
+    ready_ttl: float | None = Field(None, gt=0)
+    vm_lifetime: float | None = Field(None, gt=0)
+    folder: str | None = None
+    clone_target: str | None = None
+    domain: str | None = None
+
+    @field_validator("alias", mode="before")
+    @classmethod
+    def _alias_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return [] if value is None else value
+
+
+class RedisSettings(_Section):
+    known_unused = frozenset(
+        {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts"}
+    )
+    server: str = "localhost"
+    port: int | None = None
+    password: SecretStr | None = None
+    data_ttl: float = 168
+
+
+class Config(_Section):
+    """The whole configuration file."""
+
+    known_unused = frozenset(
+        {"auth", "tagfilter", "statsd", "graphite", "graphs", "prometheus", "dns_configs", "vsphere"}
+    )
+
+    config: GlobalSettings = Field(default_factory=GlobalSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    pools: list[PoolSettings] = Field(default_factory=list)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    redis: RedisSettings | None = None
+
+    # -- derived views -------------------------------------------------------------------
+    def provider_class(self, name: str) -> str:
+        return raw_provider_class(name, {"provider_class": self.providers[name].provider_class})
+
+    def pool_provider(self, pool: PoolSettings) -> str:
+        return pool.provider or default_provider(self.providers)
+
+    def domain_pools(self) -> list[Pool]:
+        """The pools as the lifecycle code sees them, in seconds."""
+        g = self.config
+        pools = []
+        for p in self.pools:
+            ready_ttl = p.ready_ttl if p.ready_ttl is not None else g.ready_ttl
+            pools.append(
+                Pool(
+                    name=p.name,
+                    template=p.template,
+                    size=p.size,
+                    provider=self.pool_provider(p),
+                    alias=tuple(p.alias),
+                    timeout_s=(p.timeout or g.timeout) * 60.0,
+                    ready_ttl_s=ready_ttl * 60.0 if ready_ttl is not None else None,
+                    lifetime_s=(p.vm_lifetime or g.vm_lifetime) * 3600.0,
+                    folder=p.folder,
+                    clone_target=p.clone_target,
+                    domain=p.domain or g.domain,
+                )
+            )
+        return pools
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def normalise(value: Any) -> Any:
+    """Turn Ruby-symbol keys and values (``:config``, ``:simple_tls``) into plain strings."""
+    if isinstance(value, dict):
+        return {_unsymbol(str(k)): normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    if isinstance(value, str) and SYMBOL_RE.match(value):
+        return value[1:]
+    return value
+
+
+def _unsymbol(key: str) -> str:
+    return key[1:] if key.startswith(":") else key
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
+    """Read and check a configuration file; returns the model and its warnings."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{p}: not valid YAML{where}: {problem}"]) from None
+    return parse_config(raw)
+
+
+def parse_config(raw: Any) -> tuple[Config, list[str]]:
+    """Check an already-parsed document (a dict); see :func:`load_config`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"(top level): must be a mapping of sections, got {type(raw).__name__}"])
+    data = normalise(raw)
+    _adopt_legacy_vsphere(data)
+    problems: list[str] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += format_errors(exc)
+    # The cross-checks read the raw document, so they are reported even when a key is bad.
+    providers = data["providers"] if isinstance(data.get("providers"), dict) else {}
+    pools = data["pools"] if isinstance(data.get("pools"), list) else []
+    problems += _check_references(providers, pools) + _check_provider_settings(providers)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config, collect_warnings(config)
+
+
+def _adopt_legacy_vsphere(data: dict[str, Any]) -> None:
+    """vmpooler copies a top-level ``:vsphere:`` section into ``:providers:`` if absent."""
+    if data.get("providers") is None:
+        data["providers"] = {}
+    legacy, providers = data.get("vsphere"), data["providers"]
+    if isinstance(legacy, dict) and isinstance(providers, dict) and "vsphere" not in providers:
+        providers["vsphere"] = dict(legacy)
+
+
+def raw_provider_class(name: str, entry: Any) -> str:
+    cls = entry.get("provider_class") if isinstance(entry, dict) else None
+    cls = str(cls or name)
+    return "sim" if cls == "dummy" else cls
+
+
+def default_provider(providers: dict[str, Any]) -> str:
+    """A pool without ``provider``: the only provider there is, else vmpooler's ``vsphere``."""
+    return next(iter(providers)) if len(providers) == 1 else "vsphere"
+
+
+def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
+    problems: list[str] = []
+    owner: dict[str, str] = {}
+    for i, pool in enumerate(pools):
+        if not isinstance(pool, dict) or not isinstance(pool.get("name"), str):
+            continue
+        aliases = pool.get("alias") or []
+        aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
+        for key, label in [("name", pool["name"])] + [("alias", str(a)) for a in aliases]:
+            if label in owner and owner[label] != pool["name"]:
+                problems.append(f"pools[{i}].{key}: {label!r} is already used by pool {owner[label]!r}")
+            elif label in owner and key == "name":
+                problems.append(f"pools[{i}].name: pool {label!r} is defined twice")
+            owner.setdefault(label, pool["name"])
+        provider = pool.get("provider") or default_provider(providers)
+        if provider not in providers:
+            known = ", ".join(sorted(providers)) or "none configured"
+            problems.append(f"pools[{i}].provider: no provider named {provider!r} (providers: {known})")
+    for name, entry in providers.items():
+        cls = raw_provider_class(name, entry)
+        if cls not in ("sim", "vsphere", "libvirt"):
+            problems.append(
+                f"providers.{name}.provider_class: must be one of "
+                f"{', '.join(KNOWN_PROVIDER_CLASSES)}, got {cls!r}"
+            )
+    return problems
+
+
+def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
+    """Check each simulator's own keys with the simulator's settings model."""
+    problems: list[str] = []
+    for name, entry in providers.items():
+        if raw_provider_class(name, entry) != "sim" or not isinstance(entry, dict):
+            continue  # vSphere and libvirt settings are checked by their providers
+        from corral.providers.sim import SimSettings
+
+        try:
+            SimSettings.model_validate({k: v for k, v in entry.items() if k != "provider_class"})
+        except ValidationError as exc:
+            problems += format_errors(exc, prefix=("providers", name))
+    return problems
+
+
+def sim_settings_data(settings: ProviderSettings) -> dict[str, Any]:
+    """The keys of a provider entry that belong to the simulator."""
+    return {k: v for k, v in (settings.model_extra or {}).items()}
+
+
+def format_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    """pydantic errors as ``path: rule, got value`` lines."""
+    lines = []
+    for err in exc.errors():
+        loc = prefix + tuple(err["loc"])
+        path = _path(loc)
+        rule = _rule(err)
+        if err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+            continue
+        shown = "<redacted>" if any(h in path.lower() for h in SECRET_HINTS) else _show(err.get("input"))
+        lines.append(f"{path}: {rule}, got {shown}")
+    return lines
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue  # pydantic's internal validator names
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _rule(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    simple = {
+        "greater_than_equal": "must be >= {ge}",
+        "greater_than": "must be > {gt}",
+        "less_than_equal": "must be <= {le}",
+        "less_than": "must be < {lt}",
+        "string_too_short": "must not be empty",
+        "literal_error": "must be {expected}",
+    }
+    if kind in simple:
+        return simple[kind].format(**ctx)
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        wanted = kind.split("_")[0]
+        names = {"int": "a whole number", "float": "a number", "bool": "true or false",
+                 "string": "a string", "dict": "a mapping", "list": "a list"}
+        return f"must be {names.get(wanted, wanted)}"
+    return str(err.get("msg", kind)).lower().removeprefix("value error, ")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def collect_warnings(config: Config) -> list[str]:
+    """Keys nobody knows: warned about, never fatal."""
+    warnings: list[str] = []
+
+    def walk(model: BaseModel, path: str) -> None:
+        known = getattr(model, "known_unused", frozenset())
+        for key in model.model_extra or {}:
+            if key not in known:
+                warnings.append(f"{path + '.' if path else ''}{key}: unknown key, ignored")
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            sub = f"{path + '.' if path else ''}{name}"
+            items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+            if isinstance(value, BaseModel) and not isinstance(value, ProviderSettings):
+                walk(value, sub)
+            for key, item in items:
+                if isinstance(item, BaseModel) and not isinstance(item, ProviderSettings):
+                    walk(item, f"{sub}[{key}]" if isinstance(key, int) else f"{sub}.{key}")
+
+    walk(config, "")
+    for name, settings in config.providers.items():
+        if config.provider_class(name) == "sim":
+            from corral.providers.sim import SimSettings
+
+            walk(SimSettings.model_validate(sim_settings_data(settings)), f"providers.{name}")
+    return warnings

@@ -1,0 +1,389 @@
+"""The pool manager: keeps ``ready + pending == size`` for every pool, on one asyncio loop.
+
+It reacts to events rather than polling each pool: a checkout, a finished clone or a VM the
+provider's change feed reports as booted wakes it at once. A slow sweep (``check_interval``)
+is the safety net for timers (pending timeout, ready TTL, running lifetime), retries of
+destroys, and readiness of VMs the feed said nothing about.
+
+Crash safety: every provider call is preceded by a store write that records the intent
+(``pending`` before a clone, ``completed``/``failed``/``discovered`` before a destroy), so after a
+``kill -9`` :mod:`corral.pools.recovery` can finish or undo every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corral.domain.models import Pool, Vm, VmSpec
+from corral.domain.states import VmState
+from corral.pools.feed import FeedWatcher
+from corral.pools.names import new_hostname
+from corral.pools.placement import group_by_host, spread
+from corral.pools.readiness import tcp_reachable
+from corral.providers.base import Provider, ProviderError, VmNotFound
+from corral.store.base import Store
+
+log = logging.getLogger("corral.pool")
+
+# States a destroy may start from, with the state that records the intent.
+DESTROY_INTENT: dict[VmState, VmState] = {
+    VmState.PENDING: VmState.FAILED,
+    VmState.READY: VmState.COMPLETED,
+    VmState.RUNNING: VmState.COMPLETED,
+    VmState.MIGRATING: VmState.COMPLETED,
+    VmState.FAILED: VmState.FAILED,
+    VmState.COMPLETED: VmState.COMPLETED,
+    VmState.DISCOVERED: VmState.DISCOVERED,
+}
+TO_DESTROY = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
+
+
+@dataclass(slots=True)
+class ManagerSettings:
+    task_limit: int = 10  # clones in flight at most
+    check_interval: float = 5.0  # seconds between safety-net sweeps
+    reconcile_interval: float = 300.0  # seconds between full store/provider comparisons
+    prefix: str = ""
+    data_ttl_s: float = 168 * 3600.0
+    ready_check_port: int = 22
+    ready_check_timeout: float = 5.0
+    feed_timeout: float = 30.0  # long-poll length of one change-feed call
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for the status endpoint and the benchmarks."""
+
+    clones: int = 0
+    clone_failures: int = 0
+    orphans_destroyed: int = 0
+    vanished: int = 0
+    destroyed: int = 0
+    clone_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    boot_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class PoolManager:
+    def __init__(
+        self,
+        pools: list[Pool],
+        providers: dict[str, Provider],
+        store: Store,
+        settings: ManagerSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pools: dict[str, Pool] = {p.name: p for p in pools}
+        self.providers = providers
+        self.store = store
+        self.settings = settings or ManagerSettings()
+        self.clock = clock
+        self.stats = Stats()
+        self.feeds = {name: FeedWatcher(self, name, p) for name, p in providers.items()}
+        self._inflight: set[str] = set()  # names whose create call is under way
+        self._busy: set[str] = set()  # names being destroyed or probed
+        self._dirty: set[str] = set(self.pools)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+
+    # -- life of the manager ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, recover from whatever the last run left, then run the loops."""
+        from corral.pools.recovery import recover
+
+        for provider in self.providers.values():
+            await provider.connect()
+        for watcher in self.feeds.values():
+            snapshot = await watcher.first_snapshot()
+            await recover(self, watcher.provider_name, snapshot)
+        self._loops = [asyncio.create_task(w.run(), name=f"feed-{w.provider_name}") for w in self.feeds.values()]
+        self._loops.append(asyncio.create_task(self._refill_loop(), name="refill"))
+        self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
+        self.started.set()
+        log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
+
+    async def stop(self) -> None:
+        for task in [*self._loops, *self._tasks]:
+            task.cancel()
+        for task in [*self._loops, *self._tasks]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops.clear()
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.close()
+
+    def spawn(self, coro: object, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def pool_changed(self, pool: str) -> None:
+        """Something changed in ``pool``: look at it at once."""
+        self._dirty.add(pool)
+        self._wake.set()
+
+    def set_pool_size(self, pool: str, size: int) -> None:
+        self.pools[pool] = dataclasses.replace(self.pools[pool], size=size)
+        self.pool_changed(pool)
+
+    # -- checkout and return ---------------------------------------------------------------
+    def checkout(self, wanted: list[str], *, token: str | None = None, user: str | None = None) -> list[Vm] | None:
+        """All or nothing: one ready VM per entry of ``wanted`` (pool names, repeats allowed)."""
+        counts: dict[str, int] = {}
+        for name in wanted:
+            counts[name] = counts.get(name, 0) + 1
+        lifetimes = {name: self.pools[name].lifetime_s for name in counts}
+        vms = self.store.checkout_many(list(counts.items()), now=self.clock(), lifetimes=lifetimes, token=token, user=user)
+        for name in counts:
+            self.pool_changed(name)
+        for vm in vms or ():
+            log.info("checked out", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
+        return vms
+
+    def return_vm(self, name: str) -> bool:
+        """A user is done with a checked-out VM: destroy it. False if it is not checked out."""
+        vm = self.store.transition(
+            name, (VmState.RUNNING, VmState.MIGRATING), VmState.COMPLETED,
+            completed_at=self.clock(), reason="returned",
+        )
+        if vm is None:
+            return False
+        log.info("returned", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
+        self.spawn(self.destroy(vm), f"destroy-{name}")
+        return True
+
+    # -- refill ----------------------------------------------------------------------------
+    async def _refill_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            try:
+                self._refill(dirty)
+            except Exception:  # keep the loop alive; the sweep retries
+                log.exception("refill failed")
+
+    def _refill(self, pools: set[str]) -> None:
+        counts = self.store.counts()
+        deficits: dict[str, int] = {}
+        for name in pools:
+            have = counts.get(name, {})
+            size = self.pools[name].size if name in self.pools else 0
+            level = have.get(VmState.READY, 0) + have.get(VmState.PENDING, 0)
+            if level > size:
+                self._remove_surplus(name, level - size)
+            elif level < size:
+                deficits[name] = size - level
+        slots = self.settings.task_limit - len(self._inflight)
+        if not deficits:
+            return
+        if slots <= 0:
+            self._dirty.update(deficits)  # look again when a clone finishes
+            return
+        wanted: list[str] = []
+        while slots > 0 and deficits:  # one VM per pool per round: no pool starves another
+            for name in list(deficits):
+                if slots == 0:
+                    break
+                wanted.append(name)
+                slots -= 1
+                deficits[name] -= 1
+                if deficits[name] == 0:
+                    del deficits[name]
+        self._dirty.update(deficits)
+        self._clone(wanted)
+
+    def _remove_surplus(self, pool: str, surplus: int) -> None:
+        candidates = [v for v in self.store.list_vms(pool=pool, states=(VmState.PENDING,)) if v.name not in self._inflight]
+        candidates.sort(key=lambda v: v.created_at, reverse=True)
+        candidates += sorted(self.store.list_vms(pool=pool, states=(VmState.READY,)), key=lambda v: v.ready_at or 0)
+        for vm in candidates[:surplus]:
+            log.info("removing surplus VM", extra={"pool": pool, "vm": vm.name})
+            self.spawn(self.destroy(vm, reason="pool size lowered"), f"destroy-{vm.name}")
+
+    def _clone(self, pool_names: list[str]) -> None:
+        by_provider: dict[str, list[Pool]] = {}
+        for name in pool_names:
+            pool = self.pools[name]
+            by_provider.setdefault(pool.provider, []).append(pool)
+        for provider_name, pools in by_provider.items():
+            hosts = self.feeds[provider_name].hosts.values()
+            specs = [VmSpec(new_hostname(self.settings.prefix), p.name, p.template, folder=p.folder) for p in pools]
+            placed = spread(hosts, [s.memory_mb for s in specs])
+            now = self.clock()
+            for spec, host in zip(specs, placed, strict=True):
+                if host is None:
+                    log.warning("no host can take a VM", extra={"pool": spec.pool})
+                    continue
+                self.store.add_vm(Vm(name=spec.name, pool=spec.pool, template=spec.template,
+                                     provider=provider_name, host=host, created_at=now))
+                self._inflight.add(spec.name)
+            by_name = {s.name: s for s in specs}
+            for host, names in group_by_host([s.name for s in specs], placed).items():
+                batch = [by_name[n] for n in names]
+                self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
+
+    async def _create(self, provider_name: str, host: str, specs: list[VmSpec]) -> None:
+        provider = self.providers[provider_name]
+        started = self.clock()
+        try:
+            try:
+                results = await provider.create_vms(host, specs)
+            except ProviderError as exc:
+                log.warning("clone call failed", extra={"host": host, "count": len(specs), "error": str(exc)})
+                results = None
+            now = self.clock()
+            outcome = {r.name: r for r in results} if results else {}
+            for spec in specs:
+                result = outcome.get(spec.name)
+                if result is not None and result.ok:
+                    self.store.update_vm(spec.name, cloned_at=now)
+                    self.stats.clones += 1
+                    self.stats.clone_seconds.append(now - started)
+                    log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
+                    self.feeds[provider_name].recheck(spec.name)
+                else:
+                    self.stats.clone_failures += 1
+                    reason = (result.error if result else None) or "clone call failed"
+                    vm = self.store.transition(spec.name, (VmState.PENDING,), VmState.FAILED, reason=reason)
+                    log.warning("clone failed", extra={"pool": spec.pool, "vm": spec.name, "host": host, "error": reason})
+                    if vm is not None:
+                        self.spawn(self.destroy(vm), f"destroy-{spec.name}")
+        finally:
+            for spec in specs:
+                self._inflight.discard(spec.name)
+                self._dirty.add(spec.pool)
+            self._wake.set()
+
+    # -- readiness -------------------------------------------------------------------------
+    async def check_ready(self, name: str, *, ask_provider: bool) -> None:
+        """Move a pending VM to ready if it is reachable.
+
+        ``ask_provider`` is False when the change feed already said the guest is up.
+        """
+        if name in self._inflight or name in self._busy:
+            return
+        vm = self.store.get_vm(name)
+        if vm is None or vm.state is not VmState.PENDING:
+            return
+        provider = self.providers[vm.provider]
+        self._busy.add(name)
+        try:
+            try:
+                ready = True if not ask_provider else await provider.vm_ready(name)
+                ip = self.feeds[vm.provider].vm_ip(name)
+                if ready and getattr(provider, "needs_tcp_probe", False):
+                    ready = ip is not None and await tcp_reachable(
+                        ip, self.settings.ready_check_port, self.settings.ready_check_timeout)
+            except VmNotFound:
+                return  # the feed or the sweep deals with vanished VMs
+            except ProviderError as exc:
+                log.debug("readiness check failed", extra={"vm": name, "error": str(exc)})
+                return
+            if not ready:
+                return
+            now = self.clock()
+            done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip)
+            if done is not None:
+                self.stats.boot_seconds.append(now - done.created_at)
+                log.info("ready", extra={"pool": done.pool, "vm": name, "host": done.host, "duration": now - done.created_at})
+                self.pool_changed(done.pool)
+        finally:
+            self._busy.discard(name)
+
+    # -- destroy ---------------------------------------------------------------------------
+    async def destroy(self, vm: Vm, *, reason: str | None = None) -> bool:
+        """Record the intent, destroy at the provider, record the result. Safe to repeat.
+
+        True when the provider had the VM and destroyed it.
+        """
+        if vm.name in self._busy:
+            return False
+        intent = DESTROY_INTENT.get(vm.state)
+        if intent is None:
+            return False
+        self._busy.add(vm.name)
+        try:
+            if vm.state is not intent:
+                fields: dict[str, object] = {"completed_at": self.clock()}
+                if reason:
+                    fields["reason"] = reason
+                moved = self.store.transition(vm.name, (vm.state,), intent, **fields)
+                if moved is None:
+                    return False  # someone else moved it first (e.g. it was checked out)
+                vm = moved
+                self.pool_changed(vm.pool)
+            started = self.clock()
+            found = True
+            try:
+                await self.providers[vm.provider].destroy_vm(vm.name)
+            except VmNotFound:
+                found = False
+            except ProviderError as exc:
+                log.warning("destroy failed, will retry", extra={"pool": vm.pool, "vm": vm.name, "error": str(exc)})
+                return False
+            now = self.clock()
+            if self.store.transition(vm.name, TO_DESTROY, VmState.DESTROYED, destroyed_at=now) is not None:
+                self.stats.destroyed += 1
+                log.info("destroyed", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host,
+                                             "duration": now - started, "reason": vm.reason})
+            return found
+        finally:
+            self._busy.discard(vm.name)
+
+    # -- the safety-net sweep --------------------------------------------------------------
+    async def _sweep_loop(self) -> None:
+        last_reconcile = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.check_interval)
+            try:
+                await self.sweep()
+                if time.monotonic() - last_reconcile >= self.settings.reconcile_interval:
+                    last_reconcile = time.monotonic()
+                    await self.reconcile()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Expire what is due, retry destroys, probe pending VMs, and look at every pool."""
+        now = self.clock()
+        for vm in self.store.list_vms(states=(VmState.PENDING, VmState.READY, VmState.RUNNING, *TO_DESTROY)):
+            if vm.name in self._inflight or vm.name in self._busy:
+                continue
+            pool = self.pools.get(vm.pool)
+            if vm.state in TO_DESTROY:
+                self.spawn(self.destroy(vm), f"destroy-{vm.name}")
+            elif vm.state is VmState.PENDING:
+                timeout = pool.timeout_s if pool else 0.0
+                if now - vm.created_at > timeout:
+                    self.spawn(self.destroy(vm, reason=f"not ready after {timeout:.0f}s"), f"destroy-{vm.name}")
+                else:
+                    self.spawn(self.check_ready(vm.name, ask_provider=True), f"ready-{vm.name}")
+            elif vm.state is VmState.READY:
+                ttl = pool.ready_ttl_s if pool else None
+                if ttl is not None and vm.ready_at is not None and now - vm.ready_at > ttl:
+                    self.spawn(self.destroy(vm, reason="ready_ttl expired"), f"destroy-{vm.name}")
+            elif vm.checkout_at is not None and vm.lifetime_s is not None and now - vm.checkout_at > vm.lifetime_s:
+                self.spawn(self.destroy(vm, reason="lifetime expired"), f"destroy-{vm.name}")
+        self.store.purge_destroyed(now - self.settings.data_ttl_s)
+        self._dirty.update(self.pools)
+        self._dirty.update(self.store.counts())
+        self._wake.set()
+
+    async def reconcile(self) -> None:
+        """Compare the store with each provider's full inventory (slow path)."""
+        from corral.pools.recovery import recover
+
+        for name, provider in self.providers.items():
+            taken = self.clock()
+            vms = await provider.list_vms()
+            await recover(self, name, vms, taken_at=taken)

@@ -1,0 +1,72 @@
+"""Assemble a running corral from its configuration: store, providers, pool manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.config import Config, ConfigError, sim_settings_data
+from corral.pools.manager import ManagerSettings, PoolManager
+from corral.providers.base import Provider
+from corral.store.base import Store
+
+
+@dataclass
+class Service:
+    config: Config
+    store: Store
+    providers: dict[str, Provider]
+    manager: PoolManager
+
+    async def start(self) -> None:
+        await self.manager.start()
+
+    async def stop(self) -> None:
+        await self.manager.stop()
+        self.store.close()
+
+
+def build_providers(config: Config) -> dict[str, Provider]:
+    """One provider object (one session) per configured endpoint that a pool uses."""
+    used = {config.pool_provider(p) for p in config.pools}
+    providers: dict[str, Provider] = {}
+    problems = []
+    for name in sorted(used):
+        cls = config.provider_class(name)
+        if cls == "sim":
+            from corral.providers.sim import SimProvider, SimSettings
+
+            settings = SimSettings.model_validate(sim_settings_data(config.providers[name]))
+            providers[name] = SimProvider(name, settings)
+        else:
+            problems.append(f"providers.{name}.provider_class: the {cls!r} provider is not available "
+                            "in this version of corral (available: sim)")
+    if problems:
+        raise ConfigError(problems)
+    return providers
+
+
+def build_store(config: Config) -> Store:
+    from corral.store.sqlite import SqliteStore
+
+    path = Path(config.store.path)
+    return SqliteStore(path)
+
+
+def manager_settings(config: Config) -> ManagerSettings:
+    g = config.config
+    return ManagerSettings(
+        task_limit=g.task_limit,
+        check_interval=g.check_interval,
+        prefix=g.prefix,
+        data_ttl_s=g.data_ttl * 3600.0,
+        ready_check_port=g.ready_check_port,
+        ready_check_timeout=g.ready_check_timeout,
+    )
+
+
+def build_service(config: Config) -> Service:
+    providers = build_providers(config)
+    store = build_store(config)
+    manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config))
+    return Service(config=config, store=store, providers=providers, manager=manager)
