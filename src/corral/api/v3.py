@@ -40,14 +40,14 @@ def _resolve(service: Service, requested: str) -> str | None:
 
 
 @router.get("/vm")
-def list_pools(request: Request) -> list[str]:
+async def list_pools(request: Request) -> list[str]:
     """The pool names (and aliases) a VM can be requested from."""
     pools = _service(request).manager.pools.values()
     return [p.name for p in pools] + [a for p in pools for a in p.alias]
 
 
 @router.post("/vm/{template}")
-def checkout(request: Request, template: str) -> JSONResponse:
+async def checkout(request: Request, template: str) -> JSONResponse:
     """Check out one VM per ``+``-separated pool name: all of them or none."""
     service = _service(request)
     requested = [t for t in template.split("+") if t]
@@ -73,7 +73,7 @@ def _short(hostname: str) -> str:
 
 
 @router.get("/vm/{hostname}")
-def vm_info(request: Request, hostname: str) -> JSONResponse:
+async def vm_info(request: Request, hostname: str) -> JSONResponse:
     service = _service(request)
     vm = service.store.get_vm(_short(hostname))
     if vm is None:
@@ -104,7 +104,7 @@ def _iso(ts: float) -> str:
 
 
 @router.delete("/vm/{hostname}")
-def return_vm(request: Request, hostname: str) -> JSONResponse:
+async def return_vm(request: Request, hostname: str) -> JSONResponse:
     """Schedule a checked-out VM for deletion; 404 for anything not checked out."""
     if not _service(request).manager.return_vm(_short(hostname)):
         return _fail(404)
@@ -115,7 +115,7 @@ STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status")
 
 
 @router.get("/status")
-def status(request: Request, view: str | None = Query(None)) -> JSONResponse:
+async def status(request: Request, view: str | None = Query(None)) -> JSONResponse:
     service = _service(request)
     manager = service.manager
     counts = service.store.counts()

@@ -107,6 +107,7 @@ class PoolManager:
         self._loops = [asyncio.create_task(w.run(), name=f"feed-{w.provider_name}") for w in self.feeds.values()]
         self._loops.append(asyncio.create_task(self._refill_loop(), name="refill"))
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
+        self._wake.set()  # every pool starts dirty
         self.started.set()
         log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
 

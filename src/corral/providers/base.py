@@ -94,6 +94,7 @@ class CreateResult:
     name: str
     ok: bool
     error: str | None = None
+    retryable: bool = True  # for a failure: whether creating it again may succeed
 
 
 @runtime_checkable

@@ -1,0 +1,1 @@
+"""Benchmarks on the simulator: corral against a baseline in the same run."""

@@ -1,0 +1,209 @@
+"""``corral bench fill``: how long filling pools takes, against the ideal and a baseline.
+
+Three figures come out of one run, on the same simulated cluster:
+
+- **corral**: the real pool manager (sqlite store in a temporary directory, event-driven
+  refill, bulk clone calls per host) fills the pools from empty;
+- **baseline**: a vmpooler-style loop on a fresh copy of the same cluster: one clone call
+  per VM, two fixed one-second pauses per clone, and each pool's pending VMs checked only
+  when its pool loop comes round (every ``check_loop_delay_min`` = 5 s);
+- **ideal**: the task_limit-bound lower limit,
+  ``ceil(vms / task_limit) * (create_call + create_per_vm) + boot``.
+
+All simulated latencies are multiplied by ``time_scale``; the ratios do not depend on it
+as long as corral's own overhead stays small against the simulated times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from corral.domain.models import Pool, VmSpec
+from corral.domain.states import VmState
+from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.names import new_hostname
+from corral.pools.placement import spread
+from corral.providers.sim import SimProvider, SimSettings
+from corral.store.sqlite import SqliteStore
+
+VMPOOLER_CLONE_SLEEPS_S = 2.0  # two hard-coded 1 s sleeps per clone in vmpooler's clone task
+VMPOOLER_POOL_CHECK_S = 5.0  # check_loop_delay_min: how often a pool's pending VMs are looked at
+
+
+@dataclass
+class FillResult:
+    vms: int
+    pools: int
+    task_limit: int
+    time_scale: float
+    ideal_s: float
+    corral_s: float
+    baseline_s: float
+    corral_calls_per_vm: float
+    baseline_calls_per_vm: float
+
+    @property
+    def corral_vs_ideal(self) -> float:
+        return self.corral_s / self.ideal_s
+
+    @property
+    def baseline_vs_corral(self) -> float:
+        return self.baseline_s / self.corral_s
+
+    def as_dict(self) -> dict[str, float | int]:
+        out = asdict(self)
+        out["corral_vs_ideal"] = round(self.corral_vs_ideal, 3)
+        out["baseline_vs_corral"] = round(self.baseline_vs_corral, 3)
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+    def report(self) -> str:
+        return (
+            f"fill {self.vms} VMs in {self.pools} pools, task_limit {self.task_limit}, time_scale {self.time_scale}\n"
+            f"  ideal    {self.ideal_s:8.3f} s\n"
+            f"  corral   {self.corral_s:8.3f} s  ({self.corral_vs_ideal:.2f} x ideal, "
+            f"{self.corral_calls_per_vm:.2f} provider calls per VM)\n"
+            f"  baseline {self.baseline_s:8.3f} s  ({self.baseline_vs_corral:.2f} x corral, "
+            f"{self.baseline_calls_per_vm:.2f} provider calls per VM)"
+        )
+
+    def append_markdown(self, path: Path, command: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or "| fill |" not in path.read_text()
+        with path.open("a") as fh:
+            if new:
+                fh.write("\n| fill | date | VMs | pools | task_limit | time_scale | ideal s | corral s | "
+                         "corral/ideal | baseline s | baseline/corral | calls/VM corral | calls/VM baseline |\n"
+                         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            fh.write(f"| fill | {time.strftime('%Y-%m-%d')} | {self.vms} | {self.pools} | {self.task_limit} | "
+                     f"{self.time_scale} | {self.ideal_s:.3f} | {self.corral_s:.3f} | {self.corral_vs_ideal:.2f} | "
+                     f"{self.baseline_s:.3f} | {self.baseline_vs_corral:.2f} | {self.corral_calls_per_vm:.2f} | "
+                     f"{self.baseline_calls_per_vm:.2f} |\n")
+            fh.write(f"\n`{command}`\n")
+
+
+def sim_settings(vms: int, time_scale: float) -> SimSettings:
+    hosts = max(4, math.ceil(vms * 2048 / (262144 * 0.5)))  # hosts stay under half full
+    return SimSettings.model_validate({
+        "time_scale": time_scale,
+        "hosts": hosts,
+        "template_defaults": {"cpus": 1, "memory_mb": 2048},
+        "latency": {"create_call": 0.5, "create_per_vm": 2.0, "boot": 10.0, "destroy": 1.0},
+    })
+
+
+def make_pools(vms: int, pools: int) -> list[Pool]:
+    sizes = [vms // pools + (1 if i < vms % pools else 0) for i in range(pools)]
+    return [Pool(name=f"pool-{i:03d}", template=f"tmpl-{i % 4}", size=s, provider="sim") for i, s in enumerate(sizes)]
+
+
+def ideal_seconds(vms: int, task_limit: int, settings: SimSettings) -> float:
+    lat = settings.latency
+    return (math.ceil(vms / task_limit) * (lat.create_call + lat.create_per_vm) + lat.boot) * settings.time_scale
+
+
+def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scale: float = 0.02,
+             progress: Callable[[str], None] | None = None) -> FillResult:
+    if vms < 1 or pools < 1 or pools > vms or task_limit < 1 or time_scale <= 0:
+        raise ValueError("need vms >= pools >= 1, task_limit >= 1 and time_scale > 0")
+    say = progress or (lambda _m: None)
+    settings = sim_settings(vms, time_scale)
+    say(f"corral: filling {vms} VMs in {pools} pools ...")
+    corral_s, corral_calls = asyncio.run(_corral_fill(vms, pools, task_limit, settings, say))
+    say(f"corral: {corral_s:.3f} s; baseline: filling the same pools ...")
+    baseline_s, baseline_calls = asyncio.run(_baseline_fill(vms, pools, task_limit, settings, say))
+    say(f"baseline: {baseline_s:.3f} s")
+    return FillResult(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale,
+                      ideal_s=ideal_seconds(vms, task_limit, settings), corral_s=corral_s, baseline_s=baseline_s,
+                      corral_calls_per_vm=corral_calls / vms, baseline_calls_per_vm=baseline_calls / vms)
+
+
+def _ready_total(store: SqliteStore) -> int:
+    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
+
+
+async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
+                       say: Callable[[str], None]) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
+        store = SqliteStore(Path(tmp) / "bench.db")
+        provider = SimProvider("sim", settings)
+        manager = PoolManager(make_pools(vms, pools), {"sim": provider}, store,
+                              ManagerSettings(task_limit=task_limit, check_interval=1.0, feed_timeout=5.0))
+        started = time.perf_counter()
+        await manager.start()
+        last = 0.0
+        try:
+            while (ready := _ready_total(store)) < vms:
+                if time.perf_counter() - last > 1.0:
+                    last = time.perf_counter()
+                    say(f"  corral: {ready}/{vms} ready")
+                await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - started
+            calls = sum(n for name, n in provider.calls.items() if name != "wait_for_updates")
+        finally:
+            await manager.stop()
+            store.close()
+    return elapsed, calls
+
+
+async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
+                         say: Callable[[str], None]) -> tuple[float, int]:
+    """vmpooler's shape: per-pool loops, one clone call per VM, pending VMs polled per pool."""
+    provider = SimProvider("sim", settings)
+    await provider.connect()
+    scale = settings.time_scale
+    slots = asyncio.Semaphore(task_limit)
+    cloning: dict[str, int] = {}
+    pending: dict[str, set[str]] = {}
+    ready: dict[str, set[str]] = {}
+    hosts = await provider.list_hosts()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def clone(pool: Pool) -> None:
+        try:
+            async with slots:
+                name = new_hostname()
+                (host,) = spread(hosts, [2048])
+                await provider.create_vms(host or hosts[0].name, [VmSpec(name, pool.name, pool.template)])
+                await asyncio.sleep(VMPOOLER_CLONE_SLEEPS_S * scale)
+                pending[pool.name].add(name)
+        finally:
+            cloning[pool.name] -= 1
+
+    async def pool_loop(pool: Pool) -> None:
+        cloning[pool.name], pending[pool.name], ready[pool.name] = 0, set(), set()
+        while True:
+            for name in list(pending[pool.name]):
+                if await provider.vm_ready(name):
+                    pending[pool.name].discard(name)
+                    ready[pool.name].add(name)
+            for _ in range(pool.size - cloning[pool.name] - len(pending[pool.name]) - len(ready[pool.name])):
+                cloning[pool.name] += 1
+                task = asyncio.create_task(clone(pool))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.sleep(VMPOOLER_POOL_CHECK_S * scale)
+
+    started = time.perf_counter()
+    loops = [asyncio.create_task(pool_loop(p)) for p in make_pools(vms, pools)]
+    last = 0.0
+    try:
+        while (done := sum(len(r) for r in ready.values())) < vms:
+            if time.perf_counter() - last > 1.0:
+                last = time.perf_counter()
+                say(f"  baseline: {done}/{vms} ready")
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - started
+    finally:
+        for task in [*loops, *tasks]:
+            task.cancel()
+        await asyncio.gather(*loops, *tasks, return_exceptions=True)
+        calls = sum(n for name, n in provider.calls.items() if name != "wait_for_updates")
+        await provider.close()
+    return elapsed, calls
+
