@@ -121,6 +121,7 @@ class PoolManager:
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.close()
+        log.info("manager stopped")
 
     def spawn(self, coro: object, name: str) -> None:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]

@@ -1,0 +1,134 @@
+"""Configuration: vmpooler files load unchanged, defaults match vmpooler's, errors name the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from corral.config import ConfigError, load_config, parse_config
+from helpers import REPO
+
+REFERENCE = REPO.parent / "shared" / "reference" / "vmpooler" / "vmpooler.yaml.example"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "corral.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_examples_load():
+    for name in ("quickstart.yaml", "vmpooler.yaml"):
+        config, warnings = load_config(REPO / "examples" / name)
+        assert config.pools and warnings == [], (name, warnings)
+
+
+def test_vmpooler_style_file_with_symbol_keys():
+    config, _ = load_config(REPO / "examples" / "vmpooler.yaml")
+    assert config.config.task_limit == 10 and config.config.prefix == "poolvm-"
+    pools = {p.name: p for p in config.domain_pools()}
+    debian = pools["debian-12-x86_64"]
+    assert debian.alias == ("debian-12-64", "debian-12-amd64")
+    assert debian.timeout_s == 15 * 60 and debian.ready_ttl_s == 1440 * 60
+    assert debian.lifetime_s == 12 * 3600, "vm_lifetime is in hours"
+    assert pools["centos-9-x86_64"].alias == ("centos-9-64",), "a single alias may be a string"
+    assert pools["centos-9-x86_64"].ready_ttl_s == 240 * 60, "the global ready_ttl applies"
+    assert config.provider_class("dummy") == "sim"
+    assert config.providers["vsphere"].model_extra["server"] == "vcenter.example.com"
+
+
+def test_vmpoolers_own_example_file_loads():
+    config, warnings = load_config(REFERENCE)
+    assert [p.name for p in config.pools] == ["debian-7-i386", "debian-7-x86_64"]
+    assert {p.provider for p in config.domain_pools()} == {"vsphere"}
+    assert not [w for w in warnings if "pools" in w or w.startswith("config.")], warnings
+
+
+def test_vmpooler_defaults():
+    config, _ = parse_config({":providers": {":sim": {"provider_class": "sim"}},
+                              ":pools": [{"name": "p", "template": "t", "size": 1}]})
+    (pool,) = config.domain_pools()
+    assert pool.timeout_s == 15 * 60 and pool.ready_ttl_s == 60 * 60 and pool.lifetime_s == 24 * 3600
+    assert config.config.task_limit == 10
+    assert pool.provider == "sim", "the only provider is the default"
+    assert config.store.type == "sqlite"
+
+
+def test_legacy_top_level_vsphere_section_becomes_a_provider():
+    config, _ = parse_config({":vsphere": {"server": "vc", "username": "u", "password": "p"},
+                              ":pools": [{"name": "p", "template": "t", "size": 1}]})
+    assert "vsphere" in config.providers and config.domain_pools()[0].provider == "vsphere"
+
+
+def test_all_problems_are_reported_at_once_with_paths_and_values():
+    doc = {
+        ":providers": {":sim": {"provider_class": "sim", "time_scale": -1, "latency": {"boot": "slow"}}},
+        ":config": {"task_limit": 0},
+        ":pools": [
+            {"name": "a", "template": "t", "size": 1},
+            {"name": "b", "template": "t", "size": 1, "alias": ["a"]},
+            {"name": "c", "template": "t", "size": -1},
+            {"name": "d", "size": 1, "provider": "nowhere"},
+        ],
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    problems = err.value.problems
+    assert "config.task_limit: must be >= 1, got 0" in problems
+    assert "pools[2].size: must be >= 0, got -1" in problems
+    assert "pools[3].template: required key is missing" in problems
+    assert "pools[1].alias: 'a' is already used by pool 'a'" in problems
+    assert any(p.startswith("pools[3].provider: no provider named 'nowhere'") for p in problems)
+    assert any(p.startswith("providers.sim.time_scale: must be > 0") for p in problems)
+    assert "providers.sim.latency.boot: must be a number, got 'slow'" in problems
+    assert len(problems) == 7, problems
+
+
+def test_secrets_are_never_echoed():
+    doc = {":redis": {"password": {"not": "a string"}}, ":providers": {":sim": {"provider_class": "sim"}}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    text = str(err.value)
+    assert "redis.password" in text and "not" not in text.replace("redis.password", "")
+
+
+def test_unknown_keys_are_warned_about_not_fatal():
+    config, warnings = parse_config({
+        ":providers": {":sim": {"provider_class": "sim", "hostz": 3}},
+        ":config": {"task_limt": 5, "vm_checktime": 1},
+        ":pools": [{"name": "p", "template": "t", "size": 1, "colour": "red", "datastore": "ds"}],
+    })
+    assert sorted(warnings) == sorted([
+        "config.task_limt: unknown key, ignored",
+        "pools[0].colour: unknown key, ignored",
+        "providers.sim.hostz: unknown key, ignored",
+    ])
+    assert config.pools[0].name == "p"
+
+
+def test_unknown_provider_class_is_an_error():
+    with pytest.raises(ConfigError) as err:
+        parse_config({":providers": {":x": {"provider_class": "ec2"}}})
+    assert err.value.problems == ["providers.x.provider_class: must be one of sim, dummy, vsphere, libvirt, got 'ec2'"]
+
+
+def test_config_check_cli_exit_codes(tmp_path: Path):
+    ok = run_cli("config", "check", str(REPO / "examples" / "quickstart.yaml"))
+    assert ok.returncode == 0 and "ok: 3 pools" in ok.stdout
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({":pools": [{"name": "p", "template": "t", "size": -1}]}))
+    out = run_cli("config", "check", str(bad))
+    assert out.returncode == 2
+    assert "pools[0].size: must be >= 0, got -1" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(":pools:\n  - name: [unclosed\n")
+    out = run_cli("config", "check", str(broken))
+    assert out.returncode == 2 and "not valid YAML (line" in out.stderr and "Traceback" not in out.stderr
+
+    missing = run_cli("config", "check", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
