@@ -1,0 +1,56 @@
+"""The simulator: corral's embedded default provider and its benchmark substrate.
+
+``SimProvider`` is an in-process, asyncio model of a virtualization cluster. It speaks the
+:class:`~corral.providers.base.Provider` protocol exactly as the vSphere and libvirt
+providers do, so everything above the provider layer runs unchanged against it.
+
+The model
+    A fixed set of hosts (``hosts``: a count, named ``sim-host-01``…, or an explicit list),
+    each with a CPU model, cores, MHz and memory. VMs are created in bulk on one host, sized
+    by their template (``templates``, else ``template_defaults``; with
+    ``strict_templates`` an unknown template fails the VM). A powered-on VM uses
+    ``cpus × host MHz × vm_cpu_load`` of its host's CPU and its ``memory_mb`` of memory.
+    A created or powered-on VM's guest becomes ready ``latency.boot`` seconds later.
+
+Time
+    Every latency is multiplied by ``time_scale`` (0.001 turns a 10 s boot into 10 ms) and
+    by a random factor within ``1 ± jitter``. Each call holds one of ``concurrency`` slots
+    while it sleeps, like calls on one endpoint session. Boots are ``loop.call_later``
+    timers, no threads. The ``timeout`` of ``wait_for_updates`` is real time, not scaled.
+
+Failures
+    ``failure_rates`` make single VM creates, boots, destroys and migrations fail at random
+    (``seed`` makes that repeatable). Tests inject failures on purpose with the hooks
+    ``fail_next``, ``stall``, ``set_host_down`` and ``inject_vm``; ``calls`` counts calls
+    per method, for "provider calls per VM" in benchmarks.
+
+The change feed
+    Every change to a VM or host appends to a bounded log (``feed.py``); ``wait_for_updates``
+    answers with the latest record of each VM and host changed since a version, a full
+    snapshot for a version it cannot answer, or an empty update after ``timeout``.
+
+Persistence
+    With ``state_file`` the VMs live in a small sqlite file, committed before each changing
+    call returns, so a simulator reopened on it after a crash finds the same VMs; boots
+    still running then finish on their original wall-clock deadline.
+"""
+
+from corral.providers.sim.provider import SimProvider
+from corral.providers.sim.settings import (
+    SimFailureRates,
+    SimHostOverride,
+    SimHostSettings,
+    SimLatency,
+    SimSettings,
+    SimTemplate,
+)
+
+__all__ = [
+    "SimFailureRates",
+    "SimHostOverride",
+    "SimHostSettings",
+    "SimLatency",
+    "SimProvider",
+    "SimSettings",
+    "SimTemplate",
+]

@@ -1,0 +1,363 @@
+"""``SimProvider``: the :class:`~corral.providers.base.Provider` over a simulated cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from corral.domain.models import VmSpec
+from corral.providers.base import (
+    CreateResult,
+    HostInfo,
+    InventoryUpdate,
+    ProviderError,
+    ProviderVm,
+)
+from corral.providers.sim.faults import Faults
+from corral.providers.sim.feed import ChangeFeed
+from corral.providers.sim.settings import SimSettings
+from corral.providers.sim.state_file import SimStateFile
+from corral.providers.sim.world import SimCluster, SimVm
+
+
+class SimProvider:
+    """An in-process virtualization cluster; see the package docstring for the model.
+
+    Calls need :meth:`connect` first. A VM's host must be up to power it on or off, and a
+    migration's target host must be up; a VM can be destroyed wherever it is.
+
+    Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
+    :meth:`inject_vm`; and :attr:`calls`, a counter of calls per public method name, with
+    :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit.
+    """
+
+    def __init__(self, name: str, settings: SimSettings | None = None) -> None:
+        self.name = name
+        self.settings = settings if settings is not None else SimSettings()
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0  # calls holding one of the `concurrency` slots now
+        self.peak_in_flight = 0  # the most that ever did at once
+        self._cluster = SimCluster(self.settings.host_settings(), self.settings.vm_cpu_load)
+        self._feed = ChangeFeed()
+        self._faults = Faults()
+        self._rng = random.Random(self.settings.seed)
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._boot_timers: dict[str, asyncio.TimerHandle] = {}
+        self._closing = asyncio.Event()  # set by close() to end the sleeps of calls in flight
+        self._state: SimStateFile | None = None
+        self._loaded = False
+        self._connected = False
+
+    # -- session ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the state file (if any), load its VMs once, and resume unfinished boots."""
+        self.calls["connect"] += 1
+        if self._connected:
+            return
+        if self.settings.state_file:
+            self._state = SimStateFile(self.settings.state_file)
+            if not self._loaded:
+                for vm in self._state.load():
+                    self._cluster.add(vm)
+        self._loaded = True
+        self._connected = True
+        self._closing = asyncio.Event()
+        now = time.time()
+        for vm in list(self._cluster.vms.values()):
+            if vm.boot_deadline is None:
+                continue
+            if vm.boot_deadline <= now:  # booted while nobody was watching
+                self._finish_boot(vm.name)
+            else:
+                self._schedule_boot(vm)
+
+    async def close(self) -> None:
+        """Cancel boot timers, close the state file, release feed waiters.
+
+        Calls still in flight end early with :class:`ProviderError` and change nothing.
+        """
+        self.calls["close"] += 1
+        if not self._connected:
+            return
+        self._connected = False
+        for timer in self._boot_timers.values():
+            timer.cancel()
+        self._boot_timers.clear()
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        self._closing.set()
+        self._feed.wake_all()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def list_hosts(self) -> list[HostInfo]:
+        async with self._call("list_hosts", "list_hosts"):
+            return self._cluster.host_infos()
+
+    async def list_vms(self) -> list[ProviderVm]:
+        async with self._call("list_vms", "list_vms"):
+            return [vm.view() for vm in self._cluster.vms.values()]
+
+    async def vm_ready(self, name: str) -> bool:
+        async with self._call("vm_ready", "vm_ready"):
+            return self._cluster.is_ready(self._cluster.vm(name))
+
+    async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
+        """The change feed. ``timeout`` is in real seconds (``time_scale`` does not apply).
+
+        A long poll does not take one of the ``concurrency`` slots.
+        """
+        self.calls["wait_for_updates"] += 1
+        self._require_open()
+        await self._sleep(self._faults.stall_of("wait_for_updates"))
+        self._faults.raise_if_failing("wait_for_updates")
+        changes = self._feed.since(version)
+        if changes is not None and changes.empty:
+            await self._feed.wait_past(self._feed.version, timeout)
+            changes = self._feed.since(version)
+        if changes is None:
+            return InventoryUpdate(
+                version=self._feed.version,
+                full=True,
+                vms=[vm.view() for vm in self._cluster.vms.values()],
+                hosts=self._cluster.host_infos(),
+            )
+        vms = self._cluster.vms
+        return InventoryUpdate(
+            version=self._feed.version,
+            vms=[vms[name].view() for name in changes.vms if name in vms],
+            removed_vms=[name for name in changes.vms if name not in vms],
+            hosts=[self._cluster.host_info(name) for name in changes.hosts],
+        )
+
+    # -- changes ---------------------------------------------------------------------------
+
+    async def create_vms(self, host: str, specs: list[VmSpec]) -> list[CreateResult]:
+        """Create, power on and start booting ``specs`` on ``host``; sized by their template."""
+        async with self._call("create_vms", "create"):
+            self._cluster.usable_host(host)
+            latency = self.settings.latency
+            await self._pause(latency.create_call + latency.create_per_vm * len(specs))
+            self._cluster.usable_host(host)  # it may have gone down meanwhile
+            results = [self._create_one(host, spec) for spec in specs]
+            created = [self._cluster.vms[result.name] for result in results if result.ok]
+            self._persist(created)
+            if created:
+                self._feed.touch_vms([vm.name for vm in created])
+                self._feed.touch("host", host)
+            return results
+
+    async def destroy_vm(self, name: str) -> None:
+        async with self._call("destroy_vm", "destroy"):
+            await self._pause(self.settings.latency.destroy)
+            vm = self._cluster.vm(name)
+            if self._chance(self.settings.failure_rates.destroy):
+                raise ProviderError(f"simulated failure destroying VM {name!r}")
+            self._cancel_boot(name)
+            self._cluster.remove(name)
+            if self._state is not None:
+                self._state.delete(name)
+            self._feed.touch("vm", name)
+            self._feed.touch("host", vm.host)
+
+    async def power_on(self, name: str) -> None:
+        """Power the VM on and start its boot; a VM already on is left alone."""
+        await self._set_power("power_on", name, on=True)
+
+    async def power_off(self, name: str) -> None:
+        await self._set_power("power_off", name, on=False)
+
+    async def migrate_vm(self, name: str, host: str) -> None:
+        """Move the VM, running, to ``host``; a guest keeps its boot state."""
+        async with self._call("migrate_vm", "migrate"):
+            self._cluster.vm(name)
+            self._cluster.usable_host(host)
+            await self._pause(self.settings.latency.migrate)
+            vm = self._cluster.vm(name)
+            self._cluster.usable_host(host)
+            if self._chance(self.settings.failure_rates.migrate):
+                raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}")
+            if vm.host == host:
+                return
+            source, vm.host = vm.host, host
+            self._persist([vm])
+            self._feed.touch("vm", name)
+            self._feed.touch("host", source)
+            self._feed.touch("host", host)
+
+    # -- test hooks ------------------------------------------------------------------------
+
+    def fail_next(self, op: str, count: int = 1) -> None:
+        """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
+
+        ``op`` is one of ``create``, ``destroy``, ``migrate``, ``power``, ``vm_ready``,
+        ``list_vms``, ``list_hosts``, ``wait_for_updates``.
+        """
+        self._faults.fail_next(op, count)
+
+    def stall(self, op: str, seconds: float) -> None:
+        """Make every call of ``op`` sleep ``seconds`` more real seconds; 0 clears it."""
+        self._faults.stall(op, seconds)
+
+    def set_host_down(self, host: str, down: bool = True) -> None:
+        """Take a host down (its VMs are not ready, creates on it fail) or bring it back.
+
+        Raises :class:`~corral.providers.base.HostUnavailable` for a host that does not exist.
+        """
+        target = self._cluster.host(host)
+        if target.up == (not down):
+            return
+        target.up = not down
+        self._feed.touch("host", host)
+
+    def inject_vm(
+        self, name: str, host: str, pool: str | None, template: str | None = None, guest_ready: bool = True
+    ) -> ProviderVm:
+        """Add a powered-on VM nobody asked corral to create (an orphan, for instance).
+
+        With ``guest_ready=False`` its guest stays unready until it is power-cycled. With a
+        ``state_file`` call this after :meth:`connect`, so that the VM is persisted.
+        """
+        if name in self._cluster.vms:
+            raise ValueError(f"VM {name!r} already exists")
+        self._cluster.host(host)
+        sizing = self.settings.template(template) if template else None
+        sizing = sizing or self.settings.template_defaults  # orphans ignore strict_templates
+        vm = SimVm(
+            name=name,
+            host=host,
+            pool=pool,
+            template=template,
+            cpus=sizing.cpus,
+            memory_mb=sizing.memory_mb,
+            ip=self._cluster.allocate_ip(),
+            created_at=time.time(),
+            guest_ready=guest_ready,
+        )
+        self._cluster.add(vm)
+        self._persist([vm])
+        self._feed.touch("vm", name)
+        self._feed.touch("host", host)
+        return vm.view()
+
+    # -- inside ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _call(self, method: str, op: str) -> AsyncIterator[None]:
+        """Count the call, hold a concurrency slot for it, and apply injected faults."""
+        self.calls[method] += 1
+        self._require_open()
+        async with self._slots:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                await self._sleep(self._faults.stall_of(op))
+                self._faults.raise_if_failing(op)
+                yield
+            finally:
+                self.in_flight -= 1
+
+    def _require_open(self) -> None:
+        if not self._connected:
+            raise ProviderError(f"simulator {self.name!r} is not connected", retryable=False)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep an operation's latency, scaled and jittered."""
+        await self._sleep(self._scaled(seconds))
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep real seconds; raise :class:`ProviderError` if the provider closes meanwhile."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._closing.wait(), seconds)
+            except TimeoutError:
+                pass
+        self._require_open()
+
+    def _scaled(self, seconds: float) -> float:
+        jitter = self.settings.jitter
+        factor = self._rng.uniform(1 - jitter, 1 + jitter) if jitter else 1.0
+        return seconds * self.settings.time_scale * factor
+
+    def _chance(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+    def _persist(self, vms: list[SimVm]) -> None:
+        if self._state is not None and vms:
+            self._state.save(vms)
+
+    def _create_one(self, host: str, spec: VmSpec) -> CreateResult:
+        if spec.name in self._cluster.vms:
+            return CreateResult(spec.name, ok=False, error=f"VM {spec.name!r} already exists", retryable=False)
+        sizing = self.settings.template(spec.template)
+        if sizing is None:
+            return CreateResult(spec.name, ok=False, error=f"template {spec.template!r} not found", retryable=False)
+        if self._chance(self.settings.failure_rates.create):
+            return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}")
+        vm = SimVm(
+            name=spec.name,
+            host=host,
+            pool=spec.pool,
+            template=spec.template,
+            cpus=sizing.cpus,
+            memory_mb=sizing.memory_mb,
+            ip=self._cluster.allocate_ip(),
+            created_at=time.time(),
+        )
+        self._cluster.add(vm)
+        self._start_boot(vm)
+        return CreateResult(spec.name, ok=True)
+
+    async def _set_power(self, method: str, name: str, *, on: bool) -> None:
+        async with self._call(method, "power"):
+            await self._pause(self.settings.latency.power)
+            vm = self._cluster.vm(name)
+            self._cluster.usable_host(vm.host)
+            if vm.powered_on == on:
+                return
+            vm.powered_on = on
+            if on:
+                self._start_boot(vm)
+            else:
+                self._cancel_boot(name)
+                vm.guest_ready = False
+                vm.boot_deadline = None
+            self._persist([vm])
+            self._feed.touch("vm", name)
+            self._feed.touch("host", vm.host)
+
+    def _start_boot(self, vm: SimVm) -> None:
+        """Start the guest's boot; with the boot failure rate it never finishes."""
+        self._cancel_boot(vm.name)
+        vm.guest_ready = False
+        vm.boot_deadline = None
+        if self._chance(self.settings.failure_rates.boot):
+            return
+        vm.boot_deadline = time.time() + self._scaled(self.settings.latency.boot)
+        self._schedule_boot(vm)
+
+    def _schedule_boot(self, vm: SimVm) -> None:
+        assert vm.boot_deadline is not None
+        delay = max(0.0, vm.boot_deadline - time.time())
+        self._boot_timers[vm.name] = asyncio.get_running_loop().call_later(delay, self._finish_boot, vm.name)
+
+    def _cancel_boot(self, name: str) -> None:
+        timer = self._boot_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _finish_boot(self, name: str) -> None:
+        self._boot_timers.pop(name, None)
+        vm = self._cluster.vms.get(name)
+        if vm is None or vm.boot_deadline is None:
+            return
+        vm.guest_ready = True
+        vm.boot_deadline = None
+        self._persist([vm])
+        self._feed.touch("vm", name)

@@ -1,0 +1,1 @@
+"""Provider tests: the shared contract and each provider's own behaviour."""

@@ -1,0 +1,455 @@
+"""What the simulator does beyond the shared contract: its knobs, hooks and persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pydantic import ValidationError
+
+from corral.domain.models import VmSpec
+from corral.providers.base import HostUnavailable, ProviderError
+from corral.providers.sim import SimProvider, SimSettings
+
+from .contract import FeedReader, eventually
+
+MakeSim = Callable[..., Awaitable[SimProvider]]
+HOST = "sim-host-01"
+
+
+def spec(name: str, template: str = "tmpl") -> VmSpec:
+    return VmSpec(name=name, pool="pool-a", template=template)
+
+
+@pytest_asyncio.fixture
+async def make_sim() -> AsyncIterator[MakeSim]:
+    """Connected simulators from keyword settings (``time_scale`` 0.001 unless given)."""
+    made: list[SimProvider] = []
+
+    async def make(**settings: Any) -> SimProvider:
+        settings.setdefault("time_scale", 0.001)
+        sim = SimProvider("sim-test", SimSettings(**settings))
+        await sim.connect()
+        made.append(sim)
+        return sim
+
+    yield make
+    for sim in made:
+        await sim.close()
+
+
+async def until_ready(sim: SimProvider, name: str, timeout: float = 2.0) -> None:
+    async def ready() -> bool:
+        return await sim.vm_ready(name)
+
+    await eventually(ready, timeout)
+
+
+async def host(sim: SimProvider, name: str = HOST) -> Any:
+    return next(h for h in await sim.list_hosts() if h.name == name)
+
+
+async def vm(sim: SimProvider, name: str) -> Any:
+    return next(v for v in await sim.list_vms() if v.name == name)
+
+
+# -- time ------------------------------------------------------------------------------
+
+
+async def test_time_scale_shrinks_every_latency(make_sim: MakeSim) -> None:
+    sim = await make_sim(time_scale=0.01, latency={"create_call": 1, "create_per_vm": 1})
+    started = time.monotonic()
+    results = await sim.create_vms(HOST, [spec(f"vm-{i}") for i in range(5)])
+    elapsed = time.monotonic() - started
+    assert all(r.ok for r in results)
+    assert 0.06 <= elapsed < 1.0
+
+
+async def test_jitter_stays_within_its_band(make_sim: MakeSim) -> None:
+    sim = await make_sim(time_scale=0.01, jitter=0.5, seed=1, latency={"destroy": 10})
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    started = time.monotonic()
+    await sim.destroy_vm("vm-1")
+    assert 0.045 <= time.monotonic() - started < 0.5
+
+
+async def test_a_long_poll_waits_real_seconds_not_scaled_ones(make_sim: MakeSim) -> None:
+    sim = await make_sim(time_scale=0.001)
+    snapshot = await sim.wait_for_updates(None, 1)
+    started = time.monotonic()
+    assert (await sim.wait_for_updates(snapshot.version, 0.2)).empty
+    assert time.monotonic() - started >= 0.18
+
+
+# -- failure rates and templates -------------------------------------------------------
+
+
+async def test_create_failure_rate_one_fails_every_vm(make_sim: MakeSim) -> None:
+    sim = await make_sim(failure_rates={"create": 1.0})
+    results = await sim.create_vms(HOST, [spec("vm-1"), spec("vm-2"), spec("vm-3")])
+    assert [r.ok for r in results] == [False] * 3
+    assert all(r.error and r.retryable for r in results)
+    assert await sim.list_vms() == []
+
+
+async def test_boot_failure_rate_one_means_never_ready(make_sim: MakeSim) -> None:
+    sim = await make_sim(failure_rates={"boot": 1.0}, latency={"boot": 10})  # 10 ms
+    assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok
+    await asyncio.sleep(0.1)
+    assert not await sim.vm_ready("vm-1")
+    record = await vm(sim, "vm-1")
+    assert record.powered_on and not record.guest_ready
+
+
+async def test_destroy_and_migrate_failure_rates_leave_the_vm_alone(make_sim: MakeSim) -> None:
+    sim = await make_sim(failure_rates={"destroy": 1.0, "migrate": 1.0})
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    with pytest.raises(ProviderError):
+        await sim.destroy_vm("vm-1")
+    with pytest.raises(ProviderError):
+        await sim.migrate_vm("vm-1", "sim-host-02")
+    assert (await vm(sim, "vm-1")).host == HOST
+
+
+async def test_strict_templates_fail_unknown_templates(make_sim: MakeSim) -> None:
+    sim = await make_sim(strict_templates=True, templates={"small": {"cpus": 1, "memory_mb": 512}})
+    ok, missing = await sim.create_vms(HOST, [spec("vm-1", "small"), spec("vm-2", "missing")])
+    assert ok.ok
+    assert not missing.ok and missing.error == "template 'missing' not found" and not missing.retryable
+    used = await host(sim)
+    assert used.memory_used_mb == 512 and used.vm_count == 1
+    assert used.cpu_used_mhz == pytest.approx(1 * 2600 * 0.25)
+
+
+async def test_unknown_templates_use_the_defaults_when_not_strict(make_sim: MakeSim) -> None:
+    sim = await make_sim(template_defaults={"cpus": 4, "memory_mb": 1000}, vm_cpu_load=0.5)
+    assert (await sim.create_vms(HOST, [spec("vm-1", "anything")]))[0].ok
+    used = await host(sim)
+    assert used.memory_used_mb == 1000
+    assert used.cpu_used_mhz == pytest.approx(4 * 2600 * 0.5)
+
+
+async def test_a_powered_off_vm_uses_no_cpu_or_memory(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    await sim.power_off("vm-1")
+    used = await host(sim)
+    assert used.memory_used_mb == 0 and used.cpu_used_mhz == 0 and used.vm_count == 1
+
+
+# -- hosts -----------------------------------------------------------------------------
+
+
+async def test_a_host_count_names_the_hosts(make_sim: MakeSim) -> None:
+    sim = await make_sim(hosts=3)
+    hosts = await sim.list_hosts()
+    assert [h.name for h in hosts] == ["sim-host-01", "sim-host-02", "sim-host-03"]
+    assert {(h.cpu_model, h.cores, h.mhz, h.memory_mb) for h in hosts} == {("sim-cpu-v1", 32, 2600, 262144)}
+
+
+async def test_host_lists_defaults_and_overrides_combine(make_sim: MakeSim) -> None:
+    sim = await make_sim(
+        hosts=[{"name": "a"}, {"name": "b", "cores": 8}],
+        host_defaults={"memory_mb": 1000},
+        host_overrides={"a": {"cpu_model": "epyc"}, "b": {"memory_mb": 2000}},
+    )
+    a, b = await sim.list_hosts()
+    assert (a.name, a.cpu_model, a.cores, a.memory_mb) == ("a", "epyc", 32, 1000)
+    assert (b.name, b.cpu_model, b.cores, b.memory_mb) == ("b", "sim-cpu-v1", 8, 2000)
+
+
+async def test_a_down_host_takes_no_vms_and_its_vms_are_not_ready(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    await sim.create_vms(HOST, [spec("vm-1")])
+    await until_ready(sim, "vm-1")
+    feed = FeedReader(sim)
+    await feed.read()
+
+    sim.set_host_down(HOST)
+    assert not await sim.vm_ready("vm-1")
+    with pytest.raises(HostUnavailable):
+        await sim.create_vms(HOST, [spec("vm-2")])
+    with pytest.raises(HostUnavailable):
+        await sim.migrate_vm("vm-1", HOST)
+    update = await feed.read()
+    assert [(h.name, h.up) for h in update.hosts] == [(HOST, False)]
+
+    sim.set_host_down(HOST, down=False)
+    assert await sim.vm_ready("vm-1")
+    assert (await sim.create_vms(HOST, [spec("vm-2")]))[0].ok
+    await feed.until(lambda f: f.hosts[HOST].up, timeout=1)
+
+
+async def test_an_unknown_host_is_unavailable(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    with pytest.raises(HostUnavailable, match="no-such-host"):
+        await sim.create_vms("no-such-host", [spec("vm-1")])
+
+
+async def test_migration_moves_the_vms_use_between_hosts(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    await sim.create_vms(HOST, [spec("vm-1")])
+    await sim.migrate_vm("vm-1", "sim-host-02")
+    assert (await host(sim)).memory_used_mb == 0
+    assert (await host(sim, "sim-host-02")).memory_used_mb == 4096
+
+
+# -- hooks -----------------------------------------------------------------------------
+
+
+async def test_fail_next_fails_exactly_that_many_calls(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.fail_next("create", 2)
+    for _ in range(2):
+        with pytest.raises(ProviderError, match="injected failure"):
+            await sim.create_vms(HOST, [spec("vm-1")])
+    assert await sim.list_vms() == []
+    assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok
+
+    sim.fail_next("power")
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.power_off("vm-1")
+    await sim.power_off("vm-1")
+
+    sim.fail_next("list_vms")
+    with pytest.raises(ProviderError):
+        await sim.list_vms()
+    assert len(await sim.list_vms()) == 1
+
+    with pytest.raises(ValueError, match="unknown operation"):
+        sim.fail_next("reboot")
+
+
+async def test_stall_slows_calls_until_cleared(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.stall("list_vms", 0.2)
+    started = time.monotonic()
+    await sim.list_vms()
+    assert time.monotonic() - started >= 0.19
+    sim.stall("list_vms", 0)
+    started = time.monotonic()
+    await sim.list_vms()
+    assert time.monotonic() - started < 0.1
+
+
+async def test_injected_vms_look_like_any_other(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    feed = FeedReader(sim)
+    await feed.read()
+    injected = sim.inject_vm("orphan-1", HOST, "pool-a", template="tmpl")
+    assert injected.pool == "pool-a" and injected.guest_ready and injected.ip
+    assert await vm(sim, "orphan-1") == injected
+    assert await sim.vm_ready("orphan-1")
+    await feed.until(lambda f: "orphan-1" in f.vms, timeout=1)
+    assert (await host(sim)).memory_used_mb == 4096
+
+    sim.inject_vm("stuck-1", HOST, None, guest_ready=False)
+    assert not await sim.vm_ready("stuck-1")
+    with pytest.raises(ValueError, match="already exists"):
+        sim.inject_vm("orphan-1", HOST, "pool-a")
+
+
+async def test_calls_are_counted_per_method(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    await sim.create_vms(HOST, [spec("vm-1"), spec("vm-2")])
+    await sim.vm_ready("vm-1")
+    await sim.vm_ready("vm-2")
+    await sim.destroy_vm("vm-1")
+    with pytest.raises(ProviderError):
+        await sim.destroy_vm("vm-1")
+    assert sim.calls["create_vms"] == 1
+    assert sim.calls["vm_ready"] == 2
+    assert sim.calls["destroy_vm"] == 2
+    assert sim.calls["list_vms"] == 0
+
+
+async def test_concurrency_limits_calls_in_flight(make_sim: MakeSim) -> None:
+    sim = await make_sim(concurrency=2)
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.stall("vm_ready", 0.1)
+    observed: list[int] = []
+    calls = asyncio.gather(*(sim.vm_ready("vm-1") for _ in range(5)))
+    started = time.monotonic()
+    while not calls.done():
+        observed.append(sim.in_flight)
+        await asyncio.sleep(0.005)
+    assert await calls == [True] * 5
+    assert max(observed) == 2 and sim.peak_in_flight == 2
+    assert time.monotonic() - started >= 0.25  # three rounds of 0.1 s
+
+
+async def test_a_long_poll_does_not_hold_a_slot(make_sim: MakeSim) -> None:
+    sim = await make_sim(concurrency=1)
+    snapshot = await sim.wait_for_updates(None, 1)
+    poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 5))
+    await asyncio.sleep(0.01)
+    assert await asyncio.wait_for(sim.list_vms(), 0.5) == []
+    sim.set_host_down(HOST)
+    assert (await asyncio.wait_for(poll, 1)).hosts[0].name == HOST
+
+
+# -- the feed --------------------------------------------------------------------------
+
+
+async def test_a_delta_holds_one_latest_record_per_object(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    snapshot = await sim.wait_for_updates(None, 1)
+    await sim.create_vms(HOST, [spec("vm-1")])
+    await sim.power_off("vm-1")
+    await sim.power_on("vm-1")
+    await sim.power_off("vm-1")
+    update = await sim.wait_for_updates(snapshot.version, 1)
+    assert [(v.name, v.powered_on) for v in update.vms] == [("vm-1", False)]
+    assert [(h.name, h.vm_count, h.memory_used_mb) for h in update.hosts] == [(HOST, 1, 0)]
+    assert update.version > snapshot.version
+
+
+async def test_versions_it_cannot_answer_get_a_full_snapshot(make_sim: MakeSim) -> None:
+    first = await make_sim()
+    kept = (await first.wait_for_updates(None, 1)).version
+    first.inject_vm("vm-1", HOST, "pool-a")
+    restarted = await make_sim()  # another generation, as after a restart
+    assert (await restarted.wait_for_updates(kept, 1)).full
+    current = (await first.wait_for_updates(None, 1)).version
+    assert (await first.wait_for_updates(current + 1000, 1)).full  # from the future
+
+    for i in range(10_001):  # more changes than the log keeps
+        first.set_host_down(HOST, down=i % 2 == 0)
+    update = await first.wait_for_updates(current, 1)
+    assert update.full and {v.name for v in update.vms} == {"vm-1"}
+
+
+async def test_close_releases_waiters_and_calls_in_flight(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"boot": 10_000})
+    await sim.create_vms(HOST, [spec("vm-1")])
+    snapshot = await sim.wait_for_updates(None, 1)
+    poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 30))
+    sim.stall("create", 30)
+    create = asyncio.create_task(sim.create_vms(HOST, [spec("vm-2")]))
+    await asyncio.sleep(0.01)
+    await sim.close()
+    assert (await asyncio.wait_for(poll, 1)).empty
+    with pytest.raises(ProviderError, match="not connected"):
+        await asyncio.wait_for(create, 1)
+    with pytest.raises(ProviderError, match="not connected"):
+        await sim.list_vms()
+    await sim.connect()
+    assert [v.name for v in await sim.list_vms()] == ["vm-1"]
+
+
+# -- persistence -----------------------------------------------------------------------
+
+
+async def test_the_world_survives_a_reopen_and_boots_finish(tmp_path: Path) -> None:
+    settings = SimSettings(time_scale=0.001, latency={"boot": 300}, state_file=str(tmp_path / "sim.db"))
+    before = SimProvider("sim", settings)
+    await before.connect()
+    await before.create_vms(HOST, [spec("booted"), spec("off"), spec("gone")])
+    await before.create_vms("sim-host-02", [spec("moved")])
+    await until_ready(before, "booted")
+    await before.power_off("off")
+    await before.destroy_vm("gone")
+    await before.migrate_vm("moved", "sim-host-03")
+    await before.create_vms(HOST, [spec("booting")])
+    kept = {v.name: v for v in await before.list_vms()}
+    await before.close()
+
+    after = SimProvider("sim", settings)
+    await after.connect()
+    try:
+        found = {v.name: v for v in await after.list_vms()}
+        assert set(found) == {"booted", "off", "moved", "booting"}
+        for name in ("booted", "off"):
+            assert found[name] == kept[name]
+        assert found["moved"].host == "sim-host-03" and found["moved"].guest_ready
+        assert await after.vm_ready("booted")
+        assert not await after.vm_ready("off")
+        assert not await after.vm_ready("booting")
+        await until_ready(after, "booting")
+        assert (await after.create_vms(HOST, [spec("booted")]))[0].error == "VM 'booted' already exists"
+    finally:
+        await after.close()
+
+
+async def test_a_create_interrupted_in_its_sleep_creates_nothing(tmp_path: Path) -> None:
+    settings = SimSettings(latency={"create_call": 30}, state_file=str(tmp_path / "sim.db"))
+    sim = SimProvider("sim", settings)
+    await sim.connect()
+    create = asyncio.create_task(sim.create_vms(HOST, [spec("vm-1")]))
+    await asyncio.sleep(0.05)
+    create.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await create
+    await sim.close()
+
+    reopened = SimProvider("sim", settings)
+    await reopened.connect()
+    assert await reopened.list_vms() == []
+    await reopened.close()
+
+
+async def test_vms_survive_kill_9(tmp_path: Path) -> None:
+    state = tmp_path / "sim.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from corral.domain.models import VmSpec
+        from corral.providers.sim import SimProvider, SimSettings
+
+        async def main():
+            sim = SimProvider("sim", SimSettings(time_scale=0.001, state_file={str(state)!r}))
+            await sim.connect()
+            await sim.create_vms("sim-host-01", [VmSpec("vm-1", "p", "t"), VmSpec("vm-2", "p", "t")])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.returncode == -9, done.stderr.decode()
+
+    sim = SimProvider("sim", SimSettings(time_scale=0.001, state_file=str(state)))
+    await sim.connect()
+    try:
+        assert sorted(v.name for v in await sim.list_vms()) == ["vm-1", "vm-2"]
+        await until_ready(sim, "vm-2")
+    finally:
+        await sim.close()
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "where", "says"),
+    [
+        ({"time_scale": -1}, ("time_scale",), "greater than 0"),
+        ({"time_scale": 0}, ("time_scale",), "greater than 0"),
+        ({"failure_rates": {"create": 1.5}}, ("failure_rates", "create"), "less than or equal to 1"),
+        ({"jitter": 2}, ("jitter",), "less than or equal to 1"),
+        ({"concurrency": 0}, ("concurrency",), "greater than or equal to 1"),
+        ({"latency": {"boot": -1}}, ("latency", "boot"), "greater than or equal to 0"),
+        ({"host_overrides": {"sim-host-09": {"cores": 4}}}, ("host_overrides",), "'sim-host-09'"),
+        ({"hosts": [{"name": "a"}, {"cores": 2}]}, ("hosts",), "needs a name"),
+        ({"hosts": [{"name": "a"}, {"name": "a"}]}, ("hosts",), "repeated: a"),
+    ],
+)
+def test_invalid_settings_are_explained(settings: dict[str, Any], where: tuple[str, ...], says: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SimSettings(**settings)
+    errors = caught.value.errors()
+    assert any(e["loc"][: len(where)] == where and says in e["msg"] for e in errors), errors
+
+
+def test_unknown_keys_are_kept_for_the_config_layer() -> None:
+    settings = SimSettings.model_validate({"filename": "/tmp/x", "latency": {"boot": 1}})
+    assert settings.model_extra == {"filename": "/tmp/x"}
+    assert settings.latency.boot == 1
