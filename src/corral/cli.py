@@ -129,7 +129,7 @@ def bench_fill(
     vms: Annotated[int, typer.Option(help="VMs in all pools together.")] = 500,
     pools: Annotated[int, typer.Option(help="Number of pools.")] = 10,
     task_limit: Annotated[int, typer.Option(help="Clones in flight at most.")] = 10,
-    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).")] = 0.01,
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).")] = 0.02,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Append a result row to this markdown file.")] = None,
 ) -> None:

@@ -65,12 +65,24 @@ async def vm(sim: SimProvider, name: str) -> Any:
 
 
 async def test_time_scale_shrinks_every_latency(make_sim: MakeSim) -> None:
-    sim = await make_sim(time_scale=0.01, latency={"create_call": 1, "create_per_vm": 1})
+    sim = await make_sim(time_scale=0.01, host_clone_slots=1, latency={"create_call": 1, "create_per_vm": 1})
     started = time.monotonic()
     results = await sim.create_vms(HOST, [spec(f"vm-{i}") for i in range(5)])
     elapsed = time.monotonic() - started
     assert all(r.ok for r in results)
     assert 0.06 <= elapsed < 1.0
+
+
+async def test_a_host_runs_clone_slots_clones_side_by_side(make_sim: MakeSim) -> None:
+    # 5 clones, 2 at a time: 3 rounds of 10 simulated seconds after a 1 s call cost
+    sim = await make_sim(time_scale=0.01, host_clone_slots=2, latency={"create_call": 1, "create_per_vm": 10})
+    started = time.monotonic()
+    await sim.create_vms(HOST, [spec(f"vm-{i}") for i in range(5)])
+    elapsed = time.monotonic() - started
+    assert 0.31 <= elapsed < 0.39 + 0.3
+    started = time.monotonic()
+    await sim.create_vms(HOST, [spec(f"vm-x{i}") for i in range(2)])
+    assert 0.11 <= time.monotonic() - started < 0.2 + 0.3, "two clones fit in one round"
 
 
 async def test_jitter_stays_within_its_band(make_sim: MakeSim) -> None:

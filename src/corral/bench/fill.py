@@ -92,6 +92,7 @@ def sim_settings(vms: int, time_scale: float) -> SimSettings:
     return SimSettings.model_validate({
         "time_scale": time_scale,
         "hosts": hosts,
+        "concurrency": 64,  # the endpoint limit must not throttle either side
         "template_defaults": {"cpus": 1, "memory_mb": 2048},
         "latency": {"create_call": 0.5, "create_per_vm": 2.0, "boot": 10.0, "destroy": 1.0},
     })

@@ -6,7 +6,9 @@ providers do, so everything above the provider layer runs unchanged against it.
 
 The model
     A fixed set of hosts (``hosts``: a count, named ``sim-host-01``…, or an explicit list),
-    each with a CPU model, cores, MHz and memory. VMs are created in bulk on one host, sized
+    each with a CPU model, cores, MHz and memory. VMs are created in bulk on one host (a call
+    costs ``create_call``, then the host clones ``host_clone_slots`` VMs side by side, each
+    taking ``create_per_vm``), sized
     by their template (``templates``, else ``template_defaults``; with
     ``strict_templates`` an unknown template fails the VM). A powered-on VM uses
     ``cpus × host MHz × vm_cpu_load`` of its host's CPU and its ``memory_mb`` of memory.

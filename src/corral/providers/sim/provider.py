@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -143,7 +144,8 @@ class SimProvider:
         async with self._call("create_vms", "create"):
             self._cluster.usable_host(host)
             latency = self.settings.latency
-            await self._pause(latency.create_call + latency.create_per_vm * len(specs))
+            rounds = math.ceil(len(specs) / self.settings.host_clone_slots)
+            await self._pause(latency.create_call + latency.create_per_vm * rounds)
             self._cluster.usable_host(host)  # it may have gone down meanwhile
             results = [self._create_one(host, spec) for spec in specs]
             created = [self._cluster.vms[result.name] for result in results if result.ok]

@@ -48,7 +48,7 @@ class SimLatency(_SimModel):
     """How long each operation takes, in seconds, before ``time_scale`` and jitter."""
 
     create_call: Seconds = 0.5  # fixed cost of one create_vms call
-    create_per_vm: Seconds = 2.0  # added per VM in the call
+    create_per_vm: Seconds = 2.0  # one clone; a host runs ``host_clone_slots`` clones side by side
     boot: Seconds = 10.0  # from create (or power on) until the guest is ready
     destroy: Seconds = 1.0
     migrate: Seconds = 5.0
@@ -94,6 +94,7 @@ class SimSettings(_SimModel):
     jitter: Probability = 0.0
     failure_rates: SimFailureRates = Field(default_factory=SimFailureRates)
     concurrency: int = Field(8, ge=1)
+    host_clone_slots: int = Field(8, ge=1)
     vm_cpu_load: float = Field(0.25, ge=0)
     state_file: str | None = None
     seed: int | None = None
