@@ -1,0 +1,95 @@
+"""The corral command: serve on real configs, log formats, bench output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from corral.logs import JsonFormatter, TextFormatter
+from helpers import REPO, free_port, quick_config
+
+
+def corral(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "corral.cli", *args], capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
+def test_serve_refuses_a_bad_config_with_status_2(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({":pools": [{"name": "p", "template": "t", "size": "many"}]}))
+    out = corral("serve", "--config", str(bad), "--port", str(free_port()))
+    assert out.returncode == 2
+    assert "pools[0].size: must be a whole number, got 'many'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
+    out = corral("serve", "--config", str(REPO / "examples" / "vmpooler.yaml"), "--port", str(free_port()))
+    assert out.returncode == 2
+    assert "'vsphere' provider is not available" in out.stderr
+    assert "not-a-real-password" not in out.stderr + out.stdout
+
+
+def test_serve_with_json_logs_fills_pools_and_serves(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(quick_config(tmp_path, [{"name": "p", "template": "t", "size": 2}])))
+    port = free_port()
+    log = tmp_path / "log.jsonl"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--port",
+                                 str(port), "--log-format", "json"], stderr=fh, stdout=fh)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()["pools"]["p"]["ready"] == 2:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        resp = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/p")
+        assert resp.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    ready = [r for r in records if r["msg"] == "ready"]
+    assert len(ready) >= 2 and {"pool", "vm", "host", "duration", "ts", "level"} <= set(ready[0])
+    assert any(r["msg"] == "checked out" and r["pool"] == "p" for r in records)
+
+
+def _record(**extra) -> logging.LogRecord:
+    record = logging.LogRecord("corral.pool", logging.INFO, __file__, 1, "ready", None, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_log_lines_carry_the_facts_and_hide_secrets():
+    text = TextFormatter().format(_record(pool="debian", vm="abc", duration=1.23456, password="hunter2"))
+    assert "ready pool=debian vm=abc duration=1.235s" in text
+    assert "hunter2" not in text and "password=<redacted>" in text
+    doc = json.loads(JsonFormatter().format(_record(pool="debian", token="s3cret")))
+    assert doc["pool"] == "debian" and doc["token"] == "<redacted>" and doc["msg"] == "ready"
+
+
+def test_bench_fill_prints_json_last(tmp_path: Path):
+    out = corral("bench", "fill", "--vms", "40", "--pools", "4", "--task-limit", "5", "--time-scale", "0.005",
+                 "--json", "--output", str(tmp_path / "b.md"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["vms"] == 40 and result["pools"] == 4
+    # nothing can beat the simulated lower bound, and both sides did real work
+    assert result["corral_s"] >= result["ideal_s"] * 0.95
+    assert result["baseline_s"] >= result["ideal_s"] * 0.95
+    assert result["baseline_calls_per_vm"] >= 2, "one clone call and at least one readiness call per VM"
+    assert "| fill |" in (tmp_path / "b.md").read_text()
