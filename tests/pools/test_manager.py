@@ -64,8 +64,8 @@ async def test_task_limit_bounds_clones_in_flight(harness, pool_factory):
                                   settings=ManagerSettings(task_limit=3, check_interval=0.05, feed_timeout=1))
     peak = 0
     while sum(ready_counts(harness.store).values()) < 24:
-        peak = max(peak, len(manager._inflight))
-        assert len(manager._inflight) <= 3
+        peak = max(peak, manager.clones_in_flight)
+        assert manager.clones_in_flight <= 3
         await asyncio.sleep(0.001)
     assert peak == 3
 

@@ -129,7 +129,7 @@ async def status(request: Request, view: str | None = Query(None)) -> JSONRespon
         body["capacity"] = {"current": ready, "total": size,
                             "percent": round(100.0 * ready / size, 1) if size else 0.0}
     if "queue" in wanted:
-        cloning = len(manager._inflight)
+        cloning = manager.clones_in_flight
         queue = {"pending": pending, "cloning": cloning, "booting": max(pending - cloning, 0),
                  "ready": ready, "running": total(VmState.RUNNING) + total(VmState.MIGRATING),
                  "completed": total(VmState.COMPLETED) + total(VmState.FAILED)}

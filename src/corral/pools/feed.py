@@ -89,7 +89,7 @@ class FeedWatcher:
     def vanished(self, name: str) -> None:
         """A VM left the provider without corral destroying it."""
         manager = self.manager
-        if name in manager._inflight or name in manager._busy:
+        if manager.busy(name):
             return
         record = manager.store.get_vm(name)
         if record is None or record.state not in LIVE:

@@ -128,6 +128,14 @@ class PoolManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def busy(self, name: str) -> bool:
+        """True while a clone, destroy or readiness check of ``name`` is under way."""
+        return name in self._inflight or name in self._busy
+
+    @property
+    def clones_in_flight(self) -> int:
+        return len(self._inflight)
+
     def pool_changed(self, pool: str) -> None:
         """Something changed in ``pool``: look at it at once."""
         self._dirty.add(pool)
@@ -272,7 +280,7 @@ class PoolManager:
 
         ``ask_provider`` is False when the change feed already said the guest is up.
         """
-        if name in self._inflight or name in self._busy:
+        if self.busy(name):
             return
         vm = self.store.get_vm(name)
         if vm is None or vm.state is not VmState.PENDING:
@@ -359,7 +367,7 @@ class PoolManager:
         """Expire what is due, retry destroys, probe pending VMs, and look at every pool."""
         now = self.clock()
         for vm in self.store.list_vms(states=(VmState.PENDING, VmState.READY, VmState.RUNNING, *TO_DESTROY)):
-            if vm.name in self._inflight or vm.name in self._busy:
+            if self.busy(vm.name):
                 continue
             pool = self.pools.get(vm.pool)
             if vm.state in TO_DESTROY:

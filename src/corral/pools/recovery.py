@@ -38,10 +38,9 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
     present = {v.name: v for v in vms}
     records = [r for r in manager.store.list_vms(states=ACTIVE) if r.provider == provider_name]
     known = {r.name for r in records}
-    busy = manager._inflight | manager._busy
     finished = lost = 0
     for record in records:
-        if record.name in busy:
+        if manager.busy(record.name):
             continue
         if taken_at is not None and (record.cloned_at or record.created_at) >= taken_at:
             continue
@@ -60,7 +59,7 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
                 manager.store.update_vm(record.name, host=vm.host)
             if record.state is VmState.PENDING and vm.powered_on and vm.guest_ready:
                 manager.spawn(manager.check_ready(record.name, ask_provider=False), f"ready-{record.name}")
-    orphans = [v for v in vms if v.pool in manager.pools and v.name not in known and v.name not in busy]
+    orphans = [v for v in vms if v.pool in manager.pools and v.name not in known and not manager.busy(v.name)]
     for vm in orphans:
         manager.spawn(_destroy_orphan(manager, provider_name, vm), f"orphan-{vm.name}")
     if finished or lost or orphans:
