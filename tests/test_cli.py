@@ -92,4 +92,5 @@ def test_bench_fill_prints_json_last(tmp_path: Path):
     assert result["corral_s"] >= result["ideal_s"] * 0.95
     assert result["baseline_s"] >= result["ideal_s"] * 0.95
     assert result["baseline_calls_per_vm"] >= 2, "one clone call and at least one readiness call per VM"
-    assert "| fill |" in (tmp_path / "b.md").read_text()
+    table = (tmp_path / "b.md").read_text()
+    assert "| corral/ideal |" in table and "`corral bench fill --vms 40" in table

@@ -65,6 +65,13 @@ def test_several_pools_alias_and_domain(server):
     assert server.client.get(f"/vm/{fqdn}").json()["ok"] is True
 
 
+def test_interleaved_pools_get_hostnames_of_their_own_pool(server):
+    body = server.client.post("/vm/debian-12+ubuntu+debian-12").json()
+    ubuntu = body["ubuntu"]["hostname"].split(".")[0]
+    assert server.service.store.get_vm(ubuntu).pool == "ubuntu"
+    assert {server.service.store.get_vm(n).pool for n in body["debian-12"]["hostname"]} == {"debian-12"}
+
+
 def test_unknown_pool_is_404_and_empty_pool_is_503(server):
     assert server.client.post("/vm/nope").status_code == 404
     assert server.client.post("/vm/debian+nope").status_code == 404

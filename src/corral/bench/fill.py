@@ -73,18 +73,32 @@ class FillResult:
         )
 
     def append_markdown(self, path: Path, command: str) -> None:
+        """Add a row (with the command that produced it) to the fill table of ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or "| fill |" not in path.read_text()
-        with path.open("a") as fh:
-            if new:
-                fh.write("\n| fill | date | VMs | pools | task_limit | time_scale | ideal s | corral s | "
-                         "corral/ideal | baseline s | baseline/corral | calls/VM corral | calls/VM baseline |\n"
-                         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-            fh.write(f"| fill | {time.strftime('%Y-%m-%d')} | {self.vms} | {self.pools} | {self.task_limit} | "
-                     f"{self.time_scale} | {self.ideal_s:.3f} | {self.corral_s:.3f} | {self.corral_vs_ideal:.2f} | "
-                     f"{self.baseline_s:.3f} | {self.baseline_vs_corral:.2f} | {self.corral_calls_per_vm:.2f} | "
-                     f"{self.baseline_calls_per_vm:.2f} |\n")
-            fh.write(f"\n`{command}`\n")
+        text = path.read_text() if path.exists() else ""
+        row = (f"| {time.strftime('%Y-%m-%d')} | {self.vms} | {self.pools} | {self.task_limit} | {self.time_scale} | "
+               f"{self.ideal_s:.3f} | {self.corral_s:.3f} | {self.corral_vs_ideal:.2f} | {self.baseline_s:.3f} | "
+               f"{self.baseline_vs_corral:.2f} | {self.corral_calls_per_vm:.2f} | {self.baseline_calls_per_vm:.2f} | "
+               f"`{command}` |\n")
+        if FILL_TABLE_HEADER not in text:
+            text += ("\n" if text and not text.endswith("\n\n") else "") + FILL_TABLE_HEADER
+        else:  # insert after the table's last row
+            head, tail = text.split(FILL_TABLE_HEADER, 1)
+            rows = []
+            rest = tail.splitlines(keepends=True)
+            while rest and rest[0].startswith("|"):
+                rows.append(rest.pop(0))
+            text = head + FILL_TABLE_HEADER + "".join(rows) + row + "".join(rest)
+            path.write_text(text)
+            return
+        path.write_text(text + row)
+
+
+FILL_TABLE_HEADER = (
+    "| date | VMs | pools | task_limit | time_scale | ideal s | corral s | corral/ideal | baseline s | "
+    "baseline/corral | calls/VM corral | calls/VM baseline | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
 
 
 def sim_settings(vms: int, time_scale: float) -> SimSettings:

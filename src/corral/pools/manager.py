@@ -147,13 +147,11 @@ class PoolManager:
 
     # -- checkout and return ---------------------------------------------------------------
     def checkout(self, wanted: list[str], *, token: str | None = None, user: str | None = None) -> list[Vm] | None:
-        """All or nothing: one ready VM per entry of ``wanted`` (pool names, repeats allowed)."""
-        counts: dict[str, int] = {}
-        for name in wanted:
-            counts[name] = counts.get(name, 0) + 1
-        lifetimes = {name: self.pools[name].lifetime_s for name in counts}
-        vms = self.store.checkout_many(list(counts.items()), now=self.clock(), lifetimes=lifetimes, token=token, user=user)
-        for name in counts:
+        """All or nothing: one ready VM per entry of ``wanted`` (pool names, repeats allowed), in order."""
+        lifetimes = {name: self.pools[name].lifetime_s for name in wanted}
+        vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
+                                       token=token, user=user)
+        for name in lifetimes:
             self.pool_changed(name)
         for vm in vms or ():
             log.info("checked out", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
