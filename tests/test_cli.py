@@ -38,6 +38,20 @@ def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
     assert "not-a-real-password" not in out.stderr + out.stdout
 
 
+def test_serve_names_a_store_it_cannot_open(tmp_path: Path):
+    not_a_db = tmp_path / "not-a-db"
+    not_a_db.write_text("hello, this is not sqlite" * 100)
+    for path, reason in ((not_a_db, "not a database"), (not_a_db / "sub" / "x.db", "Not a directory")):
+        doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1}])
+        doc[":store"] = {"path": str(path)}
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump(doc))
+        out = corral("serve", "--config", str(cfg), "--port", str(free_port()))
+        assert out.returncode == 2, out.stderr
+        assert "store.path: cannot open the sqlite store" in out.stderr and reason in out.stderr
+        assert "Traceback" not in out.stderr
+
+
 def test_serve_with_json_logs_fills_pools_and_serves(tmp_path: Path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(quick_config(tmp_path, [{"name": "p", "template": "t", "size": 2}])))

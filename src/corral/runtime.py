@@ -47,10 +47,15 @@ def build_providers(config: Config) -> dict[str, Provider]:
 
 
 def build_store(config: Config) -> Store:
+    from corral.store.base import StoreError
     from corral.store.sqlite import SqliteStore
 
     path = Path(config.store.path)
-    return SqliteStore(path)
+    try:
+        return SqliteStore(path)
+    except (OSError, StoreError) as exc:
+        detail = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
 
 
 def manager_settings(config: Config) -> ManagerSettings:

@@ -182,3 +182,11 @@ async def test_host_down_makes_ready_vms_there_unusable(harness, pool_factory):
     await harness.wait_full()
     fresh = harness.store.list_vms(pool="a", states=[VmState.READY])
     assert all(v.host != host for v in fresh)
+
+
+async def test_a_failing_change_feed_is_retried(harness, pool_factory):
+    manager = await harness.start([pool_factory("a", 3)],
+                                  settings=ManagerSettings(task_limit=10, check_interval=60, feed_timeout=1))
+    harness.provider.fail_next("wait_for_updates", 2)
+    await harness.wait_full()  # readiness comes only from the feed here: the sweep is a minute away
+    assert manager.feeds["sim"].updates > 1

@@ -43,18 +43,21 @@ class FeedWatcher:
         while True:
             try:
                 update = await self.provider.wait_for_updates(self.version, self.manager.settings.feed_timeout)
+                backoff = 0.5
+                if update.empty:
+                    self.version = update.version
+                    continue
+                gone = self.apply(update)
+                self.react(update, gone)
             except ProviderError as exc:
                 log.warning("change feed failed, retrying", extra={"provider": self.provider_name,
                                                                    "error": str(exc), "retry_in": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+            except Exception:  # a bug must not stop the feed for good; the sweep covers meanwhile
+                log.exception("change feed handling failed, retrying", extra={"provider": self.provider_name})
+            else:
                 continue
-            backoff = 0.5
-            if update.empty:
-                self.version = update.version
-                continue
-            gone = self.apply(update)
-            self.react(update, gone)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
     def apply(self, update: InventoryUpdate) -> list[str]:
         """Fold an update into the view; returns the names of VMs that left."""

@@ -374,7 +374,8 @@ class PoolManager:
                 timeout = pool.timeout_s if pool else 0.0
                 if now - vm.created_at > timeout:
                     self.spawn(self.destroy(vm, reason=f"not ready after {timeout:.0f}s"), f"destroy-{vm.name}")
-                else:
+                elif now - (vm.cloned_at or vm.created_at) >= self.settings.check_interval:
+                    # the feed said nothing about this one for a while: ask the provider
                     self.spawn(self.check_ready(vm.name, ask_provider=True), f"ready-{vm.name}")
             elif vm.state is VmState.READY:
                 ttl = pool.ready_ttl_s if pool else None
