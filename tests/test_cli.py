@@ -108,3 +108,31 @@ def test_bench_fill_prints_json_last(tmp_path: Path):
     assert result["baseline_calls_per_vm"] >= 2, "one clone call and at least one readiness call per VM"
     table = (tmp_path / "b.md").read_text()
     assert "| corral/ideal |" in table and "`corral bench fill --vms 40" in table
+
+
+def test_quickstart_config_fills_and_hands_out_a_vm(tmp_path: Path):
+    """What `make run` starts: the example config, run from a fresh working directory."""
+    port = free_port()
+    log = tmp_path / "log.txt"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config",
+                                 str(REPO / "examples" / "quickstart.yaml"), "--port", str(port)],
+                                stderr=fh, stdout=fh, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()["status"]["ok"]:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        body = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/debian-12").json()
+        assert body["ok"] is True and len(body["debian-12"]["hostname"]) == 15
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    assert (tmp_path / "var" / "quickstart.db").exists()
+    text = log.read_text()
+    assert " ready " in text and "pool=debian-12" in text and "Traceback" not in text

@@ -243,6 +243,7 @@ class PoolManager:
     async def _create(self, provider_name: str, host: str, specs: list[VmSpec]) -> None:
         provider = self.providers[provider_name]
         started = self.clock()
+        log.info("cloning", extra={"host": host, "count": len(specs), "pools": ",".join(sorted({s.pool for s in specs}))})
         try:
             try:
                 results = await provider.create_vms(host, specs)
