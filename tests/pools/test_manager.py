@@ -190,3 +190,22 @@ async def test_a_failing_change_feed_is_retried(harness, pool_factory):
     harness.provider.fail_next("wait_for_updates", 2)
     await harness.wait_full()  # readiness comes only from the feed here: the sweep is a minute away
     assert manager.feeds["sim"].updates > 1
+
+
+async def test_periodic_reconcile_finds_orphans_and_spares_vms_being_cloned(harness, pool_factory):
+    sim = sim_settings(latency={"create_call": 5.0, "create_per_vm": 5.0, "boot": 20.0})  # 10 ms clones
+    manager = await harness.start([pool_factory("a", 10)], sim=sim,
+                                  settings=ManagerSettings(task_limit=4, check_interval=60, feed_timeout=1))
+    # reconcile over and over while clones are in flight: none of them may be taken for lost
+    while sum(ready_counts(harness.store).values()) < 10:
+        await manager.reconcile()
+        await asyncio.sleep(0.002)
+    assert manager.stats.vanished == 0
+    assert not harness.store.list_vms(states=[VmState.DESTROYED, VmState.FAILED, VmState.COMPLETED])
+
+    host = harness.store.list_vms(states=[VmState.READY])[0].host
+    harness.provider.inject_vm("late-orphan", host, "a")
+    await manager.reconcile()
+    await eventually(lambda: manager.stats.orphans_destroyed == 1)
+    assert "late-orphan" not in {v.name for v in await harness.provider.list_vms()}
+    assert ready_counts(harness.store) == {"a": 10}

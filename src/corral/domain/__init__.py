@@ -7,10 +7,11 @@ from corral.domain.events import (
     VmStateChanged,
 )
 from corral.domain.models import Host, Pool, Template, Vm, VmSpec
-from corral.domain.states import ACTIVE_STATES, TRANSITIONS, VmState, can_move
+from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, VmState, can_move
 
 __all__ = [
     "ACTIVE_STATES",
+    "DESTROY_INTENT_STATES",
     "TRANSITIONS",
     "Event",
     "Host",

@@ -44,6 +44,10 @@ TRANSITIONS: dict[VmState, frozenset[VmState]] = {
 ACTIVE_STATES: frozenset[VmState] = frozenset(s for s in VmState if s is not VmState.DESTROYED)
 
 
+# States that record the intent to destroy a VM: it is (or may still be) at the provider.
+DESTROY_INTENT_STATES: tuple[VmState, ...] = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
+
+
 def can_move(src: VmState, dst: VmState) -> bool:
     """True when the lifecycle allows moving a VM from ``src`` to ``dst``."""
     return dst in TRANSITIONS[src]

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corral.domain.models import Pool, Vm, VmSpec
-from corral.domain.states import VmState
+from corral.domain.states import DESTROY_INTENT_STATES, VmState
 from corral.pools.feed import FeedWatcher
 from corral.pools.names import new_hostname
 from corral.pools.placement import group_by_host, spread
@@ -42,7 +42,6 @@ DESTROY_INTENT: dict[VmState, VmState] = {
     VmState.COMPLETED: VmState.COMPLETED,
     VmState.DISCOVERED: VmState.DISCOVERED,
 }
-TO_DESTROY = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
 
 
 @dataclass(slots=True)
@@ -341,7 +340,7 @@ class PoolManager:
                 log.warning("destroy failed, will retry", extra={"pool": vm.pool, "vm": vm.name, "error": str(exc)})
                 return False
             now = self.clock()
-            if self.store.transition(vm.name, TO_DESTROY, VmState.DESTROYED, destroyed_at=now) is not None:
+            if self.store.transition(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, destroyed_at=now) is not None:
                 self.stats.destroyed += 1
                 log.info("destroyed", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host,
                                              "duration": now - started, "reason": vm.reason})
@@ -365,11 +364,11 @@ class PoolManager:
     async def sweep(self) -> None:
         """Expire what is due, retry destroys, probe pending VMs, and look at every pool."""
         now = self.clock()
-        for vm in self.store.list_vms(states=(VmState.PENDING, VmState.READY, VmState.RUNNING, *TO_DESTROY)):
+        for vm in self.store.list_vms(states=(VmState.PENDING, VmState.READY, VmState.RUNNING, *DESTROY_INTENT_STATES)):
             if self.busy(vm.name):
                 continue
             pool = self.pools.get(vm.pool)
-            if vm.state in TO_DESTROY:
+            if vm.state in DESTROY_INTENT_STATES:
                 self.spawn(self.destroy(vm), f"destroy-{vm.name}")
             elif vm.state is VmState.PENDING:
                 timeout = pool.timeout_s if pool else 0.0

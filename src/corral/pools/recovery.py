@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from corral.domain.models import Vm
-from corral.domain.states import VmState
+from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, VmState
 from corral.providers.base import ProviderVm
 
 if TYPE_CHECKING:
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.recovery")
 
-ACTIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING,
-          VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
-TO_DESTROY = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
 
 
 async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm],
@@ -36,7 +33,7 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
     Records newer than the snapshot, and VMs with a step under way, are left alone.
     """
     present = {v.name: v for v in vms}
-    records = [r for r in manager.store.list_vms(states=ACTIVE) if r.provider == provider_name]
+    records = [r for r in manager.store.list_vms(states=ACTIVE_STATES) if r.provider == provider_name]
     known = {r.name for r in records}
     finished = lost = 0
     for record in records:
@@ -45,7 +42,7 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
         if taken_at is not None and (record.cloned_at or record.created_at) >= taken_at:
             continue
         vm = present.get(record.name)
-        if record.state in TO_DESTROY:
+        if record.state in DESTROY_INTENT_STATES:
             finished += 1
             manager.spawn(manager.destroy(record), f"destroy-{record.name}")
         elif vm is None:
@@ -61,16 +58,19 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
                 manager.spawn(manager.check_ready(record.name, ask_provider=False), f"ready-{record.name}")
     orphans = [v for v in vms if v.pool in manager.pools and v.name not in known and not manager.busy(v.name)]
     for vm in orphans:
-        manager.spawn(_destroy_orphan(manager, provider_name, vm), f"orphan-{vm.name}")
+        manager.spawn(_destroy_orphan(manager, provider_name, vm, taken_at), f"orphan-{vm.name}")
     if finished or lost or orphans:
         log.info("reconciled", extra={"provider": provider_name, "unfinished_destroys": finished,
                                       "lost": lost, "orphans": len(orphans)})
 
 
-async def _destroy_orphan(manager: PoolManager, provider_name: str, vm: ProviderVm) -> None:
+async def _destroy_orphan(manager: PoolManager, provider_name: str, vm: ProviderVm,
+                          taken_at: float | None) -> None:
     existing = manager.store.get_vm(vm.name)
     if existing is not None and existing.state is not VmState.DESTROYED:
         return  # known after all (recorded since the snapshot)
+    if existing is not None and taken_at is not None and (existing.destroyed_at or 0.0) >= taken_at:
+        return  # corral destroyed it after the snapshot was read
     record = Vm(name=vm.name, pool=vm.pool or "", template=vm.template or "", state=VmState.DISCOVERED,
                 provider=provider_name, host=vm.host, ip=vm.ip, created_at=manager.clock(),
                 reason="orphan: unknown to the store")
