@@ -31,16 +31,35 @@ def sim_settings(**overrides: Any) -> SimSettings:
     return SimSettings.model_validate(data)
 
 
+def _polls(timeout: float):  # type: ignore[no-untyped-def]
+    """Yield until ``timeout`` seconds have passed (the caller sleeps between polls)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        yield
+
+
+def _timed_out(timeout: float, value: Any) -> AssertionError:
+    return AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
     """Poll ``check`` until it returns something truthy; fail with its last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
     value = None
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
+    for _ in _polls(timeout):
+        if value := check():
             return value
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+    raise _timed_out(timeout, value)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """:func:`eventually` for code that is not async."""
+    value = None
+    for _ in _polls(timeout):
+        if value := check():
+            return value
+        time.sleep(interval)
+    raise _timed_out(timeout, value)
 
 
 def ready_counts(store: SqliteStore) -> dict[str, int]:
@@ -130,11 +149,4 @@ class ServerThread:
         self.thread.join(timeout=15)
 
     def wait(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.01)
-        raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        return wait_until(check, timeout)
