@@ -7,19 +7,31 @@ import logging
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
 from corral.logs import JsonFormatter, TextFormatter
-from helpers import REPO, free_port, quick_config
+from helpers import REPO, free_port, quick_config, wait_until
 
 
 def corral(*args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "corral.cli", *args], capture_output=True, text=True,
                           timeout=120, **kw)
+
+
+def wait_for_status(port: int, proc: subprocess.Popen, log: Path, ready, timeout: float) -> None:
+    """Poll a served corral's /status until ``ready(status)``; fail at once if the process died."""
+
+    def probe() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return bool(ready(httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()))
+        except httpx.HTTPError:
+            return False
+
+    wait_until(probe, timeout, interval=0.05)
 
 
 def test_serve_refuses_a_bad_config_with_status_2(tmp_path: Path):
@@ -61,15 +73,7 @@ def test_serve_with_json_logs_fills_pools_and_serves(tmp_path: Path):
         proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--port",
                                  str(port), "--log-format", "json"], stderr=fh, stdout=fh)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()["pools"]["p"]["ready"] == 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+        wait_for_status(port, proc, log, lambda st: st["pools"]["p"]["ready"] == 2, timeout=30)
         resp = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/p")
         assert resp.status_code == 200
     finally:
@@ -119,15 +123,7 @@ def test_quickstart_config_fills_and_hands_out_a_vm(tmp_path: Path):
                                  str(REPO / "examples" / "quickstart.yaml"), "--port", str(port)],
                                 stderr=fh, stdout=fh, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()["status"]["ok"]:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+        wait_for_status(port, proc, log, lambda st: st["status"]["ok"], timeout=60)
         body = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/debian-12").json()
         assert body["ok"] is True and len(body["debian-12"]["hostname"]) == 15
     finally:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from corral.domain.models import Pool
+
+if TYPE_CHECKING:
+    from corral.providers.sim import SimSettings
 
 SYMBOL_RE = re.compile(r"^:[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_HINTS = ("password", "secret", "token", "key")
@@ -148,6 +151,12 @@ class Config(_Section):
     # -- derived views -------------------------------------------------------------------
     def provider_class(self, name: str) -> str:
         return raw_provider_class(name, {"provider_class": self.providers[name].provider_class})
+
+    def sim_settings(self, name: str) -> SimSettings:
+        """The simulator settings of provider ``name`` (its keys beside ``provider_class``)."""
+        from corral.providers.sim import SimSettings
+
+        return SimSettings.model_validate(self.providers[name].model_extra or {})
 
     def pool_provider(self, pool: PoolSettings) -> str:
         return pool.provider or default_provider(self.providers)
@@ -297,11 +306,6 @@ def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
     return problems
 
 
-def sim_settings_data(settings: ProviderSettings) -> dict[str, Any]:
-    """The keys of a provider entry that belong to the simulator."""
-    return {k: v for k, v in (settings.model_extra or {}).items()}
-
-
 def format_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
     """pydantic errors as ``path: rule, got value`` lines."""
     lines = []
@@ -375,9 +379,7 @@ def collect_warnings(config: Config) -> list[str]:
                     walk(item, f"{sub}[{key}]" if isinstance(key, int) else f"{sub}.{key}")
 
     walk(config, "")
-    for name, settings in config.providers.items():
+    for name in config.providers:
         if config.provider_class(name) == "sim":
-            from corral.providers.sim import SimSettings
-
-            walk(SimSettings.model_validate(sim_settings_data(settings)), f"providers.{name}")
+            walk(config.sim_settings(name), f"providers.{name}")
     return warnings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.config import Config, ConfigError, sim_settings_data
+from corral.config import Config, ConfigError
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
 from corral.store.base import Store
@@ -34,10 +34,9 @@ def build_providers(config: Config) -> dict[str, Provider]:
     for name in sorted(used):
         cls = config.provider_class(name)
         if cls == "sim":
-            from corral.providers.sim import SimProvider, SimSettings
+            from corral.providers.sim import SimProvider
 
-            settings = SimSettings.model_validate(sim_settings_data(config.providers[name]))
-            providers[name] = SimProvider(name, settings)
+            providers[name] = SimProvider(name, config.sim_settings(name))
         else:
             problems.append(f"providers.{name}.provider_class: the {cls!r} provider is not available "
                             "in this version of corral (available: sim)")

@@ -91,7 +91,6 @@ class PoolManager:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self.started = asyncio.Event()
 
     # -- life of the manager ---------------------------------------------------------------
     async def start(self) -> None:
@@ -107,7 +106,6 @@ class PoolManager:
         self._loops.append(asyncio.create_task(self._refill_loop(), name="refill"))
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
         self._wake.set()  # every pool starts dirty
-        self.started.set()
         log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
 
     async def stop(self) -> None:
