@@ -51,12 +51,11 @@ class GlobalSettings(_Section):
 
     known_unused = frozenset(
         {
-            "logfile", "vm_checktime", "vm_lifetime_auth", "allowed_tags", "migration_limit",
+            "logfile", "vm_checktime", "migration_limit",
             "max_tries", "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
-            "check_loop_delay_decay", "experimental_features", "purge_unconfigured_folders",
-            "purge_unconfigured_resources", "backend_weight", "usage_stats", "request_logger",
-            "max_lifetime_upper_limit", "extra_config", "max_ondemand_instances_per_request",
-            "ondemand_request_ttl", "ondemand_clone_limit", "clone_target", "create_folders",
+            "check_loop_delay_decay", "purge_unconfigured_folders",
+            "purge_unconfigured_resources", "usage_stats",
+            "extra_config", "clone_target", "create_folders",
             "create_template_delta_disks", "create_linked_clones", "manage_host_selection",
             "host_selection_max_age", "utilization_limit", "timeout_notification",
             "max_vm_retries", "circuit_breaker_enabled", "circuit_breaker_failure_threshold",
@@ -79,6 +78,25 @@ class GlobalSettings(_Section):
     ready_check_port: int = Field(22, ge=1, le=65535)
     ready_check_timeout: float = Field(5.0, gt=0)
     data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
+    # the API
+    vm_lifetime_auth: float | None = Field(None, gt=0, description="hours; lifetime of a VM checked out with a token")
+    max_lifetime_upper_limit: float | None = Field(None, gt=0, description="hours a lifetime may be extended to")
+    allowed_tags: list[str] | None = None
+    experimental_features: bool = False
+    backend_weight: dict[str, float] = Field(default_factory=dict)
+    max_ondemand_instances_per_request: int = Field(10, ge=1)
+    ondemand_request_ttl: float = Field(5, gt=0, description="minutes an on-demand request may take")
+    ondemand_clone_limit: int = Field(10, ge=1)
+    rate_limiting_enabled: bool = False
+    request_logger: bool = False
+
+    @field_validator("backend_weight")
+    @classmethod
+    def _weights_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if w <= 0]
+        if bad:
+            raise ValueError(f"weights must be > 0 (see {', '.join(map(repr, bad))})")
+        return value
 
 
 class StoreSettings(_Section):
@@ -125,6 +143,55 @@ class PoolSettings(_Section):
         return [] if value is None else value
 
 
+class LdapEncryption(_Section):
+    method: Literal["simple_tls", "start_tls", "plain"] = "start_tls"
+    tls_options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LdapServiceAccount(_Section):
+    user_dn: str = Field(min_length=1)
+    password: SecretStr
+
+
+class LdapSettings(_Section):
+    """``:auth: :ldap:``, as vmpooler reads it."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(389, ge=1, le=65535)
+    base: list[str] = Field(min_length=1)
+    user_object: list[str] = Field(min_length=1)
+    encryption: LdapEncryption = Field(default_factory=LdapEncryption)
+    service_account_hash: LdapServiceAccount | None = None
+    timeout: float = Field(10.0, gt=0, description="corral: seconds one LDAP operation may take")
+
+    @field_validator("base", "user_object", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
+
+
+class AuthSettings(_Section):
+    """``:auth:``: who may create tokens."""
+
+    provider: Literal["ldap", "dummy", "static"]
+    ldap: LdapSettings | None = None
+    users: dict[str, SecretStr] = Field(default_factory=dict, description="static: user -> password hash")
+
+
+class RateLimit(_Section):
+    limit: int = Field(ge=1)
+    period: float = Field(gt=0, description="seconds")
+
+
+class RateLimits(_Section):
+    """``:rate_limits:``: requests per period, per client (token or IP), by kind of request."""
+
+    global_per_ip: RateLimit = Field(default_factory=lambda: RateLimit(limit=100, period=60))
+    authenticated: RateLimit = Field(default_factory=lambda: RateLimit(limit=500, period=60))
+    vm_creation: RateLimit = Field(default_factory=lambda: RateLimit(limit=20, period=60))
+    vm_deletion: RateLimit = Field(default_factory=lambda: RateLimit(limit=50, period=60))
+
+
 class RedisSettings(_Section):
     known_unused = frozenset(
         {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts"}
@@ -138,15 +205,26 @@ class RedisSettings(_Section):
 class Config(_Section):
     """The whole configuration file."""
 
-    known_unused = frozenset(
-        {"auth", "tagfilter", "statsd", "graphite", "graphs", "prometheus", "dns_configs", "vsphere"}
-    )
+    known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "dns_configs", "vsphere"})
 
     config: GlobalSettings = Field(default_factory=GlobalSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     pools: list[PoolSettings] = Field(default_factory=list)
     store: StoreSettings = Field(default_factory=StoreSettings)
     redis: RedisSettings | None = None
+    auth: AuthSettings | None = None
+    tagfilter: dict[str, str] = Field(default_factory=dict)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+
+    @field_validator("tagfilter")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for tag, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{tag}: not a valid regular expression ({exc})") from None
+        return value
 
     # -- derived views -------------------------------------------------------------------
     def provider_class(self, name: str) -> str:
@@ -238,9 +316,22 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
     providers = data["providers"] if isinstance(data.get("providers"), dict) else {}
     pools = data["pools"] if isinstance(data.get("pools"), list) else []
     problems += _check_references(providers, pools) + _check_provider_settings(providers)
+    if config is not None and config.auth is not None:
+        problems += _check_auth(config.auth)
     if problems or config is None:
         raise ConfigError(problems)
     return config, collect_warnings(config)
+
+
+def _check_auth(auth: AuthSettings) -> list[str]:
+    if auth.provider == "dummy" and not os.environ.get("VMPOOLER_DEBUG"):
+        return ["auth.provider: 'dummy' accepts any password that differs from the user name; "
+                "it is refused unless the environment variable VMPOOLER_DEBUG is set"]
+    if auth.provider == "ldap" and auth.ldap is None:
+        return ["auth.ldap: required key is missing (the ldap provider needs host, base and user_object)"]
+    if auth.provider == "static" and not auth.users:
+        return ["auth.users: the static provider needs at least one user (user: password hash)"]
+    return []
 
 
 def _adopt_legacy_vsphere(data: dict[str, Any]) -> None:
@@ -271,16 +362,21 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
             continue
         aliases = pool.get("alias") or []
         aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
-        for key, label in [("name", pool["name"])] + [("alias", str(a)) for a in aliases]:
-            if label in owner and owner[label] != pool["name"]:
-                problems.append(f"pools[{i}].{key}: {label!r} is already used by pool {owner[label]!r}")
-            elif label in owner and key == "name":
-                problems.append(f"pools[{i}].name: pool {label!r} is defined twice")
-            owner.setdefault(label, pool["name"])
+        if pool["name"] in owner:
+            problems.append(f"pools[{i}].name: pool {pool['name']!r} is defined twice")
+        owner.setdefault(pool["name"], pool["name"])
         provider = pool.get("provider") or default_provider(providers)
         if provider not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
             problems.append(f"pools[{i}].provider: no provider named {provider!r} (providers: {known})")
+    for i, pool in enumerate(pools):
+        if not isinstance(pool, dict) or not isinstance(pool.get("name"), str):
+            continue
+        aliases = pool.get("alias") or []
+        aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
+        for label in map(str, aliases):
+            if label in owner and label != pool["name"]:
+                problems.append(f"pools[{i}].alias: {label!r} is already used by pool {owner[label]!r}")
     for name, entry in providers.items():
         cls = raw_provider_class(name, entry)
         if cls not in ("sim", "vsphere", "libvirt"):

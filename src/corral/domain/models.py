@@ -72,6 +72,7 @@ class VmSpec:
     cpus: int = 1
     memory_mb: int = 1024
     folder: str | None = None
+    request_id: str | None = None  # set for VMs of an on-demand request
 
 
 @dataclass(slots=True)
@@ -97,6 +98,9 @@ class Vm:
     tags: dict[str, str] = field(default_factory=dict)
     migrated: bool = False
     reason: str | None = None  # why it failed or was completed
+    request_id: str | None = None  # the on-demand request it was created for, if any
+    disks: list[str] = field(default_factory=list)  # disks added at the API, as "+8gb"
+    snapshots: list[str] = field(default_factory=list)  # snapshot names taken at the API
 
     @property
     def clone_duration_s(self) -> float | None:
@@ -109,3 +113,43 @@ class Vm:
         if self.ready_at is None:
             return None
         return self.ready_at - self.created_at
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    """An API token as stored: only its SHA-256 hash, never the token itself."""
+
+    hash: str  # hex SHA-256 of the token
+    user: str
+    created_at: float
+    last_used_at: float | None = None
+    hint: str = ""  # a non-secret label for listings: the token's first and last 4 characters
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedPool:
+    """One line of an on-demand request: ``count`` VMs of ``pool``, asked for as ``label``."""
+
+    label: str  # the name the client used (a pool name or an alias)
+    pool: str
+    count: int
+
+
+class RequestStatus:
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+@dataclass(slots=True)
+class OndemandRequest:
+    """A request for VMs built on demand rather than taken from a pool's stock."""
+
+    id: str
+    requested: list[RequestedPool]
+    status: str = RequestStatus.PENDING
+    created_at: float = 0.0
+    updated_at: float | None = None
+    token: str | None = None  # token hash of the requester
+    user: str | None = None

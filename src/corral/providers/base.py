@@ -136,5 +136,18 @@ class Provider(Protocol):
     async def vm_ready(self, name: str) -> bool:
         """True when the VM is reachable for its user (booted, accepting connections)."""
 
+    async def add_disk(self, name: str, size_gb: int) -> None:
+        """Attach a new, empty disk of ``size_gb`` GiB. Raises :class:`VmNotFound`."""
+
+    async def create_snapshot(self, name: str, snapshot: str) -> None:
+        """Take a snapshot called ``snapshot`` of a (running) VM. Raises :class:`VmNotFound`."""
+
+    async def revert_snapshot(self, name: str, snapshot: str) -> None:
+        """Return a VM to a snapshot taken earlier.
+
+        Raises :class:`VmNotFound` if the VM is gone, and :class:`ProviderError`
+        (not retryable) if it has no snapshot of that name.
+        """
+
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
         """The change feed; see the module docstring."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from corral.domain.models import Vm
+from corral.domain.models import OndemandRequest, TokenRecord, Vm
 from corral.domain.states import VmState
 
 
@@ -87,7 +87,68 @@ class Store(Protocol):
         """
 
     def counts(self) -> dict[str, dict[VmState, int]]:
-        """Per pool, the number of VMs in each active state (pools with none are absent)."""
+        """Per pool, the number of VMs in each active state (pools with none are absent).
+
+        VMs of an on-demand request are not pool stock: they are left out while ``pending`` or
+        ``ready`` (see :meth:`request_vms`), and counted like any VM once running or later.
+        ``checkout``/``checkout_many`` never hand out a VM of an on-demand request.
+        """
 
     def purge_destroyed(self, older_than: float) -> int:
-        """Forget destroyed VMs whose ``destroyed_at`` is before ``older_than``; returns the count."""
+        """Forget destroyed VMs whose ``destroyed_at`` is before ``older_than``; returns the count.
+
+        Also forgets history older than that: task durations, tag records, and on-demand
+        requests that ended (ready, failed or deleted) and were last updated before it.
+        """
+
+    def request_vms(self, request_id: str) -> list[Vm]:
+        """The VMs (any state but destroyed) created for an on-demand request."""
+
+    # -- API tokens (only hashes are stored) -----------------------------------------------
+    def add_token(self, token: TokenRecord) -> None:
+        """Record a token; :class:`StoreError` if its hash is already recorded."""
+
+    def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def touch_token(self, token_hash: str, now: float) -> None:
+        """Record that a token was just used (``last_used_at``)."""
+
+    def user_tokens(self, user: str) -> list[TokenRecord]:
+        """The tokens of one user, oldest first."""
+
+    def delete_token(self, token_hash: str) -> bool:
+        """Forget a token; False if it was not recorded."""
+
+    # -- pool settings changed at the API (they outlive restarts) ----------------------------
+    def pool_overrides(self) -> dict[str, dict[str, object]]:
+        """pool -> {setting -> value} for every override set (settings: size, template, clone_target)."""
+
+    def set_pool_override(self, pool: str, setting: str, value: object) -> None: ...
+
+    def clear_pool_override(self, pool: str, setting: str) -> bool:
+        """Drop one override; False if it was not set."""
+
+    # -- on-demand requests -----------------------------------------------------------------
+    def add_request(self, request: OndemandRequest) -> bool:
+        """Record a new request; False (and nothing changes) if its id is already recorded."""
+
+    def get_request(self, request_id: str) -> OndemandRequest | None: ...
+
+    def list_requests(self, statuses: Iterable[str]) -> list[OndemandRequest]:
+        """Requests in any of ``statuses``, oldest first."""
+
+    def set_request_status(self, request_id: str, expected: Iterable[str], new: str, now: float) -> bool:
+        """Compare-and-set of a request's status; False if it is missing or not in ``expected``."""
+
+    # -- history for /summary -----------------------------------------------------------------
+    def record_duration(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
+        """Remember how long a ``clone`` or ``boot`` of ``vm`` took, finishing at ``at``."""
+
+    def durations(self, task: str, since: float, until: float) -> list[tuple[float, str, float]]:
+        """(at, pool, seconds) of every ``task`` that finished in [since, until)."""
+
+    def record_tags(self, vm: str, tags: dict[str, str], at: float) -> None:
+        """Remember the tags set on ``vm`` at ``at`` (for the tag summary)."""
+
+    def tag_records(self, since: float, until: float) -> list[tuple[float, str, str, str]]:
+        """(at, vm, tag, value) of every tag set in [since, until)."""
