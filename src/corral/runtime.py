@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.auth import build_authenticator
+from corral.auth.base import Authenticator
 from corral.config import Config, ConfigError
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
@@ -17,6 +20,8 @@ class Service:
     store: Store
     providers: dict[str, Provider]
     manager: PoolManager
+    authenticator: Authenticator | None = None  # None: no ``:auth:`` configured
+    started_at: float = field(default_factory=time.time)
 
     async def start(self) -> None:
         await self.manager.start()
@@ -66,6 +71,9 @@ def manager_settings(config: Config) -> ManagerSettings:
         data_ttl_s=g.data_ttl * 3600.0,
         ready_check_port=g.ready_check_port,
         ready_check_timeout=g.ready_check_timeout,
+        ondemand_clone_limit=g.ondemand_clone_limit,
+        ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
+        lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,
     )
 
 
@@ -73,4 +81,6 @@ def build_service(config: Config) -> Service:
     providers = build_providers(config)
     store = build_store(config)
     manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config))
-    return Service(config=config, store=store, providers=providers, manager=manager)
+    manager.apply_overrides(store.pool_overrides())
+    authenticator = build_authenticator(config.auth) if config.auth is not None else None
+    return Service(config=config, store=store, providers=providers, manager=manager, authenticator=authenticator)

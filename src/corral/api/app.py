@@ -1,15 +1,67 @@
-"""The FastAPI application: starts the pool manager with the server and mounts the routes."""
+"""The FastAPI application: vmpooler's API under /api/v3, /api/v2, /api/v1 and the old
+unversioned paths, with vmpooler's error shapes. Starts the pool manager with the server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import __version__
-from corral.api import v3
+from corral.api import ondemand, poolconfig, status, tokens, vms
+from corral.api.common import ApiError, Version
+from corral.api.middleware import RateLimiter, RequestLogger
 from corral.runtime import Service
+
+log = logging.getLogger("corral.api")
+
+VERSIONS = {"/api/v3": "v3", "/api/v2": "v2", "/api/v1": "v1", "": ""}
+
+
+class Router(APIRouter):
+    """vmpooler answers paths with or without a trailing slash: so does every route here."""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().add_api_route(path, endpoint, **kwargs)
+        if not path.endswith("/"):
+            kwargs["include_in_schema"] = False
+            super().add_api_route(path + "/", endpoint, **kwargs)
+
+
+def build_router(version: Version) -> APIRouter:
+    router = Router()
+    for module in (vms, tokens, ondemand, status, poolconfig):
+        module.build(router, version)
+    return router
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (404, 405):  # as vmpooler: an unknown route or method is a 404
+        return JSONResponse({"ok": False}, status_code=404)
+    return JSONResponse({"ok": False, "error": str(exc.detail)}, status_code=exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"ok": False, "error": problems[:500]}, status_code=400)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", extra={"method": request.method, "path": request.url.path})
+    return JSONResponse({"ok": False, "error": "internal error"}, status_code=500)
 
 
 def create_app(service: Service, *, manage_lifecycle: bool = True) -> FastAPI:
@@ -26,7 +78,25 @@ def create_app(service: Service, *, manage_lifecycle: bool = True) -> FastAPI:
                 await service.stop()
 
     app = FastAPI(title="corral", version=__version__, lifespan=lifespan, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+                  openapi_url="/openapi.json", redoc_url=None,
+                  description="vmpooler's REST API. Every route is also served under /api/v2 "
+                              "(same answers), /api/v1 and without a prefix (short hostnames and a "
+                              "'domain' key).")
     app.state.service = service
-    app.include_router(v3.router, prefix="/api/v3")
+    for prefix, name in VERSIONS.items():
+        app.include_router(build_router(Version(name)), prefix=prefix)
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi_alias() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    settings = service.config.config
+    if settings.rate_limiting_enabled:
+        app.add_middleware(RateLimiter, limits=service.config.rate_limits)
+    if settings.request_logger:
+        app.add_middleware(RequestLogger)
     return app

@@ -25,6 +25,8 @@ from corral.domain.models import Pool, Vm, VmSpec
 from corral.domain.states import DESTROY_INTENT_STATES, VmState
 from corral.pools.feed import FeedWatcher
 from corral.pools.names import new_hostname
+from corral.pools.ondemand import OndemandQueue
+from corral.pools.vmtasks import VmTasks
 from corral.pools.placement import group_by_host, spread
 from corral.pools.readiness import tcp_reachable
 from corral.providers.base import Provider, ProviderError, VmNotFound
@@ -54,6 +56,9 @@ class ManagerSettings:
     ready_check_port: int = 22
     ready_check_timeout: float = 5.0
     feed_timeout: float = 30.0  # long-poll length of one change-feed call
+    ondemand_clone_limit: int = 10  # on-demand clones in flight at most
+    ondemand_ttl_s: float = 300.0  # an on-demand request not ready after this has failed
+    lifetime_auth_s: float | None = None  # lifetime of VMs handed to a token's user
 
 
 @dataclass(slots=True)
@@ -86,11 +91,16 @@ class PoolManager:
         self.stats = Stats()
         self.feeds = {name: FeedWatcher(self, name, p) for name, p in providers.items()}
         self._inflight: set[str] = set()  # names whose create call is under way
+        self._stale: set[str] = set()  # in-flight names to destroy once created (pool reset)
         self._busy: set[str] = set()  # names being destroyed or probed
         self._dirty: set[str] = set(self.pools)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self.ondemand = OndemandQueue(self, clone_limit=self.settings.ondemand_clone_limit,
+                                      ttl_s=self.settings.ondemand_ttl_s,
+                                      lifetime_auth_s=self.settings.lifetime_auth_s)
+        self.tasks = VmTasks(self)
 
     # -- life of the manager ---------------------------------------------------------------
     async def start(self) -> None:
@@ -138,14 +148,53 @@ class PoolManager:
         self._dirty.add(pool)
         self._wake.set()
 
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- pool settings changed at run time ---------------------------------------------------
     def set_pool_size(self, pool: str, size: int) -> None:
         self.pools[pool] = dataclasses.replace(self.pools[pool], size=size)
         self.pool_changed(pool)
 
+    def set_pool_template(self, pool: str, template: str) -> None:
+        """Build the pool's VMs from ``template`` from now on; its stock is replaced."""
+        if self.pools[pool].template == template:
+            return
+        self.pools[pool] = dataclasses.replace(self.pools[pool], template=template)
+        self.reset_pool(pool, reason="pool template changed")
+
+    def set_clone_target(self, pool: str, clone_target: str | None) -> None:
+        self.pools[pool] = dataclasses.replace(self.pools[pool], clone_target=clone_target)
+
+    def reset_pool(self, pool: str, *, reason: str = "pool reset") -> int:
+        """Destroy the pool's ready and pending VMs (not those of on-demand requests); refill."""
+        stock = [v for v in self.store.list_vms(pool=pool, states=(VmState.READY, VmState.PENDING))
+                 if v.request_id is None]
+        for vm in stock:
+            if vm.name in self._inflight:
+                self._stale.add(vm.name)  # destroyed when its create call returns
+            else:
+                self.spawn(self.destroy(vm, reason=reason), f"destroy-{vm.name}")
+        log.info("pool reset", extra={"pool": pool, "count": len(stock), "reason": reason})
+        self.pool_changed(pool)
+        return len(stock)
+
+    def apply_overrides(self, overrides: dict[str, dict[str, object]]) -> None:
+        """Settings changed at the API in an earlier run (before start: no VM is touched)."""
+        for pool, values in overrides.items():
+            if pool not in self.pools:
+                continue
+            changes = {k: v for k, v in values.items() if k in ("size", "template", "clone_target")}
+            self.pools[pool] = dataclasses.replace(self.pools[pool], **changes)  # type: ignore[arg-type]
+
     # -- checkout and return ---------------------------------------------------------------
-    def checkout(self, wanted: list[str], *, token: str | None = None, user: str | None = None) -> list[Vm] | None:
-        """All or nothing: one ready VM per entry of ``wanted`` (pool names, repeats allowed), in order."""
-        lifetimes = {name: self.pools[name].lifetime_s for name in wanted}
+    def checkout(self, wanted: list[str], *, token: str | None = None, user: str | None = None,
+                 lifetime_s: float | None = None) -> list[Vm] | None:
+        """All or nothing: one ready VM per entry of ``wanted`` (pool names, repeats allowed), in order.
+
+        ``lifetime_s`` replaces the pools' lifetimes (a token's ``vm_lifetime_auth``).
+        """
+        lifetimes = {name: lifetime_s or self.pools[name].lifetime_s for name in wanted}
         vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
                                        token=token, user=user)
         for name in lifetimes:
@@ -174,6 +223,7 @@ class PoolManager:
             dirty, self._dirty = self._dirty, set()
             try:
                 self._refill(dirty)
+                self.ondemand.fill()
             except Exception:  # keep the loop alive; the sweep retries
                 log.exception("refill failed")
 
@@ -205,37 +255,50 @@ class PoolManager:
                 if deficits[name] == 0:
                     del deficits[name]
         self._dirty.update(deficits)
-        self._clone(wanted)
+        self._clone([(name, None) for name in wanted])
+
+    def clone_for_requests(self, wanted: list[tuple[str, str]]) -> None:
+        """Start clones of (pool, on-demand request id) by the same path as refills."""
+        for name in self._clone(wanted):
+            self.ondemand.inflight.add(name)
 
     def _remove_surplus(self, pool: str, surplus: int) -> None:
-        candidates = [v for v in self.store.list_vms(pool=pool, states=(VmState.PENDING,)) if v.name not in self._inflight]
+        candidates = [v for v in self.store.list_vms(pool=pool, states=(VmState.PENDING,))
+                      if v.name not in self._inflight and v.request_id is None]
         candidates.sort(key=lambda v: v.created_at, reverse=True)
-        candidates += sorted(self.store.list_vms(pool=pool, states=(VmState.READY,)), key=lambda v: v.ready_at or 0)
+        candidates += sorted((v for v in self.store.list_vms(pool=pool, states=(VmState.READY,)) if v.request_id is None),
+                             key=lambda v: v.ready_at or 0)
         for vm in candidates[:surplus]:
             log.info("removing surplus VM", extra={"pool": pool, "vm": vm.name})
             self.spawn(self.destroy(vm, reason="pool size lowered"), f"destroy-{vm.name}")
 
-    def _clone(self, pool_names: list[str]) -> None:
-        by_provider: dict[str, list[Pool]] = {}
-        for name in pool_names:
+    def _clone(self, wanted: list[tuple[str, str | None]]) -> list[str]:
+        """Record and start clones of (pool, request id or None); returns the names started."""
+        by_provider: dict[str, list[tuple[Pool, str | None]]] = {}
+        started: list[str] = []
+        for name, request_id in wanted:
             pool = self.pools[name]
-            by_provider.setdefault(pool.provider, []).append(pool)
-        for provider_name, pools in by_provider.items():
+            by_provider.setdefault(pool.provider, []).append((pool, request_id))
+        for provider_name, items in by_provider.items():
             hosts = self.feeds[provider_name].hosts.values()
-            specs = [VmSpec(new_hostname(self.settings.prefix), p.name, p.template, folder=p.folder) for p in pools]
+            specs = [VmSpec(new_hostname(self.settings.prefix), p.name, p.template, folder=p.folder, request_id=r)
+                     for p, r in items]
             placed = spread(hosts, [s.memory_mb for s in specs])
             now = self.clock()
             for spec, host in zip(specs, placed, strict=True):
                 if host is None:
                     log.warning("no host can take a VM", extra={"pool": spec.pool})
                     continue
-                self.store.add_vm(Vm(name=spec.name, pool=spec.pool, template=spec.template,
-                                     provider=provider_name, host=host, created_at=now))
+                self.store.add_vm(Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
+                                     host=host, created_at=now, request_id=spec.request_id))
                 self._inflight.add(spec.name)
+                started.append(spec.name)
             by_name = {s.name: s for s in specs}
             for host, names in group_by_host([s.name for s in specs], placed).items():
-                batch = [by_name[n] for n in names]
-                self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
+                batch = [by_name[n] for n in names if n in self._inflight]
+                if batch:
+                    self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
+        return started
 
     async def _create(self, provider_name: str, host: str, specs: list[VmSpec]) -> None:
         provider = self.providers[provider_name]
@@ -255,6 +318,7 @@ class PoolManager:
                     self.store.update_vm(spec.name, cloned_at=now)
                     self.stats.clones += 1
                     self.stats.clone_seconds.append(now - started)
+                    self.store.record_duration("clone", spec.pool, spec.name, now - started, now)
                     log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
                     self.feeds[provider_name].recheck(spec.name)
                 else:
@@ -267,7 +331,13 @@ class PoolManager:
         finally:
             for spec in specs:
                 self._inflight.discard(spec.name)
+                self.ondemand.inflight.discard(spec.name)
                 self._dirty.add(spec.pool)
+                if spec.name in self._stale:
+                    self._stale.discard(spec.name)
+                    vm = self.store.get_vm(spec.name)
+                    if vm is not None:
+                        self.spawn(self.destroy(vm, reason="pool reset"), f"destroy-{spec.name}")
             self._wake.set()
 
     # -- readiness -------------------------------------------------------------------------
@@ -301,8 +371,12 @@ class PoolManager:
             done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip)
             if done is not None:
                 self.stats.boot_seconds.append(now - done.created_at)
+                self.store.record_duration("boot", done.pool, name, now - done.created_at, now)
                 log.info("ready", extra={"pool": done.pool, "vm": name, "host": done.host, "duration": now - done.created_at})
-                self.pool_changed(done.pool)
+                if done.request_id is not None:
+                    self.ondemand.vm_ready(done)
+                else:
+                    self.pool_changed(done.pool)
         finally:
             self._busy.discard(name)
 
@@ -375,12 +449,15 @@ class PoolManager:
                 elif now - (vm.cloned_at or vm.created_at) >= self.settings.check_interval:
                     # the feed said nothing about this one for a while: ask the provider
                     self.spawn(self.check_ready(vm.name, ask_provider=True), f"ready-{vm.name}")
+            elif vm.state is VmState.READY and vm.request_id is not None:
+                self.ondemand.vm_ready(vm)  # a crash came between ready and handing it out
             elif vm.state is VmState.READY:
                 ttl = pool.ready_ttl_s if pool else None
                 if ttl is not None and vm.ready_at is not None and now - vm.ready_at > ttl:
                     self.spawn(self.destroy(vm, reason="ready_ttl expired"), f"destroy-{vm.name}")
             elif vm.checkout_at is not None and vm.lifetime_s is not None and now - vm.checkout_at > vm.lifetime_s:
                 self.spawn(self.destroy(vm, reason="lifetime expired"), f"destroy-{vm.name}")
+        self.ondemand.sweep(now)
         self.store.purge_destroyed(now - self.settings.data_ttl_s)
         self._dirty.update(self.pools)
         self._dirty.update(self.store.counts())

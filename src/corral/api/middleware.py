@@ -1,0 +1,112 @@
+"""ASGI middleware: rate limiting (vmpooler 3.9's rules and answers) and request logging.
+
+Rate limiting is off unless ``rate_limiting_enabled: true`` in ``:config:``. A client is its
+token (when it sends X-AUTH-TOKEN) or its IP address; each kind of request has its own
+allowance per period (``:rate_limits:``): VM checkouts (POST on a ``/vm`` path), VM returns
+(DELETE on a ``/vm`` path), other requests with a token, and everything else. Counts are
+kept in memory per server process, in fixed windows that start at a client's first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+from corral.config import RateLimit, RateLimits
+
+log = logging.getLogger("corral.api")
+
+Scope = dict[str, Any]
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+class RateLimiter:
+    def __init__(self, app: Any, limits: RateLimits, clock: Any = time.monotonic) -> None:
+        self.app = app
+        self.limits = limits
+        self.clock = clock
+        self.windows: dict[tuple[str, str], list[float]] = {}  # (kind, client) -> [count, window end]
+        self._next_prune = 0.0
+
+    def classify(self, scope: Scope, token: bytes | None) -> tuple[str, RateLimit]:
+        method, path = scope["method"], scope["path"]
+        if method == "POST" and "/vm" in path:
+            kind = "vm_creation"
+        elif method == "DELETE" and "/vm" in path:
+            kind = "vm_deletion"
+        elif token:
+            kind = "authenticated"
+        else:
+            kind = "global_per_ip"
+        return kind, getattr(self.limits, kind)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        token = _header(scope, b"x-auth-token")
+        if token:
+            client = "token:" + hashlib.sha256(token).hexdigest()[:32]  # never keep the token itself
+        else:
+            client = "ip:" + (scope.get("client") or ("unknown", 0))[0]
+        kind, limit = self.classify(scope, token)
+        now = self.clock()
+        self._prune(now)
+        window = self.windows.get((kind, client))
+        if window is None or now >= window[1]:
+            window = self.windows[(kind, client)] = [0, now + limit.period]
+        if window[0] >= limit.limit:
+            return await self._refuse(send, limit, window[1] - now)
+        window[0] += 1
+        await self.app(scope, receive, send)
+
+    def _prune(self, now: float) -> None:
+        if now < self._next_prune:
+            return
+        self._next_prune = now + 10.0
+        for key in [k for k, w in self.windows.items() if w[1] <= now]:
+            del self.windows[key]
+
+    async def _refuse(self, send: Any, limit: RateLimit, wait: float) -> None:
+        retry = max(int(wait + 0.999), 1)
+        body = json.dumps({"ok": False, "error": "Rate limit exceeded", "limit": limit.limit,
+                           "period": limit.period, "retry_after": retry}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"x-ratelimit-limit", str(limit.limit).encode()), (b"x-ratelimit-remaining", b"0"),
+                   (b"x-ratelimit-reset", str(int(time.time()) + retry).encode()),
+                   (b"retry-after", str(retry).encode())]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestLogger:
+    """``request_logger: true``: one log line per request (never headers or bodies)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.monotonic()
+        status = 0
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            log.info("request", extra={"method": scope["method"], "path": scope["path"], "status": status,
+                                       "duration": round(time.monotonic() - started, 4)})

@@ -1,0 +1,174 @@
+"""Pool configuration: read it, and (with ``experimental_features``) change pool sizes,
+templates and clone targets or reset pools at run time. Changes are stored and outlive
+restarts until they are reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from corral.api.common import (
+    SECRET_KEY_HINTS,
+    ApiError,
+    Version,
+    as_int,
+    experimental,
+    read_json_object,
+    respond,
+    service_of,
+    token_record,
+)
+from corral.runtime import Service
+
+MAX_POOL_SIZE = 10_000
+
+
+def _original(service: Service, pool: str) -> Any:
+    return next(p for p in service.config.pools if p.name == pool)
+
+
+def pool_configuration(service: Service) -> list[dict[str, Any]]:
+    out = []
+    for settings in service.config.pools:
+        live = service.manager.pools[settings.name]
+        entry = redact(settings.model_dump(exclude_none=True))
+        entry.update(size=live.size, template=live.template, provider=live.provider,
+                     clone_target=live.clone_target, template_ready=True)
+        out.append({k: v for k, v in entry.items() if v is not None})
+    return out
+
+
+def redact(value: Any) -> Any:
+    """A copy without secrets: values under keys that look secret are dropped."""
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()
+                if not any(h in str(k).lower() for h in SECRET_KEY_HINTS)}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def full_config(service: Service) -> dict[str, Any]:
+    data = service.config.model_dump(mode="json", exclude_none=True)
+    data["pools"] = pool_configuration(service)
+    if "auth" in data:  # who may log in is nobody's business
+        data["auth"] = {"provider": data["auth"].get("provider")}
+    return redact(data)
+
+
+async def _changes(request: Request) -> dict[str, Any]:
+    experimental(request)
+    token_record(request, required=True)
+    body = await read_json_object(request, empty_ok=False)
+    return body
+
+
+def build(router: APIRouter, version: Version) -> None:
+    schema = version.name == "v3"
+
+    @router.get("/config", include_in_schema=schema)
+    async def config(request: Request) -> JSONResponse:
+        """The pools as they run now (with changes made at the API)."""
+        return respond({"pool_configuration": pool_configuration(service_of(request)), "status": {"ok": True}})
+
+    @router.get("/full_config", include_in_schema=schema)
+    async def full(request: Request) -> JSONResponse:
+        """The whole configuration, without passwords, keys or tokens."""
+        return respond({"full_config": full_config(service_of(request)), "status": {"ok": True}})
+
+    @router.post("/config/poolsize", include_in_schema=schema)
+    async def set_sizes(request: Request) -> JSONResponse:
+        """``{"pool": size}``: 201 if a size changed, 200 if none did."""
+        service = service_of(request)
+        body = await _changes(request)
+        bad = [p for p in body if p not in service.manager.pools]
+        sizes: dict[str, int] = {}
+        for pool, size in body.items():
+            try:
+                sizes[pool] = as_int(size, f"size of {pool!r}", 0, MAX_POOL_SIZE)
+            except ApiError:
+                bad.append(pool)
+        if bad:
+            raise ApiError(400, f"unknown pool or bad size (0-{MAX_POOL_SIZE}): {', '.join(sorted(set(bad)))}",
+                           not_configured=sorted(set(bad)))
+        changed = 0
+        for pool, size in sizes.items():
+            if service.manager.pools[pool].size != size:
+                service.store.set_pool_override(pool, "size", size)
+                service.manager.set_pool_size(pool, size)
+                changed += 1
+        return respond({"ok": True}, 201 if changed else 200)
+
+    @router.delete("/config/poolsize/{pool}", include_in_schema=schema)
+    async def reset_size(request: Request, pool: str) -> JSONResponse:
+        experimental(request)
+        token_record(request, required=True)
+        service = service_of(request)
+        if pool not in service.manager.pools:
+            raise ApiError(404, f"unknown pool {pool[:100]!r}")
+        before, original = service.manager.pools[pool].size, _original(service, pool).size
+        service.store.clear_pool_override(pool, "size")
+        if before != original:
+            service.manager.set_pool_size(pool, original)
+        return respond({"ok": True, "pool_size_before_overrides": original, "pool_size_before_reset": before},
+                       201 if before != original else 200)
+
+    @router.post("/config/pooltemplate", include_in_schema=schema)
+    async def set_templates(request: Request) -> JSONResponse:
+        """``{"pool": "template"}``: the pool's ready and pending VMs are replaced."""
+        service = service_of(request)
+        body = await _changes(request)
+        bad = [p for p, t in body.items() if p not in service.manager.pools or not isinstance(t, str)
+               or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255]
+        if bad:
+            raise ApiError(400, f"unknown pool or bad template: {', '.join(bad)}", bad_templates=bad)
+        changed = 0
+        for pool, template in body.items():
+            if service.manager.pools[pool].template != template:
+                service.store.set_pool_override(pool, "template", template)
+                service.manager.set_pool_template(pool, template)
+                changed += 1
+        return respond({"ok": True}, 201 if changed else 200)
+
+    @router.delete("/config/pooltemplate/{pool}", include_in_schema=schema)
+    async def reset_template(request: Request, pool: str) -> JSONResponse:
+        experimental(request)
+        token_record(request, required=True)
+        service = service_of(request)
+        if pool not in service.manager.pools:
+            raise ApiError(404, f"unknown pool {pool[:100]!r}")
+        before, original = service.manager.pools[pool].template, _original(service, pool).template
+        service.store.clear_pool_override(pool, "template")
+        if before != original:
+            service.manager.set_pool_template(pool, original)
+        return respond({"ok": True, "template_before_overrides": original, "template_before_reset": before},
+                       201 if before != original else 200)
+
+    @router.post("/config/clonetarget", include_in_schema=schema)
+    async def set_clone_targets(request: Request) -> JSONResponse:
+        service = service_of(request)
+        body = await _changes(request)
+        bad = [p for p, t in body.items() if p not in service.manager.pools or not isinstance(t, str) or not t]
+        if bad:
+            raise ApiError(400, f"unknown pool or bad clone target: {', '.join(bad)}", bad_templates=bad)
+        changed = 0
+        for pool, target in body.items():
+            if service.manager.pools[pool].clone_target != target:
+                service.store.set_pool_override(pool, "clone_target", target)
+                service.manager.set_clone_target(pool, target)
+                changed += 1
+        return respond({"ok": True}, 201 if changed else 200)
+
+    @router.post("/poolreset", include_in_schema=schema)
+    async def pool_reset(request: Request) -> JSONResponse:
+        """Replace the ready and pending VMs of the pools named in ``{"pool": ...}``."""
+        service = service_of(request)
+        body = await _changes(request)
+        bad = [p for p in body if p not in service.manager.pools]
+        if bad:
+            raise ApiError(400, f"unknown pool: {', '.join(bad)}", bad_pools=bad)
+        for pool in body:
+            service.manager.reset_pool(pool)
+        return respond({"ok": True}, 201)

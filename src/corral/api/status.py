@@ -1,0 +1,226 @@
+"""Status and statistics: /status, /summary, /poolstat, /totalrunning, /healthcheck."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from corral.api.common import ApiError, Version, respond, service_of
+from corral.domain.models import RequestStatus
+from corral.domain.states import VmState
+from corral.runtime import Service
+
+STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status")
+DAY = 86400.0
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"average": 0, "min": 0, "max": 0, "total": 0}
+    total = sum(values)
+    return {"average": round(total / len(values), 1), "min": round(min(values), 2),
+            "max": round(max(values), 2), "total": round(total, 2)}
+
+
+def _utc_day_start(day: dt.date) -> float:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+
+
+def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dict[str, Any]:
+    """vmpooler's per-task block: duration stats and counts, optionally per pool."""
+    values = [seconds for _, _, seconds in rows]
+    block: dict[str, Any] = {"duration": _stats(values), "count": {"total": len(values)}}
+    if by_pool and rows:
+        per_pool: dict[str, list[float]] = defaultdict(list)
+        for _, pool, seconds in rows:
+            per_pool[pool].append(seconds)
+        block["duration"]["pool"] = {p: _stats(v) for p, v in sorted(per_pool.items())}
+        block["count"]["pool"] = {p: {"total": len(v)} for p, v in sorted(per_pool.items())}
+    return block
+
+
+def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
+    manager = service.manager
+    counts = service.store.counts()
+    per_pool = {name: counts.get(name, {}) for name in manager.pools}
+
+    def total(*states: VmState) -> int:
+        return sum(c.get(s, 0) for c in counts.values() for s in states)
+
+    ready, pending = total(VmState.READY), total(VmState.PENDING)
+    body: dict[str, Any] = {}
+    status: dict[str, Any] = {"ok": True, "message": "Battle station fully armed and operational."}
+    empty = [n for n, p in manager.pools.items() if p.size > 0 and per_pool[n].get(VmState.READY, 0) == 0]
+    if empty:
+        status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
+    status["uptime"] = round(time.time() - service.started_at, 1)
+    if "capacity" in wanted:
+        size = sum(p.size for p in manager.pools.values())
+        body["capacity"] = {"current": ready, "total": size,
+                            "percent": round(100.0 * ready / size, 1) if size else 0}
+    if "queue" in wanted:
+        cloning = manager.clones_in_flight
+        requested = sum(line.count for r in service.store.list_requests((RequestStatus.PENDING,))
+                        for line in r.requested)
+        queue = {"requested": requested, "pending": pending, "cloning": cloning,
+                 "booting": max(pending - cloning, 0), "ready": ready,
+                 "running": total(VmState.RUNNING, VmState.MIGRATING),
+                 "completed": total(VmState.COMPLETED, VmState.FAILED)}
+        queue["total"] = sum(queue[k] for k in ("requested", "pending", "ready", "running", "completed"))
+        body["queue"] = queue
+    if "clone" in wanted or "boot" in wanted:
+        today = _utc_day_start(dt.datetime.now(dt.timezone.utc).date())
+        for task in ("clone", "boot"):
+            if task in wanted:
+                body[task] = _task_metrics(service.store.durations(task, today, today + DAY), by_pool=False)
+    if "pools" in wanted:
+        last_boot: dict[str, float] = {}
+        for at, pool, _ in service.store.durations("boot", time.time() - 7 * DAY, time.time() + 1):
+            last_boot[pool] = max(at, last_boot.get(pool, 0.0))
+        pools: dict[str, Any] = {}
+        for name, c in per_pool.items():
+            pool = manager.pools[name]
+            pools[name] = {"ready": c.get(VmState.READY, 0),
+                           "running": c.get(VmState.RUNNING, 0) + c.get(VmState.MIGRATING, 0),
+                           "pending": c.get(VmState.PENDING, 0), "max": pool.size,
+                           "lastBoot": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(last_boot[name]))
+                           if name in last_boot else ""}
+            if pool.alias:
+                pools[name]["alias"] = list(pool.alias)
+        body["pools"] = pools
+    body["status"] = status
+    return dict(sorted(body.items()))
+
+
+def _date(value: str | None, what: str) -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc).date()
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(400, f"Invalid date format {value[:40]!r} for '{what}', must match YYYY-MM-DD.") from None
+
+
+def _date_range(from_: str | None, to: str | None) -> list[dt.date]:
+    start, end = _date(from_, "from"), _date(to, "to")
+    if end < start:
+        raise ApiError(400, "Date range is invalid, 'to' cannot come before 'from'.")
+    if start > dt.datetime.now(dt.timezone.utc).date():
+        raise ApiError(400, "Date range is invalid, 'from' must be in the past.")
+    if (end - start).days > 366:
+        raise ApiError(400, "Date range is invalid: at most 366 days at a time.")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _tag_counts(records: list[tuple[float, str, str, str]], only: str | None) -> dict[str, dict[str, int]]:
+    latest: dict[tuple[str, str], str] = {}
+    for _, vm, tag, value in sorted(records):
+        latest[(vm, tag)] = value  # a tag set twice on one VM in a day counts once, as the last value
+    tags: dict[str, dict[str, int]] = {}
+    for (_, tag), value in latest.items():
+        if only and tag != only:
+            continue
+        counts = tags.setdefault(tag, {})
+        counts[value] = counts.get(value, 0) + 1
+        counts["total"] = counts.get("total", 0) + 1
+    return tags
+
+
+def summary(service: Service, days: list[dt.date], section: str | None = None,
+            key: str | None = None) -> dict[str, Any]:
+    start, end = _utc_day_start(days[0]), _utc_day_start(days[-1]) + DAY
+    result: dict[str, Any] = {}
+    daily: list[dict[str, Any]] = [{"date": d.isoformat()} for d in days]
+
+    def day_index(at: float) -> int:
+        return int((at - start) // DAY)
+
+    for task in ("boot", "clone"):
+        if section not in (None, task):
+            continue
+        rows = service.store.durations(task, start, end)
+        buckets: list[list[tuple[float, str, float]]] = [[] for _ in days]
+        for row in rows:
+            buckets[day_index(row[0])].append(row)
+        overall = _task_metrics(rows, by_pool=True)
+        per_day = [len(b) for b in buckets]
+        overall["count"].update(average=round(sum(per_day) / len(per_day), 1), min=min(per_day), max=max(per_day))
+        for entry, bucket in zip(daily, buckets, strict=True):
+            entry[task] = _task_metrics(bucket, by_pool=True)
+        if key:
+            overall = {k: v for k, v in overall.items() if k == key}
+            for entry in daily:
+                entry[task] = {k: v for k, v in entry[task].items() if k == key}
+        result[task] = overall
+    if section in (None, "tag"):
+        records = service.store.tag_records(start, end)
+        tag_buckets: list[list[tuple[float, str, str, str]]] = [[] for _ in days]
+        for record in records:
+            tag_buckets[day_index(record[0])].append(record)
+        total: dict[str, dict[str, int]] = {}
+        for entry, bucket in zip(daily, tag_buckets, strict=True):
+            entry["tag"] = _tag_counts(bucket, key if section == "tag" else None)
+            for tag, counts in entry["tag"].items():
+                for value, n in counts.items():
+                    total.setdefault(tag, {})[value] = total.get(tag, {}).get(value, 0) + n
+        result["tag"] = total
+    result["daily"] = daily
+    return result
+
+
+def build(router: APIRouter, version: Version) -> None:
+    schema = version.name == "v3"
+
+    @router.get("/status", include_in_schema=schema)
+    async def status(request: Request, view: str | None = Query(None)) -> JSONResponse:
+        """The live state: capacity, queue, clone, boot, pools and status (``?view=a,b`` picks)."""
+        wanted = {v.strip() for v in view.split(",")} if view else set(STATUS_VIEWS)
+        return respond(_status(service_of(request), wanted))
+
+    @router.get("/summary", include_in_schema=schema)
+    async def summary_all(request: Request, from_: str | None = Query(None, alias="from"),
+                          to: str | None = Query(None)) -> JSONResponse:
+        """Boot and clone times and tag counts between ``from`` and ``to`` (YYYY-MM-DD, UTC days)."""
+        return respond(summary(service_of(request), _date_range(from_, to)))
+
+    @router.get("/summary/{section}", include_in_schema=schema)
+    @router.get("/summary/{section}/{key}", include_in_schema=schema)
+    async def summary_section(request: Request, section: str, key: str | None = None,
+                              from_: str | None = Query(None, alias="from"),
+                              to: str | None = Query(None)) -> JSONResponse:
+        """One section of the summary (boot, clone or tag), optionally one key of it."""
+        if section not in ("boot", "clone", "tag"):
+            raise ApiError(404, f"no summary section {section[:40]!r} (boot, clone or tag)")
+        return respond(summary(service_of(request), _date_range(from_, to), section, key))
+
+    @router.get("/poolstat", include_in_schema=schema)
+    async def poolstat(request: Request, pool: str | None = Query(None)) -> JSONResponse:
+        """ready, max and alias of the pools named (or aliased) in ``?pool=a,b``."""
+        service = service_of(request)
+        asked = set(pool.split(",")) if pool else set()
+        counts = service.store.counts()
+        pools: dict[str, Any] = {}
+        for p in service.manager.pools.values():
+            if p.name in asked or asked & set(p.alias):
+                pools[p.name] = {"ready": counts.get(p.name, {}).get(VmState.READY, 0), "max": p.size}
+                if p.alias:
+                    pools[p.name]["alias"] = list(p.alias)
+        return respond({"pools": pools})
+
+    @router.get("/totalrunning", include_in_schema=schema)
+    async def totalrunning(request: Request) -> JSONResponse:
+        """How many VMs are checked out."""
+        counts = service_of(request).store.counts()
+        running = sum(c.get(VmState.RUNNING, 0) + c.get(VmState.MIGRATING, 0) for c in counts.values())
+        return respond({"running": running})
+
+    @router.get("/healthcheck", include_in_schema=schema)
+    async def healthcheck() -> JSONResponse:
+        return respond({"ok": True})

@@ -1,0 +1,147 @@
+"""On-demand requests: VMs built for one request instead of taken from a pool's stock.
+
+A request names pools (or aliases) and counts. Its VMs are created by the pool manager's
+ordinary clone path, tagged with the request id; the store keeps them out of the pools'
+stock (they are never counted as a pool's ready VMs and never checked out by others). When
+one becomes ready it is handed to the requester at once (ready -> running). The request is
+``ready`` when every VM it asked for is running, ``failed`` when ``ondemand_request_ttl``
+passed first (its VMs are then destroyed), and ``deleted`` when its owner deletes it.
+
+Nothing here is kept only in memory: what a request still needs is worked out from the
+store each time, so a restart picks up where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from corral.domain.models import OndemandRequest, RequestStatus, Vm
+from corral.domain.states import VmState
+
+if TYPE_CHECKING:
+    from corral.pools.manager import PoolManager
+
+log = logging.getLogger("corral.ondemand")
+
+ENDED = (RequestStatus.FAILED, RequestStatus.DELETED)
+LIVE_STATES = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
+HANDED_OUT = (VmState.RUNNING, VmState.MIGRATING)
+
+
+class OndemandQueue:
+    def __init__(self, manager: PoolManager, *, clone_limit: int = 10, ttl_s: float = 300.0,
+                 lifetime_auth_s: float | None = None) -> None:
+        self.manager = manager
+        self.clone_limit = clone_limit
+        self.ttl_s = ttl_s
+        self.lifetime_auth_s = lifetime_auth_s
+        self.inflight: set[str] = set()  # names of on-demand VMs whose create call is under way
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.manager.store
+
+    # -- the API side ------------------------------------------------------------------------
+    def submit(self, request: OndemandRequest) -> bool:
+        """Record a request and start building it; False if its id is taken."""
+        if not self.store.add_request(request):
+            return False
+        log.info("on-demand request", extra={"request": request.id, "user": request.user,
+                                             "pools": ",".join(f"{r.pool}:{r.count}" for r in request.requested)})
+        self.manager.wake()
+        return True
+
+    def delete(self, request_id: str) -> OndemandRequest | None:
+        """Mark a request deleted and destroy its VMs; None if there is no such request."""
+        request = self.store.get_request(request_id)
+        if request is None:
+            return None
+        if request.status != RequestStatus.DELETED:
+            self.store.set_request_status(request_id, (request.status,), RequestStatus.DELETED, self.manager.clock())
+        self._destroy_vms(request_id, "on-demand request deleted")
+        return request
+
+    def assignments(self, request: OndemandRequest) -> dict[str, list[Vm]]:
+        """The request's handed-out VMs grouped by the label they were asked for."""
+        running: dict[str, list[Vm]] = {}
+        for vm in self.store.request_vms(request.id):
+            if vm.state in HANDED_OUT:
+                running.setdefault(vm.pool, []).append(vm)
+        result: dict[str, list[Vm]] = {}
+        for line in request.requested:
+            taken, running[line.pool] = running.get(line.pool, [])[:line.count], running.get(line.pool, [])[line.count:]
+            result.setdefault(line.label, []).extend(taken)
+        return result
+
+    # -- the manager side -------------------------------------------------------------------
+    def fill(self) -> None:
+        """Start clones for what pending requests still lack, within ``ondemand_clone_limit``."""
+        slots = self.clone_limit - len(self.inflight)
+        if slots <= 0:
+            return
+        wanted: list[tuple[str, str]] = []
+        for request in self.store.list_requests((RequestStatus.PENDING,)):
+            have = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in LIVE_STATES)
+            need = Counter()
+            for line in request.requested:
+                need[line.pool] += line.count
+            for pool, count in need.items():
+                if pool not in self.manager.pools:
+                    continue
+                for _ in range(max(count - have[pool], 0)):
+                    if slots == 0:
+                        return self._start(wanted)
+                    wanted.append((pool, request.id))
+                    slots -= 1
+        self._start(wanted)
+
+    def _start(self, wanted: list[tuple[str, str]]) -> None:
+        if wanted:
+            self.manager.clone_for_requests(wanted)
+
+    def vm_ready(self, vm: Vm) -> None:
+        """A VM of a request is up: hand it to the requester, or destroy it if the request ended."""
+        assert vm.request_id is not None
+        request = self.store.get_request(vm.request_id)
+        if request is None or request.status != RequestStatus.PENDING:
+            self.manager.spawn(self.manager.destroy(vm, reason="on-demand request ended"), f"destroy-{vm.name}")
+            return
+        pool = self.manager.pools.get(vm.pool)
+        lifetime = self.lifetime_auth_s if request.token and self.lifetime_auth_s else (
+            pool.lifetime_s if pool else 24 * 3600.0)
+        moved = self.store.transition(vm.name, (VmState.READY,), VmState.RUNNING, checkout_at=self.manager.clock(),
+                                      lifetime_s=lifetime, token=request.token, user=request.user)
+        if moved is not None:
+            log.info("on-demand VM handed out", extra={"request": request.id, "vm": vm.name, "pool": vm.pool})
+        self._complete_if_done(request)
+
+    def _complete_if_done(self, request: OndemandRequest) -> None:
+        handed = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in HANDED_OUT)
+        need = Counter()
+        for line in request.requested:
+            need[line.pool] += line.count
+        if all(handed[pool] >= count for pool, count in need.items()):
+            if self.store.set_request_status(request.id, (RequestStatus.PENDING,), RequestStatus.READY,
+                                             self.manager.clock()):
+                log.info("on-demand request ready", extra={"request": request.id})
+
+    def sweep(self, now: float) -> None:
+        """Fail requests past their TTL; finish ones a crash left half-recorded; clean up ended ones."""
+        for request in self.store.list_requests((RequestStatus.PENDING,)):
+            if now - request.created_at > self.ttl_s:
+                if self.store.set_request_status(request.id, (RequestStatus.PENDING,), RequestStatus.FAILED, now):
+                    log.warning("on-demand request failed: not ready in time",
+                                extra={"request": request.id, "ttl": self.ttl_s})
+                    self._destroy_vms(request.id, "on-demand request failed")
+            else:
+                self._complete_if_done(request)
+        for request in self.store.list_requests(ENDED):
+            if any(vm.state in LIVE_STATES for vm in self.store.request_vms(request.id)):
+                self._destroy_vms(request.id, f"on-demand request {request.status}")
+
+    def _destroy_vms(self, request_id: str, reason: str) -> None:
+        for vm in self.store.request_vms(request_id):
+            if vm.state in LIVE_STATES and vm.name not in self.manager._inflight:
+                self.manager.spawn(self.manager.destroy(vm, reason=reason), f"destroy-{vm.name}")
