@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import threading
 from collections import Counter
@@ -15,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from corral.domain.models import Vm
+from corral.domain.models import (
+    OndemandRequest,
+    RequestedPool,
+    RequestStatus,
+    TokenRecord,
+    Vm,
+)
 from corral.domain.states import ACTIVE_STATES, TRANSITIONS, VmState, can_move
 from corral.store.base import Store, StoreError, TransitionRejected
 
@@ -64,7 +71,8 @@ class StoreContract:
             host="esx-1", ip="10.1.2.3", created_at=1000.25, cloned_at=1001.5, ready_at=1002.0,
             checkout_at=1003.125, completed_at=1004.0, destroyed_at=1005.0, lifetime_s=3600.0,
             token="tok-hash", user="alice", tags={"team": "qa", "jira": "ABC-1", "ü": "ß"},
-            migrated=True, reason="because",
+            migrated=True, reason="because", request_id="req-1", disks=["+8gb", "+20gb"],
+            snapshots=["before-upgrade", "ü-snap"],
         )
         store.add_vm(vm)
         got = store.get_vm("full-1")
@@ -80,6 +88,7 @@ class StoreContract:
         got = store.get_vm("bare-1")
         assert got == vm
         assert got.tags == {} and got.migrated is False and got.host is None
+        assert got.request_id is None and got.disks == [] and got.snapshots == []
         assert got.state is S.PENDING
 
     def test_get_missing_is_none(self, store: Store) -> None:
@@ -200,6 +209,20 @@ class StoreContract:
         assert store.get_vm("up-1") == vm
         assert store.update_vm("ghost", host="h") is None
 
+    def test_list_fields_through_update_and_transition(self, store: Store) -> None:
+        store.add_vm(make_vm("lf-1", state=S.READY, disks=["+8gb"]))
+        vm = store.update_vm("lf-1", disks=["+8gb", "+16gb"], snapshots=("snap-1",))
+        assert (vm.disks, vm.snapshots) == (["+8gb", "+16gb"], ["snap-1"])
+        vm.disks.append("+1gb")  # a returned list is the caller's own
+        assert store.get_vm("lf-1").disks == ["+8gb", "+16gb"]
+        moved = store.transition("lf-1", [S.READY], S.RUNNING, snapshots=["snap-1", "snap-2"])
+        assert (moved.disks, moved.snapshots) == (["+8gb", "+16gb"], ["snap-1", "snap-2"])
+        assert store.update_vm("lf-1", disks=[]).disks == []
+        for bad in ("+8gb", {"a": 1}, None):
+            with pytest.raises(StoreError, match="disks"):
+                store.update_vm("lf-1", disks=bad)
+        assert store.get_vm("lf-1") == dataclasses.replace(moved, disks=[])
+
     # -- checkout -------------------------------------------------------------------------
 
     def test_checkout_takes_the_longest_ready_vm(self, store: Store) -> None:
@@ -292,6 +315,220 @@ class StoreContract:
         assert store.purge_destroyed(15.0) == 0
         assert store.purge_destroyed(25.0) == 1
         assert [v.name for v in store.list_vms()] == ["c-old"]
+
+    # -- VMs of on-demand requests ----------------------------------------------------------
+
+    def test_request_vms_are_not_pool_stock(self, store: Store) -> None:
+        stock = fill(store, "pool-a", 2, ready_at=100.0)
+        # Ready longer than the stock, and pending: neither counted nor handed out.
+        store.add_vm(make_vm("od-r", "pool-a", S.READY, ready_at=1.0, request_id="req-1"))
+        store.add_vm(make_vm("od-p", "pool-a", S.PENDING, request_id="req-1"))
+        store.add_vm(make_vm("od-b", "pool-b", S.READY, ready_at=1.0, request_id="req-2"))
+        assert store.counts() == {"pool-a": {S.READY: 2}}
+        assert store.checkout("pool-b", now=5.0, lifetime_s=1.0) is None
+        assert store.checkout_many([("pool-b", 1)], now=5.0, lifetimes={"pool-b": 1.0}) is None
+        assert store.checkout_many(
+            [("pool-a", 3)], now=5.0, lifetimes={"pool-a": 1.0}
+        ) is None  # two of stock, not three
+        taken = [store.checkout("pool-a", now=5.0, lifetime_s=1.0) for _ in range(3)]
+        assert [vm and vm.name for vm in taken] == [*stock, None]
+        assert store.get_vm("od-r").state is S.READY and store.get_vm("od-b").state is S.READY
+
+    def test_request_vms_count_once_handed_out(self, store: Store) -> None:
+        for i, state in enumerate((S.PENDING, S.READY, S.READY, S.FAILED, S.DESTROYED)):
+            store.add_vm(make_vm(f"od-{i}", "pool-a", state, ready_at=1.0, request_id="req-1"))
+        assert store.counts() == {"pool-a": {S.FAILED: 1}}
+        store.transition("od-1", [S.READY], S.RUNNING, checkout_at=2.0, token="t")
+        store.transition("od-2", [S.READY], S.COMPLETED, completed_at=2.0)
+        assert store.counts() == {"pool-a": {S.FAILED: 1, S.RUNNING: 1, S.COMPLETED: 1}}
+        store.transition("od-0", [S.PENDING], S.READY, ready_at=3.0)
+        assert store.counts() == {"pool-a": {S.FAILED: 1, S.RUNNING: 1, S.COMPLETED: 1}}
+
+    def test_request_vms(self, store: Store) -> None:
+        store.add_vm(make_vm("r1-b", state=S.READY, created_at=2.0, request_id="req-1"))
+        store.add_vm(make_vm("r1-a", "pool-b", state=S.PENDING, created_at=2.0, request_id="req-1"))
+        store.add_vm(make_vm("r1-0", state=S.RUNNING, created_at=1.0, request_id="req-1"))
+        store.add_vm(make_vm("r1-x", state=S.DESTROYED, created_at=0.5, request_id="req-1"))
+        store.add_vm(make_vm("r2-a", state=S.READY, request_id="req-2"))
+        fill(store, "pool-a", 2)
+        got = store.request_vms("req-1")
+        assert [v.name for v in got] == ["r1-0", "r1-a", "r1-b"]
+        assert all(v == store.get_vm(v.name) for v in got)
+        assert [v.name for v in store.request_vms("req-2")] == ["r2-a"]
+        assert store.request_vms("req-3") == []
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def test_tokens(self, store: Store) -> None:
+        assert store.get_token("h1") is None and store.user_tokens("alice") == []
+        t1 = TokenRecord(hash="h1", user="alice", created_at=20.0, hint="abcd…wxyz")
+        t2 = TokenRecord(hash="h2", user="bob", created_at=5.0)
+        t3 = TokenRecord(hash="h3", user="alice", created_at=10.0, last_used_at=11.5)
+        t4 = TokenRecord(hash="h0", user="alice", created_at=15.0)
+        for token in (t1, t2, t3, t4):
+            store.add_token(token)
+        assert store.get_token("h1") == t1 and store.get_token("h3") == t3
+        assert store.user_tokens("alice") == [t3, t4, t1]  # oldest first
+        assert store.user_tokens("carol") == []
+        store.touch_token("h1", 30.0)
+        store.touch_token("missing", 30.0)  # no error, nothing recorded
+        assert store.get_token("h1") == dataclasses.replace(t1, last_used_at=30.0)
+        assert store.get_token("missing") is None
+        assert type(store.get_token("h1").last_used_at) is float
+        assert store.delete_token("h1") is True
+        assert store.delete_token("h1") is False
+        assert store.get_token("h1") is None and store.user_tokens("alice") == [t3, t4]
+
+    def test_duplicate_token_hash_raises(self, store: Store) -> None:
+        first = TokenRecord(hash="dup", user="alice", created_at=1.0, hint="aaaa…zzzz")
+        store.add_token(first)
+        with pytest.raises(StoreError):
+            store.add_token(TokenRecord(hash="dup", user="mallory", created_at=2.0))
+        assert store.get_token("dup") == first
+        assert store.user_tokens("mallory") == []
+
+    # -- pool overrides --------------------------------------------------------------------
+
+    def test_pool_overrides_upsert_and_clear(self, store: Store) -> None:
+        assert store.pool_overrides() == {}
+        store.set_pool_override("pool-a", "size", 5)
+        store.set_pool_override("pool-a", "template", "tpl-new")
+        store.set_pool_override("pool-b", "clone_target", {"cluster": "c1", "hosts": ["h1"]})
+        store.set_pool_override("pool-a", "size", 7)  # replaces, no duplicate
+        assert store.pool_overrides() == {
+            "pool-a": {"size": 7, "template": "tpl-new"},
+            "pool-b": {"clone_target": {"cluster": "c1", "hosts": ["h1"]}},
+        }
+        assert type(store.pool_overrides()["pool-a"]["size"]) is int
+        assert store.clear_pool_override("pool-a", "size") is True
+        assert store.clear_pool_override("pool-a", "size") is False
+        assert store.clear_pool_override("pool-z", "size") is False
+        assert store.clear_pool_override("pool-b", "clone_target") is True
+        assert store.pool_overrides() == {"pool-a": {"template": "tpl-new"}}  # pool-b is absent
+
+    def test_unstorable_override_raises(self, store: Store) -> None:
+        store.set_pool_override("pool-a", "size", 3)
+        with pytest.raises(StoreError):
+            store.set_pool_override("pool-a", "size", object())
+        assert store.pool_overrides() == {"pool-a": {"size": 3}}
+
+    # -- on-demand requests ----------------------------------------------------------------
+
+    def test_request_round_trip_and_duplicate_id(self, store: Store) -> None:
+        request = OndemandRequest(
+            id="req-1",
+            requested=[RequestedPool("centos", "pool-a", 2), RequestedPool("win", "pool-b", 1)],
+            created_at=10.0, token="tok-hash", user="alice",
+        )
+        assert store.add_request(request) is True
+        got = store.get_request("req-1")
+        assert got == request and got is not request
+        assert got.status == RequestStatus.PENDING and got.updated_at is None
+        assert all(type(line) is RequestedPool for line in got.requested)
+        again = OndemandRequest(id="req-1", requested=[RequestedPool("x", "pool-x", 9)],
+                                created_at=99.0)
+        assert store.add_request(again) is False
+        assert store.get_request("req-1") == request
+        assert store.get_request("req-2") is None
+
+    def test_list_requests(self, store: Store) -> None:
+        for rid, status, created in [("c", RequestStatus.PENDING, 3.0),
+                                     ("a", RequestStatus.READY, 1.0),
+                                     ("b", RequestStatus.PENDING, 1.0),
+                                     ("d", RequestStatus.FAILED, 0.5)]:
+            store.add_request(OndemandRequest(id=rid, requested=[], status=status,
+                                              created_at=created))
+        assert [r.id for r in store.list_requests([RequestStatus.PENDING])] == ["b", "c"]
+        pending_or_ready = store.list_requests({RequestStatus.PENDING, RequestStatus.READY})
+        assert [r.id for r in pending_or_ready] == ["a", "b", "c"]
+        assert [r.id for r in store.list_requests(RequestStatus.FAILED)] == ["d"]
+        assert store.list_requests([]) == []
+        assert store.list_requests([RequestStatus.DELETED]) == []
+
+    def test_request_status_is_compare_and_set(self, store: Store) -> None:
+        store.add_request(OndemandRequest(id="req-1", requested=[], created_at=1.0))
+        P, R, F, D = (RequestStatus.PENDING, RequestStatus.READY, RequestStatus.FAILED,
+                      RequestStatus.DELETED)
+        assert store.set_request_status("req-1", [R], D, now=2.0) is False
+        assert store.get_request("req-1").status == P
+        assert store.get_request("req-1").updated_at is None
+        assert store.set_request_status("req-1", [P, F], R, now=3.0) is True
+        got = store.get_request("req-1")
+        assert (got.status, got.updated_at) == (R, 3.0)
+        assert store.set_request_status("req-1", [P], F, now=4.0) is False  # already moved
+        assert store.set_request_status("req-1", [], D, now=4.0) is False
+        assert store.set_request_status("ghost", [P], R, now=4.0) is False
+        assert store.get_request("req-1") == got
+
+    def test_request_status_race_has_one_winner(self, store: Store) -> None:
+        store.add_request(OndemandRequest(id="req-1", requested=[], created_at=1.0))
+        barrier = threading.Barrier(8)
+
+        def racer(i: int) -> bool:
+            barrier.wait(30)
+            return store.set_request_status(
+                "req-1", [RequestStatus.PENDING], RequestStatus.READY, now=float(i)
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            won = [i for i, ok in enumerate(pool.map(racer, range(8))) if ok]
+        assert len(won) == 1
+        assert store.get_request("req-1").updated_at == float(won[0])
+
+    # -- history ----------------------------------------------------------------------------
+
+    def test_durations_are_a_half_open_range(self, store: Store) -> None:
+        store.record_duration("clone", "pool-a", "v-1", 3.5, at=100.0)
+        store.record_duration("clone", "pool-b", "v-2", 4, at=110)
+        store.record_duration("boot", "pool-a", "v-1", 9.0, at=105.0)
+        store.record_duration("clone", "pool-a", "v-3", 2.0, at=90.0)
+        store.record_duration("clone", "pool-a", "v-4", 1.0, at=120.0)
+        got = store.durations("clone", 100.0, 120.0)  # 100 is in, 120 is out
+        assert got == [(100.0, "pool-a", 3.5), (110.0, "pool-b", 4.0)]
+        assert all(type(at) is float and type(s) is float for at, _, s in got)
+        assert store.durations("boot", 0.0, 1000.0) == [(105.0, "pool-a", 9.0)]
+        assert store.durations("clone", 120.0, 120.0) == []
+        assert store.durations("nothing", 0.0, 1000.0) == []
+
+    def test_tag_records_are_a_half_open_range(self, store: Store) -> None:
+        store.record_tags("v-1", {"team": "qa", "jira": "ABC-1"}, at=50.0)
+        store.record_tags("v-2", {}, at=55.0)  # nothing to record
+        store.record_tags("v-2", {"team": "dev"}, at=60.0)
+        store.record_tags("v-3", {"ü": "ß"}, at=70.0)
+        got = store.tag_records(50.0, 70.0)
+        assert sorted(got) == [
+            (50.0, "v-1", "jira", "ABC-1"), (50.0, "v-1", "team", "qa"),
+            (60.0, "v-2", "team", "dev"),
+        ]
+        assert [r[0] for r in got] == sorted(r[0] for r in got)  # oldest first
+        assert store.tag_records(70.0, 71.0) == [(70.0, "v-3", "ü", "ß")]
+        assert store.tag_records(0.0, 50.0) == []
+
+    def test_purge_forgets_old_history(self, store: Store) -> None:
+        store.add_vm(make_vm("d-old", state=S.DESTROYED, destroyed_at=10.0))
+        for at in (50.0, 100.0, 150.0):
+            store.record_duration("clone", "pool-a", "v", 1.0, at=at)
+            store.record_tags("v", {"t": str(at)}, at=at)
+        ended = {"r-ready": RequestStatus.READY, "r-failed": RequestStatus.FAILED,
+                 "r-deleted": RequestStatus.DELETED}
+        for rid in ended:
+            store.add_request(OndemandRequest(id=rid, requested=[], created_at=1.0))
+        for rid in ("r-new", "r-pending", "r-at"):
+            store.add_request(OndemandRequest(id=rid, requested=[], created_at=1.0))
+        for rid, status in ended.items():
+            store.set_request_status(rid, [RequestStatus.PENDING], status, now=40.0)
+        store.set_request_status("r-new", [RequestStatus.PENDING], RequestStatus.READY, now=150.0)
+        store.set_request_status("r-at", [RequestStatus.PENDING], RequestStatus.FAILED, now=100.0)
+        assert store.purge_destroyed(100.0) == 1  # the VM count, as before
+        assert store.durations("clone", 0.0, 1000.0) == [(100.0, "pool-a", 1.0),
+                                                        (150.0, "pool-a", 1.0)]
+        assert [r[0] for r in store.tag_records(0.0, 1000.0)] == [100.0, 150.0]
+        for rid in ended:
+            assert store.get_request(rid) is None, rid
+        # Still pending (however old), ended at or after the cut: kept.
+        for rid in ("r-new", "r-pending", "r-at"):
+            assert store.get_request(rid) is not None, rid
+        assert store.get_vm("d-old") is None
 
     def test_close_is_idempotent(self, store_factory: Any) -> None:
         other = store_factory()

@@ -9,7 +9,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,102 @@ def test_newer_schema_is_refused(db: Path) -> None:
     raw.close()
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteStore(db)
+
+
+# The schema corral wrote before version 2 (on-demand requests, tokens, history), verbatim.
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vms (
+    "name" TEXT NOT NULL PRIMARY KEY, "pool" TEXT NOT NULL, "template" TEXT NOT NULL,
+    "state" TEXT NOT NULL, "provider" TEXT NOT NULL DEFAULT '', "host" TEXT, "ip" TEXT,
+    "created_at" REAL NOT NULL, "cloned_at" REAL, "ready_at" REAL, "checkout_at" REAL,
+    "completed_at" REAL, "destroyed_at" REAL, "lifetime_s" REAL, "token" TEXT, "user" TEXT,
+    "tags" TEXT NOT NULL DEFAULT '{}', "migrated" INTEGER NOT NULL DEFAULT 0, "reason" TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vms_pool_state ON vms (pool, state, ready_at, name);
+CREATE INDEX IF NOT EXISTS vms_state ON vms (state);
+PRAGMA user_version = 1;
+"""
+V1_ROWS = [  # name, pool, state, created_at, ready_at, token, tags, migrated
+    ("v1-ready-b", "pool-a", "ready", 1.0, 20.0, None, "{}", 0),
+    ("v1-ready-a", "pool-a", "ready", 2.0, 10.0, None, '{"team":"qa"}', 0),
+    ("v1-running", "pool-b", "running", 3.0, 5.0, "tok", "{}", 1),
+]
+
+
+def _make_v1_file(db: Path) -> None:
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute("PRAGMA journal_mode = WAL")
+        raw.executescript(V1_SCHEMA)
+        raw.executemany(
+            'INSERT INTO vms (name, pool, template, state, created_at, ready_at, token, tags, '
+            "migrated) VALUES (?, ?, 'tpl', ?, ?, ?, ?, ?, ?)",
+            V1_ROWS,
+        )
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _schema_of(db: Path) -> dict[str, object]:
+    """Every table's columns and every index's columns and condition, by name."""
+    raw = sqlite3.connect(db)
+    try:
+        shape: dict[str, object] = {"version": raw.execute("PRAGMA user_version").fetchone()}
+        tables = raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            shape[table] = raw.execute(f"PRAGMA table_info({table})").fetchall()
+            for _, index, unique, origin, partial in raw.execute(f"PRAGMA index_list({table})"):
+                columns = raw.execute(f"PRAGMA index_info({index})").fetchall()
+                shape[f"{table}.{index}"] = (unique, origin, partial, columns)
+        return shape
+    finally:
+        raw.close()
+
+
+def test_version_1_file_is_upgraded_in_place(db: Path, tmp_path: Path) -> None:
+    _make_v1_file(db)
+    with SqliteStore(db) as store:
+        vms = store.list_vms()
+        assert [(v.name, v.pool, v.state.value, v.created_at, v.ready_at, v.token, v.migrated)
+                for v in vms] == [
+            ("v1-ready-b", "pool-a", "ready", 1.0, 20.0, None, False),
+            ("v1-ready-a", "pool-a", "ready", 2.0, 10.0, None, False),
+            ("v1-running", "pool-b", "running", 3.0, 5.0, "tok", True),
+        ]
+        assert store.get_vm("v1-ready-a").tags == {"team": "qa"}
+        assert all((v.request_id, v.disks, v.snapshots) == (None, [], []) for v in vms)
+        assert store.counts() == {"pool-a": {S.READY: 2}, "pool-b": {S.RUNNING: 1}}
+        # The new columns and tables work on the upgraded file.
+        store.add_vm(make_vm("od-1", state=S.READY, ready_at=1.0, request_id="req-1"))
+        assert store.checkout("pool-a", now=9.0, lifetime_s=1.0).name == "v1-ready-a"
+        assert [v.name for v in store.request_vms("req-1")] == ["od-1"]
+        store.update_vm("v1-running", disks=["+8gb"])
+        store.set_pool_override("pool-a", "size", 3)
+    with SqliteStore(db) as again:  # reopening a version-2 file changes nothing
+        assert again.get_vm("v1-running").disks == ["+8gb"]
+        assert again.pool_overrides() == {"pool-a": {"size": 3}}
+    # The upgraded file has exactly the schema of a file created new.
+    SqliteStore(tmp_path / "fresh.db").close()
+    assert _schema_of(db) == _schema_of(tmp_path / "fresh.db")
+    assert _schema_of(db)["version"] == (SCHEMA_VERSION,)
+
+
+def test_two_openers_upgrade_a_version_1_file_once(db: Path) -> None:
+    """Several handles (separate connections, as separate processes have) open a v1 file
+    at once: one upgrades it, the others wait for its write lock and find it done."""
+    _make_v1_file(db)
+    barrier = threading.Barrier(6)
+
+    def opener() -> list[str]:
+        barrier.wait(30)
+        with SqliteStore(db) as store:
+            return [v.name for v in store.list_vms()]
+
+    with ThreadPoolExecutor(6) as pool:
+        results = [f.result() for f in [pool.submit(opener) for _ in range(6)]]
+    assert results == [[row[0] for row in V1_ROWS]] * 6
+    assert _schema_of(db)["version"] == (SCHEMA_VERSION,)
 
 
 def test_sigkill_mid_churn_leaves_a_consistent_database(db: Path) -> None:
