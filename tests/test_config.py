@@ -132,3 +132,33 @@ def test_config_check_cli_exit_codes(tmp_path: Path):
 
     missing = run_cli("config", "check", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_static_auth_users_need_real_password_hashes():
+    from corral.auth.passwords import hash_password
+
+    good = {":auth": {"provider": "static", "users": {"alice": hash_password("pw", iterations=1000)}}}
+    config, _ = parse_config(good)
+    assert config.auth is not None and config.auth.provider == "static"
+    with pytest.raises(ConfigError) as err:
+        parse_config({":auth": {"provider": "static", "users": {"bob": "hunter2"}}})
+    assert err.value.problems == ["auth.users.bob: not a password hash made by 'corral auth hash-password', "
+                                  "got <redacted>"]
+    assert "hunter2" not in str(err.value)
+
+
+def test_dummy_auth_needs_vmpooler_debug(monkeypatch):
+    monkeypatch.delenv("VMPOOLER_DEBUG", raising=False)
+    with pytest.raises(ConfigError) as err:
+        parse_config({":auth": {"provider": "dummy"}})
+    assert "VMPOOLER_DEBUG" in err.value.problems[0]
+    monkeypatch.setenv("VMPOOLER_DEBUG", "true")
+    assert parse_config({":auth": {"provider": "dummy"}})[0].auth.provider == "dummy"
+
+
+def test_bad_tagfilter_and_rate_limits_are_reported():
+    with pytest.raises(ConfigError) as err:
+        parse_config({":tagfilter": {"url": "(unclosed"}, ":rate_limits": {"vm_creation": {"limit": 0, "period": 60}}})
+    problems = err.value.problems
+    assert any(p.startswith("tagfilter: url: not a valid regular expression") for p in problems), problems
+    assert "rate_limits.vm_creation.limit: must be >= 1, got 0" in problems

@@ -331,7 +331,16 @@ def _check_auth(auth: AuthSettings) -> list[str]:
         return ["auth.ldap: required key is missing (the ldap provider needs host, base and user_object)"]
     if auth.provider == "static" and not auth.users:
         return ["auth.users: the static provider needs at least one user (user: password hash)"]
-    return []
+    from corral.auth.passwords import check_password_hash
+
+    problems = []
+    for user, encoded in auth.users.items():
+        try:
+            check_password_hash(encoded.get_secret_value())
+        except ValueError:
+            problems.append(f"auth.users.{user}: not a password hash made by 'corral auth hash-password', "
+                            "got <redacted>")
+    return problems
 
 
 def _adopt_legacy_vsphere(data: dict[str, Any]) -> None:

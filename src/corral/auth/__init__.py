@@ -1,0 +1,50 @@
+"""Who may create tokens: authentication backends (ldap, static, dummy) and token helpers.
+
+``build_authenticator(settings.auth)`` gives an :class:`Authenticator`; its
+``await authenticate(user, password)`` is True/False, or raises :class:`AuthUnavailable`
+when the backend cannot answer. Nothing here logs or raises with a password or token in it.
+"""
+
+from __future__ import annotations
+
+from corral.auth.base import AuthUnavailable, Authenticator
+from corral.auth.dummy import DummyAuthenticator
+from corral.auth.ldap import LdapAuthenticator
+from corral.auth.passwords import check_password_hash, hash_password, verify_password
+from corral.auth.static import StaticAuthenticator
+from corral.auth.tokens import TOKEN_RE, hash_token, new_token, same_hash, token_hint
+from corral.config import AuthSettings
+
+__all__ = [
+    "TOKEN_RE",
+    "AuthUnavailable",
+    "Authenticator",
+    "DummyAuthenticator",
+    "LdapAuthenticator",
+    "StaticAuthenticator",
+    "build_authenticator",
+    "check_password_hash",
+    "hash_password",
+    "hash_token",
+    "new_token",
+    "same_hash",
+    "token_hint",
+    "verify_password",
+]
+
+
+def build_authenticator(settings: AuthSettings) -> Authenticator:
+    """The backend ``settings.provider`` names; ValueError if its settings are unusable.
+
+    The dummy provider's VMPOOLER_DEBUG guard is the configuration loader's job.
+    """
+    if settings.provider == "ldap":
+        if settings.ldap is None:
+            raise ValueError("auth.ldap: required for the ldap provider (host, base, user_object)")
+        return LdapAuthenticator(settings.ldap)
+    if settings.provider == "static":
+        return StaticAuthenticator(settings.users)
+    if settings.provider == "dummy":
+        return DummyAuthenticator()
+    raise ValueError(f"auth.provider: must be ldap, static or dummy, got {settings.provider!r}")
+

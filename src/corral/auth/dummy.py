@@ -1,0 +1,16 @@
+"""vmpooler's ``dummy`` provider: any password that differs from the user name is accepted.
+
+For development only; the configuration refuses it unless ``VMPOOLER_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DummyAuthenticator"]
+
+
+class DummyAuthenticator:
+    async def authenticate(self, user: str, password: str) -> bool:
+        """True iff ``password != user``; an empty user name is refused (tokens need an owner)."""
+        if not isinstance(user, str) or not isinstance(password, str) or not user:
+            return False
+        return password != user
