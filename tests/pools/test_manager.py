@@ -209,3 +209,14 @@ async def test_periodic_reconcile_finds_orphans_and_spares_vms_being_cloned(harn
     await eventually(lambda: manager.stats.orphans_destroyed == 1)
     assert "late-orphan" not in {v.name for v in await harness.provider.list_vms()}
     assert ready_counts(harness.store) == {"a": 10}
+
+
+async def test_clones_that_keep_failing_back_off_instead_of_storming_the_provider(harness, pool_factory):
+    sim = sim_settings(strict_templates=True, templates={"tmpl-good": {}})
+    manager = await harness.start([pool_factory("bad", 2), pool_factory("good", 2, template="tmpl-good")], sim=sim)
+    await eventually(lambda: ready_counts(harness.store).get("good") == 2)
+    await asyncio.sleep(1.0)
+    failures = manager.stats.clone_failures
+    # check_interval is 0.05 s: without back-off a broken pool is retried hundreds of times a second
+    assert 2 <= failures <= 40, failures
+    assert manager.backing_off("bad") and not manager.backing_off("good")

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from corral import __version__
 from corral.api import ondemand, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
-from corral.api.middleware import RateLimiter, RequestLogger
+from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.runtime import Service
 
 log = logging.getLogger("corral.api")
@@ -60,7 +60,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", extra={"method": request.method, "path": request.url.path})
+    log.exception("unexpected error", extra={"method": request.method, "path": loggable_path(request.url.path)})
     return JSONResponse({"ok": False, "error": "internal error"}, status_code=500)
 
 

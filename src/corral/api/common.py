@@ -21,13 +21,13 @@ from corral.runtime import Service
 MAX_BODY_BYTES = 10_240
 MAX_JSON_DEPTH = 5
 MAX_VMS_PER_POOL = 100
-POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
-TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-INTEGER_RE = re.compile(r"^\d+$")
-TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,50}$")
-TAG_VALUE_RE = re.compile(r"^[\w\s.@:/-]{0,255}$")
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
+TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+INTEGER_RE = re.compile(r"^\d+\Z")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,50}\Z")
+TAG_VALUE_RE = re.compile(r"^[\w\s.@:/-]{0,255}\Z")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 
 SECRET_KEY_HINTS = ("password", "secret", "token", "key", "hash")
 

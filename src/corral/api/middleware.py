@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -53,6 +54,8 @@ class RateLimiter:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         token = _header(scope, b"x-auth-token")
+        if token and not self._valid(scope, token):
+            token = None  # made-up tokens must not buy a fresh allowance: count by IP
         if token:
             client = "token:" + hashlib.sha256(token).hexdigest()[:32]  # never keep the token itself
         else:
@@ -68,6 +71,16 @@ class RateLimiter:
         window[0] += 1
         await self.app(scope, receive, send)
 
+    @staticmethod
+    def _valid(scope: Scope, token: bytes) -> bool:
+        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
+        if service is None or service.authenticator is None:
+            return False
+        try:
+            return service.store.get_token(hashlib.sha256(token).hexdigest()) is not None
+        except Exception:  # the store is down: fall back to counting by IP
+            return False
+
     def _prune(self, now: float) -> None:
         if now < self._next_prune:
             return
@@ -77,14 +90,23 @@ class RateLimiter:
 
     async def _refuse(self, send: Any, limit: RateLimit, wait: float) -> None:
         retry = max(int(wait + 0.999), 1)
+        period = int(limit.period) if limit.period == int(limit.period) else limit.period  # 60, not 60.0
         body = json.dumps({"ok": False, "error": "Rate limit exceeded", "limit": limit.limit,
-                           "period": limit.period, "retry_after": retry}).encode()
+                           "period": period, "retry_after": retry}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"x-ratelimit-limit", str(limit.limit).encode()), (b"x-ratelimit-remaining", b"0"),
                    (b"x-ratelimit-reset", str(int(time.time()) + retry).encode()),
                    (b"retry-after", str(retry).encode())]
         await send({"type": "http.response.start", "status": 429, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_TOKEN_PATH_RE = re.compile(r"(/token/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """``path`` with a token in it (``/token/<token>``) replaced by ``<redacted>``."""
+    return _TOKEN_PATH_RE.sub(r"\1<redacted>", path)
 
 
 class RequestLogger:
@@ -108,5 +130,5 @@ class RequestLogger:
         try:
             await self.app(scope, receive, sending)
         finally:
-            log.info("request", extra={"method": scope["method"], "path": scope["path"], "status": status,
+            log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]), "status": status,
                                        "duration": round(time.monotonic() - started, 4)})

@@ -38,7 +38,7 @@ async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> 
         raise ApiError(403, f"{message} ({', '.join(too_many)})", message=message)
     if request_id is None:
         request_id = str(uuid.uuid4())
-    elif not isinstance(request_id, str) or not REQUEST_ID_RE.match(request_id):
+    elif not isinstance(request_id, str) or not REQUEST_ID_RE.fullmatch(request_id):
         raise ApiError(400, "request_id must be 1-100 letters, digits, '.', '_' or '-'")
     lines = [RequestedPool(label, pool, n) for label, count in wanted.items()
              for pool, n in split_by_weight(service, label, count).items()]
@@ -68,7 +68,7 @@ def build(router: APIRouter, version: Version) -> None:
     async def poll(request: Request, request_id: str) -> JSONResponse:
         """202 while VMs are being built; 200 with hostnames when ready, or a message if it failed."""
         service = service_of(request)
-        found = service.store.get_request(request_id) if REQUEST_ID_RE.match(request_id) else None
+        found = service.store.get_request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
         if found is None:
             raise ApiError(404, message=f"no request found for request_id '{request_id[:100]}'")
         body: dict[str, Any] = {"ok": True, "request_id": found.id, "ready": found.status == RequestStatus.READY}
@@ -104,7 +104,7 @@ def build(router: APIRouter, version: Version) -> None:
         """Delete a request and destroy its VMs."""
         service = service_of(request)
         record = token_record(request, required=True)
-        found = service.store.get_request(request_id) if REQUEST_ID_RE.match(request_id) else None
+        found = service.store.get_request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
         if found is None:
             raise ApiError(404, message=f"no request found for request_id '{request_id[:100]}'")
         if found.user is not None and record is not None and record.user != found.user:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -17,6 +18,7 @@ from corral.runtime import Service
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status")
 DAY = 86400.0
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -101,7 +103,7 @@ def _date(value: str | None, what: str) -> dt.date:
     if value is None:
         return dt.datetime.now(dt.timezone.utc).date()
     try:
-        if len(value) != 10:
+        if not DATE_RE.match(value):  # fromisoformat alone also takes ISO week dates (2020-W01-1)
             raise ValueError
         return dt.date.fromisoformat(value)
     except ValueError:

@@ -92,6 +92,7 @@ class PoolManager:
         self.feeds = {name: FeedWatcher(self, name, p) for name, p in providers.items()}
         self._inflight: set[str] = set()  # names whose create call is under way
         self._stale: set[str] = set()  # in-flight names to destroy once created (pool reset)
+        self._backoff: dict[str, tuple[float, float]] = {}  # pool -> (no clone before, last delay)
         self._busy: set[str] = set()  # names being destroyed or probed
         self._dirty: set[str] = set(self.pools)
         self._wake = asyncio.Event()
@@ -231,6 +232,8 @@ class PoolManager:
         counts = self.store.counts()
         deficits: dict[str, int] = {}
         for name in pools:
+            if self.backing_off(name):
+                continue  # the sweep looks again
             have = counts.get(name, {})
             size = self.pools[name].size if name in self.pools else 0
             level = have.get(VmState.READY, 0) + have.get(VmState.PENDING, 0)
@@ -261,6 +264,21 @@ class PoolManager:
         """Start clones of (pool, on-demand request id) by the same path as refills."""
         for name in self._clone(wanted):
             self.ondemand.inflight.add(name)
+
+    BACKOFF_MAX_S = 60.0
+
+    def backing_off(self, pool: str) -> bool:
+        """True while clones of ``pool`` wait after failures (no create-call storm on a broken template)."""
+        entry = self._backoff.get(pool)
+        return entry is not None and time.monotonic() < entry[0]
+
+    def _clone_outcome(self, pool: str, ok: bool) -> None:
+        if ok:
+            self._backoff.pop(pool, None)
+            return
+        last = self._backoff.get(pool, (0.0, 0.0))[1]
+        delay = min(max(last * 2, self.settings.check_interval), max(self.BACKOFF_MAX_S, self.settings.check_interval))
+        self._backoff[pool] = (time.monotonic() + delay, delay)
 
     def _remove_surplus(self, pool: str, surplus: int) -> None:
         candidates = [v for v in self.store.list_vms(pool=pool, states=(VmState.PENDING,))
@@ -319,10 +337,12 @@ class PoolManager:
                     self.stats.clones += 1
                     self.stats.clone_seconds.append(now - started)
                     self.store.record_duration("clone", spec.pool, spec.name, now - started, now)
+                    self._clone_outcome(spec.pool, True)
                     log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
                     self.feeds[provider_name].recheck(spec.name)
                 else:
                     self.stats.clone_failures += 1
+                    self._clone_outcome(spec.pool, False)
                     reason = (result.error if result else None) or "clone call failed"
                     vm = self.store.transition(spec.name, (VmState.PENDING,), VmState.FAILED, reason=reason)
                     log.warning("clone failed", extra={"pool": spec.pool, "vm": spec.name, "host": host, "error": reason})

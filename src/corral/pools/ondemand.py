@@ -88,7 +88,7 @@ class OndemandQueue:
             for line in request.requested:
                 need[line.pool] += line.count
             for pool, count in need.items():
-                if pool not in self.manager.pools:
+                if pool not in self.manager.pools or self.manager.backing_off(pool):
                     continue
                 for _ in range(max(count - have[pool], 0)):
                     if slots == 0:
