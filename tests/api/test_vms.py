@@ -308,8 +308,7 @@ def test_64_concurrent_clients_never_get_the_same_vm(tmp_path: Path):
     import asyncio
 
     pools = [{"name": "p", "template": "t/p", "size": 50}]
-    doc = quick_config(tmp_path, pools)
-    doc[":providers"][":sim"]["latency"] = {**doc[":providers"][":sim"]["latency"], "create_call": 5000.0}
+    doc = quick_config(tmp_path, pools, task_limit=50)
     with ServerThread(doc) as srv:
         srv.wait(lambda: srv.service.store.counts().get("p", {}).get(VmState.READY, 0) == 50, timeout=30)
         srv.service.providers["sim"].stall("create", 3600)  # no refill during the test: the stock is 50
