@@ -145,6 +145,52 @@ def bench_fill(
         typer.echo(json.dumps(result.as_dict()))
 
 
+@bench_app.command("api")
+def bench_api(
+    clients: Annotated[str, typer.Option(help="Comma-separated client counts, one run each.")] = "1,32",
+    duration: Annotated[float, typer.Option(help="Seconds measured per run.")] = 5.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
+    pool_size: Annotated[int, typer.Option(help="Ready VMs in corral's pool at the start of a run.")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="Append the results to the markdown file --output.")]
+    = False,
+    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+    profile: Annotated[Optional[Path], typer.Option(help="Run the corral server under cProfile, write the "
+                                                         "statistics here and print the hotspots.")] = None,
+) -> None:
+    """Checkout + return pairs over HTTP against a real corral and a bare-HTTP baseline."""
+    from corral.bench.api import check_settings, profile_summary, run_api
+
+    try:
+        counts = [int(c) for c in clients.split(",") if c.strip()]
+    except ValueError:
+        typer.echo(f"error: --clients must be whole numbers separated by commas, got {clients!r}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        check_settings(counts, duration, warmup, pool_size)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = run_api(clients=counts, duration=duration, warmup=warmup, pool_size=pool_size, profile=profile,
+                     progress=None if as_json else lambda m: typer.echo(m, err=True))
+    if record:
+        result.append_markdown(output, " ".join(["corral", *sys.argv[1:]]))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 130)
+        console.print(result.table())
+        typer.echo(result.summary())
+        if profile is not None:
+            typer.echo(profile_summary(profile), err=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

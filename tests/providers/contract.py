@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from corral.domain.models import VmSpec
-from corral.providers.base import HostInfo, InventoryUpdate, Provider, ProviderVm, VmNotFound
+from corral.providers.base import HostInfo, InventoryUpdate, Provider, ProviderError, ProviderVm, VmNotFound
 
 SpecMaker = Callable[..., VmSpec]
 _serial = itertools.count(1)
@@ -268,6 +268,49 @@ class ProviderContract:
     ) -> None:
         with pytest.raises(VmNotFound):
             await provider.migrate_vm("contract-no-such-vm", other_host_name)
+
+    # -- disks and snapshots ---------------------------------------------------------------
+
+    async def test_a_disk_can_be_added_to_a_vm(
+        self, provider: Provider, host_name: str, make_spec: SpecMaker
+    ) -> None:
+        [name] = await self._create(provider, host_name, make_spec)
+        await provider.add_disk(name, 1)
+        await provider.add_disk(name, 2)
+        assert name in {vm.name for vm in await provider.list_vms()}
+
+    async def test_a_vm_can_return_to_its_snapshot_again_and_again(
+        self, provider: Provider, host_name: str, make_spec: SpecMaker
+    ) -> None:
+        [name] = await self._create(provider, host_name, make_spec)
+        await self._ready(provider, name)
+        await provider.create_snapshot(name, "contract-snap")
+        await provider.revert_snapshot(name, "contract-snap")
+        await provider.revert_snapshot(name, "contract-snap")
+        [vm] = [vm for vm in await provider.list_vms() if vm.name == name]
+        assert vm.powered_on
+
+    async def test_reverting_to_an_unknown_snapshot_is_a_permanent_error(
+        self, provider: Provider, host_name: str, make_spec: SpecMaker
+    ) -> None:
+        [name] = await self._create(provider, host_name, make_spec)
+        await provider.create_snapshot(name, "contract-snap")
+        with pytest.raises(ProviderError) as caught:
+            await provider.revert_snapshot(name, "contract-no-such-snap")
+        assert not isinstance(caught.value, VmNotFound)
+        assert not caught.value.retryable
+
+    @pytest.mark.parametrize("operation", ["add_disk", "create_snapshot", "revert_snapshot"])
+    async def test_disk_and_snapshot_calls_on_a_missing_vm_raise_vm_not_found(
+        self, provider: Provider, operation: str
+    ) -> None:
+        calls: dict[str, Callable[[], Awaitable[None]]] = {
+            "add_disk": lambda: provider.add_disk("contract-no-such-vm", 1),
+            "create_snapshot": lambda: provider.create_snapshot("contract-no-such-vm", "snap"),
+            "revert_snapshot": lambda: provider.revert_snapshot("contract-no-such-vm", "snap"),
+        }
+        with pytest.raises(VmNotFound):
+            await calls[operation]()
 
     # -- host use --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from corral.domain.models import VmSpec
-from corral.providers.base import HostUnavailable, ProviderError
+from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
 from corral.providers.sim import SimProvider, SimSettings
 
 from .contract import FeedReader, eventually
@@ -357,6 +357,29 @@ async def test_close_releases_waiters_and_calls_in_flight(make_sim: MakeSim) -> 
     assert [v.name for v in await sim.list_vms()] == ["vm-1"]
 
 
+async def test_a_cancel_in_the_same_step_as_a_change_still_cancels_a_long_poll(make_sim: MakeSim) -> None:
+    # Python 3.11's asyncio.wait_for lost such a cancel: the feed watcher then never stopped
+    sim = await make_sim()
+    snapshot = await sim.wait_for_updates(None, 1)
+    poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 30))
+    await asyncio.sleep(0.01)
+    sim.set_host_down(HOST)
+    poll.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(poll, 1)
+
+
+async def test_a_cancel_in_the_same_step_as_close_still_cancels_a_call(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.stall("list_vms", 30)
+    call = asyncio.create_task(sim.list_vms())
+    await asyncio.sleep(0.01)
+    await sim.close()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(call, 1)
+
+
 # -- persistence -----------------------------------------------------------------------
 
 
@@ -437,6 +460,171 @@ async def test_vms_survive_kill_9(tmp_path: Path) -> None:
         await sim.close()
 
 
+# -- disks and snapshots ---------------------------------------------------------------
+
+
+async def test_disks_and_snapshots_are_kept_per_vm(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.inject_vm("vm-2", HOST, "pool-a")
+    await sim.add_disk("vm-1", 10)
+    await sim.create_snapshot("vm-1", "first")
+    await sim.add_disk("vm-1", 20)
+    await sim.create_snapshot("vm-1", "second")
+    assert sim.vm_disks("vm-1") == [10, 20]
+    assert sim.vm_snapshots("vm-1") == ["first", "second"]
+    assert sim.vm_disks("vm-2") == [] and sim.vm_snapshots("vm-2") == []
+    assert (await host(sim)).memory_used_mb == 2 * 4096, "disks use no host memory"
+    with pytest.raises(VmNotFound):
+        sim.vm_disks("vm-3")
+    with pytest.raises(VmNotFound):
+        sim.vm_snapshots("vm-3")
+
+
+async def test_revert_restores_the_disks_and_the_run_state(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    await sim.add_disk("vm-1", 10)
+    await sim.create_snapshot("vm-1", "running")
+    await sim.add_disk("vm-1", 20)
+    await sim.power_off("vm-1")
+    await sim.create_snapshot("vm-1", "off")
+    feed = FeedReader(sim)
+    await feed.read()
+
+    await sim.revert_snapshot("vm-1", "running")
+    assert sim.vm_disks("vm-1") == [10]
+    assert await sim.vm_ready("vm-1"), "a guest that was ready is ready at once"
+    await feed.until(lambda f: f.vms["vm-1"].powered_on and f.vms["vm-1"].guest_ready, timeout=1)
+    assert (await host(sim)).memory_used_mb == 4096
+
+    await sim.revert_snapshot("vm-1", "off")
+    assert sim.vm_disks("vm-1") == [10, 20]
+    record = await vm(sim, "vm-1")
+    assert not record.powered_on and not record.guest_ready
+    assert sim.vm_snapshots("vm-1") == ["running", "off"], "reverting keeps every snapshot"
+
+
+async def test_reverting_to_a_snapshot_taken_while_booting_boots_again(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"boot": 50})  # 50 ms
+    await sim.create_vms(HOST, [spec("vm-1")])
+    await sim.create_snapshot("vm-1", "booting")
+    await until_ready(sim, "vm-1")
+    await sim.revert_snapshot("vm-1", "booting")
+    assert not await sim.vm_ready("vm-1")
+    await until_ready(sim, "vm-1")
+
+
+async def test_snapshot_and_disk_mistakes_are_permanent_errors(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    await sim.create_snapshot("vm-1", "snap")
+    for call, says in [
+        (sim.revert_snapshot("vm-1", "other"), "no snapshot 'other'"),
+        (sim.create_snapshot("vm-1", "snap"), "already has a snapshot 'snap'"),
+        (sim.add_disk("vm-1", 0), "at least 1 GiB"),
+    ]:
+        with pytest.raises(ProviderError, match=says) as caught:
+            await call
+        assert not caught.value.retryable and not isinstance(caught.value, VmNotFound)
+    assert sim.vm_disks("vm-1") == [] and sim.vm_snapshots("vm-1") == ["snap"]
+
+
+async def test_disk_and_snapshot_latencies_apply(make_sim: MakeSim) -> None:
+    sim = await make_sim(time_scale=0.01, latency={"disk": 10, "snapshot": 20, "revert": 30})
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    for call, least in [
+        (sim.add_disk("vm-1", 1), 0.1),
+        (sim.create_snapshot("vm-1", "snap"), 0.2),
+        (sim.revert_snapshot("vm-1", "snap"), 0.3),
+    ]:
+        started = time.monotonic()
+        await call
+        assert least * 0.95 <= time.monotonic() - started < least + 0.3
+
+
+async def test_disk_snapshot_and_revert_failure_rates_change_nothing(make_sim: MakeSim) -> None:
+    sim = await make_sim(failure_rates={"disk": 1.0, "snapshot": 1.0, "revert": 1.0})
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    with pytest.raises(ProviderError, match="simulated failure") as caught:
+        await sim.add_disk("vm-1", 5)
+    assert caught.value.retryable
+    with pytest.raises(ProviderError, match="simulated failure"):
+        await sim.create_snapshot("vm-1", "snap")
+    assert sim.vm_disks("vm-1") == [] and sim.vm_snapshots("vm-1") == []
+
+    ok = await make_sim(failure_rates={"revert": 1.0})
+    ok.inject_vm("vm-1", HOST, "pool-a")
+    await ok.create_snapshot("vm-1", "snap")
+    await ok.power_off("vm-1")
+    with pytest.raises(ProviderError, match="simulated failure"):
+        await ok.revert_snapshot("vm-1", "snap")
+    assert not (await vm(ok, "vm-1")).powered_on
+
+
+async def test_disk_and_snapshot_calls_take_hooks_slots_and_counts(make_sim: MakeSim) -> None:
+    sim = await make_sim(concurrency=1)
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    for op in ("disk", "snapshot", "revert"):
+        sim.fail_next(op)
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.add_disk("vm-1", 1)
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.create_snapshot("vm-1", "snap")
+    await sim.create_snapshot("vm-1", "snap")
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.revert_snapshot("vm-1", "snap")
+
+    sim.stall("disk", 0.1)
+    adding = asyncio.create_task(sim.add_disk("vm-1", 1))
+    await asyncio.sleep(0.02)
+    assert sim.in_flight == 1
+    started = time.monotonic()
+    await sim.vm_ready("vm-1")  # waits for the one slot
+    assert time.monotonic() - started >= 0.05
+    await adding
+    assert sim.vm_disks("vm-1") == [1]
+    assert (sim.calls["add_disk"], sim.calls["create_snapshot"], sim.calls["revert_snapshot"]) == (2, 2, 1)
+
+
+async def test_disk_and_snapshot_calls_need_the_vms_host_up(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.set_host_down(HOST)
+    with pytest.raises(HostUnavailable):
+        await sim.add_disk("vm-1", 1)
+    with pytest.raises(HostUnavailable):
+        await sim.create_snapshot("vm-1", "snap")
+
+
+async def test_disks_and_snapshots_survive_a_reopen(tmp_path: Path) -> None:
+    settings = SimSettings(time_scale=0.001, state_file=str(tmp_path / "sim.db"))
+    before = SimProvider("sim", settings)
+    await before.connect()
+    before.inject_vm("vm-1", HOST, "pool-a")
+    await before.add_disk("vm-1", 8)
+    await before.create_snapshot("vm-1", "snap")
+    await before.add_disk("vm-1", 16)
+    await before.power_off("vm-1")
+    await before.close()
+
+    after = SimProvider("sim", settings)
+    await after.connect()
+    try:
+        assert after.vm_disks("vm-1") == [8, 16] and after.vm_snapshots("vm-1") == ["snap"]
+        await after.revert_snapshot("vm-1", "snap")
+        assert after.vm_disks("vm-1") == [8] and await after.vm_ready("vm-1")
+        await after.destroy_vm("vm-1")
+    finally:
+        await after.close()
+    reopened = SimProvider("sim", settings)
+    await reopened.connect()
+    try:
+        assert await reopened.list_vms() == []
+    finally:
+        await reopened.close()
+
+
 # -- settings --------------------------------------------------------------------------
 
 
@@ -449,6 +637,8 @@ async def test_vms_survive_kill_9(tmp_path: Path) -> None:
         ({"jitter": 2}, ("jitter",), "less than or equal to 1"),
         ({"concurrency": 0}, ("concurrency",), "greater than or equal to 1"),
         ({"latency": {"boot": -1}}, ("latency", "boot"), "greater than or equal to 0"),
+        ({"latency": {"revert": -1}}, ("latency", "revert"), "greater than or equal to 0"),
+        ({"failure_rates": {"snapshot": 2}}, ("failure_rates", "snapshot"), "less than or equal to 1"),
         ({"host_overrides": {"sim-host-09": {"cores": 4}}}, ("host_overrides",), "'sim-host-09'"),
         ({"hosts": [{"name": "a"}, {"cores": 2}]}, ("hosts",), "needs a name"),
         ({"hosts": [{"name": "a"}, {"name": "a"}]}, ("hosts",), "repeated: a"),

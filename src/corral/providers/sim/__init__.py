@@ -13,6 +13,9 @@ The model
     ``strict_templates`` an unknown template fails the VM). A powered-on VM uses
     ``cpus × host MHz × vm_cpu_load`` of its host's CPU and its ``memory_mb`` of memory.
     A created or powered-on VM's guest becomes ready ``latency.boot`` seconds later.
+    A VM keeps the disks added to it (``add_disk``, sizes only) and named snapshots; a
+    snapshot holds the disks and the run state, so reverting restores both (a guest that
+    was ready is ready at once, one that was booting boots again).
 
 Time
     Every latency is multiplied by ``time_scale`` (0.001 turns a 10 s boot into 10 ms) and
@@ -21,10 +24,11 @@ Time
     timers, no threads. The ``timeout`` of ``wait_for_updates`` is real time, not scaled.
 
 Failures
-    ``failure_rates`` make single VM creates, boots, destroys and migrations fail at random
-    (``seed`` makes that repeatable). Tests inject failures on purpose with the hooks
-    ``fail_next``, ``stall``, ``set_host_down`` and ``inject_vm``; ``calls`` counts calls
-    per method, for "provider calls per VM" in benchmarks.
+    ``failure_rates`` make single VM creates, boots, destroys, migrations, disk adds,
+    snapshots and reverts fail at random (``seed`` makes that repeatable). Tests inject
+    failures on purpose with the hooks ``fail_next``, ``stall``, ``set_host_down`` and
+    ``inject_vm``, and read ``vm_disks`` / ``vm_snapshots``; ``calls`` counts calls per
+    method, for "provider calls per VM" in benchmarks.
 
 The change feed
     Every change to a VM or host appends to a bounded log (``feed.py``); ``wait_for_updates``
@@ -32,9 +36,10 @@ The change feed
     snapshot for a version it cannot answer, or an empty update after ``timeout``.
 
 Persistence
-    With ``state_file`` the VMs live in a small sqlite file, committed before each changing
-    call returns, so a simulator reopened on it after a crash finds the same VMs; boots
-    still running then finish on their original wall-clock deadline.
+    With ``state_file`` the VMs, with their disks and snapshots, live in a small sqlite
+    file, committed before each changing call returns, so a simulator reopened on it after
+    a crash finds the same VMs; boots still running then finish on their original
+    wall-clock deadline.
 """
 
 from corral.providers.sim.provider import SimProvider

@@ -52,7 +52,8 @@ class ChangeFeed:
         oldest_answerable = self.version - len(self._log)
         if version is None or not oldest_answerable <= version <= self.version:
             return None
-        entries = itertools.islice(self._log, len(self._log) - (self.version - version), None)
+        # the newest entries, read from the right end: O(changes since), not O(log length)
+        entries = reversed(list(itertools.islice(reversed(self._log), self.version - version)))
         vms: dict[str, None] = {}
         hosts: dict[str, None] = {}
         for kind, name in entries:
@@ -64,7 +65,10 @@ class ChangeFeed:
         if self.version != version:
             return
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that arrives in the same loop step as the change, and the caller never stops
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
         except TimeoutError:
             pass
 

@@ -22,17 +22,19 @@ from corral.providers.sim.faults import Faults
 from corral.providers.sim.feed import ChangeFeed
 from corral.providers.sim.settings import SimSettings
 from corral.providers.sim.state_file import SimStateFile
-from corral.providers.sim.world import SimCluster, SimVm
+from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
 
 
 class SimProvider:
     """An in-process virtualization cluster; see the package docstring for the model.
 
-    Calls need :meth:`connect` first. A VM's host must be up to power it on or off, and a
-    migration's target host must be up; a VM can be destroyed wherever it is.
+    Calls need :meth:`connect` first. A VM's host must be up to power it on or off, add a
+    disk, snapshot or revert it, and a migration's target host must be up; a VM can be
+    destroyed wherever it is.
 
     Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
-    :meth:`inject_vm`; and :attr:`calls`, a counter of calls per public method name, with
+    :meth:`inject_vm`, the read accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
+    :attr:`calls`, a counter of calls per public method name, with
     :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit.
     """
 
@@ -187,19 +189,71 @@ class SimProvider:
                 raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}")
             if vm.host == host:
                 return
-            source, vm.host = vm.host, host
+            source = vm.host
+            self._cluster.move(vm, host)
             self._persist([vm])
             self._feed.touch("vm", name)
             self._feed.touch("host", source)
             self._feed.touch("host", host)
+
+    # -- disks and snapshots ---------------------------------------------------------------
+
+    async def add_disk(self, name: str, size_gb: int) -> None:
+        """Attach a new, empty disk of ``size_gb`` GiB (at least 1); it uses no host memory."""
+        async with self._call("add_disk", "disk"):
+            if size_gb < 1:
+                raise ProviderError(f"a disk needs at least 1 GiB, not {size_gb}", retryable=False)
+            rate = self.settings.failure_rates.disk
+            vm = await self._vm_op(name, self.settings.latency.disk, rate, "adding a disk to")
+            vm.disks.append(size_gb)
+            self._changed(vm)
+
+    async def create_snapshot(self, name: str, snapshot: str) -> None:
+        """Snapshot the VM's disks and run state (like a memory snapshot); names are unique per VM."""
+        async with self._call("create_snapshot", "snapshot"):
+            rate = self.settings.failure_rates.snapshot
+            vm = await self._vm_op(name, self.settings.latency.snapshot, rate, "snapshotting")
+            if snapshot in vm.snapshots:
+                raise ProviderError(f"VM {name!r} already has a snapshot {snapshot!r}", retryable=False)
+            vm.snapshots[snapshot] = vm.take_snapshot()
+            self._changed(vm)
+
+    async def revert_snapshot(self, name: str, snapshot: str) -> None:
+        """Give the VM back its disks and power state of ``snapshot``; the snapshot is kept.
+
+        A guest that was ready then is ready at once; one that was still booting boots again.
+        """
+        async with self._call("revert_snapshot", "revert"):
+            self._known_snapshot(self._cluster.vm(name), snapshot)
+            rate = self.settings.failure_rates.revert
+            vm = await self._vm_op(name, self.settings.latency.revert, rate, "reverting")
+            taken = self._known_snapshot(vm, snapshot)
+            vm.disks = list(taken.disks)
+            self._cluster.set_power(vm, taken.powered_on)
+            if taken.powered_on and not taken.guest_ready:
+                self._start_boot(vm)
+            else:
+                self._cancel_boot(name)
+                vm.guest_ready = taken.guest_ready
+                vm.boot_deadline = None
+            self._changed(vm)
+            self._feed.touch("host", vm.host)
+
+    def vm_disks(self, name: str) -> list[int]:
+        """The sizes in GiB of the disks added to a VM, in order (a test accessor, no call)."""
+        return list(self._cluster.vm(name).disks)
+
+    def vm_snapshots(self, name: str) -> list[str]:
+        """The names of a VM's snapshots, oldest first (a test accessor, no call)."""
+        return list(self._cluster.vm(name).snapshots)
 
     # -- test hooks ------------------------------------------------------------------------
 
     def fail_next(self, op: str, count: int = 1) -> None:
         """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
 
-        ``op`` is one of ``create``, ``destroy``, ``migrate``, ``power``, ``vm_ready``,
-        ``list_vms``, ``list_hosts``, ``wait_for_updates``.
+        ``op`` is one of ``create``, ``destroy``, ``migrate``, ``power``, ``disk``,
+        ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``wait_for_updates``.
         """
         self._faults.fail_next(op, count)
 
@@ -277,7 +331,8 @@ class SimProvider:
         """Sleep real seconds; raise :class:`ProviderError` if the provider closes meanwhile."""
         if seconds > 0:
             try:
-                await asyncio.wait_for(self._closing.wait(), seconds)
+                async with asyncio.timeout(seconds):  # not wait_for: see ChangeFeed.wait_past
+                    await self._closing.wait()
             except TimeoutError:
                 pass
         self._require_open()
@@ -293,6 +348,28 @@ class SimProvider:
     def _persist(self, vms: list[SimVm]) -> None:
         if self._state is not None and vms:
             self._state.save(vms)
+
+    async def _vm_op(self, name: str, latency: float, failure_rate: float, doing: str) -> SimVm:
+        """What every change to one VM does first: check it exists, sleep, check its host, maybe fail."""
+        self._cluster.vm(name)
+        await self._pause(latency)
+        vm = self._cluster.vm(name)  # it may have been destroyed meanwhile
+        self._cluster.usable_host(vm.host)
+        if self._chance(failure_rate):
+            raise ProviderError(f"simulated failure {doing} VM {name!r}")
+        return vm
+
+    @staticmethod
+    def _known_snapshot(vm: SimVm, snapshot: str) -> SimSnapshot:
+        try:
+            return vm.snapshots[snapshot]
+        except KeyError:
+            raise ProviderError(f"VM {vm.name!r} has no snapshot {snapshot!r}", retryable=False) from None
+
+    def _changed(self, vm: SimVm) -> None:
+        """Persist one changed VM and tell the feed."""
+        self._persist([vm])
+        self._feed.touch("vm", vm.name)
 
     def _create_one(self, host: str, spec: VmSpec) -> CreateResult:
         if spec.name in self._cluster.vms:
@@ -323,7 +400,7 @@ class SimProvider:
             self._cluster.usable_host(vm.host)
             if vm.powered_on == on:
                 return
-            vm.powered_on = on
+            self._cluster.set_power(vm, on)
             if on:
                 self._start_boot(vm)
             else:

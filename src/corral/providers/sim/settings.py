@@ -53,15 +53,21 @@ class SimLatency(_SimModel):
     destroy: Seconds = 1.0
     migrate: Seconds = 5.0
     power: Seconds = 0.5
+    disk: Seconds = 1.0  # attach one new disk
+    snapshot: Seconds = 2.0  # take a snapshot
+    revert: Seconds = 3.0  # return to a snapshot
 
 
 class SimFailureRates(_SimModel):
-    """Probability that one VM's create, destroy, boot or migration fails."""
+    """Probability that one VM's create, destroy, boot, migration, disk, snapshot or revert fails."""
 
     create: Probability = 0.0
     destroy: Probability = 0.0
     boot: Probability = 0.0  # the guest never becomes ready
     migrate: Probability = 0.0
+    disk: Probability = 0.0
+    snapshot: Probability = 0.0
+    revert: Probability = 0.0
 
 
 def _with_changes(base: SimHostSettings, changes: BaseModel) -> SimHostSettings:

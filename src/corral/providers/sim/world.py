@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.providers.base import HostInfo, HostUnavailable, ProviderVm, VmNotFound
 from corral.providers.sim.settings import SimHostSettings
+
+
+@dataclass(frozen=True, slots=True)
+class SimSnapshot:
+    """What a snapshot keeps of its VM: the disks and (as a memory snapshot) the run state."""
+
+    disks: tuple[int, ...]
+    powered_on: bool
+    guest_ready: bool
 
 
 @dataclass(slots=True)
@@ -23,6 +32,11 @@ class SimVm:
     powered_on: bool = True
     guest_ready: bool = False
     boot_deadline: float | None = None  # when the guest will be ready; None: not booting
+    disks: list[int] = field(default_factory=list)  # sizes in GiB of the disks added, in order
+    snapshots: dict[str, SimSnapshot] = field(default_factory=dict)  # by name, oldest first
+
+    def take_snapshot(self) -> SimSnapshot:
+        return SimSnapshot(disks=tuple(self.disks), powered_on=self.powered_on, guest_ready=self.guest_ready)
 
     def view(self) -> ProviderVm:
         return ProviderVm(
@@ -39,12 +53,21 @@ class SimVm:
 
 @dataclass(slots=True)
 class SimHost:
+    """A host, and the sums over its VMs (kept as VMs come, go, move and change power)."""
+
     settings: SimHostSettings
     up: bool = True
+    vm_count: int = 0
+    cpus_on: int = 0  # vCPUs of its powered-on VMs
+    memory_on_mb: int = 0  # memory of its powered-on VMs
 
 
 class SimCluster:
-    """Hosts and VMs in memory. Pure bookkeeping: no sleeping, no feed, no files."""
+    """Hosts and VMs in memory. Pure bookkeeping: no sleeping, no feed, no files.
+
+    Change a VM's host or power state through :meth:`move` and :meth:`set_power`, so that
+    the hosts' sums stay right: a host's use is read in O(1), not summed over every VM.
+    """
 
     def __init__(self, hosts: list[SimHostSettings], vm_cpu_load: float) -> None:
         self.hosts: dict[str, SimHost] = {host.name: SimHost(host) for host in hosts}
@@ -76,11 +99,32 @@ class SimCluster:
     def add(self, vm: SimVm) -> None:
         self.vms[vm.name] = vm
         self._ips.add(vm.ip)
+        self._count(vm, +1)
 
     def remove(self, name: str) -> SimVm:
         vm = self.vms.pop(name)
         self._ips.discard(vm.ip)
+        self._count(vm, -1)
         return vm
+
+    def move(self, vm: SimVm, host: str) -> None:
+        self._count(vm, -1)
+        vm.host = host
+        self._count(vm, +1)
+
+    def set_power(self, vm: SimVm, on: bool) -> None:
+        self._count(vm, -1)
+        vm.powered_on = on
+        self._count(vm, +1)
+
+    def _count(self, vm: SimVm, sign: int) -> None:
+        host = self.hosts.get(vm.host)
+        if host is None:  # a VM on a host no longer configured (from a state file)
+            return
+        host.vm_count += sign
+        if vm.powered_on:
+            host.cpus_on += sign * vm.cpus
+            host.memory_on_mb += sign * vm.memory_mb
 
     def is_ready(self, vm: SimVm) -> bool:
         return vm.powered_on and vm.guest_ready and self.hosts[vm.host].up
@@ -95,37 +139,18 @@ class SimCluster:
         return ip  # all taken: a duplicate is harmless, nothing connects to it
 
     def host_info(self, name: str) -> HostInfo:
-        return self._host_infos([name])[0]
+        host = self.hosts[name]
+        return HostInfo(
+            name=name,
+            cpu_model=host.settings.cpu_model,
+            cores=host.settings.cores,
+            mhz=host.settings.mhz,
+            memory_mb=host.settings.memory_mb,
+            cpu_used_mhz=host.cpus_on * host.settings.mhz * self._vm_cpu_load,
+            memory_used_mb=float(host.memory_on_mb),
+            up=host.up,
+            vm_count=host.vm_count,
+        )
 
     def host_infos(self) -> list[HostInfo]:
-        return self._host_infos(list(self.hosts))
-
-    def _host_infos(self, names: list[str]) -> list[HostInfo]:
-        """Hosts with their use summed from their VMs, in one pass over the VMs."""
-        count = dict.fromkeys(names, 0)
-        cpu = dict.fromkeys(names, 0.0)
-        memory = dict.fromkeys(names, 0.0)
-        for vm in self.vms.values():
-            if vm.host not in count:
-                continue
-            count[vm.host] += 1
-            if vm.powered_on:
-                cpu[vm.host] += vm.cpus * self.hosts[vm.host].settings.mhz * self._vm_cpu_load
-                memory[vm.host] += vm.memory_mb
-        infos = []
-        for name in names:
-            host = self.hosts[name]
-            infos.append(
-                HostInfo(
-                    name=name,
-                    cpu_model=host.settings.cpu_model,
-                    cores=host.settings.cores,
-                    mhz=host.settings.mhz,
-                    memory_mb=host.settings.memory_mb,
-                    cpu_used_mhz=cpu[name],
-                    memory_used_mb=memory[name],
-                    up=host.up,
-                    vm_count=count[name],
-                )
-            )
-        return infos
+        return [self.host_info(name) for name in self.hosts]

@@ -1,0 +1,347 @@
+"""``corral bench api``: checkout + return pairs over HTTP, against the HTTP stack's ceiling.
+
+One run starts two servers, each in a process of its own, on free loopback ports:
+
+- **corral**: a real corral (``api_server corral``: the FastAPI app, the pool manager, the
+  sqlite store in a temporary directory, a fast simulator) with one pool big enough not to
+  run dry; every measurement starts with the pool full;
+- **baseline**: a raw ASGI app answering the same two requests with canned JSON
+  (``api_server baseline``), served by uvicorn with the same settings (uvloop, httptools,
+  no access log): what the HTTP stack alone can do on this machine.
+
+For each client count a separate client process (:mod:`corral.bench.api_client`) holds
+that many keep-alive connections, each doing ``POST /api/v3/vm/<pool>`` then ``DELETE
+/api/v3/vm/<hostname>`` back to back, first against the baseline, then against corral.
+The report gives pairs/s and pair latency percentiles for both and the corral/baseline
+ratios. Any error or non-200 answer makes the run not ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pstats
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from corral.bench.api_client import LoadResult
+from corral.bench.markdown import append_row
+
+POOL = "bench"
+TARGET_CLIENTS = 32
+TARGET_PAIRS_PER_S = 1500.0
+TARGET_P99_MS = 25.0
+START_TIMEOUT_S = 60.0
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ApiRow:
+    """corral and the baseline at one client count."""
+
+    clients: int
+    corral: LoadResult
+    baseline: LoadResult
+
+    @property
+    def throughput_ratio(self) -> float:
+        """corral's pairs/s over the baseline's (1.0: as fast as the bare HTTP stack)."""
+        return self.corral.pairs_per_s / self.baseline.pairs_per_s if self.baseline.pairs_per_s else 0.0
+
+    @property
+    def p99_ratio(self) -> float:
+        """corral's p99 over the baseline's (1.0: no slower than the bare HTTP stack)."""
+        return self.corral.p99_ms / self.baseline.p99_ms if self.baseline.p99_ms else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"clients": self.clients, "corral": self.corral.as_dict(), "baseline": self.baseline.as_dict(),
+                "throughput_ratio": round(self.throughput_ratio, 3), "p99_ratio": round(self.p99_ratio, 3)}
+
+
+@dataclass
+class ApiBenchResult:
+    duration_s: float
+    warmup_s: float
+    pool_size: int
+    rows: list[ApiRow]
+
+    @property
+    def errors(self) -> int:
+        return sum(row.corral.errors + row.baseline.errors for row in self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """No errors and no non-200 answers, from either server."""
+        return self.errors == 0
+
+    @property
+    def target_met(self) -> bool | None:
+        """corral at 32 clients: >= 1,500 pairs/s and p99 <= 25 ms; None if not measured."""
+        row = next((r for r in self.rows if r.clients == TARGET_CLIENTS), None)
+        if row is None:
+            return None
+        return row.corral.pairs_per_s >= TARGET_PAIRS_PER_S and row.corral.p99_ms <= TARGET_P99_MS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "errors": self.errors, "target_met": self.target_met,
+                "target": {"clients": TARGET_CLIENTS, "pairs_per_s": TARGET_PAIRS_PER_S, "p99_ms": TARGET_P99_MS},
+                "duration_s": self.duration_s, "warmup_s": self.warmup_s, "pool_size": self.pool_size,
+                "rows": [row.as_dict() for row in self.rows]}
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"checkout + return pairs over HTTP, {self.duration_s:g} s per run "
+                            f"(after {self.warmup_s:g} s warm-up)")
+        for col in ("clients", "server", "pairs/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors",
+                    "server CPU ms/pair", "pairs/s vs baseline", "p99 vs baseline"):
+            table.add_column(col, justify="left" if col == "server" else "right")
+        for row in self.rows:
+            for name, load in (("baseline", row.baseline), ("corral", row.corral)):
+                ratios = ([f"{row.throughput_ratio:.2f}x", f"{row.p99_ratio:.2f}x"] if name == "corral"
+                          else ["", ""])
+                cpu = "?" if load.server_cpu_ms_per_pair is None else f"{load.server_cpu_ms_per_pair:.3f}"
+                table.add_row(str(row.clients), name, f"{load.pairs_per_s:,.0f}", f"{load.p50_ms:.2f}",
+                              f"{load.p95_ms:.2f}", f"{load.p99_ms:.2f}", f"{load.max_ms:.2f}", str(load.errors),
+                              cpu, *ratios)
+        return table
+
+    def summary(self) -> str:
+        lines = []
+        if not self.ok:
+            lines.append(f"NOT OK: {self.errors} errors")
+            for row in self.rows:
+                for name, load in (("baseline", row.baseline), ("corral", row.corral)):
+                    lines += [f"  {name} at {row.clients} clients: {sample}" for sample in load.error_samples]
+        if any(row.corral.statuses.get("POST 503") for row in self.rows):
+            lines.append("corral answered 503: its pool ran dry; a bigger --pool-size keeps it from running dry")
+        met = self.target_met
+        if met is not None:
+            lines.append(f"target at {TARGET_CLIENTS} clients (>= {TARGET_PAIRS_PER_S:,.0f} pairs/s, "
+                         f"p99 <= {TARGET_P99_MS:g} ms): {'met' if met else 'NOT met'}")
+        return "\n".join(lines)
+
+    def append_markdown(self, path: Path, command: str) -> None:
+        """Add one row per client count (with the command) to the API table of ``path``."""
+        date = time.strftime("%Y-%m-%d")
+        for row in self.rows:
+            c, b = row.corral, row.baseline
+            cpu = "?" if c.server_cpu_ms_per_pair is None else f"{c.server_cpu_ms_per_pair:.2f}"
+            line = (f"| {date} | {row.clients} | {self.pool_size} | {self.duration_s:g} | {c.pairs_per_s:,.0f} | "
+                    f"{c.p50_ms:.2f} | {c.p99_ms:.2f} | {cpu} | {b.pairs_per_s:,.0f} | {b.p99_ms:.2f} | "
+                    f"{row.throughput_ratio:.2f} | {row.p99_ratio:.2f} | {c.errors + b.errors} | `{command}` |\n")
+            append_row(path, API_TABLE_HEADER, line, intro=API_SECTION_INTRO)
+
+
+API_TABLE_HEADER = (
+    "| date | clients | pool | s | corral pairs/s | corral p50 ms | corral p99 ms | corral CPU ms/pair | "
+    "baseline pairs/s | baseline p99 ms | pairs/s corral/baseline | p99 corral/baseline | errors | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+API_SECTION_INTRO = (
+    "## `corral bench api`: checkout + return over HTTP\n\n"
+    "See the module docstring of `corral.bench.api` for the set-up.\n\n"
+)
+
+
+# -- the servers ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, pool_size: int) -> Path:
+    """A corral configuration: a fast simulator, the sqlite store in ``directory``, one pool."""
+    doc = {
+        ":providers": {":sim": {
+            "provider_class": "sim",
+            "time_scale": 0.001,  # 1 simulated second = 1 ms: a clone takes 2.5 ms, a boot 10 ms
+            "hosts": 8,  # 8 x 4,096 VMs of 64 MiB: room for the pool and the VMs on their way out
+            "concurrency": 64,
+            "template_defaults": {"cpus": 1, "memory_mb": 64},
+            "latency": {"create_call": 0.5, "create_per_vm": 2.0, "boot": 10.0, "destroy": 1.0},
+        }},
+        ":store": {"type": "sqlite", "path": str(directory / "corral.db")},
+        ":config": {"site_name": "corral bench", "task_limit": 200, "domain": "bench.example", "check_interval": 5},
+        ":pools": [{"name": POOL, "template": "templates/bench", "size": pool_size, "provider": "sim"}],
+    }
+    path = directory / "bench.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _get_json(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+        return json.loads(answer.read())
+
+
+def _ready(port: int) -> int:
+    return int(_get_json(port, "/api/v3/status?view=pools")["pools"][POOL]["ready"])
+
+
+class Server:
+    """One server process (see :mod:`corral.bench.api_server`); its output goes to a log file."""
+
+    def __init__(self, kind: str, directory: Path, *, config: Path | None = None, profile: Path | None = None):
+        self.kind = kind
+        self.profiling = profile is not None
+        self.port = free_port()
+        self.log = directory / f"{kind}-server.log"
+        args = [sys.executable, "-m", "corral.bench.api_server", kind, "--port", str(self.port)]
+        if config is not None:
+            args += ["--config", str(config)]
+        if profile is not None:
+            args += ["--profile", str(profile)]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the {self.kind} server exited with {self.process.returncode}:\n"
+                               f"{self.log.read_text()[-3000:]}")
+
+    def wait_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            self._alive()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {self.kind} server did not listen within {START_TIMEOUT_S} s") from None
+                time.sleep(0.05)
+
+    def wait_full(self, size: int) -> float:
+        """Wait until the corral server's pool has ``size`` ready VMs; the seconds it took."""
+        started = time.monotonic()
+        deadline = started + START_TIMEOUT_S
+        ready = 0
+        while time.monotonic() < deadline:
+            self._alive()
+            try:
+                ready = _ready(self.port)
+            except (OSError, urllib.error.URLError, KeyError, ValueError):
+                ready = 0
+            if ready >= size:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"the pool did not fill within {START_TIMEOUT_S} s ({ready}/{size} ready)")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the server process used so far (Linux); None where unknown."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def stop(self) -> None:
+        """Stop it as Ctrl-C would (a profiling server then writes its statistics); kill it after 30 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise RuntimeError(f"the {self.kind} server did not stop within 30 s:\n"
+                                   f"{self.log.read_text()[-3000:]}") from None
+
+
+@contextmanager
+def running(kind: str, directory: Path, **kw: Any) -> Iterator[Server]:
+    server = Server(kind, directory, **kw)
+    try:
+        server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+def run_client(server: Server, clients: int, duration: float, warmup: float) -> LoadResult:
+    """One load run in a client process of its own; a profiling server profiles the measured part."""
+    args = [sys.executable, "-m", "corral.bench.api_client", "--port", str(server.port), "--pool", POOL,
+            "--clients", str(clients), "--duration", str(duration), "--warmup", str(warmup)]
+    cpu_before = server.cpu_seconds()
+    client = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if server.profiling:
+            time.sleep(warmup + 0.2)  # the client's start-up and warm-up
+            server.process.send_signal(signal.SIGUSR1)
+        out, err = client.communicate(timeout=duration + warmup + 120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        if server.profiling:
+            server.process.send_signal(signal.SIGUSR2)
+    cpu_after = server.cpu_seconds()
+    if client.returncode != 0:
+        raise RuntimeError(f"the load client failed ({client.returncode}):\n{err[-3000:]}")
+    result = LoadResult.from_dict(json.loads(out.strip().splitlines()[-1]))
+    checkouts = result.statuses.get("POST 200", 0)  # the pairs of warm-up and measured part
+    if cpu_before is not None and cpu_after is not None and checkouts:
+        result.server_cpu_ms_per_pair = round((cpu_after - cpu_before) * 1000.0 / checkouts, 3)
+    return result
+
+
+# -- one run -------------------------------------------------------------------------------
+
+
+def check_settings(clients: list[int], duration: float, warmup: float, pool_size: int) -> None:
+    """Raise ValueError, saying what is wrong, for settings a run cannot use."""
+    if not clients or min(clients) < 1 or duration <= 0 or warmup < 0 or pool_size < 1:
+        raise ValueError("need client counts >= 1, duration > 0, warmup >= 0 and pool_size >= 1")
+
+
+def run_api(*, clients: list[int], duration: float = 5.0, warmup: float = 1.0, pool_size: int = 2000,
+            profile: Path | None = None, progress: Say | None = None) -> ApiBenchResult:
+    """Measure the baseline, then corral, at each client count."""
+    check_settings(clients, duration, warmup, pool_size)
+    say = progress or (lambda _m: None)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="corral-bench-api-") as tmp:
+        directory = Path(tmp)
+        config = write_config(directory, pool_size)
+        with running("baseline", directory) as baseline, \
+                running("corral", directory, config=config, profile=profile) as corral:
+            for n in clients:
+                say(f"baseline: {n} clients for {warmup:g} + {duration:g} s ...")
+                base = run_client(baseline, n, duration, warmup)
+                say(f"  {base.pairs_per_s:,.0f} pairs/s, p99 {base.p99_ms:.2f} ms, {base.errors} errors")
+                say(f"corral: waiting for {pool_size} ready VMs ...")
+                say(f"  full after {corral.wait_full(pool_size):.1f} s")
+                say(f"corral: {n} clients for {warmup:g} + {duration:g} s ...")
+                ours = run_client(corral, n, duration, warmup)
+                say(f"  {ours.pairs_per_s:,.0f} pairs/s, p99 {ours.p99_ms:.2f} ms, {ours.errors} errors")
+                rows.append(ApiRow(clients=n, corral=ours, baseline=base))
+    return ApiBenchResult(duration_s=duration, warmup_s=warmup, pool_size=pool_size, rows=rows)
+
+
+def profile_summary(path: Path, limit: int = 30) -> str:
+    """The top of a cProfile dump: by own time, then by cumulative time."""
+    out = StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs()
+    stats.sort_stats("tottime").print_stats(limit)
+    stats.sort_stats("cumulative").print_stats(limit)
+    return out.getvalue()
