@@ -72,7 +72,7 @@ def serve(
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(service), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(create_app(service, server_gc=True), host=host, port=port, log_config=None, access_log=False)
 
 
 @config_app.command("check")

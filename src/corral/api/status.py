@@ -48,6 +48,7 @@ def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dic
 
 def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
     manager = service.manager
+    manager.flush_timings()  # clone and boot times are stored in batches: store what is waiting
     counts = service.store.counts()
     per_pool = {name: counts.get(name, {}) for name in manager.pools}
 
@@ -138,6 +139,7 @@ def _tag_counts(records: list[tuple[float, str, str, str]], only: str | None) ->
 def summary(service: Service, days: list[dt.date], section: str | None = None,
             key: str | None = None) -> dict[str, Any]:
     start, end = _utc_day_start(days[0]), _utc_day_start(days[-1]) + DAY
+    service.manager.flush_timings()
     result: dict[str, Any] = {}
     daily: list[dict[str, Any]] = [{"date": d.isoformat()} for d in days]
 

@@ -136,6 +136,21 @@ async def _checkout(request: Request, version: Version, wanted: dict[str, int]) 
     return respond(checkout_answer(service, version, taken))
 
 
+async def checkout_by_path(request: Request, version: Version, pools: str) -> JSONResponse:
+    return await _checkout(request, version, parse_path_pools(pools))
+
+
+async def return_one(request: Request, name: str) -> JSONResponse:
+    service = service_of(request)
+    vm = service.store.get_vm(check_hostname(name))
+    if vm is None or vm.state not in (VmState.RUNNING, VmState.MIGRATING):
+        raise ApiError(404, f"no checked-out VM named {name.split('.', 1)[0]}")
+    check_owner(request, vm, token_needed=False)
+    if not service.manager.return_vm(vm.name):
+        raise ApiError(404, f"no checked-out VM named {vm.name}")
+    return respond({"ok": True})
+
+
 # -- a VM's record ---------------------------------------------------------------------------------
 def live_vm(service: Service, raw_hostname: str) -> Vm:
     vm = service.store.get_vm(check_hostname(raw_hostname))
@@ -243,7 +258,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.post("/vm/{pools}", include_in_schema=schema)
     async def checkout_path(request: Request, pools: str) -> JSONResponse:
         """Check out one VM per ``+``-separated pool name or alias: every VM or none (503)."""
-        return await _checkout(request, version, parse_path_pools(pools))
+        return await checkout_by_path(request, version, pools)
 
     @router.get("/vm/{name}", include_in_schema=schema)
     async def get_vm(request: Request, name: str) -> JSONResponse:
@@ -277,14 +292,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.delete("/vm/{name}", include_in_schema=schema)
     async def return_vm(request: Request, name: str) -> JSONResponse:
         """Return a checked-out VM; it is destroyed."""
-        service = service_of(request)
-        vm = service.store.get_vm(check_hostname(name))
-        if vm is None or vm.state not in (VmState.RUNNING, VmState.MIGRATING):
-            raise ApiError(404, f"no checked-out VM named {name.split('.', 1)[0]}")
-        check_owner(request, vm, token_needed=False)
-        if not service.manager.return_vm(vm.name):
-            raise ApiError(404, f"no checked-out VM named {vm.name}")
-        return respond({"ok": True})
+        return await return_one(request, name)
 
     @router.post("/vm/{name}/disk/{size}", include_in_schema=schema)
     async def add_disk(request: Request, name: str, size: str) -> JSONResponse:

@@ -76,7 +76,7 @@ def corral_app(config_path: Path) -> Any:
     from corral.runtime import build_service
 
     config, _warnings = load_config(config_path)
-    return create_app(build_service(config))
+    return create_app(build_service(config), server_gc=True)
 
 
 def _print_tasks(*_: Any) -> None:

@@ -81,7 +81,8 @@ class FeedWatcher:
         manager = self.manager
         for vm in update.vms:
             if vm.powered_on and vm.guest_ready:
-                manager.spawn(manager.check_ready(vm.name, ask_provider=False), f"ready-{vm.name}")
+                manager.spawn(manager.check_ready(vm.name, ask_provider=False, provider_name=self.provider_name),
+                              f"ready-{vm.name}")
             elif not vm.powered_on:
                 record = manager.store.get_vm(vm.name)
                 if record is not None and record.state is VmState.READY:
@@ -105,7 +106,8 @@ class FeedWatcher:
         """A clone call returned: if the feed already saw the guest up, check it now."""
         vm = self.vms.get(name)
         if vm is not None and vm.powered_on and vm.guest_ready:
-            self.manager.spawn(self.manager.check_ready(name, ask_provider=False), f"ready-{name}")
+            self.manager.spawn(self.manager.check_ready(name, ask_provider=False, provider_name=self.provider_name),
+                               f"ready-{name}")
 
     def vm_ip(self, name: str) -> str | None:
         vm = self.vms.get(name)

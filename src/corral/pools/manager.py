@@ -93,6 +93,7 @@ class PoolManager:
         self._inflight: set[str] = set()  # names whose create call is under way
         self._stale: set[str] = set()  # in-flight names to destroy once created (pool reset)
         self._backoff: dict[str, tuple[float, float]] = {}  # pool -> (no clone before, last delay)
+        self._timings: list[tuple[str, str, str, float, float]] = []  # clone/boot times not yet stored
         self._busy: set[str] = set()  # names being destroyed or probed
         self._dirty: set[str] = set(self.pools)
         self._wake = asyncio.Event()
@@ -126,6 +127,8 @@ class PoolManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._loops.clear()
+        with contextlib.suppress(Exception):
+            self.flush_timings()
         for provider in self.providers.values():
             with contextlib.suppress(Exception):
                 await provider.close()
@@ -196,8 +199,13 @@ class PoolManager:
         ``lifetime_s`` replaces the pools' lifetimes (a token's ``vm_lifetime_auth``).
         """
         lifetimes = {name: lifetime_s or self.pools[name].lifetime_s for name in wanted}
-        vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
-                                       token=token, user=user)
+        if len(wanted) == 1:  # one statement, atomic on its own: no transaction needed
+            vm = self.store.checkout(wanted[0], now=self.clock(), lifetime_s=lifetimes[wanted[0]],
+                                     token=token, user=user)
+            vms = None if vm is None else [vm]
+        else:
+            vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
+                                           token=token, user=user)
         for name in lifetimes:
             self.pool_changed(name)
         for vm in vms or ():
@@ -266,6 +274,16 @@ class PoolManager:
             self.ondemand.inflight.add(name)
 
     BACKOFF_MAX_S = 60.0
+
+    def _timing(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
+        """Clone and boot times are statistics: stored in batches (each sweep), not one write each."""
+        self._timings.append((task, pool, vm, seconds, at))
+        if len(self._timings) >= 1000:
+            self.flush_timings()
+
+    def flush_timings(self) -> None:
+        rows, self._timings = self._timings, []
+        self.store.record_durations(rows)
 
     def backing_off(self, pool: str) -> bool:
         """True while clones of ``pool`` wait after failures (no create-call storm on a broken template)."""
@@ -336,7 +354,7 @@ class PoolManager:
                     self.store.update_vm(spec.name, cloned_at=now)
                     self.stats.clones += 1
                     self.stats.clone_seconds.append(now - started)
-                    self.store.record_duration("clone", spec.pool, spec.name, now - started, now)
+                    self._timing("clone", spec.pool, spec.name, now - started, now)
                     self._clone_outcome(spec.pool, True)
                     log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
                     self.feeds[provider_name].recheck(spec.name)
@@ -361,22 +379,26 @@ class PoolManager:
             self._wake.set()
 
     # -- readiness -------------------------------------------------------------------------
-    async def check_ready(self, name: str, *, ask_provider: bool) -> None:
+    async def check_ready(self, name: str, *, ask_provider: bool, provider_name: str | None = None) -> None:
         """Move a pending VM to ready if it is reachable.
 
         ``ask_provider`` is False when the change feed already said the guest is up.
         """
         if self.busy(name):
             return
-        vm = self.store.get_vm(name)
-        if vm is None or vm.state is not VmState.PENDING:
-            return
-        provider = self.providers[vm.provider]
+        provider = self.providers.get(provider_name or "")
+        if provider is None or ask_provider or getattr(provider, "needs_tcp_probe", False):
+            # the feed's word is not enough: look at the record first (the compare-and-set
+            # below is the real check; this only avoids useless provider calls)
+            vm = self.store.get_vm(name)
+            if vm is None or vm.state is not VmState.PENDING:
+                return
+            provider_name, provider = vm.provider, self.providers[vm.provider]
         self._busy.add(name)
         try:
             try:
                 ready = True if not ask_provider else await provider.vm_ready(name)
-                ip = self.feeds[vm.provider].vm_ip(name)
+                ip = self.feeds[provider_name].vm_ip(name)
                 if ready and getattr(provider, "needs_tcp_probe", False):
                     ready = ip is not None and await tcp_reachable(
                         ip, self.settings.ready_check_port, self.settings.ready_check_timeout)
@@ -391,7 +413,7 @@ class PoolManager:
             done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip)
             if done is not None:
                 self.stats.boot_seconds.append(now - done.created_at)
-                self.store.record_duration("boot", done.pool, name, now - done.created_at, now)
+                self._timing("boot", done.pool, name, now - done.created_at, now)
                 log.info("ready", extra={"pool": done.pool, "vm": name, "host": done.host, "duration": now - done.created_at})
                 if done.request_id is not None:
                     self.ondemand.vm_ready(done)
@@ -477,6 +499,7 @@ class PoolManager:
                     self.spawn(self.destroy(vm, reason="ready_ttl expired"), f"destroy-{vm.name}")
             elif vm.checkout_at is not None and vm.lifetime_s is not None and now - vm.checkout_at > vm.lifetime_s:
                 self.spawn(self.destroy(vm, reason="lifetime expired"), f"destroy-{vm.name}")
+        self.flush_timings()
         self.ondemand.sweep(now)
         self.store.purge_destroyed(now - self.settings.data_ttl_s)
         self._dirty.update(self.pools)

@@ -7,9 +7,19 @@ import string
 
 _FIRST = string.ascii_lowercase
 _REST = string.ascii_lowercase + string.digits
+_UNBIASED = 252  # the largest multiple of 36 below 256: bytes at or above it are skipped
+
+
+def _random_chars(alphabet: str, count: int) -> str:
+    """``count`` characters of ``alphabet`` (26 or 36 long), uniformly, from one or two reads of
+    the system's random source (one ``secrets.choice`` each would make ``count`` reads)."""
+    out: list[str] = []
+    limit = _UNBIASED - _UNBIASED % len(alphabet)
+    while len(out) < count:
+        out += [alphabet[b % len(alphabet)] for b in secrets.token_bytes(2 * count) if b < limit]
+    return "".join(out[:count])
 
 
 def new_hostname(prefix: str = "", length: int = 15) -> str:
     """A fresh random hostname; it starts with a letter so it is a valid DNS label."""
-    body = secrets.choice(_FIRST) + "".join(secrets.choice(_REST) for _ in range(length - 1))
-    return f"{prefix}{body}"
+    return f"{prefix}{_random_chars(_FIRST, 1)}{_random_chars(_REST, length - 1)}"

@@ -144,6 +144,9 @@ class Store(Protocol):
     def record_duration(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
         """Remember how long a ``clone`` or ``boot`` of ``vm`` took, finishing at ``at``."""
 
+    def record_durations(self, rows: Iterable[tuple[str, str, str, float, float]]) -> None:
+        """Several :meth:`record_duration` rows (task, pool, vm, seconds, at) in one transaction."""
+
     def durations(self, task: str, since: float, until: float) -> list[tuple[float, str, float]]:
         """(at, pool, seconds) of every ``task`` that finished in [since, until)."""
 

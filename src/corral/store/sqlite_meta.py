@@ -12,7 +12,7 @@ from typing import Any
 from corral.domain.models import OndemandRequest, RequestedPool, TokenRecord
 from corral.store import sqlite_schema as sql
 from corral.store.base import StoreError
-from corral.store.sqlite_conn import Connected, Session, run
+from corral.store.sqlite_conn import Connected, Session, immediate, run
 
 
 def _strings(values: Iterable[str]) -> list[str]:
@@ -135,6 +135,12 @@ class SqliteMeta(Connected):
 
     def record_duration(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
         self._changed(sql.ADD_DURATION_SQL, (task, pool, vm, seconds, at))
+
+    def record_durations(self, rows: Iterable[tuple[str, str, str, float, float]]) -> None:
+        batch = list(rows)
+        if batch:
+            with self._session as conn, immediate(conn):
+                conn.executemany(sql.ADD_DURATION_SQL, batch)
 
     def durations(self, task: str, since: float, until: float) -> list[tuple[float, str, float]]:
         return self._rows(sql.DURATIONS_SQL, (task, since, until))
