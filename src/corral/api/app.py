@@ -57,19 +57,37 @@ class HotPath:
         self.versions = {name: Version(name) for name in VERSIONS.values()}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and await self.handle(scope, receive, send)):
+            await self.app(scope, receive, send)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> bool:
+        """Serve the request if it is one of the hot two; False if it is not."""
         method = scope.get("method")
-        if scope["type"] == "http" and method in ("POST", "DELETE") and (match := HOT_PATH.match(scope["path"])):
-            request = StarletteRequest(scope, receive)
-            try:
-                if method == "POST":
-                    response = await vms.checkout_by_path(request, self.versions[match[1] or ""], match[2])
-                else:
-                    response = await vms.return_one(request, match[2])
-            except ApiError as exc:
-                response = JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        if method not in ("POST", "DELETE") or not (match := HOT_PATH.match(scope["path"])):
+            return False
+        request = StarletteRequest(scope, receive)
+        try:
+            if method == "POST":
+                response = await vms.checkout_by_path(request, self.versions[match[1] or ""], match[2])
+            else:
+                response = await vms.return_one(request, match[2])
+        except ApiError as exc:
+            response = JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        except Exception as exc:  # as the routed paths: logged, and a 500 that reveals nothing
+            response = await _unexpected(request, exc)  # type: ignore[arg-type]
+        await response(scope, receive, send)
+        return True
+
+
+class CorralApp(FastAPI):
+    hot_path: HotPath | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.hot_path is not None and scope["type"] == "http":
+            scope["app"] = self
+            if await self.hot_path.handle(scope, receive, send):
+                return
+        await super().__call__(scope, receive, send)
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -123,7 +141,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
             if manage_lifecycle:
                 await service.stop()
 
-    app = FastAPI(title="corral", version=__version__, lifespan=lifespan, docs_url="/api/docs",
+    app = CorralApp(title="corral", version=__version__, lifespan=lifespan, docs_url="/api/docs",
                   openapi_url="/openapi.json", redoc_url=None,
                   description="vmpooler's REST API. Every route is also served under /api/v2 "
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
@@ -141,7 +159,10 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
     settings = service.config.config
-    app.add_middleware(HotPath)  # innermost: rate limits and request logs still apply
+    if settings.rate_limiting_enabled or settings.request_logger:
+        app.add_middleware(HotPath)  # innermost: rate limits and request logs apply to it too
+    else:
+        app.hot_path = HotPath(None)  # ahead of the whole middleware stack
     if settings.rate_limiting_enabled:
         app.add_middleware(RateLimiter, limits=service.config.rate_limits)
     if settings.request_logger:

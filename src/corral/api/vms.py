@@ -142,7 +142,12 @@ async def checkout_by_path(request: Request, version: Version, pools: str) -> JS
 
 async def return_one(request: Request, name: str) -> JSONResponse:
     service = service_of(request)
-    vm = service.store.get_vm(check_hostname(name))
+    short = check_hostname(name)
+    if service.authenticator is None:  # nobody's ownership to check: the move is the whole check
+        if not service.manager.return_vm(short):
+            raise ApiError(404, f"no checked-out VM named {short}")
+        return respond({"ok": True})
+    vm = service.store.get_vm(short)
     if vm is None or vm.state not in (VmState.RUNNING, VmState.MIGRATING):
         raise ApiError(404, f"no checked-out VM named {name.split('.', 1)[0]}")
     check_owner(request, vm, token_needed=False)

@@ -39,7 +39,7 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
     for record in records:
         if manager.busy(record.name):
             continue
-        if taken_at is not None and (record.cloned_at or record.created_at) >= taken_at:
+        if taken_at is not None and (manager.cloned_at(record) or record.created_at) >= taken_at:
             continue
         vm = present.get(record.name)
         if record.state in DESTROY_INTENT_STATES:
