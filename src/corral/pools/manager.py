@@ -59,7 +59,7 @@ class ManagerSettings:
     ondemand_clone_limit: int = 10  # on-demand clones in flight at most
     ondemand_ttl_s: float = 300.0  # an on-demand request not ready after this has failed
     lifetime_auth_s: float | None = None  # lifetime of VMs handed to a token's user
-    refill_gather_s: float = 0.01  # a refill round waits this long for more work to gather
+    refill_gather_s: float = 0.003  # a refill round waits this long for more work to gather
 
 
 @dataclass(slots=True)
