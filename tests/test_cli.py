@@ -132,3 +132,23 @@ def test_quickstart_config_fills_and_hands_out_a_vm(tmp_path: Path):
     assert (tmp_path / "var" / "quickstart.db").exists()
     text = log.read_text()
     assert " ready " in text and "pool=debian-12" in text and "Traceback" not in text
+
+
+def test_auth_hash_password_makes_a_hash_the_static_provider_accepts():
+    import asyncio
+    import subprocess
+    import sys
+
+    from corral.auth.static import StaticAuthenticator
+
+    out = subprocess.run([sys.executable, "-m", "corral.cli", "auth", "hash-password", "--stdin"],
+                         input="s3cret pass\n", capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    encoded = out.stdout.strip()
+    assert encoded.startswith("pbkdf2_sha256$") and "s3cret" not in out.stdout
+    auth = StaticAuthenticator({"alice": encoded})
+    assert asyncio.run(auth.authenticate("alice", "s3cret pass")) is True
+    assert asyncio.run(auth.authenticate("alice", "wrong")) is False
+    empty = subprocess.run([sys.executable, "-m", "corral.cli", "auth", "hash-password", "--stdin"],
+                           input="\n", capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "empty" in empty.stderr

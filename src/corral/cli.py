@@ -17,6 +17,8 @@ config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=
 bench_app = typer.Typer(help="Benchmarks on the simulator.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
+auth_app = typer.Typer(help="Users and passwords for the static auth provider.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (vmpooler.yaml format).",
                                           envvar="VMPOOLER_CONFIG_FILE")]
@@ -122,6 +124,27 @@ def checkout(
     typer.echo(json.dumps(resp.json(), indent=2))
     if resp.status_code != 200:
         raise typer.Exit(1)
+
+
+@auth_app.command("hash-password")
+def auth_hash_password(
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from the first line of standard input.")]
+    = False,
+) -> None:
+    """Print a password hash for ``:auth: users:`` (the static provider). Asks for the password
+    twice unless --stdin is given; the password itself is never printed."""
+    import sys
+
+    from corral.auth.passwords import hash_password
+
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        typer.echo("error: the password is empty", err=True)
+        raise typer.Exit(2)
+    typer.echo(hash_password(password))
 
 
 @bench_app.command("fill")
