@@ -58,6 +58,34 @@ def full_config(service: Service) -> dict[str, Any]:
     return redact(data)
 
 
+SETTERS = {"size": "set_pool_size", "template": "set_pool_template", "clone_target": "set_clone_target"}
+
+
+def _apply(service: Service, setting: str, values: dict[str, Any]) -> int:
+    """Store and apply ``setting`` for each pool whose value changes; how many changed."""
+    changed = 0
+    for pool, value in values.items():
+        if getattr(service.manager.pools[pool], setting) != value:
+            service.store.set_pool_override(pool, setting, value)
+            getattr(service.manager, SETTERS[setting])(pool, value)
+            changed += 1
+    return changed
+
+
+def _reset(request: Request, pool: str, setting: str) -> tuple[Any, Any]:
+    """Drop the override of ``setting``: (the configured value, the value before the reset)."""
+    experimental(request)
+    token_record(request, required=True)
+    service = service_of(request)
+    if pool not in service.manager.pools:
+        raise ApiError(404, f"unknown pool {pool[:100]!r}")
+    before, original = getattr(service.manager.pools[pool], setting), getattr(_original(service, pool), setting)
+    service.store.clear_pool_override(pool, setting)
+    if before != original:
+        getattr(service.manager, SETTERS[setting])(pool, original)
+    return original, before
+
+
 async def _changes(request: Request) -> dict[str, Any]:
     experimental(request)
     token_record(request, required=True)
@@ -93,25 +121,11 @@ def build(router: APIRouter, version: Version) -> None:
         if bad:
             raise ApiError(400, f"unknown pool or bad size (0-{MAX_POOL_SIZE}): {', '.join(sorted(set(bad)))}",
                            not_configured=sorted(set(bad)))
-        changed = 0
-        for pool, size in sizes.items():
-            if service.manager.pools[pool].size != size:
-                service.store.set_pool_override(pool, "size", size)
-                service.manager.set_pool_size(pool, size)
-                changed += 1
-        return respond({"ok": True}, 201 if changed else 200)
+        return respond({"ok": True}, 201 if _apply(service, "size", sizes) else 200)
 
     @router.delete("/config/poolsize/{pool}", include_in_schema=schema)
     async def reset_size(request: Request, pool: str) -> JSONResponse:
-        experimental(request)
-        token_record(request, required=True)
-        service = service_of(request)
-        if pool not in service.manager.pools:
-            raise ApiError(404, f"unknown pool {pool[:100]!r}")
-        before, original = service.manager.pools[pool].size, _original(service, pool).size
-        service.store.clear_pool_override(pool, "size")
-        if before != original:
-            service.manager.set_pool_size(pool, original)
+        original, before = _reset(request, pool, "size")
         return respond({"ok": True, "pool_size_before_overrides": original, "pool_size_before_reset": before},
                        201 if before != original else 200)
 
@@ -124,25 +138,11 @@ def build(router: APIRouter, version: Version) -> None:
                or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255]
         if bad:
             raise ApiError(400, f"unknown pool or bad template: {', '.join(bad)}", bad_templates=bad)
-        changed = 0
-        for pool, template in body.items():
-            if service.manager.pools[pool].template != template:
-                service.store.set_pool_override(pool, "template", template)
-                service.manager.set_pool_template(pool, template)
-                changed += 1
-        return respond({"ok": True}, 201 if changed else 200)
+        return respond({"ok": True}, 201 if _apply(service, "template", body) else 200)
 
     @router.delete("/config/pooltemplate/{pool}", include_in_schema=schema)
     async def reset_template(request: Request, pool: str) -> JSONResponse:
-        experimental(request)
-        token_record(request, required=True)
-        service = service_of(request)
-        if pool not in service.manager.pools:
-            raise ApiError(404, f"unknown pool {pool[:100]!r}")
-        before, original = service.manager.pools[pool].template, _original(service, pool).template
-        service.store.clear_pool_override(pool, "template")
-        if before != original:
-            service.manager.set_pool_template(pool, original)
+        original, before = _reset(request, pool, "template")
         return respond({"ok": True, "template_before_overrides": original, "template_before_reset": before},
                        201 if before != original else 200)
 
@@ -153,13 +153,7 @@ def build(router: APIRouter, version: Version) -> None:
         bad = [p for p, t in body.items() if p not in service.manager.pools or not isinstance(t, str) or not t]
         if bad:
             raise ApiError(400, f"unknown pool or bad clone target: {', '.join(bad)}", bad_templates=bad)
-        changed = 0
-        for pool, target in body.items():
-            if service.manager.pools[pool].clone_target != target:
-                service.store.set_pool_override(pool, "clone_target", target)
-                service.manager.set_clone_target(pool, target)
-                changed += 1
-        return respond({"ok": True}, 201 if changed else 200)
+        return respond({"ok": True}, 201 if _apply(service, "clone_target", body) else 200)
 
     @router.post("/poolreset", include_in_schema=schema)
     async def pool_reset(request: Request) -> JSONResponse:
