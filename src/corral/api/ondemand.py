@@ -23,7 +23,6 @@ from corral.api.common import (
 )
 from corral.api.vms import split_by_weight, unknown_labels
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus
-from corral.domain.states import VmState
 
 
 async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> JSONResponse:
@@ -86,17 +85,11 @@ def build(router: APIRouter, version: Version) -> None:
         if found.status == RequestStatus.DELETED:
             body["message"] = "The request has been deleted"
             return respond(body)
-        vms = service.store.request_vms(found.id)
-        handed = {}
-        for vm in vms:
-            if vm.state in (VmState.RUNNING, VmState.MIGRATING):
-                handed[vm.pool] = handed.get(vm.pool, 0) + 1
+        asked: dict[str, int] = {}
         for line in found.requested:
-            ready = min(handed.get(line.pool, 0), line.count)
-            handed[line.pool] = handed.get(line.pool, 0) - ready
-            entry = body.setdefault(line.label, {"ready": "0", "pending": "0"})
-            entry["ready"] = str(int(entry["ready"]) + ready)
-            entry["pending"] = str(int(entry["pending"]) + line.count - ready)
+            asked[line.label] = asked.get(line.label, 0) + line.count
+        for label, vms in service.manager.ondemand.assignments(found).items():
+            body[label] = {"ready": str(len(vms)), "pending": str(asked[label] - len(vms))}
         return respond(body, 202)
 
     @router.delete("/ondemandvm/{request_id}", include_in_schema=schema)

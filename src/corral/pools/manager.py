@@ -17,9 +17,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from corral.domain.models import Pool, Vm, VmSpec
 from corral.domain.states import DESTROY_INTENT_STATES, VmState
@@ -71,8 +70,6 @@ class Stats:
     orphans_destroyed: int = 0
     vanished: int = 0
     destroyed: int = 0
-    clone_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-    boot_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class PoolManager:
@@ -201,13 +198,8 @@ class PoolManager:
         ``lifetime_s`` replaces the pools' lifetimes (a token's ``vm_lifetime_auth``).
         """
         lifetimes = {name: lifetime_s or self.pools[name].lifetime_s for name in wanted}
-        if len(wanted) == 1:  # one statement, atomic on its own: no transaction needed
-            vm = self.store.checkout(wanted[0], now=self.clock(), lifetime_s=lifetimes[wanted[0]],
-                                     token=token, user=user)
-            vms = None if vm is None else [vm]
-        else:
-            vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
-                                           token=token, user=user)
+        vms = self.store.checkout_many([(name, 1) for name in wanted], now=self.clock(), lifetimes=lifetimes,
+                                       token=token, user=user)
         for name in lifetimes:
             self.pool_changed(name)
         for vm in vms or ():
@@ -364,7 +356,6 @@ class PoolManager:
                     # kept in memory and written with the move to ready: one store write less per VM
                     self._cloned[spec.name] = now
                     self.stats.clones += 1
-                    self.stats.clone_seconds.append(now - started)
                     self._timing("clone", spec.pool, spec.name, now - started, now)
                     self._clone_outcome(spec.pool, True)
                     log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
@@ -424,7 +415,6 @@ class PoolManager:
             done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
                                          cloned_at=self._cloned.pop(name, None))
             if done is not None:
-                self.stats.boot_seconds.append(now - done.created_at)
                 self._timing("boot", done.pool, name, now - done.created_at, now)
                 log.info("ready", extra={"pool": done.pool, "vm": name, "host": done.host, "duration": now - done.created_at})
                 if done.request_id is not None:

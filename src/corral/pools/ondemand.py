@@ -30,6 +30,14 @@ LIVE_STATES = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATIN
 HANDED_OUT = (VmState.RUNNING, VmState.MIGRATING)
 
 
+def needed(request: OndemandRequest) -> Counter[str]:
+    """VMs the request asks for, per pool (two labels may name one pool)."""
+    need: Counter[str] = Counter()
+    for line in request.requested:
+        need[line.pool] += line.count
+    return need
+
+
 class OndemandQueue:
     def __init__(self, manager: PoolManager, *, clone_limit: int = 10, ttl_s: float = 300.0,
                  lifetime_auth_s: float | None = None) -> None:
@@ -84,10 +92,7 @@ class OndemandQueue:
         wanted: list[tuple[str, str]] = []
         for request in self.store.list_requests((RequestStatus.PENDING,)):
             have = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in LIVE_STATES)
-            need = Counter()
-            for line in request.requested:
-                need[line.pool] += line.count
-            for pool, count in need.items():
+            for pool, count in needed(request).items():
                 if pool not in self.manager.pools or self.manager.backing_off(pool):
                     continue
                 for _ in range(max(count - have[pool], 0)):
@@ -119,10 +124,7 @@ class OndemandQueue:
 
     def _complete_if_done(self, request: OndemandRequest) -> None:
         handed = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in HANDED_OUT)
-        need = Counter()
-        for line in request.requested:
-            need[line.pool] += line.count
-        if all(handed[pool] >= count for pool, count in need.items()):
+        if all(handed[pool] >= count for pool, count in needed(request).items()):
             if self.store.set_request_status(request.id, (RequestStatus.PENDING,), RequestStatus.READY,
                                              self.manager.clock()):
                 log.info("on-demand request ready", extra={"request": request.id})

@@ -287,6 +287,10 @@ class SqliteStore(SqliteMeta):
             if pool not in lifetimes:
                 raise StoreError(f"no lifetime given for pool {pool!r}")
             totals[pool] = totals.get(pool, 0) + count
+        if len(wanted) == 1 and wanted[0][1] == 1:  # one statement is atomic on its own
+            pool = wanted[0][0]
+            vm = self.checkout(pool, now=now, lifetime_s=lifetimes[pool], token=token, user=user)
+            return None if vm is None else [vm]
         taken: dict[str, list[Vm]] = {}
         try:
             with self._session as conn, _immediate(conn):
