@@ -3,11 +3,18 @@
 from corral.domain.events import (
     Event,
     HostDown,
+    HostMaintenanceChanged,
+    HostOverUtilized,
+    HostUp,
+    MigrationDone,
+    VmCreated,
     VmDisappeared,
+    VmLifecycle,
+    VmMoved,
     VmStateChanged,
 )
 from corral.domain.models import Host, Pool, Template, Vm, VmSpec
-from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, VmState, can_move
+from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, PowerState, VmState, can_move
 
 __all__ = [
     "ACTIVE_STATES",
@@ -16,10 +23,18 @@ __all__ = [
     "Event",
     "Host",
     "HostDown",
+    "HostMaintenanceChanged",
+    "HostOverUtilized",
+    "HostUp",
+    "MigrationDone",
     "Pool",
+    "PowerState",
     "Template",
     "Vm",
+    "VmCreated",
     "VmDisappeared",
+    "VmLifecycle",
+    "VmMoved",
     "VmSpec",
     "VmState",
     "VmStateChanged",

@@ -48,6 +48,17 @@ ACTIVE_STATES: frozenset[VmState] = frozenset(s for s in VmState if s is not VmS
 DESTROY_INTENT_STATES: tuple[VmState, ...] = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
 
 
+class PowerState(str, Enum):
+    """A VM's run state as its provider reports it (not corral's lifecycle)."""
+
+    OFF = "off"  # powered off
+    BOOTING = "booting"  # powered on, guest not up yet
+    UP = "up"  # powered on and the guest finished booting
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
 def can_move(src: VmState, dst: VmState) -> bool:
     """True when the lifecycle allows moving a VM from ``src`` to ``dst``."""
     return dst in TRANSITIONS[src]

@@ -1,9 +1,13 @@
 """The pool manager: keeps ``ready + pending == size`` for every pool, on one asyncio loop.
 
-It reacts to events rather than polling each pool: a checkout, a finished clone or a VM the
-provider's change feed reports as booted wakes it at once. A slow sweep (``check_interval``)
-is the safety net for timers (pending timeout, ready TTL, running lifetime), retries of
-destroys, and readiness of VMs the feed said nothing about.
+It reacts to events rather than polling each pool: a checkout, a finished clone, or an
+inventory event (a guest that came up, a VM that vanished, a host that went down; see
+:mod:`corral.pools.reactions`) wakes it at once. A slow sweep (``check_interval``) is the
+safety net for timers (pending timeout, ready TTL, running lifetime), retries of destroys,
+and readiness of VMs the feed said nothing about; a slower reconcile
+(``reconcile_interval``) repairs drift between the store, the inventory and the provider,
+and counts what it repaired. Every move of a VM between corral's states is published on the
+event bus as a :class:`~corral.domain.events.VmLifecycle` event.
 
 Crash safety: every provider call is preceded by a store write that records the intent
 (``pending`` before a clone, ``completed``/``failed``/``discovered`` before a destroy), so after a
@@ -20,13 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.domain.events import VmLifecycle
 from corral.domain.models import Pool, Vm, VmSpec
 from corral.domain.states import DESTROY_INTENT_STATES, VmState
-from corral.pools.feed import FeedWatcher
+from corral.inventory import Inventory, MonitorSettings
 from corral.pools.names import new_hostname
 from corral.pools.ondemand import OndemandQueue
 from corral.pools.vmtasks import VmTasks
 from corral.pools.placement import group_by_host, spread
+from corral.pools.reactions import Reactions, accepts
 from corral.pools.readiness import tcp_reachable
 from corral.providers.base import Provider, ProviderError, VmNotFound
 from corral.store.base import Store
@@ -59,6 +65,10 @@ class ManagerSettings:
     ondemand_ttl_s: float = 300.0  # an on-demand request not ready after this has failed
     lifetime_auth_s: float | None = None  # lifetime of VMs handed to a token's user
     refill_gather_s: float = 0.003  # a refill round waits this long for more work to gather
+    host_down_grace_s: float = 60.0  # a host silent this long is declared down
+
+    def monitor_settings(self) -> MonitorSettings:
+        return MonitorSettings(feed_timeout=self.feed_timeout, host_down_grace_s=self.host_down_grace_s)
 
 
 @dataclass(slots=True)
@@ -70,6 +80,8 @@ class Stats:
     orphans_destroyed: int = 0
     vanished: int = 0
     destroyed: int = 0
+    reconciles: int = 0
+    reconcile_repairs: int = 0  # store records a reconcile found disagreeing with the provider (expected 0)
 
 
 class PoolManager:
@@ -80,6 +92,7 @@ class PoolManager:
         store: Store,
         settings: ManagerSettings | None = None,
         clock: Callable[[], float] = time.time,
+        inventory: Inventory | None = None,
     ) -> None:
         self.pools: dict[str, Pool] = {p.name: p for p in pools}
         self.providers = providers
@@ -87,7 +100,10 @@ class PoolManager:
         self.settings = settings or ManagerSettings()
         self.clock = clock
         self.stats = Stats()
-        self.feeds = {name: FeedWatcher(self, name, p) for name, p in providers.items()}
+        self.inventory = inventory or Inventory(providers, self.settings.monitor_settings())
+        assert self.inventory.bus is not None
+        self.bus = self.inventory.bus
+        self.reactions = Reactions(self)
         self._inflight: set[str] = set()  # names whose create call is under way
         self._stale: set[str] = set()  # in-flight names to destroy once created (pool reset)
         self._backoff: dict[str, tuple[float, float]] = {}  # pool -> (no clone before, last delay)
@@ -110,11 +126,12 @@ class PoolManager:
 
         for provider in self.providers.values():
             await provider.connect()
-        for watcher in self.feeds.values():
-            snapshot = await watcher.first_snapshot()
-            await recover(self, watcher.provider_name, snapshot)
-        self._loops = [asyncio.create_task(w.run(), name=f"feed-{w.provider_name}") for w in self.feeds.values()]
-        self._loops.append(asyncio.create_task(self._refill_loop(), name="refill"))
+        await self.inventory.load()
+        for name, monitor in self.inventory.monitors.items():
+            await recover(self, name, list(monitor.repo.vms.values()))
+        self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts, on_resync=self.reactions.resync)
+        self.inventory.run()
+        self._loops = [asyncio.create_task(self._refill_loop(), name="refill")]
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
         self._wake.set()  # every pool starts dirty
         log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
@@ -126,6 +143,7 @@ class PoolManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._loops.clear()
+        await self.inventory.stop()
         with contextlib.suppress(Exception):
             self.flush_timings()
         for provider in self.providers.values():
@@ -153,6 +171,11 @@ class PoolManager:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def lifecycle(self, vm: Vm, old: VmState | None, reason: str | None = None) -> None:
+        """Publish that ``vm`` (the record after the move) left state ``old``."""
+        self.bus.publish(VmLifecycle(self.clock(), vm=vm.name, pool=vm.pool, old=old, new=vm.state, host=vm.host,
+                                     reason=reason if reason is not None else vm.reason))
 
     # -- pool settings changed at run time ---------------------------------------------------
     def set_pool_size(self, pool: str, size: int) -> None:
@@ -203,6 +226,7 @@ class PoolManager:
         for name in lifetimes:
             self.pool_changed(name)
         for vm in vms or ():
+            self.lifecycle(vm, VmState.READY)
             log.info("checked out", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
         return vms
 
@@ -214,6 +238,7 @@ class PoolManager:
         )
         if vm is None:
             return False
+        self.lifecycle(vm, VmState.RUNNING)
         log.info("returned", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
         self.spawn(self.destroy(vm), f"destroy-{name}")
         return True
@@ -318,7 +343,7 @@ class PoolManager:
             pool = self.pools[name]
             by_provider.setdefault(pool.provider, []).append((pool, request_id))
         for provider_name, items in by_provider.items():
-            hosts = self.feeds[provider_name].hosts.values()
+            hosts = self.inventory[provider_name].hosts()
             specs = [VmSpec(new_hostname(self.settings.prefix), p.name, p.template, folder=p.folder, request_id=r)
                      for p, r in items]
             placed = spread(hosts, [s.memory_mb for s in specs])
@@ -327,8 +352,10 @@ class PoolManager:
                 if host is None:
                     log.warning("no host can take a VM", extra={"pool": spec.pool})
                     continue
-                self.store.add_vm(Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
-                                     host=host, created_at=now, request_id=spec.request_id))
+                record = Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
+                            host=host, created_at=now, request_id=spec.request_id)
+                self.store.add_vm(record)
+                self.lifecycle(record, None)
                 self._inflight.add(spec.name)
                 started.append(spec.name)
             by_name = {s.name: s for s in specs}
@@ -359,7 +386,7 @@ class PoolManager:
                     self._timing("clone", spec.pool, spec.name, now - started, now)
                     self._clone_outcome(spec.pool, True)
                     log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
-                    self.feeds[provider_name].recheck(spec.name)
+                    self._recheck(provider_name, spec.name)
                 else:
                     self.stats.clone_failures += 1
                     self._clone_outcome(spec.pool, False)
@@ -367,6 +394,7 @@ class PoolManager:
                     vm = self.store.transition(spec.name, (VmState.PENDING,), VmState.FAILED, reason=reason)
                     log.warning("clone failed", extra={"pool": spec.pool, "vm": spec.name, "host": host, "error": reason})
                     if vm is not None:
+                        self.lifecycle(vm, VmState.PENDING)
                         self.spawn(self.destroy(vm), f"destroy-{spec.name}")
         finally:
             for spec in specs:
@@ -400,7 +428,8 @@ class PoolManager:
         try:
             try:
                 ready = True if not ask_provider else await provider.vm_ready(name)
-                ip = self.feeds[provider_name].vm_ip(name)
+                seen = self.inventory[provider_name].vm(name)
+                ip = seen.ip if seen is not None else None
                 if ready and getattr(provider, "needs_tcp_probe", False):
                     ready = ip is not None and await tcp_reachable(
                         ip, self.settings.ready_check_port, self.settings.ready_check_timeout)
@@ -415,6 +444,7 @@ class PoolManager:
             done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
                                          cloned_at=self._cloned.pop(name, None))
             if done is not None:
+                self.lifecycle(done, VmState.PENDING)
                 self._timing("boot", done.pool, name, now - done.created_at, now)
                 log.info("ready", extra={"pool": done.pool, "vm": name, "host": done.host, "duration": now - done.created_at})
                 if done.request_id is not None:
@@ -445,6 +475,7 @@ class PoolManager:
                 moved = self.store.transition(vm.name, (vm.state,), intent, **fields)
                 if moved is None:
                     return False  # someone else moved it first (e.g. it was checked out)
+                self.lifecycle(moved, vm.state)
                 vm = moved
                 self.pool_changed(vm.pool)
             started = self.clock()
@@ -457,7 +488,9 @@ class PoolManager:
                 log.warning("destroy failed, will retry", extra={"pool": vm.pool, "vm": vm.name, "error": str(exc)})
                 return False
             now = self.clock()
-            if self.store.transition(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, destroyed_at=now) is not None:
+            gone = self.store.transition(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, destroyed_at=now)
+            if gone is not None:
+                self.lifecycle(gone, vm.state)
                 self.stats.destroyed += 1
                 log.info("destroyed", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host,
                                              "duration": now - started, "reason": vm.reason})
@@ -513,11 +546,25 @@ class PoolManager:
         self._dirty.update(self.store.counts())
         self._wake.set()
 
-    async def reconcile(self) -> None:
-        """Compare the store with each provider's full inventory (slow path)."""
+    async def reconcile(self) -> int:
+        """Repair drift (slow path): the inventory against a fresh snapshot, then the store against it.
+
+        Returns the store records repaired; the inventory's own repairs are counted by its monitors.
+        Both counts are expected to stay 0 while the change feed works.
+        """
         from corral.pools.recovery import recover
 
-        for name, provider in self.providers.items():
+        repaired = 0
+        for name, monitor in self.inventory.monitors.items():
             taken = self.clock()
-            vms = await provider.list_vms()
-            await recover(self, name, vms, taken_at=taken)
+            await monitor.reconcile()
+            repaired += await recover(self, name, list(monitor.repo.vms.values()), taken_at=taken)
+        self.stats.reconciles += 1
+        self.stats.reconcile_repairs += repaired
+        return repaired
+
+    def _recheck(self, provider_name: str, name: str) -> None:
+        """A clone call returned: if the inventory already saw the guest up, check it now."""
+        vm = self.inventory[provider_name].vm(name)
+        if vm is not None and vm.powered_on and vm.guest_ready:
+            self.spawn(self.check_ready(name, ask_provider=False, provider_name=provider_name), f"ready-{name}")

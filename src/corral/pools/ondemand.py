@@ -119,6 +119,7 @@ class OndemandQueue:
         moved = self.store.transition(vm.name, (VmState.READY,), VmState.RUNNING, checkout_at=self.manager.clock(),
                                       lifetime_s=lifetime, token=request.token, user=request.user)
         if moved is not None:
+            self.manager.lifecycle(moved, VmState.READY)
             log.info("on-demand VM handed out", extra={"request": request.id, "vm": vm.name, "pool": vm.pool})
         self._complete_if_done(request)
 

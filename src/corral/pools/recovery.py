@@ -27,15 +27,17 @@ log = logging.getLogger("corral.recovery")
 
 
 async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm],
-                  taken_at: float | None = None) -> None:
+                  taken_at: float | None = None) -> int:
     """Reconcile the store with ``vms``, the provider's full inventory read at ``taken_at``.
 
     Records newer than the snapshot, and VMs with a step under way, are left alone.
+    Returns how many records disagreed with the provider (lost VMs, orphans, wrong hosts,
+    missed readiness); unfinished destroys are finished but not counted as drift.
     """
     present = {v.name: v for v in vms}
     records = [r for r in manager.store.list_vms(states=ACTIVE_STATES) if r.provider == provider_name]
     known = {r.name for r in records}
-    finished = lost = 0
+    finished = lost = moved = booted = 0
     for record in records:
         if manager.busy(record.name):
             continue
@@ -53,15 +55,18 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
             manager.spawn(manager.destroy(record, reason="not found at the provider"), f"destroy-{record.name}")
         else:
             if vm.host != record.host:
+                moved += 1
                 manager.store.update_vm(record.name, host=vm.host)
             if record.state is VmState.PENDING and vm.powered_on and vm.guest_ready:
+                booted += 1
                 manager.spawn(manager.check_ready(record.name, ask_provider=False), f"ready-{record.name}")
     orphans = [v for v in vms if v.pool in manager.pools and v.name not in known and not manager.busy(v.name)]
     for vm in orphans:
         manager.spawn(_destroy_orphan(manager, provider_name, vm, taken_at), f"orphan-{vm.name}")
-    if finished or lost or orphans:
+    if finished or lost or orphans or moved or booted:
         log.info("reconciled", extra={"provider": provider_name, "unfinished_destroys": finished,
-                                      "lost": lost, "orphans": len(orphans)})
+                                      "lost": lost, "orphans": len(orphans), "moved": moved, "booted": booted})
+    return lost + len(orphans) + moved + booted
 
 
 async def _destroy_orphan(manager: PoolManager, provider_name: str, vm: ProviderVm,

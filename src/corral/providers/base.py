@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from corral.domain.models import VmSpec
+from corral.domain.states import PowerState
 
 
 class ProviderError(Exception):
@@ -47,6 +48,13 @@ class ProviderVm:
     ip: str | None = None
     guest_ready: bool = False  # the guest finished booting (tools running / boot time elapsed)
     created_at: float = 0.0
+    id: str | None = None  # the provider's own id (a vSphere managed object id), when it has one
+
+    @property
+    def power_state(self) -> PowerState:
+        if not self.powered_on:
+            return PowerState.OFF
+        return PowerState.UP if self.guest_ready else PowerState.BOOTING
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +68,20 @@ class HostInfo:
     memory_mb: int
     cpu_used_mhz: float = 0.0
     memory_used_mb: float = 0.0
-    up: bool = True
+    up: bool = True  # connected and responding
     maintenance: bool = False
     vm_count: int = 0
+    cluster: str = ""
+    id: str | None = None
+
+    @property
+    def cpu_percent(self) -> float:
+        capacity = self.cores * self.mhz
+        return 100.0 * self.cpu_used_mhz / capacity if capacity else 0.0
+
+    @property
+    def memory_percent(self) -> float:
+        return 100.0 * self.memory_used_mb / self.memory_mb if self.memory_mb else 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ class SimProvider:
     destroyed wherever it is.
 
     Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
-    :meth:`inject_vm`, the read accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
+    :meth:`set_host_maintenance`, :meth:`set_guest_ready`, :meth:`inject_vm`, the read
+    accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
     :attr:`calls`, a counter of calls per public method name, with
     :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit.
     """
@@ -144,11 +145,11 @@ class SimProvider:
     async def create_vms(self, host: str, specs: list[VmSpec]) -> list[CreateResult]:
         """Create, power on and start booting ``specs`` on ``host``; sized by their template."""
         async with self._call("create_vms", "create"):
-            self._cluster.usable_host(host)
+            self._cluster.target_host(host)
             latency = self.settings.latency
             rounds = math.ceil(len(specs) / self.settings.host_clone_slots)
             await self._pause(latency.create_call + latency.create_per_vm * rounds)
-            self._cluster.usable_host(host)  # it may have gone down meanwhile
+            self._cluster.target_host(host)  # it may have gone down meanwhile
             results = [self._create_one(host, spec) for spec in specs]
             created = [self._cluster.vms[result.name] for result in results if result.ok]
             self._persist(created)
@@ -181,10 +182,10 @@ class SimProvider:
         """Move the VM, running, to ``host``; a guest keeps its boot state."""
         async with self._call("migrate_vm", "migrate"):
             self._cluster.vm(name)
-            self._cluster.usable_host(host)
+            self._cluster.target_host(host)
             await self._pause(self.settings.latency.migrate)
             vm = self._cluster.vm(name)
-            self._cluster.usable_host(host)
+            self._cluster.target_host(host)
             if self._chance(self.settings.failure_rates.migrate):
                 raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}")
             if vm.host == host:
@@ -271,6 +272,27 @@ class SimProvider:
             return
         target.up = not down
         self._feed.touch("host", host)
+
+    def set_host_maintenance(self, host: str, maintenance: bool = True) -> None:
+        """Put a host into maintenance (creates and migrations onto it fail) or take it out."""
+        target = self._cluster.host(host)
+        if target.maintenance == maintenance:
+            return
+        target.maintenance = maintenance
+        self._feed.touch("host", host)
+
+    def set_guest_ready(self, name: str, ready: bool) -> None:
+        """Flip a powered-on VM's guest between booted and not (a guest crash, a hung boot).
+
+        Raises :class:`~corral.providers.base.VmNotFound` for an unknown VM.
+        """
+        vm = self._cluster.vm(name)
+        if not vm.powered_on or vm.guest_ready == ready:
+            return
+        self._cancel_boot(name)
+        vm.boot_deadline = None
+        vm.guest_ready = ready
+        self._changed(vm)
 
     def inject_vm(
         self, name: str, host: str, pool: str | None, template: str | None = None, guest_ready: bool = True

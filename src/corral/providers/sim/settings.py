@@ -22,6 +22,7 @@ class SimHostSettings(_SimModel):
     """One simulated host. ``name`` is needed only in an explicit ``hosts`` list."""
 
     name: str = ""
+    cluster: str = ""  # empty: ``sim-cluster-NN``, filled ``hosts_per_cluster`` hosts at a time
     cpu_model: str = "sim-cpu-v1"
     cores: int = Field(32, ge=1)
     mhz: int = Field(2600, ge=1)
@@ -31,6 +32,7 @@ class SimHostSettings(_SimModel):
 class SimHostOverride(_SimModel):
     """Per-host changes to the host defaults; only the keys given are changed."""
 
+    cluster: str | None = None
     cpu_model: str | None = None
     cores: int | None = Field(None, ge=1)
     mhz: int | None = Field(None, ge=1)
@@ -91,6 +93,7 @@ class SimSettings(_SimModel):
 
     time_scale: float = Field(1.0, gt=0)
     hosts: Annotated[int, Field(ge=1)] | list[SimHostSettings] = 4
+    hosts_per_cluster: int = Field(32, ge=1)
     host_defaults: SimHostSettings = Field(default_factory=SimHostSettings)
     host_overrides: dict[str, SimHostOverride] = Field(default_factory=dict)
     templates: dict[str, SimTemplate] = Field(default_factory=dict)
@@ -142,9 +145,13 @@ class SimSettings(_SimModel):
             hosts = [self.host_defaults.model_copy(update={"name": name}) for name in _host_names(self.hosts)]
         else:
             hosts = [_with_changes(self.host_defaults, entry) for entry in self.hosts]
-        return [
+        hosts = [
             _with_changes(host, self.host_overrides[host.name]) if host.name in self.host_overrides else host
             for host in hosts
+        ]
+        return [
+            host if host.cluster else host.model_copy(update={"cluster": f"sim-cluster-{i // self.hosts_per_cluster + 1:02d}"})
+            for i, host in enumerate(hosts)
         ]
 
     def template(self, name: str) -> SimTemplate | None:

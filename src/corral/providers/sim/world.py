@@ -57,6 +57,7 @@ class SimHost:
 
     settings: SimHostSettings
     up: bool = True
+    maintenance: bool = False
     vm_count: int = 0
     cpus_on: int = 0  # vCPUs of its powered-on VMs
     memory_on_mb: int = 0  # memory of its powered-on VMs
@@ -88,6 +89,13 @@ class SimCluster:
         host = self.host(name)
         if not host.up:
             raise HostUnavailable(f"host {name!r} is down")
+        return host
+
+    def target_host(self, name: str) -> SimHost:
+        """The host if new VMs may be placed on it (up and not in maintenance)."""
+        host = self.usable_host(name)
+        if host.maintenance:
+            raise HostUnavailable(f"host {name!r} is in maintenance")
         return host
 
     def vm(self, name: str) -> SimVm:
@@ -149,7 +157,9 @@ class SimCluster:
             cpu_used_mhz=host.cpus_on * host.settings.mhz * self._vm_cpu_load,
             memory_used_mb=float(host.memory_on_mb),
             up=host.up,
+            maintenance=host.maintenance,
             vm_count=host.vm_count,
+            cluster=host.settings.cluster,
         )
 
     def host_infos(self) -> list[HostInfo]:

@@ -1,0 +1,211 @@
+"""Fetch → analyse → publish → update, for every provider endpoint.
+
+A :class:`ProviderMonitor` long-polls one provider's change feed, folds each answer into its
+:class:`~corral.inventory.repository.Repository`, runs the analysers over what changed and
+publishes the resulting events on the bus. One task per endpoint, no thread per host, no
+lock: the repository is only changed by its own monitor, on the event loop.
+
+:meth:`ProviderMonitor.reconcile` is the slow safety net: it reads a fresh full snapshot,
+diffs it against the repository and counts each record it had to repair. With a healthy
+feed that count stays 0; anything else is drift worth looking into, and it is exported.
+
+:class:`Inventory` holds the monitors of every endpoint and the one event bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corral.domain.events import Event
+from corral.inventory.analysers import Analyser, AnalyserSettings
+from corral.inventory.bus import EventBus
+from corral.inventory.repository import Repository
+from corral.providers.base import HostInfo, Provider, ProviderError, ProviderVm
+
+log = logging.getLogger("corral.inventory")
+
+
+@dataclass(slots=True)
+class MonitorSettings:
+    feed_timeout: float = 30.0  # long-poll length of one change-feed call, seconds
+    host_down_grace_s: float = 60.0
+    over_utilized_percent: float = 80.0
+    queue_size: int = 10_000  # events one subscriber may have waiting before it must resync
+    history: int = 1_000  # events kept for event-stream clients that reconnect
+
+    def analyser(self) -> AnalyserSettings:
+        return AnalyserSettings(host_down_grace_s=self.host_down_grace_s,
+                                over_utilized_percent=self.over_utilized_percent)
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    answers: int = 0  # feed answers applied (empty ones included)
+    changes: int = 0  # records changed by the feed
+    events: int = 0  # events published
+    feed_errors: int = 0
+    resnapshots: int = 0  # full snapshots after the first (the feed lost its place)
+    reconciles: int = 0
+    repairs: int = 0  # records a reconcile found wrong (expected 0)
+    last_repairs: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+
+class ProviderMonitor:
+    def __init__(self, name: str, provider: Provider, bus: EventBus, settings: MonitorSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.name = name
+        self.provider = provider
+        self.bus = bus
+        self.settings = settings
+        self.clock = clock
+        self.repo = Repository(name)
+        self.analyser = Analyser(name, settings.analyser(), clock=clock)
+        self.stats = MonitorStats()
+        self.as_of: float | None = None  # every change made before this (unix s) is in the repository
+        self._due: asyncio.TimerHandle | None = None
+
+    async def load(self) -> None:
+        """Read the first full snapshot (state, not change: no VM events)."""
+        asked = self.clock()
+        update = await self.provider.wait_for_updates(None, 0.0)
+        changes = self.repo.apply(update)
+        self._publish(self.analyser.analyse(changes, initial=True))
+        self.as_of = asked
+        log.info("inventory loaded", extra={"provider": self.name, "vms": len(self.repo.vms),
+                                            "hosts": len(self.repo.hosts)})
+
+    async def run(self) -> None:
+        """The feed loop: long-poll, apply, analyse, publish; retried with back-off on errors."""
+        backoff = 0.5
+        while True:
+            try:
+                asked = self.clock()
+                update = await self.provider.wait_for_updates(self.repo.version, self.settings.feed_timeout)
+                backoff = 0.5
+                self.stats.answers += 1
+                if update.empty:
+                    self.repo.version = update.version
+                else:
+                    if update.full:
+                        self.stats.resnapshots += 1
+                    changes = self.repo.apply(update)
+                    self.stats.changes += len(changes)
+                    self._publish(self.analyser.analyse(changes))
+                self.as_of = asked
+                continue
+            except ProviderError as exc:
+                self.stats.feed_errors += 1
+                log.warning("change feed failed, retrying", extra={"provider": self.name, "error": str(exc),
+                                                                   "retry_in": backoff})
+            except Exception:  # a bug must not stop the feed for good; reconcile covers meanwhile
+                self.stats.feed_errors += 1
+                log.exception("change feed handling failed, retrying", extra={"provider": self.name})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def reconcile(self) -> int:
+        """Diff a fresh full snapshot against the repository; returns the records repaired."""
+        update = await self.provider.wait_for_updates(None, 0.0)
+        if self.repo.version is not None and update.version < self.repo.version:
+            return 0  # the feed moved past this snapshot meanwhile: it is the fresher view
+        changes = self.repo.apply(update)
+        repaired = len(changes)
+        self.stats.reconciles += 1
+        self.stats.last_repairs = repaired
+        self.stats.repairs += repaired
+        if repaired:
+            log.warning("inventory drift repaired", extra={"provider": self.name, "records": repaired})
+            self._publish(self.analyser.analyse(changes))
+        return repaired
+
+    def expect_migration(self, vm: str, target: str) -> None:
+        self.analyser.expect_migration(vm, target)
+
+    def _publish(self, events: list[Event]) -> None:
+        self.stats.events += len(events)
+        self.bus.publish_all(events)
+        self._arm_due()
+
+    def _arm_due(self) -> None:
+        """Wake up when the next silent host's grace period ends."""
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        delay = self.analyser.next_due_in()
+        if delay is not None:
+            self._due = asyncio.get_running_loop().call_later(delay + 0.001, self._check_due)
+
+    def _check_due(self) -> None:
+        self._due = None
+        self._publish(self.analyser.due())
+
+    def stop(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+
+    # -- reads for the layers above ---------------------------------------------------------
+
+    def vm(self, name: str) -> ProviderVm | None:
+        return self.repo.vm(name)
+
+    def hosts(self) -> list[HostInfo]:
+        """Hosts that can take VMs now (up, not declared down)."""
+        down = self.analyser.down
+        return [h for h in self.repo.hosts.values() if h.up and h.name not in down]
+
+
+@dataclass
+class Inventory:
+    """Every endpoint's monitor and the shared event bus."""
+
+    providers: dict[str, Provider]
+    settings: MonitorSettings = field(default_factory=MonitorSettings)
+    bus: EventBus | None = None
+    monitors: dict[str, ProviderMonitor] = field(init=False)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.bus is None:
+            self.bus = EventBus(queue_size=self.settings.queue_size, history=self.settings.history)
+        self.monitors = {name: ProviderMonitor(name, p, self.bus, self.settings) for name, p in self.providers.items()}
+
+    def __getitem__(self, provider: str) -> ProviderMonitor:
+        return self.monitors[provider]
+
+    async def load(self) -> None:
+        for monitor in self.monitors.values():
+            await monitor.load()
+
+    def run(self) -> None:
+        self._tasks = [asyncio.create_task(m.run(), name=f"feed-{m.name}") for m in self.monitors.values()]
+
+    async def reconcile(self) -> int:
+        return sum([await m.reconcile() for m in self.monitors.values()])
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for monitor in self.monitors.values():
+            monitor.stop()
+        assert self.bus is not None
+        await self.bus.close()
+
+    def snapshot(self) -> dict[str, object]:
+        assert self.bus is not None
+        return {"providers": {n: {**m.stats.as_dict(), "vms": len(m.repo.vms), "hosts": len(m.repo.hosts),
+                                  "hosts_down": sorted(m.analyser.down)}
+                              for n, m in self.monitors.items()},
+                "bus": self.bus.snapshot()}
