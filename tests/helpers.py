@@ -133,7 +133,9 @@ class ServerThread:
 
         from corral.api import create_app
 
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.service), host="127.0.0.1", port=self.port,
+        from corral.api.server import Server
+
+        self.server = Server(uvicorn.Config(create_app(self.service), host="127.0.0.1", port=self.port,
                                                     log_config=None, access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -74,7 +74,10 @@ def serve(
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(service, server_gc=True), host=host, port=port, log_config=None, access_log=False)
+    from corral.api.server import Server
+
+    app = create_app(service, server_gc=True)
+    Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run()
 
 
 @config_app.command("check")

@@ -106,6 +106,18 @@ class StoreSettings(_Section):
     path: str = "var/corral.db"
 
 
+class MonitoringSettings(_Section):
+    """corral's ``:monitoring:`` section: the live inventory, its events and the safety nets."""
+
+    host_down_grace: float = Field(60, ge=0, description="seconds a host must stay unresponsive before it is down")
+    reconcile_interval: float = Field(300, gt=0, description="seconds between full drift repairs")
+    over_utilized_percent: float = Field(80, gt=0, le=100, description="CPU or memory use that raises an event")
+    feed_timeout: float = Field(30, gt=0, le=600, description="seconds one change-feed long poll may wait")
+    subscriber_queue: int = Field(10_000, ge=10, description="events one subscriber may hold before it resyncs")
+    event_history: int = Field(1_000, ge=0, description="events kept for event-stream clients that reconnect")
+    event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on /events")
+
+
 class ProviderSettings(_Section):
     """One entry of ``:providers:``; the class-specific keys are checked by the provider."""
 
@@ -215,6 +227,7 @@ class Config(_Section):
     auth: AuthSettings | None = None
     tagfilter: dict[str, str] = Field(default_factory=dict)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @field_validator("tagfilter")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 from corral.auth import build_authenticator
 from corral.auth.base import Authenticator
 from corral.config import Config, ConfigError
+from corral.inventory import Inventory, MonitorSettings
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
 from corral.store.base import Store
@@ -62,8 +63,16 @@ def build_store(config: Config) -> Store:
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
 
 
+def monitor_settings(config: Config) -> MonitorSettings:
+    m = config.monitoring
+    return MonitorSettings(feed_timeout=m.feed_timeout, host_down_grace_s=m.host_down_grace,
+                           over_utilized_percent=m.over_utilized_percent, queue_size=m.subscriber_queue,
+                           history=m.event_history)
+
+
 def manager_settings(config: Config) -> ManagerSettings:
     g = config.config
+    m = config.monitoring
     return ManagerSettings(
         task_limit=g.task_limit,
         check_interval=g.check_interval,
@@ -74,13 +83,17 @@ def manager_settings(config: Config) -> ManagerSettings:
         ondemand_clone_limit=g.ondemand_clone_limit,
         ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
         lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,
+        reconcile_interval=m.reconcile_interval,
+        feed_timeout=m.feed_timeout,
+        host_down_grace_s=m.host_down_grace,
     )
 
 
 def build_service(config: Config) -> Service:
     providers = build_providers(config)
     store = build_store(config)
-    manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config))
+    inventory = Inventory(providers, monitor_settings(config))
+    manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config), inventory=inventory)
     manager.apply_overrides(store.pool_overrides())
     authenticator = build_authenticator(config.auth) if config.auth is not None else None
     return Service(config=config, store=store, providers=providers, manager=manager, authenticator=authenticator)

@@ -17,7 +17,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import __version__
-from corral.api import ondemand, poolconfig, status, tokens, vms
+from corral.api import events, ondemand, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.runtime import Service
@@ -41,7 +41,7 @@ class Router(APIRouter):
 
 def build_router(version: Version) -> APIRouter:
     router = Router()
-    for module in (vms, tokens, ondemand, status, poolconfig):
+    for module in (vms, tokens, ondemand, status, poolconfig, events):
         module.build(router, version)
     return router
 
@@ -147,6 +147,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
                               "'domain' key).")
     app.state.service = service
+    app.state.streams = events.Streams()
     for prefix, name in VERSIONS.items():
         app.include_router(build_router(Version(name)), prefix=prefix)
 

@@ -16,7 +16,7 @@ from corral.domain.models import RequestStatus
 from corral.domain.states import VmState
 from corral.runtime import Service
 
-STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status")
+STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring")
 DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
@@ -96,8 +96,25 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
             if pool.alias:
                 pools[name]["alias"] = list(pool.alias)
         body["pools"] = pools
+    if "monitoring" in wanted:
+        body["monitoring"] = _monitoring(service)
     body["status"] = status
     return dict(sorted(body.items()))
+
+
+def _monitoring(service: Service) -> dict[str, Any]:
+    """corral's own: the inventory feeds, the event bus, and what the safety nets repaired."""
+    manager = service.manager
+    stats = manager.stats
+    inventory = manager.inventory.snapshot()
+    providers: dict[str, Any] = inventory["providers"]  # type: ignore[assignment]
+    return {
+        "reconcile": {"runs": stats.reconciles, "store_repairs": stats.reconcile_repairs,
+                      "inventory_repairs": sum(p["repairs"] for p in providers.values())},
+        "vanished": stats.vanished, "orphans_destroyed": stats.orphans_destroyed,
+        "host_drops": manager.reactions.host_drops,
+        "providers": providers, "events": inventory["bus"],
+    }
 
 
 def _date(value: str | None, what: str) -> dt.date:

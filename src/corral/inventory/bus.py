@@ -42,6 +42,10 @@ class Resync:
 RESYNC = Resync()
 
 
+class SubscriptionClosed(Exception):
+    """Raised by :meth:`Subscription.get` once the subscription is closed and drained of nothing more."""
+
+
 @dataclass(slots=True)
 class SubscriberStats:
     delivered: int = 0  # events handed to the handler (or the stream's reader)
@@ -92,16 +96,18 @@ class Subscription:
         return len(self._queue)
 
     async def get(self) -> tuple[int, Event | Resync]:
-        """The next item; waits while the queue is empty."""
+        """The next item (counted as delivered, or as a resync); waits while the queue is empty."""
         while not self._queue:
             if self.closed:
-                raise asyncio.CancelledError
+                raise SubscriptionClosed(self.name)
             self._ready.clear()
             await self._ready.wait()
-        return self._queue.popleft()
-
-    def get_nowait(self) -> tuple[int, Event | Resync] | None:
-        return self._queue.popleft() if self._queue else None
+        item = self._queue.popleft()
+        if isinstance(item[1], Resync):
+            self.stats.resyncs += 1
+        else:
+            self.stats.delivered += 1
+        return item
 
     def close(self) -> None:
         self.closed = True
@@ -115,14 +121,8 @@ class Subscription:
         while True:
             try:
                 item = await self.get()
-            except asyncio.CancelledError:
-                if self.closed:
-                    return
-                raise
-            if isinstance(item[1], Resync):
-                self.stats.resyncs += 1
-            else:
-                self.stats.delivered += 1
+            except SubscriptionClosed:
+                return
             yield item
 
 

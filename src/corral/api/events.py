@@ -1,0 +1,147 @@
+"""``GET /api/v3/events``: the event bus as a Server-Sent Events stream.
+
+A client waits for its VM without polling::
+
+    curl -N 'http://127.0.0.1:8080/api/v3/events?vm=abc123&type=vm.lifecycle'
+
+Filters (each a comma-separated list, all optional, combined with AND): ``pool``, ``vm``
+(short name or FQDN) and ``type`` (event kinds such as ``vm.lifecycle``, ``host.down``;
+a prefix ending in a dot, ``vm.``, takes a family). Host events have no pool or VM, so a
+``pool`` or ``vm`` filter leaves them out.
+
+Each event is one SSE message: ``id`` is its sequence number, ``event`` its kind and
+``data`` its JSON. A client that reconnects with ``Last-Event-ID`` gets what it missed while
+the server still remembers it (``:monitoring: event_history``); if it does not, or if the
+client reads too slowly and its queue overflows, it gets an ``event: resync`` message: some
+events were lost, re-read the state (``GET /vm/<name>``) and go on. A comment line every
+``event_stream_keepalive`` seconds keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from corral.api.common import ApiError, Version, service_of
+from corral.domain.events import INVENTORY_EVENTS, Event, VmLifecycle
+from corral.inventory.bus import Resync, Subscription, SubscriptionClosed
+from corral.runtime import Service
+
+MAX_STREAMS = 1_000  # concurrent event-stream clients per process
+KINDS = sorted({cls.kind for cls in (*INVENTORY_EVENTS, VmLifecycle)})
+MAX_FILTER_ITEMS = 100
+
+
+def _items(value: str | None, what: str) -> set[str] | None:
+    if value is None or value == "":
+        return None
+    items = {v.strip() for v in value.split(",") if v.strip()}
+    if len(items) > MAX_FILTER_ITEMS:
+        raise ApiError(400, f"at most {MAX_FILTER_ITEMS} values for {what!r}")
+    if any(len(v) > 255 for v in items):
+        raise ApiError(400, f"a value for {what!r} is longer than 255 characters")
+    return items
+
+
+def event_filter(pools: set[str] | None, vms: set[str] | None, kinds: set[str] | None) -> Callable[[Event], bool]:
+    if kinds is not None:
+        unknown = sorted(k for k in kinds if not k.endswith(".") and k not in KINDS)
+        if unknown:
+            raise ApiError(400, f"unknown event type {unknown[0][:40]!r} (known: {', '.join(KINDS)})")
+    short_vms = {v.split(".", 1)[0] for v in vms} if vms is not None else None
+
+    def accepts(event: Event) -> bool:
+        if kinds is not None and not any(event.kind == k or (k.endswith(".") and event.kind.startswith(k))
+                                         for k in kinds):
+            return False
+        if pools is not None and getattr(event, "pool", None) not in pools:
+            return False
+        return short_vms is None or getattr(event, "vm", None) in short_vms
+
+    return accepts
+
+
+def _message(seq: int, event: Event) -> str:
+    return f"id: {seq}\nevent: {event.kind}\ndata: {json.dumps(event.as_dict(), separators=(',', ':'))}\n\n"
+
+
+def _resync(seq: int, why: str) -> str:
+    return f"id: {seq}\nevent: resync\ndata: {json.dumps({'type': 'resync', 'reason': why})}\n\n"
+
+
+class Streams:
+    """The open streams of one process: counted for the limit, ended when the server stops."""
+
+    def __init__(self) -> None:
+        self.subs: set[Subscription] = set()
+
+    @property
+    def open(self) -> int:
+        return len(self.subs)
+
+    def close_all(self) -> None:
+        """End every stream (the server is stopping: open streams would hold it up forever)."""
+        for sub in list(self.subs):
+            sub.close()
+
+
+async def _stream(service: Service, streams: Streams, accepts: Callable[[Event], bool],
+                  last: int | None) -> AsyncIterator[str]:
+    """Subscribe on the first read (a response never started leaves nothing behind)."""
+    bus = service.manager.bus
+    settings = service.config.monitoring
+    sub = bus.stream("event-stream", accepts=accepts, queue_size=settings.subscriber_queue)
+    streams.subs.add(sub)
+    try:
+        yield "retry: 2000\n: corral event stream\n\n"
+        if last is not None:  # read right after subscribing: nothing is missed or repeated
+            missed = bus.since(last)
+            if missed is None:
+                yield _resync(last, "events after this id are no longer kept; re-read the state")
+            else:
+                for seq, event in missed:
+                    if accepts(event):
+                        yield _message(seq, event)
+        while True:
+            try:
+                async with asyncio.timeout(settings.event_stream_keepalive):
+                    seq, item = await sub.get()
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            except SubscriptionClosed:
+                return
+            if isinstance(item, Resync):
+                yield _resync(seq, "this stream fell behind and lost events; re-read the state")
+            else:
+                yield _message(seq, item)
+    finally:
+        streams.subs.discard(sub)
+        sub.close()
+
+
+def build(router: APIRouter, version: Version) -> None:
+    if version.name not in ("v3", "v2"):
+        return
+
+    @router.get("/events", include_in_schema=version.name == "v3", response_class=StreamingResponse)
+    async def events(request: Request, pool: str | None = Query(None), vm: str | None = Query(None),
+                     type: str | None = Query(None), last_event_id: str | None = Query(None)) -> StreamingResponse:
+        """Lifecycle and inventory events as Server-Sent Events, filtered by ``pool``, ``vm`` and ``type``."""
+        service = service_of(request)
+        streams: Streams = request.app.state.streams
+        accepts = event_filter(_items(pool, "pool"), _items(vm, "vm"), _items(type, "type"))
+        raw_last = request.headers.get("last-event-id") or last_event_id
+        last: int | None = None
+        if raw_last:
+            if not raw_last.isdigit() or len(raw_last) > 19:
+                raise ApiError(400, "Last-Event-ID must be an event number")
+            last = int(raw_last)
+        if streams.open >= MAX_STREAMS:
+            raise ApiError(503, f"too many event streams open (at most {MAX_STREAMS})")
+        return StreamingResponse(_stream(service, streams, accepts, last), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
