@@ -31,7 +31,13 @@ def test_status_when_full_and_views(server):
     resp = server.client.get("/status")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status"}
+    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring"}
+    monitoring = body["monitoring"]
+    assert monitoring["reconcile"] == {"runs": 0, "store_repairs": 0, "inventory_repairs": 0}
+    sim = monitoring["providers"]["sim"]
+    assert sim["vms"] == 3 and sim["hosts"] == 4 and sim["hosts_down"] == [] and sim["feed_errors"] == 0
+    assert monitoring["events"]["published"] >= 6  # at least pending and ready for each VM
+    assert monitoring["events"]["subscribers"]["pool-manager"]["errors"] == 0
     assert body["capacity"] == {"current": 3, "total": 3, "percent": 100.0}
     assert {k: body["queue"][k] for k in ("ready", "running", "pending", "cloning", "requested")} == {
         "ready": 3, "running": 0, "pending": 0, "cloning": 0, "requested": 0}
