@@ -217,6 +217,57 @@ def bench_api(
         raise typer.Exit(1)
 
 
+@bench_app.command("inventory")
+def bench_inventory(
+    hosts: Annotated[int, typer.Option(help="Simulated hosts (vCenter's maximum: 2,500).")] = 2500,
+    vms: Annotated[int, typer.Option(help="Simulated powered-on VMs (vCenter's maximum: 45,000).")] = 45000,
+    pools: Annotated[int, typer.Option(help="Pools the VMs are spread over.")] = 300,
+    rate: Annotated[float, typer.Option(help="Changes/s during the measured churn.")] = 2000.0,
+    duration: Annotated[float, typer.Option(help="Seconds of churn measured.")] = 10.0,
+    idle: Annotated[float, typer.Option(help="Seconds of idle measured.")] = 5.0,
+    poll_interval: Annotated[float, typer.Option(help="Baseline: seconds between poll cycles (oVirt's "
+                                                      "VdsRefreshRate: 3).")] = 3.0,
+    threads: Annotated[int, typer.Option(help="Baseline: threads polling hosts.")] = 16,
+    steps: Annotated[str, typer.Option(help="Comma-separated change rates tried, in order, for corral's "
+                                            "highest sustained rate; empty: none.")]
+    = "2000,5000,10000,20000,40000,80000",
+    step_duration: Annotated[float, typer.Option(help="Seconds per step rate.")] = 4.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
+    = False,
+    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+) -> None:
+    """Initial load, memory, change-to-event latency and CPU of the live inventory, against re-polling."""
+    from corral.bench.inventory import BenchSettings, run_inventory
+
+    try:
+        rates = [float(r) for r in steps.split(",") if r.strip()]
+        settings = BenchSettings(hosts=hosts, vms=vms, pools=pools, rate=rate, duration=duration, idle=idle,
+                                 poll_interval=poll_interval, threads=threads, steps=rates,
+                                 step_duration=step_duration)
+        settings.check()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = run_inventory(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
+    if record:
+        result.append_markdown(output, " ".join(["corral", *sys.argv[1:]]))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:
+            console.width = max(console.width, 130)
+        console.print(result.table())
+        if result.corral.steps:
+            console.print(result.steps_table())
+        typer.echo(result.summary())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

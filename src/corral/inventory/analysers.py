@@ -39,6 +39,8 @@ class AnalyserSettings:
 class Analyser:
     """Events from the changes of one provider's repository."""
 
+    MIGRATION_TTL_S = 3600.0
+
     def __init__(self, provider: str, settings: AnalyserSettings | None = None,
                  monotonic: Callable[[], float] = time.monotonic, clock: Callable[[], float] = time.time) -> None:
         self.provider = provider
@@ -52,7 +54,11 @@ class Analyser:
 
     def expect_migration(self, vm: str, target: str) -> None:
         """corral asked to move ``vm`` to ``target``: its arrival there is a :class:`MigrationDone`."""
-        self._migrations[vm] = (target, self.monotonic())
+        now = self.monotonic()
+        # a migration that failed never arrives: forget expectations older than an hour
+        for name in [n for n, (_, asked) in self._migrations.items() if now - asked > self.MIGRATION_TTL_S]:
+            del self._migrations[name]
+        self._migrations[vm] = (target, now)
 
     def analyse(self, changes: Changes, *, initial: bool = False) -> list[Event]:
         """Events for one update. ``initial``: the first snapshot, which is state, not change."""

@@ -127,11 +127,16 @@ class Subscription:
 
 
 class EventBus:
-    """See the module docstring. ``history`` events are kept for clients that reconnect."""
+    """See the module docstring. ``history`` events are kept for clients that reconnect.
 
-    def __init__(self, *, queue_size: int = 10_000, history: int = 1_000) -> None:
+    Events are numbered from ``start + 1``. A server gives its bus a ``start`` of its own
+    (its start time in microseconds), so a number a client kept from an earlier process is
+    never mistaken for one of this process's.
+    """
+
+    def __init__(self, *, queue_size: int = 10_000, history: int = 1_000, start: int = 0) -> None:
         self.queue_size = queue_size
-        self.seq = 0
+        self.seq = start  # the number of the last event; the next one gets start + 1
         self.published = 0
         self._history: deque[tuple[int, Event]] = deque(maxlen=history)
         self._subs: list[Subscription] = []
@@ -155,8 +160,10 @@ class EventBus:
 
     def since(self, seq: int) -> list[tuple[int, Event]] | None:
         """Events after number ``seq`` still in the history; None if some are gone already."""
-        if seq >= self.seq:
+        if seq == self.seq:
             return []
+        if seq > self.seq:
+            return None  # not a number this bus gave out (an earlier process's?)
         if not self._history or self._history[0][0] > seq + 1:
             return None
         return [(n, e) for n, e in self._history if n > seq]

@@ -51,6 +51,7 @@ class MonitorStats:
     feed_errors: int = 0
     resnapshots: int = 0  # full snapshots after the first (the feed lost its place)
     reconciles: int = 0
+    reconcile_skips: int = 0  # reconciles skipped: the feed moved on while the snapshot was read
     repairs: int = 0  # records a reconcile found wrong (expected 0)
     last_repairs: int = 0
 
@@ -59,6 +60,8 @@ class MonitorStats:
 
 
 class ProviderMonitor:
+    CATCH_UP_S = 0.5  # how long a reconcile waits for the feed to reach its snapshot
+
     def __init__(self, name: str, provider: Provider, bus: EventBus, settings: MonitorSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self.name = name
@@ -114,8 +117,16 @@ class ProviderMonitor:
     async def reconcile(self) -> int:
         """Diff a fresh full snapshot against the repository; returns the records repaired."""
         update = await self.provider.wait_for_updates(None, 0.0)
-        if self.repo.version is not None and update.version < self.repo.version:
-            return 0  # the feed moved past this snapshot meanwhile: it is the fresher view
+        # The feed may not have delivered everything up to the snapshot yet: give it a moment,
+        # or those changes would be counted as drift (a feed still behind after that is stuck,
+        # and the snapshot repairs what it missed). A feed that moved past the snapshot is the
+        # fresher view: then this round is skipped (counted), the next one tries again.
+        deadline = time.monotonic() + self.CATCH_UP_S
+        while self.repo.version is not None and self.repo.version < update.version and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if self.repo.version is not None and self.repo.version > update.version:
+            self.stats.reconcile_skips += 1
+            return 0
         changes = self.repo.apply(update)
         repaired = len(changes)
         self.stats.reconciles += 1
@@ -175,7 +186,8 @@ class Inventory:
 
     def __post_init__(self) -> None:
         if self.bus is None:
-            self.bus = EventBus(queue_size=self.settings.queue_size, history=self.settings.history)
+            self.bus = EventBus(queue_size=self.settings.queue_size, history=self.settings.history,
+                                start=time.time_ns() // 1000)
         self.monitors = {name: ProviderMonitor(name, p, self.bus, self.settings) for name, p in self.providers.items()}
 
     def __getitem__(self, provider: str) -> ProviderMonitor:

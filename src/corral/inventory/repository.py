@@ -44,6 +44,12 @@ def _index_drop(index: dict[str, set[str]], key: str | None, name: str) -> None:
             del index[key]
 
 
+def _forget_id(ids: dict[str, str], old_id: str, name: str) -> None:
+    """Drop ``old_id`` unless another record took it over already (ids can be reused)."""
+    if ids.get(old_id) == name:
+        del ids[old_id]
+
+
 class Repository:
     """Hosts and VMs of one provider, indexed; see the module docstring."""
 
@@ -135,8 +141,8 @@ class Repository:
                 if old is not None:
                     _index_drop(self._by_pool, old.pool, vm.name)
                 _index_add(self._by_pool, vm.pool, vm.name)
-            if old is not None and old.id != vm.id and old.id is not None:
-                self._vm_ids.pop(old.id, None)
+            if old is not None and old.id is not None and old.id != vm.id:
+                _forget_id(self._vm_ids, old.id, vm.name)
             if vm.id is not None:
                 self._vm_ids[vm.id] = vm.name
             changes.vms.append((old, vm))
@@ -152,7 +158,7 @@ class Repository:
                     _index_drop(self._by_cluster, old.cluster, host.name)
                 _index_add(self._by_cluster, host.cluster, host.name)
             if old is not None and old.id is not None and old.id != host.id:
-                self._host_ids.pop(old.id, None)
+                _forget_id(self._host_ids, old.id, host.name)
             if host.id is not None:
                 self._host_ids[host.id] = host.name
             changes.hosts.append((old, host))
@@ -163,7 +169,7 @@ class Repository:
             _index_drop(self._by_host, old.host, name)
             _index_drop(self._by_pool, old.pool, name)
             if old.id is not None:
-                self._vm_ids.pop(old.id, None)
+                _forget_id(self._vm_ids, old.id, name)
         return old
 
     def _drop_host(self, name: str) -> HostInfo | None:
@@ -171,5 +177,5 @@ class Repository:
         if old is not None:
             _index_drop(self._by_cluster, old.cluster, name)
             if old.id is not None:
-                self._host_ids.pop(old.id, None)
+                _forget_id(self._host_ids, old.id, name)
         return old
