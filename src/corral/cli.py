@@ -230,7 +230,7 @@ def bench_inventory(
     threads: Annotated[int, typer.Option(help="Baseline: threads polling hosts.")] = 16,
     steps: Annotated[str, typer.Option(help="Comma-separated change rates tried, in order, for corral's "
                                             "highest sustained rate; empty: none.")]
-    = "2000,5000,10000,20000,40000,80000",
+    = "2000,5000,10000,20000,40000,60000,80000,100000,120000,160000",
     step_duration: Annotated[float, typer.Option(help="Seconds per step rate.")] = 4.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
     record: Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
