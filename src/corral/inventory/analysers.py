@@ -84,9 +84,9 @@ class Analyser:
         if old is None:
             events.append(VmCreated(now, p, new.name, new.pool, new.host, state=new.power_state))
             return
-        if old.power_state is not new.power_state:
-            events.append(VmStateChanged(now, p, new.name, new.pool, new.host, old=old.power_state,
-                                         new=new.power_state))
+        was, now_state = old.power_state, new.power_state
+        if was is not now_state:
+            events.append(VmStateChanged(now, p, new.name, new.pool, new.host, old=was, new=now_state))
         if old.host != new.host:
             events.append(VmMoved(now, p, new.name, new.pool, new.host, old_host=old.host))
             wanted = self._migrations.get(new.name)

@@ -81,15 +81,18 @@ class Subscription:
                 self.stats.errors += 1
                 log.exception("event filter failed", extra={"subscriber": self.name})
                 return
-        if len(self._queue) >= self.maxsize:
+        queue = self._queue
+        if len(queue) >= self.maxsize:
             self.stats.overflows += 1
             log.warning("subscriber overflowed, it will resync",
-                        extra={"subscriber": self.name, "queued": len(self._queue)})
-            self._queue.clear()
-            self._queue.append((seq, RESYNC))
-        self._queue.append((seq, event))
-        self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
-        self._ready.set()
+                        extra={"subscriber": self.name, "queued": len(queue)})
+            queue.clear()
+            queue.append((seq, RESYNC))
+        queue.append((seq, event))
+        if len(queue) > self.stats.peak_queued:
+            self.stats.peak_queued = len(queue)
+        if not self._ready.is_set():
+            self._ready.set()
 
     @property
     def queued(self) -> int:

@@ -101,7 +101,7 @@ class ProviderMonitor:
                         self.stats.resnapshots += 1
                     changes = self.repo.apply(update)
                     self.stats.changes += len(changes)
-                    self._publish(self.analyser.analyse(changes))
+                    await self._publish_in_chunks(self.analyser.analyse(changes))
                 self.as_of = asked
                 continue
             except ProviderError as exc:
@@ -139,6 +139,18 @@ class ProviderMonitor:
 
     def expect_migration(self, vm: str, target: str) -> None:
         self.analyser.expect_migration(vm, target)
+
+    PUBLISH_CHUNK = 1_000
+
+    async def _publish_in_chunks(self, events: list[Event]) -> None:
+        """Publish a big answer a thousand events at a time, letting subscribers drain in
+        between: a burst larger than a subscriber's queue must not force it to resync."""
+        for start in range(0, len(events), self.PUBLISH_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            self._publish(events[start:start + self.PUBLISH_CHUNK])
+        if not events:
+            self._arm_due()  # a host may have fallen silent without any event yet
 
     def _publish(self, events: list[Event]) -> None:
         self.stats.events += len(events)

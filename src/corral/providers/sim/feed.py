@@ -36,6 +36,7 @@ class ChangeFeed:
         self.version = time.time_ns()
         self._log: deque[tuple[Kind, str]] = deque(maxlen=capacity)  # the last entry is `version`
         self._changed = asyncio.Event()
+        self._waiting = 0  # callers inside wait_past now
 
     def touch(self, kind: Kind, name: str) -> None:
         """Record that one VM or host changed, and wake whoever waits for a change."""
@@ -64,6 +65,7 @@ class ChangeFeed:
         """Return once the version moved past ``version``, or after ``timeout`` seconds."""
         if self.version != version:
             return
+        self._waiting += 1
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
             # that arrives in the same loop step as the change, and the caller never stops
@@ -71,8 +73,11 @@ class ChangeFeed:
                 await self._changed.wait()
         except TimeoutError:
             pass
+        finally:
+            self._waiting -= 1
 
     def wake_all(self) -> None:
         """Release every waiter (after a change, or when the provider closes)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiting:  # nobody waits most of the time under churn: no new Event each change
+            self._changed.set()
+            self._changed = asyncio.Event()
