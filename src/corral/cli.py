@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -199,22 +199,29 @@ def bench_api(
         raise typer.Exit(2) from None
     result = run_api(clients=counts, duration=duration, warmup=warmup, pool_size=pool_size, profile=profile,
                      progress=None if as_json else lambda m: typer.echo(m, err=True))
+    _bench_report(result, [result.table()], as_json=as_json, record=record, output=output)
+    if profile is not None and not as_json:
+        typer.echo(profile_summary(profile), err=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _bench_report(result: Any, tables: list[Any], *, as_json: bool, record: bool, output: Path) -> None:
+    """What every recorded benchmark does with its result: append it to the markdown file when
+    asked, then print it as JSON or as rich tables and a summary line."""
     if record:
         result.append_markdown(output, " ".join(["corral", *sys.argv[1:]]))
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
-    else:
-        from rich.console import Console
+        return
+    from rich.console import Console
 
-        console = Console()
-        if not console.is_terminal:
-            console.width = max(console.width, 130)
-        console.print(result.table())
-        typer.echo(result.summary())
-        if profile is not None:
-            typer.echo(profile_summary(profile), err=True)
-    if not result.ok:
-        raise typer.Exit(1)
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 130)
+    for table in tables:
+        console.print(table)
+    typer.echo(result.summary())
 
 
 @bench_app.command("inventory")
@@ -250,20 +257,8 @@ def bench_inventory(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     result = run_inventory(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
-    if record:
-        result.append_markdown(output, " ".join(["corral", *sys.argv[1:]]))
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
-    else:
-        from rich.console import Console
-
-        console = Console()
-        if not console.is_terminal:
-            console.width = max(console.width, 130)
-        console.print(result.table())
-        if result.corral.steps:
-            console.print(result.steps_table())
-        typer.echo(result.summary())
+    tables = [result.table(), *([result.steps_table()] if result.corral.steps else [])]
+    _bench_report(result, tables, as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)
 

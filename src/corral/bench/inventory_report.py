@@ -143,30 +143,27 @@ class SystemResult:
     cycle_s_max: float | None = None
     late_cycles: int | None = None
 
-    @property
-    def max_sustained_rate(self) -> float | None:
-        """The highest step rate sustained, below the first one that was not; None without steps."""
+    def _best_rate(self, p99_limit_ms: float) -> float | None:
+        """The highest step rate sustained (below the first one that was not) with p99 within the limit."""
         if not self.steps:
             return None
         best = 0.0
         for step in self.steps:
             if not step.sustained:
                 break
-            best = step.rate
+            if step.p99_ms <= p99_limit_ms:
+                best = step.rate
         return best
+
+    @property
+    def max_sustained_rate(self) -> float | None:
+        """The highest step rate sustained, below the first one that was not; None without steps."""
+        return self._best_rate(float("inf"))
 
     @property
     def max_rate_within_target(self) -> float | None:
         """The highest sustained step rate whose p99 was within the latency target."""
-        if not self.steps:
-            return None
-        best = 0.0
-        for step in self.steps:
-            if not step.sustained:
-                break
-            if step.p99_ms <= TARGET_P99_MS:
-                best = step.rate
-        return best
+        return self._best_rate(TARGET_P99_MS)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
