@@ -81,6 +81,7 @@ class ProviderMonitor:
         update = await self.provider.wait_for_updates(None, 0.0)
         changes = self.repo.apply(update)
         self._publish(self.analyser.analyse(changes, initial=True))
+        self._arm_due()
         self.as_of = asked
         log.info("inventory loaded", extra={"provider": self.name, "vms": len(self.repo.vms),
                                             "hosts": len(self.repo.hosts)})
@@ -102,6 +103,7 @@ class ProviderMonitor:
                     changes = self.repo.apply(update)
                     self.stats.changes += len(changes)
                     await self._publish_in_chunks(self.analyser.analyse(changes))
+                self._arm_due()  # a host may have fallen silent, with or without an event
                 self.as_of = asked
                 continue
             except ProviderError as exc:
@@ -135,6 +137,7 @@ class ProviderMonitor:
         if repaired:
             log.warning("inventory drift repaired", extra={"provider": self.name, "records": repaired})
             self._publish(self.analyser.analyse(changes))
+            self._arm_due()
         return repaired
 
     def expect_migration(self, vm: str, target: str) -> None:
@@ -149,13 +152,10 @@ class ProviderMonitor:
             if start:
                 await asyncio.sleep(0)
             self._publish(events[start:start + self.PUBLISH_CHUNK])
-        if not events:
-            self._arm_due()  # a host may have fallen silent without any event yet
 
     def _publish(self, events: list[Event]) -> None:
         self.stats.events += len(events)
         self.bus.publish_all(events)
-        self._arm_due()
 
     def _arm_due(self) -> None:
         """Wake up when the next silent host's grace period ends."""
@@ -169,6 +169,7 @@ class ProviderMonitor:
     def _check_due(self) -> None:
         self._due = None
         self._publish(self.analyser.due())
+        self._arm_due()
 
     def stop(self) -> None:
         if self._due is not None:

@@ -50,6 +50,19 @@ def _forget_id(ids: dict[str, str], old_id: str, name: str) -> None:
         del ids[old_id]
 
 
+def _index_move(index: dict[str, set[str]], old_key: str | None, new_key: str | None, name: str) -> None:
+    if old_key != new_key:
+        _index_drop(index, old_key, name)
+        _index_add(index, new_key, name)
+
+
+def _id_move(ids: dict[str, str], old_id: str | None, new_id: str | None, name: str) -> None:
+    if old_id is not None and old_id != new_id:
+        _forget_id(ids, old_id, name)
+    if new_id is not None:
+        ids[new_id] = name
+
+
 class Repository:
     """Hosts and VMs of one provider, indexed; see the module docstring."""
 
@@ -133,18 +146,13 @@ class Repository:
             if old == vm:
                 continue
             self.vms[vm.name] = vm
-            if old is None or old.host != vm.host:
-                if old is not None:
-                    _index_drop(self._by_host, old.host, vm.name)
+            if old is None:
                 _index_add(self._by_host, vm.host, vm.name)
-            if old is None or old.pool != vm.pool:
-                if old is not None:
-                    _index_drop(self._by_pool, old.pool, vm.name)
                 _index_add(self._by_pool, vm.pool, vm.name)
-            if old is not None and old.id is not None and old.id != vm.id:
-                _forget_id(self._vm_ids, old.id, vm.name)
-            if vm.id is not None:
-                self._vm_ids[vm.id] = vm.name
+            else:
+                _index_move(self._by_host, old.host, vm.host, vm.name)
+                _index_move(self._by_pool, old.pool, vm.pool, vm.name)
+            _id_move(self._vm_ids, old.id if old is not None else None, vm.id, vm.name)
             changes.vms.append((old, vm))
 
     def _put_hosts(self, hosts: Iterable[HostInfo], changes: Changes) -> None:
@@ -153,14 +161,11 @@ class Repository:
             if old == host:
                 continue
             self.hosts[host.name] = host
-            if old is None or old.cluster != host.cluster:
-                if old is not None:
-                    _index_drop(self._by_cluster, old.cluster, host.name)
+            if old is None:
                 _index_add(self._by_cluster, host.cluster, host.name)
-            if old is not None and old.id is not None and old.id != host.id:
-                _forget_id(self._host_ids, old.id, host.name)
-            if host.id is not None:
-                self._host_ids[host.id] = host.name
+            else:
+                _index_move(self._by_cluster, old.cluster, host.cluster, host.name)
+            _id_move(self._host_ids, old.id if old is not None else None, host.id, host.name)
             changes.hosts.append((old, host))
 
     def _drop_vm(self, name: str) -> ProviderVm | None:
