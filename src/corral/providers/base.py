@@ -73,6 +73,15 @@ class HostInfo:
     vm_count: int = 0
     cluster: str = ""
     id: str | None = None
+    # What the host's CPU offers. ``cpu_model`` above is the CPU's description as the host
+    # reports it (vSphere's ``hardware.cpuPkg[0].description``); vendor, family and flags are
+    # the finer picture, empty when the provider does not report them.
+    cpu_vendor: str = ""  # "GenuineIntel", "AuthenticAMD", ...
+    cpu_family: int | None = None
+    cpu_flags: frozenset[str] = frozenset()
+    health: str = "green"  # overall status: green, yellow, red or gray (unknown)
+    config_issues: int = 0  # configuration problems the endpoint reports for the host
+    memory_allocated_mb: float | None = None  # memory configured for its VMs; None: use memory_used_mb
 
     @property
     def cpu_percent(self) -> float:
@@ -82,6 +91,23 @@ class HostInfo:
     @property
     def memory_percent(self) -> float:
         return 100.0 * self.memory_used_mb / self.memory_mb if self.memory_mb else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What a VM cloned from a template asks of its host: size and CPU needs.
+
+    Empty CPU fields ask for nothing. ``cpu_model`` is a model word that must appear as the
+    fifth word of the host's CPU description (vmpooler's rule for vSphere hosts).
+    """
+
+    name: str
+    cpus: int = 1
+    memory_mb: int = 1024
+    cpu_vendor: str = ""
+    cpu_family: int | None = None
+    cpu_flags: frozenset[str] = frozenset()
+    cpu_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +156,9 @@ class Provider(Protocol):
 
     async def list_hosts(self) -> list[HostInfo]:
         """Every host with its current CPU and memory use."""
+
+    async def template_info(self, template: str) -> TemplateInfo | None:
+        """The size and CPU needs of ``template``; None when the provider does not know it."""
 
     async def list_vms(self) -> list[ProviderVm]:
         """Every VM the provider has (a full read; the feed is the fast path)."""

@@ -1,0 +1,279 @@
+"""The scheduler: filters and weights over the live hosts, with pending reservations.
+
+:meth:`Scheduler.place` places many VMs in one call. Its result is exactly what the
+straightforward greedy gives (:meth:`Scheduler.place_greedy`: one VM at a time, every host
+checked by every filter, the lowest score wins, ties go to the host whose name sorts
+first), but it does not re-check every host for every VM. VMs that ask the same
+(``Demand`` and excluded hosts) share one heap of host scores. A placement changes the load
+of one host only, so only that host is scored again; the other heaps learn of the change
+when the host reaches their top (its version moved on), which is exact because with
+monotone weights a score only worsens as load is added. With a non-monotone weight
+(packing) the new score is pushed to every heap at once instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from corral.providers.base import HostInfo
+from corral.scheduling.filters import Filter, default_filters
+from corral.scheduling.model import LOAD_FIELDS, Demand, HostLoad, Placement, Request
+from corral.scheduling.reservations import Reservations
+from corral.scheduling.weights import Weight, policy_weights
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    utilization_limit: float = 90.0
+    memory_overcommit: float = 1.0
+    vcpu_load: float = 0.25
+    policy: str = "even"
+    weights: Mapping[str, float] | None = None  # factors replacing the policy's
+    reservation_timeout: float = 600.0
+
+
+def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
+          demand: Demand) -> Callable[[HostLoad], float | None] | None:
+    """One function doing what :meth:`_Kind.score` does with the plug-ins' expressions.
+
+    None when a plug-in has no expression. The terms are added in the order ``score`` adds
+    them, so the result is the same float.
+    """
+    conditions, terms = [], []
+    for f in dynamic:
+        expression = getattr(f, "expression", None)
+        if expression is None:
+            return None
+        conditions.append(expression(demand))
+    total = "0.0"
+    for factor, weight in weights:
+        expression = getattr(weight, "expression", None)
+        if expression is None:
+            return None
+        terms.append(expression(demand))
+        total = f"({total} + {factor!r} * ({terms[-1]}))"
+    text = " ".join((*conditions, *terms))
+    lines = ["def score(load):"]
+    lines += [f"    {name} = load.{name}" for name in LOAD_FIELDS if re.search(rf"\b{name}\b", text)]
+    lines += [f"    if not ({condition}):\n        return None" for condition in conditions]
+    lines.append(f"    return {total}")
+    namespace: dict[str, Callable[[HostLoad], float | None]] = {}
+    exec(compile("\n".join(lines), "<corral.scheduling: fused score>", "exec"), namespace)  # noqa: S102
+    return namespace["score"]
+
+
+_NO_DEMAND = Demand()  # what host-only filters are given; they do not look at it
+
+
+def _applies(f: Filter, demand: Demand) -> bool:
+    applies = getattr(f, "applies", None)
+    return True if applies is None else bool(applies(demand))
+
+
+class _Kind:
+    """The VMs of one bulk call that ask the same: their filters, and a heap of host scores."""
+
+    __slots__ = ("demand", "exclude", "static", "host_only", "dynamic", "checks", "scorers", "fused", "score", "heap", "why")
+
+    def __init__(self, demand: Demand, exclude: frozenset[str], filters: Sequence[Filter],
+                 weights: Sequence[tuple[float, Weight]]) -> None:
+        self.demand = demand
+        self.exclude = exclude
+        # host-only filters are checked once per call for all kinds (see Scheduler.place)
+        self.static = [f for f in filters if not f.dynamic and not getattr(f, "host_only", False)
+                       and _applies(f, demand)]
+        self.host_only = [f for f in filters if not f.dynamic and getattr(f, "host_only", False)]
+        self.dynamic = [f for f in filters if f.dynamic and _applies(f, demand)]
+        # bound methods, looked up once: the score is the hot path of a bulk placement
+        self.checks = [f.check for f in self.dynamic]
+        self.scorers = [(factor, weight.score) for factor, weight in weights]
+        self.score: Callable[[HostLoad], float | None] = self.plain_score
+        self.fused = _fuse(self.dynamic, weights, demand)
+        if self.fused is not None:
+            self.score = self.fused  # type: ignore[method-assign]
+        self.heap: list[tuple[float, int, int]] = []
+        self.why: dict[str, str] | None = None  # the rejections, once no host is left
+
+    def passes_static(self, load: HostLoad) -> bool:
+        if load.name in self.exclude:
+            return False
+        demand = self.demand
+        for f in self.static:
+            if f.check(load, demand) is not None:
+                return False
+        return True
+
+    def plain_score(self, load: HostLoad) -> float | None:
+        """The host's score for one more VM of this kind, or None when a dynamic filter fails.
+
+        ``score`` is this, or the fused function that computes the same faster.
+        """
+        demand = self.demand
+        for check in self.checks:
+            if check(load, demand) is not None:
+                return None
+        total = 0.0
+        for factor, score in self.scorers:
+            total += factor * score(load, demand)
+        return total
+
+    def rejection(self, load: HostLoad) -> str | None:
+        if load.name in self.exclude:
+            return "excluded: tried already or the VM's own host"
+        demand = self.demand
+        for f in (*self.host_only, *self.static, *self.dynamic):
+            reason = f.check(load, demand)
+            if reason is not None:
+                return reason
+        return None
+
+
+class Scheduler:
+    """Places VMs on hosts. One per provider endpoint; it owns that endpoint's reservations."""
+
+    def __init__(self, settings: SchedulerSettings | None = None, *, filters: Sequence[Filter] | None = None,
+                 weights: Sequence[tuple[float, Weight]] | None = None,
+                 reservations: Reservations | None = None) -> None:
+        self.settings = s = settings or SchedulerSettings()
+        self.filters: list[Filter] = list(filters) if filters is not None else default_filters(
+            utilization_limit=s.utilization_limit, memory_overcommit=s.memory_overcommit)
+        self.weights: list[tuple[float, Weight]] = (
+            list(weights) if weights is not None else policy_weights(s.policy, dict(s.weights or {})))
+        self.monotone = all(w.monotone for _, w in self.weights)
+        self.reservations = reservations or Reservations(s.reservation_timeout)
+        self.placed = 0
+        self.failed = 0
+
+    # -- the host loads ------------------------------------------------------------------
+    def loads(self, hosts: Iterable[HostInfo], pool_counts: Mapping[str, Mapping[str, int]] | None = None,
+              *, reserved: bool = True) -> dict[str, HostLoad]:
+        """Each host's load in name order: reported use, VMs per pool, reservations."""
+        vcpu_load = self.settings.vcpu_load
+        loads = {h.name: HostLoad(h, i, vcpu_load) for i, h in enumerate(sorted(hosts, key=lambda h: h.name))}
+        for pool, per_host in (pool_counts or {}).items():
+            for host, count in per_host.items():
+                load = loads.get(host)
+                if load is not None:
+                    load.pools[pool] = count
+        if reserved:
+            self.reservations.apply(loads)
+        return loads
+
+    # -- placement -------------------------------------------------------------------------
+    def place(self, hosts: Iterable[HostInfo] | Mapping[str, HostLoad], requests: Sequence[Request], *,
+              pool_counts: Mapping[str, Mapping[str, int]] | None = None, reserve: bool = True) -> list[Placement]:
+        """Place ``requests`` in order; each placement counts for the ones after it.
+
+        ``hosts`` is the live host list (or loads from :meth:`loads`, which are updated in
+        place). With ``reserve`` each placement is also held as a reservation.
+        """
+        loads = hosts if isinstance(hosts, Mapping) else self.loads(hosts, pool_counts)
+        ordered = sorted(loads.values(), key=lambda load: load.index)  # heap entries hold positions
+        versions = [0] * len(ordered)
+        host_only = [f for f in self.filters if not f.dynamic and getattr(f, "host_only", False)]
+        usable = [(position, load) for position, load in enumerate(ordered)
+                  if all(f.check(load, _NO_DEMAND) is None for f in host_only)]
+        kinds: dict[tuple[Demand, frozenset[str]], _Kind] = {}
+        by_identity: dict[tuple[int, int], _Kind] = {}  # requests usually share their demand objects
+        out: list[Placement] = []
+        heappop, heapreplace, heappush = heapq.heappop, heapq.heapreplace, heapq.heappush
+        lazy = self.monotone
+        append = out.append
+        failed = 0
+        for request in requests:
+            demand = request.demand
+            kind = by_identity.get((id(demand), id(request.exclude)))
+            if kind is None:
+                key = (demand, request.exclude)
+                kind = kinds.get(key)
+                if kind is None:
+                    kind = kinds[key] = self._kind(demand, request.exclude, usable, versions)
+                by_identity[(id(demand), id(request.exclude))] = kind
+            heap = kind.heap
+            while heap:
+                _, idx, version = heap[0]
+                if version == versions[idx]:
+                    break
+                if not lazy:
+                    heappop(heap)  # the fresh entry was pushed when the host changed
+                    continue
+                score = kind.score(ordered[idx])
+                if score is None:
+                    heappop(heap)
+                else:
+                    heapreplace(heap, (score, idx, versions[idx]))
+            if not heap:
+                if kind.why is None:
+                    kind.why = {load.name: kind.rejection(load) or "no room" for load in ordered}
+                out.append(Placement(request, None, kind.why))
+                failed += 1
+                continue
+            idx = heap[0][1]
+            load = ordered[idx]
+            load.add(demand)
+            versions[idx] += 1
+            score = kind.score(load)
+            if score is None:
+                heappop(heap)
+            else:
+                heapreplace(heap, (score, idx, versions[idx]))
+            if not lazy:
+                for other in kinds.values():
+                    if other is not kind and other.passes_static(load):
+                        other_score = other.score(load)
+                        if other_score is not None:
+                            heappush(other.heap, (other_score, idx, versions[idx]))
+            append(Placement(request, load.name))
+        if reserve:
+            self.reservations.reserve_many(out)
+        self.placed += len(out) - failed
+        self.failed += failed
+        return out
+
+
+    def _kind(self, demand: Demand, exclude: frozenset[str], usable: list[tuple[int, HostLoad]],
+              versions: list[int]) -> _Kind:
+        """The kind's heap over the ``usable`` (position, load) pairs: those the host-only filters pass."""
+        kind = _Kind(demand, exclude, self.filters, self.weights)
+        heap = kind.heap
+        for position, load in usable:
+            if kind.passes_static(load):
+                score = kind.score(load)
+                if score is not None:
+                    heap.append((score, position, versions[position]))
+        heapq.heapify(heap)
+        return kind
+
+    def place_greedy(self, loads: Mapping[str, HostLoad], requests: Sequence[Request]) -> list[str | None]:
+        """The straightforward greedy: for each VM, check and score every host; no reservations.
+
+        The reference :meth:`place` must match, and the baseline of the scheduler benchmark.
+        ``loads`` is updated in place.
+        """
+        ordered = sorted(loads.values(), key=lambda load: load.index)
+        out: list[str | None] = []
+        for request in requests:
+            kind = _Kind(request.demand, request.exclude, self.filters, self.weights)
+            best: HostLoad | None = None
+            best_score = 0.0
+            for load in ordered:
+                if kind.rejection(load) is None:
+                    score = kind.plain_score(load)
+                    assert score is not None
+                    if best is None or score < best_score:
+                        best, best_score = load, score
+            if best is not None:
+                best.add(request.demand)
+            out.append(best.name if best else None)
+        return out
+
+    def score(self, load: HostLoad, demand: Demand) -> float | None:
+        """One host's score for one VM of ``demand`` (None when a filter rejects it)."""
+        kind = _Kind(demand, frozenset(), self.filters, self.weights)
+        return kind.score(load) if kind.passes_static(load) else None
+
+    def rejection(self, load: HostLoad, demand: Demand) -> str | None:
+        return _Kind(demand, frozenset(), self.filters, self.weights).rejection(load)
