@@ -12,6 +12,7 @@ from corral.config import Config, ConfigError
 from corral.inventory import Inventory, MonitorSettings
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
+from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
 
 
@@ -86,7 +87,20 @@ def manager_settings(config: Config) -> ManagerSettings:
         reconcile_interval=m.reconcile_interval,
         feed_timeout=m.feed_timeout,
         host_down_grace_s=m.host_down_grace,
+        scheduling=scheduler_settings(config),
+        migration_limit=g.migration_limit,
+        rebalance=config.scheduling.rebalance,
+        rebalance_threshold=config.scheduling.rebalance_threshold,
+        rebalance_sustain_s=config.scheduling.rebalance_sustain,
+        rebalance_interval_s=config.scheduling.rebalance_interval,
     )
+
+
+def scheduler_settings(config: Config) -> SchedulerSettings:
+    s = config.scheduling
+    return SchedulerSettings(utilization_limit=config.config.utilization_limit, memory_overcommit=s.memory_overcommit,
+                             vcpu_load=s.vcpu_load, policy=s.policy, weights=dict(s.weights) or None,
+                             reservation_timeout=s.reservation_timeout)
 
 
 def build_service(config: Config) -> Service:

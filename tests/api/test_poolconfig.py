@@ -166,13 +166,13 @@ def test_overrides_survive_a_restart(make_server):
     first = make_server(POOLS, **EXPERIMENTAL)
     assert first.client.post("/config/poolsize", json={"a": 2}).status_code == 201
     assert first.client.post("/config/pooltemplate", json={"a": "t/a-v2"}).status_code == 201
-    assert first.client.post("/config/clonetarget", json={"b": "cluster-9"}).status_code == 201
+    assert first.client.post("/config/clonetarget", json={"b": "sim-cluster-01"}).status_code == 201
     first.stop()
 
     second = make_server(POOLS, **EXPERIMENTAL)
     entry = config_of(second, "a")
     assert entry["size"] == 2 and entry["template"] == "t/a-v2"
-    assert config_of(second, "b")["clone_target"] == "cluster-9"
+    assert config_of(second, "b")["clone_target"] == "sim-cluster-01"
     second.wait(lambda: settled(second, "a", 2, "t/a-v2"))
 
     assert second.client.delete("/config/poolsize/a").json()["pool_size_before_reset"] == 2

@@ -245,6 +245,7 @@ def test_backend_weight_picks_by_clone_target(tmp_path: Path):
     pools = [{"name": "heavy", "alias": ["w"], "template": "t/h", "size": 30, "clone_target": "c1"},
              {"name": "light", "alias": ["w"], "template": "t/l", "size": 30, "clone_target": "c2"}]
     doc = quick_config(tmp_path, pools, backend_weight={"c1": 9, "c2": 1})
+    doc[":providers"][":sim"]["hosts"] = [{"name": "h1", "cluster": "c1"}, {"name": "h2", "cluster": "c2"}]
     with ServerThread(doc) as srv, _raw(srv) as client:
         srv.wait(lambda: client.get("/api/v3/status").json()["status"]["ok"], timeout=20)
         picked = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -16,7 +17,7 @@ from corral.domain.models import RequestStatus
 from corral.domain.states import VmState
 from corral.runtime import Service
 
-STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring")
+STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling")
 DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
@@ -95,9 +96,13 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
                            if name in last_boot else ""}
             if pool.alias:
                 pools[name]["alias"] = list(pool.alias)
+            if name in manager.placer.failures:
+                pools[name]["placement_error"] = manager.placer.failures[name]
         body["pools"] = pools
     if "monitoring" in wanted:
         body["monitoring"] = _monitoring(service)
+    if "scheduling" in wanted:
+        body["scheduling"] = _scheduling(service)
     body["status"] = status
     return dict(sorted(body.items()))
 
@@ -114,6 +119,21 @@ def _monitoring(service: Service) -> dict[str, Any]:
         "vanished": stats.vanished, "orphans_destroyed": stats.orphans_destroyed,
         "host_drops": manager.reactions.host_drops,
         "providers": providers, "events": inventory["bus"],
+    }
+
+
+def _scheduling(service: Service) -> dict[str, Any]:
+    """corral's own: placements, reservations held, placement failures and migrations."""
+    manager = service.manager
+    placer, migrations = manager.placer, manager.migrations
+    return {
+        "policy": placer.settings.policy,
+        "providers": {name: {"placed": s.placed, "unplaced": s.failed, "reserved": placer.reserved(name),
+                             "reservations_expired": s.reservations.expired}
+                      for name, s in placer.schedulers.items()},
+        "placement_errors": dict(sorted(placer.failures.items())),
+        "migrations": {"limit": migrations.limit, "in_flight": len(migrations.in_flight),
+                       "queued": len(migrations.queue), **dataclasses.asdict(migrations.stats)},
     }
 
 

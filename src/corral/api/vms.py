@@ -199,6 +199,8 @@ def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
         info["host"] = vm.host
     if vm.migrated:
         info["migrated"] = "true"
+        if vm.migration_s is not None:
+            info["migration_time"] = round(vm.migration_s, 2)
     if vm.request_id:
         info["request_id"] = vm.request_id
     return info

@@ -28,7 +28,6 @@ from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.pools.names import new_hostname
-from corral.pools.placement import spread
 from corral.providers.sim import SimProvider, SimSettings
 from corral.store.sqlite import SqliteStore
 
@@ -183,8 +182,8 @@ async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSet
         try:
             async with slots:
                 name = new_hostname()
-                (host,) = spread(hosts, [2048])
-                await provider.create_vms(host or hosts[0].name, [VmSpec(name, pool.name, pool.template)])
+                host = min(hosts, key=lambda h: ((h.memory_used_mb + 2048) / h.memory_mb, h.name)).name  # never refreshed
+                await provider.create_vms(host, [VmSpec(name, pool.name, pool.template)])
                 await asyncio.sleep(VMPOOLER_CLONE_SLEEPS_S * scale)
                 pending[pool.name].add(name)
         finally:

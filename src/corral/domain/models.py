@@ -60,6 +60,7 @@ class Pool:
     folder: str | None = None
     clone_target: str | None = None
     domain: str | None = None
+    max_per_host: int | None = None  # at most this many of the pool's VMs on one host; None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,8 @@ class Vm:
     request_id: str | None = None  # the on-demand request it was created for, if any
     disks: list[str] = field(default_factory=list)  # disks added at the API, as "+8gb"
     snapshots: list[str] = field(default_factory=list)  # snapshot names taken at the API
+    migrated_at: float | None = None  # when its last migration to another host finished
+    migration_s: float | None = None  # how long that migration took
 
     @property
     def clone_duration_s(self) -> float | None:

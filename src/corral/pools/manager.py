@@ -21,8 +21,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from corral.domain.events import VmLifecycle
 from corral.domain.models import Pool, Vm, VmSpec
@@ -31,10 +31,13 @@ from corral.inventory import Inventory, MonitorSettings
 from corral.pools.names import new_hostname
 from corral.pools.ondemand import OndemandQueue
 from corral.pools.vmtasks import VmTasks
-from corral.pools.placement import group_by_host, spread
+from corral.pools.migrations import Migrations
+from corral.pools.placing import Placer
 from corral.pools.reactions import Reactions, accepts
 from corral.pools.readiness import tcp_reachable
 from corral.providers.base import Provider, ProviderError, VmNotFound
+from corral.scheduling import SchedulerSettings
+from corral.scheduling.migration import Rebalancer
 from corral.store.base import Store
 
 log = logging.getLogger("corral.pool")
@@ -66,6 +69,12 @@ class ManagerSettings:
     lifetime_auth_s: float | None = None  # lifetime of VMs handed to a token's user
     refill_gather_s: float = 0.003  # a refill round waits this long for more work to gather
     host_down_grace_s: float = 60.0  # a host silent this long is declared down
+    scheduling: SchedulerSettings = field(default_factory=SchedulerSettings)
+    migration_limit: int = 0  # migrations at checkout in flight at once; 0: none
+    rebalance: bool = False
+    rebalance_threshold: float = 80.0  # percent CPU or memory
+    rebalance_sustain_s: float = 120.0
+    rebalance_interval_s: float = 60.0
 
     def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(feed_timeout=self.feed_timeout, host_down_grace_s=self.host_down_grace_s)
@@ -118,6 +127,10 @@ class PoolManager:
                                       ttl_s=self.settings.ondemand_ttl_s,
                                       lifetime_auth_s=self.settings.lifetime_auth_s)
         self.tasks = VmTasks(self)
+        self.placer = Placer(providers, self.inventory, self.settings.scheduling)
+        s = self.settings
+        rebalancer = Rebalancer(s.rebalance_threshold, s.rebalance_sustain_s) if s.rebalance else None
+        self.migrations = Migrations(self, s.migration_limit, rebalancer)
 
     # -- life of the manager ---------------------------------------------------------------
     async def start(self) -> None:
@@ -126,6 +139,7 @@ class PoolManager:
 
         for provider in self.providers.values():
             await provider.connect()
+        await self.placer.learn(list(self.pools.values()))
         await self.inventory.load()
         for name, monitor in self.inventory.monitors.items():
             await recover(self, name, list(monitor.repo.vms.values()))
@@ -133,6 +147,8 @@ class PoolManager:
         self.inventory.run()
         self._loops = [asyncio.create_task(self._refill_loop(), name="refill")]
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
+        if self.migrations.rebalancer is not None:
+            self._loops.append(asyncio.create_task(self._rebalance_loop(), name="rebalance"))
         self._wake.set()  # every pool starts dirty
         log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
 
@@ -155,6 +171,15 @@ class PoolManager:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @contextlib.contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        """Mark ``name`` busy (no destroy or probe starts) while a step on it runs."""
+        self._busy.add(name)
+        try:
+            yield
+        finally:
+            self._busy.discard(name)
 
     def busy(self, name: str) -> bool:
         """True while a clone, destroy or readiness check of ``name`` is under way."""
@@ -187,6 +212,7 @@ class PoolManager:
         if self.pools[pool].template == template:
             return
         self.pools[pool] = dataclasses.replace(self.pools[pool], template=template)
+        self.spawn(self.placer.learn([self.pools[pool]]), f"template-{pool}")
         self.reset_pool(pool, reason="pool template changed")
 
     def set_clone_target(self, pool: str, clone_target: str | None) -> None:
@@ -228,6 +254,7 @@ class PoolManager:
         for vm in vms or ():
             self.lifecycle(vm, VmState.READY)
             log.info("checked out", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
+            self.migrations.checked_out(vm.name)
         return vms
 
     def return_vm(self, name: str) -> bool:
@@ -343,26 +370,28 @@ class PoolManager:
             pool = self.pools[name]
             by_provider.setdefault(pool.provider, []).append((pool, request_id))
         for provider_name, items in by_provider.items():
-            hosts = self.inventory[provider_name].hosts()
-            specs = [VmSpec(new_hostname(self.settings.prefix), p.name, p.template, folder=p.folder, request_id=r)
-                     for p, r in items]
-            placed = spread(hosts, [s.memory_mb for s in specs])
+            specs = {}
+            for p, r in items:
+                info = self.placer.template(p)
+                spec = VmSpec(new_hostname(self.settings.prefix), p.name, p.template, cpus=info.cpus,
+                              memory_mb=info.memory_mb, folder=p.folder, request_id=r)
+                specs[spec.name] = spec
+            placed = self.placer.place(provider_name, [(name, self.pools[s.pool]) for name, s in specs.items()])
             now = self.clock()
-            for spec, host in zip(specs, placed, strict=True):
-                if host is None:
-                    log.warning("no host can take a VM", extra={"pool": spec.pool})
-                    continue
+            batches: dict[str, list[VmSpec]] = {}
+            for where in placed:
+                if where.host is None:
+                    continue  # the placer logged why; the pool stays dirty and is tried again
+                spec = specs[where.name]
                 record = Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
-                            host=host, created_at=now, request_id=spec.request_id)
+                            host=where.host, created_at=now, request_id=spec.request_id)
                 self.store.add_vm(record)
                 self.lifecycle(record, None)
                 self._inflight.add(spec.name)
                 started.append(spec.name)
-            by_name = {s.name: s for s in specs}
-            for host, names in group_by_host([s.name for s in specs], placed).items():
-                batch = [by_name[n] for n in names if n in self._inflight]
-                if batch:
-                    self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
+                batches.setdefault(where.host, []).append(spec)
+            for host, batch in batches.items():
+                self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
         return started
 
     async def _create(self, provider_name: str, host: str, specs: list[VmSpec]) -> None:
@@ -390,6 +419,7 @@ class PoolManager:
                 else:
                     self.stats.clone_failures += 1
                     self._clone_outcome(spec.pool, False)
+                    self.placer.release(provider_name, spec.name)
                     reason = (result.error if result else None) or "clone call failed"
                     vm = self.store.transition(spec.name, (VmState.PENDING,), VmState.FAILED, reason=reason)
                     log.warning("clone failed", extra={"pool": spec.pool, "vm": spec.name, "host": host, "error": reason})
@@ -517,7 +547,8 @@ class PoolManager:
         # Every live VM is read: with thousands that takes milliseconds, so it is read in a
         # worker thread and the loop keeps serving requests meanwhile.
         records = await asyncio.to_thread(
-            self.store.list_vms, states=(VmState.PENDING, VmState.READY, VmState.RUNNING, *DESTROY_INTENT_STATES))
+            self.store.list_vms,
+            states=(VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING, *DESTROY_INTENT_STATES))
         for vm in records:
             if self.busy(vm.name):
                 continue
@@ -562,6 +593,14 @@ class PoolManager:
         self.stats.reconciles += 1
         self.stats.reconcile_repairs += repaired
         return repaired
+
+    async def _rebalance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rebalance_interval_s)
+            try:
+                self.migrations.rebalance()
+            except Exception:
+                log.exception("rebalancing failed")
 
     def _recheck(self, provider_name: str, name: str) -> None:
         """A clone call returned: if the inventory already saw the guest up, check it now."""

@@ -54,7 +54,11 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
                                                               "state": record.state.value})
             manager.spawn(manager.destroy(record, reason="not found at the provider"), f"destroy-{record.name}")
         else:
-            if vm.host != record.host:
+            if record.state is VmState.MIGRATING:  # a crash came during a migration
+                manager.store.transition(record.name, (VmState.MIGRATING,), VmState.RUNNING, host=vm.host)
+                log.info("migration interrupted; the VM stays where it is",
+                         extra={"pool": record.pool, "vm": record.name, "host": vm.host})
+            elif vm.host != record.host:
                 moved += 1
                 manager.store.update_vm(record.name, host=vm.host)
             if record.state is VmState.PENDING and vm.powered_on and vm.guest_ready:

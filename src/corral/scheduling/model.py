@@ -94,20 +94,25 @@ class Placement:
         return self.host is not None
 
     def why(self, limit: int = 3) -> str:
-        """One line naming why no host could take the VM, grouped by reason."""
+        """One line naming why no host could take the VM, hosts grouped by reason.
+
+        For example: "no host can take a VM of 2 vCPU, 4096 MB, any CPU (4 hosts rejected):
+        in maintenance x1 (h3); memory x3 (h1: 1024 MB free, needs 4096 MB; h2: ...; h4: ...)".
+        """
         if self.host is not None:
             return f"placed on {self.host}"
+        what = f"no host can take a VM of {self.request.demand.describe()}"
         if not self.rejected:
-            return f"no host can take a VM of {self.request.demand.describe()}: no hosts are up"
-        groups: dict[str, list[tuple[str, str]]] = {}
+            return f"{what}: no hosts are up"
+        groups: dict[str, list[str]] = {}
         for host, reason in sorted(self.rejected.items()):
-            groups.setdefault(reason.split(":", 1)[0], []).append((host, reason))
+            kind, _, detail = reason.partition(": ")
+            groups.setdefault(kind, []).append(f"{host}: {detail}" if detail else host)
         parts = []
-        for _kind, items in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            shown = "; ".join(f"{h}: {r}" for h, r in items[:limit])
-            more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
-            parts.append(f"{len(items)} {'host' if len(items) == 1 else 'hosts'} [{shown}{more}]")
-        return f"no host can take a VM of {self.request.demand.describe()}: " + ", ".join(parts)
+        for kind, hosts in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            more = f"; and {len(hosts) - limit} more" if len(hosts) > limit else ""
+            parts.append(f"{kind} x{len(hosts)} ({'; '.join(hosts[:limit])}{more})")
+        return f"{what} ({len(self.rejected)} hosts rejected): " + "; ".join(parts)
 
 
 # The fields of a HostLoad that filter and weight expressions may use.

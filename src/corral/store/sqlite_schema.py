@@ -8,7 +8,7 @@ from functools import lru_cache
 from corral.domain.models import RequestStatus, Vm
 from corral.domain.states import VmState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Column declarations, in the order of the Vm dataclass fields (rows decode as Vm(*row)).
 # A new field goes at the end, with an upgrade below that adds its column.
@@ -35,6 +35,8 @@ COLUMN_TYPES: dict[str, str] = {
     "request_id": "TEXT",  # since version 2
     "disks": "TEXT NOT NULL DEFAULT '[]'",  # a JSON list, since version 2
     "snapshots": "TEXT NOT NULL DEFAULT '[]'",  # a JSON list, since version 2
+    "migrated_at": "REAL",  # since version 3
+    "migration_s": "REAL",  # since version 3
 }
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Vm))
 if tuple(COLUMN_TYPES) != COLUMNS:  # pragma: no cover - guards a Vm change without a migration
@@ -98,6 +100,11 @@ DROP INDEX IF EXISTS vms_pool_state;
 {_VMS_POOL_INDEX};
 {_V2_TABLES}
 PRAGMA user_version = 2;
+""",
+    2: f"""
+ALTER TABLE vms ADD COLUMN migrated_at {COLUMN_TYPES["migrated_at"]};
+ALTER TABLE vms ADD COLUMN migration_s {COLUMN_TYPES["migration_s"]};
+PRAGMA user_version = 3;
 """,
 }
 

@@ -1,0 +1,180 @@
+"""Migrations the pool manager runs: at checkout (``migration_limit``) and for rebalancing.
+
+A checked-out VM whose host is no longer among the least used hosts it could run on is
+queued to move to the best one. The API never waits: checkout returns, and at most
+``limit`` migrations run at once; the rest wait their turn in a bounded queue and are
+judged again when their turn comes. A running VM is recorded ``migrating`` while it moves
+(the intent, for crash recovery) and ``running`` again after, with its new ``host``,
+``migrated``, ``migrated_at`` and ``migration_s``, as vmpooler keeps them. The target holds
+a reservation until the inventory shows the VM there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from corral.domain.states import VmState
+from corral.providers.base import ProviderError
+from corral.scheduling.migration import Decision, Rebalancer, checkout_target, movable
+
+if TYPE_CHECKING:
+    from corral.pools.manager import PoolManager
+    from corral.scheduling import Demand
+
+log = logging.getLogger("corral.migration")
+
+
+@dataclass(slots=True)
+class MigrationStats:
+    queued: int = 0
+    started: int = 0
+    done: int = 0
+    failed: int = 0
+    not_needed: int = 0  # judged when its turn came: the VM's host was fine
+    dropped: int = 0  # the queue was full
+    rebalanced: int = 0  # migrations started by rebalancing
+
+
+class Migrations:
+    QUEUE_LIMIT = 1_000
+
+    def __init__(self, manager: PoolManager, limit: int, rebalancer: Rebalancer | None = None) -> None:
+        self.manager = manager
+        self.limit = limit
+        self.rebalancer = rebalancer
+        self.queue: deque[tuple[str, str | None]] = deque()  # (VM, target chosen by rebalancing)
+        self.in_flight: set[str] = set()
+        self.stats = MigrationStats()
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    def checked_out(self, name: str) -> None:
+        """A VM was handed out: queue it to be judged (never waits)."""
+        if self.enabled:
+            self._offer(name, None)
+
+    def _offer(self, name: str, target: str | None) -> None:
+        if name in self.in_flight or any(queued == name for queued, _ in self.queue):
+            return
+        if len(self.queue) >= self.QUEUE_LIMIT:
+            self.stats.dropped += 1
+            log.warning("migration queue full; not migrating", extra={"vm": name})
+            return
+        self.queue.append((name, target))
+        self.stats.queued += 1
+        self._start()
+
+    def _start(self) -> None:
+        while self.queue and len(self.in_flight) < max(self.limit, 1):
+            name, target = self.queue.popleft()
+            self.in_flight.add(name)
+            self.manager.spawn(self._run(name, target), f"migrate-{name}")
+
+    async def _run(self, name: str, target: str | None) -> None:
+        try:
+            decision = self._judge(name, target)
+            if decision is None:
+                return
+            if decision.target is None:
+                self.stats.not_needed += 1
+                log.info("no migration needed", extra={"vm": name, "host": decision.source, "reason": decision.reason})
+                return
+            await self._migrate(decision)
+        except Exception:  # one migration must not stop the others
+            log.exception("migration failed", extra={"vm": name})
+        finally:
+            self.in_flight.discard(name)
+            self._start()
+
+    def _judge(self, name: str, target: str | None) -> Decision | None:
+        m = self.manager
+        vm = m.store.get_vm(name)
+        if vm is None or vm.state not in (VmState.RUNNING, VmState.READY) or vm.host is None or m.busy(name):
+            return None  # gone, returned or busy meanwhile
+        pool = m.pools.get(vm.pool)
+        if pool is None:
+            return None
+        demand = m.placer.demand(pool)
+        hosts = m.inventory[vm.provider].hosts()
+        if target is not None:  # chosen by rebalancing this cycle
+            return Decision(name, vm.host, target, "rebalancing")
+        return checkout_target(m.placer.schedulers[vm.provider], hosts, name, vm.host, demand,
+                               m.placer.pool_counts(vm.provider, [pool]))
+
+    async def _migrate(self, decision: Decision) -> None:
+        m = self.manager
+        name, source, target = decision.vm, decision.source, decision.target
+        assert target is not None
+        vm = m.store.get_vm(name)
+        if vm is None or m.busy(name):
+            return
+        running = vm.state is VmState.RUNNING
+        if running:
+            moved = m.store.transition(name, (VmState.RUNNING,), VmState.MIGRATING)
+            if moved is None:
+                return  # returned meanwhile
+            m.lifecycle(moved, VmState.RUNNING, reason=f"migrating to {target}")
+        pool = m.pools[vm.pool]
+        scheduler = m.placer.schedulers[vm.provider]
+        scheduler.reservations.reserve(name, target, movable(m.placer.demand(pool),
+                                                              m.inventory[vm.provider].repo.hosts[source]))
+        m.inventory[vm.provider].expect_migration(name, target)
+        self.stats.started += 1
+        started = asyncio.get_running_loop().time()
+        log.info("migrating", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
+                                     "reason": decision.reason})
+        try:
+            with m.holding(name):  # a return meanwhile destroys it after the move (the sweep retries)
+                await m.providers[vm.provider].migrate_vm(name, target)
+        except ProviderError as exc:
+            self.stats.failed += 1
+            scheduler.reservations.release(name)
+            log.warning("migration failed", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
+                                                   "error": str(exc)})
+            if running:
+                back = m.store.transition(name, (VmState.MIGRATING,), VmState.RUNNING)
+                if back is not None:
+                    m.lifecycle(back, VmState.MIGRATING, reason=f"migration failed: {exc}")
+            return
+        seconds = asyncio.get_running_loop().time() - started
+        fields = {"host": target, "migrated": True, "migrated_at": m.clock(), "migration_s": seconds}
+        if running:
+            done = m.store.transition(name, (VmState.MIGRATING,), VmState.RUNNING, **fields)
+            if done is not None:
+                m.lifecycle(done, VmState.MIGRATING, reason=f"migrated from {source}")
+        else:
+            m.store.update_vm(name, **fields)
+        self.stats.done += 1
+        log.info("migrated", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
+                                    "duration": seconds})
+
+    # -- rebalancing --------------------------------------------------------------------------
+    def rebalance(self) -> list[Decision]:
+        """One rebalancing cycle over every provider; queues the chosen moves."""
+        if self.rebalancer is None:
+            return []
+        m = self.manager
+        moves: list[Decision] = []
+        for provider in m.providers:
+            monitor = m.inventory[provider]
+            by_host: dict[str, list[tuple[str, Demand]]] = {}
+            for vm in m.store.list_vms(states=(VmState.READY, VmState.RUNNING)):
+                pool = m.pools.get(vm.pool)
+                if vm.provider == provider and vm.host and pool is not None and not m.busy(vm.name) \
+                        and vm.name not in self.in_flight:
+                    by_host.setdefault(vm.host, []).append((vm.name, m.placer.demand(pool)))
+            planned = self.rebalancer.plan(m.placer.schedulers[provider], monitor.hosts(), m.clock(),
+                                           lambda host: by_host.get(host, []))
+            for move in planned:
+                log.info("rebalancing", extra={"vm": move.vm, "from": move.source, "to": move.target,
+                                               "reason": move.reason})
+                self.stats.rebalanced += 1
+                self._offer(move.vm, move.target)
+            moves += planned
+        return moves
