@@ -162,3 +162,94 @@ def test_bad_tagfilter_and_rate_limits_are_reported():
     problems = err.value.problems
     assert any(p.startswith("tagfilter: url: not a valid regular expression") for p in problems), problems
     assert "rate_limits.vm_creation.limit: must be >= 1, got 0" in problems
+
+
+# -- placement: :config: keys, pool anti_affinity, :scheduling: --------------------------------
+
+SIM_ONLY = {":providers": {":sim": {"provider_class": "sim"}}}
+
+
+def problems_of(doc: dict) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**SIM_ONLY, **doc})
+    return err.value.problems
+
+
+def test_placement_defaults():
+    config, warnings = parse_config(SIM_ONLY)
+    g, s = config.config, config.scheduling
+    assert (g.migration_limit, g.utilization_limit, g.clone_target) == (0, 90, None)
+    assert (s.policy, s.weights, s.memory_overcommit) == ("even", {}, 1.0)
+    assert (s.vcpu_load, s.reservation_timeout) == (0.25, 600)
+    assert (s.rebalance, s.rebalance_threshold, s.rebalance_sustain, s.rebalance_interval) == (False, 80, 120, 60)
+    assert warnings == []
+
+
+def test_vmpooler_placement_keys_are_read_not_ignored():
+    config, warnings = parse_config({**SIM_ONLY, ":config": {"migration_limit": 5, "utilization_limit": 75,
+                                                             "clone_target": "cluster1"}})
+    assert (config.config.migration_limit, config.config.utilization_limit) == (5, 75)
+    assert config.config.clone_target == "cluster1" and warnings == []
+    assert load_config(REPO / "examples" / "vmpooler.yaml")[0].config.migration_limit == 5
+
+
+def test_scheduling_section_is_read_with_symbol_keys():
+    config, warnings = parse_config({**SIM_ONLY, ":scheduling": {":policy": ":pack", "weights": {"cpu": 1, "pack": 3},
+                                                                 "memory_overcommit": 1.5, "vcpu_load": 0.5,
+                                                                 "rebalance": True, "rebalance_sustain": 0}})
+    s = config.scheduling
+    assert (s.policy, s.weights, s.memory_overcommit, s.vcpu_load) == ("pack", {"cpu": 1, "pack": 3}, 1.5, 0.5)
+    assert s.rebalance and s.rebalance_sustain == 0 and warnings == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({":config": {"migration_limit": -1}}, "config.migration_limit: must be >= 0, got -1"),
+        ({":config": {"utilization_limit": 0}}, "config.utilization_limit: must be > 0.0, got 0"),
+        ({":config": {"utilization_limit": 101}}, "config.utilization_limit: must be <= 100.0, got 101"),
+        ({":scheduling": {"policy": "spread"}}, "scheduling.policy: must be 'even', 'pack' or 'count', got 'spread'"),
+        ({":scheduling": {"weights": {"cpu": 1, "disk": 2}}},
+         "scheduling.weights: unknown factor 'disk' (factors: cpu, memory, count, pack), got {'cpu': 1, 'disk': 2}"),
+        ({":scheduling": {"weights": {"disk": 2, "net": 1}}},
+         "scheduling.weights: unknown factors 'disk', 'net' (factors: cpu, memory, count, pack), "
+         "got {'disk': 2, 'net': 1}"),
+        ({":scheduling": {"weights": {"memory": -1}}},
+         "scheduling.weights: factors must be >= 0 (see 'memory'), got {'memory': -1}"),
+        ({":scheduling": {"weights": {"cpu": "high"}}}, "scheduling.weights.cpu: must be a number, got 'high'"),
+        ({":scheduling": {"memory_overcommit": 0}}, "scheduling.memory_overcommit: must be > 0.0, got 0"),
+        ({":scheduling": {"vcpu_load": 0}}, "scheduling.vcpu_load: must be > 0.0, got 0"),
+        ({":scheduling": {"vcpu_load": 1.5}}, "scheduling.vcpu_load: must be <= 1.0, got 1.5"),
+        ({":scheduling": {"reservation_timeout": 0}}, "scheduling.reservation_timeout: must be > 0.0, got 0"),
+        ({":scheduling": {"rebalance_threshold": 0}}, "scheduling.rebalance_threshold: must be > 0.0, got 0"),
+        ({":scheduling": {"rebalance_threshold": 120}}, "scheduling.rebalance_threshold: must be <= 100.0, got 120"),
+        ({":scheduling": {"rebalance_sustain": -1}}, "scheduling.rebalance_sustain: must be >= 0.0, got -1"),
+        ({":scheduling": {"rebalance_interval": 0}}, "scheduling.rebalance_interval: must be > 0.0, got 0"),
+        ({":scheduling": {"rebalance": "sometimes"}}, "scheduling.rebalance: must be true or false, got 'sometimes'"),
+    ],
+)
+def test_placement_settings_are_checked(doc: dict, problem: str):
+    assert problems_of(doc) == [problem]
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "one"])
+def test_anti_affinity_must_be_a_flag_or_a_count(bad):
+    problems = problems_of({":pools": [{"name": "p", "template": "t", "size": 1, "anti_affinity": bad}]})
+    assert problems == [f"pools[0].anti_affinity: must be true, false or a whole number >= 1 (a limit per host), "
+                        f"got {bad!r}"]
+
+
+def test_domain_pools_map_anti_affinity_and_fall_back_to_the_global_clone_target():
+    pools = [
+        {"name": "one", "template": "t", "size": 1, "anti_affinity": True},
+        {"name": "three", "template": "t", "size": 1, "anti_affinity": 3, "clone_target": "cluster2"},
+        {"name": "off", "template": "t", "size": 1, "anti_affinity": False},
+        {"name": "unset", "template": "t", "size": 1},
+    ]
+    config, warnings = parse_config({**SIM_ONLY, ":config": {"clone_target": "cluster1"}, ":pools": pools})
+    got = {p.name: (p.max_per_host, p.clone_target) for p in config.domain_pools()}
+    assert got == {"one": (1, "cluster1"), "three": (3, "cluster2"), "off": (None, "cluster1"),
+                   "unset": (None, "cluster1")}
+    assert warnings == []
+    config, _ = parse_config({**SIM_ONLY, ":pools": pools[3:]})
+    assert config.domain_pools()[0].clone_target is None, "no clone target anywhere: none"

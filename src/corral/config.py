@@ -3,7 +3,8 @@
 vmpooler files are read as they are: Ruby-symbol keys (``:config:``, ``:pools:``) and plain
 keys alike, vmpooler's units (``timeout`` and ``ready_ttl`` in minutes, ``vm_lifetime`` in
 hours) and vmpooler's defaults. corral's own keys live beside them: ``:store:`` for the state
-store, ``provider_class: sim`` for the simulator, and a few settings under ``:config:``.
+store, ``:monitoring:`` for the live inventory, ``:scheduling:`` for placement,
+``provider_class: sim`` for the simulator, and a few settings under ``:config:``.
 
 :func:`load_config` returns the model and a list of warnings (unknown keys); a bad file raises
 :class:`ConfigError` carrying every problem found, each naming the key path, the rule and
@@ -51,13 +52,13 @@ class GlobalSettings(_Section):
 
     known_unused = frozenset(
         {
-            "logfile", "vm_checktime", "migration_limit",
+            "logfile", "vm_checktime",
             "max_tries", "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
             "check_loop_delay_decay", "purge_unconfigured_folders",
             "purge_unconfigured_resources", "usage_stats",
-            "extra_config", "clone_target", "create_folders",
+            "extra_config", "create_folders",
             "create_template_delta_disks", "create_linked_clones", "manage_host_selection",
-            "host_selection_max_age", "utilization_limit", "timeout_notification",
+            "host_selection_max_age", "timeout_notification",
             "max_vm_retries", "circuit_breaker_enabled", "circuit_breaker_failure_threshold",
             "circuit_breaker_timeout", "circuit_breaker_half_open_attempts",
             "adaptive_timeout_enabled", "connection_pool_timeout_min",
@@ -73,6 +74,14 @@ class GlobalSettings(_Section):
     vm_lifetime: float = Field(24, gt=0, description="hours a checked-out VM lives")
     prefix: str = ""
     domain: str | None = None
+    # placement, as vmpooler's vSphere provider reads these keys
+    migration_limit: int = Field(
+        0, ge=0, description="migrations at checkout in flight at once; 0 turns migration at checkout off"
+    )
+    utilization_limit: float = Field(
+        90, gt=0, le=100, description="percent of CPU or memory a host may reach with a new VM"
+    )
+    clone_target: str | None = Field(None, description="the cluster every pool clones into unless it names one")
     # corral's own keys
     check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
     ready_check_port: int = Field(22, ge=1, le=65535)
@@ -118,6 +127,47 @@ class MonitoringSettings(_Section):
     event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on /events")
 
 
+SCHEDULING_FACTORS = ("cpu", "memory", "count", "pack")
+
+
+class SchedulingSettings(_Section):
+    """corral's ``:scheduling:`` section: how new VMs are placed on hosts, and rebalancing."""
+
+    policy: Literal["even", "pack", "count"] = Field(
+        "even",
+        description="even: spread CPU (factor 2) and memory (factor 1); pack: fill the busiest host "
+        "that still fits; count: spread the number of VMs",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="factors overriding the policy's: cpu, memory, count, pack"
+    )
+    memory_overcommit: float = Field(1.0, gt=0, description="VM memory may reach host memory times this")
+    vcpu_load: float = Field(
+        0.25, gt=0, le=1, description="share of one core's MHz a new VM's vCPU is expected to use"
+    )
+    reservation_timeout: float = Field(
+        600, gt=0, description="seconds a placement holds CPU and memory if the VM never shows up"
+    )
+    rebalance: bool = False
+    rebalance_threshold: float = Field(80, gt=0, le=100, description="percent CPU or memory that calls for a move")
+    rebalance_sustain: float = Field(120, ge=0, description="seconds a host stays over the threshold before acting")
+    rebalance_interval: float = Field(60, gt=0, description="seconds between rebalancing rounds")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_non_negative_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [k for k in value if k not in SCHEDULING_FACTORS]
+        if unknown:
+            raise ValueError(
+                f"unknown factor{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                f"(factors: {', '.join(SCHEDULING_FACTORS)})"
+            )
+        negative = [k for k, w in value.items() if w < 0]
+        if negative:
+            raise ValueError(f"factors must be >= 0 (see {', '.join(map(repr, negative))})")
+        return value
+
+
 class ProviderSettings(_Section):
     """One entry of ``:providers:``; the class-specific keys are checked by the provider."""
 
@@ -146,6 +196,16 @@ class PoolSettings(_Section):
     folder: str | None = None
     clone_target: str | None = None
     domain: str | None = None
+    anti_affinity: bool | int | None = Field(
+        None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
+    )
+
+    @field_validator("anti_affinity", mode="before")
+    @classmethod
+    def _true_false_or_a_count(cls, value: Any) -> Any:
+        if value is None or isinstance(value, bool) or (isinstance(value, int) and value >= 1):
+            return value
+        raise ValueError("must be true, false or a whole number >= 1 (a limit per host)")
 
     @field_validator("alias", mode="before")
     @classmethod
@@ -228,6 +288,7 @@ class Config(_Section):
     tagfilter: dict[str, str] = Field(default_factory=dict)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
 
     @field_validator("tagfilter")
     @classmethod
@@ -269,11 +330,19 @@ class Config(_Section):
                     ready_ttl_s=ready_ttl * 60.0 if ready_ttl is not None else None,
                     lifetime_s=(p.vm_lifetime or g.vm_lifetime) * 3600.0,
                     folder=p.folder,
-                    clone_target=p.clone_target,
+                    clone_target=p.clone_target or g.clone_target,
                     domain=p.domain or g.domain,
+                    max_per_host=max_per_host(p.anti_affinity),
                 )
             )
         return pools
+
+
+def max_per_host(anti_affinity: bool | int | None) -> int | None:
+    """A pool's ``anti_affinity`` as a count: at most this many of its VMs per host; None: any."""
+    if anti_affinity is None or anti_affinity is False:
+        return None
+    return 1 if anti_affinity is True else int(anti_affinity)
 
 
 # -- loading -------------------------------------------------------------------------------

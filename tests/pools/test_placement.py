@@ -8,6 +8,7 @@ from collections import Counter
 from corral.domain.models import VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings
+from corral.scheduling import Request, Scheduler
 from helpers import eventually, sim_settings
 
 SETTINGS = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0)
@@ -32,10 +33,9 @@ async def test_reservations_hold_until_the_inventory_shows_the_vm(harness, pool_
     assert Counter(placed) == {f"sim-host-0{i}": 2 for i in range(1, 5)}
     assert manager.placer.reserved("sim") == 8
     # without reservations every one of these calls sees the same hosts and picks the same one
-    bare = manager.placer.schedulers["sim"]
-    lone = [bare.place(manager.inventory["sim"].hosts(), [r], reserve=False)[0].host
-            for r in [__import__("corral.scheduling", fromlist=["Request"]).Request(f"x{i}", manager.placer.demand(pool))
-                      for i in range(4)]]
+    bare = Scheduler(manager.placer.settings)
+    lone = [bare.place(manager.inventory["sim"].hosts(), [Request(f"x{i}", manager.placer.demand(pool))],
+                       reserve=False)[0].host for i in range(4)]
     assert len(set(lone)) == 1
 
     for i, host in enumerate(placed[:6]):  # six are created; two never are

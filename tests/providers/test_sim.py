@@ -16,13 +16,14 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from corral.domain.models import VmSpec
-from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
+from corral.providers.base import HostUnavailable, ProviderError, TemplateInfo, VmNotFound
 from corral.providers.sim import SimProvider, SimSettings
 
 from .contract import FeedReader, eventually
 
 MakeSim = Callable[..., Awaitable[SimProvider]]
 HOST = "sim-host-01"
+XEON = "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"  # the default host CPU
 
 
 def spec(name: str, template: str = "tmpl") -> VmSpec:
@@ -149,6 +150,27 @@ async def test_unknown_templates_use_the_defaults_when_not_strict(make_sim: Make
     assert used.cpu_used_mhz == pytest.approx(4 * 2600 * 0.5)
 
 
+async def test_template_info_reports_size_and_cpu_needs(make_sim: MakeSim) -> None:
+    sim = await make_sim(templates={"win": {"cpus": 4, "memory_mb": 8192, "cpu_vendor": "GenuineIntel",
+                                            "cpu_family": 6, "cpu_flags": ["avx2", "aes"], "cpu_model": "v4"}})
+    win = await sim.template_info("win")
+    assert win == TemplateInfo(name="win", cpus=4, memory_mb=8192, cpu_vendor="GenuineIntel", cpu_family=6,
+                               cpu_flags=frozenset({"avx2", "aes"}), cpu_model="v4")
+    other = await sim.template_info("other")
+    assert other == TemplateInfo(name="other", cpus=2, memory_mb=4096), "unknown: the defaults, asking for any CPU"
+    assert sim.calls["template_info"] == 2
+
+    strict = await make_sim(strict_templates=True, templates={"win": {"cpus": 4}})
+    assert await strict.template_info("other") is None
+    assert (await strict.template_info("win")).cpus == 4
+    strict.fail_next("template_info")
+    with pytest.raises(ProviderError, match="injected failure"):
+        await strict.template_info("win")
+    await strict.close()
+    with pytest.raises(ProviderError, match="not connected"):
+        await strict.template_info("win")
+
+
 async def test_a_powered_off_vm_uses_no_cpu_or_memory(make_sim: MakeSim) -> None:
     sim = await make_sim()
     sim.inject_vm("vm-1", HOST, "pool-a")
@@ -164,7 +186,7 @@ async def test_a_host_count_names_the_hosts(make_sim: MakeSim) -> None:
     sim = await make_sim(hosts=3)
     hosts = await sim.list_hosts()
     assert [h.name for h in hosts] == ["sim-host-01", "sim-host-02", "sim-host-03"]
-    assert {(h.cpu_model, h.cores, h.mhz, h.memory_mb) for h in hosts} == {("sim-cpu-v1", 32, 2600, 262144)}
+    assert {(h.cpu_model, h.cores, h.mhz, h.memory_mb) for h in hosts} == {(XEON, 32, 2600, 262144)}
 
 
 async def test_host_lists_defaults_and_overrides_combine(make_sim: MakeSim) -> None:
@@ -175,7 +197,7 @@ async def test_host_lists_defaults_and_overrides_combine(make_sim: MakeSim) -> N
     )
     a, b = await sim.list_hosts()
     assert (a.name, a.cpu_model, a.cores, a.memory_mb) == ("a", "epyc", 32, 1000)
-    assert (b.name, b.cpu_model, b.cores, b.memory_mb) == ("b", "sim-cpu-v1", 8, 2000)
+    assert (b.name, b.cpu_model, b.cores, b.memory_mb) == ("b", XEON, 8, 2000)
 
 
 async def test_a_down_host_takes_no_vms_and_its_vms_are_not_ready(make_sim: MakeSim) -> None:
@@ -198,6 +220,72 @@ async def test_a_down_host_takes_no_vms_and_its_vms_are_not_ready(make_sim: Make
     assert await sim.vm_ready("vm-1")
     assert (await sim.create_vms(HOST, [spec("vm-2")]))[0].ok
     await feed.until(lambda f: f.hosts[HOST].up, timeout=1)
+
+
+async def test_hosts_report_their_cpu_and_health_in_the_list_and_the_feed(make_sim: MakeSim) -> None:
+    sim = await make_sim(hosts=2)
+    listed = await host(sim)
+    assert listed.cpu_model.split()[4] == "v4", "the fifth word is the model word"
+    assert (listed.cpu_vendor, listed.cpu_family) == ("GenuineIntel", 6)
+    assert listed.cpu_flags == frozenset({"sse4_2", "avx", "avx2", "aes"})
+    assert (listed.health, listed.config_issues, listed.memory_allocated_mb) == ("green", 0, 0.0)
+    snapshot = await sim.wait_for_updates(None, 0.1)
+    assert snapshot.full and {h.name: h for h in snapshot.hosts}[HOST] == listed
+
+
+async def test_host_cpu_keys_take_defaults_list_entries_and_overrides(make_sim: MakeSim) -> None:
+    epyc = "AMD EPYC 7763 64-Core Processor"
+    sim = await make_sim(
+        hosts=[{"name": "a"}, {"name": "b", "cpu_flags": ["sse4_2"]}, {"name": "c"}],
+        host_defaults={"cpu_family": 25},
+        host_overrides={"a": {"cpu_model": epyc, "cpu_vendor": "AuthenticAMD", "cpu_flags": ["avx2", "sev"]},
+                        "c": {"cpu_family": 6}},
+    )
+    a, b, c = await sim.list_hosts()
+    assert (a.cpu_model, a.cpu_vendor, a.cpu_family, a.cpu_flags) == (epyc, "AuthenticAMD", 25, {"avx2", "sev"})
+    assert (b.cpu_model, b.cpu_vendor, b.cpu_family, b.cpu_flags) == (XEON, "GenuineIntel", 25, {"sse4_2"})
+    assert (c.cpu_family, c.cpu_flags) == (6, frozenset({"sse4_2", "avx", "avx2", "aes"}))
+
+
+async def test_host_health_is_reported_as_a_host_change_and_still_takes_vms(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    feed = FeedReader(sim)
+    await feed.read()
+
+    sim.set_host_health(HOST, "yellow", config_issues=2)
+    update = await feed.read()
+    assert [(h.name, h.health, h.config_issues) for h in update.hosts] == [(HOST, "yellow", 2)]
+    assert ((await host(sim)).health, (await host(sim)).config_issues) == ("yellow", 2)
+    assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok, "only the scheduler avoids unhealthy hosts"
+
+    sim.set_host_health(HOST, "red")
+    await feed.until(lambda f: (f.hosts[HOST].health, f.hosts[HOST].config_issues) == ("red", 0), timeout=1)
+    sim.set_host_health(HOST, "red")
+    assert (await feed.read()).hosts == [], "setting the same health again changes no host"
+    sim.set_host_health(HOST)
+    await feed.until(lambda f: f.hosts[HOST].health == "green", timeout=1)
+
+
+async def test_set_host_health_refuses_bad_values(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    with pytest.raises(ValueError, match="'purple'.*green, yellow, red, gray"):
+        sim.set_host_health(HOST, "purple")
+    with pytest.raises(ValueError, match="negative"):
+        sim.set_host_health(HOST, "green", config_issues=-1)
+    with pytest.raises(HostUnavailable):
+        sim.set_host_health("no-such-host", "red")
+    assert (await host(sim)).health == "green"
+
+
+async def test_allocated_memory_counts_powered_off_vms_used_memory_does_not(make_sim: MakeSim) -> None:
+    sim = await make_sim(templates={"big": {"memory_mb": 8192}})
+    await sim.create_vms(HOST, [spec("vm-1"), spec("vm-2", template="big")])
+    await sim.power_off("vm-1")
+    used = await host(sim)
+    assert (used.memory_used_mb, used.memory_allocated_mb) == (8192, 4096 + 8192)
+    await sim.migrate_vm("vm-2", "sim-host-02")
+    await sim.destroy_vm("vm-1")
+    assert ((await host(sim)).memory_allocated_mb, (await host(sim, "sim-host-02")).memory_allocated_mb) == (0, 8192)
 
 
 async def test_an_unknown_host_is_unavailable(make_sim: MakeSim) -> None:

@@ -177,9 +177,11 @@ def write_config(directory: Path, pool_size: int) -> Path:
             "hosts": 8,  # 8 x 4,096 VMs of 64 MiB: room for the pool and the VMs on their way out
             "concurrency": 64,
             "template_defaults": {"cpus": 1, "memory_mb": 64},
+            "vm_cpu_load": 0.005,  # and ~13 MHz each, so CPU does not bound them either
             "latency": {"create_call": 0.5, "create_per_vm": 2.0, "boot": 10.0, "destroy": 1.0},
         }},
         ":store": {"type": "sqlite", "path": str(directory / "corral.db")},
+        ":scheduling": {"vcpu_load": 0.005},  # placement expects what the simulator's VMs use
         ":config": {"site_name": "corral bench", "task_limit": 200, "domain": "bench.example", "check_interval": 5},
         ":pools": [{"name": POOL, "template": "templates/bench", "size": pool_size, "provider": "sim"}],
     }

@@ -6,12 +6,24 @@ providers do, so everything above the provider layer runs unchanged against it.
 
 The model
     A fixed set of hosts (``hosts``: a count, named ``sim-host-01``…, or an explicit list),
-    each with a CPU model, cores, MHz and memory. VMs are created in bulk on one host (a call
-    costs ``create_call``, then the host clones ``host_clone_slots`` VMs side by side, each
-    taking ``create_per_vm``), sized
-    by their template (``templates``, else ``template_defaults``; with
-    ``strict_templates`` an unknown template fails the VM). A powered-on VM uses
-    ``cpus × host MHz × vm_cpu_load`` of its host's CPU and its ``memory_mb`` of memory.
+    each with a CPU (``cpu_model``, its description such as ``Intel(R) Xeon(R) CPU E5-2680 v4
+    @ 2.40GHz``, whose fifth word is the model word; ``cpu_vendor``, ``cpu_family`` and
+    ``cpu_flags``), cores, MHz and memory; ``host_defaults`` and ``host_overrides`` may set
+    any of them. A host also has a health (``green``, ``yellow``, ``red`` or ``gray``) and a
+    count of configuration issues, set by the hook ``set_host_health``; like vSphere, the
+    simulator still places VMs on an unhealthy host (only corral's scheduler avoids it) and
+    refuses only hosts that are down or in maintenance.
+
+    VMs are created in bulk on one host (a call costs ``create_call``, then the host clones
+    ``host_clone_slots`` VMs side by side, each taking ``create_per_vm``), sized by their
+    template (``templates``, else ``template_defaults``; with ``strict_templates`` an
+    unknown template fails the VM). A powered-on VM uses
+    ``cpus × host MHz × vm_cpu_load`` of its host's CPU and its ``memory_mb`` of memory;
+    every VM, powered on or off, counts in its host's allocated memory
+    (``HostInfo.memory_allocated_mb``). A template may also ask for a CPU (``cpu_vendor``,
+    ``cpu_family``, ``cpu_flags``, ``cpu_model`` as a model word; empty asks for nothing):
+    ``template_info`` reports that, but the simulator does not enforce it on create or
+    migrate; compatibility is the scheduler's business.
     A created or powered-on VM's guest becomes ready ``latency.boot`` seconds later.
     A VM keeps the disks added to it (``add_disk``, sizes only) and named snapshots; a
     snapshot holds the disks and the run state, so reverting restores both (a guest that
@@ -26,9 +38,10 @@ Time
 Failures
     ``failure_rates`` make single VM creates, boots, destroys, migrations, disk adds,
     snapshots and reverts fail at random (``seed`` makes that repeatable). Tests inject
-    failures on purpose with the hooks ``fail_next``, ``stall``, ``set_host_down`` and
-    ``inject_vm``, and read ``vm_disks`` / ``vm_snapshots``; ``calls`` counts calls per
-    method, for "provider calls per VM" in benchmarks.
+    failures on purpose with the hooks ``fail_next``, ``stall``, ``set_host_down``,
+    ``set_host_maintenance``, ``set_host_health`` and ``inject_vm``, and read ``vm_disks`` /
+    ``vm_snapshots``; ``calls`` counts calls per method, for "provider calls per VM" in
+    benchmarks.
 
 The change feed
     Every change to a VM or host appends to a bounded log (``feed.py``); ``wait_for_updates``

@@ -18,6 +18,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "vm_ready": ("vm_ready",),
     "list_vms": ("list_vms",),
     "list_hosts": ("list_hosts",),
+    "template_info": ("template_info",),
     "wait_for_updates": ("wait_for_updates",),
 }
 

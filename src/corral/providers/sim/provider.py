@@ -17,12 +17,16 @@ from corral.providers.base import (
     InventoryUpdate,
     ProviderError,
     ProviderVm,
+    TemplateInfo,
 )
 from corral.providers.sim.faults import Faults
 from corral.providers.sim.feed import ChangeFeed
 from corral.providers.sim.settings import SimSettings
 from corral.providers.sim.state_file import SimStateFile
 from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
+
+#: The overall statuses a host can report, as vSphere's ``overallStatus`` names them.
+HOST_HEALTH = ("green", "yellow", "red", "gray")
 
 
 class SimProvider:
@@ -33,8 +37,8 @@ class SimProvider:
     destroyed wherever it is.
 
     Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
-    :meth:`set_host_maintenance`, :meth:`set_guest_ready`, :meth:`inject_vm`, the read
-    accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
+    :meth:`set_host_maintenance`, :meth:`set_host_health`, :meth:`set_guest_ready`,
+    :meth:`inject_vm`, the read accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
     :attr:`calls`, a counter of calls per public method name, with
     :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit.
     """
@@ -103,6 +107,22 @@ class SimProvider:
     async def list_hosts(self) -> list[HostInfo]:
         async with self._call("list_hosts", "list_hosts"):
             return self._cluster.host_infos()
+
+    async def template_info(self, template: str) -> TemplateInfo | None:
+        """The template's size and CPU needs; None when it is unknown and templates are strict."""
+        async with self._call("template_info", "template_info"):
+            sizing = self.settings.template(template)
+            if sizing is None:
+                return None
+            return TemplateInfo(
+                name=template,
+                cpus=sizing.cpus,
+                memory_mb=sizing.memory_mb,
+                cpu_vendor=sizing.cpu_vendor,
+                cpu_family=sizing.cpu_family,
+                cpu_flags=frozenset(sizing.cpu_flags),
+                cpu_model=sizing.cpu_model,
+            )
 
     async def list_vms(self) -> list[ProviderVm]:
         async with self._call("list_vms", "list_vms"):
@@ -254,7 +274,8 @@ class SimProvider:
         """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
 
         ``op`` is one of ``create``, ``destroy``, ``migrate``, ``power``, ``disk``,
-        ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``wait_for_updates``.
+        ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``template_info``,
+        ``wait_for_updates``.
         """
         self._faults.fail_next(op, count)
 
@@ -279,6 +300,24 @@ class SimProvider:
         if target.maintenance == maintenance:
             return
         target.maintenance = maintenance
+        self._feed.touch("host", host)
+
+    def set_host_health(self, host: str, health: str = "green", config_issues: int = 0) -> None:
+        """Set a host's overall status and its count of configuration issues.
+
+        Only placement minds them: a host that is not green, or has issues, still takes VMs.
+        Raises :class:`ValueError` for a status other than green, yellow, red or gray, or a
+        negative count, and :class:`~corral.providers.base.HostUnavailable` for an unknown host.
+        """
+        if health not in HOST_HEALTH:
+            raise ValueError(f"unknown host health {health!r}; one of {', '.join(HOST_HEALTH)}")
+        if config_issues < 0:
+            raise ValueError(f"config_issues cannot be negative, got {config_issues}")
+        target = self._cluster.host(host)
+        if (target.health, target.config_issues) == (health, config_issues):
+            return
+        target.health = health
+        target.config_issues = config_issues
         self._feed.touch("host", host)
 
     def set_guest_ready(self, name: str, ready: bool) -> None:

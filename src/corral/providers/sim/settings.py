@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 Seconds = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
+#: What a simulated host's CPU is unless told otherwise: a description whose fifth word is the
+#: model word vmpooler matches templates against ("v4"), and a small set of x86 feature flags.
+DEFAULT_CPU_MODEL = "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"
+DEFAULT_CPU_FLAGS = ("sse4_2", "avx", "avx2", "aes")
+
 
 class _SimModel(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -23,7 +28,10 @@ class SimHostSettings(_SimModel):
 
     name: str = ""
     cluster: str = ""  # empty: ``sim-cluster-NN``, filled ``hosts_per_cluster`` hosts at a time
-    cpu_model: str = "sim-cpu-v1"
+    cpu_model: str = DEFAULT_CPU_MODEL  # the CPU's description, as vSphere's cpuPkg[0].description
+    cpu_vendor: str = "GenuineIntel"
+    cpu_family: int | None = 6
+    cpu_flags: list[str] = Field(default_factory=lambda: list(DEFAULT_CPU_FLAGS))
     cores: int = Field(32, ge=1)
     mhz: int = Field(2600, ge=1)
     memory_mb: int = Field(262144, ge=1)
@@ -34,16 +42,27 @@ class SimHostOverride(_SimModel):
 
     cluster: str | None = None
     cpu_model: str | None = None
+    cpu_vendor: str | None = None
+    cpu_family: int | None = None
+    cpu_flags: list[str] | None = None
     cores: int | None = Field(None, ge=1)
     mhz: int | None = Field(None, ge=1)
     memory_mb: int | None = Field(None, ge=1)
 
 
 class SimTemplate(_SimModel):
-    """What a VM cloned from a template costs its host."""
+    """What a VM cloned from a template costs its host, and what it asks of the host's CPU.
+
+    The CPU keys are requirements for placement (empty: any host); the simulator reports them
+    through ``template_info`` but does not enforce them itself.
+    """
 
     cpus: int = Field(2, ge=1)
     memory_mb: int = Field(4096, ge=1)
+    cpu_vendor: str = ""  # e.g. "GenuineIntel"
+    cpu_family: int | None = None
+    cpu_flags: list[str] = Field(default_factory=list)  # every one must be offered by the host
+    cpu_model: str = ""  # a model word: the fifth word of the host's CPU description, e.g. "v4"
 
 
 class SimLatency(_SimModel):

@@ -58,9 +58,12 @@ class SimHost:
     settings: SimHostSettings
     up: bool = True
     maintenance: bool = False
+    health: str = "green"  # green, yellow, red or gray; only placement minds it
+    config_issues: int = 0
     vm_count: int = 0
     cpus_on: int = 0  # vCPUs of its powered-on VMs
     memory_on_mb: int = 0  # memory of its powered-on VMs
+    memory_all_mb: int = 0  # memory configured for all its VMs, powered on or off
 
 
 class SimCluster:
@@ -130,6 +133,7 @@ class SimCluster:
         if host is None:  # a VM on a host no longer configured (from a state file)
             return
         host.vm_count += sign
+        host.memory_all_mb += sign * vm.memory_mb
         if vm.powered_on:
             host.cpus_on += sign * vm.cpus
             host.memory_on_mb += sign * vm.memory_mb
@@ -148,18 +152,25 @@ class SimCluster:
 
     def host_info(self, name: str) -> HostInfo:
         host = self.hosts[name]
+        settings = host.settings
         return HostInfo(
             name=name,
-            cpu_model=host.settings.cpu_model,
-            cores=host.settings.cores,
-            mhz=host.settings.mhz,
-            memory_mb=host.settings.memory_mb,
-            cpu_used_mhz=host.cpus_on * host.settings.mhz * self._vm_cpu_load,
+            cpu_model=settings.cpu_model,
+            cores=settings.cores,
+            mhz=settings.mhz,
+            memory_mb=settings.memory_mb,
+            cpu_used_mhz=host.cpus_on * settings.mhz * self._vm_cpu_load,
             memory_used_mb=float(host.memory_on_mb),
             up=host.up,
             maintenance=host.maintenance,
             vm_count=host.vm_count,
-            cluster=host.settings.cluster,
+            cluster=settings.cluster,
+            cpu_vendor=settings.cpu_vendor,
+            cpu_family=settings.cpu_family,
+            cpu_flags=frozenset(settings.cpu_flags),
+            health=host.health,
+            config_issues=host.config_issues,
+            memory_allocated_mb=float(host.memory_all_mb),
         )
 
     def host_infos(self) -> list[HostInfo]:
