@@ -1,0 +1,37 @@
+"""Migration at checkout through the HTTP API: the checkout answers at once, the VM moves after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from corral.domain.states import VmState
+from helpers import ServerThread, quick_config
+
+
+def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> None:
+    pools = [{"name": "a", "template": "t/a", "size": 2},
+             {"name": "hog", "template": "big", "size": 0, "clone_target": "c1"}]
+    doc = quick_config(tmp_path, pools, migration_limit=1, experimental_features=True)
+    sim = doc[":providers"][":sim"]
+    sim["hosts"] = [{"name": "h1", "cluster": "c1"}, {"name": "h2", "cluster": "c2"}]
+    sim["templates"] = {"big": {"cpus": 4, "memory_mb": 200_000}}
+    with ServerThread(doc) as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=10) as client:
+        store = srv.service.store
+        srv.wait(lambda: len(store.list_vms(pool="a", states=[VmState.READY])) == 2)
+        assert sorted(v.host for v in store.list_vms(pool="a", states=[VmState.READY])) == ["h1", "h2"]
+        assert client.post("/config/poolsize", json={"hog": 1}).status_code == 201
+        srv.wait(lambda: [v.host for v in store.list_vms(pool="hog", states=[VmState.READY])] == ["h1"])
+
+        names = [client.post("/vm/a").json()["a"]["hostname"] for _ in range(2)]
+        on_h1 = next(n for n in names if store.get_vm(n).host == "h1")
+        on_h2 = next(n for n in names if n != on_h1)
+        srv.wait(lambda: client.get(f"/vm/{on_h1}").json()[on_h1].get("migrated") == "true")
+        info = client.get(f"/vm/{on_h1}").json()[on_h1]
+        assert info["host"] == "h2" and info["state"] == "running" and info["migration_time"] >= 0
+        srv.wait(lambda: srv.service.manager.inventory["sim"].vm(on_h1).host == "h2")  # as the simulator reports it
+        assert "migrated" not in client.get(f"/vm/{on_h2}").json()[on_h2]
+        status = client.get("/status", params={"view": "scheduling"}).json()["scheduling"]
+        assert status["migrations"]["done"] == 1 and status["migrations"]["not_needed"] == 1
+        assert status["migrations"]["limit"] == 1
