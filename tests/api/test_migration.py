@@ -17,6 +17,7 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
     sim = doc[":providers"][":sim"]
     sim["hosts"] = [{"name": "h1", "cluster": "c1"}, {"name": "h2", "cluster": "c2"}]
     sim["templates"] = {"big": {"cpus": 4, "memory_mb": 200_000}}
+    sim["latency"] = {**sim["latency"], "migrate": 500.0}  # half a second: the checkout answers long before
     with ServerThread(doc) as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=10) as client:
         store = srv.service.store
         srv.wait(lambda: len(store.list_vms(pool="a", states=[VmState.READY])) == 2)
@@ -24,7 +25,10 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
         assert client.post("/config/poolsize", json={"hog": 1}).status_code == 201
         srv.wait(lambda: [v.host for v in store.list_vms(pool="hog", states=[VmState.READY])] == ["h1"])
 
-        names = [client.post("/vm/a").json()["a"]["hostname"] for _ in range(2)]
+        names = []
+        for _ in range(2):
+            names.append(client.post("/vm/a").json()["a"]["hostname"])
+            assert not store.get_vm(names[-1]).migrated  # the answer came before any move
         on_h1 = next(n for n in names if store.get_vm(n).host == "h1")
         on_h2 = next(n for n in names if n != on_h1)
         srv.wait(lambda: client.get(f"/vm/{on_h1}").json()[on_h1].get("migrated") == "true")

@@ -112,7 +112,8 @@ class Placement:
         for kind, hosts in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             more = f"; and {len(hosts) - limit} more" if len(hosts) > limit else ""
             parts.append(f"{kind} x{len(hosts)} ({'; '.join(hosts[:limit])}{more})")
-        return f"{what} ({len(self.rejected)} hosts rejected): " + "; ".join(parts)
+        count = len(self.rejected)
+        return f"{what} ({count} host{'' if count == 1 else 's'} rejected): " + "; ".join(parts)
 
 
 # The fields of a HostLoad that filter and weight expressions may use.

@@ -143,7 +143,7 @@ class Scheduler:
         self.weights: list[tuple[float, Weight]] = (
             list(weights) if weights is not None else policy_weights(s.policy, dict(s.weights or {})))
         self.monotone = all(w.monotone for _, w in self.weights)
-        self.reservations = reservations or Reservations(s.reservation_timeout)
+        self.reservations = reservations if reservations is not None else Reservations(s.reservation_timeout)
         self.placed = 0
         self.failed = 0
 
@@ -273,7 +273,9 @@ class Scheduler:
     def score(self, load: HostLoad, demand: Demand) -> float | None:
         """One host's score for one VM of ``demand`` (None when a filter rejects it)."""
         kind = _Kind(demand, frozenset(), self.filters, self.weights)
-        return kind.score(load) if kind.passes_static(load) else None
+        if any(f.check(load, demand) is not None for f in kind.host_only) or not kind.passes_static(load):
+            return None
+        return kind.score(load)
 
     def rejection(self, load: HostLoad, demand: Demand) -> str | None:
         return _Kind(demand, frozenset(), self.filters, self.weights).rejection(load)
