@@ -191,3 +191,16 @@ def test_clone_limit_is_respected(make_server):
     assert max(seen) == 2, seen
     assert stock == {1}, "the pool's own stock stays at its size while on-demand VMs are built"
     assert len(ready_answer(server, request_id)["od"]["hostname"]) == 5
+
+
+def test_a_request_that_cannot_be_placed_says_why(make_server):
+    # the "huge" template needs more memory than any simulated host has
+    pools = [{"name": "huge", "template": "t/huge", "size": 0}]
+    server = make_server(pools, ondemand_request_ttl=0.03, sim={"templates": {"t/huge": {"cpus": 1, "memory_mb": 10**7}}})
+    request_id = server.client.post("/ondemandvm", json={"huge": 1}).json()["request_id"]
+    pending = server.wait(lambda: (r := server.client.get(f"/ondemandvm/{request_id}")).status_code == 202
+                          and "placement_error" in r.json() and r)
+    why = pending.json()["placement_error"]["huge"]
+    assert why.startswith("no host can take a VM of 1 vCPU, 10000000 MB") and "(4 hosts rejected): memory x4" in why
+    failed = server.wait(lambda: (r := server.client.get(f"/ondemandvm/{request_id}")).status_code == 200 and r)
+    assert failed.json()["message"].endswith(f"ondemand_request_ttl '0.03': huge: {why}")

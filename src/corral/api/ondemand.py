@@ -77,10 +77,15 @@ def build(router: APIRouter, version: Version) -> None:
             if version.short_names and service.config.config.domain:
                 body["domain"] = service.config.config.domain
             return respond(body)
+        # corral's own: why a pool of the request cannot place its VMs, while that lasts
+        failures = service.manager.placer.failures
+        placement = {line.pool: failures[line.pool] for line in found.requested if line.pool in failures}
         if found.status == RequestStatus.FAILED:
             ttl = service.config.config.ondemand_request_ttl
             body["message"] = (f"The request failed to provision instances within the configured "
                                f"ondemand_request_ttl '{ttl:g}'")
+            if placement:
+                body["message"] += ": " + "; ".join(f"{pool}: {why}" for pool, why in sorted(placement.items()))
             return respond(body)
         if found.status == RequestStatus.DELETED:
             body["message"] = "The request has been deleted"
@@ -90,6 +95,8 @@ def build(router: APIRouter, version: Version) -> None:
             asked[line.label] = asked.get(line.label, 0) + line.count
         for label, vms in service.manager.ondemand.assignments(found).items():
             body[label] = {"ready": str(len(vms)), "pending": str(asked[label] - len(vms))}
+        if placement:
+            body["placement_error"] = placement
         return respond(body, 202)
 
     @router.delete("/ondemandvm/{request_id}", include_in_schema=schema)
