@@ -31,7 +31,12 @@ def test_status_when_full_and_views(server):
     resp = server.client.get("/status")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring"}
+    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling"}
+    scheduling = body["scheduling"]
+    assert scheduling["policy"] == "even" and scheduling["placement_errors"] == {}
+    assert scheduling["providers"]["sim"]["placed"] >= 3 and scheduling["providers"]["sim"]["unplaced"] == 0
+    assert scheduling["providers"]["sim"]["reserved"] == 0  # every placed VM is in the inventory
+    assert scheduling["migrations"]["limit"] == 0 and scheduling["migrations"]["done"] == 0
     monitoring = body["monitoring"]
     assert monitoring["reconcile"] == {"runs": 0, "store_repairs": 0, "inventory_repairs": 0}
     sim = monitoring["providers"]["sim"]
