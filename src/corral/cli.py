@@ -263,6 +263,27 @@ def bench_inventory(
         raise typer.Exit(1)
 
 
+@bench_app.command("scheduler")
+def bench_scheduler(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes (200 hosts / 1,000 VMs, 16 hosts / 300 VMs), "
+                                                        "for tests.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the generated hosts and VMs.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
+    = False,
+    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+) -> None:
+    """Placements/s of the scheduler against greedy baselines (same answers required), and how
+    evenly it loads hosts against vmpooler's rules."""
+    from corral.bench.scheduler import SchedulerBenchSettings, run_scheduler
+
+    settings = SchedulerBenchSettings.quick_settings(seed) if quick else SchedulerBenchSettings(seed=seed)
+    result = run_scheduler(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
+    _bench_report(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
