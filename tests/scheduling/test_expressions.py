@@ -6,6 +6,8 @@ a placement is only exact if that function agrees with the plug-ins to the last 
 
 from __future__ import annotations
 
+import copy
+
 import random
 from collections.abc import Iterator
 
@@ -121,7 +123,7 @@ def test_filter_expression_agrees_with_check(make) -> None:  # type: ignore[no-u
         assert evaluate(f.expression(demand), ld) is passes, (f.expression(demand), demand)
         fused = _fuse([f], [], demand)
         assert fused is not None
-        assert (fused(ld) is not None) is passes, (f.expression(demand), demand)
+        assert (fused[0](ld) is not None) is passes, (f.expression(demand), demand)
     assert compared >= N
 
 
@@ -135,7 +137,7 @@ def test_weight_expression_gives_the_same_float_as_score(weight) -> None:  # typ
         assert got == expected, (weight.expression(demand), demand)
         fused = _fuse([], [(1.0, weight)], demand)
         assert fused is not None
-        assert fused(ld) == 0.0 + 1.0 * expected
+        assert fused[0](ld) == 0.0 + 1.0 * expected
 
 
 FACTORS = [
@@ -155,15 +157,23 @@ def test_fused_score_is_exactly_the_plain_score(weights) -> None:  # type: ignor
     for ld, demand, overcommit, limit in CASES:
         filters = [MemoryFits(overcommit), UtilizationLimit(limit), AntiAffinity()]
         kind = _Kind(demand, frozenset(), filters, weights)
-        assert kind.fused is not None and kind.score is kind.fused
+        assert kind.fused is not None and (kind.score, kind.take) == kind.fused
         plain = kind.plain_score(ld)
-        fused = kind.fused(ld)
+        fused = kind.score(ld)
         assert fused == plain and (fused is None) == (plain is None), (demand, weights)
         if plain is None:
             failed += 1
         else:
             passed += 1
             assert type(fused) is float
+        # take: one VM more on the load, then its score; against add() and plain_score()
+        one, twin = copy.copy(ld), copy.copy(ld)  # CASES are shared: work on copies
+        one.pools, twin.pools = dict(ld.pools), dict(ld.pools)
+        taken = kind.take(one)
+        plain_taken = kind.plain_take(twin)
+        assert taken == plain_taken and (taken is None) == (plain_taken is None), (demand, weights)
+        assert {f: getattr(one, f) for f in LOAD_FIELDS} == {f: getattr(twin, f) for f in LOAD_FIELDS}
+        assert one.vm_count == ld.vm_count + 1
     assert passed > 50 and failed > 50
 
 

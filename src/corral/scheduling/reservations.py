@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from corral.scheduling.model import Demand, HostLoad, Placement
 
 
-@dataclass(slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     vm: str
     host: str
     demand: Demand
@@ -24,11 +23,13 @@ class Reservation:
 
 
 class Reservations:
+    """The reservations of one endpoint, by VM. Per-host views are built when asked for: a
+    bulk placement reserves thousands at once, and ``apply`` reads them all anyway."""
+
     def __init__(self, timeout: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self.clock = clock
         self._by_vm: dict[str, Reservation] = {}
-        self._by_host: dict[str, dict[str, Reservation]] = {}
         self.expired = 0  # reservations dropped by the timeout: VMs that never showed up
 
     def __len__(self) -> int:
@@ -44,45 +45,26 @@ class Reservations:
         return self._by_vm.get(vm)
 
     def on(self, host: str) -> list[Reservation]:
-        return list(self._by_host.get(host, {}).values())
+        return [r for r in self._by_vm.values() if r.host == host]
 
     def reserve(self, vm: str, host: str, demand: Demand) -> None:
         """Hold ``demand`` on ``host`` for ``vm`` (replacing an earlier reservation of ``vm``)."""
-        if vm in self._by_vm:
-            self.release(vm)
-        r = Reservation(vm, host, demand, self.clock())
-        self._by_vm[vm] = r
-        held = self._by_host.get(host)
-        if held is None:
-            held = self._by_host[host] = {}
-        held[vm] = r
+        self._by_vm.pop(vm, None)  # a replaced one goes to the end, in reservation order
+        self._by_vm[vm] = Reservation(vm, host, demand, self.clock())
 
     def reserve_many(self, placements: Iterable[Placement]) -> None:
         """Reserve every placement that found a host."""
-        by_vm, by_host, now = self._by_vm, self._by_host, self.clock()
+        by_vm, now = self._by_vm, self.clock()
         for p in placements:
             host = p.host
-            if host is None:
-                continue
-            vm = p.request.name
-            if vm in by_vm:
-                self.release(vm)
-            r = by_vm[vm] = Reservation(vm, host, p.request.demand, now)
-            held = by_host.get(host)
-            if held is None:
-                held = by_host[host] = {}
-            held[vm] = r
+            if host is not None:
+                vm = p.request.name
+                if vm in by_vm:
+                    del by_vm[vm]
+                by_vm[vm] = Reservation(vm, host, p.request.demand, now)
 
     def release(self, vm: str) -> bool:
-        r = self._by_vm.pop(vm, None)
-        if r is None:
-            return False
-        on_host = self._by_host.get(r.host)
-        if on_host is not None:
-            on_host.pop(vm, None)
-            if not on_host:
-                del self._by_host[r.host]
-        return True
+        return self._by_vm.pop(vm, None) is not None
 
     def settle(self, host_of: Callable[[str], str | None]) -> int:
         """Release the reservations whose VM the inventory shows on its host, and the expired.
@@ -100,8 +82,7 @@ class Reservations:
 
     def apply(self, loads: dict[str, HostLoad]) -> None:
         """Add every reservation to the load of its host."""
-        for host, held in self._by_host.items():
-            load = loads.get(host)
+        for r in self._by_vm.values():
+            load = loads.get(r.host)
             if load is not None:
-                for r in held.values():
-                    load.add(r.demand)
+                load.add(r.demand)

@@ -35,12 +35,17 @@ class SchedulerSettings:
     reservation_timeout: float = 600.0
 
 
-def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
-          demand: Demand) -> Callable[[HostLoad], float | None] | None:
-    """One function doing what :meth:`_Kind.score` does with the plug-ins' expressions.
+Scorer = Callable[[HostLoad], float | None]
 
-    None when a plug-in has no expression. The terms are added in the order ``score`` adds
-    them, so the result is the same float.
+
+def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
+          demand: Demand) -> tuple[Scorer, Scorer] | None:
+    """Two functions built from the plug-ins' expressions: ``score(load)``, what
+    :meth:`_Kind.plain_score` computes, and ``take(load)``, which adds one VM of ``demand`` to
+    the load (as :meth:`HostLoad.add`) and returns the load's new score.
+
+    None when a plug-in has no expression. The terms are added in the order ``plain_score``
+    adds them, so the results are the same floats.
     """
     conditions, terms = [], []
     for f in dynamic:
@@ -56,13 +61,17 @@ def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
         terms.append(expression(demand))
         total = f"({total} + {factor!r} * ({terms[-1]}))"
     text = " ".join((*conditions, *terms))
-    lines = ["def score(load):"]
-    lines += [f"    {name} = load.{name}" for name in LOAD_FIELDS if re.search(rf"\b{name}\b", text)]
-    lines += [f"    if not ({condition}):\n        return None" for condition in conditions]
-    lines.append(f"    return {total}")
-    namespace: dict[str, Callable[[HostLoad], float | None]] = {}
-    exec(compile("\n".join(lines), "<corral.scheduling: fused score>", "exec"), namespace)  # noqa: S102
-    return namespace["score"]
+    used = [name for name in LOAD_FIELDS if re.search(rf"\b{name}\b", text)]
+    body = [f"    if not ({condition}):\n        return None" for condition in conditions]
+    body.append(f"    return {total}")
+    added, bound = HostLoad.add_source(demand)
+    source = "\n".join([
+        "def score(load):", *[f"    {name} = load.{name}" for name in used], *body,
+        "def take(load):", *added, *[f"    {name} = load.{name}" for name in used if name not in bound], *body,
+    ])
+    namespace: dict[str, Scorer] = {}
+    exec(compile(source, "<corral.scheduling: fused score>", "exec"), namespace)  # noqa: S102
+    return namespace["score"], namespace["take"]
 
 
 _NO_DEMAND = Demand()  # what host-only filters are given; they do not look at it
@@ -76,7 +85,8 @@ def _applies(f: Filter, demand: Demand) -> bool:
 class _Kind:
     """The VMs of one bulk call that ask the same: their filters, and a heap of host scores."""
 
-    __slots__ = ("demand", "exclude", "static", "host_only", "dynamic", "checks", "scorers", "fused", "score", "heap", "why")
+    __slots__ = ("demand", "exclude", "static", "host_only", "dynamic", "checks", "scorers", "fused", "score", "take", "heap",
+                 "why")
 
     def __init__(self, demand: Demand, exclude: frozenset[str], filters: Sequence[Filter],
                  weights: Sequence[tuple[float, Weight]]) -> None:
@@ -90,10 +100,11 @@ class _Kind:
         # bound methods, looked up once: the score is the hot path of a bulk placement
         self.checks = [f.check for f in self.dynamic]
         self.scorers = [(factor, weight.score) for factor, weight in weights]
-        self.score: Callable[[HostLoad], float | None] = self.plain_score
+        self.score: Scorer = self.plain_score
+        self.take: Scorer = self.plain_take
         self.fused = _fuse(self.dynamic, weights, demand)
         if self.fused is not None:
-            self.score = self.fused  # type: ignore[method-assign]
+            self.score, self.take = self.fused
         self.heap: list[tuple[float, int, int]] = []
         self.why: dict[str, str] | None = None  # the rejections, once no host is left
 
@@ -119,6 +130,11 @@ class _Kind:
         for factor, score in self.scorers:
             total += factor * score(load, demand)
         return total
+
+    def plain_take(self, load: HostLoad) -> float | None:
+        """Add one VM of this kind to ``load``; its score for the next one."""
+        load.add(self.demand)
+        return self.plain_score(load)
 
     def rejection(self, load: HostLoad) -> str | None:
         if load.name in self.exclude:
@@ -213,9 +229,8 @@ class Scheduler:
                 continue
             idx = heap[0][1]
             load = ordered[idx]
-            load.add(demand)
             versions[idx] += 1
-            score = kind.score(load)
+            score = kind.take(load)
             if score is None:
                 heappop(heap)
             else:
