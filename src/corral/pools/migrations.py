@@ -122,8 +122,9 @@ class Migrations:
             m.lifecycle(moved, VmState.RUNNING, reason=f"migrating to {target}")
         pool = m.pools[vm.pool]
         scheduler = m.placer.schedulers[vm.provider]
-        scheduler.reservations.reserve(name, target, movable(m.placer.demand(pool),
-                                                              m.inventory[vm.provider].repo.hosts[source]))
+        demand = m.placer.demand(pool)
+        source_info = m.inventory[vm.provider].repo.host(source)  # gone meanwhile: reserve the plain demand
+        scheduler.reservations.reserve(name, target, movable(demand, source_info) if source_info else demand)
         m.inventory[vm.provider].expect_migration(name, target)
         self.stats.started += 1
         started = asyncio.get_running_loop().time()
