@@ -46,13 +46,14 @@ def checkout_target(scheduler: Scheduler, hosts: Iterable[HostInfo], vm: str, so
     if current is None:
         return Decision(vm, source, None, f"host {source} is not up")
     demand = movable(demand, current.info)
+    score = scheduler.scorer(demand)
     current.add(demand, -1)  # scored as if it were placed there: the host as it is now
-    own_score = scheduler.score(current, demand)
+    own_score = score(current)
     current.add(demand)
     own = _utilisation(current)
     utilisations = [own]
     for load in loads.values():
-        if load is not current and scheduler.score(load, demand) is not None:
+        if load is not current and score(load) is not None:
             load.add(demand)
             utilisations.append(_utilisation(load))
             load.add(demand, -1)
@@ -67,7 +68,7 @@ def checkout_target(scheduler: Scheduler, hosts: Iterable[HostInfo], vm: str, so
     if target is None:
         return Decision(vm, source, None, placement.why())
     loads[target].add(demand, -1)
-    target_score = scheduler.score(loads[target], demand)
+    target_score = score(loads[target])
     if own_score is not None and target_score is not None and target_score >= own_score:
         return Decision(vm, source, None, f"{target} would not be better than {source}")
     return Decision(vm, source, target,

@@ -75,6 +75,11 @@ def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
 
 
 _NO_DEMAND = Demand()  # what host-only filters are given; they do not look at it
+_FUSE = object()  # _Kind's default: build the fused functions itself
+
+
+def _host_only(f: Filter) -> bool:
+    return not f.dynamic and bool(getattr(f, "host_only", False))
 
 
 def _applies(f: Filter, demand: Demand) -> bool:
@@ -89,20 +94,20 @@ class _Kind:
                  "why")
 
     def __init__(self, demand: Demand, exclude: frozenset[str], filters: Sequence[Filter],
-                 weights: Sequence[tuple[float, Weight]]) -> None:
+                 weights: Sequence[tuple[float, Weight]], fused: object = _FUSE) -> None:
+        """``fused`` is what :func:`_fuse` gives for this demand, when the caller has it already."""
         self.demand = demand
         self.exclude = exclude
         # host-only filters are checked once per call for all kinds (see Scheduler.place)
-        self.static = [f for f in filters if not f.dynamic and not getattr(f, "host_only", False)
-                       and _applies(f, demand)]
-        self.host_only = [f for f in filters if not f.dynamic and getattr(f, "host_only", False)]
+        self.static = [f for f in filters if not f.dynamic and not _host_only(f) and _applies(f, demand)]
+        self.host_only = [f for f in filters if _host_only(f)]
         self.dynamic = [f for f in filters if f.dynamic and _applies(f, demand)]
         # bound methods, looked up once: the score is the hot path of a bulk placement
         self.checks = [f.check for f in self.dynamic]
         self.scorers = [(factor, weight.score) for factor, weight in weights]
         self.score: Scorer = self.plain_score
         self.take: Scorer = self.plain_take
-        self.fused = _fuse(self.dynamic, weights, demand)
+        self.fused = _fuse(self.dynamic, weights, demand) if fused is _FUSE else fused  # type: ignore[assignment]
         if self.fused is not None:
             self.score, self.take = self.fused
         self.heap: list[tuple[float, int, int]] = []
@@ -162,6 +167,19 @@ class Scheduler:
         self.reservations = reservations if reservations is not None else Reservations(s.reservation_timeout)
         self.placed = 0
         self.failed = 0
+        # the fused functions by demand: building them compiles code (about 150 µs), and the
+        # same few demands come back on every refill round, checkout and rebalancing cycle
+        self._fused: dict[Demand, tuple[Scorer, Scorer] | None] = {}
+
+    FUSED_CACHE = 1024
+
+    def _new_kind(self, demand: Demand, exclude: frozenset[str] = frozenset()) -> _Kind:
+        if demand not in self._fused:
+            if len(self._fused) >= self.FUSED_CACHE:
+                self._fused.clear()
+            dynamic = [f for f in self.filters if f.dynamic and _applies(f, demand)]
+            self._fused[demand] = _fuse(dynamic, self.weights, demand)
+        return _Kind(demand, exclude, self.filters, self.weights, self._fused[demand])
 
     # -- the host loads ------------------------------------------------------------------
     def loads(self, hosts: Iterable[HostInfo], pool_counts: Mapping[str, Mapping[str, int]] | None = None,
@@ -189,7 +207,7 @@ class Scheduler:
         loads = hosts if isinstance(hosts, Mapping) else self.loads(hosts, pool_counts)
         ordered = sorted(loads.values(), key=lambda load: load.index)  # heap entries hold positions
         versions = [0] * len(ordered)
-        host_only = [f for f in self.filters if not f.dynamic and getattr(f, "host_only", False)]
+        host_only = [f for f in self.filters if _host_only(f)]
         usable = [(position, load) for position, load in enumerate(ordered)
                   if all(f.check(load, _NO_DEMAND) is None for f in host_only)]
         kinds: dict[tuple[Demand, frozenset[str]], _Kind] = {}
@@ -224,7 +242,7 @@ class Scheduler:
             if not heap:
                 if kind.why is None:
                     kind.why = {load.name: kind.rejection(load) or "no room" for load in ordered}
-                out.append(Placement(request, None, kind.why))
+                append(Placement(request, None, kind.why))
                 failed += 1
                 continue
             idx = heap[0][1]
@@ -248,11 +266,10 @@ class Scheduler:
         self.failed += failed
         return out
 
-
     def _kind(self, demand: Demand, exclude: frozenset[str], usable: list[tuple[int, HostLoad]],
               versions: list[int]) -> _Kind:
         """The kind's heap over the ``usable`` (position, load) pairs: those the host-only filters pass."""
-        kind = _Kind(demand, exclude, self.filters, self.weights)
+        kind = self._new_kind(demand, exclude)
         heap = kind.heap
         for position, load in usable:
             if kind.passes_static(load):
@@ -271,7 +288,7 @@ class Scheduler:
         ordered = sorted(loads.values(), key=lambda load: load.index)
         out: list[str | None] = []
         for request in requests:
-            kind = _Kind(request.demand, request.exclude, self.filters, self.weights)
+            kind = self._new_kind(request.demand, request.exclude)
             best: HostLoad | None = None
             best_score = 0.0
             for load in ordered:
@@ -285,12 +302,20 @@ class Scheduler:
             out.append(best.name if best else None)
         return out
 
+    def scorer(self, demand: Demand) -> Scorer:
+        """A function giving a host's score for one VM of ``demand`` (None when a filter rejects it)."""
+        kind = self._new_kind(demand)
+
+        def score(load: HostLoad) -> float | None:
+            if any(f.check(load, demand) is not None for f in kind.host_only) or not kind.passes_static(load):
+                return None
+            return kind.score(load)
+
+        return score
+
     def score(self, load: HostLoad, demand: Demand) -> float | None:
         """One host's score for one VM of ``demand`` (None when a filter rejects it)."""
-        kind = _Kind(demand, frozenset(), self.filters, self.weights)
-        if any(f.check(load, demand) is not None for f in kind.host_only) or not kind.passes_static(load):
-            return None
-        return kind.score(load)
+        return self.scorer(demand)(load)
 
     def rejection(self, load: HostLoad, demand: Demand) -> str | None:
-        return _Kind(demand, frozenset(), self.filters, self.weights).rejection(load)
+        return self._new_kind(demand).rejection(load)
