@@ -175,3 +175,9 @@ def test_placement_why_shows_at_most_limit_hosts_per_group() -> None:
     assert "h2" not in why and "h4" not in why
     assert why.endswith("; in maintenance x1 (x)")
     assert "(and" not in Placement(Request("vm", Demand()), None, rejected).why(limit=5)
+
+
+def test_pools_asking_the_same_share_one_demand() -> None:
+    t = TemplateInfo("t", cpus=2, memory_mb=4096)
+    assert Demand.of(t, pool="a") == Demand.of(t, pool="b") and Demand.of(t, pool="a").pool == ""
+    assert Demand.of(t, pool="a", max_per_host=1) != Demand.of(t, pool="b", max_per_host=1)

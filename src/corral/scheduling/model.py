@@ -66,7 +66,10 @@ class Demand:
     @classmethod
     def of(cls, template: TemplateInfo, *, pool: str = "", cluster: str | None = None,
            max_per_host: int | None = None) -> Demand:
-        return cls(template.cpus, template.memory_mb, CpuNeed.of(template), pool, cluster, max_per_host)
+        # the pool name only matters to anti-affinity; without it, pools whose VMs ask the same
+        # share one demand, so a bulk placement scores the hosts once for all of them
+        return cls(template.cpus, template.memory_mb, CpuNeed.of(template), pool if max_per_host is not None else "",
+                   cluster, max_per_host)
 
     def describe(self) -> str:
         return f"{self.cpus} vCPU, {self.memory_mb} MB, {self.cpu.describe()}"
