@@ -100,12 +100,10 @@ class Migrations:
         pool = m.pools.get(vm.pool)
         if pool is None:
             return None
-        demand = m.placer.demand(pool)
-        hosts = m.inventory[vm.provider].hosts()
         if target is not None:  # chosen by rebalancing this cycle
             return Decision(name, vm.host, target, "rebalancing")
-        return checkout_target(m.placer.schedulers[vm.provider], hosts, name, vm.host, demand,
-                               m.placer.pool_counts(vm.provider, [pool]))
+        return checkout_target(m.placer.schedulers[vm.provider], m.inventory[vm.provider].hosts(), name, vm.host,
+                               m.placer.demand(pool), m.placer.pool_counts(vm.provider, [pool]))
 
     async def _migrate(self, decision: Decision) -> None:
         m = self.manager
@@ -161,17 +159,15 @@ class Migrations:
         if self.rebalancer is None:
             return []
         m = self.manager
+        demands = {name: m.placer.demand(pool) for name, pool in m.pools.items()}
+        movable_on: dict[tuple[str, str], list[tuple[str, Demand]]] = {}  # (provider, host) -> VMs
+        for vm in m.store.list_vms(states=(VmState.READY, VmState.RUNNING)):
+            if vm.host and vm.pool in demands and not m.busy(vm.name) and vm.name not in self.in_flight:
+                movable_on.setdefault((vm.provider, vm.host), []).append((vm.name, demands[vm.pool]))
         moves: list[Decision] = []
         for provider in m.providers:
-            monitor = m.inventory[provider]
-            by_host: dict[str, list[tuple[str, Demand]]] = {}
-            for vm in m.store.list_vms(states=(VmState.READY, VmState.RUNNING)):
-                pool = m.pools.get(vm.pool)
-                if vm.provider == provider and vm.host and pool is not None and not m.busy(vm.name) \
-                        and vm.name not in self.in_flight:
-                    by_host.setdefault(vm.host, []).append((vm.name, m.placer.demand(pool)))
-            planned = self.rebalancer.plan(m.placer.schedulers[provider], monitor.hosts(), m.clock(),
-                                           lambda host: by_host.get(host, []))
+            planned = self.rebalancer.plan(m.placer.schedulers[provider], m.inventory[provider].hosts(), m.clock(),
+                                           lambda host, p=provider: movable_on.get((p, host), []))
             for move in planned:
                 log.info("rebalancing", extra={"vm": move.vm, "from": move.source, "to": move.target,
                                                "reason": move.reason})
