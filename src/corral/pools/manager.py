@@ -370,18 +370,20 @@ class PoolManager:
             pool = self.pools[name]
             by_provider.setdefault(pool.provider, []).append((pool, request_id))
         for provider_name, items in by_provider.items():
-            specs = {}
+            specs: dict[str, VmSpec] = {}
+            wanted_here: list[tuple[str, Pool]] = []
             for p, r in items:
                 info = self.placer.template(p)
                 spec = VmSpec(new_hostname(self.settings.prefix), p.name, p.template, cpus=info.cpus,
                               memory_mb=info.memory_mb, folder=p.folder, request_id=r)
                 specs[spec.name] = spec
-            placed = self.placer.place(provider_name, [(name, self.pools[s.pool]) for name, s in specs.items()])
+                wanted_here.append((spec.name, p))
+            placed = self.placer.place(provider_name, wanted_here)
             now = self.clock()
             batches: dict[str, list[VmSpec]] = {}
             for where in placed:
                 if where.host is None:
-                    continue  # the placer logged why; the pool stays dirty and is tried again
+                    continue  # the placer logged why; the next sweep marks the pool for another try
                 spec = specs[where.name]
                 record = Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
                             host=where.host, created_at=now, request_id=spec.request_id)
