@@ -150,6 +150,13 @@ def auth_hash_password(
     typer.echo(hash_password(password))
 
 
+# The output options every recorded benchmark takes.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+RecordOption = Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
+OutputOption = Annotated[Path, typer.Option(help="The markdown file --record appends to.")]
+BENCHMARKS_MD = Path("docs/benchmarks.md")
+
+
 @bench_app.command("fill")
 def bench_fill(
     vms: Annotated[int, typer.Option(help="VMs in all pools together.")] = 500,
@@ -177,10 +184,9 @@ def bench_api(
     duration: Annotated[float, typer.Option(help="Seconds measured per run.")] = 5.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
     pool_size: Annotated[int, typer.Option(help="Ready VMs in corral's pool at the start of a run.")] = 2000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
-    record: Annotated[bool, typer.Option("--record", help="Append the results to the markdown file --output.")]
-    = False,
-    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
     profile: Annotated[Optional[Path], typer.Option(help="Run the corral server under cProfile, write the "
                                                          "statistics here and print the hotspots.")] = None,
 ) -> None:
@@ -239,10 +245,9 @@ def bench_inventory(
                                             "highest sustained rate; empty: none.")]
     = "2000,5000,10000,20000,40000,60000,80000,100000,120000,160000",
     step_duration: Annotated[float, typer.Option(help="Seconds per step rate.")] = 4.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
-    record: Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
-    = False,
-    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """Initial load, memory, change-to-event latency and CPU of the live inventory, against re-polling."""
     from corral.bench.inventory import BenchSettings, run_inventory
@@ -268,10 +273,9 @@ def bench_scheduler(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (200 hosts / 1,000 VMs, 16 hosts / 300 VMs), "
                                                         "for tests.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the generated hosts and VMs.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")] = False,
-    record: Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
-    = False,
-    output: Annotated[Path, typer.Option(help="The markdown file --record appends to.")] = Path("docs/benchmarks.md"),
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """Placements/s of the scheduler against greedy baselines (same answers required), and how
     evenly it loads hosts against vmpooler's rules."""
