@@ -13,6 +13,7 @@ from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.sim import SimProvider, SimSettings
+from corral.runner import RunnerSettings
 from corral.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,6 +67,10 @@ def ready_counts(store: SqliteStore) -> dict[str, int]:
     return {pool: c.get(VmState.READY, 0) for pool, c in store.counts().items()}
 
 
+# The runner of most tests: a short aggregation window and quick reruns.
+QUICK_RUNNER = RunnerSettings(window_s=0.01, retry_delay_s=0.02)
+
+
 class Harness:
     """A pool manager on a fast simulator and a real sqlite store."""
 
@@ -79,7 +84,8 @@ class Harness:
                     sim: SimSettings | None = None) -> PoolManager:
         self.provider = SimProvider("sim", sim or sim_settings())
         self.manager = PoolManager(pools, {"sim": self.provider}, self.store,
-                                   settings or ManagerSettings(task_limit=10, check_interval=0.05, feed_timeout=1.0))
+                                   settings or ManagerSettings(task_limit=10, check_interval=0.05, feed_timeout=1.0,
+                                                               runner=QUICK_RUNNER))
         await self.manager.start()
         return self.manager
 

@@ -7,9 +7,9 @@ import asyncio
 from corral.domain.events import Event, HostDown, HostUp, VmLifecycle
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings
-from helpers import eventually, ready_counts, sim_settings
+from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
-QUIET = dict(task_limit=10, check_interval=60, feed_timeout=1)  # the sweep never runs: events only
+QUIET = dict(task_limit=10, check_interval=60, feed_timeout=1, runner=QUICK_RUNNER)  # the sweep never runs: events only
 
 
 def collect(manager, name: str, kind: type[Event] | tuple[type[Event], ...]) -> list[Event]:

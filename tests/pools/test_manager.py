@@ -58,16 +58,30 @@ async def test_return_destroys_the_vm_and_only_running_vms_can_be_returned(harne
     assert vm.name not in {v.name for v in await harness.provider.list_vms()}
 
 
-async def test_task_limit_bounds_clones_in_flight(harness, pool_factory):
-    sim = sim_settings(latency={"create_call": 20.0, "create_per_vm": 0.0, "boot": 1.0})  # 20 ms a call
+async def test_task_limit_bounds_provider_calls_in_flight(harness, pool_factory):
+    # without a bulk call every VM is its own call: task_limit bounds them
+    sim = sim_settings(bulk_calls=False, latency={"create_call": 20.0, "create_per_vm": 0.0, "boot": 1.0})
     manager = await harness.start([pool_factory("a", 12), pool_factory("b", 12)], sim=sim,
                                   settings=ManagerSettings(task_limit=3, check_interval=0.05, feed_timeout=1))
     peak = 0
     while sum(ready_counts(harness.store).values()) < 24:
-        peak = max(peak, manager.clones_in_flight)
-        assert manager.clones_in_flight <= 3
+        peak = max(peak, manager.runner.gate.in_flight)
+        assert manager.runner.gate.in_flight <= 3
         await asyncio.sleep(0.001)
-    assert peak == 3
+    assert peak == 3 and manager.runner.gate.peak == 3
+    assert harness.provider.calls["create_vms"] == 24
+
+
+async def test_bulk_calls_send_one_call_per_host(harness, pool_factory):
+    sim = sim_settings(hosts=4, latency={"create_call": 50.0, "create_per_vm": 0.0, "boot": 1.0})
+    manager = await harness.start([pool_factory("a", 20), pool_factory("b", 20)], sim=sim,
+                                  settings=ManagerSettings(task_limit=10, check_interval=60, feed_timeout=1))
+    await harness.wait_full()
+    calls = [c for c in harness.provider.call_log if c.op == "create"]
+    assert sum(len(c.names) for c in calls) == 40
+    assert len(calls) == 4, "40 VMs asked for together: one call per host"
+    assert sorted(c.host for c in calls) == sorted({c.host for c in calls})
+    assert manager.runner.stats.batches == 1
 
 
 async def test_vm_that_never_boots_times_out_and_is_replaced(harness, pool_factory):
@@ -113,11 +127,20 @@ async def test_clone_failures_are_cleaned_up_and_retried(harness, pool_factory):
     assert {v.name for v in await harness.provider.list_vms()} == active
 
 
-async def test_whole_clone_call_failure_is_recovered(harness, pool_factory):
+async def test_whole_clone_call_failure_is_rerun_on_another_host(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 3)], sim=sim_settings())
     harness.provider.fail_next("create", 2)
     await harness.wait_full()
-    assert manager.stats.clone_failures >= 1
+    assert manager.runner.stats.reruns >= 2 and manager.stats.clone_failures == 0
+    tried: dict[str, list[str]] = {}
+    for call in harness.provider.call_log:
+        for name in call.names:
+            tried.setdefault(name, []).append(call.host)
+    rerun = {name: hosts for name, hosts in tried.items() if len(hosts) > 1}
+    assert rerun, "the VMs of the failed calls were sent again"
+    for name, hosts in rerun.items():
+        assert len(set(hosts)) == len(hosts), f"{name} was sent to a host that failed it: {hosts}"
+        assert harness.store.get_vm(name).host == hosts[-1]
 
 
 async def test_orphans_at_the_provider_are_destroyed(harness, pool_factory):

@@ -7,9 +7,9 @@ import asyncio
 from corral.domain.events import VmLifecycle
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings
-from helpers import eventually, sim_settings
+from helpers import QUICK_RUNNER, eventually, sim_settings
 
-BASE = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0)
+BASE = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
 # two hosts; a foreign "big" VM loads one of them; migrations take 0.3 s
 SIM = dict(hosts=2, templates={"big": {"cpus": 64, "memory_mb": 160_000}},
            latency={"create_call": 0.5, "create_per_vm": 2.0, "boot": 10.0, "destroy": 1.0, "migrate": 300.0})

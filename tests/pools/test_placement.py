@@ -9,9 +9,9 @@ from corral.domain.models import VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings
 from corral.scheduling import Request, Scheduler
-from helpers import eventually, sim_settings
+from helpers import QUICK_RUNNER, eventually, sim_settings
 
-SETTINGS = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0)
+SETTINGS = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
 
 
 def hosts_of(store, pool: str) -> Counter[str]:
@@ -55,7 +55,7 @@ async def test_a_failed_create_releases_its_reservation(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 0)], settings=ManagerSettings(**SETTINGS))
     harness.provider.fail_next("create", 3)
     manager.set_pool_size("a", 3)
-    await eventually(lambda: manager.stats.clone_failures >= 3)
+    await eventually(lambda: manager.runner.stats.reruns >= 3)
     await harness.wait_full()
     await eventually(lambda: manager.placer.reserved("sim") == 0)
 

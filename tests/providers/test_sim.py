@@ -16,8 +16,8 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from corral.domain.models import VmSpec
-from corral.providers.base import HostUnavailable, ProviderError, TemplateInfo, VmNotFound
-from corral.providers.sim import SimProvider, SimSettings
+from corral.providers.base import CreateResult, HostUnavailable, Provider, ProviderError, TemplateInfo, VmNotFound
+from corral.providers.sim import SimCall, SimProvider, SimSettings
 
 from .contract import FeedReader, eventually
 
@@ -396,6 +396,187 @@ async def test_a_long_poll_does_not_hold_a_slot(make_sim: MakeSim) -> None:
     assert (await asyncio.wait_for(poll, 1)).hosts[0].name == HOST
 
 
+# -- HA restarts (start_vms), per-host failures, the call log, bulk calls ----------------
+
+
+async def test_start_vms_moves_vms_off_a_down_host_and_boots_them(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"boot": 100})  # 100 ms
+    await sim.create_vms(HOST, [spec("vm-1"), spec("vm-2")])
+    await until_ready(sim, "vm-1")
+    await sim.power_off("vm-2")
+    feed = FeedReader(sim)
+    await feed.read()
+
+    sim.set_host_down(HOST)
+    started = time.monotonic()
+    results = await sim.start_vms("sim-host-02", ["vm-1", "vm-2"])
+    assert results == [CreateResult("vm-1", ok=True), CreateResult("vm-2", ok=True)]
+    for name in ("vm-1", "vm-2"):
+        record = await vm(sim, name)
+        assert (record.host, record.powered_on, record.guest_ready) == ("sim-host-02", True, False)
+    assert not await sim.vm_ready("vm-1"), "it boots again on its new host"
+    await until_ready(sim, "vm-1")
+    await until_ready(sim, "vm-2")
+    assert time.monotonic() - started >= 0.09, "ready only after the boot latency"
+
+    await feed.until(lambda f: {f.vms[n].host for n in ("vm-1", "vm-2")} == {"sim-host-02"}, timeout=1)
+    await feed.until(lambda f: all(f.vms[n].guest_ready for n in ("vm-1", "vm-2")), timeout=1)
+    await feed.until(lambda f: (f.hosts[HOST].vm_count, f.hosts["sim-host-02"].vm_count) == (0, 2), timeout=1)
+    assert not any(u.full for u in feed.updates[1:])
+    assert ((await host(sim)).memory_allocated_mb, (await host(sim, "sim-host-02")).memory_used_mb) == (0, 2 * 4096)
+    assert sim.calls["start_vms"] == 1
+
+
+async def test_start_vms_refuses_a_vm_still_running_on_an_up_host(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("running", HOST, "pool-a")
+    sim.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.set_host_down("sim-host-03")
+    sim.set_host_maintenance(HOST)  # in maintenance, but up: the VM still runs there
+    refused, ok = await sim.start_vms("sim-host-02", ["running", "stranded"])
+    assert not refused.ok and not refused.retryable
+    assert refused.error and "'running'" in refused.error and repr(HOST) in refused.error
+    assert ok.ok, "a refusal does not fail the others"
+    assert (await vm(sim, "running")).host == HOST and await sim.vm_ready("running")
+    assert (await vm(sim, "stranded")).host == "sim-host-02"
+
+    [again] = await sim.start_vms("sim-host-02", ["stranded"])
+    assert not again.ok and not again.retryable, "once started, it runs on an up host"
+
+
+async def test_start_vms_of_a_missing_vm_fails_only_that_vm(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.set_host_down(HOST)
+    missing, ok = await sim.start_vms("sim-host-02", ["ghost", "vm-1"])
+    assert (missing.name, missing.ok, missing.retryable) == ("ghost", False, False)
+    assert missing.error and "'ghost'" in missing.error
+    assert ok.ok and (await vm(sim, "vm-1")).host == "sim-host-02"
+    assert "ghost" not in {v.name for v in await sim.list_vms()}
+
+
+async def test_start_vms_on_a_host_that_cannot_take_vms_raises(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"start_call": 100})  # 100 ms
+    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.set_host_down(HOST)
+    sim.set_host_down("sim-host-02")
+    sim.set_host_maintenance("sim-host-03")
+    for target in ("sim-host-02", "sim-host-03", "no-such-host"):
+        with pytest.raises(HostUnavailable, match=target):
+            await sim.start_vms(target, ["vm-1"])
+
+    starting = asyncio.create_task(sim.start_vms("sim-host-04", ["vm-1"]))
+    await asyncio.sleep(0.03)
+    sim.set_host_down("sim-host-04")  # down while the call runs
+    with pytest.raises(HostUnavailable, match="sim-host-04"):
+        await starting
+    assert (await vm(sim, "vm-1")).host == HOST, "nothing moved"
+
+    sim.fail_next("start")
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.start_vms("sim-host-03", ["vm-1"])
+    sim.set_host_maintenance("sim-host-03", False)
+    assert (await sim.start_vms("sim-host-03", ["vm-1"]))[0].ok
+
+
+async def test_fail_on_host_fails_every_vm_put_on_that_host(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    sim.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.set_host_down("sim-host-03")
+    sim.fail_on_host("sim-host-02")
+    says = "simulated failure on host 'sim-host-02'"
+
+    results = await sim.create_vms("sim-host-02", [spec("vm-1"), spec("vm-2")])
+    assert [(r.ok, r.error, r.retryable) for r in results] == [(False, says, True)] * 2
+    [moved] = await sim.start_vms("sim-host-02", ["stranded"])
+    assert (moved.ok, moved.error, moved.retryable) == (False, says, True)
+    assert (await vm(sim, "stranded")).host == "sim-host-03", "not moved"
+    assert (await host(sim, "sim-host-02")).vm_count == 0
+
+    assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok, "other hosts are unaffected"
+    assert (await sim.start_vms(HOST, ["stranded"]))[0].ok
+
+    sim.fail_on_host("sim-host-02", False)
+    assert [r.ok for r in await sim.create_vms("sim-host-02", [spec("vm-2"), spec("vm-3")])] == [True, True]
+    with pytest.raises(HostUnavailable):
+        sim.fail_on_host("no-such-host")
+
+
+async def test_the_call_log_records_create_and_start_calls_in_dispatch_order(make_sim: MakeSim) -> None:
+    sim = await make_sim(concurrency=1)
+    sim.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.set_host_down("sim-host-03")
+    before = time.monotonic()
+    sim.stall("create", 0.05)
+    first = asyncio.create_task(sim.create_vms(HOST, [spec("vm-1"), spec("vm-2")]))
+    second = asyncio.create_task(sim.start_vms("sim-host-02", ["stranded"]))
+    await asyncio.gather(first, second)
+    sim.stall("create", 0)
+    sim.fail_next("create")
+    with pytest.raises(ProviderError, match="injected failure"):
+        await sim.create_vms(HOST, [spec("vm-3")])
+    with pytest.raises(HostUnavailable):
+        await sim.start_vms("sim-host-03", ["stranded"])
+    await sim.list_vms()  # not a bulk call: not logged
+
+    assert [(c.op, c.host, c.names) for c in sim.call_log] == [
+        ("create", HOST, ("vm-1", "vm-2")),
+        ("start", "sim-host-02", ("stranded",)),
+        ("create", HOST, ("vm-3",)),
+        ("start", "sim-host-03", ("stranded",)),
+    ]
+    times = [c.at for c in sim.call_log]
+    assert before <= times[0] and times == sorted(times) and times[-1] <= time.monotonic()
+    assert times[1] - times[0] >= 0.045, "logged when it got its slot, after the stalled create"
+    assert sim.call_log.maxlen == 10_000
+    with pytest.raises(AttributeError):
+        sim.call_log[0].op = "start"  # type: ignore[misc]
+    assert isinstance(sim.call_log[0], SimCall)
+
+
+async def test_start_latency_is_a_call_cost_plus_rounds_of_starts(make_sim: MakeSim) -> None:
+    # 5 starts, 2 at a time: 3 rounds of 10 simulated seconds after a 1 s call cost
+    sim = await make_sim(time_scale=0.01, host_clone_slots=2, latency={"start_call": 1, "start_per_vm": 10})
+    for i in range(5):
+        sim.inject_vm(f"vm-{i}", HOST, "pool-a")
+    sim.set_host_down(HOST)
+    started = time.monotonic()
+    assert all(r.ok for r in await sim.start_vms("sim-host-02", [f"vm-{i}" for i in range(5)]))
+    assert 0.31 <= time.monotonic() - started < 0.39 + 0.3
+    sim.set_host_down("sim-host-02")
+    started = time.monotonic()
+    await sim.start_vms("sim-host-03", ["vm-0", "vm-1"])
+    assert 0.11 <= time.monotonic() - started < 0.2 + 0.3, "two starts fit in one round"
+    defaults = SimSettings().latency
+    assert (defaults.start_call, defaults.start_per_vm) == (0.5, 0.5)
+
+
+async def test_bulk_calls_is_reported_as_set(make_sim: MakeSim) -> None:
+    bulk = await make_sim()
+    assert bulk.bulk_calls is True and isinstance(bulk, Provider)
+    single = await make_sim(bulk_calls=False)
+    assert single.bulk_calls is False and isinstance(single, Provider)
+    assert SimSettings.model_validate({"bulk_calls": False}).bulk_calls is False
+
+
+async def test_started_vms_keep_their_new_host_across_a_reopen(tmp_path: Path) -> None:
+    settings = SimSettings(time_scale=0.001, state_file=str(tmp_path / "sim.db"))
+    before = SimProvider("sim", settings)
+    await before.connect()
+    before.inject_vm("vm-1", HOST, "pool-a")
+    before.set_host_down(HOST)
+    assert (await before.start_vms("sim-host-02", ["vm-1"]))[0].ok
+    await before.close()
+
+    after = SimProvider("sim", settings)
+    await after.connect()
+    try:
+        assert (await vm(after, "vm-1")).host == "sim-host-02"
+        await until_ready(after, "vm-1")
+    finally:
+        await after.close()
+
+
 # -- the feed --------------------------------------------------------------------------
 
 
@@ -726,6 +907,7 @@ async def test_disks_and_snapshots_survive_a_reopen(tmp_path: Path) -> None:
         ({"concurrency": 0}, ("concurrency",), "greater than or equal to 1"),
         ({"latency": {"boot": -1}}, ("latency", "boot"), "greater than or equal to 0"),
         ({"latency": {"revert": -1}}, ("latency", "revert"), "greater than or equal to 0"),
+        ({"latency": {"start_per_vm": -1}}, ("latency", "start_per_vm"), "greater than or equal to 0"),
         ({"failure_rates": {"snapshot": 2}}, ("failure_rates", "snapshot"), "less than or equal to 1"),
         ({"host_overrides": {"sim-host-09": {"cores": 4}}}, ("host_overrides",), "'sim-host-09'"),
         ({"hosts": [{"name": "a"}, {"cores": 2}]}, ("hosts",), "needs a name"),

@@ -102,6 +102,17 @@ class StoreContract:
         got = store.get_vm("dup-1")
         assert got.pool == "pool-a" and got.state is state
 
+    def test_add_vms_records_all(self, store: Store) -> None:
+        store.add_vms([make_vm(f"many-{i}", "pool-a", created_at=float(i)) for i in range(5)])
+        assert [v.name for v in store.list_vms(pool="pool-a")] == [f"many-{i}" for i in range(5)]
+
+    def test_add_vms_is_all_or_nothing(self, store: Store) -> None:
+        store.add_vm(make_vm("taken-1", "pool-a", S.READY))
+        with pytest.raises(StoreError, match="taken-1"):
+            store.add_vms([make_vm("fresh-1", "pool-b"), make_vm("taken-1", "pool-b"), make_vm("fresh-2", "pool-b")])
+        assert store.get_vm("fresh-1") is None and store.get_vm("fresh-2") is None
+        assert store.get_vm("taken-1").pool == "pool-a"
+
     def test_destroyed_name_can_be_added_again(self, store: Store) -> None:
         store.add_vm(make_vm("re-1", "pool-a", S.DESTROYED, destroyed_at=5.0, tags={"a": "b"}))
         store.add_vm(make_vm("re-1", "pool-b", created_at=7.0))

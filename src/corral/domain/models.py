@@ -61,6 +61,8 @@ class Pool:
     clone_target: str | None = None
     domain: str | None = None
     max_per_host: int | None = None  # at most this many of the pool's VMs on one host; None: any
+    ha: bool = False  # checked-out VMs are restarted on another host when theirs goes down
+    priority: int = 0  # among works of one class, a pool with a higher priority goes first
 
 
 @dataclass(frozen=True, slots=True)

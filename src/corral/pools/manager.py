@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from corral.domain.events import VmLifecycle
-from corral.domain.models import Pool, Vm, VmSpec
+from corral.domain.models import Pool, Vm
 from corral.domain.states import DESTROY_INTENT_STATES, VmState
 from corral.inventory import Inventory, MonitorSettings
-from corral.pools.names import new_hostname
+from corral.pools.creating import Creator
 from corral.pools.ondemand import OndemandQueue
 from corral.pools.vmtasks import VmTasks
 from corral.pools.migrations import Migrations
@@ -36,6 +36,7 @@ from corral.pools.placing import Placer
 from corral.pools.reactions import Reactions, accepts
 from corral.pools.readiness import tcp_reachable
 from corral.providers.base import Provider, ProviderError, VmNotFound
+from corral.runner import Op, Priority, QueueFull, Runner, RunnerSettings, Work
 from corral.scheduling import SchedulerSettings
 from corral.scheduling.migration import Rebalancer
 from corral.store.base import Store
@@ -56,7 +57,7 @@ DESTROY_INTENT: dict[VmState, VmState] = {
 
 @dataclass(slots=True)
 class ManagerSettings:
-    task_limit: int = 10  # clones in flight at most
+    task_limit: int = 10  # provider calls creating or starting VMs in flight at most
     check_interval: float = 5.0  # seconds between safety-net sweeps
     reconcile_interval: float = 300.0  # seconds between full store/provider comparisons
     prefix: str = ""
@@ -75,6 +76,7 @@ class ManagerSettings:
     rebalance_threshold: float = 80.0  # percent CPU or memory
     rebalance_sustain_s: float = 120.0
     rebalance_interval_s: float = 60.0
+    runner: RunnerSettings = field(default_factory=RunnerSettings)  # its task_limit is the one above
 
     def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(feed_timeout=self.feed_timeout, host_down_grace_s=self.host_down_grace_s)
@@ -128,6 +130,9 @@ class PoolManager:
                                       lifetime_auth_s=self.settings.lifetime_auth_s)
         self.tasks = VmTasks(self)
         self.placer = Placer(providers, self.inventory, self.settings.scheduling)
+        self.creator = Creator(self)
+        self.runner = Runner(providers, self.placer, self.creator,
+                             dataclasses.replace(self.settings.runner, task_limit=self.settings.task_limit))
         s = self.settings
         rebalancer = Rebalancer(s.rebalance_threshold, s.rebalance_sustain_s) if s.rebalance else None
         self.migrations = Migrations(self, s.migration_limit, rebalancer)
@@ -145,6 +150,7 @@ class PoolManager:
             await recover(self, name, list(monitor.repo.vms.values()))
         self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts, on_resync=self.reactions.resync)
         self.inventory.run()
+        self.runner.run()
         self._loops = [asyncio.create_task(self._refill_loop(), name="refill")]
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
         if self.migrations.rebalancer is not None:
@@ -153,6 +159,7 @@ class PoolManager:
         log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
 
     async def stop(self) -> None:
+        await self.runner.stop()
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         for task in [*self._loops, *self._tasks]:
@@ -182,8 +189,8 @@ class PoolManager:
             self._busy.discard(name)
 
     def busy(self, name: str) -> bool:
-        """True while a clone, destroy or readiness check of ``name`` is under way."""
-        return name in self._inflight or name in self._busy
+        """True while a clone, HA restart, destroy or readiness check of ``name`` is under way or queued."""
+        return name in self._inflight or name in self._busy or self.runner.holds(name)
 
     @property
     def clones_in_flight(self) -> int:
@@ -220,6 +227,8 @@ class PoolManager:
 
     def reset_pool(self, pool: str, *, reason: str = "pool reset") -> int:
         """Destroy the pool's ready and pending VMs (not those of on-demand requests); refill."""
+        self.runner.cancel(self.runner.works(
+            lambda w: w.op is Op.CREATE and w.spec.pool == pool and w.request_id is None))
         stock = [v for v in self.store.list_vms(pool=pool, states=(VmState.READY, VmState.PENDING))
                  if v.request_id is None]
         for vm in stock:
@@ -294,34 +303,37 @@ class PoolManager:
                 continue  # the sweep looks again
             have = counts.get(name, {})
             size = self.pools[name].size if name in self.pools else 0
-            level = have.get(VmState.READY, 0) + have.get(VmState.PENDING, 0)
+            level = have.get(VmState.READY, 0) + have.get(VmState.PENDING, 0) + self.runner.waiting(name)
             if level > size:
                 self._remove_surplus(name, level - size)
             elif level < size:
                 deficits[name] = size - level
-        slots = self.settings.task_limit - len(self._inflight)
         if not deficits:
             return
-        if slots <= 0:
-            self._dirty.update(deficits)  # look again when a clone finishes
-            return
+        room = self.runner.room(Priority.REFILL)
         wanted: list[str] = []
-        while slots > 0 and deficits:  # one VM per pool per round: no pool starves another
+        while room > 0 and deficits:  # one VM per pool per round: no pool starves another
             for name in list(deficits):
-                if slots == 0:
+                if room == 0:
                     break
                 wanted.append(name)
-                slots -= 1
+                room -= 1
                 deficits[name] -= 1
                 if deficits[name] == 0:
                     del deficits[name]
-        self._dirty.update(deficits)
-        self._clone([(name, None) for name in wanted])
+        self._dirty.update(deficits)  # the queue is full: looked at again when work finishes
+        if wanted:
+            self.runner.submit(self.creator.create([(name, None) for name in wanted], Priority.REFILL))
 
     def clone_for_requests(self, wanted: list[tuple[str, str]]) -> None:
-        """Start clones of (pool, on-demand request id) by the same path as refills."""
-        for name in self._clone(wanted):
-            self.ondemand.inflight.add(name)
+        """Queue clones of (pool, on-demand request id) in the runner, above pool refills."""
+        works = self.creator.create(wanted, Priority.ONDEMAND)
+        try:
+            self.runner.submit(works)
+        except QueueFull as exc:
+            log.warning("on-demand clones wait: %s", exc)
+            return
+        self.ondemand.inflight.update(w.name for w in works)
 
     BACKOFF_MAX_S = 60.0
 
@@ -352,93 +364,25 @@ class PoolManager:
         delay = min(max(last * 2, self.settings.check_interval), max(self.BACKOFF_MAX_S, self.settings.check_interval))
         self._backoff[pool] = (time.monotonic() + delay, delay)
 
+    def hold_off(self, pool: str) -> None:
+        """No host can take the pool's VMs now: ask again after one sweep interval."""
+        last = self._backoff.get(pool, (0.0, 0.0))[1]
+        self._backoff[pool] = (time.monotonic() + self.settings.check_interval, last)
+
     def _remove_surplus(self, pool: str, surplus: int) -> None:
+        queued = sorted(self.runner.works(lambda w: w.op is Op.CREATE and w.spec.pool == pool and not w.recorded
+                                          and w.request_id is None), key=lambda w: w.seq, reverse=True)
+        surplus -= len(self.runner.cancel(queued[:surplus]))  # work not started yet goes first
+        if surplus <= 0:
+            return
         candidates = [v for v in self.store.list_vms(pool=pool, states=(VmState.PENDING,))
-                      if v.name not in self._inflight and v.request_id is None]
+                      if not self.busy(v.name) and v.request_id is None]
         candidates.sort(key=lambda v: v.created_at, reverse=True)
         candidates += sorted((v for v in self.store.list_vms(pool=pool, states=(VmState.READY,)) if v.request_id is None),
                              key=lambda v: v.ready_at or 0)
         for vm in candidates[:surplus]:
             log.info("removing surplus VM", extra={"pool": pool, "vm": vm.name})
             self.spawn(self.destroy(vm, reason="pool size lowered"), f"destroy-{vm.name}")
-
-    def _clone(self, wanted: list[tuple[str, str | None]]) -> list[str]:
-        """Record and start clones of (pool, request id or None); returns the names started."""
-        by_provider: dict[str, list[tuple[Pool, str | None]]] = {}
-        started: list[str] = []
-        for name, request_id in wanted:
-            pool = self.pools[name]
-            by_provider.setdefault(pool.provider, []).append((pool, request_id))
-        for provider_name, items in by_provider.items():
-            specs: dict[str, VmSpec] = {}
-            wanted_here: list[tuple[str, Pool]] = []
-            for p, r in items:
-                info = self.placer.template(p)
-                spec = VmSpec(new_hostname(self.settings.prefix), p.name, p.template, cpus=info.cpus,
-                              memory_mb=info.memory_mb, folder=p.folder, request_id=r)
-                specs[spec.name] = spec
-                wanted_here.append((spec.name, p))
-            placed = self.placer.place(provider_name, wanted_here)
-            now = self.clock()
-            batches: dict[str, list[VmSpec]] = {}
-            for where in placed:
-                if where.host is None:
-                    continue  # the placer logged why; the next sweep marks the pool for another try
-                spec = specs[where.name]
-                record = Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=provider_name,
-                            host=where.host, created_at=now, request_id=spec.request_id)
-                self.store.add_vm(record)
-                self.lifecycle(record, None)
-                self._inflight.add(spec.name)
-                started.append(spec.name)
-                batches.setdefault(where.host, []).append(spec)
-            for host, batch in batches.items():
-                self.spawn(self._create(provider_name, host, batch), f"clone-{host}")
-        return started
-
-    async def _create(self, provider_name: str, host: str, specs: list[VmSpec]) -> None:
-        provider = self.providers[provider_name]
-        started = self.clock()
-        log.info("cloning", extra={"host": host, "count": len(specs), "pools": ",".join(sorted({s.pool for s in specs}))})
-        try:
-            try:
-                results = await provider.create_vms(host, specs)
-            except ProviderError as exc:
-                log.warning("clone call failed", extra={"host": host, "count": len(specs), "error": str(exc)})
-                results = None
-            now = self.clock()
-            outcome = {r.name: r for r in results} if results else {}
-            for spec in specs:
-                result = outcome.get(spec.name)
-                if result is not None and result.ok:
-                    # kept in memory and written with the move to ready: one store write less per VM
-                    self._cloned[spec.name] = now
-                    self.stats.clones += 1
-                    self._timing("clone", spec.pool, spec.name, now - started, now)
-                    self._clone_outcome(spec.pool, True)
-                    log.info("cloned", extra={"pool": spec.pool, "vm": spec.name, "host": host, "duration": now - started})
-                    self._recheck(provider_name, spec.name)
-                else:
-                    self.stats.clone_failures += 1
-                    self._clone_outcome(spec.pool, False)
-                    self.placer.release(provider_name, spec.name)
-                    reason = (result.error if result else None) or "clone call failed"
-                    vm = self.store.transition(spec.name, (VmState.PENDING,), VmState.FAILED, reason=reason)
-                    log.warning("clone failed", extra={"pool": spec.pool, "vm": spec.name, "host": host, "error": reason})
-                    if vm is not None:
-                        self.lifecycle(vm, VmState.PENDING)
-                        self.spawn(self.destroy(vm), f"destroy-{spec.name}")
-        finally:
-            for spec in specs:
-                self._inflight.discard(spec.name)
-                self.ondemand.inflight.discard(spec.name)
-                self._dirty.add(spec.pool)
-                if spec.name in self._stale:
-                    self._stale.discard(spec.name)
-                    vm = self.store.get_vm(spec.name)
-                    if vm is not None:
-                        self.spawn(self.destroy(vm, reason="pool reset"), f"destroy-{spec.name}")
-            self._wake.set()
 
     # -- readiness -------------------------------------------------------------------------
     async def check_ready(self, name: str, *, ask_provider: bool, provider_name: str | None = None) -> None:
@@ -494,6 +438,8 @@ class PoolManager:
         """
         if vm.name in self._busy:
             return False
+        if not self._withdraw(vm.name):
+            return False
         intent = DESTROY_INTENT.get(vm.state)
         if intent is None:
             return False
@@ -529,6 +475,17 @@ class PoolManager:
             return found
         finally:
             self._busy.discard(vm.name)
+
+    def _withdraw(self, name: str) -> bool:
+        """Take back the runner's work for ``name`` before it is destroyed; False if it is in flight."""
+        work: Work | None = self.runner.held.get(name)
+        if work is None:
+            return True
+        if work.sent:
+            return False  # its outcome decides: a failure destroys it, a success leaves it to the next look
+        self.runner.cancel([work])
+        self.ondemand.inflight.discard(name)
+        return True
 
     # -- the safety-net sweep --------------------------------------------------------------
     async def _sweep_loop(self) -> None:

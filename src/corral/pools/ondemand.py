@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from corral.domain.models import OndemandRequest, RequestStatus, Vm
 from corral.domain.states import VmState
+from corral.runner import Priority, QueueFull
 
 if TYPE_CHECKING:
     from corral.pools.manager import PoolManager
@@ -45,7 +46,7 @@ class OndemandQueue:
         self.clone_limit = clone_limit
         self.ttl_s = ttl_s
         self.lifetime_auth_s = lifetime_auth_s
-        self.inflight: set[str] = set()  # names of on-demand VMs whose create call is under way
+        self.inflight: set[str] = set()  # names of on-demand VMs queued in the runner or being created
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
@@ -53,7 +54,18 @@ class OndemandQueue:
 
     # -- the API side ------------------------------------------------------------------------
     def submit(self, request: OndemandRequest) -> bool:
-        """Record a request and start building it; False if its id is taken."""
+        """Record a request and start building it; False if its id is taken.
+
+        Raises :class:`~corral.runner.QueueFull` (nothing recorded) when the runner has no room
+        for its VMs.
+        """
+        wanted = sum(line.count for line in request.requested)
+        room = self.manager.runner.room(Priority.ONDEMAND)
+        if wanted > room:
+            self.manager.runner.queue.refused += 1
+            raise QueueFull(f"too much work queued to take this request: it asks for {wanted} VMs and the "
+                            f"runner has room for {room} ({len(self.manager.runner.queue)} of "
+                            f"{self.manager.runner.queue.limit} waiting); try again later")
         if not self.store.add_request(request):
             return False
         log.info("on-demand request", extra={"request": request.id, "user": request.user,
@@ -92,6 +104,9 @@ class OndemandQueue:
         wanted: list[tuple[str, str]] = []
         for request in self.store.list_requests((RequestStatus.PENDING,)):
             have = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in LIVE_STATES)
+            queued = self.manager.runner.works(lambda w: w.request_id == request.id and not w.recorded) \
+                if self.manager.runner.waiting_for_request(request.id) else []
+            have.update(w.spec.pool for w in queued)
             for pool, count in needed(request).items():
                 if pool not in self.manager.pools or self.manager.backing_off(pool):
                     continue
@@ -145,6 +160,10 @@ class OndemandQueue:
                 self._destroy_vms(request.id, f"on-demand request {request.status}")
 
     def _destroy_vms(self, request_id: str, reason: str) -> None:
+        runner = self.manager.runner
+        if runner.waiting_for_request(request_id):  # not created yet: never will be
+            for work in runner.cancel(runner.works(lambda w: w.request_id == request_id and not w.recorded)):
+                self.inflight.discard(work.name)
         for vm in self.store.request_vms(request_id):
             if vm.state in LIVE_STATES and vm.name not in self.manager._inflight:
                 self.manager.spawn(self.manager.destroy(vm, reason=reason), f"destroy-{vm.name}")

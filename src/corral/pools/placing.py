@@ -79,8 +79,12 @@ class Placer:
         repo = self.inventory[provider].repo
         return {p.name: Counter(vm.host for vm in repo.vms_in(p.name)) for p in pools if p.max_per_host}
 
-    def place(self, provider: str, wanted: list[tuple[str, Pool]]) -> list[Placed]:
-        """Hosts for new VMs (name, pool), in order; each is reserved until the inventory shows it."""
+    def place(self, provider: str, wanted: list[tuple[str, Pool]],
+              excludes: Mapping[str, frozenset[str]] | None = None) -> list[Placed]:
+        """Hosts for VMs (name, pool), in order; each is reserved until the inventory shows it there.
+
+        ``excludes`` names, per VM, hosts it must not go to (hosts that failed it, a dead host).
+        """
         self.settle(provider)
         demands: dict[str, Demand] = {}
         requests = []
@@ -88,7 +92,8 @@ class Placer:
             demand = demands.get(pool.name)
             if demand is None:
                 demand = demands[pool.name] = self.demand(pool)
-            requests.append(Request(name, demand))
+            avoid = excludes.get(name) if excludes else None
+            requests.append(Request(name, demand, avoid) if avoid else Request(name, demand))
         pools = list({pool.name: pool for _, pool in wanted}.values())
         scheduler = self.schedulers[provider]
         placements = scheduler.place(self.inventory[provider].hosts(), requests,

@@ -4,8 +4,9 @@
 - a ready VM powered off behind corral's back is destroyed and replaced;
 - a VM that vanished from the provider is recorded completed and finished off;
 - a VM moved by someone else gets its new host recorded;
-- a host declared down loses the ready and pending pool VMs on it, and the pools refill
-  elsewhere (running VMs belong to their users and are left alone).
+- a host declared down loses the ready and pending VMs on it, and the pools (and on-demand
+  requests) get new ones elsewhere; checked-out VMs of HA pools are restarted on another host
+  at the runner's top priority, other checked-out VMs are left to their users.
 
 After an overflow of its queue the manager resyncs: it compares the store with the
 repository, which is exactly what it would have learnt from the events it missed.
@@ -69,19 +70,28 @@ class Reactions:
         m.spawn(m.destroy(record, reason="vanished at the provider"), f"destroy-{name}")
 
     def host_down(self, event: HostDown) -> None:
+        """Drop the ready and pending VMs on a dead host (refill replaces them); restart the
+        checked-out VMs of HA pools elsewhere, at the runner's top priority."""
         m = self.manager
         names = [vm.name for vm in m.inventory[event.provider].repo.vms_on(event.host)]
         dropped = 0
+        restarts = []
         for name in names:
             record = m.store.get_vm(name)
-            if (record is None or record.request_id is not None or m.busy(name)
-                    or record.state not in (VmState.READY, VmState.PENDING)):
+            if record is None or m.busy(name):
                 continue
-            dropped += 1
-            m.spawn(m.destroy(record, reason=f"host {event.host} down"), f"destroy-{name}")
+            if record.state in (VmState.READY, VmState.PENDING):
+                dropped += 1
+                m.spawn(m.destroy(record, reason=f"host {event.host} down"), f"destroy-{name}")
+            elif record.state is VmState.RUNNING and record.host == event.host:
+                pool = m.pools.get(record.pool)
+                if pool is not None and pool.ha:
+                    restarts.append(m.creator.restart(record, pool, event.host))
+        if restarts:
+            m.runner.submit(restarts)
         self.host_drops += dropped
         log.warning("host down", extra={"provider": event.provider, "host": event.host, "reason": event.reason,
-                                        "dropped": dropped})
+                                        "dropped": dropped, "ha_restarts": len(restarts)})
 
     async def resync(self) -> None:
         from corral.pools.recovery import recover

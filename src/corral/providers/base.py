@@ -134,7 +134,7 @@ class InventoryUpdate:
 
 @dataclass(frozen=True, slots=True)
 class CreateResult:
-    """The outcome of creating one VM in a bulk call."""
+    """The outcome of creating (or starting) one VM in a bulk call."""
 
     name: str
     ok: bool
@@ -147,6 +147,10 @@ class Provider(Protocol):
     """What corral needs from a virtualization backend."""
 
     name: str
+    #: True when ``create_vms``/``start_vms`` with many VMs is one real call to the endpoint;
+    #: False when the endpoint has no bulk call (the runner then sends one VM per call,
+    #: concurrently).
+    bulk_calls: bool
 
     async def connect(self) -> None:
         """Open the (single, shared) session. Idempotent."""
@@ -169,6 +173,16 @@ class Provider(Protocol):
         One result per spec, in order. A failure of one VM does not fail the others.
         Raises :class:`HostUnavailable` when the host cannot take VMs at all, and
         :class:`ProviderError` when the whole call failed (then none was created).
+        """
+
+    async def start_vms(self, host: str, names: list[str]) -> list[CreateResult]:
+        """Start existing VMs whose host failed, on ``host`` (an HA restart: disks are on shared storage).
+
+        One result per name, in order. A failure of one VM does not fail the others. A VM
+        still powered on on a host that is up is refused (not retryable; the error names the
+        VM and its host), and a VM that does not exist gives a not-retryable result naming it.
+        Raises :class:`HostUnavailable` when ``host`` cannot take VMs, and
+        :class:`ProviderError` when the whole call failed (then none was started).
         """
 
     async def destroy_vm(self, name: str) -> None:

@@ -34,6 +34,9 @@ class Store(Protocol):
         A destroyed VM of the same name is replaced.
         """
 
+    def add_vms(self, vms: list[Vm]) -> None:
+        """Record several new VMs in one transaction: all of them, or (on :class:`StoreError`) none."""
+
     def get_vm(self, name: str) -> Vm | None: ...
 
     def list_vms(

@@ -217,6 +217,17 @@ class SqliteStore(SqliteMeta):
         if added != 1:
             raise StoreError(f"VM {vm.name!r} already exists in an active state")
 
+    def add_vms(self, vms: list[Vm]) -> None:
+        if len(vms) <= 1:
+            for vm in vms:
+                self.add_vm(vm)
+            return
+        rows = [[_encode(c, getattr(vm, c)) for c in COLUMNS] for vm in vms]
+        with self._session as conn, _immediate(conn):
+            for vm, params in zip(vms, rows, strict=True):
+                if conn.execute(ADD_SQL, params).rowcount != 1:
+                    raise StoreError(f"VM {vm.name!r} already exists in an active state")  # rolls back
+
     def get_vm(self, name: str) -> Vm | None:
         return self._one(GET_SQL, (name,))
 

@@ -25,6 +25,12 @@ The model
     ``template_info`` reports that, but the simulator does not enforce it on create or
     migrate; compatibility is the scheduler's business.
     A created or powered-on VM's guest becomes ready ``latency.boot`` seconds later.
+    ``start_vms`` restarts VMs whose host failed on another host, as HA does (their disks are
+    on shared storage): a call costs ``start_call``, then ``start_per_vm`` per round of
+    ``host_clone_slots`` VMs; each VM moves, powers on and boots again. A VM still powered on
+    on a host that is up is refused. ``bulk_calls`` is what the provider reports about its
+    endpoint (whether many VMs per call is one real call); the simulator itself takes many
+    VMs per call either way.
     A VM keeps the disks added to it (``add_disk``, sizes only) and named snapshots; a
     snapshot holds the disks and the run state, so reverting restores both (a guest that
     was ready is ready at once, one that was booting boots again).
@@ -39,9 +45,11 @@ Failures
     ``failure_rates`` make single VM creates, boots, destroys, migrations, disk adds,
     snapshots and reverts fail at random (``seed`` makes that repeatable). Tests inject
     failures on purpose with the hooks ``fail_next``, ``stall``, ``set_host_down``,
-    ``set_host_maintenance``, ``set_host_health`` and ``inject_vm``, and read ``vm_disks`` /
-    ``vm_snapshots``; ``calls`` counts calls per method, for "provider calls per VM" in
-    benchmarks.
+    ``set_host_maintenance``, ``set_host_health``, ``fail_on_host`` (every VM created or
+    started on that host fails, retryably, while the call succeeds) and ``inject_vm``, and
+    read ``vm_disks`` / ``vm_snapshots``; ``calls`` counts calls per method, for "provider
+    calls per VM" in benchmarks, and ``call_log`` keeps the last create and start calls
+    (``SimCall``: operation, host, VM names, when it was dispatched).
 
 The change feed
     Every change to a VM or host appends to a bounded log (``feed.py``); ``wait_for_updates``
@@ -55,6 +63,7 @@ Persistence
     wall-clock deadline.
 """
 
+from corral.providers.sim.call_log import SimCall
 from corral.providers.sim.provider import SimProvider
 from corral.providers.sim.settings import (
     SimFailureRates,
@@ -66,6 +75,7 @@ from corral.providers.sim.settings import (
 )
 
 __all__ = [
+    "SimCall",
     "SimFailureRates",
     "SimHostOverride",
     "SimHostSettings",

@@ -1,4 +1,4 @@
-"""Failures and stalls that tests inject into the simulator's calls."""
+"""Failures and stalls that tests inject into the simulator's calls, and hosts that fail VMs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from corral.providers.base import ProviderError
 #: The operations hooks can name, and the provider methods each covers.
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "create": ("create_vms",),
+    "start": ("start_vms",),
     "destroy": ("destroy_vm",),
     "migrate": ("migrate_vm",),
     "power": ("power_on", "power_off"),
@@ -30,11 +31,12 @@ def _known(op: str) -> str:
 
 
 class Faults:
-    """Pending injected failures and stalls, per operation."""
+    """Pending injected failures and stalls, per operation, and the hosts that fail every VM put on them."""
 
     def __init__(self) -> None:
         self._failures: Counter[str] = Counter()
         self._stalls: dict[str, float] = {}
+        self._failing_hosts: set[str] = set()
 
     def fail_next(self, op: str, count: int = 1) -> None:
         self._failures[_known(op)] += count
@@ -52,3 +54,13 @@ class Faults:
         if self._failures[op] > 0:
             self._failures[op] -= 1
             raise ProviderError("injected failure")
+
+    def fail_on_host(self, host: str, failing: bool) -> None:
+        if failing:
+            self._failing_hosts.add(host)
+        else:
+            self._failing_hosts.discard(host)
+
+    def host_failure(self, host: str) -> str | None:
+        """The error for a VM put on ``host``, or None when the host does not fail VMs."""
+        return f"simulated failure on host {host!r}" if host in self._failing_hosts else None

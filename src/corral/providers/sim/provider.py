@@ -6,8 +6,8 @@ import asyncio
 import math
 import random
 import time
-from collections import Counter
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from corral.domain.models import VmSpec
@@ -19,6 +19,7 @@ from corral.providers.base import (
     ProviderVm,
     TemplateInfo,
 )
+from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
 from corral.providers.sim.feed import ChangeFeed
 from corral.providers.sim.settings import SimSettings
@@ -34,19 +35,23 @@ class SimProvider:
 
     Calls need :meth:`connect` first. A VM's host must be up to power it on or off, add a
     disk, snapshot or revert it, and a migration's target host must be up; a VM can be
-    destroyed wherever it is.
+    destroyed wherever it is. :attr:`bulk_calls` is the ``bulk_calls`` setting; the
+    simulator takes many VMs per create or start call either way.
 
     Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
-    :meth:`set_host_maintenance`, :meth:`set_host_health`, :meth:`set_guest_ready`,
-    :meth:`inject_vm`, the read accessors :meth:`vm_disks` and :meth:`vm_snapshots`; and
-    :attr:`calls`, a counter of calls per public method name, with
-    :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit.
+    :meth:`set_host_maintenance`, :meth:`set_host_health`, :meth:`fail_on_host`,
+    :meth:`set_guest_ready`, :meth:`inject_vm`, the read accessors :meth:`vm_disks` and
+    :meth:`vm_snapshots`; :attr:`calls`, a counter of calls per public method name, with
+    :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit; and
+    :attr:`call_log`, the last create and start calls as :class:`SimCall` records.
     """
 
     def __init__(self, name: str, settings: SimSettings | None = None) -> None:
         self.name = name
         self.settings = settings if settings is not None else SimSettings()
+        self.bulk_calls = self.settings.bulk_calls
         self.calls: Counter[str] = Counter()
+        self.call_log: deque[SimCall] = deque(maxlen=CALL_LOG_SIZE)  # create/start calls, oldest first
         self.in_flight = 0  # calls holding one of the `concurrency` slots now
         self.peak_in_flight = 0  # the most that ever did at once
         self._cluster = SimCluster(self.settings.host_settings(), self.settings.vm_cpu_load)
@@ -164,7 +169,7 @@ class SimProvider:
 
     async def create_vms(self, host: str, specs: list[VmSpec]) -> list[CreateResult]:
         """Create, power on and start booting ``specs`` on ``host``; sized by their template."""
-        async with self._call("create_vms", "create"):
+        async with self._call("create_vms", "create", on_host=host, names=[spec.name for spec in specs]):
             self._cluster.target_host(host)
             latency = self.settings.latency
             rounds = math.ceil(len(specs) / self.settings.host_clone_slots)
@@ -175,6 +180,29 @@ class SimProvider:
             self._persist(created)
             if created:
                 self._feed.touch_vms([vm.name for vm in created])
+                self._feed.touch("host", host)
+            return results
+
+    async def start_vms(self, host: str, names: list[str]) -> list[CreateResult]:
+        """Start existing VMs on ``host`` after their host failed: move each there, power it on, boot it.
+
+        A VM still powered on on a host that is up is refused, a missing VM fails; neither is
+        retryable. A VM powered on on a host that is down boots again from scratch.
+        """
+        async with self._call("start_vms", "start", on_host=host, names=names):
+            self._cluster.target_host(host)
+            latency = self.settings.latency
+            rounds = math.ceil(len(names) / self.settings.host_clone_slots)
+            await self._pause(latency.start_call + latency.start_per_vm * rounds)
+            self._cluster.target_host(host)  # it may have gone down meanwhile
+            sources: dict[str, None] = {}  # the hosts the started VMs came from, in order
+            results = [self._start_one(host, name, sources) for name in names]
+            started = [self._cluster.vms[result.name] for result in results if result.ok]
+            self._persist(started)
+            if started:
+                self._feed.touch_vms([vm.name for vm in started])
+                for source in sources:
+                    self._feed.touch("host", source)
                 self._feed.touch("host", host)
             return results
 
@@ -273,7 +301,7 @@ class SimProvider:
     def fail_next(self, op: str, count: int = 1) -> None:
         """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
 
-        ``op`` is one of ``create``, ``destroy``, ``migrate``, ``power``, ``disk``,
+        ``op`` is one of ``create``, ``start``, ``destroy``, ``migrate``, ``power``, ``disk``,
         ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``template_info``,
         ``wait_for_updates``.
         """
@@ -319,6 +347,15 @@ class SimProvider:
         target.health = health
         target.config_issues = config_issues
         self._feed.touch("host", host)
+
+    def fail_on_host(self, host: str, failing: bool = True) -> None:
+        """While set, every VM that create_vms or start_vms puts on ``host`` fails, retryably.
+
+        The call itself succeeds; those VMs are not created or moved. Raises
+        :class:`~corral.providers.base.HostUnavailable` for a host that does not exist.
+        """
+        self._cluster.host(host)
+        self._faults.fail_on_host(host, failing)
 
     def set_guest_ready(self, name: str, ready: bool) -> None:
         """Flip a powered-on VM's guest between booted and not (a guest crash, a hung boot).
@@ -366,11 +403,19 @@ class SimProvider:
     # -- inside ----------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _call(self, method: str, op: str) -> AsyncIterator[None]:
-        """Count the call, hold a concurrency slot for it, and apply injected faults."""
+    async def _call(
+        self, method: str, op: str, *, on_host: str | None = None, names: Sequence[str] = ()
+    ) -> AsyncIterator[None]:
+        """Count the call, hold a concurrency slot for it, and apply injected faults.
+
+        A bulk call (``on_host`` given, with the VM ``names``) goes into :attr:`call_log`
+        once it has its slot.
+        """
         self.calls[method] += 1
         self._require_open()
         async with self._slots:
+            if on_host is not None:
+                self.call_log.append(SimCall(op, on_host, tuple(names), time.monotonic()))
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
@@ -438,6 +483,9 @@ class SimProvider:
         sizing = self.settings.template(spec.template)
         if sizing is None:
             return CreateResult(spec.name, ok=False, error=f"template {spec.template!r} not found", retryable=False)
+        host_failure = self._faults.host_failure(host)
+        if host_failure is not None:
+            return CreateResult(spec.name, ok=False, error=host_failure)
         if self._chance(self.settings.failure_rates.create):
             return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}")
         vm = SimVm(
@@ -453,6 +501,26 @@ class SimProvider:
         self._cluster.add(vm)
         self._start_boot(vm)
         return CreateResult(spec.name, ok=True)
+
+    def _start_one(self, host: str, name: str, sources: dict[str, None]) -> CreateResult:
+        """Move one VM to ``host`` and boot it there; add the host it left to ``sources``."""
+        vm = self._cluster.vms.get(name)
+        if vm is None:
+            return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False)
+        current = self._cluster.hosts.get(vm.host)
+        if vm.powered_on and current is not None and current.up:
+            error = f"VM {name!r} is still powered on on host {vm.host!r}, which is up"
+            return CreateResult(name, ok=False, error=error, retryable=False)
+        host_failure = self._faults.host_failure(host)
+        if host_failure is not None:
+            return CreateResult(name, ok=False, error=host_failure)
+        if vm.host != host:
+            if current is not None:  # not a host dropped from the settings since (a state file's VM)
+                sources[vm.host] = None
+            self._cluster.move(vm, host)
+        self._cluster.set_power(vm, True)
+        self._start_boot(vm)
+        return CreateResult(name, ok=True)
 
     async def _set_power(self, method: str, name: str, *, on: bool) -> None:
         async with self._call(method, "power"):

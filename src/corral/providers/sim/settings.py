@@ -70,6 +70,8 @@ class SimLatency(_SimModel):
 
     create_call: Seconds = 0.5  # fixed cost of one create_vms call
     create_per_vm: Seconds = 2.0  # one clone; a host runs ``host_clone_slots`` clones side by side
+    start_call: Seconds = 0.5  # fixed cost of one start_vms call (an HA restart)
+    start_per_vm: Seconds = 0.5  # one start; a host runs ``host_clone_slots`` of them side by side
     boot: Seconds = 10.0  # from create (or power on) until the guest is ready
     destroy: Seconds = 1.0
     migrate: Seconds = 5.0
@@ -122,6 +124,7 @@ class SimSettings(_SimModel):
     jitter: Probability = 0.0
     failure_rates: SimFailureRates = Field(default_factory=SimFailureRates)
     concurrency: int = Field(8, ge=1)
+    bulk_calls: bool = True  # what the provider reports: many VMs per create/start call is one call
     host_clone_slots: int = Field(8, ge=1)
     vm_cpu_load: float = Field(0.25, ge=0)
     state_file: str | None = None

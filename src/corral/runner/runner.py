@@ -1,0 +1,414 @@
+"""The central runner: every VM corral creates or starts goes through here.
+
+A loop takes works from the priority queue (:mod:`corral.runner.queue`) after a short
+aggregation window, so that works arriving together are placed together: one bulk placement
+per provider, grouped by host, and one provider call per host and kind of work (one call per
+VM where the provider has no bulk call). Calls wait for slots in the :class:`Gate` (the global
+``task_limit`` and the per-host limit), most urgent first, and run in parallel.
+
+A failed VM is placed again on a host it has not tried, after a backoff, as a rerun, until
+``max_tries``; an error the provider calls permanent is final at once. What the runner does
+not know about, the pool manager does: it is told through a :class:`RunnerClient` (record
+the intent before a call, then the outcome).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from corral.providers.base import CreateResult, Provider, ProviderError
+from corral.runner.gate import Gate
+from corral.runner.queue import WorkQueue
+from corral.runner.work import Op, Priority, QueueFull, Work
+
+log = logging.getLogger("corral.runner")
+
+
+@dataclass(slots=True)
+class RunnerSettings:
+    window_s: float = 0.1  # aggregation window: works arriving within it are placed together
+    batch_size: int = 1000  # a batch this big is taken at once, without waiting out the window
+    task_limit: int = 10  # provider calls in flight at once, over every host and provider
+    host_limit: int = 4  # provider calls in flight at once on one host
+    queue_limit: int = 10_000  # works waiting at most (beyond it: QueueFull)
+    refill_share: float = 0.5  # pool refills may fill this share of the queue; the rest is kept for requests
+    max_tries: int = 3  # attempts per VM, on different hosts
+    retry_delay_s: float = 1.0  # backoff before the first rerun; doubled for each later one
+    retry_delay_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.window_s < 0 or self.batch_size < 1 or self.max_tries < 1 or not 0 < self.refill_share <= 1:
+            raise ValueError("window_s >= 0, batch_size >= 1, max_tries >= 1 and 0 < refill_share <= 1 are needed")
+
+    def backoff(self, tries: int) -> float:
+        return min(self.retry_delay_s * 2 ** max(tries - 1, 0), self.retry_delay_max_s)
+
+
+class Placing(Protocol):
+    """What the runner needs of the placer (:class:`corral.pools.placing.Placer`)."""
+
+    def place(self, provider: str, wanted: list[tuple[str, Any]],
+              excludes: Mapping[str, frozenset[str]] | None = None) -> list[Any]: ...
+
+    def release(self, provider: str, name: str) -> None: ...
+
+
+class RunnerClient(Protocol):
+    """The pool manager's side of the runner."""
+
+    def record(self, works: list[Work], host: str) -> list[Work]:
+        """``works`` are about to go to ``host``: record the intent; return those still wanted."""
+
+    def done(self, work: Work, host: str, seconds: float) -> None:
+        """The VM was created (or started) on ``host``; the call took ``seconds``."""
+
+    def retrying(self, work: Work, host: str | None, error: str) -> None:
+        """A try failed (on ``host``, or no host could take it); the work waits for another."""
+
+    def failed(self, work: Work, error: str) -> None:
+        """The work failed for good; ``error`` says why."""
+
+    def dropped(self, work: Work, why: str) -> None:
+        """A new VM no host could take now: given up without a try (refill asks again later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One provider call as sent: to ``host``, for ``names``, each of class ``classes[i]``."""
+
+    at: float  # monotonic seconds
+    op: Op
+    provider: str
+    host: str
+    names: tuple[str, ...]
+    classes: tuple[Priority, ...]
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    submitted: int = 0
+    batches: int = 0
+    calls: int = 0
+    vms_sent: int = 0
+    created: int = 0
+    started: int = 0  # HA restarts done
+    reruns: int = 0  # failed tries queued again
+    failed: int = 0  # works that failed for good
+    permanent: int = 0  # of those, failed at once by an error that retrying cannot fix
+    unplaced: int = 0  # new VMs dropped because no host could take them
+    cancelled: int = 0
+    per_class: Counter[str] = field(default_factory=Counter)  # VMs sent, by class
+
+
+class Runner:
+    def __init__(self, providers: Mapping[str, Provider], placer: Placing, client: RunnerClient,
+                 settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.providers = providers
+        self.placer = placer
+        self.client = client
+        self.settings = s = settings or RunnerSettings()
+        self.clock = clock
+        self.queue = WorkQueue(s.queue_limit)
+        self.gate = Gate(s.task_limit, s.host_limit)
+        self.stats = RunnerStats()
+        self.log: deque[Dispatch] = deque(maxlen=10_000)
+        self.held: dict[str, Work] = {}  # every work accepted and not finished, by VM name
+        self._new_by_pool: Counter[str] = Counter()  # creates accepted and not recorded yet
+        self._new_by_request: Counter[str] = Counter()
+        self._arrived = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    # -- life ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._run(), name="runner")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop, *self._calls) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loop = None
+
+    # -- taking work -----------------------------------------------------------------------------
+    def room(self, priority: Priority) -> int:
+        """How many more works of class ``priority`` the queue takes now."""
+        share = self.settings.refill_share if priority is Priority.REFILL else 1.0
+        return self.queue.room(share)
+
+    def submit(self, works: Iterable[Work]) -> None:
+        """Queue ``works`` (all or none). New refills and on-demand VMs count against the bound
+        (:class:`QueueFull` when they do not fit); HA restarts do not, users hold those VMs."""
+        works = [w for w in works if w.name not in self.held]
+        refills = sum(1 for w in works if w.priority is Priority.REFILL)
+        bounded = refills + sum(1 for w in works if w.priority is Priority.ONDEMAND)
+        if bounded > self.room(Priority.ONDEMAND) or refills > self.room(Priority.REFILL):
+            self.queue.refused += bounded
+            raise QueueFull(f"the runner's queue is full: {bounded} VMs asked for, room for "
+                            f"{self.room(Priority.ONDEMAND)} ({len(self.queue)} of {self.queue.limit} waiting "
+                            "to be created or started); try again later")
+        now = self.clock()
+        for work in works:
+            self.queue.put(work, now, over_limit=True)
+            self.held[work.name] = work
+            if work.op is Op.CREATE and not work.recorded:
+                self._count_new(work, +1)
+        self.stats.submitted += len(works)
+        if works:
+            self._arrived.set()
+
+    def _count_new(self, work: Work, sign: int) -> None:
+        if work.request_id is None:
+            self._new_by_pool[work.pool.name] += sign
+        else:
+            self._new_by_request[work.request_id] += sign
+
+    def holds(self, name: str) -> bool:
+        """True while a work for VM ``name`` is queued, placed or in flight."""
+        return name in self.held
+
+    def waiting(self, pool: str) -> int:
+        """New stock VMs of ``pool`` (not on-demand ones) accepted and not recorded in the store yet."""
+        return self._new_by_pool[pool]
+
+    def waiting_for_request(self, request_id: str) -> int:
+        return self._new_by_request[request_id]
+
+    def works(self, predicate: Callable[[Work], bool]) -> list[Work]:
+        return [w for w in self.held.values() if predicate(w)]
+
+    def cancel(self, works: Iterable[Work]) -> list[Work]:
+        """Drop ``works`` that have not been sent yet; returns those dropped.
+
+        A work already sent cannot be called back: its outcome arrives as usual.
+        """
+        dropped = []
+        for work in works:
+            if work.cancelled or self.held.get(work.name) is not work or work.sent:
+                continue
+            self.queue.cancel([work])
+            self._forget(work)
+            dropped.append(work)
+        self.stats.cancelled += len(dropped)
+        return dropped
+
+    def _forget(self, work: Work) -> None:
+        if self.held.get(work.name) is work:
+            del self.held[work.name]
+            if work.op is Op.CREATE and not work.recorded:
+                self._count_new(work, -1)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        s = self.settings
+        while True:
+            self._arrived.clear()
+            now = self.clock()
+            due = self.queue.due(now)
+            if due == 0:
+                upcoming = self.queue.next_due()
+                await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
+                continue
+            oldest = self.queue.oldest_arrival(now)
+            if due < s.batch_size and oldest is not None and now - oldest < s.window_s:
+                await _wait(self._arrived, s.window_s - (now - oldest))
+                continue
+            await self.gate.wait_below(s.task_limit)  # take work only when a call can go soon
+            batch = self.queue.take(s.batch_size, self.clock(), self._intake())
+            if batch:
+                try:
+                    self._dispatch(batch)
+                except Exception:  # keep the loop alive; the works are failed, not lost
+                    log.exception("dispatch failed")
+                    for work in batch:
+                        if self.held.get(work.name) is work and not work.sent:
+                            self._forget(work)
+                            self.client.failed(work, "internal error while placing")
+
+    def _intake(self) -> Callable[[Work], bool]:
+        """Admit works of providers without a bulk call only as far as call slots are free."""
+        free = max(self.settings.task_limit - self.gate.outstanding, 1)
+        single: Counter[str] = Counter()
+
+        def accept(work: Work) -> bool:
+            provider = self.providers.get(work.provider)
+            if provider is None or getattr(provider, "bulk_calls", False):
+                return True
+            if single[work.provider] >= free:
+                return False
+            single[work.provider] += 1
+            return True
+
+        return accept
+
+    def _dispatch(self, batch: list[Work]) -> None:
+        self.stats.batches += 1
+        by_provider: dict[str, list[Work]] = {}
+        for work in batch:
+            by_provider.setdefault(work.provider, []).append(work)
+        calls: list[tuple[tuple[int, int, int], str, str, Op, list[Work]]] = []
+        for provider_name, works in by_provider.items():
+            if provider_name not in self.providers:
+                for work in works:
+                    self._finish(work, f"provider {provider_name!r} is not configured", retryable=False)
+                continue
+            excludes = {w.name: w.avoid() for w in works if w.exclude or w.tried}
+            placed = self.placer.place(provider_name, [(w.name, w.pool) for w in works], excludes or None)
+            groups: dict[tuple[str, Op, Priority], list[Work]] = {}
+            for work, where in zip(works, placed, strict=True):
+                if where.host is None:
+                    self._unplaced(work, where.why or "no host can take it")
+                else:
+                    groups.setdefault((where.host, work.op, work.priority), []).append(work)
+            bulk = getattr(self.providers[provider_name], "bulk_calls", False)
+            for (host, op, _), works_here in groups.items():
+                for call in ([works_here] if bulk else [[w] for w in works_here]):
+                    calls.append((min(w.key() for w in call), provider_name, host, op, call))
+        calls.sort(key=lambda c: c[0])
+        for key, provider_name, host, op, call in calls:
+            task = asyncio.create_task(self._send(key, provider_name, host, op, call), name=f"{op.value}-{host}")
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    def _unplaced(self, work: Work, why: str) -> None:
+        if work.op is Op.START or work.recorded:
+            work.tries += 1  # an HA restart or a rerun keeps trying for a while: hosts may come back
+            self._retry_or_fail(work, None, why, retryable=True)
+        else:
+            self.stats.unplaced += 1
+            self._forget(work)
+            self.client.dropped(work, why)
+
+    async def _send(self, key: tuple[int, int, int], provider_name: str, host: str, op: Op, works: list[Work]) -> None:
+        gate_key = (provider_name, host)
+        await self.gate.acquire(gate_key, key)
+        try:
+            live = []
+            for work in works:
+                if work.cancelled or self.held.get(work.name) is not work:
+                    self.placer.release(provider_name, work.name)
+                else:
+                    live.append(work)
+            if live:
+                wanted = self.client.record(live, host)
+                kept = {id(w) for w in wanted}
+                for work in live:
+                    if id(work) not in kept:
+                        self.placer.release(provider_name, work.name)
+                        self._forget(work)
+                if wanted:
+                    await self._call(provider_name, host, op, wanted)
+        finally:
+            self.gate.release(gate_key)
+
+    async def _call(self, provider_name: str, host: str, op: Op, works: list[Work]) -> None:
+        for work in works:
+            if work.op is Op.CREATE and not work.recorded:
+                work.recorded = True
+                self._count_new(work, -1)
+            work.sent = True
+            work.tries += 1
+            self.stats.per_class[work.priority.label] += 1
+        self.log.append(Dispatch(self.clock(), op, provider_name, host, tuple(w.name for w in works),
+                                 tuple(w.priority for w in works)))
+        self.stats.calls += 1
+        self.stats.vms_sent += len(works)
+        provider = self.providers[provider_name]
+        started = self.clock()
+        try:
+            if op is Op.CREATE:
+                results = await provider.create_vms(host, [w.spec for w in works])
+            else:
+                results = await provider.start_vms(host, [w.name for w in works])
+        except ProviderError as exc:
+            results = [CreateResult(w.name, ok=False, error=str(exc), retryable=exc.retryable) for w in works]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a provider bug: treat as a failed call, keep the runner going
+            log.exception("provider call raised", extra={"provider": provider_name, "host": host})
+            results = [CreateResult(w.name, ok=False, error=f"provider error: {type(exc).__name__}") for w in works]
+        seconds = self.clock() - started
+        outcome = {r.name: r for r in results}
+        for work in works:
+            work.sent = False
+            result = outcome.get(work.name) or CreateResult(work.name, ok=False, error="the provider returned no result")
+            if result.ok:
+                self._forget(work)
+                if op is Op.CREATE:
+                    self.stats.created += 1
+                else:
+                    self.stats.started += 1
+                self.client.done(work, host, seconds)
+            else:
+                self.placer.release(provider_name, work.name)
+                work.tried.add(host)
+                self._retry_or_fail(work, host, result.error or "failed", retryable=result.retryable)
+
+    def _retry_or_fail(self, work: Work, host: str | None, error: str, *, retryable: bool) -> None:
+        work.last_error = error
+        if work.cancelled:
+            self._forget(work)
+            self.client.failed(work, f"cancelled after: {error}")
+            return
+        if retryable and work.tries < self.settings.max_tries:
+            if work.op is Op.CREATE:
+                work.priority = Priority.RERUN
+            work.not_before = self.clock() + self.settings.backoff(work.tries)
+            self.queue.put(work, self.clock(), over_limit=True)
+            self.stats.reruns += 1
+            self._arrived.set()
+            self.client.retrying(work, host, error)
+            return
+        if retryable:
+            error = f"{error} (gave up after {work.tries} {'try' if work.tries == 1 else 'tries'})"
+        else:
+            self.stats.permanent += 1
+        self._finish(work, error, retryable=retryable)
+
+    def _finish(self, work: Work, error: str, *, retryable: bool) -> None:
+        self.stats.failed += 1
+        self._forget(work)
+        self.client.failed(work, error)
+
+    # -- views -------------------------------------------------------------------------------------
+    def view(self) -> dict[str, object]:
+        """For the status endpoint."""
+        s = self.stats
+        return {
+            "queued": len(self.queue),
+            "queued_by_class": {p.label: self.queue.by_class[p] for p in Priority},
+            "queue_limit": self.queue.limit,
+            "calls_in_flight": self.gate.in_flight,
+            "calls_waiting": self.gate.waiting,
+            "task_limit": self.settings.task_limit,
+            "host_limit": self.settings.host_limit,
+            "refused": self.queue.refused,
+            "calls": s.calls,
+            "vms_sent": s.vms_sent,
+            "created": s.created,
+            "restarted": s.started,
+            "reruns": s.reruns,
+            "failed": s.failed,
+            "permanent_failures": s.permanent,
+            "unplaced": s.unplaced,
+            "cancelled": s.cancelled,
+        }
+
+
+async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+    if timeout is None:
+        await event.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
