@@ -288,6 +288,44 @@ def bench_scheduler(
         raise typer.Exit(1)
 
 
+@bench_app.command("massrun")
+def bench_massrun(
+    time_scale: Annotated[Optional[float], typer.Option(help="Simulator time scale (1.0 = real seconds); "
+                                                             "default 0.1, 0.01 with --quick.")] = None,
+    serial_sample: Annotated[Optional[int], typer.Option(help="Serial one-VM create calls measured, then "
+                                                               "extrapolated to every VM; default 100, 10 with "
+                                                               "--quick; 1000 measures them all.")] = None,
+    repeats: Annotated[Optional[int], typer.Option(help="corral's mass run this many times, each on a fresh "
+                                                        "manager; the median counts. Default 3, 1 with --quick.")]
+    = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes (100 VMs, 200 HA VMs, 100 refills), "
+                                                        "for tests.")] = False,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """1,000 VMs created through the central runner against one call per VM and the physical
+    limit, and HA restarts after a host goes down, alone and with 1,000 refills queued."""
+    from corral.bench.massrun import MassRunSettings, run_massrun
+
+    settings = MassRunSettings.quick_settings() if quick else MassRunSettings()
+    if time_scale is not None:
+        settings.time_scale = time_scale
+    if serial_sample is not None:
+        settings.serial_sample = serial_sample
+    if repeats is not None:
+        settings.repeats = repeats
+    try:
+        settings.check()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = run_massrun(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
+    _bench_report(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -3,8 +3,9 @@
 vmpooler files are read as they are: Ruby-symbol keys (``:config:``, ``:pools:``) and plain
 keys alike, vmpooler's units (``timeout`` and ``ready_ttl`` in minutes, ``vm_lifetime`` in
 hours) and vmpooler's defaults. corral's own keys live beside them: ``:store:`` for the state
-store, ``:monitoring:`` for the live inventory, ``:scheduling:`` for placement,
-``provider_class: sim`` for the simulator, and a few settings under ``:config:``.
+store, ``:monitoring:`` for the live inventory, ``:scheduling:`` for placement, ``:runner:``
+for the queue that creates and restarts VMs, ``provider_class: sim`` for the simulator, and a
+few settings under ``:config:``.
 
 :func:`load_config` returns the model and a list of warnings (unknown keys); a bad file raises
 :class:`ConfigError` carrying every problem found, each naming the key path, the rule and
@@ -53,14 +54,13 @@ class GlobalSettings(_Section):
     known_unused = frozenset(
         {
             "logfile", "vm_checktime",
-            "max_tries", "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
+            "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
             "check_loop_delay_decay", "purge_unconfigured_folders",
             "purge_unconfigured_resources", "usage_stats",
             "extra_config", "create_folders",
             "create_template_delta_disks", "create_linked_clones", "manage_host_selection",
             "host_selection_max_age", "timeout_notification",
-            "max_vm_retries", "circuit_breaker_enabled", "circuit_breaker_failure_threshold",
-            "circuit_breaker_timeout", "circuit_breaker_half_open_attempts",
+            "max_vm_retries",
             "adaptive_timeout_enabled", "connection_pool_timeout_min",
             "connection_pool_timeout_max", "connection_pool_timeout_initial",
             "connection_pool_monitor_enabled", "connection_pool_monitor_interval",
@@ -82,6 +82,12 @@ class GlobalSettings(_Section):
         90, gt=0, le=100, description="percent of CPU or memory a host may reach with a new VM"
     )
     clone_target: str | None = Field(None, description="the cluster every pool clones into unless it names one")
+    max_tries: int = Field(3, ge=1, description="attempts to create (or HA-restart) one VM, each on another host")
+    # vmpooler's circuit breaker keys; corral keeps one breaker per host
+    circuit_breaker_enabled: bool = True
+    circuit_breaker_failure_threshold: int = Field(5, ge=1, description="VMs failed in a row that open a host's breaker")
+    circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its host")
+    circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes that close a half-open breaker")
     # corral's own keys
     check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
     ready_check_port: int = Field(22, ge=1, le=65535)
@@ -125,6 +131,22 @@ class MonitoringSettings(_Section):
     subscriber_queue: int = Field(10_000, ge=10, description="events one subscriber may hold before it resyncs")
     event_history: int = Field(1_000, ge=0, description="events kept for event-stream clients that reconnect")
     event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on /events")
+
+
+class RunnerConfig(_Section):
+    """corral's ``:runner:`` section: how VM creates and HA restarts are queued and sent."""
+
+    aggregation_window: float = Field(
+        0.1, ge=0, le=10, description="seconds works wait for others to be placed and sent together"
+    )
+    batch_size: int = Field(1000, ge=1, description="works taken at once; a full batch does not wait out the window")
+    host_task_limit: int = Field(4, ge=1, description="provider calls in flight at once on one host")
+    queue_limit: int = Field(10_000, ge=1, description="VMs waiting to be created or started at most")
+    refill_share: float = Field(
+        0.5, gt=0, le=1, description="share of the queue pool refills may fill; the rest is kept for requests"
+    )
+    retry_delay: float = Field(1.0, ge=0, description="seconds before the first rerun of a failed VM; doubled after")
+    retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries")
 
 
 SCHEDULING_FACTORS = ("cpu", "memory", "count", "pack")
@@ -199,6 +221,8 @@ class PoolSettings(_Section):
     anti_affinity: bool | int | None = Field(
         None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
     )
+    ha: bool = Field(False, description="restart checked-out VMs on another host when theirs goes down")
+    priority: int = Field(0, description="within a class of work, pools with a higher priority go first")
 
     @field_validator("anti_affinity", mode="before")
     @classmethod
@@ -289,6 +313,7 @@ class Config(_Section):
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
 
     @field_validator("tagfilter")
     @classmethod
@@ -333,6 +358,8 @@ class Config(_Section):
                     clone_target=p.clone_target or g.clone_target,
                     domain=p.domain or g.domain,
                     max_per_host=max_per_host(p.anti_affinity),
+                    ha=p.ha,
+                    priority=p.priority,
                 )
             )
         return pools

@@ -12,6 +12,8 @@ from corral.config import Config, ConfigError
 from corral.inventory import Inventory, MonitorSettings
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
+from corral.runner import RunnerSettings
+from corral.runner.breaker import BreakerSettings
 from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
 
@@ -93,7 +95,19 @@ def manager_settings(config: Config) -> ManagerSettings:
         rebalance_threshold=config.scheduling.rebalance_threshold,
         rebalance_sustain_s=config.scheduling.rebalance_sustain,
         rebalance_interval_s=config.scheduling.rebalance_interval,
+        runner=runner_settings(config),
     )
+
+
+def runner_settings(config: Config) -> RunnerSettings:
+    r, g = config.runner, config.config
+    return RunnerSettings(window_s=r.aggregation_window, batch_size=r.batch_size, task_limit=config.config.task_limit,
+                          host_limit=r.host_task_limit, queue_limit=r.queue_limit, refill_share=r.refill_share,
+                          max_tries=config.config.max_tries, retry_delay_s=r.retry_delay,
+                          retry_delay_max_s=r.retry_delay_max, breakers=BreakerSettings(
+                              enabled=g.circuit_breaker_enabled, failure_threshold=g.circuit_breaker_failure_threshold,
+                              timeout_s=g.circuit_breaker_timeout,
+                              half_open_attempts=g.circuit_breaker_half_open_attempts))
 
 
 def scheduler_settings(config: Config) -> SchedulerSettings:

@@ -31,7 +31,12 @@ def test_status_when_full_and_views(server):
     resp = server.client.get("/status")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling"}
+    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling", "runner"}
+    runner = body["runner"]
+    assert runner["queued"] == 0 and runner["calls_in_flight"] == 0 and runner["created"] >= 3
+    assert runner["calls"] >= 1 and runner["vms_sent"] == runner["created"] and runner["failed"] == 0
+    assert runner["queued_by_class"] == {"ha restart": 0, "rerun": 0, "ondemand": 0, "refill": 0}
+    assert runner["task_limit"] == 10 and runner["host_limit"] == 4 and runner["ha_restarts"] == 0
     scheduling = body["scheduling"]
     assert scheduling["policy"] == "even" and scheduling["placement_errors"] == {}
     assert scheduling["providers"]["sim"]["placed"] >= 3 and scheduling["providers"]["sim"]["unplaced"] == 0

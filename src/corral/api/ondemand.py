@@ -23,6 +23,7 @@ from corral.api.common import (
 )
 from corral.api.vms import split_by_weight, unknown_labels
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus
+from corral.runner import QueueFull
 
 
 async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> JSONResponse:
@@ -43,7 +44,11 @@ async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> 
              for pool, n in split_by_weight(service, label, count).items()]
     new = OndemandRequest(id=request_id, requested=lines, created_at=time.time(),
                           token=record.hash if record else None, user=record.user if record else None)
-    if not service.manager.ondemand.submit(new):
+    try:
+        submitted = service.manager.ondemand.submit(new)
+    except QueueFull as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}, message=str(exc)) from None
+    if not submitted:
         message = f"request_id '{request_id}' has already been created"
         raise ApiError(409, message, message=message, request_id=request_id)
     return respond({"ok": True, "request_id": request_id}, 201)

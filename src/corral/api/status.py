@@ -17,7 +17,7 @@ from corral.domain.models import RequestStatus
 from corral.domain.states import VmState
 from corral.runtime import Service
 
-STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling")
+STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner")
 DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
@@ -103,6 +103,10 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
         body["monitoring"] = _monitoring(service)
     if "scheduling" in wanted:
         body["scheduling"] = _scheduling(service)
+    if "runner" in wanted:
+        creator = manager.creator
+        body["runner"] = {**manager.runner.view(), "ha_restarts": creator.ha_restarts,
+                          "ha_failures": creator.ha_failures}
     body["status"] = status
     return dict(sorted(body.items()))
 

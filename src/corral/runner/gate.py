@@ -11,7 +11,7 @@ import asyncio
 import bisect
 import itertools
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 
@@ -24,7 +24,7 @@ class _Waiter:
 
 
 class Gate:
-    def __init__(self, task_limit: int, host_limit: int) -> None:
+    def __init__(self, task_limit: int, host_limit: int, on_free: Callable[[], None] | None = None) -> None:
         if task_limit < 1 or host_limit < 1:
             raise ValueError("task_limit and host_limit must be at least 1")
         self.task_limit = task_limit
@@ -35,6 +35,7 @@ class Gate:
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
         self._freed = asyncio.Event()
+        self._on_free = on_free  # told whenever a slot frees
 
     @property
     def waiting(self) -> int:
@@ -44,6 +45,15 @@ class Gate:
     def outstanding(self) -> int:
         """Calls in flight plus calls waiting for a slot."""
         return self.in_flight + len(self._waiters)
+
+    @property
+    def full(self) -> bool:
+        """No slot is free for a new call: every slot is taken or promised to a waiter."""
+        return self.outstanding >= self.task_limit
+
+    def least_urgent_waiting(self) -> tuple[int, ...] | None:
+        """The key of the least urgent call waiting for a slot; None when none waits."""
+        return self._waiters[-1].key if self._waiters else None
 
     def _room(self, host: Hashable) -> bool:
         return self.in_flight < self.task_limit and self.per_host[host] < self.host_limit
@@ -68,6 +78,8 @@ class Gate:
                 self.release(host)  # granted just as it was cancelled: give the slot back
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
+                self._grant()  # one promise fewer: others may go, and the intake may look again
+                self._notify()
             raise
 
     def release(self, host: Hashable) -> None:
@@ -76,7 +88,12 @@ class Gate:
         if self.per_host[host] <= 0:
             del self.per_host[host]
         self._grant()
+        self._notify()
+
+    def _notify(self) -> None:
         self._freed.set()
+        if self._on_free is not None:
+            self._on_free()
 
     def _grant(self) -> None:
         if not self._waiters:

@@ -85,14 +85,19 @@ class WorkQueue:
             heapq.heappop(self._delayed)
         return self._delayed[0][0] if self._delayed else None
 
-    def take(self, count: int, now: float, accept: Callable[[Work], bool] | None = None) -> list[Work]:
-        """Up to ``count`` due works, most urgent first. Works ``accept`` turns down stay queued."""
+    def take(self, count: int, now: float, accept: Callable[[Work], bool] | None = None,
+             before: Priority | None = None) -> list[Work]:
+        """Up to ``count`` due works, most urgent first; only classes more urgent than ``before``
+        if given. Works ``accept`` turns down stay queued (at most ``count`` are looked at and
+        turned down, so a call is O(count log n))."""
         self._promote(now)
         taken: list[Work] = []
         kept: list[tuple[tuple[int, int, int], Work]] = []
-        while self._ready and len(taken) < count:
+        while self._ready and len(taken) < count and len(kept) < count:
+            work = self._ready[0][1]
+            if not work.cancelled and before is not None and work.priority >= before:
+                break
             entry = heapq.heappop(self._ready)
-            work = entry[1]
             if work.cancelled:
                 continue
             if accept is not None and not accept(work):
@@ -105,6 +110,12 @@ class WorkQueue:
         for entry in kept:
             heapq.heappush(self._ready, entry)
         return taken
+
+    def most_urgent(self, now: float) -> Priority | None:
+        """The class of the most urgent due work; None when nothing is due."""
+        self._promote(now)
+        self._drop_cancelled_top()
+        return self._ready[0][1].priority if self._ready else None
 
     def cancel(self, works: Iterable[Work]) -> int:
         """Mark ``works`` cancelled; returns how many of them were queued (and are now dropped)."""

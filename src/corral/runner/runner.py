@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from corral.providers.base import CreateResult, Provider, ProviderError
+from corral.runner.breaker import BreakerSettings, HostBreakers
 from corral.runner.gate import Gate
 from corral.runner.queue import WorkQueue
 from corral.runner.work import Op, Priority, QueueFull, Work
@@ -42,6 +43,7 @@ class RunnerSettings:
     max_tries: int = 3  # attempts per VM, on different hosts
     retry_delay_s: float = 1.0  # backoff before the first rerun; doubled for each later one
     retry_delay_max_s: float = 60.0
+    breakers: BreakerSettings = field(default_factory=BreakerSettings)  # per host
 
     def __post_init__(self) -> None:
         if self.window_s < 0 or self.batch_size < 1 or self.max_tries < 1 or not 0 < self.refill_share <= 1:
@@ -116,13 +118,14 @@ class Runner:
         self.settings = s = settings or RunnerSettings()
         self.clock = clock
         self.queue = WorkQueue(s.queue_limit)
-        self.gate = Gate(s.task_limit, s.host_limit)
+        self._arrived = asyncio.Event()  # work came, a rerun is due, or a call slot freed
+        self.gate = Gate(s.task_limit, s.host_limit, on_free=self._arrived.set)
         self.stats = RunnerStats()
+        self.breakers = HostBreakers(s.breakers, clock)
         self.log: deque[Dispatch] = deque(maxlen=10_000)
         self.held: dict[str, Work] = {}  # every work accepted and not finished, by VM name
         self._new_by_pool: Counter[str] = Counter()  # creates accepted and not recorded yet
         self._new_by_request: Counter[str] = Counter()
-        self._arrived = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
 
@@ -223,8 +226,18 @@ class Runner:
             if due < s.batch_size and oldest is not None and now - oldest < s.window_s:
                 await _wait(self._arrived, s.window_s - (now - oldest))
                 continue
-            await self.gate.wait_below(s.task_limit)  # take work only when a call can go soon
-            batch = self.queue.take(s.batch_size, self.clock(), self._intake())
+            before = None
+            if self.gate.full:
+                # every call slot is taken: only work more urgent than some call still waiting
+                # for a slot may go ahead of it (the gate serves the most urgent first)
+                waiting = self.gate.least_urgent_waiting()
+                best = self.queue.most_urgent(now)
+                if waiting is None or best is None or best >= waiting[0]:
+                    upcoming = self.queue.next_due()  # a rerun due later may be more urgent
+                    await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
+                    continue
+                before = Priority(waiting[0])
+            batch = self.queue.take(s.batch_size, self.clock(), self._intake(), before)
             if batch:
                 try:
                     self._dispatch(batch)
@@ -262,7 +275,9 @@ class Runner:
                 for work in works:
                     self._finish(work, f"provider {provider_name!r} is not configured", retryable=False)
                 continue
-            excludes = {w.name: w.avoid() for w in works if w.exclude or w.tried}
+            broken = self.breakers.open_hosts(provider_name)
+            excludes = {w.name: (w.avoid() | broken) if w.exclude or w.tried else broken
+                        for w in works if w.exclude or w.tried or broken}
             placed = self.placer.place(provider_name, [(w.name, w.pool) for w in works], excludes or None)
             groups: dict[tuple[str, Op, Priority], list[Work]] = {}
             for work, where in zip(works, placed, strict=True):
@@ -325,6 +340,7 @@ class Runner:
         self.stats.vms_sent += len(works)
         provider = self.providers[provider_name]
         started = self.clock()
+        whole_call_failed = False
         try:
             if op is Op.CREATE:
                 results = await provider.create_vms(host, [w.spec for w in works])
@@ -332,17 +348,22 @@ class Runner:
                 results = await provider.start_vms(host, [w.name for w in works])
         except ProviderError as exc:
             results = [CreateResult(w.name, ok=False, error=str(exc), retryable=exc.retryable) for w in works]
+            whole_call_failed = True
+            if exc.retryable:
+                self.breakers.failed(provider_name, host, str(exc))  # one failed call counts once
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a provider bug: treat as a failed call, keep the runner going
             log.exception("provider call raised", extra={"provider": provider_name, "host": host})
             results = [CreateResult(w.name, ok=False, error=f"provider error: {type(exc).__name__}") for w in works]
+            whole_call_failed = True
         seconds = self.clock() - started
         outcome = {r.name: r for r in results}
         for work in works:
             work.sent = False
             result = outcome.get(work.name) or CreateResult(work.name, ok=False, error="the provider returned no result")
             if result.ok:
+                self.breakers.succeeded(provider_name, host)
                 self._forget(work)
                 if op is Op.CREATE:
                     self.stats.created += 1
@@ -352,6 +373,8 @@ class Runner:
             else:
                 self.placer.release(provider_name, work.name)
                 work.tried.add(host)
+                if result.retryable and not whole_call_failed:
+                    self.breakers.failed(provider_name, host, result.error or "failed")
                 self._retry_or_fail(work, host, result.error or "failed", retryable=result.retryable)
 
     def _retry_or_fail(self, work: Work, host: str | None, error: str, *, retryable: bool) -> None:
@@ -402,6 +425,7 @@ class Runner:
             "permanent_failures": s.permanent,
             "unplaced": s.unplaced,
             "cancelled": s.cancelled,
+            "hosts_avoided": self.breakers.view(),
         }
 
 

@@ -1,0 +1,250 @@
+"""``corral bench massrun``: the central runner's mass run and its HA restarts, on the simulator.
+
+**Mass run.** ``vms`` (1,000) VMs on ``hosts`` (10) simulated hosts whose create call costs
+``create_call`` (2 s) plus ``create_per_vm`` (10 ms) per VM, cloned one after another within a
+call (``host_clone_slots`` 1); the endpoint takes 64 calls at once, so it is not what limits;
+boots are long (600 s) and not measured: the clock stops when every create call has
+returned. Hosts (128 cores, 1 TiB) and the template (1 vCPU, 1 GiB) leave 100 VMs per host
+far under the 90 % utilisation limit. Three figures from one run, every latency × ``time_scale``:
+
+- **serial**: one call per VM, one after another, round robin over the hosts, on a fresh
+  simulator. Measured on ``serial_sample`` calls and extrapolated linearly to ``vms`` (the
+  calls are serial, so the time is linear in their number);
+- **corral**: a real :class:`~corral.pools.manager.PoolManager` (sqlite store in a temporary
+  directory, the real inventory, default settings), started with ``pools`` pools of size 0
+  and left until idle; at t0 the pools are raised to ``vms`` VMs together; the clock stops
+  when the runner has counted every create as returned (``runner.stats.created``). Run
+  ``repeats`` (3) times, each on a fresh manager and cluster; the median run is reported;
+- **limit**: the physical limit, computed: one call per host, every host in parallel,
+  ``(create_call + ceil(vms / hosts) × create_per_vm) × time_scale``.
+
+Targets: corral/limit ≤ 1.2 and serial/corral ≥ 100.
+
+**HA restarts** are in :mod:`corral.bench.massrun_ha`; the results, tables and
+``docs/benchmarks.md`` rows in :mod:`corral.bench.massrun_report`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.bench.inventory_report import machine
+from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
+from corral.domain.models import Pool, VmSpec
+from corral.pools.manager import ManagerSettings, PoolManager
+from corral.providers.sim import SimProvider, SimSettings
+from corral.store.sqlite import SqliteStore
+
+Say = Callable[[str], None]
+
+CREATE_CALL_S = 2.0
+CREATE_PER_VM_S = 0.01
+START_CALL_S = 2.0
+START_PER_VM_S = 0.01
+LONG_BOOT_S = 600.0  # never reached while measuring: boots are not in the figures
+HOST_CORES = 128
+HOST_MEMORY_MB = 1024 * 1024
+TEMPLATE_CPUS = 1
+TEMPLATE_MEMORY_MB = 1024
+SIM_CONCURRENCY = 64  # the endpoint's call limit: far above what either side sends at once
+WAIT_LIMIT_S = 120.0  # a step that takes longer than this (plus its simulated time) has hung
+
+
+@dataclass
+class MassRunSettings:
+    vms: int = 1_000
+    hosts: int = 10
+    pools: int = 10
+    time_scale: float = 0.1
+    serial_sample: int = 100  # serial calls measured; extrapolated to ``vms``
+    repeats: int = 3  # corral's mass run, each on a fresh manager and cluster; the median counts
+    ha_vms: int = 2_000  # checked-out VMs of the HA pool, spread over the hosts
+    refills: int = 1_000  # refill creates queued at the moment the host goes down
+    quick: bool = False
+
+    @classmethod
+    def quick_settings(cls, time_scale: float = 0.01, serial_sample: int = 10) -> MassRunSettings:
+        return cls(vms=100, hosts=10, pools=4, time_scale=time_scale, serial_sample=serial_sample, repeats=1,
+                   ha_vms=200, refills=100, quick=True)
+
+    def check(self) -> None:
+        if self.hosts < 2:
+            raise ValueError("need at least 2 hosts (one goes down in the HA part)")
+        if self.vms < 1 or self.pools < 1 or self.pools > self.vms:
+            raise ValueError("need vms >= pools >= 1")
+        if not 1 <= self.serial_sample <= self.vms:
+            raise ValueError("--serial-sample must be between 1 and the number of VMs")
+        if self.repeats < 1:
+            raise ValueError("--repeats must be at least 1")
+        if self.time_scale <= 0:
+            raise ValueError("--time-scale must be above 0")
+        if self.ha_vms < self.hosts or self.refills < 0:
+            raise ValueError("need at least one HA VM per host and refills >= 0")
+
+
+def sim_settings(s: MassRunSettings, *, boot: float = LONG_BOOT_S) -> SimSettings:
+    """The simulated cluster of both parts: per-VM cost serial within a call, roomy hosts."""
+    return SimSettings.model_validate({
+        "time_scale": s.time_scale,
+        "hosts": s.hosts,
+        "concurrency": SIM_CONCURRENCY,
+        "host_clone_slots": 1,
+        "host_defaults": {"cores": HOST_CORES, "memory_mb": HOST_MEMORY_MB},
+        "template_defaults": {"cpus": TEMPLATE_CPUS, "memory_mb": TEMPLATE_MEMORY_MB},
+        "latency": {"create_call": CREATE_CALL_S, "create_per_vm": CREATE_PER_VM_S, "start_call": START_CALL_S,
+                    "start_per_vm": START_PER_VM_S, "boot": boot, "destroy": 1.0},
+    })
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` sizes that differ by at most one."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def limit_seconds(vms: int, hosts: int, time_scale: float) -> float:
+    """One call per host, every host in parallel: the fullest host's call."""
+    return (CREATE_CALL_S + math.ceil(vms / hosts) * CREATE_PER_VM_S) * time_scale
+
+
+# -- waiting on a running manager -------------------------------------------------------------
+
+
+async def until(done: Callable[[], bool], what: str, limit_s: float, poll_s: float = 0.001) -> float:
+    """Poll ``done`` every ``poll_s``; the perf_counter time it first held. Raises after ``limit_s``."""
+    deadline = time.perf_counter() + limit_s
+    while not done():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out after {limit_s:.0f} s waiting for {what}")
+        await asyncio.sleep(poll_s)
+    return time.perf_counter()
+
+
+def idle(manager: PoolManager) -> bool:
+    """Nothing queued, placed or in flight in the runner, no clone or other task under way."""
+    runner = manager.runner
+    return (not runner.held and runner.gate.outstanding == 0 and manager.clones_in_flight == 0
+            and not manager._tasks and not manager._wake.is_set())
+
+
+async def settle(manager: PoolManager, limit_s: float = WAIT_LIMIT_S, quiet_s: float = 0.05) -> None:
+    """Wait until the manager has been idle for ``quiet_s`` on end."""
+    deadline = time.perf_counter() + limit_s
+    quiet_since: float | None = None
+    while True:
+        now = time.perf_counter()
+        if idle(manager):
+            quiet_since = quiet_since or now
+            if now - quiet_since >= quiet_s:
+                return
+        else:
+            quiet_since = None
+        if now > deadline:
+            raise RuntimeError(f"the manager did not become idle within {limit_s:.0f} s")
+        await asyncio.sleep(0.005)
+
+
+# -- the mass run ----------------------------------------------------------------------------
+
+
+async def serial_creates(s: MassRunSettings, say: Say) -> SerialResult:
+    """One create call per VM, one after another, round robin over the hosts, on a fresh simulator."""
+    sim = SimProvider("sim", sim_settings(s))
+    await sim.connect()
+    try:
+        hosts = sorted(h.name for h in await sim.list_hosts())
+        say(f"serial: {s.serial_sample} create calls of one VM each, one after another ...")
+        last = time.perf_counter()
+        started = time.perf_counter()
+        for i in range(s.serial_sample):
+            await sim.create_vms(hosts[i % len(hosts)], [VmSpec(f"serial-{i:05d}", "serial", "tmpl")])
+            if time.perf_counter() - last > 5.0:
+                last = time.perf_counter()
+                say(f"  serial: {i + 1}/{s.serial_sample} calls")
+        seconds = time.perf_counter() - started
+        calls = sum(1 for c in sim.call_log if c.op == "create")
+    finally:
+        await sim.close()
+    return SerialResult(sample_calls=s.serial_sample, sample_s=seconds, vms=s.vms, calls=calls)
+
+
+def mass_pools(s: MassRunSettings) -> list[Pool]:
+    return [Pool(name=f"mass-{i:02d}", template="tmpl", size=0, provider="sim") for i in range(s.pools)]
+
+
+async def corral_mass_run(s: MassRunSettings, say: Say) -> MassRunResult:
+    """The real pool manager: pools raised from 0 to ``vms`` VMs at t0; until every create returned."""
+    with tempfile.TemporaryDirectory(prefix="corral-massrun-") as tmp:
+        store = SqliteStore(Path(tmp) / "bench.db")
+        sim = SimProvider("sim", sim_settings(s))
+        pools = mass_pools(s)
+        manager = PoolManager(pools, {"sim": sim}, store, ManagerSettings())
+        await manager.start()
+        try:
+            await settle(manager)
+            say(f"corral: raising {s.pools} pools to {s.vms:,} VMs ...")
+            calls_before = len(sim.call_log)
+            runner = manager.runner
+            t0 = time.perf_counter()
+            for pool, size in zip(pools, split(s.vms, s.pools), strict=True):
+                manager.set_pool_size(pool.name, size)
+            end = await until(lambda: runner.stats.created >= s.vms, f"{s.vms} creates",
+                              WAIT_LIMIT_S + 10 * limit_seconds(s.vms, s.hosts, s.time_scale))
+            seconds = end - t0
+            calls = [c for c in list(sim.call_log)[calls_before:] if c.op == "create"]
+            dispatched = [c.at - t0 for c in calls]
+            result = MassRunResult(
+                vms=s.vms, hosts=s.hosts, pools=s.pools, time_scale=s.time_scale, corral_s=seconds,
+                limit_s=limit_seconds(s.vms, s.hosts, s.time_scale), calls=len(calls),
+                vms_per_call=[len(c.names) for c in calls], batches=runner.stats.batches,
+                first_call_s=min(dispatched, default=0.0), last_call_s=max(dispatched, default=0.0),
+                created=runner.stats.created, failed=runner.stats.failed + runner.stats.unplaced,
+                hosts_used=len({c.host for c in calls}),
+            )
+            say(f"corral: {seconds:.3f} s, {len(calls)} create calls")
+        finally:
+            await manager.stop()
+            store.close()
+    return result
+
+
+# -- the whole run ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """corral's log records are made as usual but go nowhere (not to Python's last-resort
+    handler on stderr, where every HA restart would print a line), unless logging is set up."""
+    logger = logging.getLogger("corral")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassRunBenchResult:
+    from corral.bench.massrun_ha import run_ha
+
+    settings.check()
+    say = progress or (lambda _m: None)
+    say(f"time_scale {settings.time_scale} (every simulated latency is multiplied by it)")
+    with quiet_logs():
+        runs = [asyncio.run(corral_mass_run(settings, say)) for _ in range(settings.repeats)]
+        corral = sorted(runs, key=lambda r: r.corral_s)[len(runs) // 2]  # the median run
+        corral.runs_s = [r.corral_s for r in runs]
+        corral.runs_ok = all(r.ok for r in runs)
+        serial = asyncio.run(serial_creates(settings, say))
+        corral.serial = serial
+        say(f"serial: {serial.sample_s:.3f} s for {serial.sample_calls} calls; "
+            f"{serial.extrapolated_s:.1f} s extrapolated to {settings.vms:,}")
+        ha = run_ha(settings, say)
+    return MassRunBenchResult(settings=settings, massrun=corral, ha=ha, machine=machine())
