@@ -116,6 +116,7 @@ def quick_config(tmp_path: Path, pools: list[dict[str, Any]], **config: Any) -> 
         ":providers": {":sim": {"provider_class": "sim", **FAST_SIM}},
         ":store": {"path": str(tmp_path / "corral.db")},
         ":config": {"check_interval": 0.05, **config},
+        ":runner": {"aggregation_window": 0.01, "retry_delay": 0.02},
         ":pools": pools,
     }
 

@@ -253,3 +253,50 @@ def test_domain_pools_map_anti_affinity_and_fall_back_to_the_global_clone_target
     assert warnings == []
     config, _ = parse_config({**SIM_ONLY, ":pools": pools[3:]})
     assert config.domain_pools()[0].clone_target is None, "no clone target anywhere: none"
+
+
+def test_runner_defaults_and_vmpooler_retry_and_breaker_keys():
+    from corral.runtime import runner_settings
+
+    config, warnings = parse_config(SIM_ONLY)
+    r = runner_settings(config)
+    assert (r.window_s, r.batch_size, r.task_limit, r.host_limit) == (0.1, 1000, 10, 4)
+    assert (r.queue_limit, r.refill_share, r.max_tries, r.retry_delay_s) == (10_000, 0.5, 3, 1.0)
+    assert (r.breakers.enabled, r.breakers.failure_threshold, r.breakers.timeout_s) == (True, 5, 30)
+    assert warnings == []
+    doc = {**SIM_ONLY, ":config": {"task_limit": 20, "max_tries": 5, "circuit_breaker_enabled": False,
+                                   "circuit_breaker_failure_threshold": 2, "circuit_breaker_timeout": 9},
+           ":runner": {"aggregation_window": 0.25, "batch_size": 50, "host_task_limit": 2, "queue_limit": 100,
+                       "refill_share": 0.8, "retry_delay": 0.5, "retry_delay_max": 10}}
+    config, warnings = parse_config(doc)
+    r = runner_settings(config)
+    assert (r.window_s, r.batch_size, r.task_limit, r.host_limit, r.queue_limit) == (0.25, 50, 20, 2, 100)
+    assert (r.refill_share, r.max_tries, r.retry_delay_s, r.retry_delay_max_s) == (0.8, 5, 0.5, 10)
+    assert (r.breakers.enabled, r.breakers.failure_threshold, r.breakers.timeout_s) == (False, 2, 9)
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({":config": {"max_tries": 0}}, "config.max_tries: must be >= 1, got 0"),
+        ({":runner": {"aggregation_window": -1}}, "runner.aggregation_window: must be >= 0.0, got -1"),
+        ({":runner": {"batch_size": 0}}, "runner.batch_size: must be >= 1, got 0"),
+        ({":runner": {"host_task_limit": 0}}, "runner.host_task_limit: must be >= 1, got 0"),
+        ({":runner": {"refill_share": 0}}, "runner.refill_share: must be > 0.0, got 0"),
+        ({":config": {"circuit_breaker_timeout": 0}}, "config.circuit_breaker_timeout: must be > 0.0, got 0"),
+        ({":pools": [{"name": "p", "template": "t", "size": 1, "ha": "maybe"}]},
+         "pools[0].ha: must be true or false, got 'maybe'"),
+        ({":pools": [{"name": "p", "template": "t", "size": 1, "priority": "high"}]},
+         "pools[0].priority: must be a whole number, got 'high'"),
+    ],
+)
+def test_runner_settings_are_checked(doc: dict, problem: str):
+    assert problems_of(doc) == [problem]
+
+
+def test_pools_carry_ha_and_priority():
+    pools = [{"name": "ha", "template": "t", "size": 1, "ha": True, "priority": 5}, {"name": "plain", "template": "t", "size": 1}]
+    config, warnings = parse_config({**SIM_ONLY, ":pools": pools})
+    assert {p.name: (p.ha, p.priority) for p in config.domain_pools()} == {"ha": (True, 5), "plain": (False, 0)}
+    assert warnings == []

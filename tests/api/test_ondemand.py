@@ -204,3 +204,18 @@ def test_a_request_that_cannot_be_placed_says_why(make_server):
     assert why.startswith("no host can take a VM of 1 vCPU, 10000000 MB") and "(4 hosts rejected): memory x4" in why
     failed = server.wait(lambda: (r := server.client.get(f"/ondemandvm/{request_id}")).status_code == 200 and r)
     assert failed.json()["message"].endswith(f"ondemand_request_ttl '0.03': huge: {why}")
+
+
+def test_a_full_runner_queue_answers_503_with_the_reason(make_server):
+    pools = [{"name": "od", "template": "t/od", "size": 0}]
+    server = make_server(pools, extra={":runner": {"queue_limit": 4, "aggregation_window": 0.01}})
+    resp = server.client.post("/ondemandvm", json={"od": 5})
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
+    body = resp.json()
+    assert body["ok"] is False and "asks for 5 VMs" in body["message"] and "room for 4" in body["message"]
+    assert server.store.list_requests(("pending", "ready", "failed", "deleted")) == []
+    status = server.client.get("/status").json()["runner"]
+    assert status["refused"] == 1 and status["queue_limit"] == 4
+    fits = server.client.post("/ondemandvm", json={"od": 4})
+    assert fits.status_code == 201
+    assert len(ready_answer(server, fits.json()["request_id"])["od"]["hostname"]) == 4

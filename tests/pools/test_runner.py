@@ -238,3 +238,20 @@ def test_runner_settings_reject_nonsense():
         RunnerSettings(max_tries=0)
     with pytest.raises(ValueError):
         RunnerSettings(refill_share=0)
+
+
+async def test_a_pool_with_a_higher_priority_goes_first_within_its_class(harness, pool_factory):
+    sim = sim_settings(hosts=2, bulk_calls=False)
+    manager = await harness.start([pool_factory("blk", 0), pool_factory("lo", 0), pool_factory("hi", 0, priority=5)],
+                                  sim=sim, settings=settings(task_limit=1))
+    harness.provider.stall("create", 0.3)
+    manager.set_pool_size("blk", 1)
+    await eventually(lambda: manager.runner.gate.in_flight == 1)
+    harness.provider.stall("create", 0)
+    manager.set_pool_size("lo", 3)  # asked for first
+    await eventually(lambda: manager.runner.waiting("lo") == 3)
+    manager.set_pool_size("hi", 3)
+    await eventually(lambda: manager.runner.waiting("hi") == 3)
+    await harness.wait_full()
+    pools = [harness.store.get_vm(d.names[0]).pool for d in manager.runner.log]
+    assert pools == ["blk", "hi", "hi", "hi", "lo", "lo", "lo"]
