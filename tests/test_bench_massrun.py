@@ -48,6 +48,8 @@ def test_the_quick_run_creates_in_bulk_restarts_on_live_hosts_and_records_it(tmp
         assert trial["new_hosts"] == 9  # every other host, none of them the dead one
         assert trial["start_calls"] == 9 and sum(trial["start_vms_per_call"]) == 20
         assert 0 <= trial["first_start_s"] <= trial["last_start_s"] < trial["restart_s"]
+        assert trial["limit_s"] == pytest.approx((2.0 + 3 * 0.01) * 0.01)  # ⌈20 / 9⌉ VMs on the fullest host
+        assert trial["restart_s"] > trial["limit_s"] and trial["restart_vs_limit"] > 1
     loaded = ha["with_refills"]
     assert loaded["refills"] == loaded["refills_created"] == 100 and loaded["refill_calls"] >= 9
     assert loaded["refill_calls_before_last_start"] == 0

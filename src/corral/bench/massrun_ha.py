@@ -25,6 +25,7 @@ first refill create call, and when the refill creates had all returned.
 from __future__ import annotations
 
 import asyncio
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from pathlib import Path
 
 from corral.bench.massrun import (
     LONG_BOOT_S,
+    START_CALL_S,
+    START_PER_VM_S,
     WAIT_LIMIT_S,
     MassRunSettings,
     settle,
@@ -133,6 +136,7 @@ async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say) -> HaTri
                 refills=refills, refills_created=runner.stats.created - created_before, refills_s=refills_s,
                 refill_calls=len(creates), first_refill_call_s=min(creates, default=None),
                 refill_calls_before_last_start=sum(1 for at in creates if at < last_start),
+                limit_s=(START_CALL_S + math.ceil(len(on_dead) / (len(hosts) - 1)) * START_PER_VM_S) * s.time_scale,
             )
             say(f"HA {label}: {trial.restarted} restarted in {restart_s:.3f} s"
                 + (f"; refills done at {refills_s:.3f} s" if refills_s is not None else ""))
