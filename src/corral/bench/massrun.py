@@ -18,7 +18,9 @@ far under the 90 % utilisation limit. Three figures from one run, every latency 
 - **limit**: the physical limit, computed: one call per host, every host in parallel,
   ``(create_call + ceil(vms / hosts) × create_per_vm) × time_scale``.
 
-Targets: corral/limit ≤ 1.2 and serial/corral ≥ 100.
+Targets: corral/limit ≤ 1.2 and serial/corral ≥ 100. corral's parts run with the garbage
+collector set as ``corral serve`` sets it (:func:`corral.bench.scheduler.server_gc`), and its
+log records go nowhere unless logging is set up (:func:`quiet_logs`).
 
 **HA restarts** are in :mod:`corral.bench.massrun_ha`; the results, tables and
 ``docs/benchmarks.md`` rows in :mod:`corral.bench.massrun_report`.
@@ -233,12 +235,14 @@ def quiet_logs() -> Iterator[None]:
 
 def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassRunBenchResult:
     from corral.bench.massrun_ha import run_ha
+    from corral.bench.scheduler import server_gc
 
     settings.check()
     say = progress or (lambda _m: None)
     say(f"time_scale {settings.time_scale} (every simulated latency is multiplied by it)")
     with quiet_logs():
-        runs = [asyncio.run(corral_mass_run(settings, say)) for _ in range(settings.repeats)]
+        with server_gc():
+            runs = [asyncio.run(corral_mass_run(settings, say)) for _ in range(settings.repeats)]
         corral = sorted(runs, key=lambda r: r.corral_s)[len(runs) // 2]  # the median run
         corral.runs_s = [r.corral_s for r in runs]
         corral.runs_ok = all(r.ok for r in runs)
@@ -246,5 +250,6 @@ def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassR
         corral.serial = serial
         say(f"serial: {serial.sample_s:.3f} s for {serial.sample_calls} calls; "
             f"{serial.extrapolated_s:.1f} s extrapolated to {settings.vms:,}")
-        ha = run_ha(settings, say)
+        with server_gc():
+            ha = run_ha(settings, say)
     return MassRunBenchResult(settings=settings, massrun=corral, ha=ha, machine=machine())

@@ -223,7 +223,9 @@ class Runner:
                 await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
                 continue
             oldest = self.queue.oldest_arrival(now)
-            if due < s.batch_size and oldest is not None and now - oldest < s.window_s:
+            # HA restarts come in one burst per dead host: they do not wait for company
+            urgent = self.queue.most_urgent(now) is Priority.HA_RESTART
+            if not urgent and due < s.batch_size and oldest is not None and now - oldest < s.window_s:
                 await _wait(self._arrived, s.window_s - (now - oldest))
                 continue
             before = None
