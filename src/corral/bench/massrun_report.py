@@ -292,7 +292,7 @@ class MassRunBenchResult:
             f"(target >= {TARGET_SERIAL_VS_CORRAL:g}: {'met' if m.serial_met else 'NOT met'})",
             f"HA: {h.alone.dead_vms} VMs of the dead host restarted in {h.alone.restart_s:.3f} s alone "
             f"({h.alone.vs_limit:.2f} x the limit of {h.alone.limit_s:.3f} s), "
-            f"{h.with_refills.restart_s:.3f} s with {h.refills:,} refills queued ({h.ratio:.2f} x); "
+            f"{h.with_refills.restart_s:.3f} s with {h.refills:,} refills queued ({h.ratio:.2f} x the time alone); "
             f"every HA start call dispatched before the refill creates: "
             + ("yes" if h.with_refills.ha_first else
                f"NO ({h.with_refills.refill_calls_before_last_start} refill calls went first)")
