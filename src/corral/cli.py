@@ -166,7 +166,7 @@ def bench_fill(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Append a result row to this markdown file.")] = None,
 ) -> None:
-    """Fill pools on the simulator and compare the time with the task_limit-bound ideal."""
+    """Fill pools on the simulator and compare the time with the ideal of one bulk call per host."""
     from corral.bench.fill import run_fill
 
     result = run_fill(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale,

@@ -7,8 +7,9 @@ Three figures come out of one run, on the same simulated cluster:
 - **baseline**: a vmpooler-style loop on a fresh copy of the same cluster: one clone call
   per VM, two fixed one-second pauses per clone, and each pool's pending VMs checked only
   when its pool loop comes round (every ``check_loop_delay_min`` = 5 s);
-- **ideal**: the task_limit-bound lower limit,
-  ``ceil(vms / task_limit) * (create_call + create_per_vm) + boot``.
+- **ideal**: the lower limit for bulk calls: every host gets its share of the VMs in one call,
+  ``task_limit`` calls at a time, and a host clones ``host_clone_slots`` VMs side by side:
+  ``ceil(hosts / task_limit) * (create_call + create_per_vm * ceil(ceil(vms / hosts) / slots)) + boot``.
 
 All simulated latencies are multiplied by ``time_scale``; the ratios do not depend on it
 as long as corral's own overhead stays small against the simulated times.
@@ -118,7 +119,10 @@ def make_pools(vms: int, pools: int) -> list[Pool]:
 
 def ideal_seconds(vms: int, task_limit: int, settings: SimSettings) -> float:
     lat = settings.latency
-    return (math.ceil(vms / task_limit) * (lat.create_call + lat.create_per_vm) + lat.boot) * settings.time_scale
+    hosts = len(settings.host_settings())
+    rounds = math.ceil(math.ceil(vms / hosts) / settings.host_clone_slots)
+    call = lat.create_call + lat.create_per_vm * rounds
+    return (math.ceil(hosts / task_limit) * call + lat.boot) * settings.time_scale
 
 
 def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scale: float = 0.02,
