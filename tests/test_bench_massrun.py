@@ -61,7 +61,7 @@ def test_the_quick_run_creates_in_bulk_restarts_on_live_hosts_and_records_it(tmp
     assert text.startswith("# Benchmarks\n\n## other\n\n| a |\n|---|\n| 1 |\n\n## `corral bench massrun`")
     mass_rows = text.split(MASS_TABLE_HEADER)[1].split("\n\n")[0].splitlines()
     assert len(mass_rows) == 1 and "| 100 | 10 | 0.01 |" in mass_rows[0]
-    assert mass_rows[0].endswith("` |") and "| `corral " in mass_rows[0]  # the command that produced it
+    assert mass_rows[0].endswith("` |") and "| `corral" in mass_rows[0]  # the command that produced it
     ha_rows = text.split(HA_TABLE_HEADER)[1].splitlines()
     assert len(ha_rows) == 1 and "| 10 | 200 | 20 | 100 | 0.01 |" in ha_rows[0] and "| yes |" in ha_rows[0]
 
