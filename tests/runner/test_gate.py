@@ -282,47 +282,43 @@ async def test_cancelling_many_waiters_keeps_the_counts_right():
     assert gate.in_flight == 0 and gate.waiting == 0 and not +gate.per_host
 
 
-async def test_wait_below_returns_at_once_when_already_below():
+async def test_full_only_when_every_slot_is_taken_or_promised():
     gate = Gate(task_limit=2, host_limit=2)
-    await asyncio.wait_for(gate.wait_below(1), timeout=1)
+    assert not gate.full
     await gate.acquire("h", (0,))
-    await asyncio.wait_for(gate.wait_below(2), timeout=1)
+    assert not gate.full
+    await gate.acquire("h", (0,))
+    assert gate.full
 
 
-async def test_wait_below_returns_only_once_outstanding_is_below():
-    gate = Gate(task_limit=2, host_limit=5)
+async def test_full_clears_and_on_free_is_told_only_once_outstanding_is_below_the_limit():
+    told: list[int] = []
+    gate = Gate(task_limit=2, host_limit=5, on_free=lambda: told.append(gate.outstanding))
     await gate.acquire("h", (0,))
     await gate.acquire("h", (0,))
     queued = spawn(gate, "h", (0,))
     await settle()
-    assert gate.outstanding == 3
-    watcher = asyncio.create_task(gate.wait_below(2))
-    await settle()
-    assert not watcher.done()
+    assert gate.outstanding == 3 and gate.full
     gate.release("h")  # the waiter moves in: 2 outstanding
     await settle()
     assert queued.done() and gate.outstanding == 2
-    assert not watcher.done(), "2 outstanding is not below 2"
+    assert gate.full, "2 outstanding is not below 2"
     gate.release("h")
-    await asyncio.wait_for(watcher, timeout=1)
-    assert gate.outstanding == 1
+    assert not gate.full and gate.outstanding == 1
+    assert told == [2, 1]
 
 
-async def test_wait_below_wakes_when_a_cancelled_waiter_brings_outstanding_below():
-    gate = Gate(task_limit=1, host_limit=1)
+async def test_a_cancelled_waiter_clears_full_and_tells_on_free():
+    told: list[int] = []
+    gate = Gate(task_limit=1, host_limit=1, on_free=lambda: told.append(gate.outstanding))
     await gate.acquire("h", (0,))
     queued = spawn(gate, "h", (0,))
     await settle()
-    watcher = asyncio.create_task(gate.wait_below(2))
-    await settle()
-    assert gate.outstanding == 2 and not watcher.done()
+    assert gate.outstanding == 2 and gate.full
     queued.cancel()
     await settle()
-    assert gate.outstanding == 1
-    try:
-        await asyncio.wait_for(watcher, timeout=0.05)
-    finally:
-        gate.release("h")
+    assert gate.outstanding == 1 and told == [1], "the intake must hear that a promise was dropped"
+    gate.release("h")
 
 
 async def test_on_free_is_told_on_every_release_after_the_grant():

@@ -34,8 +34,7 @@ class Gate:
         self.peak = 0
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
-        self._freed = asyncio.Event()
-        self._on_free = on_free  # told whenever a slot frees
+        self._on_free = on_free  # told whenever a slot frees or a promise of one is dropped
 
     @property
     def waiting(self) -> int:
@@ -91,7 +90,6 @@ class Gate:
         self._notify()
 
     def _notify(self) -> None:
-        self._freed.set()
         if self._on_free is not None:
             self._on_free()
 
@@ -111,9 +109,3 @@ class Gate:
             else:
                 kept.append(waiter)
         self._waiters = kept
-
-    async def wait_below(self, outstanding: int) -> None:
-        """Return once fewer than ``outstanding`` calls are in flight or waiting."""
-        while self.outstanding >= outstanding:
-            self._freed.clear()
-            await self._freed.wait()
