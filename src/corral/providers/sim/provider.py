@@ -170,11 +170,8 @@ class SimProvider:
     async def create_vms(self, host: str, specs: list[VmSpec]) -> list[CreateResult]:
         """Create, power on and start booting ``specs`` on ``host``; sized by their template."""
         async with self._call("create_vms", "create", on_host=host, names=[spec.name for spec in specs]):
-            self._cluster.target_host(host)
             latency = self.settings.latency
-            rounds = math.ceil(len(specs) / self.settings.host_clone_slots)
-            await self._pause(latency.create_call + latency.create_per_vm * rounds)
-            self._cluster.target_host(host)  # it may have gone down meanwhile
+            await self._host_call(host, len(specs), latency.create_call, latency.create_per_vm)
             results = [self._create_one(host, spec) for spec in specs]
             created = [self._cluster.vms[result.name] for result in results if result.ok]
             self._persist(created)
@@ -190,11 +187,8 @@ class SimProvider:
         retryable. A VM powered on on a host that is down boots again from scratch.
         """
         async with self._call("start_vms", "start", on_host=host, names=names):
-            self._cluster.target_host(host)
             latency = self.settings.latency
-            rounds = math.ceil(len(names) / self.settings.host_clone_slots)
-            await self._pause(latency.start_call + latency.start_per_vm * rounds)
-            self._cluster.target_host(host)  # it may have gone down meanwhile
+            await self._host_call(host, len(names), latency.start_call, latency.start_per_vm)
             sources: dict[str, None] = {}  # the hosts the started VMs came from, in order
             results = [self._start_one(host, name, sources) for name in names]
             started = [self._cluster.vms[result.name] for result in results if result.ok]
@@ -424,6 +418,13 @@ class SimProvider:
                 yield
             finally:
                 self.in_flight -= 1
+
+    async def _host_call(self, host: str, count: int, per_call: float, per_vm: float) -> None:
+        """The time a bulk call of ``count`` VMs on ``host`` takes; the host must take VMs before and after."""
+        self._cluster.target_host(host)
+        rounds = math.ceil(count / self.settings.host_clone_slots)
+        await self._pause(per_call + per_vm * rounds)
+        self._cluster.target_host(host)  # it may have gone down meanwhile
 
     def _require_open(self) -> None:
         if not self._connected:
