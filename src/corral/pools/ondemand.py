@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from corral.domain.models import OndemandRequest, RequestStatus, Vm
 from corral.domain.states import VmState
-from corral.runner import Priority, QueueFull
+from corral.runner import Priority
 
 if TYPE_CHECKING:
     from corral.pools.manager import PoolManager
@@ -59,13 +59,7 @@ class OndemandQueue:
         Raises :class:`~corral.runner.QueueFull` (nothing recorded) when the runner has no room
         for its VMs.
         """
-        wanted = sum(line.count for line in request.requested)
-        room = self.manager.runner.room(Priority.ONDEMAND)
-        if wanted > room:
-            self.manager.runner.queue.refused += 1
-            raise QueueFull(f"too much work queued to take this request: it asks for {wanted} VMs and the "
-                            f"runner has room for {room} ({len(self.manager.runner.queue)} of "
-                            f"{self.manager.runner.queue.limit} waiting); try again later")
+        self.manager.runner.check_room(sum(line.count for line in request.requested))
         if not self.store.add_request(request):
             return False
         log.info("on-demand request", extra={"request": request.id, "user": request.user,
@@ -98,15 +92,14 @@ class OndemandQueue:
     # -- the manager side -------------------------------------------------------------------
     def fill(self) -> None:
         """Start clones for what pending requests still lack, within ``ondemand_clone_limit``."""
-        slots = self.clone_limit - len(self.inflight)
+        # the runner's room too: what it would refuse is asked for again on the next round
+        slots = min(self.clone_limit - len(self.inflight), self.manager.runner.room(Priority.ONDEMAND))
         if slots <= 0:
             return
         wanted: list[tuple[str, str]] = []
         for request in self.store.list_requests((RequestStatus.PENDING,)):
             have = Counter(vm.pool for vm in self.store.request_vms(request.id) if vm.state in LIVE_STATES)
-            queued = self.manager.runner.works(lambda w: w.request_id == request.id and not w.recorded) \
-                if self.manager.runner.waiting_for_request(request.id) else []
-            have.update(w.spec.pool for w in queued)
+            have.update(w.spec.pool for w in self.manager.runner.new_for_request(request.id))
             for pool, count in needed(request).items():
                 if pool not in self.manager.pools or self.manager.backing_off(pool):
                     continue
@@ -161,9 +154,8 @@ class OndemandQueue:
 
     def _destroy_vms(self, request_id: str, reason: str) -> None:
         runner = self.manager.runner
-        if runner.waiting_for_request(request_id):  # not created yet: never will be
-            for work in runner.cancel(runner.works(lambda w: w.request_id == request_id and not w.recorded)):
-                self.inflight.discard(work.name)
+        for work in runner.cancel(runner.new_for_request(request_id)):  # not created yet: never will be
+            self.inflight.discard(work.name)
         for vm in self.store.request_vms(request_id):
             if vm.state in LIVE_STATES and vm.name not in self.manager._inflight:
                 self.manager.spawn(self.manager.destroy(vm, reason=reason), f"destroy-{vm.name}")

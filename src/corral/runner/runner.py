@@ -106,7 +106,6 @@ class RunnerStats:
     permanent: int = 0  # of those, failed at once by an error that retrying cannot fix
     unplaced: int = 0  # new VMs dropped because no host could take them
     cancelled: int = 0
-    per_class: Counter[str] = field(default_factory=Counter)  # VMs sent, by class
 
 
 class Runner:
@@ -149,17 +148,21 @@ class Runner:
         share = self.settings.refill_share if priority is Priority.REFILL else 1.0
         return self.queue.room(share)
 
+    def check_room(self, count: int, refills: int = 0) -> None:
+        """Raise :class:`QueueFull` unless ``count`` new VMs (``refills`` of them pool refills) fit."""
+        room = self.room(Priority.ONDEMAND)
+        if count > room or refills > self.room(Priority.REFILL):
+            self.queue.refused += 1
+            raise QueueFull(f"too much work queued: this asks for {count} VMs and the runner has room for {room} "
+                            f"({len(self.queue)} of {self.queue.limit} waiting to be created or started); "
+                            "try again later")
+
     def submit(self, works: Iterable[Work]) -> None:
         """Queue ``works`` (all or none). New refills and on-demand VMs count against the bound
         (:class:`QueueFull` when they do not fit); HA restarts do not, users hold those VMs."""
         works = [w for w in works if w.name not in self.held]
         refills = sum(1 for w in works if w.priority is Priority.REFILL)
-        bounded = refills + sum(1 for w in works if w.priority is Priority.ONDEMAND)
-        if bounded > self.room(Priority.ONDEMAND) or refills > self.room(Priority.REFILL):
-            self.queue.refused += bounded
-            raise QueueFull(f"the runner's queue is full: {bounded} VMs asked for, room for "
-                            f"{self.room(Priority.ONDEMAND)} ({len(self.queue)} of {self.queue.limit} waiting "
-                            "to be created or started); try again later")
+        self.check_room(refills + sum(1 for w in works if w.priority is Priority.ONDEMAND), refills)
         now = self.clock()
         for work in works:
             self.queue.put(work, now, over_limit=True)
@@ -186,6 +189,12 @@ class Runner:
 
     def waiting_for_request(self, request_id: str) -> int:
         return self._new_by_request[request_id]
+
+    def new_for_request(self, request_id: str) -> list[Work]:
+        """The request's new VMs accepted and not recorded in the store yet."""
+        if not self._new_by_request[request_id]:
+            return []
+        return self.works(lambda w: w.request_id == request_id and not w.recorded)
 
     def works(self, predicate: Callable[[Work], bool]) -> list[Work]:
         return [w for w in self.held.values() if predicate(w)]
@@ -219,15 +228,14 @@ class Runner:
             now = self.clock()
             due = self.queue.due(now)
             if due == 0:
-                upcoming = self.queue.next_due()
-                await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
+                await self._until_due(now)
                 continue
-            oldest = self.queue.oldest_arrival(now)
             # HA restarts come in one burst per dead host: they do not wait for company
-            urgent = self.queue.most_urgent(now) is Priority.HA_RESTART
-            if not urgent and due < s.batch_size and oldest is not None and now - oldest < s.window_s:
-                await _wait(self._arrived, s.window_s - (now - oldest))
-                continue
+            if due < s.batch_size and self.queue.most_urgent(now) is not Priority.HA_RESTART:
+                oldest = self.queue.oldest_arrival(now)
+                if oldest is not None and now - oldest < s.window_s:
+                    await _wait(self._arrived, s.window_s - (now - oldest))
+                    continue
             before = None
             if self.gate.full:
                 # every call slot is taken: only work more urgent than some call still waiting
@@ -235,8 +243,7 @@ class Runner:
                 waiting = self.gate.least_urgent_waiting()
                 best = self.queue.most_urgent(now)
                 if waiting is None or best is None or best >= waiting[0]:
-                    upcoming = self.queue.next_due()  # a rerun due later may be more urgent
-                    await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
+                    await self._until_due(now)  # a rerun due later may be more urgent
                     continue
                 before = Priority(waiting[0])
             batch = self.queue.take(s.batch_size, self.clock(), self._intake(), before)
@@ -249,6 +256,11 @@ class Runner:
                         if self.held.get(work.name) is work and not work.sent:
                             self._forget(work)
                             self.client.failed(work, "internal error while placing")
+
+    async def _until_due(self, now: float) -> None:
+        """Sleep until work arrives, a call slot frees, or the next delayed work is due."""
+        upcoming = self.queue.next_due()
+        await _wait(self._arrived, None if upcoming is None else max(upcoming - now, 0.0))
 
     def _intake(self) -> Callable[[Work], bool]:
         """Admit works of providers without a bulk call only as far as call slots are free."""
@@ -275,11 +287,14 @@ class Runner:
         for provider_name, works in by_provider.items():
             if provider_name not in self.providers:
                 for work in works:
-                    self._finish(work, f"provider {provider_name!r} is not configured", retryable=False)
+                    self._finish(work, f"provider {provider_name!r} is not configured")
                 continue
             broken = self.breakers.open_hosts(provider_name)
-            excludes = {w.name: (w.avoid() | broken) if w.exclude or w.tried else broken
-                        for w in works if w.exclude or w.tried or broken}
+            excludes: dict[str, frozenset[str]] = {}
+            for work in works:
+                avoid = work.avoid()
+                if avoid or broken:
+                    excludes[work.name] = avoid | broken if avoid else broken  # shared: one kind to place
             placed = self.placer.place(provider_name, [(w.name, w.pool) for w in works], excludes or None)
             groups: dict[tuple[str, Op, Priority], list[Work]] = {}
             for work, where in zip(works, placed, strict=True):
@@ -335,7 +350,6 @@ class Runner:
                 self._count_new(work, -1)
             work.sent = True
             work.tries += 1
-            self.stats.per_class[work.priority.label] += 1
         self.log.append(Dispatch(self.clock(), op, provider_name, host, tuple(w.name for w in works),
                                  tuple(w.priority for w in works)))
         self.stats.calls += 1
@@ -380,7 +394,6 @@ class Runner:
                 self._retry_or_fail(work, host, result.error or "failed", retryable=result.retryable)
 
     def _retry_or_fail(self, work: Work, host: str | None, error: str, *, retryable: bool) -> None:
-        work.last_error = error
         if work.cancelled:
             self._forget(work)
             self.client.failed(work, f"cancelled after: {error}")
@@ -398,9 +411,9 @@ class Runner:
             error = f"{error} (gave up after {work.tries} {'try' if work.tries == 1 else 'tries'})"
         else:
             self.stats.permanent += 1
-        self._finish(work, error, retryable=retryable)
+        self._finish(work, error)
 
-    def _finish(self, work: Work, error: str, *, retryable: bool) -> None:
+    def _finish(self, work: Work, error: str) -> None:
         self.stats.failed += 1
         self._forget(work)
         self.client.failed(work, error)

@@ -51,7 +51,6 @@ class Work:
     sent: bool = False  # its provider call is under way
     recorded: bool = False  # the store holds its record (a create's ``pending`` intent)
     cancelled: bool = False
-    last_error: str | None = None
 
     @property
     def name(self) -> str:
