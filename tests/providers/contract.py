@@ -126,7 +126,13 @@ class ProviderContract:
         await eventually(ready, self.ready_timeout)
 
     async def _memory_used(self, provider: Provider, host: str) -> float:
-        return next(h.memory_used_mb for h in await provider.list_hosts() if h.name == host)
+        """The host's memory as placement counts VMs: allocated when reported, else used.
+
+        (vSphere reports use as quickStats, which lag by about 20 s and which vcsim keeps
+        fixed; the memory its VMs are configured with follows them at once.)
+        """
+        info = next(h for h in await provider.list_hosts() if h.name == host)
+        return info.memory_allocated_mb if info.memory_allocated_mb is not None else info.memory_used_mb
 
     # -- session ---------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ Failures
     (``SimCall``: operation, host, VM names, when it was dispatched).
 
 The change feed
-    Every change to a VM or host appends to a bounded log (``feed.py``); ``wait_for_updates``
+    Every change to a VM or host appends to a bounded log (``corral.providers.changefeed``); ``wait_for_updates``
     answers with the latest record of each VM and host changed since a version, a full
     snapshot for a version it cannot answer, or an empty update after ``timeout``.
 

@@ -21,7 +21,7 @@ from corral.providers.base import (
 )
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
-from corral.providers.sim.feed import ChangeFeed
+from corral.providers.changefeed import ChangeFeed
 from corral.providers.sim.settings import SimSettings
 from corral.providers.sim.state_file import SimStateFile
 from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm

@@ -1,4 +1,4 @@
-"""The simulator's change log, behind ``wait_for_updates``.
+"""A provider's change log, behind ``wait_for_updates`` (the simulator's and vSphere's).
 
 Every change to a VM or host appends one entry and bumps the version by one. The log is
 bounded; a client whose version is older than the log reaches, newer than the current

@@ -1,0 +1,118 @@
+"""The settings of a vSphere provider: vmpooler's ``:providers: :vsphere:`` keys and corral's own.
+
+vmpooler's keys are read as they are (``server``, ``username``, ``password``, ``insecure``,
+``datacenter``, ``purge_unconfigured_resources`` …). ``connection_pool_size`` and
+``connection_pool_timeout`` size vmpooler's pool of sessions; corral opens one session per
+vCenter, so they are accepted and ignored with a notice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+#: vmpooler keys that corral accepts and ignores, each with the reason logged once at start.
+IGNORED_KEYS = {
+    "connection_pool_size": "corral keeps one session per vCenter and bounds its calls with `concurrency`",
+    "connection_pool_timeout": "corral keeps one session per vCenter and bounds its calls with `concurrency`",
+    "skip_dns_check_before_creating_vm": "corral does not check DNS before creating a VM",
+}
+
+
+class VsphereSettings(BaseModel):
+    """One vSphere endpoint (a vCenter) as ``:providers:`` describes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_class: str | None = None
+    server: str = Field(min_length=1, description="the vCenter's host name")
+    username: str = Field(min_length=1)
+    password: SecretStr
+    insecure: bool = Field(False, description="accept a certificate that does not verify")
+    datacenter: str | None = Field(None, description="the datacenter to manage; default: the first one")
+    # corral's own keys
+    port: int | None = Field(None, ge=1, le=65535, description="default: 443 for https, 80 for http")
+    protocol: Literal["https", "http"] = "https"
+    concurrency: int = Field(10, ge=1, le=100, description="calls to the vCenter in flight at once")
+    call_timeout: float = Field(300, gt=0, description="seconds one call to the vCenter may take")
+    keepalive_interval: float = Field(300, gt=0, description="seconds of quiet after which the session is pinged")
+    feed_max_wait: int = Field(10, ge=1, le=600, description="seconds one WaitForUpdatesEx long poll may wait")
+    task_timeout: float = Field(600, gt=0, description="seconds a vCenter task may run before it is given up")
+    ready_check_address: Literal["name", "guest_ip"] = Field(
+        "name", description="what readiness connects to: the VM's name (domain appended) or the guest IP"
+    )
+    create_linked_clones: bool | None = Field(None, description="default for every pool; :config: sets it too")
+    create_folders: bool | None = None
+    purge_unconfigured_resources: bool | None = None
+    purge_unconfigured_folders: bool | None = None  # vmpooler's older name of the key above
+    resources_allowlist: list[str] | None = None
+    folder_whitelist: list[str] | None = None  # vmpooler's older name of the key above
+    # accepted and ignored (see IGNORED_KEYS)
+    connection_pool_size: int | None = None
+    connection_pool_timeout: float | None = None
+    skip_dns_check_before_creating_vm: bool | None = None
+
+    def ignored(self) -> list[str]:
+        """Notices for the keys that were given but are ignored."""
+        return [f"{key}: ignored ({why})" for key, why in IGNORED_KEYS.items() if getattr(self, key) is not None]
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (443 if self.protocol == "https" else 80)
+
+    @property
+    def purge(self) -> bool:
+        return bool(self.purge_unconfigured_resources or self.purge_unconfigured_folders)
+
+    @property
+    def allowlist(self) -> list[str]:
+        return list(self.resources_allowlist or self.folder_whitelist or [])
+
+
+@dataclass(frozen=True, slots=True)
+class VspherePool:
+    """What the vSphere provider needs to know about one pool to clone its VMs."""
+
+    name: str
+    template: str  # inventory path below the datacenter's VM folder, e.g. Templates/debian-12
+    folder: str | None = None  # inventory path below the datacenter's VM folder
+    datastore: str | None = None
+    datacenter: str | None = None
+    linked_clone: bool = True
+    domain: str | None = None
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+
+def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSettings) -> dict[str, VspherePool]:
+    """The pools' vSphere keys, with the provider's and ``:config:``'s defaults filled in.
+
+    ``pools`` are :class:`corral.config.PoolSettings` of this provider; their vSphere-only
+    keys (``datastore``, ``datacenter``, ``create_linked_clone``, ``snapshot_mainMem_*``)
+    arrive as extra keys.
+    """
+    default_linked = provider.create_linked_clones
+    if default_linked is None:
+        default_linked = bool((global_config.model_extra or {}).get("create_linked_clones", True))
+    out = {}
+    for pool in pools:
+        extra = pool.model_extra or {}
+        linked = extra.get("create_linked_clone", extra.get("create_linked_clones", default_linked))
+        config = {
+            key: str(extra[name])
+            for name, key in (("snapshot_mainMem_ioBlockPages", "mainMem.ioBlockPages"),
+                              ("snapshot_mainMem_iowait", "mainMem.iowait"))
+            if extra.get(name) is not None
+        }
+        out[pool.name] = VspherePool(
+            name=pool.name,
+            template=pool.template,
+            folder=pool.folder,
+            datastore=extra.get("datastore"),
+            datacenter=extra.get("datacenter"),
+            linked_clone=bool(linked),
+            domain=pool.domain or global_config.domain,
+            extra_config=config,
+        )
+    return out

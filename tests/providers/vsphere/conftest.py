@@ -1,0 +1,86 @@
+"""vcsim for the vSphere tests: a fresh vCenter simulator per test, with one template.
+
+vcsim runs no guests, so nothing listens on port 22 of its VMs. The readiness probe of the
+providers made here connects to a TCP listener of the test's own instead, and records the
+address it was asked for (the VM's name with its domain, or its guest IP), so the tests see
+both what corral would connect to and the power-state logic around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from corral.bench.vcsim import Vcsim, VcsimUnavailable
+from corral.pools.readiness import tcp_reachable
+from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
+
+TEMPLATE = "Templates/corral-template"
+#: vcsim runs no VMware Tools; this extraConfig key makes it report them running in a clone
+#: (vcsim's way of setting guest properties), so the feed sees guests come up.
+TOOLS_RUNNING = {"SET.guest.toolsRunningStatus": "guestToolsRunning"}
+
+
+def pool(name: str, **keys: Any) -> VspherePool:
+    """A pool on the test template whose clones report running tools."""
+    options: dict[str, Any] = {"template": TEMPLATE, "linked_clone": False, "extra_config": dict(TOOLS_RUNNING), **keys}
+    return VspherePool(name=name, **options)
+
+
+@pytest.fixture
+def vcsim() -> Iterator[Vcsim]:
+    try:
+        sim = Vcsim(hosts=3)
+    except VcsimUnavailable as exc:  # make test installs Go and govmomi; say what is missing
+        pytest.fail(f"vcsim is not available: {exc}")
+    try:
+        sim.make_template(TEMPLATE)
+        yield sim
+    finally:
+        sim.close()
+
+
+class Listener:
+    """A TCP listener standing in for the guests' sshd; ``asked`` records probed addresses."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.port = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def probe(self, address: str, port: int, timeout: float) -> bool:
+        self.asked.append(f"{address}:{port}")
+        return await tcp_reachable("127.0.0.1", self.port, timeout)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest_asyncio.fixture
+async def listener() -> AsyncIterator[Listener]:
+    lst = Listener()
+    await lst.start()
+    yield lst
+    await lst.close()
+
+
+def make_provider(sim: Vcsim, listener: Listener | None = None, *, pools: dict[str, VspherePool] | None = None,
+                  **settings: Any) -> VsphereProvider:
+    options = {"feed_max_wait": 2, **settings}
+    kwargs: dict[str, Any] = {}
+    if listener is not None:
+        kwargs["probe"] = listener.probe
+    return VsphereProvider("vsphere", VsphereSettings.model_validate(sim.settings(**options)), pools, **kwargs)
