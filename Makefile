@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test venv test-deps bench clean
+.PHONY: run test venv test-deps vcsim bench clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -16,11 +16,18 @@ test-deps:
 	@scripts/bootstrap.sh test
 	@scripts/system-packages.sh
 
-test: test-deps
+# vcsim, VMware's vCenter simulator, for the vSphere tests (Go and govmomi from Debian)
+build/vcsim: tools/vcsim/main.go
+	@mkdir -p build
+	cd tools/vcsim && GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$(CURDIR)/build/gocache go build -o $(CURDIR)/build/vcsim .
+
+vcsim: build/vcsim
+
+test: test-deps vcsim
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
 	.venv/bin/corral bench fill --output docs/benchmarks.md
 
 clean:
-	rm -rf .venv var .pytest_cache
+	rm -rf .venv var .pytest_cache build

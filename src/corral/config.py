@@ -26,6 +26,7 @@ from corral.domain.models import Pool
 
 if TYPE_CHECKING:
     from corral.providers.sim import SimSettings
+    from corral.providers.vsphere.settings import VsphereSettings
 
 SYMBOL_RE = re.compile(r"^:[A-Za-z_][A-Za-z0-9_]*$")
 SECRET_HINTS = ("password", "secret", "token", "key")
@@ -55,10 +56,9 @@ class GlobalSettings(_Section):
         {
             "logfile", "vm_checktime",
             "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
-            "check_loop_delay_decay", "purge_unconfigured_folders",
-            "purge_unconfigured_resources", "usage_stats",
-            "extra_config", "create_folders",
-            "create_template_delta_disks", "create_linked_clones", "manage_host_selection",
+            "check_loop_delay_decay", "usage_stats",
+            "extra_config",
+            "create_template_delta_disks", "manage_host_selection",
             "host_selection_max_age", "timeout_notification",
             "max_vm_retries",
             "adaptive_timeout_enabled", "connection_pool_timeout_min",
@@ -88,6 +88,11 @@ class GlobalSettings(_Section):
     circuit_breaker_failure_threshold: int = Field(5, ge=1, description="VMs failed in a row that open a host's breaker")
     circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its host")
     circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes that close a half-open breaker")
+    # vmpooler's vSphere keys, defaults for every vSphere provider
+    create_folders: bool = Field(False, description="create a pool's folder when it is missing")
+    create_linked_clones: bool = Field(True, description="linked clones of the template's snapshot")
+    purge_unconfigured_resources: bool = Field(False, description="destroy folders beside pool folders no pool uses")
+    purge_unconfigured_folders: bool = Field(False, description="the older name of purge_unconfigured_resources")
     # corral's own keys
     check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
     ready_check_port: int = Field(22, ge=1, le=65535)
@@ -202,8 +207,7 @@ class PoolSettings(_Section):
     known_unused = frozenset(
         {
             "dns_plugin", "timeout_notification", "check_loop_delay_min", "check_loop_delay_max",
-            "check_loop_delay_decay", "datastore", "datacenter", "snapshot_mainMem_ioBlockPages",
-            "snapshot_mainMem_iowait", "create_linked_clone",
+            "check_loop_delay_decay",
         }
     )
 
@@ -221,6 +225,12 @@ class PoolSettings(_Section):
     anti_affinity: bool | int | None = Field(
         None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
     )
+    # read by the vSphere provider
+    datastore: str | None = Field(None, description="vSphere: the datastore clones are placed on")
+    datacenter: str | None = Field(None, description="vSphere: accepted; the provider's datacenter is used")
+    create_linked_clone: bool | None = Field(None, description="vSphere: linked clones of the template's snapshot")
+    snapshot_mainMem_ioBlockPages: str | int | None = None  # vSphere extraConfig mainMem.ioBlockPages
+    snapshot_mainMem_iowait: str | int | None = None  # vSphere extraConfig mainMem.iowait
     ha: bool = Field(False, description="restart checked-out VMs on another host when theirs goes down")
     priority: int = Field(0, description="within a class of work, pools with a higher priority go first")
 
@@ -334,6 +344,13 @@ class Config(_Section):
         from corral.providers.sim import SimSettings
 
         return SimSettings.model_validate(self.providers[name].model_extra or {})
+
+    def vsphere_settings(self, name: str) -> VsphereSettings:
+        """The settings of vSphere provider ``name``."""
+        from corral.providers.vsphere.settings import VsphereSettings
+
+        return VsphereSettings.model_validate({"provider_class": self.providers[name].provider_class,
+                                               **(self.providers[name].model_extra or {})})
 
     def pool_provider(self, pool: PoolSettings) -> str:
         return pool.provider or default_provider(self.providers)
@@ -506,15 +523,21 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
 
 
 def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
-    """Check each simulator's own keys with the simulator's settings model."""
+    """Check each simulator's and vSphere endpoint's own keys with its settings model."""
     problems: list[str] = []
     for name, entry in providers.items():
-        if raw_provider_class(name, entry) != "sim" or not isinstance(entry, dict):
-            continue  # vSphere and libvirt settings are checked by their providers
-        from corral.providers.sim import SimSettings
-
+        cls = raw_provider_class(name, entry)
+        if cls not in ("sim", "vsphere") or not isinstance(entry, dict):
+            continue  # libvirt settings are checked by its provider
         try:
-            SimSettings.model_validate({k: v for k, v in entry.items() if k != "provider_class"})
+            if cls == "sim":
+                from corral.providers.sim import SimSettings
+
+                SimSettings.model_validate({k: v for k, v in entry.items() if k != "provider_class"})
+            else:
+                from corral.providers.vsphere.settings import VsphereSettings
+
+                VsphereSettings.model_validate(entry)
         except ValidationError as exc:
             problems += format_errors(exc, prefix=("providers", name))
     return problems

@@ -46,12 +46,32 @@ def build_providers(config: Config) -> dict[str, Provider]:
             from corral.providers.sim import SimProvider
 
             providers[name] = SimProvider(name, config.sim_settings(name))
+        elif cls == "vsphere":
+            providers[name] = build_vsphere(config, name)
         else:
             problems.append(f"providers.{name}.provider_class: the {cls!r} provider is not available "
-                            "in this version of corral (available: sim)")
+                            "in this version of corral (available: sim, vsphere)")
     if problems:
         raise ConfigError(problems)
     return providers
+
+
+def build_vsphere(config: Config, name: str) -> Provider:
+    """A vSphere provider with the vSphere keys of the pools that use it and ``:config:``'s defaults."""
+    from corral.providers.vsphere import VsphereProvider, vsphere_pools
+
+    settings = config.vsphere_settings(name)
+    g = config.config
+    pools = vsphere_pools([p for p in config.pools if config.pool_provider(p) == name], g, settings)
+    return VsphereProvider(
+        name,
+        settings,
+        pools,
+        create_folders=g.create_folders,
+        purge=g.purge_unconfigured_resources or g.purge_unconfigured_folders,
+        ready_port=g.ready_check_port,
+        ready_timeout=g.ready_check_timeout,
+    )
 
 
 def build_store(config: Config) -> Store:
@@ -81,8 +101,6 @@ def manager_settings(config: Config) -> ManagerSettings:
         check_interval=g.check_interval,
         prefix=g.prefix,
         data_ttl_s=g.data_ttl * 3600.0,
-        ready_check_port=g.ready_check_port,
-        ready_check_timeout=g.ready_check_timeout,
         ondemand_clone_limit=g.ondemand_clone_limit,
         ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
         lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,

@@ -34,7 +34,6 @@ from corral.pools.vmtasks import VmTasks
 from corral.pools.migrations import Migrations
 from corral.pools.placing import Placer
 from corral.pools.reactions import Reactions, accepts
-from corral.pools.readiness import tcp_reachable
 from corral.providers.base import Provider, ProviderError, VmNotFound
 from corral.runner import Op, Priority, QueueFull, Runner, RunnerSettings, Work
 from corral.scheduling import SchedulerSettings
@@ -59,11 +58,10 @@ DESTROY_INTENT: dict[VmState, VmState] = {
 class ManagerSettings:
     task_limit: int = 10  # provider calls creating or starting VMs in flight at most
     check_interval: float = 5.0  # seconds between safety-net sweeps
+    ready_retry_s: float = 1.0  # a guest that is up but not yet reachable is probed again after this
     reconcile_interval: float = 300.0  # seconds between full store/provider comparisons
     prefix: str = ""
     data_ttl_s: float = 168 * 3600.0
-    ready_check_port: int = 22
-    ready_check_timeout: float = 5.0
     feed_timeout: float = 30.0  # long-poll length of one change-feed call
     ondemand_clone_limit: int = 10  # on-demand clones in flight at most
     ondemand_ttl_s: float = 300.0  # an on-demand request not ready after this has failed
@@ -388,33 +386,37 @@ class PoolManager:
     async def check_ready(self, name: str, *, ask_provider: bool, provider_name: str | None = None) -> None:
         """Move a pending VM to ready if it is reachable.
 
-        ``ask_provider`` is False when the change feed already said the guest is up.
+        ``ask_provider`` is False when the change feed already said the guest is up; a
+        provider whose readiness is more than that (``probes_readiness``: vSphere connects to
+        port 22, as vmpooler does) is asked all the same.
         """
         if self.busy(name):
             return
         provider = self.providers.get(provider_name or "")
-        if provider is None or ask_provider or getattr(provider, "needs_tcp_probe", False):
+        ask_provider = ask_provider or bool(getattr(provider, "probes_readiness", False))
+        if provider is None or ask_provider:
             # the feed's word is not enough: look at the record first (the compare-and-set
             # below is the real check; this only avoids useless provider calls)
             vm = self.store.get_vm(name)
             if vm is None or vm.state is not VmState.PENDING:
                 return
             provider_name, provider = vm.provider, self.providers[vm.provider]
+            ask_provider = ask_provider or bool(getattr(provider, "probes_readiness", False))
         self._busy.add(name)
         try:
             try:
                 ready = True if not ask_provider else await provider.vm_ready(name)
                 seen = self.inventory[provider_name].vm(name)
                 ip = seen.ip if seen is not None else None
-                if ready and getattr(provider, "needs_tcp_probe", False):
-                    ready = ip is not None and await tcp_reachable(
-                        ip, self.settings.ready_check_port, self.settings.ready_check_timeout)
             except VmNotFound:
                 return  # the feed or the sweep deals with vanished VMs
             except ProviderError as exc:
                 log.debug("readiness check failed", extra={"vm": name, "error": str(exc)})
                 return
             if not ready:
+                if getattr(provider, "probes_readiness", False) and seen is not None and seen.guest_ready:
+                    # the guest is up but not yet listening: probe again soon, not only at the sweep
+                    self.spawn(self._probe_again(name, provider_name), f"ready-{name}")
                 return
             now = self.clock()
             done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
@@ -429,6 +431,10 @@ class PoolManager:
                     self.pool_changed(done.pool)
         finally:
             self._busy.discard(name)
+
+    async def _probe_again(self, name: str, provider_name: str | None) -> None:
+        await asyncio.sleep(self.settings.ready_retry_s)
+        await self.check_ready(name, ask_provider=True, provider_name=provider_name)
 
     # -- destroy ---------------------------------------------------------------------------
     async def destroy(self, vm: Vm, *, reason: str | None = None) -> bool:

@@ -38,8 +38,10 @@ class VsphereProvider:
     """A vCenter as a corral provider. See ``docs/providers.md`` for what it does and needs.
 
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
-    folder, datastore, linked clones, domain). ``probe`` is the readiness check (a TCP
-    connect by default) and ``ready_port`` / ``ready_timeout`` its port and time limit.
+    folder, datastore, linked clones, domain). ``create_folders`` and ``purge`` are
+    ``:config:``'s defaults of the provider keys of those names. ``probe`` is the readiness
+    check (a TCP connect by default) and ``ready_port`` / ``ready_timeout`` its port and
+    time limit.
     """
 
     bulk_calls = False  # vSphere clones, starts and moves one VM per call
@@ -52,6 +54,7 @@ class VsphereProvider:
         pools: dict[str, VspherePool] | None = None,
         *,
         create_folders: bool = False,
+        purge: bool = False,
         ready_port: int = 22,
         ready_timeout: float = 5.0,
         probe: Probe = tcp_reachable,
@@ -60,6 +63,7 @@ class VsphereProvider:
         self.settings = settings
         self.pools = pools or {}
         self.create_folders = settings.create_folders if settings.create_folders is not None else create_folders
+        self.purge = settings.purge or purge
         self.ready_port = ready_port
         self.ready_timeout = ready_timeout
         self.probe = probe
@@ -97,6 +101,10 @@ class VsphereProvider:
             await self.session.close()
             raise
         self._connected = True
+        if self.purge:
+            purged = await self.purge_unconfigured_folders()
+            if purged:
+                log.warning("purged unconfigured folders", extra={"provider": self.name, "folders": purged})
 
     async def close(self) -> None:
         if not self._connected:

@@ -88,31 +88,30 @@ class VspherePool:
 def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSettings) -> dict[str, VspherePool]:
     """The pools' vSphere keys, with the provider's and ``:config:``'s defaults filled in.
 
-    ``pools`` are :class:`corral.config.PoolSettings` of this provider; their vSphere-only
-    keys (``datastore``, ``datacenter``, ``create_linked_clone``, ``snapshot_mainMem_*``)
-    arrive as extra keys.
+    ``pools`` are :class:`corral.config.PoolSettings` of this provider and ``global_config``
+    the :class:`corral.config.GlobalSettings`. vmpooler names the pool key
+    ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
     """
     default_linked = provider.create_linked_clones
     if default_linked is None:
-        default_linked = bool((global_config.model_extra or {}).get("create_linked_clones", True))
+        default_linked = global_config.create_linked_clones
     out = {}
     for pool in pools:
-        extra = pool.model_extra or {}
-        linked = extra.get("create_linked_clone", extra.get("create_linked_clones", default_linked))
-        config = {
-            key: str(extra[name])
-            for name, key in (("snapshot_mainMem_ioBlockPages", "mainMem.ioBlockPages"),
-                              ("snapshot_mainMem_iowait", "mainMem.iowait"))
-            if extra.get(name) is not None
+        linked = pool.create_linked_clone if pool.create_linked_clone is not None else default_linked
+        extra_config = {
+            key: str(value)
+            for key, value in (("mainMem.ioBlockPages", pool.snapshot_mainMem_ioBlockPages),
+                               ("mainMem.iowait", pool.snapshot_mainMem_iowait))
+            if value is not None
         }
         out[pool.name] = VspherePool(
             name=pool.name,
             template=pool.template,
             folder=pool.folder,
-            datastore=extra.get("datastore"),
-            datacenter=extra.get("datacenter"),
+            datastore=pool.datastore,
+            datacenter=pool.datacenter,
             linked_clone=bool(linked),
             domain=pool.domain or global_config.domain,
-            extra_config=config,
+            extra_config=extra_config,
         )
     return out
