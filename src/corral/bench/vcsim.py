@@ -122,9 +122,17 @@ class Vcsim:
     def vm(self, name: str) -> Any:
         from pyVmomi import vim
 
+        from pyVmomi import vmodl
+
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
         try:
-            return next((vm for vm in view.view if vm.name == name), None)
+            for vm in view.view:
+                try:
+                    if vm.name == name:
+                        return vm
+                except vmodl.fault.ManagedObjectNotFound:  # deleted meanwhile
+                    continue
+            return None
         finally:
             view.DestroyView()
 

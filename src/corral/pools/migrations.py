@@ -102,6 +102,7 @@ class Migrations:
             return None
         if target is not None:  # chosen by rebalancing this cycle
             return Decision(name, vm.host, target, "rebalancing")
+        m.placer.settle(vm.provider)  # reservations the inventory caught up with must not count twice
         return checkout_target(m.placer.schedulers[vm.provider], m.inventory[vm.provider].hosts(), name, vm.host,
                                m.placer.demand(pool), m.placer.pool_counts(vm.provider, [pool]))
 

@@ -38,7 +38,7 @@ def vcsim() -> Iterator[Vcsim]:
     except VcsimUnavailable as exc:  # make test installs Go and govmomi; say what is missing
         pytest.fail(f"vcsim is not available: {exc}")
     try:
-        sim.make_template(TEMPLATE)
+        sim.make_template(TEMPLATE, memory_mb=128)
         yield sim
     finally:
         sim.close()

@@ -310,6 +310,7 @@ class Feed:
         for future in self._tasks.values():
             if not future.done():
                 future.set_exception(ProviderError("the vSphere provider closed while a task ran"))
+                future.exception()  # whoever still waits gets it; nobody waiting is fine too
         self._tasks.clear()
 
     # -- tasks -----------------------------------------------------------------------------

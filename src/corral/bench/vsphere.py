@@ -1,0 +1,259 @@
+"""``corral bench vsphere``: one vCenter session against one session per pool, on vcsim.
+
+vcsim (VMware's vCenter simulator, :mod:`corral.bench.vcsim`) with ``hosts`` hosts in one
+cluster and ``CloneVM_Task`` held ``clone_delay_ms`` (2 s) per call. ``pools`` (10) pools of
+``vms_per_pool`` (20) VMs are filled from empty through the real
+:class:`~corral.pools.manager.PoolManager` (sqlite store in a temporary directory, the real
+runner, scheduler and inventory). Each run gets a fresh vcsim with the same hosts, template
+and delay:
+
+- **corral**: one :class:`~corral.providers.vsphere.VsphereProvider` (one session) serves every
+  pool; ``task_limit`` (10) create calls in flight, provider ``concurrency`` the same;
+- **baseline**: vmpooler's model, one session per pool: one provider per pool, each with
+  ``concurrency`` 1, so the calls in flight are the same ``task_limit`` (vmpooler: task_limit 10
+  and a pool of max(pools, task_limit, 2) = 10 connections, one session each);
+- **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still.
+
+The clock runs from the manager's start (providers connecting included) until every VM is
+``ready`` in the store. A thread polls vcsim's session list every 50 ms through an observer
+session of its own (not counted) and keeps the peak. vcsim runs no guests: clones get an
+extraConfig key that makes vcsim report VMware Tools running, and the readiness probe
+connects to a TCP listener of this benchmark instead of the guests' port 22.
+
+The results and tables are in :mod:`corral.bench.vsphere_report`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corral.bench.inventory_report import machine
+from corral.bench.massrun import quiet_logs
+from corral.bench.vcsim import Vcsim
+from corral.bench.vsphere_report import RunResult, VsphereBenchResult
+from corral.domain.models import Pool
+from corral.domain.states import VmState
+from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.readiness import tcp_reachable
+from corral.providers.base import Provider
+from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
+from corral.store.sqlite import SqliteStore
+
+Say = Callable[[str], None]
+
+TEMPLATE = "Templates/corral-bench"
+TEMPLATE_MEMORY_MB = 64  # small, so 20+ clones fit on one of vcsim's 4 GiB hosts
+#: vcsim runs no VMware Tools; this extraConfig key makes it report them running in a clone.
+TOOLS_RUNNING = {"SET.guest.toolsRunningStatus": "guestToolsRunning"}
+SESSION_POLL_S = 0.05
+FEED_MAX_WAIT = 2  # seconds of one WaitForUpdatesEx long poll: quick shutdowns, same answers
+
+
+@dataclass
+class VsphereBenchSettings:
+    pools: int = 10
+    vms_per_pool: int = 20
+    clone_delay_ms: int = 2000
+    hosts: int = 10
+    task_limit: int = 10  # create calls in flight, corral and baseline
+    wide: bool = True
+    wide_limit: int = 40  # the wide run's task_limit and concurrency
+
+    @property
+    def vms(self) -> int:
+        return self.pools * self.vms_per_pool
+
+    @property
+    def baseline_concurrency(self) -> int:
+        """Calls per pool's session: the pools' sessions together take ``task_limit`` calls."""
+        return max(1, self.task_limit // self.pools)
+
+    def check(self) -> None:
+        if self.pools < 1 or self.vms_per_pool < 1:
+            raise ValueError("need --pools >= 1 and --vms-per-pool >= 1")
+        if self.clone_delay_ms < 0:
+            raise ValueError("--clone-delay-ms must be 0 or more")
+        if self.hosts < 1:
+            raise ValueError("--hosts must be at least 1")
+        if not 1 <= self.task_limit <= 100 or not 1 <= self.wide_limit <= 100:
+            raise ValueError("--task-limit and the wide limit must be between 1 and 100 (provider concurrency)")
+
+
+class Listener:
+    """A TCP listener on loopback standing in for the guests' sshd; the readiness probe's target."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.probes = 0
+
+    async def start(self) -> None:
+        async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def probe(self, _address: str, _port: int, timeout: float) -> bool:
+        self.probes += 1
+        return await tcp_reachable("127.0.0.1", self.port, timeout)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+class SessionWatch:
+    """A thread that counts vcsim's sessions (the observer's not among them) every ``interval``."""
+
+    def __init__(self, sim: Vcsim, interval: float = SESSION_POLL_S) -> None:
+        self.sim = sim
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vcsim-sessions", daemon=True)
+
+    def start(self) -> None:
+        self.sim.sessions()  # the observer logs in now, not during the run
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, len(self.sim.sessions()))
+                self.samples += 1
+            except Exception:  # the run goes on; a missed sample is counted
+                self.errors += 1
+            self._stop.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.peak
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (0.0 when /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_pools(s: VsphereBenchSettings, *, per_pool: bool) -> list[Pool]:
+    return [Pool(name=f"bench-{i:02d}", template=TEMPLATE, size=s.vms_per_pool,
+                 provider=f"vsphere-{i:02d}" if per_pool else "vsphere") for i in range(s.pools)]
+
+
+def vsphere_pool(pool: Pool) -> VspherePool:
+    return VspherePool(name=pool.name, template=TEMPLATE, linked_clone=False, extra_config=dict(TOOLS_RUNNING))
+
+
+def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Listener) -> dict[str, Provider]:
+    """One provider per distinct ``pool.provider``, serving the pools that name it."""
+    out: dict[str, Provider] = {}
+    for name in dict.fromkeys(p.provider for p in pools):
+        mine = {p.name: vsphere_pool(p) for p in pools if p.provider == name}
+        settings = VsphereSettings.model_validate(sim.settings(concurrency=concurrency, feed_max_wait=FEED_MAX_WAIT))
+        out[name] = VsphereProvider(name, settings, mine, probe=listener.probe)
+    return out
+
+
+def _ready(store: SqliteStore) -> int:
+    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
+
+
+async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: bool, concurrency: int,
+               task_limit: int, say: Say) -> RunResult:
+    """Fill every pool from empty through a real pool manager; the run's figures."""
+    pools = bench_pools(s, per_pool=per_pool)
+    listener = Listener()
+    await listener.start()
+    providers = make_providers(sim, pools, concurrency, listener)
+    watch = SessionWatch(sim)
+    watch.start()
+    limit_s = 60.0 + 4 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit
+    with tempfile.TemporaryDirectory(prefix="corral-bench-vsphere-") as tmp:
+        store = SqliteStore(Path(tmp) / "bench.db")
+        manager = PoolManager(pools, providers, store,
+                              ManagerSettings(task_limit=task_limit, reconcile_interval=3600.0))
+        say(f"{label}: {len(providers)} provider{'s' if len(providers) > 1 else ''}, concurrency {concurrency}, "
+            f"task_limit {task_limit}: filling {s.pools} pools × {s.vms_per_pool} VMs ...")
+        started = time.perf_counter()
+        cpu = time.process_time(), cpu_seconds(sim.process.pid)
+        try:
+            await manager.start()
+            connected = time.perf_counter()
+            last = connected
+            while (ready := _ready(store)) < s.vms:
+                now = time.perf_counter()
+                if now - started > limit_s:
+                    raise RuntimeError(f"{label}: {ready}/{s.vms} VMs ready after {limit_s:.0f} s")
+                if now - last >= 5.0:
+                    last = now
+                    say(f"  {label}: {ready}/{s.vms} ready, {now - started:.0f} s, {watch.peak} sessions so far")
+                await asyncio.sleep(0.02)
+            finished = time.perf_counter()
+            corral_cpu, vcsim_cpu = time.process_time() - cpu[0], cpu_seconds(sim.process.pid) - cpu[1]
+            ready = _ready(store)
+            peak = watch.stop()
+            calls: Counter[str] = Counter()
+            for provider in providers.values():
+                assert isinstance(provider, VsphereProvider)
+                calls.update(provider.session.calls)
+            sessions = [p.session for p in providers.values() if isinstance(p, VsphereProvider)]
+            result = RunResult(
+                label=label, providers=len(providers), concurrency=concurrency, task_limit=task_limit,
+                vms=s.vms, ready=ready, wall_s=finished - started, start_s=connected - started, peak_sessions=peak,
+                session_samples=watch.samples, calls=dict(sorted(calls.items())),
+                logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
+                clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
+                probes=listener.probes, corral_cpu_s=corral_cpu, vcsim_cpu_s=vcsim_cpu,
+            )
+        finally:
+            watch.stop()
+            await manager.stop()
+            store.close()
+            await listener.close()
+    say(f"{label}: {result.wall_s:.1f} s, peak {result.peak_sessions} session{'s' if peak != 1 else ''}, "
+        f"{result.calls.get('CloneVM_Task', 0)} CloneVM_Task")
+    return result
+
+
+def run_one(s: VsphereBenchSettings, say: Say, **kwargs: Any) -> RunResult:
+    """One run on a fresh vcsim with the bench's hosts, template and clone delay."""
+    sim = Vcsim(clusters=1, hosts=s.hosts, vms=0, delays={"CloneVM_Task": s.clone_delay_ms} if s.clone_delay_ms else None)
+    try:
+        sim.make_template(TEMPLATE, snapshot=None, memory_mb=TEMPLATE_MEMORY_MB)
+        return asyncio.run(fill(sim, s, say=say, **kwargs))
+    finally:
+        sim.close()
+
+
+def run_vsphere(settings: VsphereBenchSettings, progress: Say | None = None) -> VsphereBenchResult:
+    settings.check()
+    say = progress or (lambda _m: None)
+    runs = []
+    with quiet_logs():
+        runs.append(run_one(settings, say, label="corral", per_pool=False, concurrency=settings.task_limit,
+                            task_limit=settings.task_limit))
+        runs.append(run_one(settings, say, label="baseline", per_pool=True,
+                            concurrency=settings.baseline_concurrency,
+                            task_limit=settings.task_limit))
+        if settings.wide:
+            runs.append(run_one(settings, say, label="wide", per_pool=False, concurrency=settings.wide_limit,
+                                task_limit=settings.wide_limit))
+    return VsphereBenchResult(settings=settings, runs=runs, machine=machine())

@@ -1,0 +1,203 @@
+"""The results of ``corral bench vsphere`` and how they are shown: the ``rich`` tables, the JSON,
+the summary and the row :meth:`VsphereBenchResult.append_markdown` adds to
+``docs/benchmarks.md``. The set-up is described in :mod:`corral.bench.vsphere`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.bench.markdown import append_row
+from corral.bench.massrun_report import _paragraph
+
+if TYPE_CHECKING:
+    from corral.bench.vsphere import VsphereBenchSettings
+
+FEED = "WaitForUpdatesEx"  # the change feed's long poll: one per session, not per VM
+TASKS = ("CloneVM_Task", "RelocateVM_Task", "PowerOnVM_Task")
+
+
+def _r(value: float) -> float:
+    return round(value, 3)
+
+
+@dataclass
+class RunResult:
+    """One fill of every pool from empty, on a fresh vcsim."""
+
+    label: str  # corral | baseline | wide
+    providers: int  # vSphere providers (each one session)
+    concurrency: int  # calls in flight per provider
+    task_limit: int  # the runner's create calls in flight
+    vms: int
+    ready: int  # VMs ready in the store when the clock stopped
+    wall_s: float  # the manager's start until every VM was ready
+    start_s: float  # of which the manager's start (providers logging in, first inventory read)
+    peak_sessions: int  # vcsim's open sessions at most, the observer's not counted
+    session_samples: int
+    calls: dict[str, int] = field(default_factory=dict)  # vSphere calls per method, every provider together
+    logins: int = 0
+    relogins: int = 0
+    clone_failures: int = 0
+    runner_calls: int = 0  # create calls the runner sent (one VM each on vSphere)
+    probes: int = 0  # readiness probes of the listener
+    corral_cpu_s: float = 0.0  # CPU time of this process (every thread) during the run
+    vcsim_cpu_s: float = 0.0  # CPU time of vcsim during the run
+
+    @property
+    def ok(self) -> bool:
+        return self.ready == self.vms and self.relogins == 0
+
+    @property
+    def calls_without_feed(self) -> int:
+        return sum(n for method, n in self.calls.items() if method != FEED)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: _r(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        out["calls_without_feed"] = self.calls_without_feed
+        out["ok"] = self.ok
+        return out
+
+
+@dataclass
+class VsphereBenchResult:
+    settings: VsphereBenchSettings
+    runs: list[RunResult]
+    machine: str = ""
+
+    def run(self, label: str) -> RunResult | None:
+        return next((r for r in self.runs if r.label == label), None)
+
+    @property
+    def corral(self) -> RunResult:
+        found = self.run("corral")
+        assert found is not None
+        return found
+
+    @property
+    def baseline(self) -> RunResult:
+        found = self.run("baseline")
+        assert found is not None
+        return found
+
+    @property
+    def ok(self) -> bool:
+        """Every VM of every run ready, no session lost."""
+        return all(r.ok for r in self.runs)
+
+    def ratios(self) -> dict[str, float]:
+        c, b, w = self.corral, self.baseline, self.run("wide")
+        out = {"sessions_baseline_corral": round(b.peak_sessions / max(c.peak_sessions, 1), 3),
+               "wall_baseline_corral": round(b.wall_s / c.wall_s, 3)}
+        if w is not None:
+            out["wall_corral_wide"] = round(c.wall_s / w.wall_s, 3)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.settings
+        return {"ok": self.ok, "settings": {**asdict(s), "vms": s.vms, "baseline_concurrency": s.baseline_concurrency},
+                "machine": self.machine, "runs": {r.label: r.as_dict() for r in self.runs},
+                "ratios": self.ratios()}
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _title(self) -> str:
+        s = self.settings
+        return (f"vcsim, {s.hosts} hosts, CloneVM_Task held {s.clone_delay_ms / 1000:g} s: "
+                f"{s.pools} pools × {s.vms_per_pool} VMs filled from empty")
+
+    def tables(self) -> list[Any]:
+        return [self.runs_table(), self.calls_table()]
+
+    def runs_table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=self._title())
+        for col in ("run", "sessions model", "providers × concurrency", "task_limit", "ready", "wall s",
+                    "of which start s", "peak sessions", "logins", "CPU s corral · vcsim", "× corral wall"):
+            table.add_column(col, justify="left" if col in ("run", "sessions model") else "right")
+        for r in self.runs:
+            model = "one per pool (vmpooler)" if r.label == "baseline" else "one per vCenter"
+            table.add_row(r.label, model, f"{r.providers} × {r.concurrency}", str(r.task_limit), f"{r.ready}/{r.vms}",
+                          f"{r.wall_s:.2f}", f"{r.start_s:.2f}", str(r.peak_sessions),
+                          f"{r.logins}" + (f" ({r.relogins} again)" if r.relogins else ""),
+                          f"{r.corral_cpu_s:.1f} · {r.vcsim_cpu_s:.1f}",
+                          f"{r.wall_s / self.corral.wall_s:.2f}")
+        return table
+
+    def calls_table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="vSphere calls per method (every provider of the run together)")
+        table.add_column("method")
+        for r in self.runs:
+            table.add_column(r.label, justify="right")
+        methods = sorted({m for r in self.runs for m in r.calls}, key=lambda m: (m == FEED, m))
+        for method in methods:
+            table.add_row(method, *(str(r.calls.get(method, 0)) for r in self.runs))
+        table.add_row(f"all but {FEED}", *(str(r.calls_without_feed) for r in self.runs))
+        return table
+
+    def summary(self) -> str:
+        c, b, w = self.corral, self.baseline, self.run("wide")
+        ratios = self.ratios()
+        lines = [
+            f"corral {c.wall_s:.1f} s on {c.peak_sessions} session{'s' if c.peak_sessions != 1 else ''}; "
+            f"baseline (one session per pool) {b.wall_s:.1f} s on {b.peak_sessions}: "
+            f"sessions baseline/corral {ratios['sessions_baseline_corral']:g}, "
+            f"wall baseline/corral {ratios['wall_baseline_corral']:.2f} (both {c.task_limit} calls in flight)",
+        ]
+        if w is not None:
+            lines.append(f"wide: {w.wall_s:.1f} s with {w.task_limit} calls in flight on {w.peak_sessions} "
+                         f"session{'s' if w.peak_sessions != 1 else ''} ({ratios['wall_corral_wide']:.2f} x faster "
+                         "than corral at the narrow limit)")
+        if not self.ok:
+            lines.append("NOT OK: " + "; ".join(f"{r.label}: {r.ready}/{r.vms} ready, {r.relogins} re-logins"
+                                                for r in self.runs if not r.ok))
+        return "\n".join(lines)
+
+    def append_markdown(self, path: Path, command: str) -> None:
+        """Add one row to the vSphere table of ``path`` (making the section when missing)."""
+        s, c, b, w = self.settings, self.corral, self.baseline, self.run("wide")
+        ratios = self.ratios()
+        tasks = " / ".join(
+            "·".join(str(r.calls.get(t, 0)) for t in TASKS) for r in (c, b, *([w] if w else [])))
+        row = (f"| {time.strftime('%Y-%m-%d')} | {s.pools} × {s.vms_per_pool} | {s.hosts} | "
+               f"{s.clone_delay_ms / 1000:g} | {s.task_limit} | {c.wall_s:.2f} | {b.wall_s:.2f} | "
+               f"{ratios['wall_baseline_corral']:.2f} | {c.peak_sessions} / {b.peak_sessions} | "
+               f"{ratios['sessions_baseline_corral']:g} | "
+               + (f"{w.wall_s:.2f} ({w.task_limit}; {w.peak_sessions}) | " if w else "| ")
+               + f"{tasks} | {c.calls_without_feed} / {b.calls_without_feed} | "
+               f"{c.calls.get(FEED, 0)} / {b.calls.get(FEED, 0)} | {'yes' if self.ok else 'NO'} | `{command}` |\n")
+        append_row(path, TABLE_HEADER, row, intro=SECTION_INTRO)
+
+
+TABLE_HEADER = (
+    "| date | pools × VMs | hosts | clone delay s | task_limit | corral s | baseline s | baseline/corral | "
+    "peak sessions corral / baseline | sessions baseline/corral | wide s (task_limit; peak sessions) | "
+    "Clone·Relocate·PowerOn calls corral / baseline / wide | calls but the feed corral / baseline | "
+    "WaitForUpdatesEx corral / baseline | all ready | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+SECTION_HEADING = "## `corral bench vsphere`: one vCenter session against one session per pool\n\n"
+SECTION_INTRO = SECTION_HEADING + _paragraph(
+    "vcsim, VMware's vCenter simulator, with 10 hosts in one cluster and every `CloneVM_Task` call held "
+    "2 s (vcsim's method delay; delays of concurrent calls overlap). The real pool manager (sqlite store "
+    "in a temporary directory, the real runner, scheduler and inventory) fills 10 pools × 20 VMs from "
+    "empty, three times, each on a fresh vcsim with the same hosts and template: *corral*, one vSphere "
+    "provider, so one session, serving every pool, task_limit 10 and provider concurrency 10; "
+    "*baseline*, vmpooler's model of one session per pool: one provider per pool, each with concurrency "
+    "1, so the same 10 calls in flight over 10 sessions (vmpooler: task_limit 10 and a pool of "
+    "max(pools, task_limit, 2) = 10 connections, one session each); *wide*, corral with task_limit and "
+    "concurrency 40 on its one session. The clock runs from the manager's start (logins and the first "
+    "inventory read included) until all 200 VMs are `ready` in the store. A thread counts vcsim's "
+    "sessions every 50 ms through an observer session of its own, which is not counted; the peak is "
+    "reported. vcsim runs no guests: the clones carry an extraConfig key that makes vcsim report VMware "
+    "Tools running, and the readiness probe connects to a TCP listener of the benchmark's instead of "
+    "port 22. vcsim also places a clone on its template's host and leaves it powered off whatever the "
+    "clone spec says, so the provider moves it (`RelocateVM_Task`) and powers it on (`PowerOnVM_Task`) "
+    "after the clone: two more tasks per VM, each about 250 ms because vcsim's property feed ticks every "
+    "250 ms; against a real vCenter the clone call does both."
+)
