@@ -326,6 +326,40 @@ def bench_massrun(
         raise typer.Exit(1)
 
 
+@bench_app.command("vsphere")
+def bench_vsphere(
+    pools: Annotated[int, typer.Option(help="Pools filled from empty.")] = 10,
+    vms_per_pool: Annotated[int, typer.Option(help="VMs per pool.")] = 20,
+    clone_delay_ms: Annotated[int, typer.Option(help="Milliseconds vcsim holds every CloneVM_Task call.")] = 2000,
+    hosts: Annotated[int, typer.Option(help="vcsim hosts (one cluster).")] = 10,
+    task_limit: Annotated[int, typer.Option(help="Create calls in flight, corral and baseline alike.")] = 10,
+    wide: Annotated[bool, typer.Option(help="Also run corral with 40 calls in flight on its one session.")] = True,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """Fill pools on vcsim with one vCenter session for every pool against one session per pool
+    (vmpooler's model): wall time, peak sessions and vSphere calls."""
+    from corral.bench.vcsim import VcsimUnavailable
+    from corral.bench.vsphere import VsphereBenchSettings, run_vsphere
+
+    settings = VsphereBenchSettings(pools=pools, vms_per_pool=vms_per_pool, clone_delay_ms=clone_delay_ms,
+                                    hosts=hosts, task_limit=task_limit, wide=wide)
+    try:
+        settings.check()
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        result = run_vsphere(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
+    except VcsimUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _bench_report(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

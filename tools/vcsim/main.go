@@ -27,6 +27,8 @@ func main() {
 	hosts := flag.Int("host", 3, "hosts per cluster")
 	vms := flag.Int("vm", 2, "VMs per resource pool")
 	delays := flag.String("method-delay", "", "Method=ms,... per-method delays")
+	username := flag.String("username", "user", "the only user name accepted at login")
+	password := flag.String("password", "pass", "its password")
 	flag.Parse()
 
 	model := simulator.VPX()
@@ -50,7 +52,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	model.Service.Listen = &url.URL{Host: *listen}
+	// a user of its own (not vcsim's default one) makes Login check the credentials
+	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 	server := model.Service.NewServer()
 	fmt.Println(server.URL.String())
 	sig := make(chan os.Signal, 1)

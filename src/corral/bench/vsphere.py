@@ -40,11 +40,11 @@ from corral.bench.inventory_report import machine
 from corral.bench.massrun import quiet_logs
 from corral.bench.vcsim import Vcsim
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
-from corral.domain.models import Pool
+from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.pools.readiness import tcp_reachable
-from corral.providers.base import Provider
+from corral.providers.base import CreateResult, Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 from corral.store.sqlite import SqliteStore
 
@@ -162,13 +162,37 @@ def vsphere_pool(pool: Pool) -> VspherePool:
     return VspherePool(name=pool.name, template=TEMPLATE, linked_clone=False, extra_config=dict(TOOLS_RUNNING))
 
 
-def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Listener) -> dict[str, Provider]:
+class InFlight:
+    """Counts the create calls under way in the providers, every provider together."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def watch(self, provider: VsphereProvider) -> None:
+        create = provider.create_vms
+
+        async def counted(host: str, specs: list[VmSpec]) -> list[CreateResult]:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                return await create(host, specs)
+            finally:
+                self.now -= 1
+
+        provider.create_vms = counted  # type: ignore[method-assign]
+
+
+def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Listener,
+                   in_flight: InFlight) -> dict[str, Provider]:
     """One provider per distinct ``pool.provider``, serving the pools that name it."""
     out: dict[str, Provider] = {}
     for name in dict.fromkeys(p.provider for p in pools):
         mine = {p.name: vsphere_pool(p) for p in pools if p.provider == name}
         settings = VsphereSettings.model_validate(sim.settings(concurrency=concurrency, feed_max_wait=FEED_MAX_WAIT))
-        out[name] = VsphereProvider(name, settings, mine, probe=listener.probe)
+        provider = VsphereProvider(name, settings, mine, probe=listener.probe)
+        in_flight.watch(provider)
+        out[name] = provider
     return out
 
 
@@ -182,7 +206,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
     pools = bench_pools(s, per_pool=per_pool)
     listener = Listener()
     await listener.start()
-    providers = make_providers(sim, pools, concurrency, listener)
+    in_flight = InFlight()
+    providers = make_providers(sim, pools, concurrency, listener, in_flight)
     watch = SessionWatch(sim)
     watch.start()
     limit_s = 60.0 + 4 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit
@@ -221,7 +246,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 session_samples=watch.samples, calls=dict(sorted(calls.items())),
                 logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
                 clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
-                probes=listener.probes, corral_cpu_s=corral_cpu, vcsim_cpu_s=vcsim_cpu,
+                probes=listener.probes, peak_creates=in_flight.peak, corral_cpu_s=corral_cpu, vcsim_cpu_s=vcsim_cpu,
             )
         finally:
             watch.stop()

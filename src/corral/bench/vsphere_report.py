@@ -43,6 +43,7 @@ class RunResult:
     clone_failures: int = 0
     runner_calls: int = 0  # create calls the runner sent (one VM each on vSphere)
     probes: int = 0  # readiness probes of the listener
+    peak_creates: int = 0  # create calls under way in the providers at once, at most
     corral_cpu_s: float = 0.0  # CPU time of this process (every thread) during the run
     vcsim_cpu_s: float = 0.0  # CPU time of vcsim during the run
 
@@ -115,12 +116,12 @@ class VsphereBenchResult:
         from rich.table import Table
 
         table = Table(title=self._title())
-        for col in ("run", "sessions model", "providers × concurrency", "task_limit", "ready", "wall s",
+        for col in ("run", "sessions model", "providers × concurrency", "task_limit", "creates in flight", "ready", "wall s",
                     "of which start s", "peak sessions", "logins", "CPU s corral · vcsim", "× corral wall"):
             table.add_column(col, justify="left" if col in ("run", "sessions model") else "right")
         for r in self.runs:
             model = "one per pool (vmpooler)" if r.label == "baseline" else "one per vCenter"
-            table.add_row(r.label, model, f"{r.providers} × {r.concurrency}", str(r.task_limit), f"{r.ready}/{r.vms}",
+            table.add_row(r.label, model, f"{r.providers} × {r.concurrency}", str(r.task_limit), str(r.peak_creates), f"{r.ready}/{r.vms}",
                           f"{r.wall_s:.2f}", f"{r.start_s:.2f}", str(r.peak_sessions),
                           f"{r.logins}" + (f" ({r.relogins} again)" if r.relogins else ""),
                           f"{r.corral_cpu_s:.1f} · {r.vcsim_cpu_s:.1f}",

@@ -84,6 +84,9 @@ class Inventory:
         self.objects: dict[str, Obj] = {}
         self.vm_ids: dict[str, str] = {}  # VM name -> moid (templates excluded)
         self.host_ids: dict[str, str] = {}  # host name -> moid
+        # pools of the VMs this process cloned, for when the annotation has not arrived (or an
+        # endpoint does not report changes to it, as vcsim does not)
+        self.known_pools: dict[str, str] = {}
         self._pool_of_folder = pool_of_folder
 
     # -- applying updates ------------------------------------------------------------------
@@ -204,6 +207,8 @@ class Inventory:
         notes = annotation(p.get("config.annotation"))
         pool = notes.get("pool")
         if not isinstance(pool, str):
+            pool = self.known_pools.get(p["name"])
+        if pool is None:
             pool = self._pool_of_folder(self.folder_path(_ref_id(p.get("parent"))) or "")
         created = p.get("config.createDate")
         return ProviderVm(

@@ -248,6 +248,7 @@ class VsphereProvider:
                 return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
             vm = outcome.result
             self._made[spec.name] = vm
+            self.inventory.known_pools[spec.name] = spec.pool
             await self._settle(vm, target, clone_spec.config.annotation)
             return CreateResult(spec.name, ok=True)
         except ProviderError as exc:
@@ -339,6 +340,7 @@ class VsphereProvider:
         outcome = await self._task("Destroy_Task", vm.Destroy_Task)
         self._raise(outcome, name, "destroy")
         self._made.pop(name, None)
+        self.inventory.known_pools.pop(name, None)
         await self._until(lambda: name not in self.inventory.vm_ids)
 
     async def power_on(self, name: str) -> None:

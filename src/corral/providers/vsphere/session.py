@@ -44,6 +44,9 @@ class Session:
         self.relogins = 0
         self.keepalives = 0
         self.calls: Counter[str] = Counter()
+        self.in_flight = 0  # calls running on the session's threads now
+        self.peak_in_flight = 0
+        self._count_lock = threading.Lock()
         self.last_call = time.monotonic()
         self._login_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -137,6 +140,9 @@ class Session:
         """Run ``fn`` on this thread; log in again and retry once when the session was lost."""
         seen = self.generation
         self.last_call = time.monotonic()
+        with self._count_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             return fn(*args)
         except vim.fault.NotAuthenticated:
@@ -144,6 +150,9 @@ class Session:
                 raise
             self.relogin(seen)
             return fn(*args)
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
 
     def relogin(self, seen: int) -> bool:
         """Log in again unless another thread already did since generation ``seen``.

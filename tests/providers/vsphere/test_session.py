@@ -1,0 +1,130 @@
+"""The shared session: one login per vCenter, re-login on loss, keepalive, logout, bounded calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from corral.bench.vcsim import Vcsim
+from corral.domain.models import VmSpec
+from corral.providers.base import ProviderError
+from corral.providers.vsphere import VsphereSettings
+from corral.providers.vsphere.session import Session
+
+from ..contract import FeedReader
+from .conftest import TEMPLATE, make_provider, pool
+
+
+def settings(sim: Vcsim, **extra: object) -> VsphereSettings:
+    return VsphereSettings.model_validate(sim.settings(**extra))
+
+
+async def test_one_session_whatever_the_number_of_pools_and_calls(vcsim: Vcsim) -> None:
+    pools = {f"p{i}": pool(f"p{i}") for i in range(10)}
+    provider = make_provider(vcsim, pools=pools, concurrency=10)
+    await provider.connect()
+    try:
+        specs = [VmSpec(name=f"vm-{p}-{i}", pool=p, template=TEMPLATE) for p in pools for i in range(2)]
+        busy = asyncio.gather(*(provider.create_vms(host, [spec]) for host, spec in
+                                zip(["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"] * 7, specs)))
+        counts = []
+        while not busy.done():
+            counts.append(len(await asyncio.to_thread(vcsim.sessions)))
+            await asyncio.sleep(0.05)
+        results = [r for batch in await busy for r in batch]
+        assert all(r.ok for r in results), results
+        assert counts and set(counts) == {1}
+        assert provider.session.logins == 1
+        assert provider.session.peak_in_flight <= 10
+    finally:
+        await provider.close()
+    assert vcsim.sessions() == []  # logged out
+
+
+async def test_concurrent_calls_on_a_terminated_session_log_in_once(vcsim: Vcsim) -> None:
+    provider = make_provider(vcsim, pools={"p": pool("p")})
+    await provider.connect()
+    try:
+        feed = FeedReader(provider)
+        await feed.read()
+        vcsim.terminate_sessions()
+        results = await asyncio.gather(*(provider.create_vms("DC0_C0_H0", [VmSpec(name=f"r{i}", pool="p",
+                                                                                 template=TEMPLATE)])
+                                         for i in range(5)))
+        assert all(r.ok for [r] in results), results
+        assert provider.session.relogins == 1
+        assert len(vcsim.sessions()) == 1
+        # the feed rebuilt its collector on the new session and reports as before
+        await feed.until(lambda f: all(f"r{i}" in f.vms for i in range(5)), 10)
+        assert not feed.removed
+        assert provider.feed.snapshots == 2
+    finally:
+        await provider.close()
+
+
+async def test_keepalive_pings_an_idle_session(vcsim: Vcsim) -> None:
+    session = Session("vsphere", settings(vcsim, keepalive_interval=0.2))
+    await session.connect()
+    try:
+        await asyncio.sleep(0.75)
+        assert session.keepalives >= 2
+        assert session.calls["CurrentTime"] == session.keepalives
+        busy_until = asyncio.get_running_loop().time() + 0.6
+        before = session.keepalives
+        while asyncio.get_running_loop().time() < busy_until:  # a busy session is not pinged
+            await session.call("CurrentTime", lambda: session.si.CurrentTime())
+            await asyncio.sleep(0.05)
+        assert session.keepalives == before
+    finally:
+        await session.close()
+
+
+async def test_calls_are_bounded_by_concurrency() -> None:
+    sim = Vcsim(hosts=1, delays={"CurrentTime": 200})
+    try:
+        session = Session("vsphere", settings(sim, concurrency=3, keepalive_interval=600))
+        await session.connect()
+        try:
+            await asyncio.gather(*(session.call("CurrentTime", lambda: session.si.CurrentTime()) for _ in range(9)))
+            assert session.peak_in_flight == 3
+        finally:
+            await session.close()
+    finally:
+        sim.close()
+
+
+async def test_a_refused_login_names_the_endpoint_but_never_the_password(vcsim: Vcsim) -> None:
+    secret = "s3cr3t-never-shown"
+    session = Session("vsphere", VsphereSettings.model_validate({**vcsim.settings(), "password": secret,
+                                                                "username": "nobody"}))
+    with pytest.raises(ProviderError) as caught:
+        await session.connect()
+    assert "login refused" in str(caught.value) and f"{vcsim.host}:{vcsim.port}" in str(caught.value)
+    assert secret not in str(caught.value) and not caught.value.retryable
+
+
+async def test_an_unreachable_vcenter_is_a_clear_retryable_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    session = Session("vsphere", VsphereSettings(server="127.0.0.1", port=port, protocol="http", username="u",
+                                                 password="p", call_timeout=5))
+    with pytest.raises(ProviderError) as caught:
+        await session.connect()
+    assert "cannot connect" in str(caught.value) and caught.value.retryable
+
+
+def test_settings_read_vmpooler_keys_and_name_what_they_ignore() -> None:
+    s = VsphereSettings.model_validate({"server": "vc.example", "username": "u", "password": "p",
+                                        "insecure": True, "datacenter": "dc1", "connection_pool_size": 20,
+                                        "folder_whitelist": ["keep"], "purge_unconfigured_folders": True})
+    assert s.effective_port == 443 and s.insecure and s.datacenter == "dc1"
+    assert s.purge and s.allowlist == ["keep"]
+    assert [n.split(":")[0] for n in s.ignored()] == ["connection_pool_size"]
+    with pytest.raises(ValidationError) as caught:
+        VsphereSettings.model_validate({"server": "vc", "username": "u", "password": "p", "concurency": 3})
+    assert "concurency" in str(caught.value)
