@@ -300,3 +300,28 @@ def test_pools_carry_ha_and_priority():
     config, warnings = parse_config({**SIM_ONLY, ":pools": pools})
     assert {p.name: (p.ha, p.priority) for p in config.domain_pools()} == {"ha": (True, 5), "plain": (False, 0)}
     assert warnings == []
+
+
+def test_vsphere_keys_reach_the_provider_with_their_defaults():
+    from corral.runtime import build_providers
+
+    config, _ = load_config(REFERENCE)
+    providers = build_providers(config)
+    vsphere = providers["vsphere"]
+    pools = vsphere.pools  # type: ignore[attr-defined]
+    assert pools["debian-7-i386"].datastore == "vmstorage" and pools["debian-7-i386"].linked_clone is True
+    assert pools["debian-7-x86_64"].linked_clone is False
+    assert pools["debian-7-x86_64"].extra_config == {"mainMem.ioBlockPages": "2048", "mainMem.iowait": "0"}
+    assert pools["debian-7-i386"].template == "Templates/debian-7-i386"
+    assert vsphere.settings.server == "vsphere.example.com"  # type: ignore[attr-defined]
+
+
+def test_vsphere_settings_errors_name_the_key_and_hide_the_password():
+    doc = {":providers": {":vsphere": {"server": "vc", "username": "u", "password": ["hunter2"],
+                                       "concurency": 4, "feed_max_wait": 0}},
+           ":pools": [{"name": "p", "template": "t", "size": 1}]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    text = str(err.value)
+    assert "providers.vsphere.concurency" in text and "providers.vsphere.feed_max_wait: must be >= 1" in text
+    assert "providers.vsphere.password" in text and "hunter2" not in text

@@ -1,6 +1,6 @@
 """The vSphere provider: one pyvmomi session per vCenter, inventory and tasks by change feed.
 
-See ``docs/providers.md`` for what it reads from the configuration and how it behaves.
+``docs/architecture.md`` says how it works, ``docs/configuration.md`` what it reads.
 """
 
 from corral.providers.vsphere.provider import VsphereProvider

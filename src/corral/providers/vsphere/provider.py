@@ -35,7 +35,8 @@ NOT_RETRYABLE = (vim.fault.DuplicateName, vim.fault.InvalidName, vmodl.fault.Inv
 
 
 class VsphereProvider:
-    """A vCenter as a corral provider. See ``docs/providers.md`` for what it does and needs.
+    """A vCenter as a corral provider. ``docs/architecture.md`` says how it works and
+    ``docs/configuration.md`` what it reads.
 
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
     folder, datastore, linked clones, domain). ``create_folders`` and ``purge`` are
