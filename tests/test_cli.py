@@ -43,11 +43,21 @@ def test_serve_refuses_a_bad_config_with_status_2(tmp_path: Path):
     assert "Traceback" not in out.stderr
 
 
-def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
+def test_serve_names_a_vcenter_it_cannot_reach_and_hides_its_password(tmp_path: Path):
     out = corral("serve", "--config", str(REPO / "examples" / "vmpooler.yaml"), "--port", str(free_port()))
-    assert out.returncode == 2
-    assert "'vsphere' provider is not available" in out.stderr
+    assert out.returncode == 3
+    assert "vSphere https://vcenter.example.com:443 as vmpooler: cannot connect" in out.stderr
     assert "not-a-real-password" not in out.stderr + out.stdout
+
+
+def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
+    doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1, "provider": "kvm"}])
+    doc[":providers"][":kvm"] = {"provider_class": "libvirt"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    out = corral("serve", "--config", str(cfg), "--port", str(free_port()))
+    assert out.returncode == 2
+    assert "'libvirt' provider is not available" in out.stderr
 
 
 def test_serve_names_a_store_it_cannot_open(tmp_path: Path):
