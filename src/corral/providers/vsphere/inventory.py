@@ -84,6 +84,7 @@ class Inventory:
         self.objects: dict[str, Obj] = {}
         self.vm_ids: dict[str, str] = {}  # VM name -> moid (templates excluded)
         self.host_ids: dict[str, str] = {}  # host name -> moid
+        self.on_host: dict[str, set[str]] = {}  # host moid -> moids of its VMs (templates excluded)
         # pools of the VMs this process cloned, for when the annotation has not arrived (or an
         # endpoint does not report changes to it, as vcsim does not)
         self.known_pools: dict[str, str] = {}
@@ -124,6 +125,7 @@ class Inventory:
         self.objects = objects
         self.vm_ids.clear()
         self.host_ids.clear()
+        self.on_host.clear()
         for key, obj in objects.items():
             self._index(key, obj)
         for key, new in objects.items():
@@ -137,11 +139,18 @@ class Inventory:
             return
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
             self.vm_ids[name] = key
+            host = _ref_id(obj.props.get("runtime.host"))
+            if host is not None:
+                self.on_host.setdefault(host, set()).add(key)
         elif obj.kind == "HostSystem":
             self.host_ids[name] = key
 
     def _unindex(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
+        if obj.kind == "VirtualMachine":
+            host = _ref_id(obj.props.get("runtime.host"))
+            if host is not None and host in self.on_host:
+                self.on_host[host].discard(key)
         if obj.kind == "VirtualMachine" and self.vm_ids.get(name) == key:
             del self.vm_ids[name]
         elif obj.kind == "HostSystem" and self.host_ids.get(name) == key:
@@ -237,10 +246,8 @@ class Inventory:
         me = moid(obj.ref)
         allocated = used = 0.0
         count = 0
-        for key in self.vm_ids.values():
+        for key in self.on_host.get(me, ()):
             vm = self.objects[key].props
-            if _ref_id(vm.get("runtime.host")) != me:
-                continue
             count += 1
             memory = float(vm.get("summary.config.memorySizeMB") or 0)
             allocated += memory
