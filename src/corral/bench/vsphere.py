@@ -10,8 +10,9 @@ and delay:
 - **corral**: one :class:`~corral.providers.vsphere.VsphereProvider` (one session) serves every
   pool; ``task_limit`` (10) create calls in flight, provider ``concurrency`` the same;
 - **baseline**: vmpooler's model, one session per pool: one provider per pool, each with
-  ``concurrency`` 1, so the calls in flight are the same ``task_limit`` (vmpooler: task_limit 10
-  and a pool of max(pools, task_limit, 2) = 10 connections, one session each);
+  ``concurrency`` ``task_limit // pools`` (1 by default), so the calls in flight are the same
+  (vmpooler: task_limit 10 and a pool of max(pools, task_limit, 2) = 10 connections, one
+  session each). Each of these providers runs its own change feed, as corral's provider does;
 - **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still.
 
 The clock runs from the manager's start (providers connecting included) until every VM is
@@ -210,9 +211,11 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
     providers = make_providers(sim, pools, concurrency, listener, in_flight)
     watch = SessionWatch(sim)
     watch.start()
-    limit_s = 60.0 + 4 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit
+    limit_s = 120.0 + 10 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit  # a run this long has hung
     with tempfile.TemporaryDirectory(prefix="corral-bench-vsphere-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
+        # default settings but the task limit, and no periodic full read (every 300 s by default) in
+        # the middle of a slow run: both sides make the same calls
         manager = PoolManager(pools, providers, store,
                               ManagerSettings(task_limit=task_limit, reconcile_interval=3600.0))
         say(f"{label}: {len(providers)} provider{'s' if len(providers) > 1 else ''}, concurrency {concurrency}, "
@@ -246,7 +249,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 session_samples=watch.samples, calls=dict(sorted(calls.items())),
                 logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
                 clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
-                probes=listener.probes, peak_creates=in_flight.peak, corral_cpu_s=corral_cpu, vcsim_cpu_s=vcsim_cpu,
+                probes=listener.probes, peak_creates=in_flight.peak, corral_cpu_s=corral_cpu,
+                vcsim_cpu_s=vcsim_cpu,
             )
         finally:
             watch.stop()
@@ -260,7 +264,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
 
 def run_one(s: VsphereBenchSettings, say: Say, **kwargs: Any) -> RunResult:
     """One run on a fresh vcsim with the bench's hosts, template and clone delay."""
-    sim = Vcsim(clusters=1, hosts=s.hosts, vms=0, delays={"CloneVM_Task": s.clone_delay_ms} if s.clone_delay_ms else None)
+    delays = {"CloneVM_Task": s.clone_delay_ms} if s.clone_delay_ms else None
+    sim = Vcsim(clusters=1, hosts=s.hosts, vms=0, delays=delays)
     try:
         sim.make_template(TEMPLATE, snapshot=None, memory_mb=TEMPLATE_MEMORY_MB)
         return asyncio.run(fill(sim, s, say=say, **kwargs))
@@ -276,8 +281,7 @@ def run_vsphere(settings: VsphereBenchSettings, progress: Say | None = None) -> 
         runs.append(run_one(settings, say, label="corral", per_pool=False, concurrency=settings.task_limit,
                             task_limit=settings.task_limit))
         runs.append(run_one(settings, say, label="baseline", per_pool=True,
-                            concurrency=settings.baseline_concurrency,
-                            task_limit=settings.task_limit))
+                            concurrency=settings.baseline_concurrency, task_limit=settings.task_limit))
         if settings.wide:
             runs.append(run_one(settings, say, label="wide", per_pool=False, concurrency=settings.wide_limit,
                                 task_limit=settings.wide_limit))

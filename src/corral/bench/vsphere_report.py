@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from corral.bench.vsphere import VsphereBenchSettings
 
 FEED = "WaitForUpdatesEx"  # the change feed's long poll: one per session, not per VM
-TASKS = ("CloneVM_Task", "RelocateVM_Task", "PowerOnVM_Task")
+TASKS = ("CloneVM_Task", "RelocateVM_Task", "ReconfigVM_Task", "PowerOnVM_Task")
 
 
 def _r(value: float) -> float:
@@ -116,22 +116,21 @@ class VsphereBenchResult:
         from rich.table import Table
 
         table = Table(title=self._title())
-        for col in ("run", "sessions model", "providers × concurrency", "task_limit", "creates in flight", "ready", "wall s",
-                    "of which start s", "peak sessions", "logins", "CPU s corral · vcsim", "× corral wall"):
-            table.add_column(col, justify="left" if col in ("run", "sessions model") else "right")
+        for col in ("run", "providers × concurrency", "task_limit", "creates in flight", "ready", "wall s",
+                    "of which start s", "peak sessions", "logins", "CPU s corral / vcsim", "× corral wall"):
+            table.add_column(col, justify="left" if col == "run" else "right")
         for r in self.runs:
-            model = "one per pool (vmpooler)" if r.label == "baseline" else "one per vCenter"
-            table.add_row(r.label, model, f"{r.providers} × {r.concurrency}", str(r.task_limit), str(r.peak_creates), f"{r.ready}/{r.vms}",
-                          f"{r.wall_s:.2f}", f"{r.start_s:.2f}", str(r.peak_sessions),
+            table.add_row(r.label, f"{r.providers} × {r.concurrency}",
+                          str(r.task_limit), str(r.peak_creates), f"{r.ready}/{r.vms}", f"{r.wall_s:.2f}",
+                          f"{r.start_s:.2f}", str(r.peak_sessions),
                           f"{r.logins}" + (f" ({r.relogins} again)" if r.relogins else ""),
-                          f"{r.corral_cpu_s:.1f} · {r.vcsim_cpu_s:.1f}",
-                          f"{r.wall_s / self.corral.wall_s:.2f}")
+                          f"{r.corral_cpu_s:.1f} / {r.vcsim_cpu_s:.1f}", f"{r.wall_s / self.corral.wall_s:.2f}")
         return table
 
     def calls_table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title="vSphere calls per method (every provider of the run together)")
+        table = Table(title="vSphere calls per method, every provider of a run together")
         table.add_column("method")
         for r in self.runs:
             table.add_column(r.label, justify="right")
@@ -151,7 +150,7 @@ class VsphereBenchResult:
             f"wall baseline/corral {ratios['wall_baseline_corral']:.2f} (both {c.task_limit} calls in flight)",
         ]
         if w is not None:
-            lines.append(f"wide: {w.wall_s:.1f} s with {w.task_limit} calls in flight on {w.peak_sessions} "
+            lines.append(f"wide: {w.wall_s:.1f} s with task_limit {w.task_limit} on {w.peak_sessions} "
                          f"session{'s' if w.peak_sessions != 1 else ''} ({ratios['wall_corral_wide']:.2f} x faster "
                          "than corral at the narrow limit)")
         if not self.ok:
@@ -168,7 +167,7 @@ class VsphereBenchResult:
         row = (f"| {time.strftime('%Y-%m-%d')} | {s.pools} × {s.vms_per_pool} | {s.hosts} | "
                f"{s.clone_delay_ms / 1000:g} | {s.task_limit} | {c.wall_s:.2f} | {b.wall_s:.2f} | "
                f"{ratios['wall_baseline_corral']:.2f} | {c.peak_sessions} / {b.peak_sessions} | "
-               f"{ratios['sessions_baseline_corral']:g} | "
+               f"{ratios['sessions_baseline_corral']:g} | {c.vcsim_cpu_s:.1f} / {b.vcsim_cpu_s:.1f} | "
                + (f"{w.wall_s:.2f} ({w.task_limit}; {w.peak_sessions}) | " if w else "| ")
                + f"{tasks} | {c.calls_without_feed} / {b.calls_without_feed} | "
                f"{c.calls.get(FEED, 0)} / {b.calls.get(FEED, 0)} | {'yes' if self.ok else 'NO'} | `{command}` |\n")
@@ -177,28 +176,30 @@ class VsphereBenchResult:
 
 TABLE_HEADER = (
     "| date | pools × VMs | hosts | clone delay s | task_limit | corral s | baseline s | baseline/corral | "
-    "peak sessions corral / baseline | sessions baseline/corral | wide s (task_limit; peak sessions) | "
-    "Clone·Relocate·PowerOn calls corral / baseline / wide | calls but the feed corral / baseline | "
-    "WaitForUpdatesEx corral / baseline | all ready | command |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "peak sessions corral / baseline | sessions baseline/corral | vcsim CPU s corral / baseline | "
+    "wide s (task_limit; peak sessions) | Clone·Relocate·Reconfig·PowerOn calls corral / baseline / wide | "
+    "calls but the feed corral / baseline | WaitForUpdatesEx corral / baseline | all ready | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 SECTION_HEADING = "## `corral bench vsphere`: one vCenter session against one session per pool\n\n"
 SECTION_INTRO = SECTION_HEADING + _paragraph(
     "vcsim, VMware's vCenter simulator, with 10 hosts in one cluster and every `CloneVM_Task` call held "
-    "2 s (vcsim's method delay; delays of concurrent calls overlap). The real pool manager (sqlite store "
-    "in a temporary directory, the real runner, scheduler and inventory) fills 10 pools × 20 VMs from "
-    "empty, three times, each on a fresh vcsim with the same hosts and template: *corral*, one vSphere "
-    "provider, so one session, serving every pool, task_limit 10 and provider concurrency 10; "
+    "2 s (vcsim's method delay; the delays of concurrent calls overlap). The real pool manager (sqlite "
+    "store in a temporary directory, the real runner, scheduler and inventory) fills 10 pools × 20 VMs "
+    "from empty, three times, each on a fresh vcsim with the same hosts and template: *corral*, one "
+    "vSphere provider, so one session, serving every pool, task_limit 10 and provider concurrency 10; "
     "*baseline*, vmpooler's model of one session per pool: one provider per pool, each with concurrency "
     "1, so the same 10 calls in flight over 10 sessions (vmpooler: task_limit 10 and a pool of "
     "max(pools, task_limit, 2) = 10 connections, one session each); *wide*, corral with task_limit and "
-    "concurrency 40 on its one session. The clock runs from the manager's start (logins and the first "
-    "inventory read included) until all 200 VMs are `ready` in the store. A thread counts vcsim's "
-    "sessions every 50 ms through an observer session of its own, which is not counted; the peak is "
-    "reported. vcsim runs no guests: the clones carry an extraConfig key that makes vcsim report VMware "
-    "Tools running, and the readiness probe connects to a TCP listener of the benchmark's instead of "
-    "port 22. vcsim also places a clone on its template's host and leaves it powered off whatever the "
-    "clone spec says, so the provider moves it (`RelocateVM_Task`) and powers it on (`PowerOnVM_Task`) "
-    "after the clone: two more tasks per VM, each about 250 ms because vcsim's property feed ticks every "
-    "250 ms; against a real vCenter the clone call does both."
+    "concurrency 40 on its one session (the runner's 4 calls per host × 10 hosts allow 40). The clock "
+    "runs from the manager's start (logins and the first inventory read included) until all 200 VMs are "
+    "`ready` in the store. A thread counts vcsim's sessions every 50 ms through an observer session of "
+    "its own, which is not counted; the peak is reported, with the CPU time vcsim used during the run. "
+    "vcsim runs no guests: the clones carry an extraConfig key that makes vcsim report VMware Tools "
+    "running, and the readiness probe connects to a TCP listener of the benchmark's instead of port 22. "
+    "vcsim also ignores the clone spec's host, annotation and power-on: a clone lands on its template's "
+    "host, powered off, so the provider follows up with `RelocateVM_Task` (unless the chosen host is the "
+    "template's), `ReconfigVM_Task` for the annotation and `PowerOnVM_Task`, up to three more tasks per "
+    "VM, each about 250 ms because vcsim's property feed ticks every 250 ms; against a real vCenter the "
+    "clone call does all three and the provider only reads the result."
 )
