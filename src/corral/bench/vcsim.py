@@ -9,9 +9,11 @@ templates.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,75 @@ class Vcsim:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class Listener:
+    """A TCP listener on loopback standing in for the guests' sshd (vcsim runs no guests).
+
+    :meth:`probe` is a readiness probe for a vSphere provider: it records the address it was
+    asked to connect to (``asked``: "name.domain:22" or "ip:22") and connects here instead.
+    """
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.asked: list[str] = []
+
+    async def start(self) -> None:
+        async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def probe(self, address: str, port: int, timeout: float) -> bool:
+        from corral.pools.readiness import tcp_reachable
+
+        self.asked.append(f"{address}:{port}")
+        return await tcp_reachable("127.0.0.1", self.port, timeout)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+class SessionWatch:
+    """A thread that counts vcsim's sessions (the observer's not among them) every ``interval``.
+
+    ``counts`` keeps every sample, ``peak`` the highest, ``errors`` the samples that failed.
+    """
+
+    def __init__(self, sim: Vcsim, interval: float = 0.05) -> None:
+        self.sim = sim
+        self.interval = interval
+        self.peak = 0
+        self.counts: list[int] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vcsim-sessions", daemon=True)
+
+    def start(self) -> SessionWatch:
+        self.sim.sessions()  # the observer logs in now, not during the run
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                count = len(self.sim.sessions())
+            except Exception:  # the run goes on; a missed sample is counted
+                self.errors += 1
+            else:
+                self.counts.append(count)
+                self.peak = max(self.peak, count)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        return self.peak
 
 
 def _wait(task: Any, timeout: float = 30.0) -> Any:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,12 +38,11 @@ from typing import Any
 
 from corral.bench.inventory_report import machine
 from corral.bench.massrun import quiet_logs
-from corral.bench.vcsim import Vcsim
+from corral.bench.vcsim import Listener, SessionWatch, Vcsim
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
-from corral.pools.readiness import tcp_reachable
 from corral.providers.base import CreateResult, Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 from corral.store.sqlite import SqliteStore
@@ -55,7 +53,6 @@ TEMPLATE = "Templates/corral-bench"
 TEMPLATE_MEMORY_MB = 64  # small, so 20+ clones fit on one of vcsim's 4 GiB hosts
 #: vcsim runs no VMware Tools; this extraConfig key makes it report them running in a clone.
 TOOLS_RUNNING = {"SET.guest.toolsRunningStatus": "guestToolsRunning"}
-SESSION_POLL_S = 0.05
 FEED_MAX_WAIT = 2  # seconds of one WaitForUpdatesEx long poll: quick shutdowns, same answers
 
 
@@ -87,62 +84,6 @@ class VsphereBenchSettings:
             raise ValueError("--hosts must be at least 1")
         if not 1 <= self.task_limit <= 100 or not 1 <= self.wide_limit <= 100:
             raise ValueError("--task-limit and the wide limit must be between 1 and 100 (provider concurrency)")
-
-
-class Listener:
-    """A TCP listener on loopback standing in for the guests' sshd; the readiness probe's target."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.AbstractServer | None = None
-        self.port = 0
-        self.probes = 0
-
-    async def start(self) -> None:
-        async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()
-
-        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def probe(self, _address: str, _port: int, timeout: float) -> bool:
-        self.probes += 1
-        return await tcp_reachable("127.0.0.1", self.port, timeout)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
-class SessionWatch:
-    """A thread that counts vcsim's sessions (the observer's not among them) every ``interval``."""
-
-    def __init__(self, sim: Vcsim, interval: float = SESSION_POLL_S) -> None:
-        self.sim = sim
-        self.interval = interval
-        self.peak = 0
-        self.samples = 0
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vcsim-sessions", daemon=True)
-
-    def start(self) -> None:
-        self.sim.sessions()  # the observer logs in now, not during the run
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, len(self.sim.sessions()))
-                self.samples += 1
-            except Exception:  # the run goes on; a missed sample is counted
-                self.errors += 1
-            self._stop.wait(self.interval)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(5)
-        return self.peak
 
 
 def cpu_seconds(pid: int) -> float:
@@ -246,10 +187,10 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
             result = RunResult(
                 label=label, providers=len(providers), concurrency=concurrency, task_limit=task_limit,
                 vms=s.vms, ready=ready, wall_s=finished - started, start_s=connected - started, peak_sessions=peak,
-                session_samples=watch.samples, calls=dict(sorted(calls.items())),
+                session_samples=len(watch.counts), calls=dict(sorted(calls.items())),
                 logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
                 clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
-                probes=listener.probes, peak_creates=in_flight.peak, corral_cpu_s=corral_cpu,
+                probes=len(listener.asked), peak_creates=in_flight.peak, corral_cpu_s=corral_cpu,
                 vcsim_cpu_s=vcsim_cpu,
             )
         finally:

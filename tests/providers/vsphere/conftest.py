@@ -8,15 +8,13 @@ both what corral would connect to and the power-state logic around it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from corral.bench.vcsim import Vcsim, VcsimUnavailable
-from corral.pools.readiness import tcp_reachable
+from corral.bench.vcsim import Listener, Vcsim, VcsimUnavailable
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 
 TEMPLATE = "Templates/corral-template"
@@ -42,31 +40,6 @@ def vcsim() -> Iterator[Vcsim]:
         yield sim
     finally:
         sim.close()
-
-
-class Listener:
-    """A TCP listener standing in for the guests' sshd; ``asked`` records probed addresses."""
-
-    def __init__(self) -> None:
-        self.asked: list[str] = []
-        self.port = 0
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> None:
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.close()
-
-        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def probe(self, address: str, port: int, timeout: float) -> bool:
-        self.asked.append(f"{address}:{port}")
-        return await tcp_reachable("127.0.0.1", self.port, timeout)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 @pytest_asyncio.fixture

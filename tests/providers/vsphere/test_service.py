@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pyVmomi import vim
 
-from corral.bench.vcsim import Vcsim, _wait
+from corral.bench.vcsim import SessionWatch, Vcsim, _wait
 from corral.domain.events import VmDisappeared
 from corral.domain.states import VmState
 from corral.pools.readiness import tcp_reachable
@@ -53,29 +53,6 @@ class SshStandIn:
 
     def close(self) -> None:
         self.sock.close()
-
-
-class SessionWatch:
-    """Counts the vCenter's sessions (other than its own) every 50 ms; keeps the peak."""
-
-    def __init__(self, sim: Vcsim) -> None:
-        self.sim = sim
-        self.peak = 0
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            count = len(self.sim.sessions())
-            self.samples.append(count)
-            self.peak = max(self.peak, count)
-            self._stop.wait(0.05)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join()
 
 
 @pytest.fixture
@@ -118,7 +95,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
     provider.probe = ssh.probe  # the only stand-in: DNS and sshd of guests vcsim does not run
     provider.pools = {name: dataclasses.replace(p, extra_config={**p.extra_config, **TOOLS_RUNNING})
                       for name, p in provider.pools.items()}
-    watch = SessionWatch(vcsim)
+    watch = SessionWatch(vcsim).start()
     try:
         with server as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=30) as client:
             store = srv.service.store
@@ -129,7 +106,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
                            for p in document(tmp_path, vcsim)[":pools"])
 
             srv.wait(full, timeout=90)
-            assert watch.peak == 1, watch.samples
+            assert watch.peak == 1, watch.counts
             ready = store.list_vms(states=[VmState.READY])
             assert len(ready) == 2 * POOLS + 1
             for vm in ready:  # in vcsim, in the pool's folder, with corral's annotation
@@ -167,7 +144,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
             disappeared = {e.vm for _, e in bus.since(seen) or [] if isinstance(e, VmDisappeared)}
             assert disappeared <= {name}, disappeared
             assert len(vcsim.sessions()) == 1
-            assert max(watch.samples[-5:]) == 1
+            assert max(watch.counts[-5:]) == 1
         assert vcsim.sessions() == []  # logged out at shutdown
     finally:
         watch.stop()

@@ -72,6 +72,13 @@ class TaskOutcome:
     error: str | None = None
     fault: Any = None
 
+    @classmethod
+    def of(cls, state: Any, result: Any, fault: Any) -> TaskOutcome | None:
+        """A finished task's outcome from its ``info``; None while it still runs."""
+        if state not in ("success", "error"):
+            return None
+        return cls(ok=state == "success", result=result, error=fault_message(fault) if fault else None, fault=fault)
+
 
 def moid(ref: Any) -> str:
     return ref._moId  # type: ignore[no-any-return]
@@ -353,12 +360,9 @@ class Feed:
         props: dict[str, Any] = {}
         for change in update.changeSet:
             _apply_change(props, change)
-        state = props.get("info.state")
-        if state not in ("success", "error"):
+        outcome = TaskOutcome.of(props.get("info.state"), props.get("info.result"), props.get("info.error"))
+        if outcome is None:
             return
-        error = props.get("info.error")
-        outcome = TaskOutcome(ok=state == "success", result=props.get("info.result"),
-                              error=fault_message(error) if error is not None else None, fault=error)
         future = self._tasks.get(key)
         if future is not None:
             if not future.done():
@@ -503,9 +507,9 @@ class Feed:
             info = await self.session.call("RetrieveProperties", lambda: task.info)
         except Exception:
             return
-        if info.state in ("success", "error") and not future.done():
-            future.set_result(TaskOutcome(ok=info.state == "success", result=info.result,
-                                          error=fault_message(info.error) if info.error else None, fault=info.error))
+        outcome = TaskOutcome.of(info.state, info.result, info.error)
+        if outcome is not None and not future.done():
+            future.set_result(outcome)
 
 
 def annotation(text: Any) -> dict[str, Any]:

@@ -558,9 +558,6 @@ class VsphereProvider:
                 return  # the change will arrive later; callers do not depend on it
             await self.changes.wait_past(self.changes.version, min(left, 0.5))
 
-    def _calls(self) -> dict[str, int]:
-        return dict(self.session.calls)
-
 
 def _create_folder(parent: Any, name: str) -> Any:
     try:
