@@ -291,10 +291,11 @@ class Feed:
         self.inventory = inventory
         self.changes = changes
         self.datacenter = datacenter
-        self.ready = asyncio.Event()  # the first snapshot is in
+        self.ready = asyncio.Event()  # the first snapshot is in (or the loop failed for good: ``fatal``)
         self.snapshots = 0  # full snapshots read (1 + one per session loss)
         self.update_sets = 0
         self.error: str | None = None  # why the last loop round failed, if it did
+        self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vsphere-feed-{session.name}")
         self._collector: Any = None
         self.views: list[Any] = []  # the ContainerView (and ListView) the filter reads
@@ -419,6 +420,10 @@ class Feed:
                 self.error = fault_message(exc)
             except Exception as exc:
                 if self._stopping:
+                    return
+                if isinstance(exc, ProviderError) and not exc.retryable:  # e.g. no such datacenter
+                    self.fatal, self.error = exc, str(exc)
+                    self.ready.set()
                     return
                 self.error = fault_message(exc)
                 log.warning("vSphere change feed failed; retrying",

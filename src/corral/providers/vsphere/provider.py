@@ -92,11 +92,14 @@ class VsphereProvider:
         await self.session.connect()
         self.feed.start()
         try:
-            async with asyncio.timeout(self.settings.call_timeout):
-                while not self.feed.ready.is_set():
-                    await asyncio.sleep(0.02)
-                    if self.feed.error and "not found" in self.feed.error:
-                        raise ProviderError(self.feed.error, retryable=False)
+            try:
+                async with asyncio.timeout(self.settings.call_timeout):
+                    await self.feed.ready.wait()
+            except TimeoutError:
+                raise ProviderError(f"vSphere provider {self.name!r}: no inventory within "
+                                    f"{self.settings.call_timeout:g} s ({self.feed.error or 'no answer'})") from None
+            if self.feed.fatal is not None:
+                raise self.feed.fatal
         except BaseException:
             await self.feed.stop()
             await self.session.close()
