@@ -64,6 +64,11 @@ class Obj:
     ref: Any  # the pyvmomi managed object (a reference; never read a property through it)
     props: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, ref: Any) -> Obj:
+        """An object with no properties yet, its kind named as vSphere names it."""
+        return cls(kind=type(ref).__name__.split(".")[-1], ref=ref)
+
 
 @dataclass(slots=True)
 class TaskOutcome:
@@ -113,7 +118,7 @@ class Inventory:
         if obj is None or kind == "enter":
             if obj is not None:
                 self._unindex(key, obj)
-            obj = Obj(kind=type(update.obj).__name__.split(".")[-1], ref=update.obj)
+            obj = Obj.of(update.obj)
             self.objects[key] = obj
         else:
             self._unindex(key, obj)
@@ -486,7 +491,7 @@ class Feed:
                 if which == "tasks":
                     self._task_update(update)
                 elif snapshot is not None:
-                    obj = Obj(kind=type(update.obj).__name__.split(".")[-1], ref=update.obj)
+                    obj = Obj.of(update.obj)
                     for change in update.changeSet:
                         _apply_change(obj.props, change)
                     snapshot[moid(update.obj)] = obj

@@ -75,12 +75,19 @@ class VsphereProvider:
             if pool.folder:
                 folders.setdefault(pool.folder.strip("/"), []).append(pool.name)
         self._pool_by_folder = {path: names[0] for path, names in folders.items() if len(names) == 1}
-        self.inventory = Inventory(lambda path: self._pool_by_folder.get(path))
+        self.inventory = Inventory(self._pool_of_folder)
         self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
-        self._made: dict[str, Any] = {}  # VMs this provider cloned, until the feed reports them
+        # VMs this provider cloned (name -> reference), for the calls that come before the feed
+        # reports them
+        self._made: dict[str, Any] = {}
+        self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._folder_lock = asyncio.Lock()
         self._warned: set[str] = set()
         self._connected = False
+
+    def _pool_of_folder(self, path: str) -> str | None:
+        """The pool whose folder ``path`` is, when exactly one pool uses it."""
+        return self._pool_by_folder.get(path)
 
     # -- session ---------------------------------------------------------------------------
 
@@ -139,7 +146,7 @@ class VsphereProvider:
             objects: dict[str, Obj] = {}
             while result is not None:
                 for item in result.objects or []:
-                    obj = Obj(kind=type(item.obj).__name__.split(".")[-1], ref=item.obj)
+                    obj = Obj.of(item.obj)
                     obj.props = {p.name: p.val for p in item.propSet or []}
                     objects[moid(item.obj)] = obj
                 if not result.token:
@@ -148,7 +155,7 @@ class VsphereProvider:
             return objects
 
         objects = await self._call("RetrievePropertiesEx", read)
-        snapshot = Inventory(lambda path: self._pool_by_folder.get(path))
+        snapshot = Inventory(self._pool_of_folder)
         snapshot.replace(objects, set())
         return snapshot
 
@@ -205,8 +212,10 @@ class VsphereProvider:
         """The latest real-time value of each performance counter ("cpu.ready.summation" …)
         for every host, in one ``QueryPerf`` call. Unknown counters are an error naming them."""
         manager = self.session.content.perfManager
-        known = await self._call("RetrieveProperties", lambda: {
-            f"{c.groupInfo.key}.{c.nameInfo.key}.{c.rollupType}": c.key for c in manager.perfCounter})
+        if self._counters is None:  # the vCenter's counter list (hundreds) is read once
+            self._counters = await self._call("RetrieveProperties", lambda: {
+                f"{c.groupInfo.key}.{c.nameInfo.key}.{c.rollupType}": c.key for c in manager.perfCounter})
+        known = self._counters
         missing = [c for c in counters if c not in known]
         if missing:
             raise ProviderError(f"unknown performance counters: {', '.join(missing)}", retryable=False)
@@ -538,7 +547,7 @@ class VsphereProvider:
         try:
             outcome = await self._task(label, vm.PowerOnVM_Task if on else vm.PowerOffVM_Task)
         except ProviderError as exc:
-            if "InvalidPowerState" in str(exc):
+            if isinstance(exc.__cause__, vim.fault.InvalidPowerState):
                 return  # already in that state
             raise
         if not outcome.ok and not isinstance(outcome.fault, vim.fault.InvalidPowerState):

@@ -31,7 +31,7 @@ class VsphereSettings(BaseModel):
     username: str = Field(min_length=1)
     password: SecretStr
     insecure: bool = Field(False, description="accept a certificate that does not verify")
-    datacenter: str | None = Field(None, description="the datacenter to manage; default: the first one")
+    datacenter: str | None = Field(None, description="the datacenter to manage; default: the whole vCenter")
     # corral's own keys
     port: int | None = Field(None, ge=1, le=65535, description="default: 443 for https, 80 for http")
     protocol: Literal["https", "http"] = "https"
@@ -79,7 +79,6 @@ class VspherePool:
     template: str  # inventory path below the datacenter's VM folder, e.g. Templates/debian-12
     folder: str | None = None  # inventory path below the datacenter's VM folder
     datastore: str | None = None
-    datacenter: str | None = None
     linked_clone: bool = True
     domain: str | None = None
     extra_config: dict[str, str] = field(default_factory=dict)
@@ -109,7 +108,6 @@ def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSetting
             template=pool.template,
             folder=pool.folder,
             datastore=pool.datastore,
-            datacenter=pool.datacenter,
             linked_clone=bool(linked),
             domain=pool.domain or global_config.domain,
             extra_config=extra_config,
