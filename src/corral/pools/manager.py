@@ -393,15 +393,15 @@ class PoolManager:
         if self.busy(name):
             return
         provider = self.providers.get(provider_name or "")
-        ask_provider = ask_provider or bool(getattr(provider, "probes_readiness", False))
-        if provider is None or ask_provider:
+        if provider is None or ask_provider or _probes(provider):
             # the feed's word is not enough: look at the record first (the compare-and-set
             # below is the real check; this only avoids useless provider calls)
             vm = self.store.get_vm(name)
             if vm is None or vm.state is not VmState.PENDING:
                 return
             provider_name, provider = vm.provider, self.providers[vm.provider]
-            ask_provider = ask_provider or bool(getattr(provider, "probes_readiness", False))
+        probes = _probes(provider)
+        ask_provider = ask_provider or probes
         self._busy.add(name)
         try:
             try:
@@ -414,7 +414,7 @@ class PoolManager:
                 log.debug("readiness check failed", extra={"vm": name, "error": str(exc)})
                 return
             if not ready:
-                if getattr(provider, "probes_readiness", False) and seen is not None and seen.guest_ready:
+                if probes and seen is not None and seen.guest_ready:
                     # the guest is up but not yet listening: probe again soon, not only at the sweep
                     self.spawn(self._probe_again(name, provider_name), f"ready-{name}")
                 return
@@ -572,3 +572,8 @@ class PoolManager:
         vm = self.inventory[provider_name].vm(name)
         if vm is not None and vm.powered_on and vm.guest_ready:
             self.spawn(self.check_ready(name, ask_provider=False, provider_name=provider_name), f"ready-{name}")
+
+
+def _probes(provider: Provider) -> bool:
+    """Whether the provider's readiness is more than the guest being up (it connects to the VM)."""
+    return bool(getattr(provider, "probes_readiness", False))
