@@ -12,7 +12,8 @@ import yaml
 from corral.config import ConfigError, load_config, parse_config
 from helpers import REPO
 
-REFERENCE = REPO.parent / "shared" / "reference" / "vmpooler" / "vmpooler.yaml.example"
+# vmpooler's own example file, copied into the repository
+REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
