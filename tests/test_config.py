@@ -326,3 +326,29 @@ def test_vsphere_settings_errors_name_the_key_and_hide_the_password():
     text = str(err.value)
     assert "providers.vsphere.concurency" in text and "providers.vsphere.feed_max_wait: must be >= 1" in text
     assert "providers.vsphere.password" in text and "hunter2" not in text
+
+
+# -- pool names and aliases: the API's rule ----------------------------------------------------
+
+
+def test_pool_names_and_aliases_follow_the_api_rule():
+    pools = [{"name": "ok", "template": "t", "size": 1},
+             {"name": "fine", "template": "t", "size": 1, "alias": ["good", "a+b"]},
+             {"name": "debian 12", "template": "t", "size": 1},
+             {"name": "x/../y", "template": "t", "size": 1, "alias": "\U0001F40D"}]
+    problems = problems_of({":pools": pools})
+    rule = "must be 1 to 100 letters, digits, '.', '_' or '-'"
+    assert problems == [
+        f"pools[1].alias[1]: {rule}, got 'a+b'",
+        f"pools[2].name: {rule}, got 'debian 12'",
+        f"pools[3].name: {rule}, got 'x/../y'",
+        f"pools[3].alias[0]: {rule}, got '\U0001F40D'",
+    ]
+
+
+def test_config_check_refuses_a_pool_name_the_api_would_refuse(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({":providers": {":sim": {"provider_class": "sim"}},
+                                   ":pools": [{"name": "debian 12", "template": "t", "size": 1}]}))
+    out = run_cli("config", "check", str(bad))
+    assert out.returncode == 2 and "pools[0].name: must be 1 to 100 letters" in out.stderr

@@ -17,12 +17,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from corral.domain.models import Pool
+from corral.domain.names import pool_name_problem
 
 if TYPE_CHECKING:
     from corral.providers.sim import SimSettings
@@ -201,6 +202,17 @@ class ProviderSettings(_Section):
     provider_class: str | None = None
 
 
+def _pool_name(value: str) -> str:
+    problem = pool_name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A pool name or alias, as the API accepts it (see :mod:`corral.domain.names`).
+PoolName = Annotated[str, AfterValidator(_pool_name)]
+
+
 class PoolSettings(_Section):
     """One entry of ``:pools:``."""
 
@@ -211,10 +223,10 @@ class PoolSettings(_Section):
         }
     )
 
-    name: str = Field(min_length=1)
+    name: PoolName
     template: str = Field(min_length=1)
     size: int = Field(ge=0)
-    alias: list[str] = Field(default_factory=list)
+    alias: list[PoolName] = Field(default_factory=list)
     provider: str | None = None
     timeout: float | None = Field(None, gt=0)
     ready_ttl: float | None = Field(None, gt=0)
