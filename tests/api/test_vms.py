@@ -80,9 +80,12 @@ def test_unknown_pool_is_404_and_empty_pool_is_503(server):
     assert server.client.post("/vm/nope").status_code == 404
     assert server.client.post("/vm/debian+nope").status_code == 404
     empty = server.client.post("/vm/never")
-    assert empty.status_code == 503 and empty.json() == {"ok": False}
-    # all or nothing: asking for more than the pool holds takes none
-    assert server.client.post("/vm/" + "+".join(["debian-12"] * 4)).status_code == 503
+    assert empty.status_code == 503 and empty.json()["ok"] is False
+    assert empty.json()["empty"] == ["never"] and "never has 0 ready" in empty.json()["error"]
+    # all or nothing: asking for more than the pool holds takes none, and says which pool was short
+    short = server.client.post("/vm/" + "+".join(["debian-12"] * 4) + "+ubuntu")
+    assert short.status_code == 503 and short.json()["empty"] == ["debian-12"], short.text
+    assert "debian-12 has 3 ready" in short.json()["error"]
     assert server.client.get("/status").json()["pools"]["debian-12"]["ready"] == 3
 
 
@@ -181,7 +184,7 @@ def test_post_body_counts_as_strings_or_numbers(server):
 
 def test_post_body_all_or_nothing(server):
     resp = server.client.post("/vm", json={"debian-12": 2, "ubuntu": 2})
-    assert resp.status_code == 503 and resp.json() == {"ok": False}
+    assert resp.status_code == 503 and resp.json()["ok"] is False and resp.json()["empty"] == ["ubuntu"]
     assert server.client.get("/status").json()["queue"]["running"] == 0
 
 
@@ -191,7 +194,12 @@ def test_post_body_all_or_nothing(server):
     (b'{"debian-12": 0}', "between 1 and 100"),
     (b'{"debian-12": 101}', "between 1 and 100"),
     (b'{"debian-12": "two"}', "whole number"),
-    (b'{"debian-12": -1}', "whole number"),
+    (b'{"debian-12": -1}', "between 1 and 100, got -1"),
+    (b'{"debian-12": "-1"}', "whole number"),
+    (b'{"debian-12": 1.5}', "whole number"),
+    (b'{"debian-12": "' + b"9" * 5000 + b'"}', "a number of 5000 digits"),
+    (b'{"debian-12": ' + b"9" * 5000 + b'}', "a number of 5000 digits"),
+    (b'{"debian-12": "\\u0661"}', "whole number"),
     (b'{"debian-12": true}', "whole number"),
     (b'{"bad name!": 1}', "Invalid pool name"),
     (b'{"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}', "too complex"),

@@ -24,14 +24,16 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from corral.api.common import ApiError, Version, service_of
+from corral.api.head import HEAD_FLAG
 from corral.domain.events import INVENTORY_EVENTS, Event, VmLifecycle
 from corral.inventory.bus import Resync, Subscription, SubscriptionClosed
 from corral.runtime import Service
 
 MAX_STREAMS = 1_000  # concurrent event-stream clients per process
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KINDS = sorted({cls.kind for cls in (*INVENTORY_EVENTS, VmLifecycle)})
 MAX_FILTER_ITEMS = 100
 
@@ -143,5 +145,7 @@ def build(router: APIRouter, version: Version) -> None:
             last = int(raw_last)
         if streams.open >= MAX_STREAMS:
             raise ApiError(503, f"too many event streams open (at most {MAX_STREAMS})")
+        if request.scope.get(HEAD_FLAG):  # HEAD: the headers, not a stream that never ends
+            return Response(media_type="text/event-stream", headers=STREAM_HEADERS)  # type: ignore[return-value]
         return StreamingResponse(_stream(service, streams, accepts, last), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                                 headers=STREAM_HEADERS)

@@ -38,7 +38,7 @@ async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> 
         raise ApiError(403, f"{message} ({', '.join(too_many)})", message=message)
     if request_id is None:
         request_id = str(uuid.uuid4())
-    elif not isinstance(request_id, str) or not REQUEST_ID_RE.fullmatch(request_id):
+    elif type(request_id) is not str or not REQUEST_ID_RE.fullmatch(request_id):  # not a LongNumber
         raise ApiError(400, "request_id must be 1-100 letters, digits, '.', '_' or '-'")
     lines = [RequestedPool(label, pool, n) for label, count in wanted.items()
              for pool, n in split_by_weight(service, label, count).items()]

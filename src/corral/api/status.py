@@ -26,8 +26,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"average": 0, "min": 0, "max": 0, "total": 0}
     total = sum(values)
-    return {"average": round(total / len(values), 1), "min": round(min(values), 2),
-            "max": round(max(values), 2), "total": round(total, 2)}
+    low, high = round(min(values), 2), round(max(values), 2)
+    # rounded alike and kept between them, so the average never prints below min or above max
+    return {"average": min(max(round(total / len(values), 2), low), high), "min": low, "max": high,
+            "total": round(total, 2)}
 
 
 def _utc_day_start(day: dt.date) -> float:

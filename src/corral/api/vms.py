@@ -31,6 +31,7 @@ from corral.api.common import (
     token_record,
     v1_domain,
 )
+from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Vm
 from corral.domain.states import VmState
 from corral.runtime import Service
@@ -132,8 +133,26 @@ async def _checkout(request: Request, version: Version, wanted: dict[str, int]) 
     taken = allocate(service, wanted, token=record.hash if record else None,
                      user=record.user if record else None, lifetime_s=lifetime)
     if taken is None:
-        return respond({"ok": False}, 503)
+        ready = {p: c.get(VmState.READY, 0) for p, c in service.store.counts().items()}
+        short = shortfalls(wanted, {label: candidates(service, label) for label in wanted}, ready)
+        return respond(empty_answer(short), 503)
     return respond(checkout_answer(service, version, taken))
+
+
+def shortfalls(wanted: dict[str, int], sources: dict[str, list[str]], ready: dict[str, int]) -> dict[str, int]:
+    """The requested names that cannot be served whole, with the ready VMs they have now (every
+    pool a name can be served from counts). Empty when a race, not stock, spoilt the checkout."""
+    return {label: have for label, count in wanted.items()
+            if (have := sum(ready.get(pool, 0) for pool in sources[label])) < count}
+
+
+def empty_answer(short: dict[str, int]) -> dict[str, Any]:
+    """vmpooler's 503 ``{"ok": false}``, saying which pools were short."""
+    if not short:
+        error = "the ready VMs were taken by other checkouts; try again"
+    else:
+        error = "not enough ready VMs: " + ", ".join(f"{label} has {have} ready" for label, have in short.items())
+    return {"ok": False, "error": error, "message": error, "empty": list(short)}
 
 
 async def checkout_by_path(request: Request, version: Version, pools: str) -> JSONResponse:
@@ -169,20 +188,24 @@ def _hours(seconds: float) -> float | int:
     return int(hours) if hours == int(hours) else round(hours, 2)
 
 
+MAX_LIFETIME_S = MAX_LIFETIME_HOURS * 3600.0
+
+
 def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
     default_lifetime = service.manager.pools[vm.pool].lifetime_s if vm.pool in service.manager.pools else 86400.0
+    lifetime_s = min(vm.lifetime_s or default_lifetime, MAX_LIFETIME_S)  # whatever was stored, it can be shown
     info: dict[str, Any] = {
         "template": vm.pool,
-        "lifetime": _hours(vm.lifetime_s or default_lifetime),
+        "lifetime": _hours(lifetime_s),
         "state": STATE_NAMES.get(vm.state, "destroyed"),
     }
     if vm.checkout_at is not None and vm.lifetime_s is not None:
         end = vm.destroyed_at or vm.completed_at if vm.state not in LIVE else None
         info["running"] = round(((end or time.time()) - vm.checkout_at) / 3600.0, 2)
         if vm.state in LIVE:
-            info["remaining"] = round(max(vm.checkout_at + vm.lifetime_s - time.time(), 0.0) / 3600.0, 2)
+            info["remaining"] = round(max(vm.checkout_at + lifetime_s - time.time(), 0.0) / 3600.0, 2)
             info["start_time"] = rfc3339(vm.checkout_at)
-            info["end_time"] = rfc3339(vm.checkout_at + vm.lifetime_s)
+            info["end_time"] = rfc3339(vm.checkout_at + lifetime_s)
     if vm.tags:
         info["tags"] = dict(vm.tags)
     if vm.snapshots:
@@ -190,9 +213,7 @@ def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
     if vm.disks:
         info["disk"] = list(vm.disks)
     info["ip"] = vm.ip or ""
-    full = hostname(service, Version("v3"), vm)
-    if full != vm.name:
-        info["fqdn"] = full
+    info["fqdn"] = hostname(service, Version("v3"), vm)  # the name itself without a domain: clients print it
     if version.short_names and (domain := v1_domain(service, [vm])):
         info["domain"] = domain
     if vm.host:
@@ -216,20 +237,24 @@ def _filter_tags(service: Service, tags: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _check_changes(request: Request, service: Service, vm: Vm, body: dict[str, Any]) -> list[str]:
+def _check_changes(request: Request, service: Service, vm: Vm, body: dict[str, Any]) -> tuple[list[str], int | None]:
+    """The problems with a PUT body, and the lifetime (hours) it sets, if any."""
     failures: list[str] = []
     settings = service.config.config
+    lifetime: int | None = None
     for key, value in body.items():
         if key == "lifetime":
             check_owner(request, vm, token_needed=True)
-            try:
-                hours = as_int(value, "lifetime", 1, None)
+            try:  # the hard cap holds even without max_lifetime_upper_limit
+                hours = as_int(value, "lifetime", 1, MAX_LIFETIME_HOURS)
             except ApiError as exc:
                 failures.append(exc.body["error"])
                 continue
             limit = settings.max_lifetime_upper_limit
             if limit is not None and hours > limit:
                 failures.append(f"You provided a lifetime ({hours}) that exceeds the configured maximum of {limit:g}.")
+                continue
+            lifetime = hours
         elif key == "tags":
             if not isinstance(value, dict):
                 failures.append(f"You provided tags ({str(value)[:60]}) as something other than a hash.")
@@ -237,7 +262,7 @@ def _check_changes(request: Request, service: Service, vm: Vm, body: dict[str, A
             for tag, text in value.items():
                 if not TAG_KEY_RE.match(tag):
                     failures.append(f"Invalid tag key {tag[:60]!r}: use 1-50 letters, digits, '.', '_' or '-'")
-                elif not isinstance(text, str) or not TAG_VALUE_RE.match(text):
+                elif type(text) is not str or not TAG_VALUE_RE.match(text):  # a LongNumber is a number, not text
                     failures.append(f"Invalid value for tag {tag!r}: a string of at most 255 letters, digits, "
                                     "spaces and . @ : / -")
             allowed = settings.allowed_tags
@@ -245,7 +270,7 @@ def _check_changes(request: Request, service: Service, vm: Vm, body: dict[str, A
                 failures.append(f"You provided unsupported tags ({', '.join(extra)}); allowed: {', '.join(allowed)}.")
         else:
             failures.append(f"Unknown argument {str(key)[:60]!r}; expected lifetime or tags.")
-    return failures
+    return failures, lifetime
 
 
 def build(router: APIRouter, version: Version) -> None:
@@ -282,12 +307,12 @@ def build(router: APIRouter, version: Version) -> None:
         vm = live_vm(service, name)
         body = await read_json_object(request)
         check_owner(request, vm, token_needed=False)
-        failures = _check_changes(request, service, vm, body)
+        failures, lifetime = _check_changes(request, service, vm, body)
         if failures:
             return respond({"ok": False, "failure": failures, "error": " ".join(failures)}, 400)
         fields: dict[str, Any] = {}
-        if "lifetime" in body:
-            fields["lifetime_s"] = int(body["lifetime"]) * 3600.0
+        if lifetime is not None:
+            fields["lifetime_s"] = lifetime * 3600.0
         if body.get("tags"):
             tags = _filter_tags(service, {k: v for k, v in body["tags"].items() if v})
             fields["tags"] = {**vm.tags, **tags}

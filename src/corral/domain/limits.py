@@ -1,0 +1,7 @@
+"""Bounds that hold everywhere a value enters corral (configuration and API alike)."""
+
+from __future__ import annotations
+
+# The longest lifetime a VM may have, in hours (ten years): a lifetime past it is refused,
+# whatever ``max_lifetime_upper_limit`` says, so that every end time can be written as a date.
+MAX_LIFETIME_HOURS = 87_600
