@@ -142,3 +142,10 @@ def test_duration_stats_never_print_the_average_outside_min_and_max(values, aver
     stats = _stats(values)
     assert stats["average"] == average
     assert stats["min"] <= stats["average"] <= stats["max"]
+
+
+def test_names_are_lowercase_even_with_an_uppercase_prefix(make_server):
+    server = make_server(POOLS[:1], prefix="CI-")
+    name = server.client.post("/vm/plain").json()["plain"]["hostname"]
+    assert name.startswith("ci-") and name == name.lower()
+    assert server.client.get(f"/vm/CI-{name[3:]}").json()["ok"] is True

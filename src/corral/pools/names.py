@@ -21,5 +21,6 @@ def _random_chars(alphabet: str, count: int) -> str:
 
 
 def new_hostname(prefix: str = "", length: int = 15) -> str:
-    """A fresh random hostname; it starts with a letter so it is a valid DNS label."""
-    return f"{prefix}{_random_chars(_FIRST, 1)}{_random_chars(_REST, length - 1)}"
+    """A fresh random hostname, all lowercase (the API matches names in any case); it starts
+    with a letter so it is a valid DNS label."""
+    return f"{prefix.lower()}{_random_chars(_FIRST, 1)}{_random_chars(_REST, length - 1)}"
