@@ -3,7 +3,10 @@ experimental endpoints that change sizes, templates and clone targets or reset p
 
 from __future__ import annotations
 
+import pytest
+
 from api.conftest import HASHES, tok
+from corral.api.poolconfig import clone_target_problem
 from corral.domain.states import VmState
 
 POOLS = [
@@ -71,7 +74,8 @@ def test_experimental_endpoints_are_405_when_disabled(make_server):
     server = make_server(POOLS)
     calls = [("POST", "/config/poolsize", {"a": 2}), ("DELETE", "/config/poolsize/a", None),
              ("POST", "/config/pooltemplate", {"a": "t/x"}), ("DELETE", "/config/pooltemplate/a", None),
-             ("POST", "/config/clonetarget", {"a": "c2"}), ("POST", "/poolreset", {"a": 1})]
+             ("POST", "/config/clonetarget", {"a": "c2"}), ("DELETE", "/config/clonetarget/a", None),
+             ("POST", "/poolreset", {"a": 1})]
     for method, path, body in calls:
         resp = server.client.request(method, path, json=body)
         assert resp.status_code == 405, (method, path)
@@ -129,7 +133,7 @@ def test_pooltemplate_replaces_the_stock_and_clonetarget(make_server):
     assert {v.name for v in ready_vms(server, "b")} == b_before, "other pools are left alone"
 
     assert server.client.post("/config/pooltemplate", json={"a": "t/a-v2"}).status_code == 200
-    for body in ({"a": "/abs"}, {"a": "t/"}, {"a": ""}, {"a": 5}, {"nope": "t/x"}):
+    for body in ({"a": "/abs"}, {"a": "t/"}, {"a": ""}, {"a": 5}, {"nope": "t/x"}, {"a": "t/\x1b[2J"}):
         refused = server.client.post("/config/pooltemplate", json=body)
         assert refused.status_code == 400, body
         assert refused.json()["ok"] is False and refused.json()["bad_templates"] == list(body)
@@ -141,12 +145,49 @@ def test_pooltemplate_replaces_the_stock_and_clonetarget(make_server):
     assert server.client.delete("/config/pooltemplate/a").status_code == 200
     assert server.client.delete("/config/pooltemplate/nope").status_code == 404
 
-    target = server.client.post("/config/clonetarget", json={"a": "cluster-2"})
+    target = server.client.post("/config/clonetarget", json={"a": "sim-cluster-01"})
     assert target.status_code == 201 and target.json() == {"ok": True}
-    assert config_of(server, "a")["clone_target"] == "cluster-2"
-    assert server.client.post("/config/clonetarget", json={"a": "cluster-2"}).status_code == 200
-    refused = server.client.post("/config/clonetarget", json={"nope": "cluster-2"})
+    assert config_of(server, "a")["clone_target"] == "sim-cluster-01"
+    assert server.client.post("/config/clonetarget", json={"a": "sim-cluster-01"}).status_code == 200
+    refused = server.client.post("/config/clonetarget", json={"nope": "sim-cluster-01"})
     assert refused.status_code == 400 and refused.json()["bad_templates"] == ["nope"]
+
+
+def test_clonetarget_must_be_a_cluster_the_provider_knows_and_can_be_reset(make_server):
+    server = make_server(POOLS, **EXPERIMENTAL)
+    for target in ("cluster-2", "sim-cluster-01\x1b[31m", "a\nb", "", 7, None, "x" * 300):
+        refused = server.client.post("/config/clonetarget", json={"a": target})
+        assert refused.status_code == 400, (target, refused.text)
+        assert refused.json()["bad_templates"] == ["a"]
+    unknown = server.client.post("/config/clonetarget", json={"a": "cluster-2"}).json()["error"]
+    assert "no cluster 'cluster-2'" in unknown and "sim-cluster-01" in unknown
+    assert "clone_target" not in config_of(server, "a") and server.store.pool_overrides() == {}
+
+    assert server.client.post("/config/clonetarget", json={"a": "sim-cluster-01"}).status_code == 201
+    back = server.client.delete("/config/clonetarget/a")
+    assert back.status_code == 201
+    assert back.json() == {"ok": True, "clone_target_before_overrides": None,
+                           "clone_target_before_reset": "sim-cluster-01"}
+    assert "clone_target" not in config_of(server, "a")
+    assert server.store.pool_overrides().get("a", {}).get("clone_target") is None
+    assert server.client.delete("/config/clonetarget/a").status_code == 200
+    assert server.client.delete("/config/clonetarget/nope").status_code == 404
+    # the pool places VMs again
+    server.client.post("/vm/a")
+    server.wait(lambda: settled(server, "a", 1))
+
+
+@pytest.mark.parametrize("pool, target, clusters, problem", [
+    ("a", "c1", ["c1", "c2"], None),
+    ("a", "c3", ["c1", "c2"], "the provider knows no cluster 'c3' (clusters: c1, c2)"),
+    ("a", "c1", [], "the provider knows no cluster 'c1' (clusters: none: the provider is not connected)"),
+    ("nope", "c1", None, "no such pool"),
+    ("a", "", ["c1"], "a clone target is the name of a cluster (1-255 printable characters)"),
+    ("a", "c1\r\n", ["c1"], "a clone target is the name of a cluster (1-255 printable characters)"),
+    ("a", 5, ["c1"], "a clone target is the name of a cluster (1-255 printable characters)"),
+])
+def test_clone_target_problem(pool, target, clusters, problem):
+    assert clone_target_problem(pool, target, clusters) == problem
 
 
 def test_poolreset_replaces_ready_vms(make_server):
@@ -187,7 +228,8 @@ def test_changes_need_a_token_with_auth(make_server):
     token = server.token("alice")
     calls = [("POST", "/config/poolsize", {"a": 2}), ("DELETE", "/config/poolsize/a", None),
              ("POST", "/config/pooltemplate", {"a": "t/x"}), ("DELETE", "/config/pooltemplate/a", None),
-             ("POST", "/config/clonetarget", {"a": "c2"}), ("POST", "/poolreset", {"a": 1})]
+             ("POST", "/config/clonetarget", {"a": "c2"}), ("DELETE", "/config/clonetarget/a", None),
+             ("POST", "/poolreset", {"a": 1})]
     for method, path, body in calls:
         for headers in ({}, tok("v" * 32)):
             resp = server.client.request(method, path, json=body, headers=headers)

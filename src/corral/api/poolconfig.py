@@ -26,7 +26,8 @@ MAX_POOL_SIZE = 10_000
 
 
 def _original(service: Service, pool: str) -> Any:
-    return next(p for p in service.config.pools if p.name == pool)
+    """The pool as configured (``:config:``'s defaults applied), before any API change."""
+    return next(p for p in service.config.domain_pools() if p.name == pool)
 
 
 def pool_configuration(service: Service) -> list[dict[str, Any]]:
@@ -56,6 +57,26 @@ def full_config(service: Service) -> dict[str, Any]:
     if "auth" in data:  # who may log in is nobody's business
         data["auth"] = {"provider": data["auth"].get("provider")}
     return redact(data)
+
+
+def pool_clusters(service: Service, pool: str) -> list[str] | None:
+    """The clusters the provider of ``pool`` knows now; None for an unknown pool."""
+    if pool not in service.manager.pools:
+        return None
+    return service.manager.inventory[service.manager.pools[pool].provider].repo.clusters()
+
+
+def clone_target_problem(pool: str, target: Any, clusters: list[str] | None) -> str | None:
+    """Why ``target`` cannot be ``pool``'s clone target (None: it can). ``clusters`` are those
+    its provider knows (None: no such pool)."""
+    if clusters is None:
+        return "no such pool"
+    if type(target) is not str or not target or len(target) > 255 or not target.isprintable():
+        return "a clone target is the name of a cluster (1-255 printable characters)"
+    if target not in clusters:
+        known = ", ".join(clusters[:20]) or "none: the provider is not connected"
+        return f"the provider knows no cluster {target!r} (clusters: {known})"
+    return None
 
 
 SETTERS = {"size": "set_pool_size", "template": "set_pool_template", "clone_target": "set_clone_target"}
@@ -134,8 +155,8 @@ def build(router: APIRouter, version: Version) -> None:
         """``{"pool": "template"}``: the pool's ready and pending VMs are replaced."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p, t in body.items() if p not in service.manager.pools or not isinstance(t, str)
-               or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255]
+        bad = [p for p, t in body.items() if p not in service.manager.pools or type(t) is not str
+               or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255 or not t.isprintable()]
         if bad:
             raise ApiError(400, f"unknown pool or bad template: {', '.join(bad)}", bad_templates=bad)
         return respond({"ok": True}, 201 if _apply(service, "template", body) else 200)
@@ -148,12 +169,22 @@ def build(router: APIRouter, version: Version) -> None:
 
     @router.post("/config/clonetarget", include_in_schema=schema)
     async def set_clone_targets(request: Request) -> JSONResponse:
+        """``{"pool": "cluster"}``: the pool's new VMs go to that cluster of its provider."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p, t in body.items() if p not in service.manager.pools or not isinstance(t, str) or not t]
-        if bad:
-            raise ApiError(400, f"unknown pool or bad clone target: {', '.join(bad)}", bad_templates=bad)
+        problems = {p: why for p, t in body.items()
+                    if (why := clone_target_problem(p, t, pool_clusters(service, p))) is not None}
+        if problems:
+            raise ApiError(400, "; ".join(f"{str(p)[:100]!r}: {why}" for p, why in problems.items()),
+                           bad_templates=list(problems))
         return respond({"ok": True}, 201 if _apply(service, "clone_target", body) else 200)
+
+    @router.delete("/config/clonetarget/{pool}", include_in_schema=schema)
+    async def reset_clone_target(request: Request, pool: str) -> JSONResponse:
+        """Back to the configured clone target (the pool's, else ``:config:``'s, else none)."""
+        original, before = _reset(request, pool, "clone_target")
+        return respond({"ok": True, "clone_target_before_overrides": original, "clone_target_before_reset": before},
+                       201 if before != original else 200)
 
     @router.post("/poolreset", include_in_schema=schema)
     async def pool_reset(request: Request) -> JSONResponse:
