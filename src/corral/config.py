@@ -294,6 +294,24 @@ class AuthSettings(_Section):
     provider: Literal["ldap", "dummy", "static"]
     ldap: LdapSettings | None = None
     users: dict[str, SecretStr] = Field(default_factory=dict, description="static: user -> password hash")
+    # corral: the login guard in front of every provider
+    login_workers: int = Field(1, ge=1, le=64, description="password checks that run at once")
+    login_queue: int = Field(8, ge=0, description="logins that may wait for a check; more are refused (503)")
+    login_failures: int = Field(5, ge=0, description="failed logins of one user before backoff (429); 0: off")
+    login_address_failures: int = Field(
+        20, ge=0, description="failed logins from one client address before backoff (429); 0: off"
+    )
+    login_window: float = Field(900, gt=0, description="seconds without a failure after which failures are forgotten")
+    login_backoff: float = Field(2, gt=0, description="seconds of the first backoff; doubled per further failure")
+    login_backoff_max: float = Field(300, gt=0, description="seconds the backoff grows to at most")
+
+    @field_validator("login_backoff_max")
+    @classmethod
+    def _backoff_max_covers_backoff(cls, value: float, info: Any) -> float:  # info: pydantic ValidationInfo
+        first = info.data.get("login_backoff")
+        if first is not None and value < first:
+            raise ValueError(f"login_backoff_max ({value:g}) must be at least login_backoff ({first:g})")
+        return value
 
 
 class RateLimit(_Section):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from api.conftest import tok
+from corral.api.middleware import is_healthcheck
 
 POOLS = [{"name": "a", "template": "t/a", "size": 2}]
 
@@ -44,7 +47,7 @@ def test_limits_by_kind_of_request(make_server):
     for _ in range(3):
         assert server.client.get("/status").status_code == 200
     assert_refused(server.client.get("/status"), 3, 60)
-    assert_refused(server.root.get("/healthcheck"), 3, 60)  # every path, every version
+    assert_refused(server.root.get("/api/v1/status"), 3, 60)  # every path, every version
 
     # checkouts have their own allowance
     name = server.client.post("/vm/a").json()["a"]["hostname"]
@@ -78,3 +81,35 @@ def test_token_clients_are_counted_per_token(make_server):
     assert_refused(server.client.post("/vm/a", headers=tok(alice)), 1, 60)
     assert server.client.post("/vm/a", headers=tok(bob)).status_code == 200
     assert server.client.post("/vm/a").status_code in (200, 503)  # not refused: counted for the IP
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "exempt"),
+    [
+        ("GET", "/healthcheck", True),
+        ("HEAD", "/healthcheck/", True),
+        ("GET", "/api/v1/healthcheck", True),
+        ("GET", "/api/v2/healthcheck/", True),
+        ("HEAD", "/api/v3/healthcheck", True),
+        ("POST", "/healthcheck", False),
+        ("GET", "/healthcheck/x", False),
+        ("GET", "/api/v3/healthchecks", False),
+        ("GET", "/api/v9/healthcheck", False),
+        ("GET", "/vm/healthcheck", False),
+        ("GET", "/status", False),
+    ],
+)
+def test_which_requests_are_healthchecks(method, path, exempt):
+    assert is_healthcheck(method, path) is exempt
+
+
+def test_healthchecks_are_never_limited(make_server):
+    server = make_server(POOLS, rate_limiting_enabled=True, extra=limits(global_per_ip=(1, 60)))
+    assert server.client.get("/status").status_code == 200
+    assert_refused(server.client.get("/status"), 1, 60)
+    for _ in range(3):
+        for path in ("/healthcheck", "/healthcheck/", "/api/v1/healthcheck", "/api/v2/healthcheck/",
+                     "/api/v3/healthcheck"):
+            assert server.root.get(path).status_code == 200, path
+            assert server.root.head(path).status_code == 200, path
+    assert_refused(server.client.get("/status"), 1, 60)

@@ -5,7 +5,7 @@ from corral.config import AuthSettings
 
 
 async def test_password_must_differ_from_user_name() -> None:
-    auth = build_authenticator(AuthSettings(provider="dummy"))
+    auth = build_authenticator(AuthSettings(provider="dummy")).backend
     assert isinstance(auth, DummyAuthenticator) and isinstance(auth, Authenticator)
     assert await auth.authenticate("alice", "anything")
     assert await auth.authenticate("alice", "")  # as vmpooler: only "differs from the user name" counts

@@ -243,7 +243,7 @@ async def test_build_authenticator(slapd: Slapd) -> None:
                                      "user_object": "uid", "encryption": {"method": "plain"}}}
     )
     auth = build_authenticator(settings)
-    assert isinstance(auth, LdapAuthenticator)
+    assert isinstance(auth.backend, LdapAuthenticator)
     assert await auth.authenticate("alice", ALICE)
     with pytest.raises(ValueError, match="auth.ldap"):
         build_authenticator(AuthSettings(provider="ldap"))

@@ -18,7 +18,7 @@ def hashes() -> dict[str, str]:
 
 
 async def test_good_wrong_unknown_empty(hashes: dict[str, str]) -> None:
-    auth = build_authenticator(AuthSettings(provider="static", users=hashes))
+    auth = build_authenticator(AuthSettings(provider="static", users=hashes)).backend
     assert isinstance(auth, StaticAuthenticator)
     assert auth.users == {"alice", "bob"}
     assert await auth.authenticate("alice", "alice-pw")

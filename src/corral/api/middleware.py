@@ -5,6 +5,8 @@ token (when it sends X-AUTH-TOKEN) or its IP address; each kind of request has i
 allowance per period (``:rate_limits:``): VM checkouts (POST on a ``/vm`` path), VM returns
 (DELETE on a ``/vm`` path), other requests with a token, and everything else. Counts are
 kept in memory per server process, in fixed windows that start at a client's first request.
+Health checks (GET or HEAD on ``/healthcheck``, any version, with or without a trailing slash)
+are never limited nor counted: a load balancer's probe must not take a server out of service.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from corral.config import RateLimit, RateLimits
 log = logging.getLogger("corral.api")
 
 Scope = dict[str, Any]
+
+
+_HEALTHCHECK_RE = re.compile(r"^(?:/api/v[123])?/healthcheck/?\Z")
+
+
+def is_healthcheck(method: str, path: str) -> bool:
+    """Whether a request is a load balancer's health probe (never rate-limited)."""
+    return method in ("GET", "HEAD") and _HEALTHCHECK_RE.match(path) is not None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -51,7 +61,7 @@ class RateLimiter:
         return kind, getattr(self.limits, kind)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_healthcheck(scope["method"], scope["path"]):
             return await self.app(scope, receive, send)
         token = _header(scope, b"x-auth-token")
         if token and not self._valid(scope, token):

@@ -1,6 +1,7 @@
 """Who may create tokens: authentication backends (ldap, static, dummy) and token helpers.
 
-``build_authenticator(settings.auth)`` gives an :class:`Authenticator`; its
+``build_authenticator(settings.auth)`` gives an :class:`Authenticator` (the backend behind a
+:class:`LoginGuard`); its
 ``await authenticate(user, password)`` is True/False, or raises :class:`AuthUnavailable`
 when the backend cannot answer. Nothing here logs or raises with a password or token in it.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from corral.auth.base import AuthUnavailable, Authenticator
 from corral.auth.dummy import DummyAuthenticator
+from corral.auth.guard import LoginGuard, LoginLimits, LoginRefused
 from corral.auth.ldap import LdapAuthenticator
 from corral.auth.passwords import check_password_hash, hash_password, verify_password
 from corral.auth.static import StaticAuthenticator
@@ -21,6 +23,9 @@ __all__ = [
     "Authenticator",
     "DummyAuthenticator",
     "LdapAuthenticator",
+    "LoginGuard",
+    "LoginLimits",
+    "LoginRefused",
     "StaticAuthenticator",
     "build_authenticator",
     "check_password_hash",
@@ -33,18 +38,21 @@ __all__ = [
 ]
 
 
-def build_authenticator(settings: AuthSettings) -> Authenticator:
-    """The backend ``settings.provider`` names; ValueError if its settings are unusable.
+def build_authenticator(settings: AuthSettings) -> LoginGuard:
+    """The backend ``settings.provider`` names, behind a :class:`LoginGuard` (bounded checks,
+    backoff of repeated failures); ValueError if its settings are unusable.
 
     The dummy provider's VMPOOLER_DEBUG guard is the configuration loader's job.
     """
+    backend: Authenticator
     if settings.provider == "ldap":
         if settings.ldap is None:
             raise ValueError("auth.ldap: required for the ldap provider (host, base, user_object)")
-        return LdapAuthenticator(settings.ldap)
-    if settings.provider == "static":
-        return StaticAuthenticator(settings.users)
-    if settings.provider == "dummy":
-        return DummyAuthenticator()
-    raise ValueError(f"auth.provider: must be ldap, static or dummy, got {settings.provider!r}")
-
+        backend = LdapAuthenticator(settings.ldap)
+    elif settings.provider == "static":
+        backend = StaticAuthenticator(settings.users, workers=settings.login_workers)
+    elif settings.provider == "dummy":
+        backend = DummyAuthenticator()
+    else:
+        raise ValueError(f"auth.provider: must be ldap, static or dummy, got {settings.provider!r}")
+    return LoginGuard(backend, LoginLimits.from_settings(settings))
