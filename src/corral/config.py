@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from corral.config_yaml import YamlRefused, read_yaml, spelling_clashes
 from corral.domain.models import Pool
 from corral.domain.names import pool_name_problem
 
@@ -445,12 +446,16 @@ def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{p}: not valid YAML{where}: {problem}"]) from None
+        # ``problem`` names the rule; str(exc) would quote the offending line, which may hold a secret
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        kind = "refused" if isinstance(exc, YamlRefused) else "not valid YAML"
+        raise ConfigError([f"{p}: {kind}{where}: {problem}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{p}: refused: nested too deeply"]) from None
     return parse_config(raw)
 
 
@@ -460,6 +465,9 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"(top level): must be a mapping of sections, got {type(raw).__name__}"])
+    clashes = spelling_clashes(raw)
+    if clashes:
+        raise ConfigError(clashes)
     data = normalise(raw)
     _adopt_legacy_vsphere(data)
     problems: list[str] = []
