@@ -24,9 +24,14 @@ MAX_VMS_PER_POOL = 100
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
 TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-INTEGER_RE = re.compile(r"^\d+\Z")
+INTEGER_RE = re.compile(r"^[0-9]+\Z")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,50}\Z")
-TAG_VALUE_RE = re.compile(r"^[\w\s.@:/-]{0,255}\Z")
+# vmpooler's rule for tag values: ASCII letters, digits, space and _ . @ : / - (no tabs, line
+# breaks or other Unicode; \w and \s would let those in).
+TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9 _.@:/-]{0,255}\Z")
+# A whole number from a client is refused by its length before it is converted: Python's int()
+# of thousands of digits is slow, and past 4,300 digits it raises.
+MAX_INTEGER_DIGITS = 18
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 
 SECRET_KEY_HINTS = ("password", "secret", "token", "key", "hash")
@@ -78,20 +83,19 @@ def hostname(service: Service, version: Version, vm: Vm) -> str:
 
 
 def v1_domain(service: Service, vms: list[Vm]) -> str | None:
-    """The domain a v1 answer reports: the global one, else that of the first VM's pool."""
-    if service.config.config.domain:
-        return service.config.config.domain
+    """The domain a v1 answer reports: that of the first VM's pool with one (a pool's own
+    domain, else ``:config:``'s), so it agrees with the VM's FQDN; the global one without VMs."""
     for vm in vms:
         if domain := domain_of(service, vm.pool):
             return domain
-    return None
+    return service.config.config.domain
 
 
 # -- request bodies ------------------------------------------------------------------------------
 async def read_body(request: Request) -> bytes:
     """The body, refused (400) past MAX_BODY_BYTES without reading the rest."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared is not None and INTEGER_RE.match(declared) and (len(declared) > 9 or int(declared) > MAX_BODY_BYTES):
         raise ApiError(400, f"Request body too large (at most {MAX_BODY_BYTES} bytes)")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -110,6 +114,16 @@ def _depth(value: Any) -> int:
     return 0
 
 
+class LongNumber(str):
+    """A JSON integer too long to be any count corral takes, kept as its digits: never converted
+    (Python's int() is slow on thousands of digits and refuses more than 4,300), so the check of
+    the key it was sent for refuses it by its length and names that key."""
+
+
+def _json_int(text: str) -> int | LongNumber:
+    return int(text) if len(text) <= 2 * MAX_INTEGER_DIGITS else LongNumber(text)
+
+
 async def read_json_object(request: Request, *, empty_ok: bool = True) -> dict[str, Any]:
     """The body as a JSON object: 400 naming the problem if it is not one."""
     raw = await read_body(request)
@@ -118,7 +132,7 @@ async def read_json_object(request: Request, *, empty_ok: bool = True) -> dict[s
             return {}
         raise ApiError(400, "Request body is empty; expected a JSON object")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_int=_json_int)
     except (ValueError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8 JSON"
         raise ApiError(400, f"Invalid JSON: {detail}", message="JSON payload could not be parsed") from None
@@ -136,22 +150,36 @@ def check_pool_name(name: Any) -> str:
     return name
 
 
-def as_int(value: Any, what: str, low: int, high: int | None) -> int:
-    """An integer given as a JSON number or a string of digits, within [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not INTEGER_RE.match(str(value)):
-        raise ApiError(400, f"{what} must be a whole number, got {str(value)[:40]!r}")
-    number = int(value)
-    if number < low or (high is not None and number > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+def as_int(value: Any, what: str, low: int, high: int) -> int:
+    """An integer given as a JSON number or a string of digits, within [low, high].
+
+    The size is checked before anything is converted or echoed: a number of thousands of
+    digits is refused by its length."""
+    bounds = f"between {low} and {high}"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ApiError(400, f"{what} must be a whole number {bounds}, got {type(value).__name__}")
+    if isinstance(value, int):
+        if value < low or value > high:
+            shown = value if abs(value) < 10**MAX_INTEGER_DIGITS else "a larger number"
+            raise ApiError(400, f"{what} must be {bounds}, got {shown}")
+        return value
+    if not INTEGER_RE.match(value):
+        raise ApiError(400, f"{what} must be a whole number {bounds}, got {ascii(value[:40])}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > MAX_INTEGER_DIGITS:
+        raise ApiError(400, f"{what} must be {bounds}, got a number of {len(digits)} digits")
+    number = int(digits)
+    if number < low or number > high:
         raise ApiError(400, f"{what} must be {bounds}, got {number}")
     return number
 
 
 def check_hostname(name: str) -> str:
-    """A hostname or FQDN from the path, as the short name the store knows."""
+    """A hostname or FQDN from the path, as the short name the store knows (names are
+    matched case-insensitively, as DNS does: corral's names are lowercase)."""
     if len(name) > 253 or not HOSTNAME_RE.match(name):
         raise ApiError(400, "Invalid hostname format")
-    return name.split(".", 1)[0]
+    return name.split(".", 1)[0].lower()
 
 
 def parse_path_pools(spec: str) -> dict[str, int]:
@@ -186,7 +214,12 @@ def _unauthorized(error: str) -> ApiError:
 
 
 async def basic_user(request: Request) -> str:
-    """The user named by valid HTTP Basic credentials; 401 otherwise (404 without ``:auth:``)."""
+    """The user named by valid HTTP Basic credentials; 401 otherwise (404 without ``:auth:``).
+
+    Behind the login guard: 503 when too many logins are in progress, 429 after repeated
+    failures of the user or from the client's address, both with ``Retry-After``."""
+    from corral.auth.guard import LoginGuard, LoginRefused
+
     service = service_of(request)
     if service.authenticator is None:
         raise ApiError(404, "authentication is not configured")
@@ -200,8 +233,15 @@ async def basic_user(request: Request) -> str:
         raise _unauthorized("malformed HTTP Basic credentials") from None
     if not sep or not user:
         raise _unauthorized("malformed HTTP Basic credentials")
+    authenticator = service.authenticator
     try:
-        ok = await service.authenticator.authenticate(user, password)
+        if isinstance(authenticator, LoginGuard):
+            ok = await authenticator.login(user, password, request.client.host if request.client else None)
+        else:
+            ok = await authenticator.authenticate(user, password)
+    except LoginRefused as exc:
+        raise ApiError(exc.status, str(exc), headers={"Retry-After": str(exc.retry_after)},
+                       retry_after=exc.retry_after) from None
     except AuthUnavailable:
         raise ApiError(503, "the authentication service is unavailable") from None
     if not ok:
@@ -235,8 +275,14 @@ def token_record(request: Request, *, required: bool) -> TokenRecord | None:
 
 
 def check_owner(request: Request, vm: Vm, *, token_needed: bool) -> TokenRecord | None:
-    """A VM checked out with a token may be changed only by that token's user (401/403)."""
+    """A VM checked out with a token may be changed only by that token's user (401/403).
+
+    As vmpooler: a token sent for a VM checked out without one is not looked at unless the
+    change needs a token (``token_needed``), so a stale token in a client's settings does not
+    stop it returning or tagging such a VM."""
     owned = auth_enabled(service_of(request)) and vm.user is not None
+    if not owned and not token_needed:
+        return None
     record = token_record(request, required=token_needed or owned)
     if owned and record is not None and record.user != vm.user:
         raise ApiError(403, f"VM {vm.name} belongs to another user")
