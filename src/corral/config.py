@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from corral.config_safe import REDACTED, debug_enabled, shown_input
 from corral.config_yaml import YamlRefused, read_yaml, spelling_clashes
 from corral.domain.models import Pool
 from corral.domain.names import pool_name_problem
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from corral.providers.vsphere.settings import VsphereSettings
 
 SYMBOL_RE = re.compile(r"^:[A-Za-z_][A-Za-z0-9_]*$")
-SECRET_HINTS = ("password", "secret", "token", "key")
 KNOWN_PROVIDER_CLASSES = ("sim", "dummy", "vsphere", "libvirt")
 
 
@@ -488,9 +488,9 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
 
 
 def _check_auth(auth: AuthSettings) -> list[str]:
-    if auth.provider == "dummy" and not os.environ.get("VMPOOLER_DEBUG"):
+    if auth.provider == "dummy" and not debug_enabled(os.environ.get("VMPOOLER_DEBUG")):
         return ["auth.provider: 'dummy' accepts any password that differs from the user name; "
-                "it is refused unless the environment variable VMPOOLER_DEBUG is set"]
+                "it is refused unless the environment variable VMPOOLER_DEBUG is true (1, true, yes or on)"]
     if auth.provider == "ldap" and auth.ldap is None:
         return ["auth.ldap: required key is missing (the ldap provider needs host, base and user_object)"]
     if auth.provider == "static" and not auth.users:
@@ -503,7 +503,7 @@ def _check_auth(auth: AuthSettings) -> list[str]:
             check_password_hash(encoded.get_secret_value())
         except ValueError:
             problems.append(f"auth.users.{user}: not a password hash made by 'corral auth hash-password', "
-                            "got <redacted>")
+                            f"got {REDACTED}")
     return problems
 
 
@@ -571,28 +571,32 @@ def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
             if cls == "sim":
                 from corral.providers.sim import SimSettings
 
+                model: type[BaseModel] = SimSettings
                 SimSettings.model_validate({k: v for k, v in entry.items() if k != "provider_class"})
             else:
                 from corral.providers.vsphere.settings import VsphereSettings
 
+                model = VsphereSettings
                 VsphereSettings.model_validate(entry)
         except ValidationError as exc:
-            problems += format_errors(exc, prefix=("providers", name))
+            problems += format_errors(exc, prefix=("providers", name), model=model)
     return problems
 
 
-def format_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
-    """pydantic errors as ``path: rule, got value`` lines."""
+def format_errors(exc: ValidationError, prefix: tuple[str | int, ...] = (),
+                  model: type[BaseModel] | None = None) -> list[str]:
+    """pydantic errors of ``model`` (default: :class:`Config`) as ``path: rule, got value``
+    lines; a value is shown only where :func:`corral.config_safe.shown_input` allows it."""
     lines = []
     for err in exc.errors():
-        loc = prefix + tuple(err["loc"])
-        path = _path(loc)
-        rule = _rule(err)
+        path = _path(prefix + tuple(err["loc"]))
         if err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
-            continue
-        shown = "<redacted>" if any(h in path.lower() for h in SECRET_HINTS) else _show(err.get("input"))
-        lines.append(f"{path}: {rule}, got {shown}")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"{path}: not a known key")  # an unknown key's value is never echoed
+        else:
+            shown = shown_input(model or Config, tuple(err["loc"]), err.get("input"))
+            lines.append(f"{path}: {_rule(err)}, got {shown}")
     return lines
 
 
@@ -601,8 +605,8 @@ def _path(loc: tuple[str | int, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part):
-            continue  # pydantic's internal validator names
+        elif str(part).startswith(("function-", "constrained-")) or "[" in str(part):
+            continue  # pydantic's names of validators and of the member of a union it tried
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
@@ -624,14 +628,9 @@ def _rule(err: Any) -> str:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         wanted = kind.split("_")[0]
         names = {"int": "a whole number", "float": "a number", "bool": "true or false",
-                 "string": "a string", "dict": "a mapping", "list": "a list"}
+                 "string": "a string", "dict": "a mapping", "model": "a mapping", "list": "a list"}
         return f"must be {names.get(wanted, wanted)}"
     return str(err.get("msg", kind)).lower().removeprefix("value error, ")
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def collect_warnings(config: Config) -> list[str]:

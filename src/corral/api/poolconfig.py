@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from corral.api.common import (
-    SECRET_KEY_HINTS,
     ApiError,
     Version,
     as_int,
@@ -20,6 +19,7 @@ from corral.api.common import (
     service_of,
     token_record,
 )
+from corral.config_safe import model_view, safe_view
 from corral.runtime import Service
 
 MAX_POOL_SIZE = 10_000
@@ -31,32 +31,25 @@ def _original(service: Service, pool: str) -> Any:
 
 
 def pool_configuration(service: Service) -> list[dict[str, Any]]:
+    """Each pool's declared, safe keys (see :mod:`corral.config_safe`), with its live size,
+    template and clone target."""
     out = []
     for settings in service.config.pools:
         live = service.manager.pools[settings.name]
-        entry = redact(settings.model_dump(exclude_none=True))
+        entry = model_view(settings)
         entry.update(size=live.size, template=live.template, provider=live.provider,
                      clone_target=live.clone_target, template_ready=True)
         out.append({k: v for k, v in entry.items() if v is not None})
     return out
 
 
-def redact(value: Any) -> Any:
-    """A copy without secrets: values under keys that look secret are dropped."""
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()
-                if not any(h in str(k).lower() for h in SECRET_KEY_HINTS)}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
 def full_config(service: Service) -> dict[str, Any]:
-    data = service.config.model_dump(mode="json", exclude_none=True)
+    """The configuration as :func:`corral.config_safe.safe_view` shows it, pools as they run."""
+    data = safe_view(service.config)
     data["pools"] = pool_configuration(service)
     if "auth" in data:  # who may log in is nobody's business
         data["auth"] = {"provider": data["auth"].get("provider")}
-    return redact(data)
+    return data
 
 
 def pool_clusters(service: Service, pool: str) -> list[str] | None:

@@ -8,6 +8,8 @@ when the backend cannot answer. Nothing here logs or raises with a password or t
 
 from __future__ import annotations
 
+import logging
+
 from corral.auth.base import AuthUnavailable, Authenticator
 from corral.auth.dummy import DummyAuthenticator
 from corral.auth.guard import LoginGuard, LoginLimits, LoginRefused
@@ -37,12 +39,15 @@ __all__ = [
     "verify_password",
 ]
 
+log = logging.getLogger("corral.auth")
+
 
 def build_authenticator(settings: AuthSettings) -> LoginGuard:
     """The backend ``settings.provider`` names, behind a :class:`LoginGuard` (bounded checks,
     backoff of repeated failures); ValueError if its settings are unusable.
 
-    The dummy provider's VMPOOLER_DEBUG guard is the configuration loader's job.
+    The dummy provider's VMPOOLER_DEBUG guard is the configuration loader's job; building it
+    logs a warning, since it lets anyone in.
     """
     backend: Authenticator
     if settings.provider == "ldap":
@@ -52,6 +57,8 @@ def build_authenticator(settings: AuthSettings) -> LoginGuard:
     elif settings.provider == "static":
         backend = StaticAuthenticator(settings.users, workers=settings.login_workers)
     elif settings.provider == "dummy":
+        log.warning("auth provider 'dummy' is on (VMPOOLER_DEBUG): ANY password that differs from the user "
+                    "name is accepted and gets a token; never use it outside development")
         backend = DummyAuthenticator()
     else:
         raise ValueError(f"auth.provider: must be ldap, static or dummy, got {settings.provider!r}")

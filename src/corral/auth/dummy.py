@@ -1,6 +1,7 @@
 """vmpooler's ``dummy`` provider: any password that differs from the user name is accepted.
 
-For development only; the configuration refuses it unless ``VMPOOLER_DEBUG`` is set.
+For development only; the configuration refuses it unless ``VMPOOLER_DEBUG`` is true (1, true,
+yes or on), and building it logs a warning.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ class VsphereSettings(BaseModel):
 
     provider_class: str | None = None
     server: str = Field(min_length=1, description="the vCenter's host name")
-    username: str = Field(min_length=1)
+    # the account is nobody's business either: marked secret, it is not shown by the API or in errors
+    username: str = Field(min_length=1, json_schema_extra={"secret": True})
     password: SecretStr
     insecure: bool = Field(False, description="accept a certificate that does not verify")
     datacenter: str | None = Field(None, description="the datacenter to manage; default: the whole vCenter")
