@@ -131,3 +131,20 @@ def test_building_the_dummy_provider_warns_loudly(monkeypatch, caplog):
         build_authenticator(config.auth)
     (record,) = [r for r in caplog.records if r.name == "corral.auth"]
     assert record.levelno == logging.WARNING and "any password" in record.getMessage().lower()
+
+
+def test_cross_checks_do_not_echo_values_of_the_wrong_shape():
+    got = problems({":providers": {":sim": {"provider_class": "sim"}, ":odd": {"provider_class": {"pw": PLANTED}}},
+                    ":pools": [{"name": "p", "template": "t", "size": 1, "provider": {"pw": PLANTED}},
+                               {"name": "q", "template": "t", "size": 1, "provider": "sim",
+                                "alias": [{"pw": PLANTED}]}]})
+    assert got and not [p for p in got if PLANTED in p], got
+    assert "pools[0].provider: must be a string, got <redacted>" in got
+    assert "pools[1].alias[0]: must be a string, got <redacted>" in got
+    assert "providers.odd.provider_class: must be a string, got <redacted>" in got
+
+
+def test_a_lone_value_where_a_section_belongs_is_not_echoed():
+    got = problems({":providers": {":sim": PLANTED}, ":config": 5, ":pools": POOLS})
+    assert sorted(got) == ["config: must be a mapping, got <redacted>",
+                           "providers.sim: must be a mapping, got <redacted>"]

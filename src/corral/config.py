@@ -539,7 +539,7 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
             problems.append(f"pools[{i}].name: pool {pool['name']!r} is defined twice")
         owner.setdefault(pool["name"], pool["name"])
         provider = pool.get("provider") or default_provider(providers)
-        if provider not in providers:
+        if isinstance(provider, str) and provider not in providers:  # another type is the model's error
             known = ", ".join(sorted(providers)) or "none configured"
             problems.append(f"pools[{i}].provider: no provider named {provider!r} (providers: {known})")
     for i, pool in enumerate(pools):
@@ -547,10 +547,12 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
             continue
         aliases = pool.get("alias") or []
         aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
-        for label in map(str, aliases):
-            if label in owner and label != pool["name"]:
+        for label in aliases:
+            if isinstance(label, str) and label in owner and label != pool["name"]:
                 problems.append(f"pools[{i}].alias: {label!r} is already used by pool {owner[label]!r}")
     for name, entry in providers.items():
+        if isinstance(entry, dict) and not isinstance(entry.get("provider_class") or "", str):
+            continue  # not a string: the model's error, which does not echo it
         cls = raw_provider_class(name, entry)
         if cls not in ("sim", "vsphere", "libvirt"):
             problems.append(

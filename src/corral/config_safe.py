@@ -85,24 +85,6 @@ def _members(tp: Any) -> list[Any]:
     return [m for m in get_args(tp) if m is not type(None)]
 
 
-def _model_has_secret(model: type[BaseModel], seen: frozenset[type] = frozenset()) -> bool:
-    if model in seen:
-        return False
-    for info in model.model_fields.values():
-        if _hidden_field(info):
-            return True
-        if any(_model_has_secret(m, seen | {model}) for m in _models_in(info.annotation)):
-            return True
-    return False
-
-
-def _models_in(tp: Any) -> list[type[BaseModel]]:
-    tp = _bare(tp)
-    if _is_model(tp):
-        return [tp]
-    return [m for arg in get_args(tp) for m in _models_in(arg)]
-
-
 # -- errors: may the input at this key be echoed? --------------------------------------------
 
 
@@ -146,9 +128,8 @@ def _fits(tp: Any, value: Any) -> bool:
         return origin in _MAPPINGS and len(args) == 2 and all(_fits(args[1], v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return origin in _SEQUENCES and bool(args) and all(_fits(args[0], v) for v in value)
-    if _is_model(tp):
-        return not _model_has_secret(tp)  # a lone value where a section belongs may be a misplaced secret
-    return True
+    # a lone value where a section belongs may be anything (a provider's password, misplaced)
+    return not _is_model(tp)
 
 
 def shown_input(model: type[BaseModel], loc: tuple[Any, ...], value: Any) -> str:
