@@ -88,6 +88,18 @@ ERROR = {
                    "bad_pools, failure) are kept where vmpooler sends them.",
 }
 
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's number (for Last-Event-ID)."},
+        "event": {"type": "string", "description": "Its kind, such as vm.lifecycle, or resync."},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "The event as JSON."},
+    },
+    "description": "One Server-Sent Event (OpenAPI 3.1: the schema of a text/event-stream is that of each event).",
+}
+SUCCESS_SCHEMAS: dict[str, dict[str, Any]] = {"application/json": {}, "text/event-stream": SSE_EVENT}
+
 BAD_INPUT = (f"Bad input, named in `error`: a path value, a query value, or a body that is not a JSON "
              f"object, is larger than {MAX_BODY_BYTES} bytes, is nested deeper than {MAX_JSON_DEPTH} or "
              "has a value out of range.")
@@ -254,8 +266,7 @@ def _response(code: int, text: str, op: Operation, method: str) -> dict[str, Any
     if method == "head":
         return answer
     if code < 400:
-        answer["content"] = {op.success_type: {"schema": {} if op.success_type == "application/json"
-                                                else {"type": "string"}}}
+        answer["content"] = {op.success_type: {"schema": copy.deepcopy(SUCCESS_SCHEMAS[op.success_type])}}
     else:
         answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     if code == 401 and op.security != "none":
