@@ -126,8 +126,10 @@ def test_a_body_is_declared_exactly_where_the_server_reads_one(servers):
 
 
 # -- status codes: what the server answers is declared, and what is declared happens ----------------
-# (server, method, path, credentials, body, the answers expected). Path values: {vm} a VM alice
-# checked out, {vm2} another, {alice} and {bob} their tokens, {spare} a token of alice's to delete.
+# (server, method, path, credentials, body, the answers expected), in order. Servers: "auth" (static
+# users, experimental features), "plain" (neither), "ldap" (its LDAP server is down). Path values:
+# {vm} a VM alice checked out, {snapshot} its first snapshot once taken, {alice} and {bob} their
+# tokens, {spare} a token of alice's to delete.
 # Credentials: "alice"/"bob" a token, "basic:alice", "basic:wrong", "bogus" a token that is not valid.
 CASES: list[tuple[str, str, str, str | None, Any, set[int]]] = [
     ("auth", "GET", "/vm", None, None, {200}),
@@ -288,8 +290,9 @@ def _credentials(kind: str | None, tokens: dict[str, str]) -> dict[str, str]:
 def test_every_answer_is_declared_and_every_declared_answer_happens(servers, make_server, tmp_path):
     server, plain = servers
     port = free_port()  # nothing listens there: the LDAP server is down
-    ldap = make_server(POOLS, extra={":store": {"path": str(tmp_path / "ldap.db")}, ":auth": {"provider": "ldap", "ldap": {
-        "host": "127.0.0.1", "port": port, "base": "dc=example,dc=com", "user_object": "uid", "timeout": 1}}})
+    ldap_down = {"provider": "ldap", "ldap": {"host": "127.0.0.1", "port": port, "base": "dc=example,dc=com",
+                                              "user_object": "uid", "timeout": 1}}
+    ldap = make_server(POOLS, extra={":store": {"path": str(tmp_path / "ldap.db")}, ":auth": ldap_down})
     by_name = {"auth": server, "plain": plain, "ldap": ldap}
     tokens = {"alice": server.token("alice"), "bob": server.token("bob")}
     values = {**tokens, "spare": server.token("alice"),

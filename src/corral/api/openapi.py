@@ -73,7 +73,8 @@ POOL_TEMPLATE_BODY = pools_to({"type": "string", "minLength": 1, "maxLength": 25
                               description="Pool name to its new template; not starting or ending with '/'.")
 CLONE_TARGET_BODY = pools_to({"type": "string", "minLength": 1},
                              description="Pool name to its new clone target: a cluster the pool's provider knows.")
-POOL_RESET_BODY = pools_to({}, description="The pools to reset as keys; the values are not read (vmpooler sends \"1\").")
+POOL_RESET_BODY = pools_to({}, description="The pools to reset, as keys; their values are not read "
+                                           "(vmpooler's clients send \"1\").")
 
 # -- responses ------------------------------------------------------------------------------------
 ERROR = {
@@ -215,7 +216,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security="token"),
     ("POST", "/config/clonetarget"): Operation(
         {200: "No clone target changed.", 201: "At least one clone target changed.",
-         400: BAD_INPUT + " Or an unknown pool, or a cluster the provider does not know (the known ones are named).", 401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
+         400: BAD_INPUT + " Or an unknown pool, or a cluster the provider does not know (the known ones are named).",
+         401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
         body=CLONE_TARGET_BODY, security="token"),
     ("DELETE", "/config/clonetarget/{pool}"): Operation(
         {200: "Nothing to reset.", 201: "Back to the configured clone target.", 401: NO_TOKEN,
@@ -300,7 +302,8 @@ def complete(generated: dict[str, Any]) -> dict[str, Any]:
     for path, item in schema.get("paths", {}).items():
         template = template_of(path)
         if "get" in item and "head" not in item:
-            item["head"] = {**copy.deepcopy(item["get"]), "summary": f"{item['get'].get('summary', 'GET')} (HEAD)"}
+            item["head"] = copy.deepcopy(item["get"])
+            item["head"]["summary"] = f"{item['get'].get('summary', 'GET')} (HEAD)"
             if "operationId" in item["get"]:
                 item["head"]["operationId"] = item["get"]["operationId"] + "_head"
         for method in [m for m in item if m in HTTP_METHODS]:
