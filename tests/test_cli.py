@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
+from typer.testing import CliRunner
 
+from corral.cli import app
 from corral.logs import JsonFormatter, TextFormatter
 from helpers import REPO, free_port, quick_config, wait_until
 
@@ -41,6 +45,52 @@ def test_serve_refuses_a_bad_config_with_status_2(tmp_path: Path):
     assert out.returncode == 2
     assert "pools[0].size: must be a whole number, got 'many'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _config(tmp_path: Path, pools: list[dict], **sim) -> Path:
+    doc = quick_config(tmp_path, pools)
+    doc[":providers"][":sim"].update(sim)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    return cfg
+
+
+@pytest.mark.parametrize(("option", "value", "complaint"), [
+    ("--port", "99999", "less than or equal to 65535"),
+    ("--port", "0", "greater than or equal to 1"),
+    ("--port", "http", "should be a valid integer"),
+    ("--log-level", "loud", "'loud' is not one of 'debug', 'info', 'warning', 'error', 'critical'"),
+    ("--log-format", "xml", "'xml' is not one of 'text', 'json'"),
+])
+def test_serve_refuses_bad_options_before_anything_else(tmp_path: Path, option: str, value: str,
+                                                        complaint: str) -> None:
+    cfg = _config(tmp_path, [{"name": "p", "template": "t", "size": 1}])
+    out = CliRunner().invoke(app, ["serve", "--config", str(cfg), option, value])
+    assert out.exit_code == 2, out.output
+    assert "Invalid value for" in out.output and option in out.output
+    assert complaint in " ".join(out.output.replace("│", " ").split())
+    assert "Traceback" not in out.output and not (tmp_path / "corral.db").exists()
+
+
+def test_serve_takes_levels_and_formats_in_any_case(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({":pools": [{"name": "p", "template": "t", "size": "many"}]}))
+    for level, fmt in (("DEBUG", "JSON"), ("Warning", "Text"), ("error", "json")):
+        out = CliRunner().invoke(app, ["serve", "--config", str(bad), "--log-level", level, "--log-format", fmt])
+        assert out.exit_code == 2 and "size: must be a whole number" in out.output, out.output  # past the options
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line_before_touching_a_vm(tmp_path: Path) -> None:
+    state = tmp_path / "sim.db"
+    cfg = _config(tmp_path, [{"name": "p", "template": "t", "size": 2}], state_file=str(state))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = corral("serve", "--config", str(cfg), "--port", str(port))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == f"error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert not (tmp_path / "corral.db").exists() and not state.exists(), "nothing was written"
 
 
 def test_serve_names_a_vcenter_it_cannot_reach_and_hides_its_password(tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -47,37 +48,56 @@ def version() -> None:
     typer.echo(__version__)
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def serve(
     config: ConfigPath,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    log_format: Annotated[str, typer.Option(help="Log format: text or json.")] = "text",
-    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
+    log_format: Annotated[LogFormat, typer.Option(help="Log format.", case_sensitive=False)] = LogFormat.text,
+    log_level: Annotated[LogLevel, typer.Option(help="Log level.", case_sensitive=False)] = LogLevel.info,
 ) -> None:
-    """Run the pool manager and the API."""
+    """Run the pool manager and the API.
+
+    The port is taken before anything else starts: a port in use stops corral before any VM
+    or store record is touched.
+    """
     import uvicorn
 
     from corral.api import create_app
+    from corral.api.server import CannotListen, Server, listen_socket
     from corral.config import ConfigError
     from corral.logs import setup_logging
     from corral.runtime import build_service
 
-    if log_format not in ("text", "json"):
-        typer.echo(f"error: --log-format must be text or json, got {log_format!r}", err=True)
-        raise typer.Exit(2)
-    setup_logging(log_format, log_level)  # type: ignore[arg-type]
+    setup_logging(log_format.value, log_level.value)  # type: ignore[arg-type]
     cfg = _load(config)
     try:
-        service = build_service(cfg)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(2) from None
-    from corral.api.server import Server
-
-    app = create_app(service, server_gc=True)
-    Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run()
+        sock = listen_socket(host, port)
+    except CannotListen as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    with sock:
+        try:
+            service = build_service(cfg)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(2) from None
+        app = create_app(service, server_gc=True)
+        Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run(sockets=[sock])
 
 
 @config_app.command("check")
