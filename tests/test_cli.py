@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -113,14 +114,49 @@ def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
 def test_serve_names_a_store_it_cannot_open(tmp_path: Path):
     not_a_db = tmp_path / "not-a-db"
     not_a_db.write_text("hello, this is not sqlite" * 100)
-    for path, reason in ((not_a_db, "not a database"), (not_a_db / "sub" / "x.db", "Not a directory")):
+    for path, reason in ((not_a_db, "file is not a database"),
+                         (not_a_db / "sub" / "x.db", f"cannot create the directory {str(not_a_db / 'sub')!r}: "
+                                                     "not a directory")):
         doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1}])
         doc[":store"] = {"path": str(path)}
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump(doc))
         out = corral("serve", "--config", str(cfg), "--port", str(free_port()))
         assert out.returncode == 2, out.stderr
-        assert "store.path: cannot open the sqlite store" in out.stderr and reason in out.stderr
+        assert out.stderr == f"error: store.path: cannot open the sqlite store {str(path)!r}: {reason}\n"
+
+
+def corral_with_read_only(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``corral *args`` with ``directory`` read-only: by its mode for an ordinary user; for root,
+    whom modes do not stop, by a read-only bind mount in a user namespace of its own."""
+    command = [sys.executable, "-m", "corral.cli", *args]
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        finally:
+            directory.chmod(0o755)
+    mount = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", mount, str(directory), *command],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_serve_says_once_that_the_store_directory_is_read_only(tmp_path: Path):
+    from corral.store.sqlite import SqliteStore
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    SqliteStore(ro / "existing.db").close()
+    for path in (ro / "new.db", ro / "existing.db", ro / "sub" / "new.db"):
+        doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1}])
+        doc[":store"] = {"path": str(path)}
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump(doc))
+        out = corral_with_read_only(ro, "serve", "--config", str(cfg), "--port", str(free_port()))
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith(f"error: store.path: cannot open the sqlite store {str(path)!r}: "), out.stderr
+        assert out.stderr.count("\n") == 1 and out.stderr.count(str(path)) == 1, out.stderr
+        assert out.stderr.lower().count("read-only") == 1, out.stderr
         assert "Traceback" not in out.stderr
 
 

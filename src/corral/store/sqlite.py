@@ -27,6 +27,7 @@ from corral.store.sqlite_conn import BUSY_TIMEOUT_S, Session
 from corral.store.sqlite_conn import immediate as _immediate
 from corral.store.sqlite_conn import run as _run
 from corral.store.sqlite_meta import SqliteMeta, purge_history
+from corral.store.sqlite_open import PathAccess, StoreOpenError, directory_problem, open_problem
 from corral.store.sqlite_schema import (
     ADD_SQL,
     CHECKOUT_SQL,
@@ -138,7 +139,11 @@ class SqliteStore(SqliteMeta):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            directory = Path(self.path).parent
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreOpenError(self.path, directory_problem(str(directory), err)) from None
         self._lock = threading.Lock()
         self._session = Session(self)
         self._conn: sqlite3.Connection | None = None
@@ -156,14 +161,18 @@ class SqliteStore(SqliteMeta):
                 self._setup(conn)
         except BaseException as err:
             self.close()
-            if isinstance(err, sqlite3.Error):
-                raise StoreError(f"cannot open sqlite store {self.path!r}: {err}") from err
+            cause = err if isinstance(err, sqlite3.Error) else err.__cause__  # a StoreError of the session
+            if isinstance(cause, sqlite3.Error):
+                code = getattr(cause, "sqlite_errorcode", None)
+                raise StoreOpenError(self.path, open_problem(str(cause), code, PathAccess.of(self.path))) from err
+            if isinstance(err, StoreError):
+                raise StoreOpenError(self.path, str(err)) from err
             raise
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         (mode,) = _run(conn, "PRAGMA journal_mode = WAL").fetchone()
         if mode != "wal" and self.path != ":memory:":  # ":memory:" stays "memory"
-            raise StoreError(f"sqlite store {self.path!r} cannot use WAL (journal mode {mode})")
+            raise StoreError(f"it cannot use WAL (journal mode {mode})")
         # With WAL, NORMAL syncs only at checkpoints: a committed transaction is in the WAL
         # file (the OS page cache) when COMMIT returns, so it survives the process being
         # killed; only an OS crash or power loss may lose the last commits, and it never
@@ -177,10 +186,7 @@ class SqliteStore(SqliteMeta):
         with _immediate(conn):
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"sqlite store {self.path!r} has schema version {version}; "
-                    f"this corral knows version {SCHEMA_VERSION}"
-                )
+                raise StoreError(f"it has schema version {version}; this corral knows version {SCHEMA_VERSION}")
             upgrades = range(version, SCHEMA_VERSION)
             scripts = [UPGRADES[v] for v in upgrades] if version else [CREATE_SCHEMA]
             for script in scripts:
