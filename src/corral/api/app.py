@@ -17,8 +17,9 @@ from starlette.requests import Request as StarletteRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral import __version__
-from corral.api import events, ondemand, poolconfig, status, tokens, vms
+from corral.api import events, ondemand, openapi, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
+from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.runtime import Service
 
@@ -83,6 +84,8 @@ class CorralApp(FastAPI):
     hot_path: HotPath | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (as_get := head_as_get(scope)) is not None:
+            scope, send = as_get, bodiless(send)
         if self.hot_path is not None and scope["type"] == "http":
             scope["app"] = self
             if await self.hot_path.handle(scope, receive, send):
@@ -141,7 +144,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
             if manage_lifecycle:
                 await service.stop()
 
-    app = CorralApp(title="corral", version=__version__, lifespan=lifespan, docs_url="/api/docs",
+    app = CorralApp(title="corral", version=__version__, lifespan=lifespan, docs_url=None,
                   openapi_url="/openapi.json", redoc_url=None,
                   description="vmpooler's REST API. Every route is also served under /api/v2 "
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
@@ -151,9 +154,15 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     for prefix, name in VERSIONS.items():
         app.include_router(build_router(Version(name)), prefix=prefix)
 
+    @app.get("/", include_in_schema=False)
+    async def root() -> JSONResponse:  # the health check, until there is a dashboard to send people to
+        return JSONResponse({"ok": True})
+
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi_alias() -> JSONResponse:
         return JSONResponse(app.openapi())
+
+    openapi.install(app)  # the completed description, and Swagger UI at /api/docs without a CDN
 
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
