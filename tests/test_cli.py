@@ -94,11 +94,42 @@ def test_serve_on_a_port_in_use_fails_in_one_line_before_touching_a_vm(tmp_path:
     assert not (tmp_path / "corral.db").exists() and not state.exists(), "nothing was written"
 
 
-def test_serve_names_a_vcenter_it_cannot_reach_and_hides_its_password(tmp_path: Path):
-    out = corral("serve", "--config", str(REPO / "examples" / "vmpooler.yaml"), "--port", str(free_port()))
-    assert out.returncode == 3
-    assert "vSphere https://vcenter.example.com:443 as vmpooler: cannot connect" in out.stderr
-    assert "not-a-real-password" not in out.stderr + out.stdout
+def _serve(cfg: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
+    with log.open("w") as fh:
+        return subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--port",
+                                 str(port), *extra], stderr=fh, stdout=fh)
+
+
+def test_serve_starts_without_a_vcenter_it_cannot_reach_and_keeps_trying(tmp_path: Path):
+    doc = quick_config(tmp_path, [{"name": "sim-pool", "template": "t", "size": 2, "provider": "sim"},
+                                  {"name": "vc-pool", "template": "Templates/debian", "size": 2,
+                                   "provider": "vcenter"}])
+    doc[":providers"][":vcenter"] = {"provider_class": "vsphere", "server": "127.0.0.1", "port": free_port(),
+                                     "username": "corral", "password": "not-a-real-password", "insecure": True,
+                                     "datacenter": "dc1"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    port, log = free_port(), tmp_path / "log.txt"
+    proc = _serve(cfg, port, log)
+    try:
+        wait_for_status(port, proc, log, lambda st: st["pools"]["sim-pool"]["ready"] == 2, timeout=30)
+        body = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/sim-pool").json()
+        assert body["ok"] is True
+        wait_until(lambda: log.read_text().count("provider unreachable, retrying") >= 2, timeout=10)
+        monitoring = httpx.get(f"http://127.0.0.1:{port}/api/v3/status?view=monitoring,pools").json()
+        down = monitoring["monitoring"]["providers"]["vcenter"]
+        assert down["connected"] is False and down["attempts"] >= 2 and 0 <= down["retry_in"] <= 4
+        assert "cannot connect" in down["error"] and "not-a-real-password" not in down["error"]
+        assert monitoring["monitoring"]["providers"]["sim"]["connected"] is True
+        assert monitoring["pools"]["vc-pool"]["ready"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    text = log.read_text()
+    retries = [line for line in text.splitlines() if "provider unreachable, retrying" in line]
+    assert len(retries) >= 2 and all("provider=vcenter" in line and "cannot connect" in line for line in retries)
+    assert "retry_in=1.0" in retries[0] and "retry_in=2.0" in retries[1]
+    assert "Traceback" not in text and "not-a-real-password" not in text
 
 
 def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):

@@ -114,11 +114,14 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
 
 
 def _monitoring(service: Service) -> dict[str, Any]:
-    """corral's own: the inventory feeds, the event bus, and what the safety nets repaired."""
+    """corral's own: the providers' sessions and inventory feeds, the event bus, and what the
+    safety nets repaired. A provider that cannot be reached shows ``connected: false``, the
+    ``error`` of its last attempt and the seconds until the next one (``retry_in``)."""
     manager = service.manager
     stats = manager.stats
     inventory = manager.inventory.snapshot()
-    providers: dict[str, Any] = inventory["providers"]  # type: ignore[assignment]
+    feeds: dict[str, Any] = inventory["providers"]  # type: ignore[assignment]
+    providers = {name: {**link, **feeds.get(name, {})} for name, link in manager.connections.view().items()}
     return {
         "reconcile": {"runs": stats.reconciles, "store_repairs": stats.reconcile_repairs,
                       "inventory_repairs": sum(p["repairs"] for p in providers.values())},

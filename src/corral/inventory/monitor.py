@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from corral.domain.events import Event
@@ -210,8 +210,11 @@ class Inventory:
         for monitor in self.monitors.values():
             await monitor.load()
 
-    def run(self) -> None:
-        self._tasks = [asyncio.create_task(m.run(), name=f"feed-{m.name}") for m in self.monitors.values()]
+    def run(self, names: Iterable[str] | None = None) -> None:
+        """Follow the change feeds of ``names`` (every endpoint by default); an endpoint that
+        comes up later is started on its own."""
+        for name in self.monitors if names is None else names:
+            self._tasks.append(asyncio.create_task(self.monitors[name].run(), name=f"feed-{name}"))
 
     async def reconcile(self) -> int:
         return sum([await m.reconcile() for m in self.monitors.values()])

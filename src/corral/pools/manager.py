@@ -28,6 +28,7 @@ from corral.domain.events import VmLifecycle
 from corral.domain.models import Pool, Vm
 from corral.domain.states import DESTROY_INTENT_STATES, VmState
 from corral.inventory import Inventory, MonitorSettings
+from corral.pools.connections import Connections
 from corral.pools.creating import Creator
 from corral.pools.ondemand import OndemandQueue
 from corral.pools.vmtasks import VmTasks
@@ -75,6 +76,8 @@ class ManagerSettings:
     rebalance_sustain_s: float = 120.0
     rebalance_interval_s: float = 60.0
     runner: RunnerSettings = field(default_factory=RunnerSettings)  # its task_limit is the one above
+    connect_retry_s: float = 1.0  # a provider that cannot be reached is tried again after this, doubled
+    connect_retry_max_s: float = 60.0  # each time up to this
 
     def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(feed_timeout=self.feed_timeout, host_down_grace_s=self.host_down_grace_s)
@@ -134,29 +137,51 @@ class PoolManager:
         s = self.settings
         rebalancer = Rebalancer(s.rebalance_threshold, s.rebalance_sustain_s) if s.rebalance else None
         self.migrations = Migrations(self, s.migration_limit, rebalancer)
+        self.connections = Connections(providers, self._bring_in, first_s=s.connect_retry_s,
+                                       max_s=s.connect_retry_max_s)
+        self._running = False
 
     # -- life of the manager ---------------------------------------------------------------
     async def start(self) -> None:
-        """Connect, recover from whatever the last run left, then run the loops."""
-        from corral.pools.recovery import recover
+        """Connect, recover from whatever the last run left, then run the loops.
 
-        for provider in self.providers.values():
-            await provider.connect()
-        await self.placer.learn(list(self.pools.values()))
-        await self.inventory.load()
-        for name, monitor in self.inventory.monitors.items():
-            await recover(self, name, list(monitor.repo.vms.values()))
+        A provider that cannot be reached does not stop the others: it is left down and
+        retried in the background (:mod:`corral.pools.connections`), and brought in when it
+        comes up.
+        """
+        await self.connections.connect_all()
         self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts, on_resync=self.reactions.resync)
-        self.inventory.run()
+        self._running = True
+        self.inventory.run([name for name in self.providers if self.connections.up(name)])
         self.runner.run()
         self._loops = [asyncio.create_task(self._refill_loop(), name="refill")]
         self._loops.append(asyncio.create_task(self._sweep_loop(), name="sweep"))
         if self.migrations.rebalancer is not None:
             self._loops.append(asyncio.create_task(self._rebalance_loop(), name="rebalance"))
         self._wake.set()  # every pool starts dirty
-        log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers)})
+        self.connections.keep_trying()
+        down = self.connections.down()
+        log.info("manager started", extra={"pools": len(self.pools), "providers": len(self.providers),
+                                           "providers_down": ",".join(down) or None})
+
+    async def _bring_in(self, provider: str) -> None:
+        """``provider`` has just connected: learn its templates, read its inventory and recover
+        its VMs; once the manager runs, also follow its change feed and fill its pools."""
+        from corral.pools.recovery import recover
+
+        pools = [p for p in self.pools.values() if p.provider == provider]
+        await self.placer.learn(pools)
+        monitor = self.inventory[provider]
+        await monitor.load()
+        await recover(self, provider, list(monitor.repo.vms.values()))
+        if self._running:
+            self.inventory.run([provider])
+            for pool in pools:
+                self.pool_changed(pool.name)
 
     async def stop(self) -> None:
+        self._running = False
+        await self.connections.stop()
         await self.runner.stop()
         for task in [*self._loops, *self._tasks]:
             task.cancel()
@@ -297,7 +322,8 @@ class PoolManager:
         counts = self.store.counts()
         deficits: dict[str, int] = {}
         for name in pools:
-            if self.backing_off(name):
+            pool = self.pools.get(name)
+            if self.backing_off(name) or (pool is not None and not self.connections.up(pool.provider)):
                 continue  # the sweep looks again
             have = counts.get(name, {})
             size = self.pools[name].size if name in self.pools else 0
@@ -515,8 +541,8 @@ class PoolManager:
             self.store.list_vms,
             states=(VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING, *DESTROY_INTENT_STATES))
         for vm in records:
-            if self.busy(vm.name):
-                continue
+            if self.busy(vm.name) or not self.connections.up(vm.provider):
+                continue  # a provider that is down: its VMs are recovered when it is back
             pool = self.pools.get(vm.pool)
             if vm.state in DESTROY_INTENT_STATES:
                 self.spawn(self.destroy(vm), f"destroy-{vm.name}")
@@ -552,6 +578,8 @@ class PoolManager:
 
         repaired = 0
         for name, monitor in self.inventory.monitors.items():
+            if not self.connections.up(name):
+                continue
             taken = self.clock()
             await monitor.reconcile()
             repaired += await recover(self, name, list(monitor.repo.vms.values()), taken_at=taken)

@@ -8,6 +8,7 @@ from corral.providers.base import ProviderError
 
 #: The operations hooks can name, and the provider methods each covers.
 OPERATIONS: dict[str, tuple[str, ...]] = {
+    "connect": ("connect",),
     "create": ("create_vms",),
     "start": ("start_vms",),
     "destroy": ("destroy_vm",),

@@ -72,6 +72,7 @@ class SimProvider:
         self.calls["connect"] += 1
         if self._connected:
             return
+        self._faults.raise_if_failing("connect")
         if self.settings.state_file:
             self._state = SimStateFile(self.settings.state_file)
             if not self._loaded:
@@ -295,7 +296,7 @@ class SimProvider:
     def fail_next(self, op: str, count: int = 1) -> None:
         """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
 
-        ``op`` is one of ``create``, ``start``, ``destroy``, ``migrate``, ``power``, ``disk``,
+        ``op`` is one of ``connect``, ``create``, ``start``, ``destroy``, ``migrate``, ``power``, ``disk``,
         ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``template_info``,
         ``wait_for_updates``.
         """

@@ -1,0 +1,124 @@
+"""Provider sessions: one that cannot be reached does not stop the others.
+
+At start every provider is tried once, all at once. One that fails (cannot connect, or its
+first inventory cannot be read) is left down and tried again after a backoff: 1 s, doubled
+each time, up to 60 s. Each failed attempt is one log line without a traceback. When it comes
+up, the manager brings it in (templates, inventory, recovery) and its pools start filling;
+meanwhile the manager leaves its pools and its VMs alone. ``view()`` is what ``/status``
+shows of each provider's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from corral.providers.base import Provider, ProviderError
+
+log = logging.getLogger("corral.pool")
+
+
+def next_retry_delay(previous: float | None, first: float, cap: float) -> float:
+    """Seconds before the next attempt: ``first``, then doubled after each failure, at most ``cap``."""
+    return min(first if previous is None else previous * 2, cap)
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for the log and ``/status``: a provider's own error as it is, others with their type."""
+    text = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+@dataclass(slots=True)
+class Link:
+    """One provider's session as the manager sees it."""
+
+    connected: bool = False
+    error: str | None = None  # why the last attempt failed
+    attempts: int = 0
+    delay: float | None = None  # the last backoff
+    retry_at: float | None = None  # monotonic time of the next attempt
+
+    def view(self, now: float) -> dict[str, Any]:
+        retry_in = None if self.retry_at is None else round(max(self.retry_at - now, 0.0), 3)
+        return {"connected": self.connected, "error": self.error, "attempts": self.attempts, "retry_in": retry_in}
+
+
+class Connections:
+    """Connects providers and brings each in with ``bring_in`` (run right after its connect;
+    a failure there counts as a failed attempt and closes the session again)."""
+
+    def __init__(self, providers: Mapping[str, Provider], bring_in: Callable[[str], Awaitable[None]], *,
+                 first_s: float = 1.0, max_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.providers = providers
+        self.bring_in = bring_in
+        self.first_s = first_s
+        self.max_s = max_s
+        self.clock = clock
+        self.links = {name: Link() for name in providers}
+        self._retries: dict[str, asyncio.Task[None]] = {}
+
+    def up(self, provider: str) -> bool:
+        link = self.links.get(provider)
+        return link is not None and link.connected
+
+    def down(self) -> list[str]:
+        return [name for name, link in self.links.items() if not link.connected]
+
+    async def connect_all(self) -> None:
+        """Try every provider once, concurrently; those that fail wait for :meth:`keep_trying`."""
+        await asyncio.gather(*(self.attempt(name) for name in self.providers))
+
+    async def attempt(self, name: str) -> bool:
+        """Connect ``name`` and bring it in; on failure log one line and set the next try."""
+        link = self.links[name]
+        link.attempts += 1
+        provider = self.providers[name]
+        try:
+            await provider.connect()
+            await self.bring_in(name)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves this provider down, not corral
+            link.error = failure_text(exc)
+            link.delay = next_retry_delay(link.delay, self.first_s, self.max_s)
+            link.retry_at = self.clock() + link.delay
+            log.warning("provider unreachable, retrying", extra={"provider": name, "error": link.error,
+                                                                 "attempt": link.attempts, "retry_in": link.delay})
+            if not isinstance(exc, ProviderError):
+                log.debug("provider connect failed", exc_info=True, extra={"provider": name})
+            with contextlib.suppress(Exception):
+                await provider.close()
+            return False
+        if link.attempts > 1:
+            log.info("provider connected", extra={"provider": name, "attempts": link.attempts})
+        link.connected, link.error, link.delay, link.retry_at = True, None, None, None
+        return True
+
+    def keep_trying(self) -> None:
+        """Retry each provider that is down, in the background, until it is up."""
+        for name in self.down():
+            if name not in self._retries:
+                self._retries[name] = asyncio.create_task(self._retry(name), name=f"connect-{name}")
+
+    async def _retry(self, name: str) -> None:
+        link = self.links[name]
+        while not link.connected:
+            await asyncio.sleep(max((link.retry_at or 0.0) - self.clock(), 0.0))
+            await self.attempt(name)
+        self._retries.pop(name, None)
+
+    async def stop(self) -> None:
+        tasks, self._retries = list(self._retries.values()), {}
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def view(self) -> dict[str, dict[str, Any]]:
+        now = self.clock()
+        return {name: link.view(now) for name, link in self.links.items()}
