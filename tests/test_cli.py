@@ -261,6 +261,41 @@ def test_quickstart_config_fills_and_hands_out_a_vm(tmp_path: Path):
     assert " ready " in text and "pool=debian-12" in text and "Traceback" not in text
 
 
+def test_quickstart_keeps_checked_out_vms_across_a_restart(tmp_path: Path):
+    """`make run`, Ctrl-C, `make run`: the simulator's VMs are kept in its state file."""
+    doc = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
+    doc[":providers"][":sim"]["time_scale"] = 0.005  # faster, nothing else changed
+    cfg = tmp_path / "quickstart.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    port = free_port()
+
+    def run(log: Path) -> subprocess.Popen:
+        with log.open("w") as fh:
+            return subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg),
+                                     "--port", str(port)], stderr=fh, stdout=fh, cwd=tmp_path)
+
+    first_log, second_log = tmp_path / "first.txt", tmp_path / "second.txt"
+    proc = run(first_log)
+    try:
+        wait_for_status(port, proc, first_log, lambda st: st["status"]["ok"], timeout=60)
+        body = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/debian-12").json()
+        name = body["debian-12"]["hostname"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    proc = run(second_log)
+    try:
+        wait_for_status(port, proc, second_log, lambda st: st["status"]["ok"], timeout=60)
+        vm = httpx.get(f"http://127.0.0.1:{port}/api/v3/vm/{name}").json()
+        assert vm[name]["state"] == "running", vm
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    text = second_log.read_text()
+    assert not [line for line in text.splitlines() if " WARNING " in line and "not found" in line], text
+    assert "Traceback" not in text
+
+
 def test_auth_hash_password_makes_a_hash_the_static_provider_accepts():
     import asyncio
     import subprocess
