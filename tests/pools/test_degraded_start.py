@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,11 @@ from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.connections import next_retry_delay
 from corral.pools.manager import ManagerSettings, PoolManager
+from corral.config import parse_config
 from corral.providers.sim import SimProvider
+from corral.runtime import build_providers
 from corral.store.sqlite import SqliteStore
-from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
+from helpers import QUICK_RUNNER, eventually, quick_config, ready_counts, sim_settings
 
 POOLS = [Pool(name="pa", template="t", size=2, provider="a"), Pool(name="pb", template="t", size=2, provider="b")]
 
@@ -97,4 +102,29 @@ async def test_the_vms_of_a_provider_that_is_down_are_left_alone_until_it_is_bac
         assert again.stats.vanished == 0
     finally:
         await again.stop()
+        store.close()
+
+
+async def test_a_vcenter_that_never_answers_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, never says a word
+    doc = quick_config(tmp_path, [{"name": "sim-pool", "template": "t", "size": 2, "provider": "sim"},
+                                  {"name": "vc-pool", "template": "Templates/t", "size": 2, "provider": "vc"}])
+    doc[":providers"][":vc"] = {"provider_class": "vsphere", "server": "127.0.0.1",
+                                "port": silent.getsockname()[1], "username": "u", "password": "p",
+                                "insecure": True, "datacenter": "dc1"}
+    config, _ = parse_config(doc)
+    store = SqliteStore(tmp_path / "corral.db")
+    manager = PoolManager(config.domain_pools(), build_providers(config), store,
+                          ManagerSettings(check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER,
+                                          connect_wait_s=0.3))
+    try:
+        started = time.monotonic()
+        await manager.start()
+        assert time.monotonic() - started < 2
+        await eventually(lambda: ready_counts(store).get("sim-pool") == 2, timeout=5)
+        assert manager.connections.view()["vc"] == {"connected": False, "error": None, "attempts": 1,
+                                                    "retry_in": None}, "still connecting"
+    finally:
+        await asyncio.wait_for(manager.stop(), 5)
+        silent.close()
         store.close()

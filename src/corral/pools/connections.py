@@ -1,8 +1,9 @@
 """Provider sessions: one that cannot be reached does not stop the others.
 
-At start every provider is tried once, all at once. One that fails (cannot connect, or its
-first inventory cannot be read) is left down and tried again after a backoff: 1 s, doubled
-each time, up to 60 s. Each failed attempt is one log line without a traceback. When it comes
+At start every provider is tried once, all at once, and the manager waits a bounded time for
+those first attempts: one that is still connecting then (an address that never answers) goes
+on in the background. One that fails (cannot connect, or its first inventory cannot be read)
+is left down and tried again after a backoff: 1 s, doubled each time, up to 60 s. Each failed attempt is one log line without a traceback. When it comes
 up, the manager brings it in (templates, inventory, recovery) and its pools start filling;
 meanwhile the manager leaves its pools and its VMs alone. ``view()`` is what ``/status``
 shows of each provider's session.
@@ -61,6 +62,7 @@ class Connections:
         self.max_s = max_s
         self.clock = clock
         self.links = {name: Link() for name in providers}
+        self._first: dict[str, asyncio.Task[bool]] = {}
         self._retries: dict[str, asyncio.Task[None]] = {}
 
     def up(self, provider: str) -> bool:
@@ -70,9 +72,13 @@ class Connections:
     def down(self) -> list[str]:
         return [name for name, link in self.links.items() if not link.connected]
 
-    async def connect_all(self) -> None:
-        """Try every provider once, concurrently; those that fail wait for :meth:`keep_trying`."""
-        await asyncio.gather(*(self.attempt(name) for name in self.providers))
+    async def connect_all(self, wait_s: float) -> None:
+        """Try every provider once, concurrently, waiting at most ``wait_s`` for them; those that
+        failed, or are still connecting, are left to :meth:`keep_trying`."""
+        self._first = {name: asyncio.create_task(self.attempt(name), name=f"connect-{name}")
+                       for name in self.providers}
+        if self._first:
+            await asyncio.wait(self._first.values(), timeout=wait_s)
 
     async def attempt(self, name: str) -> bool:
         """Connect ``name`` and bring it in; on failure log one line and set the next try."""
@@ -100,19 +106,24 @@ class Connections:
 
     def keep_trying(self) -> None:
         """Retry each provider that is down, in the background, until it is up."""
+        self._first = {name: task for name, task in self._first.items() if not task.done()}
         for name in self.down():
             if name not in self._retries:
                 self._retries[name] = asyncio.create_task(self._retry(name), name=f"connect-{name}")
 
     async def _retry(self, name: str) -> None:
         link = self.links[name]
+        first = self._first.pop(name, None)
+        if first is not None and not first.done():
+            await first  # the first attempt is still under way
         while not link.connected:
             await asyncio.sleep(max((link.retry_at or 0.0) - self.clock(), 0.0))
             await self.attempt(name)
         self._retries.pop(name, None)
 
     async def stop(self) -> None:
-        tasks, self._retries = list(self._retries.values()), {}
+        tasks = [*self._retries.values(), *self._first.values()]
+        self._retries, self._first = {}, {}
         for task in tasks:
             task.cancel()
         for task in tasks:

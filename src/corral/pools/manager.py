@@ -78,6 +78,7 @@ class ManagerSettings:
     runner: RunnerSettings = field(default_factory=RunnerSettings)  # its task_limit is the one above
     connect_retry_s: float = 1.0  # a provider that cannot be reached is tried again after this, doubled
     connect_retry_max_s: float = 60.0  # each time up to this
+    connect_wait_s: float = 10.0  # start waits this long for the providers; a slower one comes in later
 
     def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(feed_timeout=self.feed_timeout, host_down_grace_s=self.host_down_grace_s)
@@ -149,7 +150,7 @@ class PoolManager:
         retried in the background (:mod:`corral.pools.connections`), and brought in when it
         comes up.
         """
-        await self.connections.connect_all()
+        await self.connections.connect_all(self.settings.connect_wait_s)
         self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts, on_resync=self.reactions.resync)
         self._running = True
         self.inventory.run([name for name in self.providers if self.connections.up(name)])
