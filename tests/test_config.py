@@ -352,3 +352,34 @@ def test_config_check_refuses_a_pool_name_the_api_would_refuse(tmp_path: Path):
                                    ":pools": [{"name": "debian 12", "template": "t", "size": 1}]}))
     out = run_cli("config", "check", str(bad))
     assert out.returncode == 2 and "pools[0].name: must be 1 to 100 letters" in out.stderr
+
+
+# -- history retention: vmpooler's :redis: data_ttl --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config_ttl", "redis_ttl", "hours", "warned"),
+    [
+        (None, None, 168, False),
+        (None, 24, 24, False),
+        (48, None, 48, False),
+        (48, 48, 48, False),
+        (48, 24, 48, True),
+        (0, 24, 0, True),
+    ],
+)
+def test_history_ttl_honours_vmpoolers_redis_data_ttl(config_ttl, redis_ttl, hours, warned):
+    doc: dict = {**SIM_ONLY}
+    if config_ttl is not None:
+        doc[":config"] = {"data_ttl": config_ttl}
+    if redis_ttl is not None:
+        doc[":redis"] = {"server": "localhost", "data_ttl": redis_ttl}
+    config, warnings = parse_config(doc)
+    assert config.history_ttl_hours == hours
+    expected = [f"config.data_ttl ({config_ttl} hours) and redis.data_ttl ({redis_ttl} hours) differ; "
+                f"config.data_ttl is used"] if warned else []
+    assert warnings == expected
+
+
+def test_redis_data_ttl_must_not_be_negative():
+    assert problems_of({":redis": {"data_ttl": -1}}) == ["redis.data_ttl: must be >= 0.0, got -1"]

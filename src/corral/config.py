@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from corral.config_safe import REDACTED, debug_enabled, shown_input
+from corral.config_errors import format_errors
+from corral.config_safe import REDACTED, debug_enabled
 from corral.config_yaml import YamlRefused, read_yaml, spelling_clashes
 from corral.domain.models import Pool
 from corral.domain.names import pool_name_problem
@@ -336,7 +337,7 @@ class RedisSettings(_Section):
     server: str = "localhost"
     port: int | None = None
     password: SecretStr | None = None
-    data_ttl: float = 168
+    data_ttl: float = Field(168, ge=0, description="hours of history; see Config.history_ttl_hours")
 
 
 class Config(_Section):
@@ -367,6 +368,15 @@ class Config(_Section):
         return value
 
     # -- derived views -------------------------------------------------------------------
+    @property
+    def history_ttl_hours(self) -> float:
+        """Hours destroyed VMs are kept as history: ``:config: data_ttl`` when given, else
+        vmpooler's ``:redis: data_ttl``, else 168."""
+        if "data_ttl" not in self.config.model_fields_set and self.redis is not None \
+                and "data_ttl" in self.redis.model_fields_set:
+            return self.redis.data_ttl
+        return self.config.data_ttl
+
     def provider_class(self, name: str) -> str:
         return raw_provider_class(name, {"provider_class": self.providers[name].provider_class})
 
@@ -475,7 +485,7 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += format_errors(exc)
+        problems += format_errors(exc, Config)
     # The cross-checks read the raw document, so they are reported even when a key is bad.
     providers = data["providers"] if isinstance(data.get("providers"), dict) else {}
     pools = data["pools"] if isinstance(data.get("pools"), list) else []
@@ -581,58 +591,8 @@ def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
                 model = VsphereSettings
                 VsphereSettings.model_validate(entry)
         except ValidationError as exc:
-            problems += format_errors(exc, prefix=("providers", name), model=model)
+            problems += format_errors(exc, model, prefix=("providers", name))
     return problems
-
-
-def format_errors(exc: ValidationError, prefix: tuple[str | int, ...] = (),
-                  model: type[BaseModel] | None = None) -> list[str]:
-    """pydantic errors of ``model`` (default: :class:`Config`) as ``path: rule, got value``
-    lines; a value is shown only where :func:`corral.config_safe.shown_input` allows it."""
-    lines = []
-    for err in exc.errors():
-        path = _path(prefix + tuple(err["loc"]))
-        if err["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        elif err["type"] == "extra_forbidden":
-            lines.append(f"{path}: not a known key")  # an unknown key's value is never echoed
-        else:
-            shown = shown_input(model or Config, tuple(err["loc"]), err.get("input"))
-            lines.append(f"{path}: {_rule(err)}, got {shown}")
-    return lines
-
-
-def _path(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "constrained-")) or "[" in str(part):
-            continue  # pydantic's names of validators and of the member of a union it tried
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
-def _rule(err: Any) -> str:
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    simple = {
-        "greater_than_equal": "must be >= {ge}",
-        "greater_than": "must be > {gt}",
-        "less_than_equal": "must be <= {le}",
-        "less_than": "must be < {lt}",
-        "string_too_short": "must not be empty",
-        "literal_error": "must be {expected}",
-    }
-    if kind in simple:
-        return simple[kind].format(**ctx)
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        wanted = kind.split("_")[0]
-        names = {"int": "a whole number", "float": "a number", "bool": "true or false",
-                 "string": "a string", "dict": "a mapping", "model": "a mapping", "list": "a list"}
-        return f"must be {names.get(wanted, wanted)}"
-    return str(err.get("msg", kind)).lower().removeprefix("value error, ")
 
 
 def collect_warnings(config: Config) -> list[str]:
@@ -658,4 +618,14 @@ def collect_warnings(config: Config) -> list[str]:
     for name in config.providers:
         if config.provider_class(name) == "sim":
             walk(config.sim_settings(name), f"providers.{name}")
-    return warnings
+    return warnings + _ttl_warnings(config)
+
+
+def _ttl_warnings(config: Config) -> list[str]:
+    redis = config.redis
+    if redis is None or not {"data_ttl"} <= config.config.model_fields_set & redis.model_fields_set:
+        return []
+    if config.config.data_ttl == redis.data_ttl:
+        return []
+    return [f"config.data_ttl ({config.config.data_ttl:g} hours) and redis.data_ttl ({redis.data_ttl:g} hours) "
+            "differ; config.data_ttl is used"]
