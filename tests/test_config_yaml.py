@@ -74,3 +74,18 @@ def test_a_key_given_twice_in_one_mapping_is_an_error(tmp_path: Path):
     (problem,) = problems_of_file(tmp_path, text)
     assert problem.endswith("key 'size' is given twice in one mapping (first on line 7)"), problem
     assert "(line 8, column 5)" in problem
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"a: \xff\xfe\n", "not UTF-8 text (byte 4)"),
+        (b'a: "\x00"\n', "not valid YAML: unacceptable character #x0000 at position 4"),
+    ],
+)
+def test_bytes_that_are_not_yaml_text_are_clean_errors(tmp_path: Path, data: bytes, expected: str):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [f"{path}: {expected}"]

@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 
 from corral.config_errors import format_errors
 from corral.config_safe import REDACTED, debug_enabled
-from corral.config_yaml import YamlRefused, read_yaml, spelling_clashes
+from corral.config_yaml import describe_yaml_error, read_yaml, spelling_clashes
 from corral.domain.models import Pool
 from corral.domain.names import pool_name_problem
 
@@ -455,15 +455,12 @@ def load_config(path: str | os.PathLike[str]) -> tuple[Config, list[str]]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{p}: not UTF-8 text (byte {exc.start + 1})"]) from None
     try:
         raw = read_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        # ``problem`` names the rule; str(exc) would quote the offending line, which may hold a secret
-        problem = getattr(exc, "problem", None) or "cannot be parsed"
-        kind = "refused" if isinstance(exc, YamlRefused) else "not valid YAML"
-        raise ConfigError([f"{p}: {kind}{where}: {problem}"]) from None
+        raise ConfigError([f"{p}: {describe_yaml_error(exc)}"]) from None
     except RecursionError:
         raise ConfigError([f"{p}: refused: nested too deeply"]) from None
     return parse_config(raw)

@@ -25,7 +25,7 @@ MAX_VALUES = 200_000
 MAX_DEPTH = 64
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "YamlRefused", "read_yaml", "spelling_clashes", "unsymbol"]
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "YamlRefused", "describe_yaml_error", "read_yaml", "spelling_clashes", "unsymbol"]
 
 
 class YamlRefused(ComposerError):
@@ -97,6 +97,17 @@ def read_yaml(text: str) -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """``exc`` in one line, with its line and column, that quotes no part of the file (PyYAML's
+    own text shows the offending line, which may hold a secret)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"not valid YAML: unacceptable character #x{exc.character:04x} at position {exc.position}"
+    kind = "refused" if isinstance(exc, YamlRefused) else "not valid YAML"
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{kind}{where}: {getattr(exc, 'problem', None) or 'cannot be parsed'}"
 
 
 def unsymbol(key: Any) -> str:
