@@ -383,3 +383,21 @@ def test_history_ttl_honours_vmpoolers_redis_data_ttl(config_ttl, redis_ttl, hou
 
 def test_redis_data_ttl_must_not_be_negative():
     assert problems_of({":redis": {"data_ttl": -1}}) == ["redis.data_ttl: must be >= 0.0, got -1"]
+
+
+@pytest.mark.parametrize("section, key", [(":config", "vm_lifetime"), (":config", "vm_lifetime_auth"),
+                                          (":config", "max_lifetime_upper_limit"), ("pool", "vm_lifetime")])
+def test_lifetimes_past_the_hard_cap_are_refused(section, key):
+    from corral.domain.limits import MAX_LIFETIME_HOURS
+
+    pool = {"name": "p", "template": "t", "size": 1}
+    doc: dict = {":providers": {":sim": {"provider_class": "sim"}}, ":pools": [pool]}
+    if section == "pool":
+        pool[key] = 1e20
+        where = f"pools[0].{key}"
+    else:
+        doc[section] = {key: 1e20}
+        where = f"config.{key}"
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert f"{where}: must be <= {float(MAX_LIFETIME_HOURS)}, got 1e+20" in err.value.problems

@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from corral.config_errors import format_errors
 from corral.config_safe import REDACTED, debug_enabled
 from corral.config_yaml import describe_yaml_error, read_yaml, spelling_clashes
+from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Pool
 from corral.domain.names import pool_name_problem
 
@@ -74,7 +75,7 @@ class GlobalSettings(_Section):
     task_limit: int = Field(10, ge=1)
     timeout: float = Field(15, gt=0, description="minutes a VM may stay pending")
     ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready")
-    vm_lifetime: float = Field(24, gt=0, description="hours a checked-out VM lives")
+    vm_lifetime: float = Field(24, gt=0, le=MAX_LIFETIME_HOURS, description="hours a checked-out VM lives")
     prefix: str = ""
     domain: str | None = None
     # placement, as vmpooler's vSphere provider reads these keys
@@ -102,8 +103,10 @@ class GlobalSettings(_Section):
     ready_check_timeout: float = Field(5.0, gt=0)
     data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
     # the API
-    vm_lifetime_auth: float | None = Field(None, gt=0, description="hours; lifetime of a VM checked out with a token")
-    max_lifetime_upper_limit: float | None = Field(None, gt=0, description="hours a lifetime may be extended to")
+    vm_lifetime_auth: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
+                                           description="hours; lifetime of a VM checked out with a token")
+    max_lifetime_upper_limit: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
+                                                   description="hours a lifetime may be extended to")
     allowed_tags: list[str] | None = None
     experimental_features: bool = False
     backend_weight: dict[str, float] = Field(default_factory=dict)
@@ -232,7 +235,7 @@ class PoolSettings(_Section):
     provider: str | None = None
     timeout: float | None = Field(None, gt=0)
     ready_ttl: float | None = Field(None, gt=0)
-    vm_lifetime: float | None = Field(None, gt=0)
+    vm_lifetime: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS)
     folder: str | None = None
     clone_target: str | None = None
     domain: str | None = None

@@ -104,7 +104,7 @@ def manager_settings(config: Config) -> ManagerSettings:
         task_limit=g.task_limit,
         check_interval=g.check_interval,
         prefix=g.prefix,
-        data_ttl_s=g.data_ttl * 3600.0,
+        data_ttl_s=config.history_ttl_hours * 3600.0,
         ondemand_clone_limit=g.ondemand_clone_limit,
         ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
         lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,

@@ -16,12 +16,12 @@ from fastapi.responses import JSONResponse
 from corral.auth.base import AuthUnavailable
 from corral.auth.tokens import hash_token
 from corral.domain.models import TokenRecord, Vm
+from corral.domain.names import pool_name_problem
 from corral.runtime import Service
 
 MAX_BODY_BYTES = 10_240
 MAX_JSON_DEPTH = 5
 MAX_VMS_PER_POOL = 100
-POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
 TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 INTEGER_RE = re.compile(r"^[0-9]+\Z")
@@ -34,7 +34,6 @@ TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9 _.@:/-]{0,255}\Z")
 MAX_INTEGER_DIGITS = 18
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 
-SECRET_KEY_HINTS = ("password", "secret", "token", "key", "hash")
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="Authentication required"'}
 
@@ -145,9 +144,9 @@ async def read_json_object(request: Request, *, empty_ok: bool = True) -> dict[s
 
 # -- input checks ----------------------------------------------------------------------------------
 def check_pool_name(name: Any) -> str:
-    if not isinstance(name, str) or not POOL_NAME_RE.match(name):
-        raise ApiError(400, f"Invalid pool name {str(name)[:100]!r}: use 1-100 letters, digits, '.', '_' or '-'")
-    return name
+    if (problem := pool_name_problem(name)) is not None:
+        raise ApiError(400, f"Invalid pool name {str(name)[:100]!r}: {problem}")
+    return name  # type: ignore[no-any-return]
 
 
 def as_int(value: Any, what: str, low: int, high: int) -> int:

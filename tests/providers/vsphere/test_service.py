@@ -139,7 +139,9 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
             srv.wait(lambda: vcsim.vm(name) is None, timeout=30)  # destroyed after the re-login
             srv.wait(full, timeout=60)  # and refilled
             assert provider.session.relogins == 1
-            assert provider.feed.snapshots == 2  # the feed read a fresh snapshot on the new session
+            # the feed read a fresh snapshot on the new session; on a loaded machine the long poll cut
+            # by the session's end can also fail as a transport error first, costing one more
+            assert provider.feed.snapshots in (2, 3)
             time.sleep(0.5)
             disappeared = {e.vm for _, e in bus.since(seen) or [] if isinstance(e, VmDisappeared)}
             assert disappeared <= {name}, disappeared
