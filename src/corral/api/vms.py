@@ -263,8 +263,8 @@ def _check_changes(request: Request, service: Service, vm: Vm, body: dict[str, A
                 if not TAG_KEY_RE.match(tag):
                     failures.append(f"Invalid tag key {tag[:60]!r}: use 1-50 letters, digits, '.', '_' or '-'")
                 elif type(text) is not str or not TAG_VALUE_RE.match(text):  # a LongNumber is a number, not text
-                    failures.append(f"Invalid value for tag {tag!r}: a string of at most 255 letters, digits, "
-                                    "spaces and . @ : / -")
+                    failures.append(f"Invalid value for tag {tag!r}: a string of at most 255 ASCII letters, digits, "
+                                    "spaces and _ . @ : / -")
             allowed = settings.allowed_tags
             if allowed is not None and (extra := sorted(set(value) - set(allowed))):
                 failures.append(f"You provided unsupported tags ({', '.join(extra)}); allowed: {', '.join(allowed)}.")
