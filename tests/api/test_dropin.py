@@ -149,3 +149,31 @@ def test_names_are_lowercase_even_with_an_uppercase_prefix(make_server):
     name = server.client.post("/vm/plain").json()["plain"]["hostname"]
     assert name.startswith("ci-") and name == name.lower()
     assert server.client.get(f"/vm/CI-{name[3:]}").json()["ok"] is True
+
+
+def test_a_v1_on_demand_answer_gives_the_domain_of_its_vms(make_server):
+    server = make_server(POOLS, domain="global.example")
+    request_id = server.root.post("/api/v1/ondemandvm", json={"own": 1}).json()["request_id"]
+
+    def ready():
+        resp = server.root.get(f"/api/v1/ondemandvm/{request_id}")
+        return resp.json() if resp.status_code == 200 else None
+
+    body = server.wait(ready)
+    assert body["domain"] == "own.example" and "." not in body["own"]["hostname"][0], body
+
+
+def test_the_event_stream_matches_vm_names_in_any_case(make_server):
+    import json
+
+    server = make_server(POOLS[:1])
+    name = server.client.post("/vm/plain").json()["plain"]["hostname"]
+    with server.client.stream("GET", f"/events?vm={name.upper()}&type=vm.lifecycle") as stream:
+        assert server.client.delete(f"/vm/{name}").status_code == 200
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind == "vm.lifecycle":
+                assert json.loads(line[5:])["vm"] == name
+                break

@@ -54,7 +54,7 @@ def event_filter(pools: set[str] | None, vms: set[str] | None, kinds: set[str] |
         unknown = sorted(k for k in kinds if not k.endswith(".") and k not in KINDS)
         if unknown:
             raise ApiError(400, f"unknown event type {unknown[0][:40]!r} (known: {', '.join(KINDS)})")
-    short_vms = {v.split(".", 1)[0] for v in vms} if vms is not None else None
+    short_vms = {v.split(".", 1)[0].lower() for v in vms} if vms is not None else None  # names match in any case
 
     def accepts(event: Event) -> bool:
         if kinds is not None and not any(event.kind == k or (k.endswith(".") and event.kind.startswith(k))

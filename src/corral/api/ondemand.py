@@ -20,6 +20,7 @@ from corral.api.common import (
     respond,
     service_of,
     token_record,
+    v1_domain,
 )
 from corral.api.vms import split_by_weight, unknown_labels
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus
@@ -77,10 +78,11 @@ def build(router: APIRouter, version: Version) -> None:
             raise ApiError(404, message=f"no request found for request_id '{request_id[:100]}'")
         body: dict[str, Any] = {"ok": True, "request_id": found.id, "ready": found.status == RequestStatus.READY}
         if found.status == RequestStatus.READY:
-            for label, vms in service.manager.ondemand.assignments(found).items():
+            assigned = service.manager.ondemand.assignments(found)
+            for label, vms in assigned.items():
                 body[label] = {"hostname": [hostname(service, version, vm) for vm in vms]}
-            if version.short_names and service.config.config.domain:
-                body["domain"] = service.config.config.domain
+            if version.short_names and (domain := v1_domain(service, [vm for vms in assigned.values() for vm in vms])):
+                body["domain"] = domain
             return respond(body)
         # corral's own: why a pool of the request cannot place its VMs, while that lasts
         failures = service.manager.placer.failures
