@@ -23,7 +23,18 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from corral.api.common import MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_VMS_PER_POOL
+from corral.api.common import (
+    INTEGER_RE,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_VMS_PER_POOL,
+    REQUEST_ID_RE,
+    TAG_KEY_RE,
+    TAG_VALUE_RE,
+)
+from corral.api.poolconfig import MAX_POOL_SIZE
+from corral.domain.limits import MAX_LIFETIME_HOURS
+from corral.domain.names import POOL_NAME_RE
 
 DOCS_URL = "/api/docs"
 ASSETS_URL = "/api/docs/static"
@@ -33,16 +44,18 @@ DESCRIBED_PREFIX = "/api/v3"
 Security = Literal["none", "token", "token_optional", "basic"]
 
 # -- JSON Schemas of request bodies ---------------------------------------------------------------
-POOL_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$"}
-DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+def json_pattern(regex: re.Pattern[str]) -> str:
+    """The rule the server checks with ``regex`` as a JSON Schema pattern (``\\Z`` is ``$``)."""
+    return regex.pattern.replace("\\Z", "$")
 
 
-def whole_number(low: int, high: int | None) -> dict[str, Any]:
+POOL_NAME = {"type": "string", "pattern": json_pattern(POOL_NAME_RE)}
+DIGITS = {"type": "string", "pattern": json_pattern(INTEGER_RE)}
+
+
+def whole_number(low: int, high: int) -> dict[str, Any]:
     """A whole number as a JSON number or a string of digits (vmpooler's clients send both)."""
-    number: dict[str, Any] = {"type": "integer", "minimum": low}
-    if high is not None:
-        number["maximum"] = high
-    return {"anyOf": [number, DIGITS]}
+    return {"anyOf": [{"type": "integer", "minimum": low, "maximum": high}, DIGITS]}
 
 
 def pools_to(value: dict[str, Any], *, description: str) -> dict[str, Any]:
@@ -55,20 +68,21 @@ VM_COUNT = whole_number(1, MAX_VMS_PER_POOL)
 CHECKOUT_BODY = pools_to(VM_COUNT, description=f"Pool name or alias to number of VMs (1-{MAX_VMS_PER_POOL}).")
 ONDEMAND_BODY = {
     **pools_to(VM_COUNT, description="Pool name or alias to number of VMs, and an optional request_id."),
-    "properties": {"request_id": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,100}$",
+    "properties": {"request_id": {"type": "string", "pattern": json_pattern(REQUEST_ID_RE),
                                   "description": "The request's id; a new UUID when left out."}},
 }
 CHANGE_VM_BODY = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "lifetime": {**whole_number(1, None), "description": "Hours since checkout (needs a token with :auth:)."},
-        "tags": {"type": "object", "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,50}$"},
-                 "additionalProperties": {"type": "string", "pattern": "^[A-Za-z0-9 _.@:/-]{0,255}$"},
+        "lifetime": {**whole_number(1, MAX_LIFETIME_HOURS),
+                     "description": "Hours since checkout (needs a token with :auth:)."},
+        "tags": {"type": "object", "propertyNames": {"type": "string", "pattern": json_pattern(TAG_KEY_RE)},
+                 "additionalProperties": {"type": "string", "pattern": json_pattern(TAG_VALUE_RE)},
                  "description": "Tags to add; an empty value leaves that tag as it is."},
     },
 }
-POOL_SIZE_BODY = pools_to(whole_number(0, 10_000), description="Pool name to its new size (0-10000).")
+POOL_SIZE_BODY = pools_to(whole_number(0, MAX_POOL_SIZE), description=f"Pool name to its new size (0-{MAX_POOL_SIZE}).")
 POOL_TEMPLATE_BODY = pools_to({"type": "string", "minLength": 1, "maxLength": 255},
                               description="Pool name to its new template; not starting or ending with '/'.")
 CLONE_TARGET_BODY = pools_to({"type": "string", "minLength": 1},
@@ -123,6 +137,12 @@ class Operation:
     security: Security = "none"
     parameters: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     success_type: str = "application/json"
+
+
+def reset_operation(done: str) -> Operation:
+    """``DELETE /config/<setting>/<pool>``: back to the configured value (``done`` says which)."""
+    return Operation({200: "Nothing to reset.", 201: done, 401: NO_TOKEN, 404: "An unknown pool.",
+                      405: NOT_EXPERIMENTAL}, security="token")
 
 
 # Keyed by (method, path template without the version prefix). A route served without an
@@ -202,27 +222,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: "No size changed.", 201: "At least one size changed.", 400: BAD_INPUT + " Or an unknown pool.",
          401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
         body=POOL_SIZE_BODY, security="token"),
-    ("DELETE", "/config/poolsize/{pool}"): Operation(
-        {200: "Nothing to reset.", 201: "Reset to the configured size.", 401: NO_TOKEN,
-         404: "An unknown pool.", 405: NOT_EXPERIMENTAL},
-        security="token"),
+    ("DELETE", "/config/poolsize/{pool}"): reset_operation("Reset to the configured size."),
     ("POST", "/config/pooltemplate"): Operation(
         {200: "No template changed.", 201: "At least one template changed; the pool's stock is replaced.",
          400: BAD_INPUT + " Or an unknown pool.", 401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
         body=POOL_TEMPLATE_BODY, security="token"),
-    ("DELETE", "/config/pooltemplate/{pool}"): Operation(
-        {200: "Nothing to reset.", 201: "Reset to the configured template.", 401: NO_TOKEN,
-         404: "An unknown pool.", 405: NOT_EXPERIMENTAL},
-        security="token"),
+    ("DELETE", "/config/pooltemplate/{pool}"): reset_operation("Reset to the configured template."),
     ("POST", "/config/clonetarget"): Operation(
         {200: "No clone target changed.", 201: "At least one clone target changed.",
          400: BAD_INPUT + " Or an unknown pool, or a cluster the provider does not know (the known ones are named).",
          401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
         body=CLONE_TARGET_BODY, security="token"),
-    ("DELETE", "/config/clonetarget/{pool}"): Operation(
-        {200: "Nothing to reset.", 201: "Back to the configured clone target.", 401: NO_TOKEN,
-         404: "An unknown pool.", 405: NOT_EXPERIMENTAL},
-        security="token"),
+    ("DELETE", "/config/clonetarget/{pool}"): reset_operation("Back to the configured clone target."),
     ("POST", "/poolreset"): Operation(
         {201: "The pools' ready and pending VMs are being replaced.", 400: BAD_INPUT + " Or an unknown pool.",
          401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
