@@ -6,8 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.auth import build_authenticator
-from corral.auth.base import Authenticator
+from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
 from corral.inventory import Inventory, MonitorSettings
 from corral.pools.manager import ManagerSettings, PoolManager
@@ -24,7 +23,7 @@ class Service:
     store: Store
     providers: dict[str, Provider]
     manager: PoolManager
-    authenticator: Authenticator | None = None  # None: no ``:auth:`` configured
+    authenticator: LoginGuard | None = None  # the provider behind the login guard; None: no ``:auth:``
     started_at: float = field(default_factory=time.time)
 
     async def start(self) -> None:

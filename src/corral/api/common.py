@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from corral.auth.base import AuthUnavailable
+from corral.auth.guard import LoginRefused
 from corral.auth.tokens import hash_token
 from corral.domain.models import TokenRecord, Vm
 from corral.domain.names import pool_name_problem
@@ -217,8 +218,6 @@ async def basic_user(request: Request) -> str:
 
     Behind the login guard: 503 when too many logins are in progress, 429 after repeated
     failures of the user or from the client's address, both with ``Retry-After``."""
-    from corral.auth.guard import LoginGuard, LoginRefused
-
     service = service_of(request)
     if service.authenticator is None:
         raise ApiError(404, "authentication is not configured")
@@ -232,12 +231,8 @@ async def basic_user(request: Request) -> str:
         raise _unauthorized("malformed HTTP Basic credentials") from None
     if not sep or not user:
         raise _unauthorized("malformed HTTP Basic credentials")
-    authenticator = service.authenticator
     try:
-        if isinstance(authenticator, LoginGuard):
-            ok = await authenticator.login(user, password, request.client.host if request.client else None)
-        else:
-            ok = await authenticator.authenticate(user, password)
+        ok = await service.authenticator.login(user, password, request.client.host if request.client else None)
     except LoginRefused as exc:
         raise ApiError(exc.status, str(exc), headers={"Retry-After": str(exc.retry_after)},
                        retry_after=exc.retry_after) from None
