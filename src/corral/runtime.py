@@ -75,17 +75,16 @@ def build_vsphere(config: Config, name: str) -> Provider:
 
 def build_store(config: Config) -> Store:
     """The sqlite store; one line naming the path and the cause if it cannot be opened."""
-    from corral.store.base import StoreError
     from corral.store.sqlite import SqliteStore
     from corral.store.sqlite_open import StoreOpenError
 
     path = Path(config.store.path)
     try:
         return SqliteStore(path)
-    except StoreOpenError as exc:
+    except StoreOpenError as exc:  # every StoreError of opening is one
         raise ConfigError([f"store.path: {exc}"]) from None
-    except (OSError, StoreError) as exc:
-        detail = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except OSError as exc:
+        detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
 
 
