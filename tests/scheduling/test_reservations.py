@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from corral.scheduling.model import Demand, Placement, Request
-from corral.scheduling.reservations import Reservation, Reservations
+from corral.scheduling.reservations import Reservation, Reservations, Step, settle_step
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 
 from ._factories import Clock, host, requests
@@ -206,3 +206,91 @@ def test_scheduler_with_a_non_empty_injected_reservations_uses_it(n: int) -> Non
     s = Scheduler(reservations=mine)
     assert s.reservations is mine
     assert s.loads(HOSTS)["c"].vm_count == n
+
+
+# -- host figures that lag (vSphere's quickStats) --------------------------------------
+
+KEEP, CPU_ONLY, RELEASE, EXPIRE = Step.KEEP, Step.CPU_ONLY, Step.RELEASE, Step.EXPIRE
+
+
+@pytest.mark.parametrize(("on_host", "seen", "stats_at", "expired", "expected"), [
+    # not seen on its host yet: held whole until it shows up, or the timeout
+    (False, None, None, False, KEEP),
+    (False, None, 50.0, False, KEEP),
+    (False, None, None, True, EXPIRE),
+    # seen on its host for the first time
+    (True, None, None, False, RELEASE),  # live figures (the simulator): they include it now
+    (True, None, 50.0, False, CPU_ONLY),  # figures that lag: hold its CPU until they refresh
+    (True, None, 50.0, True, RELEASE),  # arrived after the timeout: released, not expired
+    (True, None, None, True, RELEASE),
+    # holding its CPU since the host's figures were from time 50
+    (True, 50.0, 50.0, False, KEEP),  # not refreshed yet
+    (True, 50.0, 70.0, False, RELEASE),  # refreshed: the host's CPU use includes the VM
+    (True, 50.0, None, False, RELEASE),  # the host's figures are live now
+    (True, 50.0, 50.0, True, RELEASE),  # never refreshed: the timeout is the backstop
+    (False, 50.0, 50.0, False, RELEASE),  # the VM left its host (or is gone): nothing to hold
+    (False, 50.0, None, True, RELEASE),
+])
+def test_settle_step(on_host: bool, seen: float | None, stats_at: float | None, expired: bool,
+                     expected: Step) -> None:
+    assert settle_step(on_host=on_host, seen=seen, stats_at=stats_at, expired=expired) is expected
+
+
+def test_a_vm_on_a_host_whose_figures_lag_keeps_its_cpu_until_they_refresh() -> None:
+    clock = Clock(1_000.0)
+    r = Reservations(timeout=600.0, clock=clock)
+    s = Scheduler(SchedulerSettings(vcpu_load=0.5), reservations=r)
+    d = Demand(cpus=2, memory_mb=500, pool="web", max_per_host=5)
+    r.reserve("v", "a", d)
+    stats = {"a": 900.0}
+    where = {"v": "a"}
+    assert r.settle(where.get, stats.get) == 0  # on its host, but the figures are from before
+    assert r.get("v") == Reservation("v", "a", d, 1_000.0, 900.0)
+    # the host view counts the VM (count, memory, pool) but its CPU only after a refresh
+    a = host("a", cpu_used_mhz=1_000, memory_used_mb=2_500, vm_count=1)
+    load = s.loads([a], {"web": {"a": 1}})["a"]
+    assert (load.cpu_used, load.mem_used, load.mem_alloc, load.vm_count, load.pools) == (
+        1_000.0 + 2 * 500.0, 2_500.0, 2_500.0, 1, {"web": 1})
+    clock.now = 1_010.0
+    assert r.settle(where.get, stats.get) == 0  # nothing refreshed: still held
+    stats["a"] = 1_015.0
+    assert r.settle(where.get, stats.get) == 1
+    assert len(r) == 0 and r.expired == 0
+    assert s.loads([a])["a"].cpu_used == 1_000.0
+
+
+def test_the_timeout_ends_a_cpu_hold_that_never_sees_a_refresh() -> None:
+    clock = Clock(1_000.0)
+    r = Reservations(timeout=60.0, clock=clock)
+    r.reserve("v", "a", D)
+    r.reserve("w", "a", D)
+    assert r.settle({"v": "a", "w": "a"}.get, {"a": 990.0}.get) == 0
+    clock.now = 1_061.0
+    assert r.settle({"v": "a"}.get, {"a": 990.0}.get) == 2  # v: timeout; w: left its host
+    assert len(r) == 0 and r.expired == 0  # both did show up
+
+
+def test_a_burst_spreads_by_cpu_while_the_host_figures_lag() -> None:
+    """Each VM shows up on its host at once (counted in the host view), but the host's CPU use
+    stays what it was until the stats refresh."""
+    base = [host("a", cpu_used_mhz=3_000), host("b", cpu_used_mhz=3_000)]
+    d = Demand(cpus=4, memory_mb=1)
+
+    def burst(stats_at: float | None) -> list[str | None]:
+        s = Scheduler(SchedulerSettings(vcpu_load=0.5))
+        where: dict[str, str] = {}
+        placed: list[str | None] = []
+        for i in range(4):
+            count = Counter(where.values())
+            hosts = [host(h.name, cpu_used_mhz=h.cpu_used_mhz, vm_count=count[h.name], stats_at=stats_at)
+                     for h in base]
+            s.reservations.settle(where.get, lambda name: stats_at)
+            [p] = s.place(hosts, [Request(f"vm{i}", d)])
+            placed.append(p.host)
+            if p.host is not None:
+                where[p.request.name] = p.host
+        return placed
+
+    assert burst(stats_at=50.0) == ["a", "b", "a", "b"]  # each host's CPU holds what it took
+    # live figures would have counted the VMs; here they do not, so the burst piles up
+    assert burst(stats_at=None) == ["a", "a", "a", "a"]

@@ -68,11 +68,14 @@ class Placer:
                          max_per_host=pool.max_per_host)
 
     def settle(self, provider: str) -> None:
-        """Drop the reservations the inventory has caught up with (or that expired)."""
+        """Drop the reservations the inventory has caught up with (or that expired): a VM on a
+        host whose figures lag keeps its CPU reserved until they refresh (see reservations.py)."""
         monitor = self.inventory[provider]
         scheduler = self.schedulers[provider]
         if len(scheduler.reservations):
-            scheduler.reservations.settle(lambda name: (vm.host if (vm := monitor.vm(name)) is not None else None))
+            repo = monitor.repo
+            scheduler.reservations.settle(lambda name: (vm.host if (vm := monitor.vm(name)) is not None else None),
+                                          lambda name: (h.stats_at if (h := repo.host(name)) is not None else None))
 
     def pool_counts(self, provider: str, pools: list[Pool]) -> dict[str, Counter[str]]:
         """VMs per host of the pools that limit how many may share a host."""

@@ -82,6 +82,11 @@ class HostInfo:
     health: str = "green"  # overall status: green, yellow, red or gray (unknown)
     config_issues: int = 0  # configuration problems the endpoint reports for the host
     memory_allocated_mb: float | None = None  # memory configured for its VMs; None: use memory_used_mb
+    # When the use figures (``cpu_used_mhz``, and ``memory_used_mb`` where it comes from the
+    # endpoint) last changed, in ``time.monotonic`` seconds: vCenter refreshes a host's
+    # quickStats about every 20 s, so a new VM's load shows only after the next change. None
+    # when the figures are live (the simulator) or have never been seen to change.
+    stats_at: float | None = None
 
     @property
     def cpu_percent(self) -> float:

@@ -156,6 +156,10 @@ class HostLoad:
         if demand.max_per_host is not None:
             self.pools[demand.pool] = self.pools.get(demand.pool, 0) + sign
 
+    def add_cpu(self, demand: Demand) -> None:
+        """Count only the CPU one VM of ``demand`` is expected to use (the rest is counted already)."""
+        self.cpu_used += demand.cpus * self.vcpu_mhz
+
     @staticmethod
     def add_source(demand: Demand) -> tuple[list[str], set[str]]:
         """Python lines doing what ``load.add(demand)`` does to a HostLoad named ``load``, and

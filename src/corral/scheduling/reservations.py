@@ -4,12 +4,22 @@ A placement reserves its VM's CPU and memory on the chosen host. The reservation
 the inventory shows the VM on that host (then the host's reported use includes it), until
 the create fails, or until ``timeout`` passes; so a burst of placements never piles onto a
 host that still looks empty.
+
+Some endpoints report a host's use late: vCenter refreshes a host's CPU use (quickStats)
+about every 20 s, and says when it last did (:attr:`HostInfo.stats_at`). A VM that shows up
+on such a host is counted by the host view at once in everything but CPU: its VM count, its
+configured memory (allocated, and used once powered on, as the view takes the larger of
+quickStats and its powered-on VMs' memory), and its pool's count. Its CPU use shows only
+after the host's figures change. So from the moment the VM is seen there, its reservation
+keeps only its CPU part (counting the rest again would count the VM twice), until the
+host's figures have changed since then; the timeout still bounds the whole.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
 from typing import NamedTuple
 
 from corral.scheduling.model import Demand, HostLoad, Placement
@@ -20,6 +30,39 @@ class Reservation(NamedTuple):
     host: str
     demand: Demand
     at: float
+    # the host's ``stats_at`` when the VM was first seen there; set, only the CPU part is held
+    seen: float | None = None
+
+
+class Step(Enum):
+    """What settling does with one reservation."""
+
+    KEEP = "keep"  # hold it as it is
+    CPU_ONLY = "cpu_only"  # the VM is on its host; hold its CPU until the host's figures change
+    RELEASE = "release"  # the host view counts the VM now (or it left the host)
+    EXPIRE = "expire"  # the timeout passed and the VM never showed up
+
+
+def settle_step(*, on_host: bool, seen: float | None, stats_at: float | None, expired: bool) -> Step:
+    """The fate of one reservation.
+
+    ``on_host``: the inventory shows the VM on its reserved host; ``seen``: the reservation's
+    :attr:`Reservation.seen`; ``stats_at``: the host's :attr:`HostInfo.stats_at` now (None:
+    live figures); ``expired``: ``timeout`` has passed since the placement.
+    """
+    if expired:
+        return Step.RELEASE if on_host or seen is not None else Step.EXPIRE
+    if seen is None:
+        if not on_host:
+            return Step.KEEP
+        return Step.RELEASE if stats_at is None else Step.CPU_ONLY
+    if not on_host or stats_at != seen:
+        return Step.RELEASE
+    return Step.KEEP
+
+
+def _live(host: str) -> float | None:
+    return None
 
 
 class Reservations:
@@ -66,23 +109,38 @@ class Reservations:
     def release(self, vm: str) -> bool:
         return self._by_vm.pop(vm, None) is not None
 
-    def settle(self, host_of: Callable[[str], str | None]) -> int:
-        """Release the reservations whose VM the inventory shows on its host, and the expired.
+    def settle(self, host_of: Callable[[str], str | None],
+               stats_at: Callable[[str], float | None] = _live) -> int:
+        """Release the reservations the inventory has caught up with, and the expired.
 
-        ``host_of(vm)`` is the VM's host in the inventory (None if it is not there).
-        Returns how many were released.
+        ``host_of(vm)`` is the VM's host in the inventory (None if it is not there);
+        ``stats_at(host)`` is the host's :attr:`HostInfo.stats_at` (None: live figures, the
+        default). See :func:`settle_step`. Returns how many were released.
         """
         deadline = self.clock() - self.timeout
-        done = [r for r in self._by_vm.values() if host_of(r.vm) == r.host or r.at < deadline]
-        for r in done:
-            if r.at < deadline and host_of(r.vm) != r.host:
+        by_vm = self._by_vm
+        released = 0
+        for r in list(by_vm.values()):
+            on_host = host_of(r.vm) == r.host
+            stats = stats_at(r.host) if on_host else None
+            step = settle_step(on_host=on_host, seen=r.seen, stats_at=stats, expired=r.at < deadline)
+            if step is Step.KEEP:
+                continue
+            if step is Step.CPU_ONLY:
+                by_vm[r.vm] = r._replace(seen=stats)
+                continue
+            if step is Step.EXPIRE:
                 self.expired += 1
-            self.release(r.vm)
-        return len(done)
+            del by_vm[r.vm]
+            released += 1
+        return released
 
     def apply(self, loads: dict[str, HostLoad]) -> None:
-        """Add every reservation to the load of its host."""
+        """Add every reservation to the load of its host (only the CPU of those whose VM is there)."""
         for r in self._by_vm.values():
             load = loads.get(r.host)
             if load is not None:
-                load.add(r.demand)
+                if r.seen is None:
+                    load.add(r.demand)
+                else:
+                    load.add_cpu(r.demand)
