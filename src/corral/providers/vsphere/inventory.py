@@ -31,6 +31,7 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import HostInfo, ProviderError, ProviderVm
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.vsphere.hostfigures import HostFigures
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -44,7 +45,7 @@ PROPERTIES: dict[type, list[str]] = {
     vim.HostSystem: [
         "name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "summary.hardware",
         "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage", "overallStatus",
-        "configIssue",
+        "configIssue", "hardware.cpuFeature",
     ],
     vim.ComputeResource: ["name", "parent", "resourcePool"],
     vim.ResourcePool: ["name", "parent"],
@@ -92,8 +93,10 @@ def moid(ref: Any) -> str:
 class Inventory:
     """The local copy of the vCenter's objects, and the VM and host views built from it."""
 
-    def __init__(self, pool_of_folder: Callable[[str], str | None]) -> None:
+    def __init__(self, pool_of_folder: Callable[[str], str | None], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.objects: dict[str, Obj] = {}
+        self.figures = HostFigures(clock)  # hosts' stats times and decoded CPUs
         self.vm_ids: dict[str, str] = {}  # VM name -> moid (templates excluded)
         self.host_ids: dict[str, str] = {}  # host name -> moid
         self.on_host: dict[str, set[str]] = {}  # host moid -> moids of its VMs (templates excluded)
@@ -109,6 +112,7 @@ class Inventory:
         key = moid(update.obj)
         kind = update.kind
         if kind == "leave":
+            self.figures.forget(key)
             old = self.objects.pop(key, None)
             if old is not None:
                 self._touch_related(old, touched)
@@ -125,6 +129,7 @@ class Inventory:
             self._touch_related(obj, touched)  # e.g. the host a VM leaves
         for change in update.changeSet:
             _apply_change(obj.props, change)
+        self.figures.update(key, obj.kind, update)
         self._index(key, obj)
         self._touch_related(obj, touched)
 
@@ -134,6 +139,7 @@ class Inventory:
         differ = [key for key, old in previous.items() if objects.get(key) is None or objects[key].props != old.props]
         for key in differ:
             self._touch_related(previous[key], touched)
+        self.figures.snapshot(previous, objects)
         self.objects = objects
         self.vm_ids.clear()
         self.host_ids.clear()
@@ -267,6 +273,7 @@ class Inventory:
                 used += memory
         cluster = self.objects.get(_ref_id(p.get("parent")) or "")
         model = getattr(hw, "cpuModel", "") or ""
+        cpu = self.figures.cpu(me, p["name"], p.get("hardware.cpuFeature"))
         return HostInfo(
             name=p["name"],
             cpu_model=model,
@@ -281,10 +288,13 @@ class Inventory:
             vm_count=count,
             cluster=cluster.props.get("name", "") if cluster is not None and cluster.kind == "ClusterComputeResource" else "",
             id=me,
-            cpu_vendor=_vendor(model),
+            cpu_vendor=cpu.vendor or _vendor(model),
+            cpu_family=cpu.family,
+            cpu_flags=cpu.flags,
             health=str(p.get("overallStatus") or "gray"),
             config_issues=len(p.get("configIssue") or []),
             memory_allocated_mb=allocated,
+            stats_at=self.figures.stats_at.get(me),
         )
 
 
