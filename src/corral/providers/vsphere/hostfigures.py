@@ -57,7 +57,7 @@ class HostFigures:
 
     def snapshot(self, previous: Mapping[str, _Obj], current: Mapping[str, _Obj]) -> None:
         """Note a fresh snapshot that replaces ``previous``: hosts whose stats differ changed now."""
-        now = None
+        now = self.clock()
         for key, old in previous.items():
             if old.kind != HOST:
                 continue
@@ -65,7 +65,7 @@ class HostFigures:
             if new is None:
                 self.forget(key)
             elif stats_of(new.props) != stats_of(old.props):
-                self.stats_at[key] = now = now if now is not None else self.clock()
+                self.stats_at[key] = now
 
     def forget(self, key: str) -> None:
         self.stats_at.pop(key, None)
