@@ -126,7 +126,8 @@ def test_a_host_without_cpuid_registers_is_judged_by_its_model(caplog: pytest.Lo
         inventory.host("h1")
     assert h1 is not None and (h1.cpu_vendor, h1.cpu_family, h1.cpu_flags) == ("GenuineIntel", None, frozenset())
     [record] = [r for r in caplog.records if "CPU features" in r.getMessage()]  # once, not per view
-    assert record.host == "h1" and "'xxxx:0000:0000:0000:0000:0000:0000:0000' is not 32 binary digits" in record.error  # type: ignore[attr-defined]
+    assert record.host == "h1"  # type: ignore[attr-defined]
+    assert "'xxxx:0000:0000:0000:0000:0000:0000:0000' is not 32 binary digits" in record.error  # type: ignore[attr-defined]
 
 
 async def test_vcsim_hosts_report_cpu_flags_and_placement_filters_on_them(vcsim: Vcsim) -> None:
