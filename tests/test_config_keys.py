@@ -133,12 +133,6 @@ def test_a_mistaken_key_never_shows_its_value():
     assert PLANTED not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "vmpooler.yaml"])
-def test_the_examples_load_without_errors_or_warnings(name: str):
-    config, warnings = load_config(REPO / "examples" / name)
-    assert config.pools and warnings == []
-
-
-def test_vmpoolers_example_file_loads_with_warnings_only_for_sections_corral_does_not_read():
+def test_vmpoolers_own_example_file_loads_without_a_warning():
     _, warnings = load_config(REPO / "tests" / "fixtures" / "vmpooler.yaml.example")
     assert warnings == []

@@ -419,7 +419,7 @@ class Config(_Section):
 
     def domain_pools(self) -> list[Pool]:
         """The pools as the lifecycle code sees them, in seconds."""
-        g = self.config
+        g, dns = self.config, self.dns_domains
         pools = []
         for p in self.pools:
             ready_ttl = p.ready_ttl if p.ready_ttl is not None else g.ready_ttl
@@ -435,7 +435,7 @@ class Config(_Section):
                     lifetime_s=(p.vm_lifetime or g.vm_lifetime) * 3600.0,
                     folder=p.folder,
                     clone_target=p.clone_target or g.clone_target,
-                    domain=pool_domain(p.domain, p.dns_plugin, self.dns_domains, g.domain),
+                    domain=pool_domain(p.domain, p.dns_plugin, dns, g.domain),
                     max_per_host=max_per_host(p.anti_affinity),
                     ha=p.ha,
                     priority=p.priority,
@@ -620,13 +620,13 @@ def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
 def _provider_key_models(providers: dict[str, Any]) -> dict[str, tuple[type[BaseModel], Rule]]:
     """The settings model and key rule (see :mod:`corral.config_keys`) of each simulator, dummy
     and vSphere entry; entries of other classes are checked by their providers."""
-    from corral.providers.sim import SimSettings
-
     models: dict[str, tuple[type[BaseModel], Rule]] = {}
     for name, entry in providers.items():
         cls = entry.get("provider_class") if isinstance(entry, dict) else None
         cls = cls if isinstance(cls, str) and cls else name
         if cls in ("sim", "dummy"):
+            from corral.providers.sim import SimSettings
+
             models[name] = (SimSettings, PROVIDER_RULES[cls])
         elif cls == "vsphere":
             from corral.providers.vsphere.settings import VsphereSettings

@@ -2,7 +2,7 @@
 
 corral's own sections (``:store:``, ``:monitoring:``, ``:scheduling:``, ``:runner:``, a
 simulator provider) are corral's key space: a key corral does not read there is a mistake,
-and an error. vmpooler's sections (``:config:``, a pool, ``:redis:``, ``:auth:`` …) also carry
+and an error (as in a vSphere provider, whose model forbids them). vmpooler's sections (``:config:``, a pool, ``:redis:``, ``:auth:`` …) also carry
 keys of vmpooler and its plugins that corral has no use for, so a key corral does not read
 there is only a warning, unless it looks like a mistake: the near-miss of a key corral reads
 there (``task_limt``), or a key corral reads in another section (``feed_timeout`` under
@@ -200,35 +200,40 @@ def section_index(root: type[BaseModel]) -> KeyIndex:
 
 # -- judging a document ------------------------------------------------------------------------
 
-Found = list[tuple[str, Verdict]]
-
-
-def _walk(data: Any, model: type[BaseModel], path: str, rule: Rule, index: KeyIndex, found: Found,
-          top: bool = True) -> None:
-    """Judge the keys of the mapping ``data`` read as ``model``, and of the models inside it."""
+def _walk(data: Any, model: type[BaseModel], path: str, rule: Rule, index: KeyIndex, found: list[Verdict],
+          top: bool) -> None:
+    """Judge the keys of the mapping ``data`` read as ``model`` (at ``path``), and of the models
+    inside it; ``top``: ``data`` is a section itself, where keys read elsewhere are mistakes."""
     if not isinstance(data, dict):
         return  # not a mapping: the model's error
     known = declared_keys(model) | (rule.known if top else frozenset())
     quiet = getattr(model, "known_unused", frozenset()) | (rule.quiet if top else frozenset())
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
-        if key not in known:
-            elsewhere = [label for label in index.get(key, ()) if label != rule.label] if top else []
-            found.append((where, judge_key(where, key, known=known, quiet=quiet, rule=rule, elsewhere=elsewhere)))
-            continue
         info = model.model_fields.get(key)
-        for kind, sub in _shapes(info.annotation) if info is not None else []:
-            if kind == "model" and isinstance(value, dict):
-                _walk(value, sub, where, rule, index, found, top=False)
-            elif kind == "list" and isinstance(value, list):
-                for i, item in enumerate(value):
-                    _walk(item, sub, f"{where}[{i}]", rule, index, found, top=False)
-            elif kind == "dict" and isinstance(value, dict):
-                for name, item in value.items():
-                    _walk(item, sub, f"{where}.{name}", rule, index, found, top=False)
-            else:
-                continue
-            break
+        if key in known:
+            if info is not None:
+                _walk_field(value, info.annotation, where, rule, index, found, top=False)
+            continue
+        elsewhere = [label for label in index.get(key, ()) if label != rule.label] if top else []
+        found.append(judge_key(where, key, known=known, quiet=quiet, rule=rule, elsewhere=elsewhere))
+
+
+def _walk_field(value: Any, annotation: Any, path: str, rule: Rule, index: KeyIndex, found: list[Verdict],
+                top: bool) -> None:
+    """Walk the models in ``value``, the value of a field of type ``annotation``."""
+    for kind, model in _shapes(annotation):
+        if kind == "model" and isinstance(value, dict):
+            _walk(value, model, path, rule, index, found, top)
+        elif kind == "list" and isinstance(value, list):
+            for i, item in enumerate(value):
+                _walk(item, model, f"{path}[{i}]", rule, index, found, top)
+        elif kind == "dict" and isinstance(value, dict):
+            for name, item in value.items():
+                _walk(item, model, f"{path}.{name}", rule, index, found, top)
+        else:
+            continue
+        return
 
 
 def key_problems(data: Mapping[str, Any], root: type[BaseModel],
@@ -239,31 +244,21 @@ def key_problems(data: Mapping[str, Any], root: type[BaseModel],
     spaces = _section_spaces(root)
     sections = _index(spaces)
     everywhere = _index([*spaces, *((rule.label, declared_keys(model)) for model, rule in providers.values())])
-    found: Found = []
+    found: list[Verdict] = []
     top_known = declared_keys(root)
     quiet = getattr(root, "known_unused", frozenset())
     for key in data:
         if key not in top_known:
-            where = str(key)
-            found.append((where, judge_key(where, key, known=top_known, quiet=quiet, rule=TOP,
-                                           elsewhere=everywhere.get(key, ()))))
+            found.append(judge_key(str(key), key, known=top_known, quiet=quiet, rule=TOP,
+                                   elsewhere=everywhere.get(key, ())))
     for name, rule in SECTIONS.items():
-        for kind, model in _shapes(root.model_fields[name].annotation):
-            value = data.get(name)
-            if kind == "list" and isinstance(value, list):
-                for i, item in enumerate(value):
-                    _walk(item, model, f"{name}[{i}]", rule, everywhere, found)
-            elif kind == "dict" and isinstance(value, dict):
-                for entry, item in value.items():
-                    _walk(item, model, f"{name}.{entry}", rule, everywhere, found)
-            elif kind == "model":
-                _walk(value, model, name, rule, everywhere, found)
-    entries = data.get("providers") if isinstance(data.get("providers"), dict) else {}
+        _walk_field(data.get(name), root.model_fields[name].annotation, name, rule, everywhere, found, top=True)
+    entries = data.get("providers")
     for name, (model, rule) in providers.items():
-        if model.model_config.get("extra") != "forbid":
-            _walk(entries.get(name), model, f"providers.{name}", rule, sections, found)
-    errors = [v.message for _, v in found if v.level == "error"]
-    warnings = [v.message for _, v in found if v.level == "warning"]
+        if isinstance(entries, dict) and model.model_config.get("extra") != "forbid":
+            _walk(entries.get(name), model, f"providers.{name}", rule, sections, found, top=True)
+    errors = [v.message for v in found if v.level == "error"]
+    warnings = [v.message for v in found if v.level == "warning"]
     return errors, warnings
 
 
