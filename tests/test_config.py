@@ -95,16 +95,16 @@ def test_secrets_are_never_echoed():
     assert "redis.password" in text and "not" not in text.replace("redis.password", "")
 
 
-def test_unknown_keys_are_warned_about_not_fatal():
+def test_unknown_keys_of_vmpooler_sections_are_warned_about_not_fatal():
     config, warnings = parse_config({
-        ":providers": {":sim": {"provider_class": "sim", "hostz": 3}},
-        ":config": {"task_limt": 5, "vm_checktime": 1},
+        ":providers": {":sim": {"provider_class": "dummy", "colour": 3}},
+        ":config": {"colour": 5, "vm_checktime": 1},
         ":pools": [{"name": "p", "template": "t", "size": 1, "colour": "red", "datastore": "ds"}],
     })
     assert sorted(warnings) == sorted([
-        "config.task_limt: unknown key, ignored",
+        "config.colour: unknown key, ignored",
         "pools[0].colour: unknown key, ignored",
-        "providers.sim.hostz: unknown key, ignored",
+        "providers.sim.colour: unknown key, ignored",
     ])
     assert config.pools[0].name == "p"
 

@@ -28,7 +28,7 @@ def vsphere(**keys: object) -> dict:
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
-        ({"pasword": PLANTED}, "providers.vsphere.pasword: not a known key"),
+        ({"pasword": PLANTED}, "providers.vsphere.pasword: not a known key; did you mean 'password'?"),
         ({"vcenter_pwd": PLANTED}, "providers.vsphere.vcenter_pwd: not a known key"),
         ({"credentials": {"user": "x", "password": PLANTED}}, "providers.vsphere.credentials: not a known key"),
         ({"password": [PLANTED]}, "providers.vsphere.password: must be a string, got <redacted>"),
@@ -78,7 +78,7 @@ def test_config_errors_hide_secret_fields_and_unknown_shapes():
 
 
 def test_warnings_name_unknown_keys_without_their_values():
-    _, warnings = parse_config({":providers": {":sim": {"provider_class": "sim", "pasword": PLANTED,
+    _, warnings = parse_config({":providers": {":sim": {"provider_class": "dummy", "pasword": PLANTED,
                                                         "latency": {"tokn": PLANTED}}},
                                 ":config": {"vcenter_pwd": PLANTED},
                                 ":pools": [{**POOLS[0], "ssh_passphrase": PLANTED}]})

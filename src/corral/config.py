@@ -7,9 +7,10 @@ store, ``:monitoring:`` for the live inventory, ``:scheduling:`` for placement, 
 for the queue that creates and restarts VMs, ``provider_class: sim`` for the simulator, and a
 few settings under ``:config:``.
 
-:func:`load_config` returns the model and a list of warnings (unknown keys); a bad file raises
+:func:`load_config` returns the model and a list of warnings; a bad file raises
 :class:`ConfigError` carrying every problem found, each naming the key path, the rule and
-the value (secrets are never echoed).
+the value (secrets are never echoed). Keys the model does not declare are judged by
+:mod:`corral.config_keys` (an error in corral's own sections, a warning in vmpooler's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from corral.config_dns import DnsConfigs, DomainName, check_dns_plugins, dns_warnings, pool_domain
 from corral.config_errors import format_errors
+from corral.config_keys import PROVIDER_RULES, Rule, key_problems, section_index, unknown_key_line
 from corral.config_safe import REDACTED, debug_enabled
 from corral.config_yaml import describe_yaml_error, read_yaml, spelling_clashes
 from corral.domain.limits import MAX_LIFETIME_HOURS
@@ -46,7 +49,7 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    """Base of every section: unknown keys are kept (and warned about), not fatal."""
+    """Base of every section: unknown keys are kept; :mod:`corral.config_keys` judges them."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     # vmpooler keys corral accepts but does not use: kept quiet instead of warned about.
@@ -68,6 +71,10 @@ class GlobalSettings(_Section):
             "adaptive_timeout_enabled", "connection_pool_timeout_min",
             "connection_pool_timeout_max", "connection_pool_timeout_initial",
             "connection_pool_monitor_enabled", "connection_pool_monitor_interval",
+            "check_ready_vm_hostname_for_mismatch", "purge_enabled", "purge_dry_run", "purge_interval",
+            "max_pending_age", "max_ready_age", "max_completed_age", "max_orphaned_age",
+            "health_check_enabled", "health_check_interval", "health_thresholds",
+            "dlq_enabled", "dlq_ttl", "dlq_max_entries",
         }
     )
 
@@ -77,7 +84,7 @@ class GlobalSettings(_Section):
     ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready")
     vm_lifetime: float = Field(24, gt=0, le=MAX_LIFETIME_HOURS, description="hours a checked-out VM lives")
     prefix: str = ""
-    domain: str | None = None
+    domain: DomainName | None = Field(None, description="vmpooler 2: the domain of pools that get none otherwise")
     # placement, as vmpooler's vSphere provider reads these keys
     migration_limit: int = Field(
         0, ge=0, description="migrations at checkout in flight at once; 0 turns migration at checkout off"
@@ -101,6 +108,9 @@ class GlobalSettings(_Section):
     check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
     ready_check_port: int = Field(22, ge=1, le=65535)
     ready_check_timeout: float = Field(5.0, gt=0)
+    ready_check_address: Literal["name", "guest_ip"] = Field(
+        "name", description="vSphere: readiness connects to the VM's name (domain appended) or its guest IP"
+    )
     data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
     # the API
     vm_lifetime_auth: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
@@ -223,8 +233,8 @@ class PoolSettings(_Section):
 
     known_unused = frozenset(
         {
-            "dns_plugin", "timeout_notification", "check_loop_delay_min", "check_loop_delay_max",
-            "check_loop_delay_decay",
+            "timeout_notification", "check_loop_delay_min", "check_loop_delay_max",
+            "check_loop_delay_decay", "check_hostname_for_mismatch",
         }
     )
 
@@ -238,7 +248,8 @@ class PoolSettings(_Section):
     vm_lifetime: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS)
     folder: str | None = None
     clone_target: str | None = None
-    domain: str | None = None
+    domain: DomainName | None = None
+    dns_plugin: str | None = Field(None, description="the :dns_configs: entry whose domain the pool's VMs get")
     anti_affinity: bool | int | None = Field(
         None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
     )
@@ -335,7 +346,8 @@ class RateLimits(_Section):
 
 class RedisSettings(_Section):
     known_unused = frozenset(
-        {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts"}
+        {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts",
+         "connection_pool_size", "connection_pool_timeout"}
     )
     server: str = "localhost"
     port: int | None = None
@@ -346,7 +358,7 @@ class RedisSettings(_Section):
 class Config(_Section):
     """The whole configuration file."""
 
-    known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "dns_configs", "vsphere"})
+    known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "tracing", "vsphere"})
 
     config: GlobalSettings = Field(default_factory=GlobalSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
@@ -359,6 +371,7 @@ class Config(_Section):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    dns_configs: DnsConfigs = Field(default_factory=dict)
 
     @field_validator("tagfilter")
     @classmethod
@@ -399,9 +412,14 @@ class Config(_Section):
     def pool_provider(self, pool: PoolSettings) -> str:
         return pool.provider or default_provider(self.providers)
 
+    @property
+    def dns_domains(self) -> dict[str, str | None]:
+        """The domain of each ``:dns_configs:`` entry, by name."""
+        return {name: entry.domain for name, entry in self.dns_configs.items()}
+
     def domain_pools(self) -> list[Pool]:
         """The pools as the lifecycle code sees them, in seconds."""
-        g = self.config
+        g, dns = self.config, self.dns_domains
         pools = []
         for p in self.pools:
             ready_ttl = p.ready_ttl if p.ready_ttl is not None else g.ready_ttl
@@ -417,7 +435,7 @@ class Config(_Section):
                     lifetime_s=(p.vm_lifetime or g.vm_lifetime) * 3600.0,
                     folder=p.folder,
                     clone_target=p.clone_target or g.clone_target,
-                    domain=p.domain or g.domain,
+                    domain=pool_domain(p.domain, p.dns_plugin, dns, g.domain),
                     max_per_host=max_per_host(p.anti_affinity),
                     ha=p.ha,
                     priority=p.priority,
@@ -490,11 +508,14 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
     providers = data["providers"] if isinstance(data.get("providers"), dict) else {}
     pools = data["pools"] if isinstance(data.get("pools"), list) else []
     problems += _check_references(providers, pools) + _check_provider_settings(providers)
+    problems += check_dns_plugins(data.get("dns_configs"), pools)
+    key_errors, key_warnings = key_problems(data, Config, _provider_key_models(providers))
+    problems += key_errors
     if config is not None and config.auth is not None:
         problems += _check_auth(config.auth)
     if problems or config is None:
         raise ConfigError(problems)
-    return config, collect_warnings(config)
+    return config, key_warnings + collect_warnings(config)
 
 
 def _check_auth(auth: AuthSettings) -> list[str]:
@@ -591,34 +612,34 @@ def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
                 model = VsphereSettings
                 VsphereSettings.model_validate(entry)
         except ValidationError as exc:
-            problems += format_errors(exc, model, prefix=("providers", name))
+            unknown = unknown_key_line(model, PROVIDER_RULES[cls], section_index(Config)) if cls == "vsphere" else None
+            problems += format_errors(exc, model, prefix=("providers", name), unknown=unknown)
     return problems
 
 
+def _provider_key_models(providers: dict[str, Any]) -> dict[str, tuple[type[BaseModel], Rule]]:
+    """The settings model and key rule (see :mod:`corral.config_keys`) of each simulator, dummy
+    and vSphere entry; entries of other classes are checked by their providers."""
+    models: dict[str, tuple[type[BaseModel], Rule]] = {}
+    for name, entry in providers.items():
+        cls = entry.get("provider_class") if isinstance(entry, dict) else None
+        cls = cls if isinstance(cls, str) and cls else name
+        if cls in ("sim", "dummy"):
+            from corral.providers.sim import SimSettings
+
+            models[name] = (SimSettings, PROVIDER_RULES[cls])
+        elif cls == "vsphere":
+            from corral.providers.vsphere.settings import VsphereSettings
+
+            models[name] = (VsphereSettings, PROVIDER_RULES[cls])
+    return models
+
+
 def collect_warnings(config: Config) -> list[str]:
-    """Keys nobody knows: warned about, never fatal."""
-    warnings: list[str] = []
-
-    def walk(model: BaseModel, path: str) -> None:
-        known = getattr(model, "known_unused", frozenset())
-        for key in model.model_extra or {}:
-            if key not in known:
-                warnings.append(f"{path + '.' if path else ''}{key}: unknown key, ignored")
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            sub = f"{path + '.' if path else ''}{name}"
-            items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-            if isinstance(value, BaseModel) and not isinstance(value, ProviderSettings):
-                walk(value, sub)
-            for key, item in items:
-                if isinstance(item, BaseModel) and not isinstance(item, ProviderSettings):
-                    walk(item, f"{sub}[{key}]" if isinstance(key, int) else f"{sub}.{key}")
-
-    walk(config, "")
-    for name in config.providers:
-        if config.provider_class(name) == "sim":
-            walk(config.sim_settings(name), f"providers.{name}")
-    return warnings + _ttl_warnings(config)
+    """Warnings about a valid configuration (those about unknown keys come from
+    :func:`corral.config_keys.key_problems`)."""
+    domains = [pool.domain for pool in config.domain_pools()]
+    return _ttl_warnings(config) + dns_warnings([p.dns_plugin for p in config.pools], domains, list(config.dns_configs))
 
 
 def _ttl_warnings(config: Config) -> list[str]:

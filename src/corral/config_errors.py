@@ -7,6 +7,7 @@ file (``pools[2].size``), the rule in words and the offending value, when
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -16,16 +17,18 @@ from corral.config_safe import shown_input
 __all__ = ["format_errors"]
 
 
-def format_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...] = ()) -> list[str]:
+def format_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...] = (),
+                  unknown: Callable[[str, str], str] | None = None) -> list[str]:
     """pydantic errors of ``model`` as ``path: rule, got value`` lines (``prefix`` is where the
-    model sits in the file); a value is shown only where :func:`shown_input` allows it."""
+    model sits in the file); a value is shown only where :func:`shown_input` allows it.
+    ``unknown(path, key)`` words the line about a key the model forbids (default: not known)."""
     lines = []
     for err in exc.errors():
         path = _path(prefix + tuple(err["loc"]))
         if err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
-        elif err["type"] == "extra_forbidden":
-            lines.append(f"{path}: not a known key")  # an unknown key's value is never echoed
+        elif err["type"] == "extra_forbidden":  # an unknown key's value is never echoed
+            lines.append(unknown(path, str(err["loc"][-1])) if unknown else f"{path}: not a known key")
         else:
             shown = shown_input(model, tuple(err["loc"]), err.get("input"))
             lines.append(f"{path}: {_rule(err)}, got {shown}")

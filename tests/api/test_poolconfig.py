@@ -42,7 +42,9 @@ def test_config_and_full_config_show_no_secrets(make_server):
                   "ldap": {"host": "ldap.example.com", "base": "dc=example,dc=com", "user_object": "uid",
                            "service_account_hash": {"user_dn": "cn=svc", "password": "Ldap-Secret-4"}}},
     }
-    server = make_server(pools, sim={"password": "Prov-Secret-1"}, extra=extra, api_token="Cfg-Secret-6")
+    # an unknown key of vmpooler's dummy provider is a warning (a simulator's would be an error)
+    server = make_server(pools, sim={"provider_class": "dummy", "api_password": "Prov-Secret-1"}, extra=extra,
+                         api_token="Cfg-Secret-6")
     token = server.token("alice")
 
     resp = server.client.get("/config")

@@ -15,7 +15,8 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
         ":credentials": {"user": "admin", "password": "Cred-Pw-3"},
         ":redis": {"server": "redis://ruser:Redis-Pw-6@redis.example.com/0", "data_ttl": 24},
     }
-    sim = {"pasword": "Typo-Pw-1", "vcenter_pwd": "Vc-Pwd-2", "latency": {"boot": 10.0, "tokn": "Sim-Nested-8"},
+    # unknown keys of vmpooler's dummy provider are warnings (a simulator's would be errors)
+    sim = {"provider_class": "dummy", "pasword": "Typo-Pw-1", "vcenter_pwd": "Vc-Pwd-2", "latency": {"boot": 10.0, "tokn": "Sim-Nested-8"},
            "host_defaults": {"cores": 16, "root_pw": "Host-Pw-9"}}
     server = make_server(pools, sim=sim, extra=extra, task_limit=7, prefix="poolvm-", api_pass="Extra-Cfg-7")
 
@@ -37,6 +38,6 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
     assert data["redis"]["server"] == "redis://redis.example.com/0" and data["redis"]["data_ttl"] == 24
     assert {p["name"] for p in data["pools"]} == {"a", "b"}
     sim_view = data["providers"]["sim"]
-    assert sim_view["provider_class"] == "sim" and sim_view["time_scale"] == 0.001
+    assert sim_view["provider_class"] == "dummy" and sim_view["time_scale"] == 0.001
     assert sim_view["latency"]["boot"] == 10.0 and sim_view["host_defaults"]["cores"] == 16
     assert data["runner"]["aggregation_window"] == 0.01

@@ -8,10 +8,13 @@ vCenter, so they are accepted and ignored with a notice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from corral.config_dns import pool_domain
 
 #: vmpooler keys that corral accepts and ignores, each with the reason logged once at start.
 IGNORED_KEYS = {
@@ -41,9 +44,12 @@ class VsphereSettings(BaseModel):
     keepalive_interval: float = Field(300, gt=0, description="seconds of quiet after which the session is pinged")
     feed_max_wait: int = Field(10, ge=1, le=600, description="seconds one WaitForUpdatesEx long poll may wait")
     task_timeout: float = Field(600, gt=0, description="seconds a vCenter task may run before it is given up")
-    ready_check_address: Literal["name", "guest_ip"] = Field(
-        "name", description="what readiness connects to: the VM's name (domain appended) or the guest IP"
+    # readiness: each key overrides :config:'s of the same name (see resolve_ready_check)
+    ready_check_address: Literal["name", "guest_ip"] | None = Field(
+        None, description="what readiness connects to: the VM's name (domain appended) or the guest IP"
     )
+    ready_check_port: int | None = Field(None, ge=1, le=65535, description="the TCP port readiness connects to")
+    ready_check_timeout: float | None = Field(None, gt=0, description="seconds one readiness probe may take")
     create_linked_clones: bool | None = Field(None, description="default for every pool; :config: sets it too")
     create_folders: bool | None = None
     purge_unconfigured_resources: bool | None = None
@@ -73,6 +79,25 @@ class VsphereSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyCheck:
+    """How a vSphere provider decides a VM is ready: a TCP connection to ``port`` of its name
+    (with its pool's domain) or of its guest IP (``address``), within ``timeout`` seconds."""
+
+    port: int = 22
+    timeout: float = 5.0
+    address: Literal["name", "guest_ip"] = "name"
+
+
+def resolve_ready_check(global_check: ReadyCheck, *, port: int | None = None, timeout: float | None = None,
+                        address: Literal["name", "guest_ip"] | None = None) -> ReadyCheck:
+    """One provider's readiness check: each ``ready_check_*`` key the provider gives (not None)
+    overrides the one of ``:config:`` (``global_check``)."""
+    return ReadyCheck(port=global_check.port if port is None else port,
+                      timeout=global_check.timeout if timeout is None else timeout,
+                      address=global_check.address if address is None else address)
+
+
+@dataclass(frozen=True, slots=True)
 class VspherePool:
     """What the vSphere provider needs to know about one pool to clone its VMs."""
 
@@ -85,12 +110,15 @@ class VspherePool:
     extra_config: dict[str, str] = field(default_factory=dict)
 
 
-def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSettings) -> dict[str, VspherePool]:
+def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSettings,
+                  dns_domains: Mapping[str, str | None] | None = None) -> dict[str, VspherePool]:
     """The pools' vSphere keys, with the provider's and ``:config:``'s defaults filled in.
 
     ``pools`` are :class:`corral.config.PoolSettings` of this provider and ``global_config``
     the :class:`corral.config.GlobalSettings`. vmpooler names the pool key
     ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
+    ``dns_domains`` are the domains of ``:dns_configs:`` by entry name; a pool's domain is
+    :func:`corral.config_dns.pool_domain`'s.
     """
     default_linked = provider.create_linked_clones
     if default_linked is None:
@@ -110,7 +138,7 @@ def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSetting
             folder=pool.folder,
             datastore=pool.datastore,
             linked_clone=bool(linked),
-            domain=pool.domain or global_config.domain,
+            domain=pool_domain(pool.domain, pool.dns_plugin, dns_domains or {}, global_config.domain),
             extra_config=extra_config,
         )
     return out
