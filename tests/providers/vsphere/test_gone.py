@@ -7,17 +7,24 @@ administrator would make it in the vSphere client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, _wait
-from corral.domain.models import VmSpec
+from corral.domain.models import Pool, VmSpec
+from corral.domain.states import VmState
+from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import VmNotFound
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.inventory import Inventory, Obj
+from corral.store.sqlite import SqliteStore
+from helpers import QUICK_RUNNER, eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 
@@ -116,3 +123,66 @@ def test_a_fresh_snapshot_without_a_cloned_vm_forgets_it() -> None:
     inventory.replace({"vm-1": seen}, set())
     assert inventory.made == {}
     assert inventory.known_pools == {"kept": "p"}
+
+
+# -- the pool manager on vcsim ------------------------------------------------------------
+
+SWEEP_S = 0.2
+
+
+@pytest_asyncio.fixture
+async def manager(tmp_path: Path, vcsim: Vcsim, listener: Listener) -> AsyncIterator[PoolManager]:
+    """A pool of one VM on vcsim, with the real manager and sqlite store; its VM is ready."""
+    provider = make_provider(vcsim, listener, pools={"p": pool("p")})
+    store = SqliteStore(tmp_path / "corral.db")
+    manager = PoolManager([Pool(name="p", template=TEMPLATE, size=1, provider="vsphere")], {"vsphere": provider},
+                          store, ManagerSettings(check_interval=SWEEP_S, feed_timeout=1.0, runner=QUICK_RUNNER))
+    await manager.start()
+    try:
+        await eventually(lambda: store.list_vms(pool="p", states=[VmState.READY]), timeout=15)
+        yield manager
+    finally:
+        await manager.stop()
+        store.close()
+
+
+def said(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "corral.pool" and r.getMessage() == message]
+
+
+async def gone_for_good(manager: PoolManager, name: str, since: float, caplog: pytest.LogCaptureFixture) -> None:
+    """The record reaches ``destroyed`` within one sweep of ``since``, and nothing is retried."""
+    await eventually(lambda: manager.store.get_vm(name).state is VmState.DESTROYED, timeout=SWEEP_S + 1.0)
+    assert time.monotonic() - since < SWEEP_S + 1.0
+    await asyncio.sleep(3 * SWEEP_S)  # three more sweeps
+    assert said(caplog, "destroy failed, will retry") == []
+    assert [r.vm for r in said(caplog, "already gone; recorded destroyed")] == [name]  # type: ignore[attr-defined]
+    assert manager.destroys.failures == {}
+
+
+async def test_a_returned_vm_deleted_behind_corrals_back_is_recorded_destroyed_at_once(
+    manager: PoolManager, vcsim: Vcsim, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="corral.pool")
+    [vm] = manager.checkout(["p"])
+    # the VM goes while it is returned (as when the answer of corral's own Destroy_Task is
+    # lost): its destroy is held back by the hold until the sweep picks it up
+    with manager.holding(vm.name):
+        await asyncio.to_thread(delete_behind_corrals_back, vcsim, vm.name)
+        assert manager.return_vm(vm.name)
+    since = time.monotonic()
+    await gone_for_good(manager, vm.name, since, caplog)
+    assert manager.store.get_vm(vm.name).reason == "returned"
+
+
+async def test_a_vm_the_feed_reports_gone_is_recorded_destroyed_at_once(
+    manager: PoolManager, vcsim: Vcsim, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="corral.pool")
+    [vm] = manager.checkout(["p"])
+    provider = manager.providers["vsphere"]
+    assert isinstance(provider, VsphereProvider)
+    await delete_and_see_it_leave(vcsim, provider, vm.name)
+    since = time.monotonic()
+    await gone_for_good(manager, vm.name, since, caplog)
+    assert manager.store.get_vm(vm.name).reason == "vanished at the provider"
