@@ -35,10 +35,12 @@ async def test_a_permanent_destroy_failure_is_held_until_asked_for_again(harness
                                      "retry_in": None}
     [said] = lines(caplog, "destroy failed")
     assert said.levelno == logging.ERROR and said.error == "injected failure (permanent)"  # type: ignore[attr-defined]
-    # a reconcile (or a resync of the event bus) does not retry it either
+    # a reconcile (or a resync of the event bus) neither retries it nor reports it unfinished
+    caplog.set_level(logging.INFO, logger="corral.recovery")
     await manager.reconcile()
     await asyncio.sleep(2 * SWEEP_S)
     assert harness.provider.calls["destroy_vm"] == 1
+    assert [r for r in caplog.records if r.name == "corral.recovery"] == []
 
     # the operator has mended the cause and asks again
     assert manager.retry_destroy(vm.name)
