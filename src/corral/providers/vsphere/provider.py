@@ -537,7 +537,8 @@ class VsphereProvider:
         except OSError as exc:
             raise ProviderError(f"{label}: vCenter unreachable ({type(exc).__name__})") from exc
 
-    async def _task(self, label: str, start: Callable[[], Any], *, about: tuple[str, Any] | None = None) -> TaskOutcome:
+    async def _task(self, label: str, start: Callable[[], Any], *,
+                    about: tuple[str, Any] | None = None) -> TaskOutcome:
         """Start a vCenter task and wait for the feed to report it finished."""
         task = await self._call(label, start, about=about)
         return await self.feed.wait_task(task, self.settings.task_timeout)
