@@ -324,6 +324,20 @@ async def test_fail_next_fails_exactly_that_many_calls(make_sim: MakeSim) -> Non
         await sim.list_vms()
     assert len(await sim.list_vms()) == 1
 
+
+async def test_fail_next_can_inject_a_permanent_failure_in_its_turn(make_sim: MakeSim) -> None:
+    sim = await make_sim()
+    assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok
+    sim.fail_next("destroy", retryable=False)
+    sim.fail_next("destroy")
+    with pytest.raises(ProviderError, match=r"injected failure \(permanent\)") as first:
+        await sim.destroy_vm("vm-1")
+    with pytest.raises(ProviderError, match="injected failure") as second:
+        await sim.destroy_vm("vm-1")
+    assert (first.value.retryable, second.value.retryable) == (False, True)
+    await sim.destroy_vm("vm-1")
+    assert await sim.list_vms() == []
+
     with pytest.raises(ValueError, match="unknown operation"):
         sim.fail_next("reboot")
 

@@ -163,8 +163,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
          404: "No live VM of that name."},
         body=CHANGE_VM_BODY, body_required=False, security="token_optional"),
     ("DELETE", "/vm/{name}"): Operation(
-        {200: "Returned; the VM is destroyed.", 400: BAD_INPUT, 401: NO_TOKEN, 403: NOT_OWNER,
-         404: "No checked-out VM of that name."},
+        {200: "Returned; the VM is destroyed. For a VM whose destroy failed: the destroy is tried again now.",
+         400: BAD_INPUT, 401: NO_TOKEN, 403: NOT_OWNER,
+         404: "No checked-out VM of that name, nor one whose destroy failed."},
         security="token_optional"),
     ("POST", "/vm/{name}/disk/{size}"): Operation(
         {202: "The disk is being added; it shows in `disk` when done.", 400: BAD_INPUT + " Sizes are 1-2048 GB.",

@@ -116,7 +116,9 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
 def _monitoring(service: Service) -> dict[str, Any]:
     """corral's own: the providers' sessions and inventory feeds, the event bus, and what the
     safety nets repaired. A provider that cannot be reached shows ``connected: false``, the
-    ``error`` of its last attempt and the seconds until the next one (``retry_in``)."""
+    ``error`` of its last attempt and the seconds until the next one (``retry_in``).
+    ``destroy_failures`` counts the VMs whose destroy failed (retrying, or held after a
+    permanent error) and shows a few of them."""
     manager = service.manager
     stats = manager.stats
     inventory = manager.inventory.snapshot()
@@ -127,6 +129,7 @@ def _monitoring(service: Service) -> dict[str, Any]:
                       "inventory_repairs": sum(p["repairs"] for p in providers.values())},
         "vanished": stats.vanished, "orphans_destroyed": stats.orphans_destroyed,
         "host_drops": manager.reactions.host_drops,
+        "destroy_failures": manager.destroys.view(time.monotonic()),
         "providers": providers, "events": inventory["bus"],
     }
 

@@ -34,6 +34,7 @@ from corral.api.common import (
 from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Vm
 from corral.domain.states import VmState
+from corral.pools.destroying import describe
 from corral.runtime import Service
 
 LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
@@ -160,13 +161,19 @@ async def checkout_by_path(request: Request, version: Version, pools: str) -> JS
 
 
 async def return_one(request: Request, name: str) -> JSONResponse:
+    """Return a checked-out VM; for a VM whose destroy failed, ask for the destroy again."""
     service = service_of(request)
     short = check_hostname(name)
+    manager = service.manager
     if service.authenticator is None:  # nobody's ownership to check: the move is the whole check
-        if not service.manager.return_vm(short):
+        if not manager.return_vm(short) and not manager.retry_destroy(short):
             raise ApiError(404, f"no checked-out VM named {short}")
         return respond({"ok": True})
     vm = service.store.get_vm(short)
+    if vm is not None and vm.name in manager.destroys.failures:
+        check_owner(request, vm, token_needed=False)
+        manager.retry_destroy(vm.name)
+        return respond({"ok": True})
     if vm is None or vm.state not in (VmState.RUNNING, VmState.MIGRATING):
         raise ApiError(404, f"no checked-out VM named {name.split('.', 1)[0]}")
     check_owner(request, vm, token_needed=False)
@@ -224,6 +231,10 @@ def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
             info["migration_time"] = round(vm.migration_s, 2)
     if vm.request_id:
         info["request_id"] = vm.request_id
+    failure = service.manager.destroys.failures.get(vm.name)
+    if failure is not None:  # corral's own: why its destroy failed, and when it is tried again
+        shown = describe(failure, time.monotonic())
+        info["destroy_error"], info["destroy_retry_in"] = shown["error"], shown["retry_in"]
     return info
 
 

@@ -30,6 +30,7 @@ from corral.domain.states import DESTROY_INTENT_STATES, VmState
 from corral.inventory import Inventory, MonitorSettings
 from corral.pools.connections import Connections
 from corral.pools.creating import Creator
+from corral.pools.destroying import DestroyRetries, Outcome, outcome_of
 from corral.pools.ondemand import OndemandQueue
 from corral.pools.vmtasks import VmTasks
 from corral.pools.migrations import Migrations
@@ -123,6 +124,7 @@ class PoolManager:
         self._timings: list[tuple[str, str, str, float, float]] = []  # clone/boot times not yet stored
         self._cloned: dict[str, float] = {}  # pending VMs whose create call returned: when
         self._busy: set[str] = set()  # names being destroyed or probed
+        self.destroys = DestroyRetries(first_delay_s=self.settings.check_interval)  # failed destroys
         self._dirty: set[str] = set(self.pools)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -467,9 +469,11 @@ class PoolManager:
     async def destroy(self, vm: Vm, *, reason: str | None = None) -> bool:
         """Record the intent, destroy at the provider, record the result. Safe to repeat.
 
-        True when the provider had the VM and destroyed it.
+        True when the provider had the VM and destroyed it. A VM the provider no longer has is
+        recorded destroyed too; one whose last destroy failed waits as :mod:`corral.pools.destroying`
+        decides.
         """
-        if vm.name in self._busy:
+        if vm.name in self._busy or not self.destroys.due(vm.name, time.monotonic()):
             return False
         if not self._withdraw(vm.name):
             return False
@@ -490,24 +494,40 @@ class PoolManager:
                 vm = moved
                 self.pool_changed(vm.pool)
             started = self.clock()
-            found = True
+            error: ProviderError | None = None
             try:
                 await self.providers[vm.provider].destroy_vm(vm.name)
-            except VmNotFound:
-                found = False
-            except ProviderError as exc:
-                log.warning("destroy failed, will retry", extra={"pool": vm.pool, "vm": vm.name, "error": str(exc)})
+            except ProviderError as exc:  # VmNotFound among them: the VM is gone already
+                error = exc
+            outcome = outcome_of(error)
+            decision = self.destroys.record(vm.name, outcome, str(error) if error else None, time.monotonic())
+            if decision.failure is not None:  # said once per change; the same failure again only at DEBUG
+                log.log(decision.level, decision.message or "destroy failed again", extra={
+                    "pool": vm.pool, "vm": vm.name, "error": decision.failure.error,
+                    "attempts": decision.failure.attempts, "retry_in": decision.failure.delay_s or None})
                 return False
             now = self.clock()
             gone = self.store.transition(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, destroyed_at=now)
             if gone is not None:
                 self.lifecycle(gone, vm.state)
                 self.stats.destroyed += 1
-                log.info("destroyed", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host,
-                                             "duration": now - started, "reason": vm.reason})
-            return found
+                log.log(decision.level, decision.message or "destroyed", extra={
+                    "pool": vm.pool, "vm": vm.name, "host": vm.host, "duration": now - started, "reason": vm.reason})
+            return outcome is Outcome.DESTROYED
         finally:
             self._busy.discard(vm.name)
+
+    def retry_destroy(self, name: str) -> bool:
+        """Someone asks again for a destroy that failed: try it now, whatever its wait. False if
+        ``name`` has no failed destroy."""
+        if not self.destroys.clear(name):
+            return False
+        vm = self.store.get_vm(name)
+        if vm is None or vm.state not in DESTROY_INTENT_STATES:
+            return False
+        log.info("destroy asked for again", extra={"pool": vm.pool, "vm": name})
+        self.spawn(self.destroy(vm), f"destroy-{name}")
+        return True
 
     def _withdraw(self, name: str) -> bool:
         """Take back the runner's work for ``name`` before it is destroyed; False if it is in flight."""
@@ -541,12 +561,14 @@ class PoolManager:
         records = await asyncio.to_thread(
             self.store.list_vms,
             states=(VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING, *DESTROY_INTENT_STATES))
+        self.destroys.keep_only({vm.name for vm in records if vm.state in DESTROY_INTENT_STATES})
         for vm in records:
             if self.busy(vm.name) or not self.connections.up(vm.provider):
                 continue  # a provider that is down: its VMs are recovered when it is back
             pool = self.pools.get(vm.pool)
             if vm.state in DESTROY_INTENT_STATES:
-                self.spawn(self.destroy(vm), f"destroy-{vm.name}")
+                if self.destroys.due(vm.name, time.monotonic()):  # a failed destroy waits its turn
+                    self.spawn(self.destroy(vm), f"destroy-{vm.name}")
             elif vm.state is VmState.PENDING:
                 timeout = pool.timeout_s if pool else 0.0
                 if now - vm.created_at > timeout:

@@ -13,6 +13,7 @@ whatever a crash interrupted can be finished or undone here:
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from corral.domain.models import Vm
@@ -45,8 +46,9 @@ async def recover(manager: PoolManager, provider_name: str, vms: list[ProviderVm
             continue
         vm = present.get(record.name)
         if record.state in DESTROY_INTENT_STATES:
-            finished += 1
-            manager.spawn(manager.destroy(record), f"destroy-{record.name}")
+            if manager.destroys.due(record.name, time.monotonic()):  # a failed destroy waits its turn
+                finished += 1
+                manager.spawn(manager.destroy(record), f"destroy-{record.name}")
         elif vm is None:
             lost += 1
             manager.stats.vanished += 1

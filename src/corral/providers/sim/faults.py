@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict, deque
 
 from corral.providers.base import ProviderError
 
@@ -35,12 +35,12 @@ class Faults:
     """Pending injected failures and stalls, per operation, and the hosts that fail every VM put on them."""
 
     def __init__(self) -> None:
-        self._failures: Counter[str] = Counter()
+        self._failures: defaultdict[str, deque[bool]] = defaultdict(deque)  # op -> retryable, per failure
         self._stalls: dict[str, float] = {}
         self._failing_hosts: set[str] = set()
 
-    def fail_next(self, op: str, count: int = 1) -> None:
-        self._failures[_known(op)] += count
+    def fail_next(self, op: str, count: int = 1, *, retryable: bool = True) -> None:
+        self._failures[_known(op)].extend([retryable] * count)
 
     def stall(self, op: str, seconds: float) -> None:
         if seconds < 0:
@@ -51,10 +51,13 @@ class Faults:
         return self._stalls.get(op, 0.0)
 
     def raise_if_failing(self, op: str) -> None:
-        """Raise ``ProviderError("injected failure")`` if a failure is pending for ``op``."""
-        if self._failures[op] > 0:
-            self._failures[op] -= 1
-            raise ProviderError("injected failure")
+        """Raise ``ProviderError("injected failure")`` if a failure is pending for ``op``
+        (``"injected failure (permanent)"``, not retryable, for one injected so)."""
+        pending = self._failures.get(op)
+        if pending:
+            if pending.popleft():
+                raise ProviderError("injected failure")
+            raise ProviderError("injected failure (permanent)", retryable=False)
 
     def fail_on_host(self, host: str, failing: bool) -> None:
         if failing:

@@ -293,14 +293,15 @@ class SimProvider:
 
     # -- test hooks ------------------------------------------------------------------------
 
-    def fail_next(self, op: str, count: int = 1) -> None:
-        """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``.
+    def fail_next(self, op: str, count: int = 1, *, retryable: bool = True) -> None:
+        """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``;
+        with ``retryable=False``, a permanent ``ProviderError("injected failure (permanent)")``.
 
         ``op`` is one of ``connect``, ``create``, ``start``, ``destroy``, ``migrate``, ``power``, ``disk``,
         ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``template_info``,
         ``wait_for_updates``.
         """
-        self._faults.fail_next(op, count)
+        self._faults.fail_next(op, count, retryable=retryable)
 
     def stall(self, op: str, seconds: float) -> None:
         """Make every call of ``op`` sleep ``seconds`` more real seconds; 0 clears it."""

@@ -103,6 +103,9 @@ class Inventory:
         # pools of the VMs this process cloned, for when the annotation has not arrived (or an
         # endpoint does not report changes to it, as vcsim does not)
         self.known_pools: dict[str, str] = {}
+        # VMs this process cloned that the feed has not reported yet (name -> reference), for
+        # the calls that come in between; dropped at the feed's first report of the VM
+        self.made: dict[str, Any] = {}
         self._pool_of_folder = pool_of_folder
 
     # -- applying updates ------------------------------------------------------------------
@@ -117,6 +120,8 @@ class Inventory:
             if old is not None:
                 self._touch_related(old, touched)
                 self._unindex(key, old)
+                if old.kind == "VirtualMachine":
+                    self.forget(old.props.get("name"))
             return
         obj = self.objects.get(key)
         if obj is None or kind == "enter":
@@ -146,6 +151,10 @@ class Inventory:
         self.on_host.clear()
         for key, obj in objects.items():
             self._index(key, obj)
+        # a VM cloned before this snapshot was read and missing from it is gone
+        for name in [*self.made, *self.known_pools]:
+            if name not in self.vm_ids:
+                self.forget(name)
         for key, new in objects.items():
             old = previous.get(key)
             if old is None or old.props != new.props:
@@ -157,6 +166,7 @@ class Inventory:
             return
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
             self.vm_ids[name] = key
+            self.made.pop(name, None)  # the feed reports it: its record is the reference now
             host = _ref_id(obj.props.get("runtime.host"))
             if host is not None:
                 self.on_host.setdefault(host, set()).add(key)
@@ -190,6 +200,17 @@ class Inventory:
             me = moid(obj.ref)
             touched.update(("host", o.props["name"]) for o in self.objects.values()
                            if o.kind == "HostSystem" and "name" in o.props and _ref_id(o.props.get("parent")) == me)
+
+    def remember(self, name: str, ref: Any, pool: str) -> None:
+        """A VM this process just cloned: its pool, and its reference until the feed reports it."""
+        self.known_pools[name] = pool
+        if name not in self.vm_ids:
+            self.made[name] = ref
+
+    def forget(self, name: str | None) -> None:
+        """A VM is gone: drop what this process kept about it."""
+        self.made.pop(name or "", None)
+        self.known_pools.pop(name or "", None)
 
     # -- views -----------------------------------------------------------------------------
 

@@ -77,9 +77,6 @@ class VsphereProvider:
         self._pool_by_folder = {path: names[0] for path, names in folders.items() if len(names) == 1}
         self.inventory = Inventory(self._pool_of_folder)
         self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
-        # VMs this provider cloned (name -> reference), for the calls that come before the feed
-        # reports them
-        self._made: dict[str, Any] = {}
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._folder_lock = asyncio.Lock()
         self._warned: set[str] = set()
@@ -174,7 +171,7 @@ class VsphereProvider:
         """
         vm = self.inventory.vm(name)
         if vm is None:
-            if name not in self._made:
+            if name not in self.inventory.made:
                 raise VmNotFound(name)
             return False
         if not vm.powered_on:
@@ -245,7 +242,7 @@ class VsphereProvider:
         pool = self.pools.get(spec.pool) or VspherePool(name=spec.pool, template=spec.template, folder=spec.folder,
                                                         linked_clone=False)
         try:
-            if self.inventory.vm(spec.name) is not None or spec.name in self._made:
+            if self.inventory.vm(spec.name) is not None or spec.name in self.inventory.made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
                                     retryable=False)
             template = self._template(pool.template)
@@ -260,8 +257,7 @@ class VsphereProvider:
                 retryable = not isinstance(outcome.fault, NOT_RETRYABLE)
                 return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
             vm = outcome.result
-            self._made[spec.name] = vm
-            self.inventory.known_pools[spec.name] = spec.pool
+            self.inventory.remember(spec.name, vm, spec.pool)
             await self._settle(vm, target, clone_spec.config.annotation)
             return CreateResult(spec.name, ok=True)
         except ProviderError as exc:
@@ -339,8 +335,8 @@ class VsphereProvider:
             return CreateResult(name, ok=False, retryable=False,
                                 error=f"VM {name!r} is still running on {vm.host}, which is up")
         try:
-            await self._relocate(obj.ref, target)
-            await self._power(obj.ref, on=True)
+            await self._relocate(obj.ref, target, name)
+            await self._power(obj.ref, on=True, name=name)
         except ProviderError as exc:
             return CreateResult(name, ok=False, error=str(exc), retryable=exc.retryable)
         return CreateResult(name, ok=True)
@@ -348,30 +344,34 @@ class VsphereProvider:
     # -- changes to one VM -----------------------------------------------------------------
 
     async def destroy_vm(self, name: str) -> None:
-        vm = self._vm(name)
-        await self._power(vm, on=False)
-        outcome = await self._task("Destroy_Task", vm.Destroy_Task)
-        self._raise(outcome, name, "destroy")
-        self._made.pop(name, None)
-        self.inventory.known_pools.pop(name, None)
+        """Power off and delete; a VM vCenter no longer has (whoever deleted it) is VmNotFound."""
+        try:
+            vm = self._vm(name)
+            await self._power(vm, on=False, name=name)
+            outcome = await self._task("Destroy_Task", vm.Destroy_Task, about=(name, vm))
+            self._raise(outcome, name, "destroy")
+        except VmNotFound:
+            self.inventory.forget(name)
+            raise
+        self.inventory.forget(name)
         await self._until(lambda: name not in self.inventory.vm_ids)
 
     async def power_on(self, name: str) -> None:
-        await self._power(self._vm(name), on=True)
+        await self._power(self._vm(name), on=True, name=name)
         await self._until(lambda: (v := self.inventory.vm(name)) is not None and v.powered_on)
 
     async def power_off(self, name: str) -> None:
-        await self._power(self._vm(name), on=False)
+        await self._power(self._vm(name), on=False, name=name)
         await self._until(lambda: (v := self.inventory.vm(name)) is not None and not v.powered_on)
 
     async def migrate_vm(self, name: str, host: str) -> None:
         vm = self._vm(name)
-        await self._relocate(vm, self._host(host))
+        await self._relocate(vm, self._host(host), name)
         await self._until(lambda: (v := self.inventory.vm(name)) is not None and v.host == host)
 
     async def add_disk(self, name: str, size_gb: int) -> None:
         vm = self._vm(name)
-        devices = await self._call("RetrieveProperties", lambda: vm.config.hardware.device)
+        devices = await self._call("RetrieveProperties", lambda: vm.config.hardware.device, about=(name, vm))
         controllers = [d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)] or \
                       [d for d in devices if isinstance(d, vim.vm.device.VirtualController)
                        and not isinstance(d, (vim.vm.device.VirtualIDEController, vim.vm.device.VirtualPCIController,
@@ -388,18 +388,19 @@ class VsphereProvider:
         )
         change = vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk)
         outcome = await self._task("ReconfigVM_Task",
-                                   lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[change])))
+                                   lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[change])),
+                                   about=(name, vm))
         self._raise(outcome, name, "add a disk to")
 
     async def create_snapshot(self, name: str, snapshot: str) -> None:
         vm = self._vm(name)
         outcome = await self._task("CreateSnapshot_Task", lambda: vm.CreateSnapshot_Task(
-            name=snapshot, description="taken by corral", memory=True, quiesce=False))
+            name=snapshot, description="taken by corral", memory=True, quiesce=False), about=(name, vm))
         self._raise(outcome, name, "snapshot")
 
     async def revert_snapshot(self, name: str, snapshot: str) -> None:
         vm = self._vm(name)
-        info = await self._call("RetrieveProperties", lambda: vm.snapshot)
+        info = await self._call("RetrieveProperties", lambda: vm.snapshot, about=(name, vm))
         found = _find_snapshot(info.rootSnapshotList if info is not None else [], snapshot)
         if found is None:
             raise ProviderError(f"VM {name!r} has no snapshot named {snapshot!r}", retryable=False)
@@ -510,20 +511,25 @@ class VsphereProvider:
         raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.name!r}", retryable=False)
 
     def _vm(self, name: str) -> Any:
+        """The VM's reference: the feed's, or the clone's until the feed reports it; else VmNotFound."""
         obj = self.inventory.vm_obj(name)
         if obj is not None:
             return obj.ref
-        made = self._made.get(name)
+        made = self.inventory.made.get(name)
         if made is not None:
             return made
         raise VmNotFound(name)
 
     # -- calls and tasks -------------------------------------------------------------------
 
-    async def _call(self, label: str, fn: Callable[[], Any]) -> Any:
+    async def _call(self, label: str, fn: Callable[[], Any], *, about: tuple[str, Any] | None = None) -> Any:
+        """One call on the session; ``about`` is the (name, reference) of the VM it works on,
+        whose disappearance is :class:`VmNotFound` rather than a failure of the call."""
         try:
             return await self.session.call(label, fn)
         except vmodl.fault.ManagedObjectNotFound as exc:
+            if about is not None and _is_gone(exc, about[1]):
+                raise VmNotFound(about[0]) from exc
             raise ProviderError(f"{label}: the object is gone ({fault_message(exc)})", retryable=False) from exc
         except vmodl.MethodFault as exc:
             raise ProviderError(f"{label} failed: {fault_message(exc)}",
@@ -531,25 +537,32 @@ class VsphereProvider:
         except OSError as exc:
             raise ProviderError(f"{label}: vCenter unreachable ({type(exc).__name__})") from exc
 
-    async def _task(self, label: str, start: Callable[[], Any]) -> TaskOutcome:
+    async def _task(self, label: str, start: Callable[[], Any], *,
+                    about: tuple[str, Any] | None = None) -> TaskOutcome:
         """Start a vCenter task and wait for the feed to report it finished."""
-        task = await self._call(label, start)
+        task = await self._call(label, start, about=about)
         return await self.feed.wait_task(task, self.settings.task_timeout)
 
-    async def _relocate(self, vm: Any, target: Obj) -> None:
+    async def _relocate(self, vm: Any, target: Obj, name: str | None = None) -> None:
         spec = vim.vm.RelocateSpec(host=target.ref, pool=self._resource_pool(target))
-        outcome = await self._task("RelocateVM_Task", lambda: vm.RelocateVM_Task(spec=spec))
+        about = (name, vm) if name is not None else None
+        outcome = await self._task("RelocateVM_Task", lambda: vm.RelocateVM_Task(spec=spec), about=about)
+        if about is not None and not outcome.ok and _is_gone(outcome.fault, vm):
+            raise VmNotFound(about[0])
         if not outcome.ok:
             raise ProviderError(f"moving VM to {target.props.get('name')} failed: {outcome.error}")
 
-    async def _power(self, vm: Any, *, on: bool) -> None:
+    async def _power(self, vm: Any, *, on: bool, name: str | None = None) -> None:
         label = "PowerOnVM_Task" if on else "PowerOffVM_Task"
+        about = (name, vm) if name is not None else None
         try:
-            outcome = await self._task(label, vm.PowerOnVM_Task if on else vm.PowerOffVM_Task)
+            outcome = await self._task(label, vm.PowerOnVM_Task if on else vm.PowerOffVM_Task, about=about)
         except ProviderError as exc:
             if isinstance(exc.__cause__, vim.fault.InvalidPowerState):
                 return  # already in that state
             raise
+        if about is not None and not outcome.ok and _is_gone(outcome.fault, vm):
+            raise VmNotFound(about[0])
         if not outcome.ok and not isinstance(outcome.fault, vim.fault.InvalidPowerState):
             raise ProviderError(f"{'power on' if on else 'power off'} failed: {outcome.error}")
 
@@ -569,6 +582,12 @@ class VsphereProvider:
             if left <= 0:
                 return  # the change will arrive later; callers do not depend on it
             await self.changes.wait_past(self.changes.version, min(left, 0.5))
+
+
+def _is_gone(fault: Any, ref: Any) -> bool:
+    """Whether ``fault`` says that the object ``ref`` refers to no longer exists."""
+    return isinstance(fault, vmodl.fault.ManagedObjectNotFound) and \
+        getattr(getattr(fault, "obj", None), "_moId", None) == getattr(ref, "_moId", "")
 
 
 def _create_folder(parent: Any, name: str) -> Any:
