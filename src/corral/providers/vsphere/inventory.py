@@ -31,6 +31,7 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import HostInfo, ProviderError, ProviderVm
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.vsphere.index import ObjectIndex
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -101,6 +102,7 @@ class Inventory:
         # endpoint does not report changes to it, as vcsim does not)
         self.known_pools: dict[str, str] = {}
         self._pool_of_folder = pool_of_folder
+        self.index = ObjectIndex()  # every object by kind, name and parent (see index.py)
 
     # -- applying updates ------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class Inventory:
         self.vm_ids.clear()
         self.host_ids.clear()
         self.on_host.clear()
+        self.index.clear()
         for key, obj in objects.items():
             self._index(key, obj)
         for key, new in objects.items():
@@ -147,6 +150,7 @@ class Inventory:
 
     def _index(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
+        self.index.add(key, obj.kind, name, _ref_id(obj.props.get("parent")))
         if name is None:
             return
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
@@ -159,6 +163,7 @@ class Inventory:
 
     def _unindex(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
+        self.index.remove(key, obj.kind, name, _ref_id(obj.props.get("parent")))
         if obj.kind == "VirtualMachine":
             host = _ref_id(obj.props.get("runtime.host"))
             if host is not None and host in self.on_host:
@@ -181,9 +186,8 @@ class Inventory:
             if name:
                 touched.add(("host", name))
         elif obj.kind in ("ClusterComputeResource", "ComputeResource"):
-            me = moid(obj.ref)
-            touched.update(("host", o.props["name"]) for o in self.objects.values()
-                           if o.kind == "HostSystem" and "name" in o.props and _ref_id(o.props.get("parent")) == me)
+            hosts = (self.objects[key] for key in self.index.children(moid(obj.ref)))
+            touched.update(("host", o.props["name"]) for o in hosts if o.kind == "HostSystem" and "name" in o.props)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -198,6 +202,20 @@ class Inventory:
     def host_obj(self, name: str) -> Obj | None:
         key = self.host_ids.get(name)
         return self.objects.get(key) if key else None
+
+    def of_kind(self, kind: str) -> list[Obj]:
+        return [self.objects[key] for key in self.index.of_kind(kind)]
+
+    def named(self, kind: str, name: str) -> list[Obj]:
+        """The objects of ``kind`` named ``name`` (names are unique only among siblings)."""
+        return [self.objects[key] for key in self.index.named(kind, name)]
+
+    def children(self, parent: str) -> list[Obj]:
+        return [self.objects[key] for key in self.index.children(parent)]
+
+    def child(self, parent: str, name: str) -> list[Obj]:
+        """The objects named ``name`` whose parent is ``parent`` (a moid)."""
+        return [self.objects[key] for key in self.index.child(parent, name)]
 
     def folder_path(self, key: str | None) -> str | None:
         """The path of a VM folder below its datacenter's VM folder ("" for that folder itself)."""

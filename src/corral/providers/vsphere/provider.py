@@ -456,16 +456,12 @@ class VsphereProvider:
         return [path for path, _ in doomed]
 
     def _child_folder(self, parent: Obj, name: str) -> Obj | None:
-        me = moid(parent.ref)
-        for obj in self.inventory.objects.values():
-            if obj.kind == "Folder" and obj.props.get("name") == name and \
-                    getattr(obj.props.get("parent"), "_moId", None) == me:
-                return obj
-        return None
+        return next((obj for obj in self.inventory.child(moid(parent.ref), name) if obj.kind == "Folder"), None)
 
     def _vm_root(self) -> Obj:
-        for obj in self.inventory.objects.values():
-            if obj.kind == "Datacenter" and (not self.settings.datacenter or obj.props.get("name") == self.settings.datacenter):
+        wanted = self.settings.datacenter
+        for obj in self.inventory.named("Datacenter", wanted) if wanted else self.inventory.of_kind("Datacenter"):
+            if "vmFolder" in obj.props:
                 folder = self.inventory.objects.get(moid(obj.props["vmFolder"]))
                 if folder is not None:
                     return folder
@@ -476,16 +472,12 @@ class VsphereProvider:
     def _template(self, path: str) -> Obj | None:
         """A template by its path below the VM folder, or by its name when that is unique."""
         path = path.strip("/")
-        by_name = []
-        for key, obj in self.inventory.objects.items():
-            if obj.kind != "VirtualMachine" or not obj.props.get("config.template"):
-                continue
-            folder = self.inventory.folder_path(getattr(obj.props.get("parent"), "_moId", None))
-            full = f"{folder}/{obj.props.get('name')}" if folder else obj.props.get("name")
-            if full == path:
+        folder, _, name = path.rpartition("/")
+        for obj in self.inventory.named("VirtualMachine", name):
+            if obj.props.get("config.template") and \
+                    self.inventory.folder_path(getattr(obj.props.get("parent"), "_moId", None)) == folder:
                 return obj
-            if obj.props.get("name") == path:
-                by_name.append(obj)
+        by_name = [obj for obj in self.inventory.named("VirtualMachine", path) if obj.props.get("config.template")]
         return by_name[0] if len(by_name) == 1 else None
 
     def _host(self, name: str) -> Obj:
@@ -504,9 +496,8 @@ class VsphereProvider:
         return parent.props["resourcePool"]
 
     def _named(self, kind: str, name: str, what: str) -> Obj:
-        for obj in self.inventory.objects.values():
-            if obj.kind == kind and obj.props.get("name") == name:
-                return obj
+        for obj in self.inventory.named(kind, name):
+            return obj
         raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.name!r}", retryable=False)
 
     def _vm(self, name: str) -> Any:
