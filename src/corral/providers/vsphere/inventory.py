@@ -32,6 +32,7 @@ from pyVmomi import vim, vmodl
 from corral.providers.base import HostInfo, ProviderError, ProviderVm
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.index import ObjectIndex
+from corral.providers.vsphere.scope import Scope, owns
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -91,9 +92,13 @@ def moid(ref: Any) -> str:
 
 
 class Inventory:
-    """The local copy of the vCenter's objects, and the VM and host views built from it."""
+    """The local copy of the vCenter's objects, and the VM and host views built from it.
 
-    def __init__(self, pool_of_folder: Callable[[str], str | None]) -> None:
+    With a ``scope``, the VM views (``vm``, ``vms`` and the VMs an update touches) are only
+    the provider's own VMs (see scope.py); lookups by name and the hosts' sums see every VM.
+    """
+
+    def __init__(self, pool_of_folder: Callable[[str], str | None], scope: Scope | None = None) -> None:
         self.objects: dict[str, Obj] = {}
         self.vm_ids: dict[str, str] = {}  # VM name -> moid (templates excluded)
         self.host_ids: dict[str, str] = {}  # host name -> moid
@@ -103,6 +108,7 @@ class Inventory:
         self.known_pools: dict[str, str] = {}
         self._pool_of_folder = pool_of_folder
         self.index = ObjectIndex()  # every object by kind, name and parent (see index.py)
+        self.scope = scope
 
     # -- applying updates ------------------------------------------------------------------
 
@@ -125,10 +131,13 @@ class Inventory:
         else:
             self._unindex(key, obj)
             self._touch_related(obj, touched)  # e.g. the host a VM leaves
+            self._touch_below(obj, touched)  # a folder renamed or moved: the VMs below, as they were
         for change in update.changeSet:
             _apply_change(obj.props, change)
         self._index(key, obj)
         self._touch_related(obj, touched)
+        if kind != "enter":
+            self._touch_below(obj, touched)
 
     def replace(self, objects: dict[str, Obj], touched: set[tuple[str, str]]) -> None:
         """Swap in a fresh snapshot; touch what differs from the copy kept so far."""
@@ -136,6 +145,7 @@ class Inventory:
         differ = [key for key, old in previous.items() if objects.get(key) is None or objects[key].props != old.props]
         for key in differ:
             self._touch_related(previous[key], touched)
+            self._touch_below(previous[key], touched)
         self.objects = objects
         self.vm_ids.clear()
         self.host_ids.clear()
@@ -147,6 +157,8 @@ class Inventory:
             old = previous.get(key)
             if old is None or old.props != new.props:
                 self._touch_related(new, touched)
+            if old is not None and old.props != new.props:
+                self._touch_below(new, touched)
 
     def _index(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
@@ -177,7 +189,7 @@ class Inventory:
         """A VM change touches the VM and its host (the host's sums); a cluster, its hosts."""
         name = obj.props.get("name")
         if obj.kind == "VirtualMachine":
-            if name and not obj.props.get("config.template"):
+            if name and not obj.props.get("config.template") and self.owns(obj):
                 touched.add(("vm", name))
             host = self.name_of(_ref_id(obj.props.get("runtime.host")))
             if host:
@@ -189,7 +201,30 @@ class Inventory:
             hosts = (self.objects[key] for key in self.index.children(moid(obj.ref)))
             touched.update(("host", o.props["name"]) for o in hosts if o.kind == "HostSystem" and "name" in o.props)
 
+    def _touch_below(self, folder: Obj, touched: set[tuple[str, str]]) -> None:
+        """A folder's name or place changed: the provider's VMs below it (their pool may have)."""
+        if folder.kind != "Folder":
+            return
+        below = self.index.children(moid(folder.ref))
+        while below:
+            obj = self.objects.get(below.pop())
+            if obj is None:
+                continue
+            if obj.kind == "Folder":
+                below.extend(self.index.children(moid(obj.ref)))
+            elif obj.kind == "VirtualMachine":
+                self._touch_related(obj, touched)
+
     # -- views -----------------------------------------------------------------------------
+
+    def owns(self, obj: Obj) -> bool:
+        """Whether a VM is the provider's (every VM when the inventory has no scope)."""
+        if self.scope is None:
+            return True
+        p = obj.props
+        noted = annotation(p.get("config.annotation")).get("pool")
+        return owns(self.scope, self.folder_path(_ref_id(p.get("parent"))), noted if isinstance(noted, str) else None,
+                    p.get("name") in self.known_pools)
 
     def name_of(self, key: str | None) -> str | None:
         obj = self.objects.get(key) if key else None
@@ -235,11 +270,13 @@ class Inventory:
         return None
 
     def vm(self, name: str) -> ProviderVm | None:
+        """The provider's VM of that name (None for another provider's: see ``vm_obj``)."""
         obj = self.vm_obj(name)
-        return self._vm_view(obj) if obj is not None else None
+        return self._vm_view(obj) if obj is not None and self.owns(obj) else None
 
     def vms(self) -> list[ProviderVm]:
-        return [self._vm_view(self.objects[key]) for key in self.vm_ids.values()]
+        mine = (self.objects[key] for key in self.vm_ids.values())
+        return [self._vm_view(obj) for obj in mine if self.owns(obj)]
 
     def _vm_view(self, obj: Obj) -> ProviderVm:
         p = obj.props

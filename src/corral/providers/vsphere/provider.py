@@ -25,6 +25,7 @@ from corral.providers.base import (
 )
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.inventory import PROPERTIES, Feed, Inventory, Obj, TaskOutcome, moid
+from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session, fault_message
 from corral.providers.vsphere.settings import VspherePool, VsphereSettings
 
@@ -75,7 +76,8 @@ class VsphereProvider:
             if pool.folder:
                 folders.setdefault(pool.folder.strip("/"), []).append(pool.name)
         self._pool_by_folder = {path: names[0] for path, names in folders.items() if len(names) == 1}
-        self.inventory = Inventory(self._pool_of_folder)
+        # on a vCenter shared with other providers, only this provider's VMs are reported
+        self.inventory = Inventory(self._pool_of_folder, Scope.of(self.pools.values()))
         self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
         # VMs this provider cloned (name -> reference), for the calls that come before the feed
         # reports them
@@ -155,7 +157,8 @@ class VsphereProvider:
             return objects
 
         objects = await self._call("RetrievePropertiesEx", read)
-        snapshot = Inventory(self._pool_of_folder)
+        snapshot = Inventory(self._pool_of_folder, self.inventory.scope)
+        snapshot.known_pools = self.inventory.known_pools  # the VMs this provider cloned are its own
         snapshot.replace(objects, set())
         return snapshot
 
@@ -203,7 +206,7 @@ class VsphereProvider:
         return InventoryUpdate(
             version=self.changes.version,
             vms=vms,
-            removed_vms=[name for name in changes.vms if name not in self.inventory.vm_ids],
+            removed_vms=[name for name in changes.vms if self.inventory.vm(name) is None],  # gone, or not ours now
             hosts=[host for host in map(self.inventory.host, changes.hosts) if host is not None],
             removed_hosts=[name for name in changes.hosts if name not in self.inventory.host_ids],
         )
@@ -245,7 +248,7 @@ class VsphereProvider:
         pool = self.pools.get(spec.pool) or VspherePool(name=spec.pool, template=spec.template, folder=spec.folder,
                                                         linked_clone=False)
         try:
-            if self.inventory.vm(spec.name) is not None or spec.name in self._made:
+            if self.inventory.vm_obj(spec.name) is not None or spec.name in self._made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
                                     retryable=False)
             template = self._template(pool.template)
@@ -254,17 +257,20 @@ class VsphereProvider:
                                     error=f"template {pool.template!r} not found in vSphere provider {self.name!r}")
             folder = await self._folder(pool.folder or spec.folder)
             clone_spec = self._clone_spec(target, pool, spec, template)
+            self.inventory.known_pools[spec.name] = spec.pool  # the clone is this provider's as it enters
             outcome = await self._task("CloneVM_Task", lambda: template.ref.CloneVM_Task(
                 folder=folder, name=spec.name, spec=clone_spec))
             if not outcome.ok:
+                self.inventory.known_pools.pop(spec.name, None)
                 retryable = not isinstance(outcome.fault, NOT_RETRYABLE)
                 return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
             vm = outcome.result
             self._made[spec.name] = vm
-            self.inventory.known_pools[spec.name] = spec.pool
             await self._settle(vm, target, clone_spec.config.annotation)
             return CreateResult(spec.name, ok=True)
         except ProviderError as exc:
+            if spec.name not in self._made:  # no clone was made
+                self.inventory.known_pools.pop(spec.name, None)
             return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable)
 
     def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj) -> Any:
