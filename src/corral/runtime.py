@@ -67,6 +67,7 @@ def build_vsphere(config: Config, name: str) -> Provider:
         settings,
         pools,
         create_folders=g.create_folders,
+        create_template_delta_disks=g.create_template_delta_disks,
         purge=g.purge_unconfigured_resources or g.purge_unconfigured_folders,
         ready_port=g.ready_check_port,
         ready_timeout=g.ready_check_timeout,

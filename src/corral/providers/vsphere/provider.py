@@ -25,6 +25,7 @@ from corral.providers.base import (
 )
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.inventory import PROPERTIES, Feed, Inventory, Obj, TaskOutcome, moid
+from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
 from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session, fault_message
 from corral.providers.vsphere.settings import VspherePool, VsphereSettings
@@ -40,8 +41,8 @@ class VsphereProvider:
     ``docs/configuration.md`` what it reads.
 
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
-    folder, datastore, linked clones, domain). ``create_folders`` and ``purge`` are
-    ``:config:``'s defaults of the provider keys of those names. ``probe`` is the readiness
+    folder, datastore, linked clones, domain). ``create_folders``, ``create_template_delta_disks``
+    and ``purge`` are ``:config:``'s defaults of the provider keys of those names. ``probe`` is the readiness
     check (a TCP connect by default) and ``ready_port`` / ``ready_timeout`` its port and
     time limit.
     """
@@ -56,6 +57,7 @@ class VsphereProvider:
         pools: dict[str, VspherePool] | None = None,
         *,
         create_folders: bool = False,
+        create_template_delta_disks: bool = False,
         purge: bool = False,
         ready_port: int = 22,
         ready_timeout: float = 5.0,
@@ -65,6 +67,9 @@ class VsphereProvider:
         self.settings = settings
         self.pools = pools or {}
         self.create_folders = settings.create_folders if settings.create_folders is not None else create_folders
+        self.create_template_delta_disks = settings.create_template_delta_disks \
+            if settings.create_template_delta_disks is not None else create_template_delta_disks
+        self._snapshots = TemplateSnapshots()  # snapshots made on templates for linked clones
         self.purge = settings.purge or purge
         self.ready_port = ready_port
         self.ready_timeout = ready_timeout
@@ -251,12 +256,14 @@ class VsphereProvider:
             if self.inventory.vm_obj(spec.name) is not None or spec.name in self._made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
                                     retryable=False)
+            await self._snapshots.idle()  # a template being snapshotted is a VM for a moment
             template = self._template(pool.template)
             if template is None:
                 return CreateResult(spec.name, ok=False, retryable=False,
                                     error=f"template {pool.template!r} not found in vSphere provider {self.name!r}")
             folder = await self._folder(pool.folder or spec.folder)
-            clone_spec = self._clone_spec(target, pool, spec, template)
+            base = await self._linked_base(pool, template, target)
+            clone_spec = self._clone_spec(target, pool, spec, template, base)
             self.inventory.known_pools[spec.name] = spec.pool  # the clone is this provider's as it enters
             outcome = await self._task("CloneVM_Task", lambda: template.ref.CloneVM_Task(
                 folder=folder, name=spec.name, spec=clone_spec))
@@ -273,20 +280,49 @@ class VsphereProvider:
                 self.inventory.known_pools.pop(spec.name, None)
             return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable)
 
-    def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj) -> Any:
+    async def _linked_base(self, pool: VspherePool, template: Obj, target: Obj) -> Any:
+        """The snapshot a linked clone of ``template`` is made from; None for a full clone."""
+        key = moid(template.ref)
+        current = getattr(template.props.get("snapshot"), "currentSnapshot", None) or self._snapshots.made(key)
+        plan = clone_plan(pool.linked_clone, current is not None, self.create_template_delta_disks,
+                          self._snapshots.failed(key))
+        if plan == "linked":
+            return current
+        if plan == "snapshot":
+            return await self._snapshots.make(key, lambda: self._snapshot_template(pool.template, template, target))
+        if plan == "full_warn" and pool.template not in self._warned:
+            self._warned.add(pool.template)
+            log.warning("linked clones asked for but the template has no snapshot; making full clones "
+                        "(create_template_delta_disks would make one)",
+                        extra={"provider": self.name, "template": pool.template})
+        return None
+
+    async def _snapshot_template(self, path: str, template: Obj, target: Obj) -> Any:
+        """Snapshot a template for linked clones (once: see linked.py); logs a failure."""
+        host = self.inventory.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
+        host = host if host is not None and host.kind == "HostSystem" else target  # where it is registered
+        try:
+            snapshot = await snapshot_template(template.ref, self._resource_pool(host), host.ref, self._call, self._task)
+        except ProviderError as exc:
+            log.warning("cannot snapshot the template for linked clones; making full clones",
+                        extra={"provider": self.name, "template": path, "error": str(exc)})
+            raise
+        log.info("snapshot made for linked clones", extra={"provider": self.name, "template": path})
+        key = moid(template.ref)
+        # until the feed shows a template again, a clone would find none
+        await self._until(lambda: bool(getattr(self.inventory.objects.get(key), "props", {}).get("config.template")))
+        return snapshot
+
+    def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj, base: Any = None) -> Any:
+        """The CloneSpec; ``base`` is the snapshot of a linked clone (default: the template's current one)."""
         location = vim.vm.RelocateSpec(host=target.ref, pool=self._resource_pool(target))
         if pool.datastore:
             location.datastore = self._named("Datastore", pool.datastore, "datastore").ref
         snapshot = None
         if pool.linked_clone:
-            info = template.props.get("snapshot")
-            snapshot = getattr(info, "currentSnapshot", None)
+            snapshot = base if base is not None else getattr(template.props.get("snapshot"), "currentSnapshot", None)
             if snapshot is not None:
                 location.diskMoveType = "createNewChildDiskBacking"
-            elif pool.template not in self._warned:
-                self._warned.add(pool.template)
-                log.warning("linked clones asked for but the template has no snapshot; making full clones",
-                            extra={"provider": self.name, "template": pool.template})
         notes = {
             "name": spec.name,
             "pool": spec.pool,

@@ -45,6 +45,8 @@ class VsphereSettings(BaseModel):
         "name", description="what readiness connects to: the VM's name (domain appended) or the guest IP"
     )
     create_linked_clones: bool | None = Field(None, description="default for every pool; :config: sets it too")
+    create_template_delta_disks: bool | None = Field(
+        None, description="snapshot a template without one so its clones can be linked; :config: sets it too")
     create_folders: bool | None = None
     purge_unconfigured_resources: bool | None = None
     purge_unconfigured_folders: bool | None = None  # vmpooler's older name of the key above
