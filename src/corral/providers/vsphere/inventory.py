@@ -189,7 +189,7 @@ class Inventory:
         """A VM change touches the VM and its host (the host's sums); a cluster, its hosts."""
         name = obj.props.get("name")
         if obj.kind == "VirtualMachine":
-            if name and not obj.props.get("config.template") and self.owns(obj):
+            if name and not obj.props.get("config.template") and self.mine(obj):
                 touched.add(("vm", name))
             host = self.name_of(_ref_id(obj.props.get("runtime.host")))
             if host:
@@ -217,7 +217,7 @@ class Inventory:
 
     # -- views -----------------------------------------------------------------------------
 
-    def owns(self, obj: Obj) -> bool:
+    def mine(self, obj: Obj) -> bool:
         """Whether a VM is the provider's (every VM when the inventory has no scope)."""
         if self.scope is None:
             return True
@@ -272,11 +272,11 @@ class Inventory:
     def vm(self, name: str) -> ProviderVm | None:
         """The provider's VM of that name (None for another provider's: see ``vm_obj``)."""
         obj = self.vm_obj(name)
-        return self._vm_view(obj) if obj is not None and self.owns(obj) else None
+        return self._vm_view(obj) if obj is not None and self.mine(obj) else None
 
     def vms(self) -> list[ProviderVm]:
-        mine = (self.objects[key] for key in self.vm_ids.values())
-        return [self._vm_view(obj) for obj in mine if self.owns(obj)]
+        every = (self.objects[key] for key in self.vm_ids.values())
+        return [self._vm_view(obj) for obj in every if self.mine(obj)]
 
     def _vm_view(self, obj: Obj) -> ProviderVm:
         p = obj.props
