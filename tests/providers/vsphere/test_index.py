@@ -130,14 +130,17 @@ def test_provider_lookups_follow_renames_and_moves() -> None:
     assert provider._vm_root().ref is ROOT
     assert provider._child_folder(provider._vm_root(), "Pooled").ref is POOLED  # type: ignore[union-attr]
 
-    provider = provider_on(applied(update("modify", POOLED, name="Renamed")))
+    # the same copy, as the feed changes it: folder renamed, then moved, then the template moved
+    provider.inventory.apply(update("modify", POOLED, name="Renamed"), set())
     assert provider._template("Pooled/tmpl") is None
     assert provider._template("Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
     assert provider._child_folder(provider._vm_root(), "Pooled") is None
-
-    provider = provider_on(applied(update("modify", TEMPLATE, parent=OTHER)))
+    provider.inventory.apply(update("modify", POOLED, parent=OTHER), set())
+    assert provider._template("Other/Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
+    assert provider._template("Renamed/tmpl") is None
+    provider.inventory.apply(update("modify", TEMPLATE, parent=OTHER), set())
     assert provider._template("Other/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
-    assert provider._template("Pooled/tmpl") is None
+    assert provider._template("Other/Renamed/tmpl") is None
 
     # by bare name only while it is unique
     second = vim.VirtualMachine("vm-3")

@@ -61,7 +61,11 @@ class ObjectIndex:
 
 
 def _put(index: dict[K, Keys], at: K, key: str) -> None:
-    index.setdefault(at, {})[key] = None
+    keys = index.get(at)
+    if keys is None:
+        index[at] = {key: None}
+    else:
+        keys[key] = None
 
 
 def _drop(index: dict[K, Keys], at: K, key: str) -> None:

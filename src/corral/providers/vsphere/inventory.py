@@ -56,6 +56,7 @@ PROPERTIES: dict[type, list[str]] = {
 }
 TASK_PROPERTIES = ["info.state", "info.error", "info.result", "info.descriptionId"]
 MAX_OBJECT_UPDATES = 1000  # per update set; more arrive as a truncated set
+PATH_KINDS = ("Folder", "Datacenter")  # the objects folder paths are made of
 
 
 @dataclass(slots=True)
@@ -108,6 +109,7 @@ class Inventory:
         self.known_pools: dict[str, str] = {}
         self._pool_of_folder = pool_of_folder
         self.index = ObjectIndex()  # every object by kind, name and parent (see index.py)
+        self._paths: dict[str, str | None] = {}  # folder moid -> folder_path()
         self.scope = scope
 
     # -- applying updates ------------------------------------------------------------------
@@ -151,6 +153,7 @@ class Inventory:
         self.host_ids.clear()
         self.on_host.clear()
         self.index.clear()
+        self._paths.clear()
         for key, obj in objects.items():
             self._index(key, obj)
         for key, new in objects.items():
@@ -163,6 +166,8 @@ class Inventory:
     def _index(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
         self.index.add(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        if obj.kind in PATH_KINDS:
+            self._paths.clear()
         if name is None:
             return
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
@@ -176,6 +181,8 @@ class Inventory:
     def _unindex(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
         self.index.remove(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        if obj.kind in PATH_KINDS:
+            self._paths.clear()
         if obj.kind == "VirtualMachine":
             host = _ref_id(obj.props.get("runtime.host"))
             if host is not None and host in self.on_host:
@@ -222,9 +229,11 @@ class Inventory:
         if self.scope is None:
             return True
         p = obj.props
+        # the rule is an "or" of its inputs: the annotation is parsed only when the rest says no
+        if owns(self.scope, self.folder_path(_ref_id(p.get("parent"))), None, p.get("name") in self.known_pools):
+            return True
         noted = annotation(p.get("config.annotation")).get("pool")
-        return owns(self.scope, self.folder_path(_ref_id(p.get("parent"))), noted if isinstance(noted, str) else None,
-                    p.get("name") in self.known_pools)
+        return isinstance(noted, str) and owns(self.scope, None, noted, False)
 
     def name_of(self, key: str | None) -> str | None:
         obj = self.objects.get(key) if key else None
@@ -254,6 +263,13 @@ class Inventory:
 
     def folder_path(self, key: str | None) -> str | None:
         """The path of a VM folder below its datacenter's VM folder ("" for that folder itself)."""
+        if key is None:
+            return None
+        if key not in self._paths:  # remembered until a folder or datacenter changes
+            self._paths[key] = self._walk_up(key)
+        return self._paths[key]
+
+    def _walk_up(self, key: str | None) -> str | None:
         parts: list[str] = []
         while key:
             obj = self.objects.get(key)

@@ -41,10 +41,10 @@ class VsphereProvider:
     ``docs/configuration.md`` what it reads.
 
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
-    folder, datastore, linked clones, domain). ``create_folders``, ``create_template_delta_disks``
-    and ``purge`` are ``:config:``'s defaults of the provider keys of those names. ``probe`` is the readiness
-    check (a TCP connect by default) and ``ready_port`` / ``ready_timeout`` its port and
-    time limit.
+    folder, datastore, linked clones, domain). ``create_folders``,
+    ``create_template_delta_disks`` and ``purge`` are ``:config:``'s defaults of the provider
+    keys of those names. ``probe`` is the readiness check (a TCP connect by default) and
+    ``ready_port`` / ``ready_timeout`` its port and time limit.
     """
 
     bulk_calls = False  # vSphere clones, starts and moves one VM per call
@@ -302,7 +302,8 @@ class VsphereProvider:
         host = self.inventory.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
         host = host if host is not None and host.kind == "HostSystem" else target  # where it is registered
         try:
-            snapshot = await snapshot_template(template.ref, self._resource_pool(host), host.ref, self._call, self._task)
+            snapshot = await snapshot_template(template.ref, self._resource_pool(host), host.ref,
+                                               self._call, self._task)
         except ProviderError as exc:
             log.warning("cannot snapshot the template for linked clones; making full clones",
                         extra={"provider": self.name, "template": path, "error": str(exc)})

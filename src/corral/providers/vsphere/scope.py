@@ -46,5 +46,9 @@ def owns(scope: Scope, folder: str | None, noted_pool: str | None, cloned: bool)
         return False
     if folder == "":
         return scope.root
-    parts = folder.split("/")
-    return any("/".join(parts[:depth]) in scope.folders for depth in range(1, len(parts) + 1))
+    end = len(folder)
+    while end != -1:  # the folder, then each folder above it
+        if folder[:end] in scope.folders:
+            return True
+        end = folder.rfind("/", 0, end)
+    return False
