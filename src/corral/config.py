@@ -65,7 +65,7 @@ class GlobalSettings(_Section):
             "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
             "check_loop_delay_decay", "usage_stats",
             "extra_config",
-            "create_template_delta_disks", "manage_host_selection",
+            "manage_host_selection",
             "host_selection_max_age", "timeout_notification",
             "max_vm_retries",
             "adaptive_timeout_enabled", "connection_pool_timeout_min",
@@ -102,6 +102,9 @@ class GlobalSettings(_Section):
     # vmpooler's vSphere keys, defaults for every vSphere provider
     create_folders: bool = Field(False, description="create a pool's folder when it is missing")
     create_linked_clones: bool = Field(True, description="linked clones of the template's snapshot")
+    create_template_delta_disks: bool = Field(
+        False, description="snapshot a template that has none, once, so that its clones can be linked"
+    )
     purge_unconfigured_resources: bool = Field(False, description="destroy folders beside pool folders no pool uses")
     purge_unconfigured_folders: bool = Field(False, description="the older name of purge_unconfigured_resources")
     # corral's own keys

@@ -72,6 +72,7 @@ def build_vsphere(config: Config, name: str) -> Provider:
         settings.model_copy(update={"ready_check_address": ready.address}),  # the provider reads it there
         pools,
         create_folders=g.create_folders,
+        create_template_delta_disks=g.create_template_delta_disks,
         purge=g.purge_unconfigured_resources or g.purge_unconfigured_folders,
         ready_port=ready.port,
         ready_timeout=ready.timeout,

@@ -32,6 +32,8 @@ from pyVmomi import vim, vmodl
 from corral.providers.base import HostInfo, ProviderError, ProviderVm
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.hostfigures import HostFigures
+from corral.providers.vsphere.index import ObjectIndex
+from corral.providers.vsphere.scope import Scope, owns
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -55,6 +57,7 @@ PROPERTIES: dict[type, list[str]] = {
 }
 TASK_PROPERTIES = ["info.state", "info.error", "info.result", "info.descriptionId"]
 MAX_OBJECT_UPDATES = 1000  # per update set; more arrive as a truncated set
+PATH_KINDS = ("Folder", "Datacenter")  # the objects folder paths are made of
 
 
 @dataclass(slots=True)
@@ -91,9 +94,13 @@ def moid(ref: Any) -> str:
 
 
 class Inventory:
-    """The local copy of the vCenter's objects, and the VM and host views built from it."""
+    """The local copy of the vCenter's objects, and the VM and host views built from it.
 
-    def __init__(self, pool_of_folder: Callable[[str], str | None], *,
+    With a ``scope``, the VM views (``vm``, ``vms`` and the VMs an update touches) are only
+    the provider's own VMs (see scope.py); lookups by name and the hosts' sums see every VM.
+    """
+
+    def __init__(self, pool_of_folder: Callable[[str], str | None], scope: Scope | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.objects: dict[str, Obj] = {}
         self.figures = HostFigures(clock)  # hosts' stats times and decoded CPUs
@@ -107,6 +114,9 @@ class Inventory:
         # the calls that come in between; dropped at the feed's first report of the VM
         self.made: dict[str, Any] = {}
         self._pool_of_folder = pool_of_folder
+        self.index = ObjectIndex()  # every object by kind, name and parent (see index.py)
+        self._paths: dict[str, str | None] = {}  # folder moid -> folder_path()
+        self.scope = scope
 
     # -- applying updates ------------------------------------------------------------------
 
@@ -132,11 +142,14 @@ class Inventory:
         else:
             self._unindex(key, obj)
             self._touch_related(obj, touched)  # e.g. the host a VM leaves
+            self._touch_below(obj, touched)  # a folder renamed or moved: the VMs below, as they were
         for change in update.changeSet:
             _apply_change(obj.props, change)
         self.figures.update(key, obj.kind, update)
         self._index(key, obj)
         self._touch_related(obj, touched)
+        if kind != "enter":
+            self._touch_below(obj, touched)
 
     def replace(self, objects: dict[str, Obj], touched: set[tuple[str, str]]) -> None:
         """Swap in a fresh snapshot; touch what differs from the copy kept so far."""
@@ -144,11 +157,14 @@ class Inventory:
         differ = [key for key, old in previous.items() if objects.get(key) is None or objects[key].props != old.props]
         for key in differ:
             self._touch_related(previous[key], touched)
+            self._touch_below(previous[key], touched)
         self.figures.snapshot(previous, objects)
         self.objects = objects
         self.vm_ids.clear()
         self.host_ids.clear()
         self.on_host.clear()
+        self.index.clear()
+        self._paths.clear()
         for key, obj in objects.items():
             self._index(key, obj)
         # a VM cloned before this snapshot was read and missing from it is gone
@@ -159,9 +175,14 @@ class Inventory:
             old = previous.get(key)
             if old is None or old.props != new.props:
                 self._touch_related(new, touched)
+            if old is not None and old.props != new.props:
+                self._touch_below(new, touched)
 
     def _index(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
+        self.index.add(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        if obj.kind in PATH_KINDS:
+            self._paths.clear()
         if name is None:
             return
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
@@ -175,6 +196,9 @@ class Inventory:
 
     def _unindex(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
+        self.index.remove(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        if obj.kind in PATH_KINDS:
+            self._paths.clear()
         if obj.kind == "VirtualMachine":
             host = _ref_id(obj.props.get("runtime.host"))
             if host is not None and host in self.on_host:
@@ -188,7 +212,7 @@ class Inventory:
         """A VM change touches the VM and its host (the host's sums); a cluster, its hosts."""
         name = obj.props.get("name")
         if obj.kind == "VirtualMachine":
-            if name and not obj.props.get("config.template"):
+            if name and not obj.props.get("config.template") and self.mine(obj):
                 touched.add(("vm", name))
             host = self.name_of(_ref_id(obj.props.get("runtime.host")))
             if host:
@@ -197,9 +221,22 @@ class Inventory:
             if name:
                 touched.add(("host", name))
         elif obj.kind in ("ClusterComputeResource", "ComputeResource"):
-            me = moid(obj.ref)
-            touched.update(("host", o.props["name"]) for o in self.objects.values()
-                           if o.kind == "HostSystem" and "name" in o.props and _ref_id(o.props.get("parent")) == me)
+            hosts = (self.objects[key] for key in self.index.children(moid(obj.ref)))
+            touched.update(("host", o.props["name"]) for o in hosts if o.kind == "HostSystem" and "name" in o.props)
+
+    def _touch_below(self, folder: Obj, touched: set[tuple[str, str]]) -> None:
+        """A folder's name or place changed: the provider's VMs below it (their pool may have)."""
+        if folder.kind != "Folder":
+            return
+        below = self.index.children(moid(folder.ref))
+        while below:
+            obj = self.objects.get(below.pop())
+            if obj is None:
+                continue
+            if obj.kind == "Folder":
+                below.extend(self.index.children(moid(obj.ref)))
+            elif obj.kind == "VirtualMachine":
+                self._touch_related(obj, touched)
 
     def remember(self, name: str, ref: Any, pool: str) -> None:
         """A VM this process just cloned: its pool, and its reference until the feed reports it."""
@@ -214,6 +251,17 @@ class Inventory:
 
     # -- views -----------------------------------------------------------------------------
 
+    def mine(self, obj: Obj) -> bool:
+        """Whether a VM is the provider's (every VM when the inventory has no scope)."""
+        if self.scope is None:
+            return True
+        p = obj.props
+        # the rule is an "or" of its inputs: the annotation is parsed only when the rest says no
+        if owns(self.scope, self.folder_path(_ref_id(p.get("parent"))), None, p.get("name") in self.known_pools):
+            return True
+        noted = annotation(p.get("config.annotation")).get("pool")
+        return isinstance(noted, str) and owns(self.scope, None, noted, False)
+
     def name_of(self, key: str | None) -> str | None:
         obj = self.objects.get(key) if key else None
         return obj.props.get("name") if obj is not None else None
@@ -226,8 +274,29 @@ class Inventory:
         key = self.host_ids.get(name)
         return self.objects.get(key) if key else None
 
+    def of_kind(self, kind: str) -> list[Obj]:
+        return [self.objects[key] for key in self.index.of_kind(kind)]
+
+    def named(self, kind: str, name: str) -> list[Obj]:
+        """The objects of ``kind`` named ``name`` (names are unique only among siblings)."""
+        return [self.objects[key] for key in self.index.named(kind, name)]
+
+    def children(self, parent: str) -> list[Obj]:
+        return [self.objects[key] for key in self.index.children(parent)]
+
+    def child(self, parent: str, name: str) -> list[Obj]:
+        """The objects named ``name`` whose parent is ``parent`` (a moid)."""
+        return [self.objects[key] for key in self.index.child(parent, name)]
+
     def folder_path(self, key: str | None) -> str | None:
         """The path of a VM folder below its datacenter's VM folder ("" for that folder itself)."""
+        if key is None:
+            return None
+        if key not in self._paths:  # remembered until a folder or datacenter changes
+            self._paths[key] = self._walk_up(key)
+        return self._paths[key]
+
+    def _walk_up(self, key: str | None) -> str | None:
         parts: list[str] = []
         while key:
             obj = self.objects.get(key)
@@ -244,11 +313,13 @@ class Inventory:
         return None
 
     def vm(self, name: str) -> ProviderVm | None:
+        """The provider's VM of that name (None for another provider's: see ``vm_obj``)."""
         obj = self.vm_obj(name)
-        return self._vm_view(obj) if obj is not None else None
+        return self._vm_view(obj) if obj is not None and self.mine(obj) else None
 
     def vms(self) -> list[ProviderVm]:
-        return [self._vm_view(self.objects[key]) for key in self.vm_ids.values()]
+        every = (self.objects[key] for key in self.vm_ids.values())
+        return [self._vm_view(obj) for obj in every if self.mine(obj)]
 
     def _vm_view(self, obj: Obj) -> ProviderVm:
         p = obj.props

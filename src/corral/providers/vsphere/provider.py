@@ -25,6 +25,8 @@ from corral.providers.base import (
 )
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.inventory import PROPERTIES, Feed, Inventory, Obj, TaskOutcome, moid
+from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
+from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session, fault_message
 from corral.providers.vsphere.settings import VspherePool, VsphereSettings
 
@@ -39,10 +41,10 @@ class VsphereProvider:
     ``docs/configuration.md`` what it reads.
 
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
-    folder, datastore, linked clones, domain). ``create_folders`` and ``purge`` are
-    ``:config:``'s defaults of the provider keys of those names. ``probe`` is the readiness
-    check (a TCP connect by default) and ``ready_port`` / ``ready_timeout`` its port and
-    time limit.
+    folder, datastore, linked clones, domain). ``create_folders``,
+    ``create_template_delta_disks`` and ``purge`` are ``:config:``'s defaults of the provider
+    keys of those names. ``probe`` is the readiness check (a TCP connect by default) and
+    ``ready_port`` / ``ready_timeout`` its port and time limit.
     """
 
     bulk_calls = False  # vSphere clones, starts and moves one VM per call
@@ -55,6 +57,7 @@ class VsphereProvider:
         pools: dict[str, VspherePool] | None = None,
         *,
         create_folders: bool = False,
+        create_template_delta_disks: bool = False,
         purge: bool = False,
         ready_port: int = 22,
         ready_timeout: float = 5.0,
@@ -64,6 +67,9 @@ class VsphereProvider:
         self.settings = settings
         self.pools = pools or {}
         self.create_folders = settings.create_folders if settings.create_folders is not None else create_folders
+        self.create_template_delta_disks = settings.create_template_delta_disks \
+            if settings.create_template_delta_disks is not None else create_template_delta_disks
+        self._snapshots = TemplateSnapshots()  # snapshots made on templates for linked clones
         self.purge = settings.purge or purge
         self.ready_port = ready_port
         self.ready_timeout = ready_timeout
@@ -75,7 +81,8 @@ class VsphereProvider:
             if pool.folder:
                 folders.setdefault(pool.folder.strip("/"), []).append(pool.name)
         self._pool_by_folder = {path: names[0] for path, names in folders.items() if len(names) == 1}
-        self.inventory = Inventory(self._pool_of_folder)
+        # on a vCenter shared with other providers, only this provider's VMs are reported
+        self.inventory = Inventory(self._pool_of_folder, Scope.of(self.pools.values()))
         self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._folder_lock = asyncio.Lock()
@@ -152,7 +159,8 @@ class VsphereProvider:
             return objects
 
         objects = await self._call("RetrievePropertiesEx", read)
-        snapshot = Inventory(self._pool_of_folder)
+        snapshot = Inventory(self._pool_of_folder, self.inventory.scope)
+        snapshot.known_pools = self.inventory.known_pools  # the VMs this provider cloned are its own
         snapshot.replace(objects, set())
         return snapshot
 
@@ -200,7 +208,7 @@ class VsphereProvider:
         return InventoryUpdate(
             version=self.changes.version,
             vms=vms,
-            removed_vms=[name for name in changes.vms if name not in self.inventory.vm_ids],
+            removed_vms=[name for name in changes.vms if self.inventory.vm(name) is None],  # gone, or not ours now
             hosts=[host for host in map(self.inventory.host, changes.hosts) if host is not None],
             removed_hosts=[name for name in changes.hosts if name not in self.inventory.host_ids],
         )
@@ -241,42 +249,79 @@ class VsphereProvider:
     async def _clone(self, target: Obj, spec: VmSpec) -> CreateResult:
         pool = self.pools.get(spec.pool) or VspherePool(name=spec.pool, template=spec.template, folder=spec.folder,
                                                         linked_clone=False)
+        cloned = False
         try:
-            if self.inventory.vm(spec.name) is not None or spec.name in self.inventory.made:
+            if self.inventory.vm_obj(spec.name) is not None or spec.name in self.inventory.made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
                                     retryable=False)
+            await self._snapshots.idle()  # a template being snapshotted is a VM for a moment
             template = self._template(pool.template)
             if template is None:
                 return CreateResult(spec.name, ok=False, retryable=False,
                                     error=f"template {pool.template!r} not found in vSphere provider {self.name!r}")
             folder = await self._folder(pool.folder or spec.folder)
-            clone_spec = self._clone_spec(target, pool, spec, template)
+            base = await self._linked_base(pool, template, target)
+            clone_spec = self._clone_spec(target, pool, spec, template, base)
+            self.inventory.known_pools[spec.name] = spec.pool  # the clone is this provider's as it enters
             outcome = await self._task("CloneVM_Task", lambda: template.ref.CloneVM_Task(
                 folder=folder, name=spec.name, spec=clone_spec))
             if not outcome.ok:
+                self.inventory.known_pools.pop(spec.name, None)
                 retryable = not isinstance(outcome.fault, NOT_RETRYABLE)
                 return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
-            vm = outcome.result
+            vm, cloned = outcome.result, True
             self.inventory.remember(spec.name, vm, spec.pool)
             await self._settle(vm, target, clone_spec.config.annotation)
             return CreateResult(spec.name, ok=True)
         except ProviderError as exc:
+            if not cloned:
+                self.inventory.known_pools.pop(spec.name, None)
             return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable)
 
-    def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj) -> Any:
+    async def _linked_base(self, pool: VspherePool, template: Obj, target: Obj) -> Any:
+        """The snapshot a linked clone of ``template`` is made from; None for a full clone."""
+        key = moid(template.ref)
+        current = getattr(template.props.get("snapshot"), "currentSnapshot", None) or self._snapshots.made(key)
+        plan = clone_plan(pool.linked_clone, current is not None, self.create_template_delta_disks,
+                          self._snapshots.failed(key))
+        if plan == "linked":
+            return current
+        if plan == "snapshot":
+            return await self._snapshots.make(key, lambda: self._snapshot_template(pool.template, template, target))
+        if plan == "full_warn" and pool.template not in self._warned:
+            self._warned.add(pool.template)
+            log.warning("linked clones asked for but the template has no snapshot; making full clones "
+                        "(create_template_delta_disks would make one)",
+                        extra={"provider": self.name, "template": pool.template})
+        return None
+
+    async def _snapshot_template(self, path: str, template: Obj, target: Obj) -> Any:
+        """Snapshot a template for linked clones (once: see linked.py); logs a failure."""
+        host = self.inventory.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
+        host = host if host is not None and host.kind == "HostSystem" else target  # where it is registered
+        try:
+            snapshot = await snapshot_template(template.ref, self._resource_pool(host), host.ref,
+                                               self._call, self._task)
+        except ProviderError as exc:
+            log.warning("cannot snapshot the template for linked clones; making full clones",
+                        extra={"provider": self.name, "template": path, "error": str(exc)})
+            raise
+        log.info("snapshot made for linked clones", extra={"provider": self.name, "template": path})
+        key = moid(template.ref)
+        # until the feed shows a template again, a clone would find none
+        await self._until(lambda: bool(getattr(self.inventory.objects.get(key), "props", {}).get("config.template")))
+        return snapshot
+
+    def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj, base: Any = None) -> Any:
+        """The CloneSpec; ``base`` is the snapshot of a linked clone (default: the template's current one)."""
         location = vim.vm.RelocateSpec(host=target.ref, pool=self._resource_pool(target))
         if pool.datastore:
             location.datastore = self._named("Datastore", pool.datastore, "datastore").ref
         snapshot = None
         if pool.linked_clone:
-            info = template.props.get("snapshot")
-            snapshot = getattr(info, "currentSnapshot", None)
+            snapshot = base if base is not None else getattr(template.props.get("snapshot"), "currentSnapshot", None)
             if snapshot is not None:
                 location.diskMoveType = "createNewChildDiskBacking"
-            elif pool.template not in self._warned:
-                self._warned.add(pool.template)
-                log.warning("linked clones asked for but the template has no snapshot; making full clones",
-                            extra={"provider": self.name, "template": pool.template})
         notes = {
             "name": spec.name,
             "pool": spec.pool,
@@ -457,16 +502,12 @@ class VsphereProvider:
         return [path for path, _ in doomed]
 
     def _child_folder(self, parent: Obj, name: str) -> Obj | None:
-        me = moid(parent.ref)
-        for obj in self.inventory.objects.values():
-            if obj.kind == "Folder" and obj.props.get("name") == name and \
-                    getattr(obj.props.get("parent"), "_moId", None) == me:
-                return obj
-        return None
+        return next((obj for obj in self.inventory.child(moid(parent.ref), name) if obj.kind == "Folder"), None)
 
     def _vm_root(self) -> Obj:
-        for obj in self.inventory.objects.values():
-            if obj.kind == "Datacenter" and (not self.settings.datacenter or obj.props.get("name") == self.settings.datacenter):
+        wanted = self.settings.datacenter
+        for obj in self.inventory.named("Datacenter", wanted) if wanted else self.inventory.of_kind("Datacenter"):
+            if "vmFolder" in obj.props:
                 folder = self.inventory.objects.get(moid(obj.props["vmFolder"]))
                 if folder is not None:
                     return folder
@@ -477,16 +518,12 @@ class VsphereProvider:
     def _template(self, path: str) -> Obj | None:
         """A template by its path below the VM folder, or by its name when that is unique."""
         path = path.strip("/")
-        by_name = []
-        for key, obj in self.inventory.objects.items():
-            if obj.kind != "VirtualMachine" or not obj.props.get("config.template"):
-                continue
-            folder = self.inventory.folder_path(getattr(obj.props.get("parent"), "_moId", None))
-            full = f"{folder}/{obj.props.get('name')}" if folder else obj.props.get("name")
-            if full == path:
+        folder, _, name = path.rpartition("/")
+        for obj in self.inventory.named("VirtualMachine", name):
+            if obj.props.get("config.template") and \
+                    self.inventory.folder_path(getattr(obj.props.get("parent"), "_moId", None)) == folder:
                 return obj
-            if obj.props.get("name") == path:
-                by_name.append(obj)
+        by_name = [obj for obj in self.inventory.named("VirtualMachine", path) if obj.props.get("config.template")]
         return by_name[0] if len(by_name) == 1 else None
 
     def _host(self, name: str) -> Obj:
@@ -505,9 +542,8 @@ class VsphereProvider:
         return parent.props["resourcePool"]
 
     def _named(self, kind: str, name: str, what: str) -> Obj:
-        for obj in self.inventory.objects.values():
-            if obj.kind == kind and obj.props.get("name") == name:
-                return obj
+        for obj in self.inventory.named(kind, name):
+            return obj
         raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.name!r}", retryable=False)
 
     def _vm(self, name: str) -> Any:

@@ -51,6 +51,8 @@ class VsphereSettings(BaseModel):
     ready_check_port: int | None = Field(None, ge=1, le=65535, description="the TCP port readiness connects to")
     ready_check_timeout: float | None = Field(None, gt=0, description="seconds one readiness probe may take")
     create_linked_clones: bool | None = Field(None, description="default for every pool; :config: sets it too")
+    create_template_delta_disks: bool | None = Field(
+        None, description="snapshot a template without one so its clones can be linked; :config: sets it too")
     create_folders: bool | None = None
     purge_unconfigured_resources: bool | None = None
     purge_unconfigured_folders: bool | None = None  # vmpooler's older name of the key above
