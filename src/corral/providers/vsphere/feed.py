@@ -65,10 +65,14 @@ class Feed:
         self.update_sets = 0
         self.error: str | None = None  # why the last loop round failed, if it did
         self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vsphere-feed-{session.name}")
+        self._thread: ThreadPoolExecutor | None = None  # the loop's own thread, while it runs
         self._collector: Any = None
         self.views: list[Any] = []  # the ContainerView (and ListView) the filter reads
-        self._filters: dict[str, str] = {}  # filter moid -> "inventory" | "tasks"
+        self._filters: dict[str, str] = {}  # filter moid -> "inventory" | "tasks"; empty: build anew
+        # the collector and views made and not destroyed yet, in the order they were made, and
+        # the session generation they belong to (they die with their session)
+        self._owned: list[Any] = []
+        self._owned_generation = -1
         self._tasks: dict[str, asyncio.Future[TaskOutcome]] = {}
         self._task_states: dict[str, TaskOutcome] = {}  # finished tasks seen before anyone asked
         self._task: asyncio.Task[None] | None = None
@@ -78,16 +82,16 @@ class Feed:
 
     def start(self) -> None:
         self._stopping = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vsphere-feed-{self.session.name}")
         self._task = asyncio.create_task(self._run(), name=f"vsphere-feed-{self.session.name}")
 
     async def stop(self) -> None:
+        """End the loop and destroy the collector and views (before the session logs out)."""
         self._stopping = True
-        collector = self._collector
-        if collector is not None:
-            try:  # end the long poll now instead of after maxWaitSeconds
-                await asyncio.get_running_loop().run_in_executor(None, collector.CancelWaitForUpdates)
-            except Exception:
-                pass
+        loop = asyncio.get_running_loop()
+        # destroying the collector ends its long poll now instead of after maxWaitSeconds, and
+        # a wait that starts later fails at once
+        await loop.run_in_executor(None, self._discard)
         if self._task is not None:
             self._task.cancel()
             try:
@@ -95,7 +99,15 @@ class Feed:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None:
+            try:  # and what a build still running on the feed's thread made meanwhile
+                async with asyncio.timeout(self.session.settings.feed_max_wait + 5):
+                    await loop.run_in_executor(self._thread, self._discard)
+            except TimeoutError:
+                log.debug("vSphere change feed: its thread did not finish; objects it made are left to the logout",
+                          extra={"provider": self.session.name})
+            self._thread.shutdown(wait=False, cancel_futures=True)
+            self._thread = None
         for future in self._tasks.values():
             if not future.done():
                 future.set_exception(ProviderError("the vSphere provider closed while a task ran"))
@@ -147,14 +159,15 @@ class Feed:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        assert self._thread is not None
         version: str | None = None
         generation = -1
         backoff = 0.5
         while not self._stopping:
             try:
-                if generation != self.session.generation or self._collector is None:
+                if generation != self.session.generation or not self._filters:
                     generation = self.session.generation
-                    await loop.run_in_executor(self._thread, self._build)
+                    await loop.run_in_executor(self._thread, self._build, generation)
                     version = None
                 snapshot: dict[str, Obj] | None = {} if version is None else None
                 while True:  # one logical answer: a truncated set is read on at once
@@ -185,7 +198,7 @@ class Feed:
             except (vmodl.fault.ManagedObjectNotFound, vmodl.fault.RequestCanceled) as exc:
                 if self._stopping:
                     return
-                self._collector = None  # the collector died with its session: build a new one
+                self._filters = {}  # the collector is gone or was cancelled: build a new one
                 self.error = fault_message(exc)
             except Exception as exc:
                 if self._stopping:
@@ -197,7 +210,7 @@ class Feed:
                 self.error = fault_message(exc)
                 log.warning("vSphere change feed failed; retrying",
                             extra={"provider": self.session.name, "error": self.error})
-                self._collector = None
+                self._filters = {}
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
@@ -208,21 +221,28 @@ class Feed:
         self.session.calls["WaitForUpdatesEx"] += 1
         return self._collector.WaitForUpdatesEx(version=version, options=options)
 
-    def _build(self) -> None:
-        """A new collector with the inventory and task filters (on the feed's thread)."""
+    def _build(self, generation: int) -> None:
+        """A new collector with the inventory and task filters (on the feed's thread).
+
+        What it replaces is destroyed first; each object is owned as soon as it exists, so
+        one made by a build that fails half-way is destroyed by the next.
+        """
+        self._discard()
         content = self.session.content
-        collector = content.propertyCollector.CreatePropertyCollector()
+        self._owned_generation = generation
+        collector = self._own(content.propertyCollector.CreatePropertyCollector())
         views = content.viewManager
         if self.datacenter:
             found = content.searchIndex.FindByInventoryPath(self.datacenter)
             if not isinstance(found, vim.Datacenter):
                 raise ProviderError(f"vSphere datacenter {self.datacenter!r} not found", retryable=False)
             # the datacenter's contents, and the datacenter itself (not inside its own view)
-            self.views = [views.CreateContainerView(container=found, type=list(PROPERTIES), recursive=True),
-                          views.CreateListView(obj=[found])]
+            made = [self._own(views.CreateContainerView(container=found, type=list(PROPERTIES), recursive=True)),
+                    self._own(views.CreateListView(obj=[found]))]
         else:
-            self.views = [views.CreateContainerView(container=content.rootFolder, type=list(PROPERTIES),
-                                                    recursive=True)]
+            made = [self._own(views.CreateContainerView(container=content.rootFolder, type=list(PROPERTIES),
+                                                        recursive=True))]
+        self.views = made
         inventory = collector.CreateFilter(self.filter_spec(), partialUpdates=True)
         spec = vmodl.query.PropertyCollector
         tasks_traverse = spec.TraversalSpec(name="recent", type=vim.TaskManager, path="recentTask", skip=False)
@@ -235,6 +255,29 @@ class Feed:
         )
         self._collector = collector
         self._filters = {moid(inventory): "inventory", moid(tasks): "tasks"}
+
+    def _own(self, ref: Any) -> Any:
+        self._owned.append(ref)
+        return ref
+
+    def _discard(self) -> None:
+        """Destroy the collector (its filters with it) and the views this feed made.
+
+        Objects of a session that is gone died with it: they are dropped without a call. A
+        destroy that fails is logged at debug level and never keeps the feed from going on.
+        """
+        owned, self._owned = self._owned, []
+        self._collector, self.views, self._filters = None, [], {}
+        if self._owned_generation != self.session.generation:
+            return
+        for ref in owned:  # the collector first: its filters read the views
+            method = "DestroyPropertyCollector" if isinstance(ref, vmodl.query.PropertyCollector) else "DestroyView"
+            self.session.calls[method] += 1
+            try:
+                getattr(ref, method)()
+            except Exception as exc:
+                log.debug("vSphere change feed: destroying its collector or a view failed",
+                          extra={"provider": self.session.name, "object": moid(ref), "error": fault_message(exc)})
 
     def filter_spec(self) -> Any:
         """The inventory's filter: every object of the views, with the properties corral reads."""
