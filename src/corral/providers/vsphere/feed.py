@@ -5,20 +5,27 @@ the VMs, hosts, compute resources, resource pools, folders, datastores and datac
 one over the TaskManager's ``recentTask``. One ``WaitForUpdatesEx`` loop (on a thread of its
 own: it is a long poll) reads both. The first call (version ``""``) returns every object;
 later calls return what entered, changed (with their change ops) or left since the version
-string vCenter gave last, or nothing after ``maxWaitSeconds``; a truncated update set is
-read on at once.
+string vCenter gave last, or nothing after ``maxWaitSeconds``; the later parts of a truncated
+update set are read on at once, with ``maxWaitSeconds`` 0.
 
 The loop keeps the local copy (:class:`~corral.providers.vsphere.inventory.Inventory`) and
 records which VMs and hosts changed in a :class:`~corral.providers.changefeed.ChangeFeed`.
 When the session is lost, the loop logs in again, builds a new collector and reads a fresh
 snapshot; the snapshot is compared with the copy kept so far, and only real differences reach
-the feed: VMs that are still there never look as if they had disappeared.
+the feed: VMs that are still there never look as if they had disappeared. A call that never
+reached the vCenter is simply made again (:func:`resumable`).
+
+The collector (and its filters) and the views live in the session on the vCenter until they
+are destroyed. The feed owns each from the moment it is made and destroys what it replaces,
+and everything when it stops (before the session logs out); objects of a lost session died
+with it and are only dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,16 +59,31 @@ class TaskOutcome:
         return cls(ok=state == "success", result=result, error=fault_message(fault) if fault else None, fault=fault)
 
 
+def resumable(exc: BaseException, reading_snapshot: bool) -> bool:
+    """Whether the feed goes on with its collector and version after ``exc`` (else it builds anew).
+
+    Only a call that never reached the vCenter (the connection was refused, the name did not
+    resolve) lost nothing: the next wait asks from the same version, with no new collector and
+    no snapshot. A connection that failed later (reset, timed out, closed, an HTTP error) may
+    have lost an answer the vCenter counts as delivered, and a vSphere fault with no rule of
+    its own may mean the collector is unusable: both take a new collector and snapshot. So
+    does any failure while a snapshot is read: a collector asked for version "" again is not
+    bound to answer with every object (vcsim answers only with those it has not sent yet).
+    """
+    return not reading_snapshot and isinstance(exc, (ConnectionRefusedError, socket.gaierror))
+
+
 class Feed:
     """The WaitForUpdatesEx loop: keeps :class:`Inventory` current and resolves task waits."""
 
-    def __init__(self, session: Session, inventory: Inventory, changes: ChangeFeed, datacenter: str | None) -> None:
+    def __init__(self, session: Session, inventory: Inventory, changes: ChangeFeed, datacenter: str | None,
+                 *, first_backoff: float = 0.5) -> None:
         self.session = session
         self.inventory = inventory
         self.changes = changes
         self.datacenter = datacenter
         self.ready = asyncio.Event()  # the first snapshot is in (or the loop failed for good: ``fatal``)
-        self.snapshots = 0  # full snapshots read (1 + one per session loss)
+        self.snapshots = 0  # full snapshots read (1 + one per new collector)
         self.update_sets = 0
         self.error: str | None = None  # why the last loop round failed, if it did
         self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
@@ -69,6 +91,8 @@ class Feed:
         self._collector: Any = None
         self.views: list[Any] = []  # the ContainerView (and ListView) the filter reads
         self._filters: dict[str, str] = {}  # filter moid -> "inventory" | "tasks"; empty: build anew
+        self._version: str | None = None  # of the last update set applied; None: read a snapshot next
+        self._first_backoff = first_backoff  # seconds before the first retry after a failure, doubled per failure
         # the collector and views made and not destroyed yet, in the order they were made, and
         # the session generation they belong to (they die with their session)
         self._owned: list[Any] = []
@@ -158,43 +182,22 @@ class Feed:
     # -- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._thread is not None
-        version: str | None = None
         generation = -1
-        backoff = 0.5
+        backoff = self._first_backoff
         while not self._stopping:
             try:
                 if generation != self.session.generation or not self._filters:
                     generation = self.session.generation
-                    await loop.run_in_executor(self._thread, self._build, generation)
-                    version = None
-                snapshot: dict[str, Obj] | None = {} if version is None else None
-                while True:  # one logical answer: a truncated set is read on at once
-                    wait = 0 if snapshot is not None else self.session.settings.feed_max_wait
-                    result = await loop.run_in_executor(self._thread, self._wait, version or "", wait)
-                    if result is None:
-                        break
-                    self.update_sets += 1
-                    version = result.version
-                    self._consume(result, snapshot)
-                    if not result.truncated:
-                        break
-                if snapshot is not None:
-                    touched: set[tuple[str, str]] = set()
-                    self.inventory.replace(snapshot, touched)
-                    self._touch(touched)
-                    self.snapshots += 1
-                    self._resolve_unseen_tasks()
-                    self.ready.set()
+                    await asyncio.get_running_loop().run_in_executor(self._thread, self._build, generation)
+                await self._read()
                 self.error = None
-                backoff = 0.5
+                backoff = self._first_backoff
             except asyncio.CancelledError:
                 raise
             except vim.fault.NotAuthenticated:
                 if self._stopping:
                     return
-                await loop.run_in_executor(self._thread, self.session.relogin, generation)
+                await asyncio.get_running_loop().run_in_executor(self._thread, self.session.relogin, generation)
             except (vmodl.fault.ManagedObjectNotFound, vmodl.fault.RequestCanceled) as exc:
                 if self._stopping:
                     return
@@ -210,9 +213,43 @@ class Feed:
                 self.error = fault_message(exc)
                 log.warning("vSphere change feed failed; retrying",
                             extra={"provider": self.session.name, "error": self.error})
-                self._filters = {}
+                if not resumable(exc, reading_snapshot=self._version is None):
+                    self._filters = {}
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    async def _read(self) -> None:
+        """Read one answer, a truncated one to its last part, and apply it.
+
+        A snapshot (version ``""``) and the later parts of a truncated answer are there
+        already: they are asked for with ``maxWaitSeconds`` 0. The parts of a delta are applied
+        as they come, and the version moves with each, so a call that is made again asks for
+        what follows the last part applied. A snapshot is applied whole, once its last part is
+        in: a failure half-way applies nothing of it.
+        """
+        loop = asyncio.get_running_loop()
+        snapshot: dict[str, Obj] | None = {} if self._version is None else None
+        version, truncated = self._version or "", False
+        while True:
+            wait = 0 if snapshot is not None or truncated else self.session.settings.feed_max_wait
+            result = await loop.run_in_executor(self._thread, self._wait, version, wait)
+            if result is None:
+                break
+            self.update_sets += 1
+            version, truncated = result.version, bool(result.truncated)
+            self._consume(result, snapshot)
+            if snapshot is None:
+                self._version = version
+            if not truncated:
+                break
+        if snapshot is not None:
+            touched: set[tuple[str, str]] = set()
+            self.inventory.replace(snapshot, touched)
+            self._touch(touched)
+            self._version = version
+            self.snapshots += 1
+            self._resolve_unseen_tasks()
+            self.ready.set()
 
     def _wait(self, version: str, max_wait: int) -> Any:
         options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=max_wait,
@@ -228,6 +265,7 @@ class Feed:
         one made by a build that fails half-way is destroyed by the next.
         """
         self._discard()
+        self._version = None  # a new collector starts with a snapshot
         content = self.session.content
         self._owned_generation = generation
         collector = self._own(content.propertyCollector.CreatePropertyCollector())
