@@ -83,10 +83,20 @@ async def test_restarts_leave_one_collector_and_its_views_alive(vcsim: Vcsim, da
     try:
         feed, made = provider.feed, Made()
         made.note(feed)
+        without_views = 0
+
+        async def watch() -> None:  # a full read must always find views to read
+            nonlocal without_views
+            while True:
+                without_views += not feed.views
+                await asyncio.sleep(0.0005)
+
+        watcher = asyncio.create_task(watch())
         for _ in range(RESTARTS):
             await restart(feed)
             made.note(feed)
-        assert feed.snapshots == 1 + RESTARTS
+        watcher.cancel()
+        assert feed.snapshots == 1 + RESTARTS and without_views == 0
         assert len(made.refs) == (RESTARTS + 1) * (1 + views)  # every restart made new ones
         assert await made.alive() == (1, views)
         [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name="after", pool="p", template=TEMPLATE)])

@@ -93,10 +93,9 @@ class Feed:
         self._filters: dict[str, str] = {}  # filter moid -> "inventory" | "tasks"; empty: build anew
         self._version: str | None = None  # of the last update set applied; None: read a snapshot next
         self._first_backoff = first_backoff  # seconds before the first retry after a failure, doubled per failure
-        # the collector and views made and not destroyed yet, in the order they were made, and
-        # the session generation they belong to (they die with their session)
-        self._owned: list[Any] = []
-        self._owned_generation = -1
+        # the collector and views made and not destroyed yet, in the order they were made, each
+        # with the session generation it belongs to (it dies with its session)
+        self._owned: list[tuple[int, Any]] = []
         self._tasks: dict[str, asyncio.Future[TaskOutcome]] = {}
         self._task_states: dict[str, TaskOutcome] = {}  # finished tasks seen before anyone asked
         self._task: asyncio.Task[None] | None = None
@@ -261,25 +260,33 @@ class Feed:
     def _build(self, generation: int) -> None:
         """A new collector with the inventory and task filters (on the feed's thread).
 
-        What it replaces is destroyed first; each object is owned as soon as it exists, so
-        one made by a build that fails half-way is destroyed by the next.
+        The objects it replaces are destroyed once the new ones are in place (so a full read
+        never finds the feed without views), or when the build fails. Each new object is
+        owned as soon as it exists: one made by a build that fails half-way is destroyed by
+        the next.
         """
-        self._discard()
-        self._version = None  # a new collector starts with a snapshot
+        replaced, self._owned = self._owned, []
+        self._filters, self._version = {}, None  # a new collector starts with a snapshot
+        try:
+            self._make(generation)
+        finally:
+            self._destroy(replaced)
+
+    def _make(self, generation: int) -> None:
         content = self.session.content
-        self._owned_generation = generation
-        collector = self._own(content.propertyCollector.CreatePropertyCollector())
+        collector = self._own(generation, content.propertyCollector.CreatePropertyCollector())
         views = content.viewManager
         if self.datacenter:
             found = content.searchIndex.FindByInventoryPath(self.datacenter)
             if not isinstance(found, vim.Datacenter):
                 raise ProviderError(f"vSphere datacenter {self.datacenter!r} not found", retryable=False)
             # the datacenter's contents, and the datacenter itself (not inside its own view)
-            made = [self._own(views.CreateContainerView(container=found, type=list(PROPERTIES), recursive=True)),
-                    self._own(views.CreateListView(obj=[found]))]
+            made = [self._own(generation, views.CreateContainerView(container=found, type=list(PROPERTIES),
+                                                                    recursive=True)),
+                    self._own(generation, views.CreateListView(obj=[found]))]
         else:
-            made = [self._own(views.CreateContainerView(container=content.rootFolder, type=list(PROPERTIES),
-                                                        recursive=True))]
+            made = [self._own(generation, views.CreateContainerView(container=content.rootFolder,
+                                                                    type=list(PROPERTIES), recursive=True))]
         self.views = made
         inventory = collector.CreateFilter(self.filter_spec(), partialUpdates=True)
         spec = vmodl.query.PropertyCollector
@@ -294,21 +301,25 @@ class Feed:
         self._collector = collector
         self._filters = {moid(inventory): "inventory", moid(tasks): "tasks"}
 
-    def _own(self, ref: Any) -> Any:
-        self._owned.append(ref)
+    def _own(self, generation: int, ref: Any) -> Any:
+        self._owned.append((generation, ref))
         return ref
 
     def _discard(self) -> None:
-        """Destroy the collector (its filters with it) and the views this feed made.
+        """Destroy everything the feed made and still owns (when it stops)."""
+        owned, self._owned = self._owned, []
+        self._collector, self.views, self._filters = None, [], {}
+        self._destroy(owned)
+
+    def _destroy(self, owned: list[tuple[int, Any]]) -> None:
+        """Destroy collectors (their filters with them) and views, in the order they were made.
 
         Objects of a session that is gone died with it: they are dropped without a call. A
         destroy that fails is logged at debug level and never keeps the feed from going on.
         """
-        owned, self._owned = self._owned, []
-        self._collector, self.views, self._filters = None, [], {}
-        if self._owned_generation != self.session.generation:
-            return
-        for ref in owned:  # the collector first: its filters read the views
+        for generation, ref in owned:  # a collector before its views: its filters read them
+            if generation != self.session.generation:
+                continue
             method = "DestroyPropertyCollector" if isinstance(ref, vmodl.query.PropertyCollector) else "DestroyView"
             self.session.calls[method] += 1
             try:
