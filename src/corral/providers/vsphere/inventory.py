@@ -1,40 +1,27 @@
-"""The vCenter's inventory by change feed, and task completion through the same feed.
+"""The local copy of the vCenter's objects, and the VM and host views built from it.
 
-One PropertyCollector of the provider's own holds two filters: one over a ContainerView of
-the VMs, hosts, compute resources, resource pools, folders, datastores and datacenters, and
-one over the TaskManager's ``recentTask``. One ``WaitForUpdatesEx`` loop (on a thread of its
-own: it is a long poll) reads both. The first call (version ``""``) returns every object;
-later calls return what entered, changed (with their change ops) or left since the version
-string vCenter gave last, or nothing after ``maxWaitSeconds``; a truncated update set is
-read on at once. No property is read object by object in steady state.
-
-The loop keeps a local copy of every object's properties (:class:`Inventory`) and records
-which VMs and hosts changed in a :class:`~corral.providers.changefeed.ChangeFeed`, so the
-provider answers ``wait_for_updates`` from memory. When the session is lost, the loop logs in
-again, builds a new collector and reads a fresh snapshot; the snapshot is compared with the
-copy kept so far, and only real differences reach the feed: VMs that are still there never
-look as if they had disappeared.
+:class:`~corral.providers.vsphere.feed.Feed` keeps the copy current from one
+``WaitForUpdatesEx`` loop: :class:`Inventory` applies each update (or swaps in a fresh
+snapshot, touching only what differs from the copy kept so far) and records which VMs and
+hosts changed, so the provider answers ``wait_for_updates`` from memory. No property is read
+object by object in steady state.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
-from corral.providers.base import HostInfo, ProviderError, ProviderVm
-from corral.providers.changefeed import ChangeFeed
+from corral.providers.base import HostInfo, ProviderVm
 from corral.providers.vsphere.hostfigures import HostFigures
 from corral.providers.vsphere.index import ObjectIndex
 from corral.providers.vsphere.scope import Scope, owns
-from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
 
@@ -55,8 +42,6 @@ PROPERTIES: dict[type, list[str]] = {
     vim.Datastore: ["name"],
     vim.Datacenter: ["name", "parent", "vmFolder", "hostFolder"],
 }
-TASK_PROPERTIES = ["info.state", "info.error", "info.result", "info.descriptionId"]
-MAX_OBJECT_UPDATES = 1000  # per update set; more arrive as a truncated set
 PATH_KINDS = ("Folder", "Datacenter")  # the objects folder paths are made of
 
 
@@ -72,21 +57,6 @@ class Obj:
     def of(cls, ref: Any) -> Obj:
         """An object with no properties yet, its kind named as vSphere names it."""
         return cls(kind=type(ref).__name__.split(".")[-1], ref=ref)
-
-
-@dataclass(slots=True)
-class TaskOutcome:
-    ok: bool
-    result: Any = None
-    error: str | None = None
-    fault: Any = None
-
-    @classmethod
-    def of(cls, state: Any, result: Any, fault: Any) -> TaskOutcome | None:
-        """A finished task's outcome from its ``info``; None while it still runs."""
-        if state not in ("success", "error"):
-            return None
-        return cls(ok=state == "success", result=result, error=fault_message(fault) if fault else None, fault=fault)
 
 
 def moid(ref: Any) -> str:
@@ -388,240 +358,6 @@ class Inventory:
             memory_allocated_mb=allocated,
             stats_at=self.figures.stats_at.get(me),
         )
-
-
-class Feed:
-    """The WaitForUpdatesEx loop: keeps :class:`Inventory` current and resolves task waits."""
-
-    def __init__(self, session: Session, inventory: Inventory, changes: ChangeFeed, datacenter: str | None) -> None:
-        self.session = session
-        self.inventory = inventory
-        self.changes = changes
-        self.datacenter = datacenter
-        self.ready = asyncio.Event()  # the first snapshot is in (or the loop failed for good: ``fatal``)
-        self.snapshots = 0  # full snapshots read (1 + one per session loss)
-        self.update_sets = 0
-        self.error: str | None = None  # why the last loop round failed, if it did
-        self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"vsphere-feed-{session.name}")
-        self._collector: Any = None
-        self.views: list[Any] = []  # the ContainerView (and ListView) the filter reads
-        self._filters: dict[str, str] = {}  # filter moid -> "inventory" | "tasks"
-        self._tasks: dict[str, asyncio.Future[TaskOutcome]] = {}
-        self._task_states: dict[str, TaskOutcome] = {}  # finished tasks seen before anyone asked
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=f"vsphere-feed-{self.session.name}")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        collector = self._collector
-        if collector is not None:
-            try:  # end the long poll now instead of after maxWaitSeconds
-                await asyncio.get_running_loop().run_in_executor(None, collector.CancelWaitForUpdates)
-            except Exception:
-                pass
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-        self._thread.shutdown(wait=False, cancel_futures=True)
-        for future in self._tasks.values():
-            if not future.done():
-                future.set_exception(ProviderError("the vSphere provider closed while a task ran"))
-                future.exception()  # whoever still waits gets it; nobody waiting is fine too
-        self._tasks.clear()
-
-    # -- tasks -----------------------------------------------------------------------------
-
-    async def wait_task(self, task: Any, timeout: float) -> TaskOutcome:
-        """Wait for a vCenter task to finish, as the feed reports it (no polling of the task)."""
-        key = moid(task)
-        seen = self._task_states.pop(key, None)
-        if seen is not None:
-            return seen
-        future = self._tasks.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._tasks[key] = future
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise ProviderError(f"vSphere task {key} did not finish within {timeout:g} s") from None
-        finally:
-            if future.done():
-                self._tasks.pop(key, None)
-
-    def _task_update(self, update: Any) -> None:
-        key = moid(update.obj)
-        if update.kind == "leave":
-            return
-        props: dict[str, Any] = {}
-        for change in update.changeSet:
-            _apply_change(props, change)
-        outcome = TaskOutcome.of(props.get("info.state"), props.get("info.result"), props.get("info.error"))
-        if outcome is None:
-            return
-        future = self._tasks.get(key)
-        if future is not None:
-            if not future.done():
-                future.set_result(outcome)
-        else:
-            self._task_states[key] = outcome
-            if len(self._task_states) > 2000:  # other sessions' tasks nobody will ask about
-                for old in list(self._task_states)[:1000]:
-                    del self._task_states[old]
-
-    # -- the loop --------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        version: str | None = None
-        generation = -1
-        backoff = 0.5
-        while not self._stopping:
-            try:
-                if generation != self.session.generation or self._collector is None:
-                    generation = self.session.generation
-                    await loop.run_in_executor(self._thread, self._build)
-                    version = None
-                snapshot: dict[str, Obj] | None = {} if version is None else None
-                while True:  # one logical answer: a truncated set is read on at once
-                    wait = 0 if snapshot is not None else self.session.settings.feed_max_wait
-                    result = await loop.run_in_executor(self._thread, self._wait, version or "", wait)
-                    if result is None:
-                        break
-                    self.update_sets += 1
-                    version = result.version
-                    self._consume(result, snapshot)
-                    if not result.truncated:
-                        break
-                if snapshot is not None:
-                    touched: set[tuple[str, str]] = set()
-                    self.inventory.replace(snapshot, touched)
-                    self._touch(touched)
-                    self.snapshots += 1
-                    self._resolve_unseen_tasks()
-                    self.ready.set()
-                self.error = None
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except vim.fault.NotAuthenticated:
-                if self._stopping:
-                    return
-                await loop.run_in_executor(self._thread, self.session.relogin, generation)
-            except (vmodl.fault.ManagedObjectNotFound, vmodl.fault.RequestCanceled) as exc:
-                if self._stopping:
-                    return
-                self._collector = None  # the collector died with its session: build a new one
-                self.error = fault_message(exc)
-            except Exception as exc:
-                if self._stopping:
-                    return
-                if isinstance(exc, ProviderError) and not exc.retryable:  # e.g. no such datacenter
-                    self.fatal, self.error = exc, str(exc)
-                    self.ready.set()
-                    return
-                self.error = fault_message(exc)
-                log.warning("vSphere change feed failed; retrying",
-                            extra={"provider": self.session.name, "error": self.error})
-                self._collector = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    def _wait(self, version: str, max_wait: int) -> Any:
-        options = vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=max_wait,
-                                                            maxObjectUpdates=MAX_OBJECT_UPDATES)
-        self.session.last_call = time.monotonic()
-        self.session.calls["WaitForUpdatesEx"] += 1
-        return self._collector.WaitForUpdatesEx(version=version, options=options)
-
-    def _build(self) -> None:
-        """A new collector with the inventory and task filters (on the feed's thread)."""
-        content = self.session.content
-        collector = content.propertyCollector.CreatePropertyCollector()
-        views = content.viewManager
-        if self.datacenter:
-            found = content.searchIndex.FindByInventoryPath(self.datacenter)
-            if not isinstance(found, vim.Datacenter):
-                raise ProviderError(f"vSphere datacenter {self.datacenter!r} not found", retryable=False)
-            # the datacenter's contents, and the datacenter itself (not inside its own view)
-            self.views = [views.CreateContainerView(container=found, type=list(PROPERTIES), recursive=True),
-                          views.CreateListView(obj=[found])]
-        else:
-            self.views = [views.CreateContainerView(container=content.rootFolder, type=list(PROPERTIES),
-                                                    recursive=True)]
-        inventory = collector.CreateFilter(self.filter_spec(), partialUpdates=True)
-        spec = vmodl.query.PropertyCollector
-        tasks_traverse = spec.TraversalSpec(name="recent", type=vim.TaskManager, path="recentTask", skip=False)
-        tasks = collector.CreateFilter(
-            spec.FilterSpec(
-                objectSet=[spec.ObjectSpec(obj=content.taskManager, skip=True, selectSet=[tasks_traverse])],
-                propSet=[spec.PropertySpec(type=vim.Task, pathSet=TASK_PROPERTIES)],
-            ),
-            partialUpdates=True,
-        )
-        self._collector = collector
-        self._filters = {moid(inventory): "inventory", moid(tasks): "tasks"}
-
-    def filter_spec(self) -> Any:
-        """The inventory's filter: every object of the views, with the properties corral reads."""
-        spec = vmodl.query.PropertyCollector
-        objects = []
-        for view in self.views:
-            kind = vim.view.ListView if isinstance(view, vim.view.ListView) else vim.view.ContainerView
-            traverse = spec.TraversalSpec(name="view", type=kind, path="view", skip=False)
-            objects.append(spec.ObjectSpec(obj=view, skip=True, selectSet=[traverse]))
-        prop_sets = [spec.PropertySpec(type=t, pathSet=paths) for t, paths in PROPERTIES.items()]
-        return spec.FilterSpec(objectSet=objects, propSet=prop_sets)
-
-    def _consume(self, result: Any, snapshot: dict[str, Obj] | None) -> None:
-        touched: set[tuple[str, str]] = set()
-        for filter_update in result.filterSet or []:
-            which = self._filters.get(moid(filter_update.filter))
-            for update in filter_update.objectSet or []:
-                if which == "tasks":
-                    self._task_update(update)
-                elif snapshot is not None:
-                    obj = Obj.of(update.obj)
-                    for change in update.changeSet:
-                        _apply_change(obj.props, change)
-                    snapshot[moid(update.obj)] = obj
-                else:
-                    self.inventory.apply(update, touched)
-        if touched:
-            self._touch(touched)
-
-    def _touch(self, touched: set[tuple[str, str]]) -> None:
-        """Tell the change feed which VMs and hosts changed."""
-        for kind, name in touched:
-            self.changes.touch(kind, name)  # type: ignore[arg-type]
-
-    def _resolve_unseen_tasks(self) -> None:
-        """After a fresh snapshot, tasks asked about but not reported are read once directly."""
-        for key, future in list(self._tasks.items()):
-            if not future.done():
-                asyncio.create_task(self._read_task(key, future))
-
-    async def _read_task(self, key: str, future: asyncio.Future[TaskOutcome]) -> None:
-        task = vim.Task(key, self.session.si._stub)
-        try:
-            info = await self.session.call("RetrieveProperties", lambda: task.info)
-        except Exception:
-            return
-        outcome = TaskOutcome.of(info.state, info.result, info.error)
-        if outcome is not None and not future.done():
-            future.set_result(outcome)
 
 
 def annotation(text: Any) -> dict[str, Any]:
