@@ -110,3 +110,19 @@ def test_an_empty_dns_configs_section_or_entry_loads():
     pools = [{"name": "p", "template": "t", "size": 1, "dns_plugin": "x"}]
     config, warnings = parse_config({**SIM_ONLY, ":dns_configs": {":x": None}, ":pools": pools})
     assert config.domain_pools()[0].domain is None and warnings == []
+
+
+@pytest.mark.parametrize(("dns_configs", "global_domain", "expected"), [
+    ({}, None, None),
+    ({}, "global.example", "global.example"),
+    ({"only": {"dns_class": "dynamic-dns", "domain": "only.example"}}, "global.example", "only.example"),
+    ({"a": {"domain": "a.example"}, "b": {"domain": "b.example"}}, "global.example", "global.example"),
+])
+def test_the_default_domain_is_what_a_pool_without_domain_or_plugin_gets(dns_configs, global_domain, expected):
+    """The API's answer for a VM whose pool is gone falls back to this, as pools do."""
+    config, _ = parse_config({":config": {"domain": global_domain} if global_domain else {},
+                              ":dns_configs": dns_configs,
+                              ":providers": {"sim": {"provider_class": "sim"}},
+                              ":pools": [{"name": "p", "template": "t", "size": 0}]})
+    assert config.default_domain == expected
+    assert config.domain_pools()[0].domain == expected

@@ -420,6 +420,11 @@ class Config(_Section):
         """The domain of each ``:dns_configs:`` entry, by name."""
         return {name: entry.domain for name, entry in self.dns_configs.items()}
 
+    @property
+    def default_domain(self) -> str | None:
+        """The domain of a pool that sets none and names no ``dns_plugin``."""
+        return pool_domain(None, None, self.dns_domains, self.config.domain)
+
     def domain_pools(self) -> list[Pool]:
         """The pools as the lifecycle code sees them, in seconds."""
         g, dns = self.config, self.dns_domains

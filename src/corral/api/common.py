@@ -72,7 +72,7 @@ class Version:
 
 def domain_of(service: Service, pool: str) -> str | None:
     p = service.manager.pools.get(pool)
-    return p.domain if p is not None else service.config.config.domain
+    return p.domain if p is not None else service.config.default_domain
 
 
 def hostname(service: Service, version: Version, vm: Vm) -> str:
@@ -84,11 +84,12 @@ def hostname(service: Service, version: Version, vm: Vm) -> str:
 
 def v1_domain(service: Service, vms: list[Vm]) -> str | None:
     """The domain a v1 answer reports: that of the first VM's pool with one (a pool's own
-    domain, else ``:config:``'s), so it agrees with the VM's FQDN; the global one without VMs."""
+    domain, its dns plugin's, else ``:config:``'s), so it agrees with the VM's FQDN; the
+    default one without VMs."""
     for vm in vms:
         if domain := domain_of(service, vm.pool):
             return domain
-    return service.config.config.domain
+    return service.config.default_domain
 
 
 # -- request bodies ------------------------------------------------------------------------------
