@@ -51,6 +51,11 @@ def test_a_tiny_run_fills_every_pool_on_one_session_against_one_per_pool(tmp_pat
         if label == "floor":  # no corral: one bare session, no feed, no runner
             assert "WaitForUpdatesEx" not in calls and run["providers"] == run["runner_calls"] == 0
             assert run["logins"] == 1 and run["probes"] == 4 and steps["store_s"] == 0
+            # the VMs' calls only: each task, one read of each task and one of each clone
+            tasks = sum(calls.get(t, 0) for t in ("CloneVM_Task", "RelocateVM_Task", "ReconfigVM_Task",
+                                                  "PowerOnVM_Task"))
+            assert calls == {**{t: n for t, n in calls.items() if t.endswith("_Task")},
+                             "RetrievePropertiesEx": tasks + 4}
         else:
             assert calls["WaitForUpdatesEx"] >= run["providers"] and run["logins"] == run["providers"]
             assert run["runner_calls"] == 4  # one VM per call

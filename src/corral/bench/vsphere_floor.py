@@ -38,7 +38,8 @@ one session (``SmartConnect``), no corral manager, store, runner, placement or c
    under a millisecond on loopback, so it is kept: it is part of the result, ``ready``.
 
 The clock runs from the login (included, as corral's includes its start) to the last probe.
-The vSphere calls are counted per method at the session's SOAP stub.
+The VMs' vSphere calls are counted per method at the session's SOAP stub (the login and the
+look-up are not, as corral's providers do not count theirs).
 """
 
 from __future__ import annotations
@@ -219,9 +220,9 @@ async def _floor(sim: Vcsim, *, template: str, vms: int, task_limit: int, extra_
     si = None
     try:
         si = await loop.run_in_executor(pool, sim.connect)
-        counter = CallCounter(si)
         place = await loop.run_in_executor(pool, look_up, si, template)
         connected = time.perf_counter()
+        counter = CallCounter(si)  # the VMs' calls, as corral's providers count theirs (not the login's)
 
         async def one(i: int) -> None:
             nonlocal in_flight, peak
@@ -244,6 +245,7 @@ async def _floor(sim: Vcsim, *, template: str, vms: int, task_limit: int, extra_
         await asyncio.gather(*(one(i) for i in range(vms)))
         finished = time.perf_counter()
         cpu1 = cpu()
+        calls = dict(sorted(counter.calls.items()))
     finally:
         watch.stop()
         try:
@@ -253,7 +255,7 @@ async def _floor(sim: Vcsim, *, template: str, vms: int, task_limit: int, extra_
             pool.shutdown(wait=False)
             await listener.close()
     return FloorRun(wall_s=finished - started, start_s=connected - started, vms=times,
-                    calls=dict(sorted(counter.calls.items())), peak_in_flight=peak, peak_sessions=watch.peak,
+                    calls=calls, peak_in_flight=peak, peak_sessions=watch.peak,
                     session_samples=len(watch.counts), probes=len(listener.asked), cpu_s=cpu1[0] - cpu0[0],
                     vcsim_cpu_s=cpu1[1] - cpu0[1])
 
