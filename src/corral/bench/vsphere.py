@@ -13,7 +13,10 @@ and delay:
   ``concurrency`` ``task_limit // pools`` (1 by default), so the calls in flight are the same
   (vmpooler: task_limit 10 and a pool of max(pools, task_limit, 2) = 10 connections, one
   session each). Each of these providers runs its own change feed, as corral's provider does;
-- **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still.
+- **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still;
+- **floor**: the same clones with no corral at all, through one bare pyvmomi session
+  (:mod:`corral.bench.vsphere_floor`, which also says what bounds a fill on vcsim); corral's
+  wall time over the floor's has a target, at most 1.3.
 
 The clock runs from the manager's start (providers connecting included) until every VM is
 ``ready`` in the store. A thread polls vcsim's session list every 50 ms through an observer
@@ -21,7 +24,8 @@ session of its own (not counted) and keeps the peak. vcsim runs no guests: clone
 extraConfig key that makes vcsim report VMware Tools running, and the readiness probe
 connects to a TCP listener of this benchmark instead of the guests' port 22.
 
-The results and tables are in :mod:`corral.bench.vsphere_report`.
+Every VM of every run is timed step by step (:mod:`corral.bench.vsphere_timeline`). The results
+and tables are in :mod:`corral.bench.vsphere_report`.
 """
 
 from __future__ import annotations

@@ -262,7 +262,8 @@ SECTION_INTRO = SECTION_HEADING + _paragraph(
     "vcsim, VMware's vCenter simulator, with 10 hosts in one cluster and every `CloneVM_Task` call held "
     "2 s (vcsim's method delay; the delays of concurrent calls overlap). The real pool manager (sqlite "
     "store in a temporary directory, the real runner, scheduler and inventory) fills 10 pools × 20 VMs "
-    "from empty, three times, each on a fresh vcsim with the same hosts and template: *corral*, one "
+    "from empty, three times, each on a fresh vcsim with the same hosts and template (a fourth run, the "
+    "floor, is described under the second table): *corral*, one "
     "vSphere provider, so one session, serving every pool, task_limit 10 and provider concurrency 10; "
     "*baseline*, vmpooler's model of one session per pool: one provider per pool, each with concurrency "
     "1, so the same 10 calls in flight over 10 sessions (vmpooler: task_limit 10 and a pool of "
@@ -276,8 +277,9 @@ SECTION_INTRO = SECTION_HEADING + _paragraph(
     "vcsim also ignores the clone spec's host, annotation and power-on: a clone lands on its template's "
     "host, powered off, so the provider follows up with `RelocateVM_Task` (unless the chosen host is the "
     "template's), `ReconfigVM_Task` for the annotation and `PowerOnVM_Task`, up to three more tasks per "
-    "VM, each about 250 ms because vcsim's property feed ticks every 250 ms; against a real vCenter the "
-    "clone call does all three and the provider only reads the result."
+    "VM, each seen finished when vcsim's change feed reports it, at its next 250 ms tick at the earliest "
+    "(the floor's table shows how long it takes); against a real vCenter the clone call does all three and "
+    "the provider only reads the result."
 )
 
 FLOOR_TABLE_HEADER = (
