@@ -359,7 +359,8 @@ def bench_vsphere(
     output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """Fill pools on vcsim with one vCenter session for every pool against one session per pool
-    (vmpooler's model): wall time, peak sessions and vSphere calls."""
+    (vmpooler's model) and against the floor (the same clones through one bare pyvmomi session):
+    wall time, where each VM's time goes, peak sessions and vSphere calls."""
     from corral.bench.vcsim import VcsimUnavailable
     from corral.bench.vsphere import VsphereBenchSettings, run_vsphere
 

@@ -13,7 +13,10 @@ and delay:
   ``concurrency`` ``task_limit // pools`` (1 by default), so the calls in flight are the same
   (vmpooler: task_limit 10 and a pool of max(pools, task_limit, 2) = 10 connections, one
   session each). Each of these providers runs its own change feed, as corral's provider does;
-- **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still.
+- **wide** (``--wide``): corral with ``wide_limit`` (40) in flight, on its one session still;
+- **floor**: the same clones with no corral at all, through one bare pyvmomi session
+  (:mod:`corral.bench.vsphere_floor`, which also says what bounds a fill on vcsim); corral's
+  wall time over the floor's has a target, at most 1.3.
 
 The clock runs from the manager's start (providers connecting included) until every VM is
 ``ready`` in the store. A thread polls vcsim's session list every 50 ms through an observer
@@ -21,7 +24,8 @@ session of its own (not counted) and keeps the peak. vcsim runs no guests: clone
 extraConfig key that makes vcsim report VMware Tools running, and the readiness probe
 connects to a TCP listener of this benchmark instead of the guests' port 22.
 
-The results and tables are in :mod:`corral.bench.vsphere_report`.
+Every VM of every run is timed step by step (:mod:`corral.bench.vsphere_timeline`). The results
+and tables are in :mod:`corral.bench.vsphere_report`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,9 @@ from typing import Any
 from corral.bench.inventory_report import machine
 from corral.bench.massrun import quiet_logs
 from corral.bench.vcsim import Listener, SessionWatch, Vcsim
+from corral.bench.vsphere_floor import measure_floor
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
+from corral.bench.vsphere_timeline import Timeline, mean_steps, slot_use
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
@@ -126,14 +133,15 @@ class InFlight:
 
 
 def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Listener,
-                   in_flight: InFlight) -> dict[str, Provider]:
+                   in_flight: InFlight, timeline: Timeline) -> dict[str, Provider]:
     """One provider per distinct ``pool.provider``, serving the pools that name it."""
     out: dict[str, Provider] = {}
     for name in dict.fromkeys(p.provider for p in pools):
         mine = {p.name: vsphere_pool(p) for p in pools if p.provider == name}
         settings = VsphereSettings.model_validate(sim.settings(concurrency=concurrency, feed_max_wait=FEED_MAX_WAIT))
-        provider = VsphereProvider(name, settings, mine, probe=listener.probe)
+        provider = VsphereProvider(name, settings, mine, probe=timeline.probe(listener.probe))
         in_flight.watch(provider)
+        timeline.watch(provider)
         out[name] = provider
     return out
 
@@ -149,7 +157,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
     listener = Listener()
     await listener.start()
     in_flight = InFlight()
-    providers = make_providers(sim, pools, concurrency, listener, in_flight)
+    timeline = Timeline()
+    providers = make_providers(sim, pools, concurrency, listener, in_flight, timeline)
     watch = SessionWatch(sim)
     watch.start()
     limit_s = 120.0 + 10 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit  # a run this long has hung
@@ -162,6 +171,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
         say(f"{label}: {len(providers)} provider{'s' if len(providers) > 1 else ''}, concurrency {concurrency}, "
             f"task_limit {task_limit}: filling {s.pools} pools × {s.vms_per_pool} VMs ...")
         started = time.perf_counter()
+        offset = time.time() - started
         cpu = time.process_time(), cpu_seconds(sim.process.pid)
         try:
             await manager.start()
@@ -184,6 +194,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 assert isinstance(provider, VsphereProvider)
                 calls.update(provider.session.calls)
             sessions = [p.session for p in providers.values() if isinstance(p, VsphereProvider)]
+            timeline.readied({v.name: v.ready_at for v in store.list_vms() if v.ready_at is not None}, offset)
+            vms = list(timeline.vms.values())
             result = RunResult(
                 label=label, providers=len(providers), concurrency=concurrency, task_limit=task_limit,
                 vms=s.vms, ready=ready, wall_s=finished - started, start_s=connected - started, peak_sessions=peak,
@@ -191,7 +203,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
                 clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
                 probes=len(listener.asked), peak_creates=in_flight.peak, corral_cpu_s=corral_cpu,
-                vcsim_cpu_s=vcsim_cpu,
+                vcsim_cpu_s=vcsim_cpu, steps=mean_steps(vms), slot_use=slot_use(vms, task_limit, finished - started),
             )
         finally:
             watch.stop()
@@ -203,15 +215,39 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
     return result
 
 
-def run_one(s: VsphereBenchSettings, say: Say, **kwargs: Any) -> RunResult:
-    """One run on a fresh vcsim with the bench's hosts, template and clone delay."""
+@contextmanager
+def fresh_vcsim(s: VsphereBenchSettings) -> Iterator[Vcsim]:
+    """A new vcsim with the bench's hosts, template and clone delay."""
     delays = {"CloneVM_Task": s.clone_delay_ms} if s.clone_delay_ms else None
     sim = Vcsim(clusters=1, hosts=s.hosts, vms=0, delays=delays)
     try:
         sim.make_template(TEMPLATE, snapshot=None, memory_mb=TEMPLATE_MEMORY_MB)
-        return asyncio.run(fill(sim, s, say=say, **kwargs))
+        yield sim
     finally:
         sim.close()
+
+
+def run_one(s: VsphereBenchSettings, say: Say, **kwargs: Any) -> RunResult:
+    """One run on a fresh vcsim with the bench's hosts, template and clone delay."""
+    with fresh_vcsim(s) as sim:
+        return asyncio.run(fill(sim, s, say=say, **kwargs))
+
+
+def run_floor(s: VsphereBenchSettings, say: Say) -> RunResult:
+    """The floor (:mod:`corral.bench.vsphere_floor`) on a fresh vcsim: the same clones, one bare session."""
+    say(f"floor: one pyvmomi session, {s.task_limit} threads, no corral: {s.vms} clones ...")
+    with fresh_vcsim(s) as sim:
+        pid = sim.process.pid
+        run = measure_floor(sim, template=TEMPLATE, vms=s.vms, task_limit=s.task_limit,
+                            extra_config=dict(TOOLS_RUNNING), cpu=lambda: (time.process_time(), cpu_seconds(pid)))
+    ready = sum(vm.ready is not None for vm in run.vms)
+    say(f"floor: {run.wall_s:.1f} s, {ready}/{s.vms} ready")
+    return RunResult(
+        label="floor", providers=0, concurrency=s.task_limit, task_limit=s.task_limit, vms=s.vms, ready=ready,
+        wall_s=run.wall_s, start_s=run.start_s, peak_sessions=run.peak_sessions, session_samples=run.session_samples,
+        calls=run.calls, logins=1, clone_failures=sum(vm.error is not None for vm in run.vms), probes=run.probes,
+        peak_creates=run.peak_in_flight, corral_cpu_s=run.cpu_s, vcsim_cpu_s=run.vcsim_cpu_s,
+        steps=mean_steps(run.vms), slot_use=slot_use(run.vms, s.task_limit, run.wall_s))
 
 
 def run_vsphere(settings: VsphereBenchSettings, progress: Say | None = None) -> VsphereBenchResult:
@@ -221,6 +257,7 @@ def run_vsphere(settings: VsphereBenchSettings, progress: Say | None = None) -> 
     with quiet_logs():
         runs.append(run_one(settings, say, label="corral", per_pool=False, concurrency=settings.task_limit,
                             task_limit=settings.task_limit))
+        runs.append(run_floor(settings, say))
         runs.append(run_one(settings, say, label="baseline", per_pool=True,
                             concurrency=settings.baseline_concurrency, task_limit=settings.task_limit))
         if settings.wide:
