@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from corral.config_dns import DnsConfigs, DomainName, check_dns_plugins, dns_warnings, pool_domain
-from corral.config_errors import format_errors
+from corral.config_errors import checked_by, format_errors
 from corral.config_keys import PROVIDER_RULES, Rule, key_problems, section_index, unknown_key_line
 from corral.config_safe import REDACTED, debug_enabled
 from corral.config_yaml import describe_yaml_error, read_yaml, spelling_clashes
@@ -220,15 +220,8 @@ class ProviderSettings(_Section):
     provider_class: str | None = None
 
 
-def _pool_name(value: str) -> str:
-    problem = pool_name_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 #: A pool name or alias, as the API accepts it (see :mod:`corral.domain.names`).
-PoolName = Annotated[str, AfterValidator(_pool_name)]
+PoolName = Annotated[str, checked_by(pool_name_problem)]
 
 
 class PoolSettings(_Section):

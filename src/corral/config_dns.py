@@ -17,7 +17,9 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from corral.config_errors import checked_by
 
 __all__ = ["DnsConfig", "DnsConfigs", "DomainName", "check_dns_plugins", "default_dns_plugin", "dns_warnings",
            "pool_domain"]
@@ -33,15 +35,8 @@ def domain_problem(value: str) -> str | None:
     return None
 
 
-def _domain(value: str) -> str:
-    problem = domain_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 #: ``example.com``: what is appended to a VM's name to make its FQDN.
-DomainName = Annotated[str, AfterValidator(_domain)]
+DomainName = Annotated[str, checked_by(domain_problem)]
 
 
 class DnsConfig(BaseModel):

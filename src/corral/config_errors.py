@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from corral.config_safe import shown_input
 
@@ -66,3 +66,15 @@ def _rule(err: Any) -> str:
                  "string": "a string", "dict": "a mapping", "model": "a mapping", "list": "a list"}
         return f"must be {names.get(wanted, wanted)}"
     return str(err.get("msg", kind)).lower().removeprefix("value error, ")
+
+
+def checked_by(problem: Callable[[str], str | None]) -> AfterValidator:
+    """A validator that refuses a string ``problem`` finds fault with, in ``problem``'s words."""
+
+    def check(value: str) -> str:
+        found = problem(value)
+        if found:
+            raise ValueError(found)
+        return value
+
+    return AfterValidator(check)
