@@ -56,6 +56,12 @@ class Made:
         return collectors, len(live) - collectors
 
 
+async def task_loop_ready(feed: Feed) -> None:
+    """Connecting waits for the inventory's first snapshot; this waits for the task loop's too."""
+    async with asyncio.timeout(5):
+        await feed.tasks.ready.wait()
+
+
 async def until(check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -91,6 +97,7 @@ async def test_restarts_leave_two_collectors_and_the_views_alive(vcsim: Vcsim, d
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         without_views = 0
 
@@ -125,6 +132,7 @@ async def test_objects_destroyed_behind_the_feeds_back_do_not_stop_the_rebuild(
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         snapshots = feed.snapshots
         # the view first, then the collector: that ends the pending wait, and the feed's own
@@ -147,6 +155,7 @@ async def test_objects_of_a_lost_session_are_dropped_without_a_call(vcsim: Vcsim
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         vcsim.terminate_sessions()
         await until(lambda: feed.snapshots == feed.tasks.snapshots == 2, 5)
