@@ -3,10 +3,11 @@
 vcsim ignores ``maxObjectUpdates`` (it never answers with a truncated update set) and cannot
 drop a connection on demand. :class:`FakeVcenter` is a pyvmomi stub: managed objects bound to
 it send their method calls to :meth:`FakeVcenter.InvokeMethod`, so the feed runs its real
-code on real pyvmomi objects. ``WaitForUpdatesEx`` answers from a script of :class:`Part`
-(real ``UpdateSet`` objects made when they are served) and exceptions; once the script is
-spent it waits like an idle vCenter, until ``maxWaitSeconds`` pass or the collector is
-destroyed.
+code on real pyvmomi objects. ``WaitForUpdatesEx`` on the inventory's collector answers from
+a script of :class:`Part` (real ``UpdateSet`` objects made when they are served) and
+exceptions; once the script is spent it waits like an idle vCenter, until ``maxWaitSeconds``
+pass or the collector is destroyed. The task loop's collector (its filter reads the
+TaskManager) answers from a script of its own, by default one empty snapshot, then waits idle.
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ def vm(key: str, name: str, host: Any, power: str = "poweredOn") -> Any:
 @dataclass
 class FakeVcenter:
     script: list[Part | BaseException]
+    task_script: list[Part | BaseException] = field(default_factory=lambda: [Part("t0", [])])
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, moid of the object called)
-    waits: list[tuple[str, int]] = field(default_factory=list)  # (version, maxWaitSeconds) per wait
+    waits: list[tuple[str, int]] = field(default_factory=list)  # (version, maxWaitSeconds) per inventory wait
+    # the collectors made, by what their filter reads ("inventory" | "tasks"), in order
+    collectors: dict[str, list[str]] = field(default_factory=lambda: {"inventory": [], "tasks": []})
     at_gate: threading.Event = field(default_factory=threading.Event)
     idle: threading.Event = field(default_factory=threading.Event)  # set once the script is spent
 
     def __post_init__(self) -> None:
         self._script: deque[Part | BaseException] = deque(self.script)
+        self._task_script: deque[Part | BaseException] = deque(self.task_script)
         self._serial = itertools.count(1)
         self._filters: dict[str, list[Any]] = {}  # collector moid -> its filters, in order
         self._cancelled: dict[str, threading.Event] = {}  # collector moid -> set once destroyed
@@ -97,6 +102,8 @@ class FakeVcenter:
         if name == "CreateFilter":
             made = PC.Filter(f"filter-{next(self._serial)}", self)
             self._filters.setdefault(mo._moId, []).append(made)
+            reads = args[0].objectSet[0].obj
+            self.collectors["tasks" if isinstance(reads, vim.TaskManager) else "inventory"].append(mo._moId)
             return made
         if name == "CreateContainerView":
             return vim.view.ContainerView(f"view-{next(self._serial)}", self)
@@ -110,22 +117,28 @@ class FakeVcenter:
             if mo._moId in self._destroyed:
                 raise vmodl.fault.ManagedObjectNotFound(obj=mo)
             version, options = args
+            cancelled = self._cancelled[mo._moId]
+            if mo._moId in self.collectors["tasks"]:
+                return self._answer(self._task_script, self._filters[mo._moId][0], cancelled, options.maxWaitSeconds)
             self.waits.append((version, options.maxWaitSeconds))
-            return self._answer(self._filters[mo._moId][0], self._cancelled[mo._moId], options.maxWaitSeconds)
+            return self._answer(self._script, self._filters[mo._moId][0], cancelled, options.maxWaitSeconds,
+                                self.idle)
         raise NotImplementedError(name)
 
-    def _answer(self, inventory_filter: Any, cancelled: threading.Event, max_wait: int) -> Any:
-        if not self._script:
-            self.idle.set()
+    def _answer(self, script: deque[Part | BaseException], only_filter: Any, cancelled: threading.Event,
+                max_wait: int, idle: threading.Event | None = None) -> Any:
+        if not script:
+            if idle is not None:
+                idle.set()
             if cancelled.wait(max_wait):
                 cancelled.clear()
                 raise vmodl.fault.RequestCanceled()
             return None
-        step = self._script.popleft()
+        step = script.popleft()
         if isinstance(step, BaseException):
             raise step
         if step.gate is not None:
             self.at_gate.set()
             step.gate.wait(5)
         return PC.UpdateSet(version=step.version, truncated=step.truncated,
-                            filterSet=[PC.FilterUpdate(filter=inventory_filter, objectSet=step.updates)])
+                            filterSet=[PC.FilterUpdate(filter=only_filter, objectSet=step.updates)])

@@ -1,6 +1,7 @@
 """A restarted change feed leaves no collector or view behind on the vCenter.
 
-vcsim has no list of a session's collectors and views, so the test records every one the
+The feed has two collectors, the inventory's (with its views) and the task loop's, each
+restarted on its own. vcsim has no list of a session's collectors and views, so the test records every one the
 feed made and asks vcsim about each: reading a property of a destroyed one fails with
 ManagedObjectNotFound.
 """
@@ -19,6 +20,7 @@ from pyVmomi import vmodl
 from corral.bench.vcsim import Vcsim
 from corral.domain.models import VmSpec
 from corral.providers.vsphere import VsphereProvider
+from corral.providers.vsphere.collector import CollectorLoop
 from corral.providers.vsphere.feed import Feed
 
 from ..contract import FeedReader
@@ -37,13 +39,13 @@ def alive(ref: Any) -> bool:
 
 
 class Made:
-    """Every collector and view a feed was seen to use, by moid."""
+    """Every collector and view a feed's two loops were seen to use, by moid."""
 
     def __init__(self) -> None:
         self.refs: dict[str, Any] = {}
 
     def note(self, feed: Feed) -> None:
-        for ref in [feed._collector, *feed.views]:
+        for ref in [feed._collector, feed.tasks._collector, *feed.views]:
             if ref is not None:
                 self.refs.setdefault(ref._moId, ref)
 
@@ -52,6 +54,12 @@ class Made:
         live = await asyncio.to_thread(lambda: [r for r in self.refs.values() if alive(r)])
         collectors = sum(isinstance(r, vmodl.query.PropertyCollector) for r in live)
         return collectors, len(live) - collectors
+
+
+async def task_loop_ready(feed: Feed) -> None:
+    """Connecting waits for the inventory's first snapshot; this waits for the task loop's too."""
+    async with asyncio.timeout(5):
+        await feed.tasks.ready.wait()
 
 
 async def until(check: Callable[[], bool], timeout: float) -> None:
@@ -69,26 +77,27 @@ def cancel(collector: Any) -> None:
         pass
 
 
-async def restart(feed: Feed, timeout: float = 5.0) -> None:
-    """Cancel the feed's pending WaitForUpdatesEx from its own session: the wait fails with
-    RequestCanceled, a fault the feed answers with a new collector and views."""
-    old, snapshots = feed._collector, feed.snapshots
+async def restart(loop: CollectorLoop, timeout: float = 5.0) -> None:
+    """Cancel a loop's pending WaitForUpdatesEx from its own session: the wait fails with
+    RequestCanceled, a fault the loop answers with a new collector (and views)."""
+    old, snapshots = loop._collector, loop.snapshots
     deadline = time.monotonic() + timeout
-    while feed.snapshots == snapshots:  # the new collector's snapshot is in
+    while loop.snapshots == snapshots:  # the new collector's snapshot is in
         if time.monotonic() > deadline:
-            pytest.fail("the feed did not restart")
-        if feed._collector is old:  # a cancel that came between two waits ends none: cancel again
+            pytest.fail(f"the {loop.what} loop did not restart")
+        if loop._collector is old:  # a cancel that came between two waits ends none: cancel again
             await asyncio.to_thread(cancel, old)
         await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("datacenter, views", [(None, 1), ("DC0", 2)])
-async def test_restarts_leave_one_collector_and_its_views_alive(vcsim: Vcsim, datacenter: str | None,
+async def test_restarts_leave_two_collectors_and_the_views_alive(vcsim: Vcsim, datacenter: str | None,
                                                                 views: int) -> None:
     provider: VsphereProvider = make_provider(vcsim, pools={"p": pool("p")}, datacenter=datacenter)
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         without_views = 0
 
@@ -101,11 +110,12 @@ async def test_restarts_leave_one_collector_and_its_views_alive(vcsim: Vcsim, da
         watcher = asyncio.create_task(watch())
         for _ in range(RESTARTS):
             await restart(feed)
+            await restart(feed.tasks)
             made.note(feed)
         watcher.cancel()
-        assert feed.snapshots == 1 + RESTARTS and without_views == 0
-        assert len(made.refs) == (RESTARTS + 1) * (1 + views)  # every restart made new ones
-        assert await made.alive() == (1, views)
+        assert feed.snapshots == feed.tasks.snapshots == 1 + RESTARTS and without_views == 0
+        assert len(made.refs) == (RESTARTS + 1) * (2 + views)  # every restart made new ones
+        assert await made.alive() == (2, views)  # the inventory's collector and views, the task loop's collector
         [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name="after", pool="p", template=TEMPLATE)])
         assert result.ok, result.error
         reader = FeedReader(provider)
@@ -122,6 +132,7 @@ async def test_objects_destroyed_behind_the_feeds_back_do_not_stop_the_rebuild(
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         snapshots = feed.snapshots
         # the view first, then the collector: that ends the pending wait, and the feed's own
@@ -130,7 +141,8 @@ async def test_objects_destroyed_behind_the_feeds_back_do_not_stop_the_rebuild(
         await asyncio.to_thread(lambda: (feed.views[0].DestroyView(), feed._collector.DestroyPropertyCollector()))
         await until(lambda: feed.snapshots > snapshots, 5)
         made.note(feed)
-        assert await made.alive() == (1, 1) and len(made.refs) == 4
+        assert await made.alive() == (2, 1) and len(made.refs) == 5  # the task loop kept its collector
+        assert feed.tasks.snapshots == 1
         failed = [r for r in caplog.records if r.levelno == logging.DEBUG and "destroying" in r.getMessage()]
         assert len(failed) == 2 and {getattr(r, "error", "").split(":")[0] for r in failed} == {"ManagedObjectNotFound"}
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -143,12 +155,13 @@ async def test_objects_of_a_lost_session_are_dropped_without_a_call(vcsim: Vcsim
     await provider.connect()
     try:
         feed, made = provider.feed, Made()
+        await task_loop_ready(feed)
         made.note(feed)
         vcsim.terminate_sessions()
-        await until(lambda: feed.snapshots == 2, 5)
+        await until(lambda: feed.snapshots == feed.tasks.snapshots == 2, 5)
         made.note(feed)
-        assert provider.session.relogins == 1
+        assert provider.session.relogins == 1  # one login for both loops
         assert provider.session.calls["DestroyPropertyCollector"] == provider.session.calls["DestroyView"] == 0
-        assert await made.alive() == (1, 1) and len(made.refs) == 4
+        assert await made.alive() == (2, 1) and len(made.refs) == 6
     finally:
         await provider.close()

@@ -16,7 +16,8 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
 from corral.providers.changefeed import ChangeFeed
-from corral.providers.vsphere.feed import Feed, resumable
+from corral.providers.vsphere.collector import resumable
+from corral.providers.vsphere.feed import Feed
 from corral.providers.vsphere.inventory import Inventory
 
 from .fake_vcenter import FakeVcenter, Part, enter, vm
@@ -57,6 +58,13 @@ def make_feed(fake: FakeVcenter) -> Feed:
                 first_backoff=0.01)
 
 
+def rebuilt_once(fake: FakeVcenter) -> bool:
+    """The inventory's collector was replaced (and the first destroyed), the task loop's was not."""
+    inventory, tasks = fake.collectors["inventory"], fake.collectors["tasks"]
+    return len(inventory) == 2 and ("DestroyPropertyCollector", inventory[0]) in fake.calls and len(tasks) == 1 \
+        and ("DestroyPropertyCollector", tasks[0]) not in fake.calls
+
+
 async def served(fake: FakeVcenter, feed: Feed) -> None:
     assert await asyncio.to_thread(fake.idle.wait, 5)
     await asyncio.sleep(0.02)  # the last answer applied
@@ -73,7 +81,7 @@ async def test_a_refused_connection_resumes_from_the_same_version_without_a_snap
     try:
         await served(fake, feed)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("s1", MAX_WAIT)]
-        assert fake.made("CreatePropertyCollector") == 1 and feed.snapshots == 1
+        assert [len(fake.collectors[k]) for k in ("inventory", "tasks")] == [1, 1] and feed.snapshots == 1
         assert set(feed.inventory.vm_ids) == {"a", "b"} and feed.error is None
     finally:
         await feed.stop()
@@ -91,7 +99,7 @@ async def test_a_refused_connection_during_a_snapshot_reads_it_anew_on_a_new_col
     try:
         await served(fake, feed)
         assert fake.waits[:4] == [("", 0), ("s1", 0), ("", 0), ("t1", 0)]
-        assert fake.made("CreatePropertyCollector") == 2 and ("DestroyPropertyCollector", "collector-1") in fake.calls
+        assert rebuilt_once(fake)
         assert feed.snapshots == 1 and set(feed.inventory.vm_ids) == {"a", "b"}
     finally:
         await feed.stop()
@@ -112,7 +120,7 @@ async def test_a_lost_answer_or_an_unknown_fault_takes_a_new_collector_and_snaps
         since = feed.changes.version
         await served(fake, feed)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("", 0)]
-        assert fake.made("CreatePropertyCollector") == 2 and ("DestroyPropertyCollector", "collector-1") in fake.calls
+        assert rebuilt_once(fake)
         assert feed.snapshots == 2 and set(feed.inventory.vm_ids) == {"a"}
         changed = feed.changes.since(since)
         assert changed is not None and changed.vms == ["b"]  # a did not change and is not reported
