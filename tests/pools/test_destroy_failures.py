@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -65,3 +66,17 @@ async def test_a_retryable_destroy_failure_is_retried_less_and_less_often(harnes
     assert failure.attempts == calls and not failure.permanent and failure.delay_s >= 0.4
     assert len(lines(caplog, "destroy failed, will retry")) == 1  # the same error is said once
     assert harness.store.get_vm(vm.name).state is VmState.COMPLETED
+
+
+async def test_a_stale_view_of_a_vm_destroyed_meanwhile_calls_no_provider(harness, pool_factory) -> None:
+    """A sweep reads the records, then destroys: a VM another path destroyed in between is not
+    destroyed again at the provider (its record says so)."""
+    manager = await harness.start([pool_factory("a", 1)])
+    await harness.wait_full()
+    [vm] = manager.checkout(["a"])
+    assert manager.return_vm(vm.name)
+    await eventually(lambda: harness.store.get_vm(vm.name).state is VmState.DESTROYED)
+    calls = harness.provider.calls["destroy_vm"]
+    stale = dataclasses.replace(vm, state=VmState.COMPLETED)
+    assert not await manager.destroy(stale)
+    assert harness.provider.calls["destroy_vm"] == calls

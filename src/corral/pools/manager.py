@@ -493,6 +493,11 @@ class PoolManager:
                 self.lifecycle(moved, vm.state)
                 vm = moved
                 self.pool_changed(vm.pool)
+            else:  # a retry: the caller's view may be older than another path's destroy
+                current = self.store.get_vm(vm.name)
+                if current is None or current.state not in DESTROY_INTENT_STATES:
+                    return False
+                vm = current
             started = self.clock()
             error: ProviderError | None = None
             try:
