@@ -126,3 +126,19 @@ async def test_purge_removes_only_unconfigured_folders_beside_pool_folders(vcsim
         assert {"a", "keep", "Elsewhere", "Pooled VMs"} <= names and "old" not in names
     finally:
         await provider.close()
+
+
+async def test_a_folder_that_exists_already_is_found_not_its_parent(vcsim: Vcsim) -> None:
+    """CreateFolder of a name that exists (made by someone else, or by an earlier call the feed
+    has not reported yet) gives the existing folder: vcsim's DuplicateName names the parent."""
+    from corral.providers.vsphere.provider import create_folder
+
+    def run() -> tuple[str, str, str]:
+        content = vcsim.content
+        parent = content.rootFolder.childEntity[0].vmFolder
+        first = create_folder(parent, "twice", content.searchIndex)
+        again = create_folder(parent, "twice", content.searchIndex)
+        return first._moId, again._moId, parent._moId
+
+    first, again, parent = await asyncio.to_thread(run)
+    assert again == first != parent

@@ -469,7 +469,8 @@ class VsphereProvider:
                         raise ProviderError(f"folder {path!r} not found in vSphere provider {self.name!r} "
                                             "(create_folders would create it)", retryable=False)
                     parent = current.ref
-                    made = await self._call("CreateFolder", lambda: _create_folder(parent, part))
+                    index = self.session.content.searchIndex
+                    made = await self._call("CreateFolder", lambda: create_folder(parent, part, index))
                     await self._until(lambda: self._child_folder(current, part) is not None)
                     child = self._child_folder(current, part) or Obj("Folder", made, {"name": part})
                 current = child
@@ -627,11 +628,20 @@ def _is_gone(fault: Any, ref: Any) -> bool:
         getattr(getattr(fault, "obj", None), "_moId", None) == getattr(ref, "_moId", "")
 
 
-def _create_folder(parent: Any, name: str) -> Any:
+def create_folder(parent: Any, name: str, search_index: Any) -> Any:
+    """The folder ``name`` in ``parent``, made now or found when it exists already.
+
+    It exists when someone else made it meanwhile, or when the feed has not yet reported one
+    made by an earlier call. The fault's ``object`` is not used: vCenter names the existing
+    entity there, but vcsim names the parent folder, which would put clones one level too high.
+    """
     try:
         return parent.CreateFolder(name)
-    except vim.fault.DuplicateName as exc:  # made meanwhile by someone else
-        return exc.object
+    except vim.fault.DuplicateName:
+        found = search_index.FindChild(entity=parent, name=name)
+        if not isinstance(found, vim.Folder):
+            raise ProviderError(f"cannot make folder {name!r}: something else has that name", retryable=False) from None
+        return found
 
 
 def _find_snapshot(tree: list[Any], name: str) -> Any:
