@@ -9,6 +9,7 @@ from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, _wait
 from corral.domain.models import VmSpec
+from helpers import eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 
@@ -66,6 +67,8 @@ async def test_readiness_connects_to_the_name_with_domain_or_to_the_guest_ip(vcs
     await provider.connect()
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="r1", pool="p", template=TEMPLATE)])
+        # a create returns when its tasks ended; the inventory's own long poll shows the VM after
+        await eventually(lambda: (vm := provider.inventory.vm("r1")) is not None and vm.powered_on)
         assert await provider.vm_ready("r1")
         assert listener.asked[-1] == "r1.example.test:22"
         await provider.power_off("r1")
