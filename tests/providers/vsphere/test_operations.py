@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 from pyVmomi import vim
 
@@ -145,3 +146,25 @@ async def test_a_folder_that_exists_already_is_found_not_its_parent(vcsim: Vcsim
 
     first, again, parent = await asyncio.to_thread(run)
     assert again == first != parent
+
+
+async def test_a_folder_made_is_used_at_once_without_waiting_for_the_feed(vcsim: Vcsim) -> None:
+    """The inventory loop is held (as a long update set would hold it): the first clone makes
+    the pool's folders and uses them, the second finds them without a second CreateFolder."""
+    provider = make_provider(vcsim, pools={"p": pool("p", folder="Fresh/p")}, create_folders=True, feed_max_wait=1)
+    await provider.connect()
+    busy, release = threading.Event(), threading.Event()
+    try:
+        provider.feed._thread.submit(lambda: (busy.set(), release.wait(20)))
+        assert await asyncio.to_thread(busy.wait, 5)
+        for name in ("f1", "f2"):
+            [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])
+            assert result.ok, result.error
+        assert "f1" not in provider.inventory.vm_ids  # the inventory loop was held all along
+        assert provider.session.calls["CreateFolder"] == 2  # Fresh, then p: once each
+        for name in ("f1", "f2"):
+            real = await asyncio.to_thread(vcsim.vm, name)
+            assert real.parent.name == "p" and real.parent.parent.name == "Fresh"
+    finally:
+        release.set()
+        await provider.close()

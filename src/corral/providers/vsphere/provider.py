@@ -87,6 +87,8 @@ class VsphereProvider:
         self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._folder_lock = asyncio.Lock()
+        # folders this provider made, by (parent moid, name), until the feed reports them
+        self._made_folders: dict[tuple[str, str], Obj] = {}
         self._warned: set[str] = set()
         self._connected = False
 
@@ -471,8 +473,8 @@ class VsphereProvider:
                     parent = current.ref
                     index = self.session.content.searchIndex
                     made = await self._call("CreateFolder", lambda: create_folder(parent, part, index))
-                    await self._until(lambda: self._child_folder(current, part) is not None)
-                    child = self._child_folder(current, part) or Obj("Folder", made, {"name": part})
+                    child = Obj("Folder", made, {"name": part})
+                    self._made_folders[(moid(current.ref), part)] = child  # no wait for the feed
                 current = child
             return current.ref
 
@@ -504,7 +506,12 @@ class VsphereProvider:
         return [path for path, _ in doomed]
 
     def _child_folder(self, parent: Obj, name: str) -> Obj | None:
-        return next((obj for obj in self.inventory.child(moid(parent.ref), name) if obj.kind == "Folder"), None)
+        key = (moid(parent.ref), name)
+        found = next((obj for obj in self.inventory.child(key[0], name) if obj.kind == "Folder"), None)
+        if found is not None:
+            self._made_folders.pop(key, None)
+            return found
+        return self._made_folders.get(key)
 
     def _vm_root(self) -> Obj:
         wanted = self.settings.datacenter
