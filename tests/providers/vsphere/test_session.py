@@ -128,3 +128,23 @@ def test_settings_read_vmpooler_keys_and_name_what_they_ignore() -> None:
     with pytest.raises(ValidationError) as caught:
         VsphereSettings.model_validate({"server": "vc", "username": "u", "password": "p", "concurency": 3})
     assert "concurency" in str(caught.value)
+
+
+async def test_ignored_settings_are_named_once_however_often_connecting_is_tried(caplog) -> None:
+    import logging
+    import socket
+
+    from corral.providers.vsphere import VsphereProvider
+
+    with socket.socket() as s:  # a port nobody listens on: every attempt fails
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    provider = VsphereProvider("vsphere", VsphereSettings(
+        server="127.0.0.1", port=port, protocol="http", username="u", password="p", call_timeout=5,
+        connection_pool_size=12))
+    caplog.set_level(logging.WARNING, logger="corral.providers.vsphere")
+    for _ in range(3):
+        with pytest.raises(ProviderError):
+            await provider.connect()
+    said = [r for r in caplog.records if r.getMessage() == "vSphere setting ignored"]
+    assert [r.detail for r in said] == [provider.settings.ignored()[0]]  # type: ignore[attr-defined]

@@ -90,6 +90,7 @@ class VsphereProvider:
         # folders this provider made, by (parent moid, name), until the feed reports them
         self._made_folders: dict[tuple[str, str], Obj] = {}
         self._warned: set[str] = set()
+        self._noticed = False  # the ignored settings were logged
         self._connected = False
 
     def _pool_of_folder(self, path: str) -> str | None:
@@ -101,8 +102,10 @@ class VsphereProvider:
     async def connect(self) -> None:
         if self._connected:
             return
-        for notice in self.settings.ignored():
-            log.warning("vSphere setting ignored", extra={"provider": self.name, "detail": notice})
+        if not self._noticed:  # said once, not at every attempt of a provider that cannot be reached
+            self._noticed = True
+            for notice in self.settings.ignored():
+                log.warning("vSphere setting ignored", extra={"provider": self.name, "detail": notice})
         await self.session.connect()
         self.feed.start()
         try:
