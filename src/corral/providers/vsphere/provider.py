@@ -210,11 +210,11 @@ class VsphereProvider:
         if changes is None:
             return InventoryUpdate(version=self.changes.version, full=True, vms=self.inventory.vms(),
                                    hosts=self.inventory.hosts())
-        vms = [vm for vm in map(self.inventory.vm, changes.vms) if vm is not None]
+        views = {name: self.inventory.vm(name) for name in changes.vms}  # None: gone, or not ours now
         return InventoryUpdate(
             version=self.changes.version,
-            vms=vms,
-            removed_vms=[name for name in changes.vms if self.inventory.vm(name) is None],  # gone, or not ours now
+            vms=[vm for vm in views.values() if vm is not None],
+            removed_vms=[name for name, vm in views.items() if vm is None],
             hosts=[host for host in map(self.inventory.host, changes.hosts) if host is not None],
             removed_hosts=[name for name in changes.hosts if name not in self.inventory.host_ids],
         )
@@ -587,16 +587,18 @@ class VsphereProvider:
 
     async def _task(self, label: str, start: Callable[[], Any], *,
                     about: tuple[str, Any] | None = None) -> TaskOutcome:
-        """Start a vCenter task and wait for the feed to report it finished."""
+        """Start a vCenter task and wait for the feed to report it finished. With ``about``, a
+        task that ends because its VM no longer exists is :class:`VmNotFound`."""
         task = await self._call(label, start, about=about)
-        return await self.feed.wait_task(task, self.settings.task_timeout)
+        outcome = await self.feed.wait_task(task, self.settings.task_timeout)
+        if about is not None and not outcome.ok and _is_gone(outcome.fault, about[1]):
+            raise VmNotFound(about[0])
+        return outcome
 
     async def _relocate(self, vm: Any, target: Obj, name: str | None = None) -> None:
         spec = vim.vm.RelocateSpec(host=target.ref, pool=self._resource_pool(target))
         about = (name, vm) if name is not None else None
         outcome = await self._task("RelocateVM_Task", lambda: vm.RelocateVM_Task(spec=spec), about=about)
-        if about is not None and not outcome.ok and _is_gone(outcome.fault, vm):
-            raise VmNotFound(about[0])
         if not outcome.ok:
             raise ProviderError(f"moving VM to {target.props.get('name')} failed: {outcome.error}")
 
@@ -609,8 +611,6 @@ class VsphereProvider:
             if isinstance(exc.__cause__, vim.fault.InvalidPowerState):
                 return  # already in that state
             raise
-        if about is not None and not outcome.ok and _is_gone(outcome.fault, vm):
-            raise VmNotFound(about[0])
         if not outcome.ok and not isinstance(outcome.fault, vim.fault.InvalidPowerState):
             raise ProviderError(f"{'power on' if on else 'power off'} failed: {outcome.error}")
 
