@@ -191,7 +191,7 @@ class Inventory:
             if name:
                 touched.add(("host", name))
         elif obj.kind in ("ClusterComputeResource", "ComputeResource"):
-            hosts = (self.objects[key] for key in self.index.children(moid(obj.ref)))
+            hosts = self.children(moid(obj.ref))
             touched.update(("host", o.props["name"]) for o in hosts if o.kind == "HostSystem" and "name" in o.props)
 
     def _touch_below(self, folder: Obj, touched: set[tuple[str, str]]) -> None:
