@@ -15,12 +15,17 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere import VsphereSettings
+from corral.providers.vsphere.feed import Feed
+from corral.providers.vsphere.inventory import Inventory
 from corral.providers.vsphere.session import Session
 
 PC = vmodl.query.PropertyCollector
@@ -142,3 +147,15 @@ class FakeVcenter:
             step.gate.wait(5)
         return PC.UpdateSet(version=step.version, truncated=step.truncated,
                             filterSet=[PC.FilterUpdate(filter=only_filter, objectSet=step.updates)])
+
+
+@asynccontextmanager
+async def running_feed(fake: FakeVcenter, *, feed_max_wait: int, first_backoff: float = 0.5) -> AsyncIterator[Feed]:
+    """A change feed on ``fake``, started (its first answers not yet read) and stopped after."""
+    feed = Feed(fake.session(feed_max_wait=feed_max_wait), Inventory(lambda _path: None), ChangeFeed(), None,
+                first_backoff=first_backoff)
+    feed.start()
+    try:
+        yield feed
+    finally:
+        await feed.stop()

@@ -15,12 +15,9 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
-from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.collector import resumable
-from corral.providers.vsphere.feed import Feed
-from corral.providers.vsphere.inventory import Inventory
 
-from .fake_vcenter import FakeVcenter, Part, enter, vm
+from .fake_vcenter import FakeVcenter, Part, running_feed, enter, vm
 
 H1 = vim.HostSystem("host-1")
 MAX_WAIT = 1
@@ -53,11 +50,6 @@ def test_only_a_call_that_never_left_during_a_delta_is_resumed(exc: BaseExceptio
     assert resumable(exc, reading_snapshot) is resume
 
 
-def make_feed(fake: FakeVcenter) -> Feed:
-    return Feed(fake.session(feed_max_wait=MAX_WAIT), Inventory(lambda _path: None), ChangeFeed(), None,
-                first_backoff=0.01)
-
-
 def rebuilt_once(fake: FakeVcenter) -> bool:
     """The inventory's collector was replaced (and the first destroyed), the task loop's was not."""
     inventory, tasks = fake.collectors["inventory"], fake.collectors["tasks"]
@@ -65,7 +57,7 @@ def rebuilt_once(fake: FakeVcenter) -> bool:
         and ("DestroyPropertyCollector", tasks[0]) not in fake.calls
 
 
-async def served(fake: FakeVcenter, feed: Feed) -> None:
+async def served(fake: FakeVcenter) -> None:
     assert await asyncio.to_thread(fake.idle.wait, 5)
     await asyncio.sleep(0.02)  # the last answer applied
 
@@ -76,15 +68,11 @@ async def test_a_refused_connection_resumes_from_the_same_version_without_a_snap
         ConnectionRefusedError(111, "refused"),
         Part("u1", [vm("vm-2", "b", H1)]),
     ])
-    feed = make_feed(fake)
-    feed.start()
-    try:
-        await served(fake, feed)
+    async with running_feed(fake, feed_max_wait=MAX_WAIT, first_backoff=0.01) as feed:
+        await served(fake)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("s1", MAX_WAIT)]
         assert [len(fake.collectors[k]) for k in ("inventory", "tasks")] == [1, 1] and feed.snapshots == 1
         assert set(feed.inventory.vm_ids) == {"a", "b"} and feed.error is None
-    finally:
-        await feed.stop()
 
 
 async def test_a_refused_connection_during_a_snapshot_reads_it_anew_on_a_new_collector() -> None:
@@ -94,15 +82,11 @@ async def test_a_refused_connection_during_a_snapshot_reads_it_anew_on_a_new_col
         Part("t1", [enter(H1, name="h1"), vm("vm-1", "a", H1)], truncated=True),
         Part("t2", [vm("vm-2", "b", H1)]),
     ])
-    feed = make_feed(fake)
-    feed.start()
-    try:
-        await served(fake, feed)
+    async with running_feed(fake, feed_max_wait=MAX_WAIT, first_backoff=0.01) as feed:
+        await served(fake)
         assert fake.waits[:4] == [("", 0), ("s1", 0), ("", 0), ("t1", 0)]
         assert rebuilt_once(fake)
         assert feed.snapshots == 1 and set(feed.inventory.vm_ids) == {"a", "b"}
-    finally:
-        await feed.stop()
 
 
 @pytest.mark.parametrize("exc", [http.client.RemoteDisconnected("closed"), vmodl.fault.SystemError(reason="boom")])
@@ -112,17 +96,13 @@ async def test_a_lost_answer_or_an_unknown_fault_takes_a_new_collector_and_snaps
         exc,  # the answer that said vm-2 left may be lost with it
         Part("t1", [enter(H1, name="h1"), vm("vm-1", "a", H1)]),
     ])
-    feed = make_feed(fake)
-    feed.start()
-    try:
+    async with running_feed(fake, feed_max_wait=MAX_WAIT, first_backoff=0.01) as feed:
         async with asyncio.timeout(5):
             await feed.ready.wait()
         since = feed.changes.version
-        await served(fake, feed)
+        await served(fake)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("", 0)]
         assert rebuilt_once(fake)
         assert feed.snapshots == 2 and set(feed.inventory.vm_ids) == {"a"}
         changed = feed.changes.since(since)
         assert changed is not None and changed.vms == ["b"]  # a did not change and is not reported
-    finally:
-        await feed.stop()

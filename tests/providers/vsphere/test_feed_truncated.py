@@ -11,19 +11,12 @@ import threading
 
 from pyVmomi import vim
 
-from corral.providers.changefeed import ChangeFeed
-from corral.providers.vsphere.feed import Feed
-from corral.providers.vsphere.inventory import Inventory
 
-from .fake_vcenter import FakeVcenter, Part, enter, leave, modify, vm
+from .fake_vcenter import FakeVcenter, Part, running_feed, enter, leave, modify, vm
 
 H1, H2 = vim.HostSystem("host-1"), vim.HostSystem("host-2")
 A, B, C, D = (vim.VirtualMachine(f"vm-{n}") for n in range(1, 5))
 MAX_WAIT = 1
-
-
-def make_feed(fake: FakeVcenter) -> Feed:
-    return Feed(fake.session(feed_max_wait=MAX_WAIT), Inventory(lambda _path: None), ChangeFeed(), None)
 
 
 async def test_a_snapshot_in_three_parts_is_applied_whole_and_only_then_ready() -> None:
@@ -33,10 +26,8 @@ async def test_a_snapshot_in_three_parts_is_applied_whole_and_only_then_ready() 
         Part("s2", [vm("vm-3", "c", H1), vm("vm-4", "d", H1)], truncated=True),
         Part("s3", [vm("vm-5", "e", H1)], gate=last),
     ])
-    feed = make_feed(fake)
-    since = feed.changes.version
-    feed.start()
-    try:
+    async with running_feed(fake, feed_max_wait=MAX_WAIT) as feed:
+        since = feed.changes.version
         assert await asyncio.to_thread(fake.at_gate.wait, 5)  # two parts read, the last one pending
         assert not feed.ready.is_set()
         assert feed.inventory.vm_ids == {} and feed.snapshots == 0  # no half snapshot applied
@@ -48,8 +39,6 @@ async def test_a_snapshot_in_three_parts_is_applied_whole_and_only_then_ready() 
         assert feed.snapshots == 1 and feed.update_sets == 3
         changed = feed.changes.since(since)
         assert changed is not None and set(changed.vms) == {"a", "b", "c", "d", "e"} and changed.hosts == ["h1"]
-    finally:
-        await feed.stop()
 
 
 async def test_an_update_in_two_parts_applies_both_and_touches_every_vm_in_them() -> None:
@@ -59,9 +48,7 @@ async def test_an_update_in_two_parts_applies_both_and_touches_every_vm_in_them(
         Part("u1", [modify(A, runtime__powerState="poweredOff"), vm("vm-4", "d", H2)], truncated=True),
         Part("u2", [leave(B), modify(C, runtime__host=H2)]),
     ])
-    feed = make_feed(fake)
-    feed.start()
-    try:
+    async with running_feed(fake, feed_max_wait=MAX_WAIT) as feed:
         async with asyncio.timeout(5):
             await feed.ready.wait()
         since = feed.changes.version
@@ -75,8 +62,6 @@ async def test_an_update_in_two_parts_applies_both_and_touches_every_vm_in_them(
         changed = feed.changes.since(since)
         assert changed is not None and set(changed.vms) == {"a", "b", "c", "d"} and set(changed.hosts) == {"h1", "h2"}
         assert feed.snapshots == 1 and feed.update_sets == 3
-    finally:
-        await feed.stop()
 
 
 async def test_no_part_after_a_truncated_one_waits_max_wait_seconds() -> None:
@@ -87,12 +72,8 @@ async def test_no_part_after_a_truncated_one_waits_max_wait_seconds() -> None:
         Part("u2", [vm("vm-3", "c", H1)], truncated=True),
         Part("u3", [vm("vm-4", "d", H1)]),
     ])
-    feed = make_feed(fake)
-    feed.start()
-    try:
+    async with running_feed(fake, feed_max_wait=MAX_WAIT):
         assert await asyncio.to_thread(fake.idle.wait, 5)
         # a snapshot does not wait; an incremental wait does, but its truncated answer's later
         # parts are there already and are read on at once
         assert fake.waits == [("", 0), ("s1", 0), ("s2", MAX_WAIT), ("u1", 0), ("u2", 0), ("u3", MAX_WAIT)]
-    finally:
-        await feed.stop()
