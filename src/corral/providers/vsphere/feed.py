@@ -26,11 +26,11 @@ from pyVmomi import vim, vmodl
 from corral.providers.base import ProviderError
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.collector import CollectorLoop
-from corral.providers.vsphere.inventory import PROPERTIES, Inventory, Obj, _apply_change, moid
+from corral.providers.vsphere.inventory import PROPERTIES, Inventory, Obj, apply_change, moid
 from corral.providers.vsphere.session import Session
 from corral.providers.vsphere.tasks import TaskFeed, TaskOutcome
 
-__all__ = ["Feed", "TaskOutcome"]
+__all__ = ["Feed"]
 
 
 class Feed(CollectorLoop):
@@ -111,7 +111,7 @@ class Feed(CollectorLoop):
             if snapshot:
                 obj = Obj.of(update.obj)
                 for change in update.changeSet:
-                    _apply_change(obj.props, change)
+                    apply_change(obj.props, change)
                 self._snapshot[moid(update.obj)] = obj
             else:
                 self.inventory.apply(update, touched)

@@ -114,7 +114,7 @@ class Inventory:
             self._touch_related(obj, touched)  # e.g. the host a VM leaves
             self._touch_below(obj, touched)  # a folder renamed or moved: the VMs below, as they were
         for change in update.changeSet:
-            _apply_change(obj.props, change)
+            apply_change(obj.props, change)
         self.figures.update(key, obj.kind, update)
         self._index(key, obj)
         self._touch_related(obj, touched)
@@ -371,7 +371,7 @@ def annotation(text: Any) -> dict[str, Any]:
     return notes if isinstance(notes, dict) else {}
 
 
-def _apply_change(props: dict[str, Any], change: Any) -> None:
+def apply_change(props: dict[str, Any], change: Any) -> None:
     op, name = change.op, change.name
     if op == "assign":
         props[name] = change.val

@@ -24,7 +24,8 @@ from corral.providers.base import (
     VmNotFound,
 )
 from corral.providers.changefeed import ChangeFeed
-from corral.providers.vsphere.feed import Feed, TaskOutcome
+from corral.providers.vsphere.feed import Feed
+from corral.providers.vsphere.tasks import TaskOutcome
 from corral.providers.vsphere.inventory import Inventory, Obj, moid
 from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
 from corral.providers.vsphere.scope import Scope

@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
 from corral.providers.vsphere.collector import CollectorLoop
-from corral.providers.vsphere.inventory import _apply_change, moid
+from corral.providers.vsphere.inventory import apply_change, moid
 from corral.providers.vsphere.session import Session, fault_message
 
 TASK_PROPERTIES = ["info.state", "info.error", "info.result", "info.descriptionId"]
@@ -100,7 +100,7 @@ class TaskFeed(CollectorLoop):
             return
         props: dict[str, Any] = {}
         for change in update.changeSet:
-            _apply_change(props, change)
+            apply_change(props, change)
         outcome = TaskOutcome.of(props.get("info.state"), props.get("info.result"), props.get("info.error"))
         if outcome is None:
             return
