@@ -49,5 +49,5 @@ def vsphere_provider(config_keys: dict[str, Any], provider_keys: dict[str, Any])
 )
 def test_the_provider_built_from_the_file_probes_as_configured(config_keys, provider_keys, port, timeout, address):
     provider = vsphere_provider(config_keys, provider_keys)
-    assert (provider.ready_port, provider.ready_timeout, provider.settings.ready_check_address) == (
+    assert (provider.ready.port, provider.ready.timeout, provider.ready.address) == (
         port, timeout, address)

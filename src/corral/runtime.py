@@ -58,24 +58,20 @@ def build_providers(config: Config) -> dict[str, Provider]:
 def build_vsphere(config: Config, name: str) -> Provider:
     """A vSphere provider with the vSphere keys of the pools that use it and ``:config:``'s defaults."""
     from corral.providers.vsphere import VsphereProvider, vsphere_pools
-    from corral.providers.vsphere.settings import ReadyCheck, resolve_ready_check
+    from corral.providers.vsphere.settings import ReadyCheck
 
     settings = config.vsphere_settings(name)
     g = config.config
     pools = vsphere_pools([p for p in config.pools if config.pool_provider(p) == name], g, settings,
                           config.dns_domains)
-    ready = resolve_ready_check(ReadyCheck(g.ready_check_port, g.ready_check_timeout, g.ready_check_address),
-                                port=settings.ready_check_port, timeout=settings.ready_check_timeout,
-                                address=settings.ready_check_address)
     return VsphereProvider(
         name,
-        settings.model_copy(update={"ready_check_address": ready.address}),  # the provider reads it there
+        settings,
         pools,
         create_folders=g.create_folders,
         create_template_delta_disks=g.create_template_delta_disks,
         purge=g.purge_unconfigured_resources or g.purge_unconfigured_folders,
-        ready_port=ready.port,
-        ready_timeout=ready.timeout,
+        ready=ReadyCheck(g.ready_check_port, g.ready_check_timeout, g.ready_check_address),
     )
 
 

@@ -30,7 +30,7 @@ from corral.providers.vsphere.inventory import Inventory, Obj, moid
 from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
 from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session, fault_message
-from corral.providers.vsphere.settings import VspherePool, VsphereSettings
+from corral.providers.vsphere.settings import ReadyCheck, VspherePool, VsphereSettings, resolve_ready_check
 
 log = logging.getLogger("corral.providers.vsphere")
 
@@ -45,8 +45,9 @@ class VsphereProvider:
     ``pools`` are the vSphere keys of the pools that use this provider (template path,
     folder, datastore, linked clones, domain). ``create_folders``,
     ``create_template_delta_disks`` and ``purge`` are ``:config:``'s defaults of the provider
-    keys of those names. ``probe`` is the readiness check (a TCP connect by default) and
-    ``ready_port`` / ``ready_timeout`` its port and time limit.
+    keys of those names, and ``ready`` is ``:config:``'s readiness check, each of whose
+    ``ready_check_*`` keys the provider's own overrides. ``probe`` makes the check (a TCP
+    connect by default).
     """
 
     bulk_calls = False  # vSphere clones, starts and moves one VM per call
@@ -61,8 +62,7 @@ class VsphereProvider:
         create_folders: bool = False,
         create_template_delta_disks: bool = False,
         purge: bool = False,
-        ready_port: int = 22,
-        ready_timeout: float = 5.0,
+        ready: ReadyCheck = ReadyCheck(),
         probe: Probe = tcp_reachable,
     ) -> None:
         self.name = name
@@ -73,8 +73,8 @@ class VsphereProvider:
             if settings.create_template_delta_disks is not None else create_template_delta_disks
         self._snapshots = TemplateSnapshots()  # snapshots made on templates for linked clones
         self.purge = settings.purge or purge
-        self.ready_port = ready_port
-        self.ready_timeout = ready_timeout
+        self.ready = resolve_ready_check(ready, port=settings.ready_check_port, timeout=settings.ready_check_timeout,
+                                         address=settings.ready_check_address)
         self.probe = probe
         self.session = Session(name, settings)
         self.changes = ChangeFeed()
@@ -179,7 +179,7 @@ class VsphereProvider:
                             memory_mb=int(obj.props.get("summary.config.memorySizeMB") or 1024))
 
     async def vm_ready(self, name: str) -> bool:
-        """Powered on and accepting TCP connections on ``ready_port`` (vmpooler's rule).
+        """Powered on and accepting TCP connections on the readiness port (vmpooler's rule).
 
         The address is the VM's name with its pool's domain appended, or the guest IP that
         VMware Tools report when ``ready_check_address`` is ``guest_ip``.
@@ -191,14 +191,14 @@ class VsphereProvider:
             return False
         if not vm.powered_on:
             return False
-        if self.settings.ready_check_address == "guest_ip":
+        if self.ready.address == "guest_ip":
             if not vm.ip:
                 return False
             address = vm.ip
         else:
             pool = self.pools.get(vm.pool or "")
             address = f"{name}.{pool.domain}" if pool is not None and pool.domain else name
-        return await self.probe(address, self.ready_port, self.ready_timeout)
+        return await self.probe(address, self.ready.port, self.ready.timeout)
 
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
         """Answered from the feed's copy of the inventory: no call to the vCenter."""
