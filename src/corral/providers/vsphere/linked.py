@@ -63,10 +63,6 @@ class TemplateSnapshots:
     def failed(self, template: str) -> bool:
         return template in self._failed
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._running)
-
     async def idle(self) -> None:
         """Return once no snapshot is being made (their outcomes do not matter here)."""
         while self._running:
