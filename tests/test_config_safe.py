@@ -9,7 +9,7 @@ import pytest
 
 from corral.auth import build_authenticator
 from corral.config import ConfigError, parse_config
-from corral.config_safe import debug_enabled, strip_userinfo
+from corral.config.safe import debug_enabled, strip_userinfo
 
 PLANTED = "S3cretPassw0rd!"
 POOLS = [{"name": "p", "template": "t", "size": 1}]

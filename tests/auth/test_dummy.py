@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from corral.auth import Authenticator, DummyAuthenticator, build_authenticator
-from corral.config import AuthSettings
+from corral.auth.settings import AuthSettings
 
 
 async def test_password_must_differ_from_user_name() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from corral.auth import Authenticator, DummyAuthenticator, StaticAuthenticator, build_authenticator, hash_password
 from corral.auth.guard import FailureTable, LoginGuard, LoginLimits, LoginRefused, backoff_delay
-from corral.config import AuthSettings
+from corral.auth.settings import AuthSettings
 
 
 class Clock:

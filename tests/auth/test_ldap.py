@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from corral.auth import AuthUnavailable, LdapAuthenticator, build_authenticator
-from corral.config import AuthSettings, LdapSettings
+from corral.auth.settings import AuthSettings, LdapSettings
 
 from .conftest import PASSWORDS, Slapd
 

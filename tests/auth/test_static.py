@@ -7,7 +7,7 @@ import pytest
 from pydantic import SecretStr
 
 from corral.auth import AuthUnavailable, StaticAuthenticator, build_authenticator, hash_password
-from corral.config import AuthSettings
+from corral.auth.settings import AuthSettings
 
 FAST = 1000
 

@@ -19,7 +19,7 @@ from corral.api.common import (
     service_of,
     token_record,
 )
-from corral.config_safe import model_view, safe_view
+from corral.config import model_view, safe_view
 from corral.runtime import Service
 
 MAX_POOL_SIZE = 10_000
@@ -31,7 +31,7 @@ def _original(service: Service, pool: str) -> Any:
 
 
 def pool_configuration(service: Service) -> list[dict[str, Any]]:
-    """Each pool's declared, safe keys (see :mod:`corral.config_safe`), with its live size,
+    """Each pool's declared, safe keys (see :mod:`corral.config.safe`), with its live size,
     template and clone target."""
     out = []
     for settings in service.config.pools:
@@ -44,7 +44,7 @@ def pool_configuration(service: Service) -> list[dict[str, Any]]:
 
 
 def full_config(service: Service) -> dict[str, Any]:
-    """The configuration as :func:`corral.config_safe.safe_view` shows it, pools as they run."""
+    """The configuration as :func:`corral.config.safe_view` shows it, pools as they run."""
     data = safe_view(service.config)
     data["pools"] = pool_configuration(service)
     if "auth" in data:  # who may log in is nobody's business

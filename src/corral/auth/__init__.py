@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from corral.auth.base import AuthUnavailable, Authenticator
+from corral.auth.base import Authenticator, AuthUnavailable
 from corral.auth.dummy import DummyAuthenticator
 from corral.auth.guard import LoginGuard, LoginLimits, LoginRefused
 from corral.auth.ldap import LdapAuthenticator
 from corral.auth.passwords import check_password_hash, hash_password, verify_password
+from corral.auth.settings import AuthSettings
 from corral.auth.static import StaticAuthenticator
 from corral.auth.tokens import TOKEN_RE, hash_token, new_token, same_hash, token_hint
-from corral.config import AuthSettings
 
 __all__ = [
     "TOKEN_RE",

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.auth.base import Authenticator
-from corral.config import AuthSettings
+from corral.auth.settings import AuthSettings
 
 __all__ = ["MAX_TRACKED", "FailureTable", "LoginGuard", "LoginLimits", "LoginRefused", "backoff_delay"]
 

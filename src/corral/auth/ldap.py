@@ -62,7 +62,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from corral.auth.base import AuthUnavailable
-from corral.config import LdapEncryption, LdapSettings
+from corral.auth.settings import LdapEncryption, LdapSettings
 
 __all__ = ["LdapAuthenticator", "build_tls_context"]
 

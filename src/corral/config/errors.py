@@ -2,7 +2,7 @@
 
 pydantic's errors are turned into one line each, naming the key path as it is written in the
 file (``pools[2].size``), the rule in words and the offending value, when
-:func:`corral.config_safe.shown_input` allows it to be shown.
+:func:`corral.config.safe.shown_input` allows it to be shown.
 """
 
 from __future__ import annotations
@@ -12,9 +12,17 @@ from typing import Any
 
 from pydantic import AfterValidator, BaseModel, ValidationError
 
-from corral.config_safe import shown_input
+from corral.config.safe import shown_input
 
-__all__ = ["format_errors"]
+__all__ = ["ConfigError", "checked_by", "format_errors"]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 def format_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[str | int, ...] = (),

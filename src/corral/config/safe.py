@@ -6,8 +6,9 @@ key and the key is safe. A field is not safe when its type is, or holds, a ``Sec
 Keys the model does not know (a typo'd ``pasword:``, a section corral does not read) are never
 shown. Strings that are URLs lose their ``user:password@`` part.
 
-:func:`safe_view` is the configuration as the API shows it; :func:`shown_input` is how an
-error message shows the value it complains about.
+:func:`model_view` is a model as the API shows it (the whole configuration:
+:func:`corral.config.view.safe_view`); :func:`shown_input` is how an error message shows the
+value it complains about.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ import re
 import types
 from collections.abc import Mapping, Sequence
 from inspect import isclass
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
-
-if TYPE_CHECKING:
-    from corral.config import Config
 
 REDACTED = "<redacted>"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -31,7 +29,7 @@ _UNIONS = (Union, types.UnionType)
 _MAPPINGS = (dict, Mapping)
 _SEQUENCES = (list, tuple, set, frozenset, Sequence)
 
-__all__ = ["REDACTED", "debug_enabled", "model_view", "safe_view", "shown_input", "strip_userinfo"]
+__all__ = ["REDACTED", "debug_enabled", "model_view", "shown_input", "strip_userinfo"]
 
 
 def debug_enabled(value: str | None) -> bool:
@@ -166,24 +164,3 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return strip_userinfo(str(value))
-
-
-def safe_view(config: Config) -> dict[str, Any]:
-    """The whole configuration as it may be shown: each provider through its own settings
-    model (the simulator's, vSphere's), so only their declared, safe keys appear."""
-    view = model_view(config)
-    view["providers"] = {name: _provider_view(config, name) for name in config.providers}
-    return view
-
-
-def _provider_view(config: Config, name: str) -> dict[str, Any]:
-    entry = model_view(config.providers[name])
-    kind = config.provider_class(name)
-    try:
-        if kind == "sim":
-            return {**entry, **model_view(config.sim_settings(name))}
-        if kind == "vsphere":
-            return {**entry, **model_view(config.vsphere_settings(name))}
-    except ValueError:  # settings that do not validate were refused at load; show nothing more
-        pass
-    return entry

@@ -4,7 +4,7 @@ vmpooler 3 moved the domain out of ``:config:`` into DNS plugins: each entry of
 ``:dns_configs:`` names its plugin (``dns_class``: ``dynamic-dns``, ``gcp`` …) and its
 ``domain``, and a pool names its entry with ``dns_plugin``. corral manages no DNS records (it
 behaves as ``dynamic-dns``); it reads each entry's ``domain`` and accepts the plugin's other
-keys without showing them (they may be credentials: see :mod:`corral.config_safe`, whose
+keys without showing them (they may be credentials: see :mod:`corral.config.safe`, whose
 allow-list shows only the keys declared here).
 
 :func:`pool_domain` is the only place that decides a pool's domain; the pool manager (through
@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from corral.config_errors import checked_by
+from corral.config.errors import checked_by
 
 __all__ = ["DnsConfig", "DnsConfigs", "DomainName", "check_dns_plugins", "default_dns_plugin", "dns_warnings",
            "pool_domain"]

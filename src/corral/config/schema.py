@@ -1,0 +1,211 @@
+"""One typed model of the configuration: vmpooler's ``vmpooler.yaml`` plus corral's own keys.
+
+vmpooler files are read as they are: Ruby-symbol keys (``:config:``, ``:pools:``) and plain
+keys alike, vmpooler's units and defaults. corral's own keys live beside them: ``:store:`` for
+the state store, ``:monitoring:`` for the live inventory, ``:scheduling:`` for placement,
+``:runner:`` for the queue that creates and restarts VMs, ``provider_class: sim`` for the
+simulator, and a few settings under ``:config:``. The sections other than pools and providers
+are in :mod:`corral.config.schema_sections`, ``:auth:`` in :mod:`corral.auth.settings`.
+
+:func:`corral.config.load.load_config` reads a file into :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field, field_validator
+
+from corral.auth.settings import AuthSettings
+from corral.config.dns import DnsConfigs, DomainName, pool_domain
+from corral.config.errors import checked_by
+from corral.config.schema_sections import (
+    GlobalSettings,
+    MonitoringSettings,
+    RateLimits,
+    RedisSettings,
+    RunnerConfig,
+    SchedulingSettings,
+    Section,
+    StoreSettings,
+)
+from corral.domain.limits import MAX_LIFETIME_HOURS
+from corral.domain.models import Pool
+from corral.domain.names import pool_name_problem
+
+if TYPE_CHECKING:
+    from corral.providers.sim import SimSettings
+    from corral.providers.vsphere.settings import VsphereSettings
+
+
+class ProviderSettings(Section):
+    """One entry of ``:providers:``; the class-specific keys are checked by the provider."""
+
+    provider_class: str | None = None
+
+
+#: A pool name or alias, as the API accepts it (see :mod:`corral.domain.names`).
+PoolName = Annotated[str, checked_by(pool_name_problem)]
+
+
+class PoolSettings(Section):
+    """One entry of ``:pools:``."""
+
+    known_unused = frozenset(
+        {
+            "timeout_notification", "check_loop_delay_min", "check_loop_delay_max",
+            "check_loop_delay_decay", "check_hostname_for_mismatch",
+        }
+    )
+
+    name: PoolName
+    template: str = Field(min_length=1)
+    size: int = Field(ge=0)
+    alias: list[PoolName] = Field(default_factory=list)
+    provider: str | None = None
+    timeout: float | None = Field(None, gt=0)
+    ready_ttl: float | None = Field(None, gt=0)
+    vm_lifetime: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS)
+    folder: str | None = None
+    clone_target: str | None = None
+    domain: DomainName | None = None
+    dns_plugin: str | None = Field(None, description="the :dns_configs: entry whose domain the pool's VMs get")
+    anti_affinity: bool | int | None = Field(
+        None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
+    )
+    # read by the vSphere provider
+    datastore: str | None = Field(None, description="vSphere: the datastore clones are placed on")
+    datacenter: str | None = Field(None, description="vSphere: accepted; the provider's datacenter is used")
+    create_linked_clone: bool | None = Field(None, description="vSphere: linked clones of the template's snapshot")
+    snapshot_mainMem_ioBlockPages: str | int | None = None  # vSphere extraConfig mainMem.ioBlockPages
+    snapshot_mainMem_iowait: str | int | None = None  # vSphere extraConfig mainMem.iowait
+    ha: bool = Field(False, description="restart checked-out VMs on another host when theirs goes down")
+    priority: int = Field(0, description="within a class of work, pools with a higher priority go first")
+
+    @field_validator("anti_affinity", mode="before")
+    @classmethod
+    def _true_false_or_a_count(cls, value: Any) -> Any:
+        if value is None or isinstance(value, bool) or (isinstance(value, int) and value >= 1):
+            return value
+        raise ValueError("must be true, false or a whole number >= 1 (a limit per host)")
+
+    @field_validator("alias", mode="before")
+    @classmethod
+    def _alias_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        return [] if value is None else value
+
+
+class Config(Section):
+    """The whole configuration file."""
+
+    known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "tracing", "vsphere"})
+
+    config: GlobalSettings = Field(default_factory=GlobalSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    pools: list[PoolSettings] = Field(default_factory=list)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    redis: RedisSettings | None = None
+    auth: AuthSettings | None = None
+    tagfilter: dict[str, str] = Field(default_factory=dict)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    dns_configs: DnsConfigs = Field(default_factory=dict)
+
+    @field_validator("tagfilter")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for tag, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{tag}: not a valid regular expression ({exc})") from None
+        return value
+
+    # -- derived views -------------------------------------------------------------------
+    @property
+    def history_ttl_hours(self) -> float:
+        """Hours destroyed VMs are kept as history: ``:config: data_ttl`` when given, else
+        vmpooler's ``:redis: data_ttl``, else 168."""
+        if "data_ttl" not in self.config.model_fields_set and self.redis is not None \
+                and "data_ttl" in self.redis.model_fields_set:
+            return self.redis.data_ttl
+        return self.config.data_ttl
+
+    def provider_class(self, name: str) -> str:
+        return raw_provider_class(name, {"provider_class": self.providers[name].provider_class})
+
+    def sim_settings(self, name: str) -> SimSettings:
+        """The simulator settings of provider ``name`` (its keys beside ``provider_class``)."""
+        from corral.providers.sim import SimSettings
+
+        return SimSettings.model_validate(self.providers[name].model_extra or {})
+
+    def vsphere_settings(self, name: str) -> VsphereSettings:
+        """The settings of vSphere provider ``name``."""
+        from corral.providers.vsphere.settings import VsphereSettings
+
+        return VsphereSettings.model_validate({"provider_class": self.providers[name].provider_class,
+                                               **(self.providers[name].model_extra or {})})
+
+    def pool_provider(self, pool: PoolSettings) -> str:
+        return pool.provider or default_provider(self.providers)
+
+    @property
+    def dns_domains(self) -> dict[str, str | None]:
+        """The domain of each ``:dns_configs:`` entry, by name."""
+        return {name: entry.domain for name, entry in self.dns_configs.items()}
+
+    @property
+    def default_domain(self) -> str | None:
+        """The domain of a pool that sets none and names no ``dns_plugin``."""
+        return pool_domain(None, None, self.dns_domains, self.config.domain)
+
+    def domain_pools(self) -> list[Pool]:
+        """The pools as the lifecycle code sees them, in seconds."""
+        g, dns = self.config, self.dns_domains
+        pools = []
+        for p in self.pools:
+            ready_ttl = p.ready_ttl if p.ready_ttl is not None else g.ready_ttl
+            pools.append(
+                Pool(
+                    name=p.name,
+                    template=p.template,
+                    size=p.size,
+                    provider=self.pool_provider(p),
+                    alias=tuple(p.alias),
+                    timeout_s=(p.timeout or g.timeout) * 60.0,
+                    ready_ttl_s=ready_ttl * 60.0 if ready_ttl is not None else None,
+                    lifetime_s=(p.vm_lifetime or g.vm_lifetime) * 3600.0,
+                    folder=p.folder,
+                    clone_target=p.clone_target or g.clone_target,
+                    domain=pool_domain(p.domain, p.dns_plugin, dns, g.domain),
+                    max_per_host=max_per_host(p.anti_affinity),
+                    ha=p.ha,
+                    priority=p.priority,
+                )
+            )
+        return pools
+
+
+def max_per_host(anti_affinity: bool | int | None) -> int | None:
+    """A pool's ``anti_affinity`` as a count: at most this many of its VMs per host; None: any."""
+    if anti_affinity is None or anti_affinity is False:
+        return None
+    return 1 if anti_affinity is True else int(anti_affinity)
+
+
+def raw_provider_class(name: str, entry: Any) -> str:
+    cls = entry.get("provider_class") if isinstance(entry, dict) else None
+    cls = str(cls or name)
+    return "sim" if cls == "dummy" else cls
+
+
+def default_provider(providers: dict[str, Any]) -> str:
+    """A pool without ``provider``: the only provider there is, else vmpooler's ``vsphere``."""
+    return next(iter(providers)) if len(providers) == 1 else "vsphere"
+

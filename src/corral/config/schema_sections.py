@@ -1,0 +1,210 @@
+"""The sections of the configuration beside its pools and providers: ``:config:``, ``:store:``,
+``:monitoring:``, ``:runner:``, ``:scheduling:``, ``:rate_limits:`` and ``:redis:``.
+
+vmpooler's units (``timeout`` and ``ready_ttl`` in minutes, ``vm_lifetime`` in hours) and
+defaults are kept; see :mod:`corral.config.schema` for the whole file.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from corral.config.dns import DomainName
+from corral.domain.limits import MAX_LIFETIME_HOURS
+
+__all__ = ["SCHEDULING_FACTORS", "GlobalSettings", "MonitoringSettings", "RateLimit", "RateLimits", "RedisSettings",
+           "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are kept; :mod:`corral.config.keys` judges them."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # vmpooler keys corral accepts but does not use: kept quiet instead of warned about.
+    known_unused: ClassVar[frozenset[str]] = frozenset()
+
+
+class GlobalSettings(Section):
+    """The ``:config:`` section."""
+
+    known_unused = frozenset(
+        {
+            "logfile", "vm_checktime",
+            "retry_factor", "check_loop_delay_min", "check_loop_delay_max",
+            "check_loop_delay_decay", "usage_stats",
+            "extra_config",
+            "manage_host_selection",
+            "host_selection_max_age", "timeout_notification",
+            "max_vm_retries",
+            "adaptive_timeout_enabled", "connection_pool_timeout_min",
+            "connection_pool_timeout_max", "connection_pool_timeout_initial",
+            "connection_pool_monitor_enabled", "connection_pool_monitor_interval",
+            "check_ready_vm_hostname_for_mismatch", "purge_enabled", "purge_dry_run", "purge_interval",
+            "max_pending_age", "max_ready_age", "max_completed_age", "max_orphaned_age",
+            "health_check_enabled", "health_check_interval", "health_thresholds",
+            "dlq_enabled", "dlq_ttl", "dlq_max_entries",
+        }
+    )
+
+    site_name: str = "vmpooler"
+    task_limit: int = Field(10, ge=1)
+    timeout: float = Field(15, gt=0, description="minutes a VM may stay pending")
+    ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready")
+    vm_lifetime: float = Field(24, gt=0, le=MAX_LIFETIME_HOURS, description="hours a checked-out VM lives")
+    prefix: str = ""
+    domain: DomainName | None = Field(None, description="vmpooler 2: the domain of pools that get none otherwise")
+    # placement, as vmpooler's vSphere provider reads these keys
+    migration_limit: int = Field(
+        0, ge=0, description="migrations at checkout in flight at once; 0 turns migration at checkout off"
+    )
+    utilization_limit: float = Field(
+        90, gt=0, le=100, description="percent of CPU or memory a host may reach with a new VM"
+    )
+    clone_target: str | None = Field(None, description="the cluster every pool clones into unless it names one")
+    max_tries: int = Field(3, ge=1, description="attempts to create (or HA-restart) one VM, each on another host")
+    # vmpooler's circuit breaker keys; corral keeps one breaker per host
+    circuit_breaker_enabled: bool = True
+    circuit_breaker_failure_threshold: int = Field(5, ge=1, description="VMs failed in a row that open a host's breaker")
+    circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its host")
+    circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes that close a half-open breaker")
+    # vmpooler's vSphere keys, defaults for every vSphere provider
+    create_folders: bool = Field(False, description="create a pool's folder when it is missing")
+    create_linked_clones: bool = Field(True, description="linked clones of the template's snapshot")
+    create_template_delta_disks: bool = Field(
+        False, description="snapshot a template that has none, once, so that its clones can be linked"
+    )
+    purge_unconfigured_resources: bool = Field(False, description="destroy folders beside pool folders no pool uses")
+    purge_unconfigured_folders: bool = Field(False, description="the older name of purge_unconfigured_resources")
+    # corral's own keys
+    check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
+    ready_check_port: int = Field(22, ge=1, le=65535)
+    ready_check_timeout: float = Field(5.0, gt=0)
+    ready_check_address: Literal["name", "guest_ip"] = Field(
+        "name", description="vSphere: readiness connects to the VM's name (domain appended) or its guest IP"
+    )
+    data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
+    # the API
+    vm_lifetime_auth: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
+                                           description="hours; lifetime of a VM checked out with a token")
+    max_lifetime_upper_limit: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
+                                                   description="hours a lifetime may be extended to")
+    allowed_tags: list[str] | None = None
+    experimental_features: bool = False
+    backend_weight: dict[str, float] = Field(default_factory=dict)
+    max_ondemand_instances_per_request: int = Field(10, ge=1)
+    ondemand_request_ttl: float = Field(5, gt=0, description="minutes an on-demand request may take")
+    ondemand_clone_limit: int = Field(10, ge=1)
+    rate_limiting_enabled: bool = False
+    request_logger: bool = False
+
+    @field_validator("backend_weight")
+    @classmethod
+    def _weights_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if w <= 0]
+        if bad:
+            raise ValueError(f"weights must be > 0 (see {', '.join(map(repr, bad))})")
+        return value
+
+
+class StoreSettings(Section):
+    """corral's ``:store:`` section."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "var/corral.db"
+
+
+class MonitoringSettings(Section):
+    """corral's ``:monitoring:`` section: the live inventory, its events and the safety nets."""
+
+    host_down_grace: float = Field(60, ge=0, description="seconds a host must stay unresponsive before it is down")
+    reconcile_interval: float = Field(300, gt=0, description="seconds between full drift repairs")
+    over_utilized_percent: float = Field(80, gt=0, le=100, description="CPU or memory use that raises an event")
+    feed_timeout: float = Field(30, gt=0, le=600, description="seconds one change-feed long poll may wait")
+    subscriber_queue: int = Field(10_000, ge=10, description="events one subscriber may hold before it resyncs")
+    event_history: int = Field(1_000, ge=0, description="events kept for event-stream clients that reconnect")
+    event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on /events")
+
+
+class RunnerConfig(Section):
+    """corral's ``:runner:`` section: how VM creates and HA restarts are queued and sent."""
+
+    aggregation_window: float = Field(
+        0.1, ge=0, le=10, description="seconds works wait for others to be placed and sent together"
+    )
+    batch_size: int = Field(1000, ge=1, description="works taken at once; a full batch does not wait out the window")
+    host_task_limit: int = Field(4, ge=1, description="provider calls in flight at once on one host")
+    queue_limit: int = Field(10_000, ge=1, description="VMs waiting to be created or started at most")
+    refill_share: float = Field(
+        0.5, gt=0, le=1, description="share of the queue pool refills may fill; the rest is kept for requests"
+    )
+    retry_delay: float = Field(1.0, ge=0, description="seconds before the first rerun of a failed VM; doubled after")
+    retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries")
+
+
+SCHEDULING_FACTORS = ("cpu", "memory", "count", "pack")
+
+
+class SchedulingSettings(Section):
+    """corral's ``:scheduling:`` section: how new VMs are placed on hosts, and rebalancing."""
+
+    policy: Literal["even", "pack", "count"] = Field(
+        "even",
+        description="even: spread CPU (factor 2) and memory (factor 1); pack: fill the busiest host "
+        "that still fits; count: spread the number of VMs",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="factors overriding the policy's: cpu, memory, count, pack"
+    )
+    memory_overcommit: float = Field(1.0, gt=0, description="VM memory may reach host memory times this")
+    vcpu_load: float = Field(
+        0.25, gt=0, le=1, description="share of one core's MHz a new VM's vCPU is expected to use"
+    )
+    reservation_timeout: float = Field(
+        600, gt=0, description="seconds a placement holds CPU and memory if the VM never shows up"
+    )
+    rebalance: bool = False
+    rebalance_threshold: float = Field(80, gt=0, le=100, description="percent CPU or memory that calls for a move")
+    rebalance_sustain: float = Field(120, ge=0, description="seconds a host stays over the threshold before acting")
+    rebalance_interval: float = Field(60, gt=0, description="seconds between rebalancing rounds")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_non_negative_factors(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [k for k in value if k not in SCHEDULING_FACTORS]
+        if unknown:
+            raise ValueError(
+                f"unknown factor{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                f"(factors: {', '.join(SCHEDULING_FACTORS)})"
+            )
+        negative = [k for k, w in value.items() if w < 0]
+        if negative:
+            raise ValueError(f"factors must be >= 0 (see {', '.join(map(repr, negative))})")
+        return value
+
+
+class RateLimit(Section):
+    limit: int = Field(ge=1)
+    period: float = Field(gt=0, description="seconds")
+
+
+class RateLimits(Section):
+    """``:rate_limits:``: requests per period, per client (token or IP), by kind of request."""
+
+    global_per_ip: RateLimit = Field(default_factory=lambda: RateLimit(limit=100, period=60))
+    authenticated: RateLimit = Field(default_factory=lambda: RateLimit(limit=500, period=60))
+    vm_creation: RateLimit = Field(default_factory=lambda: RateLimit(limit=20, period=60))
+    vm_deletion: RateLimit = Field(default_factory=lambda: RateLimit(limit=50, period=60))
+
+
+class RedisSettings(Section):
+    known_unused = frozenset(
+        {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts",
+         "connection_pool_size", "connection_pool_timeout"}
+    )
+    server: str = "localhost"
+    port: int | None = None
+    password: SecretStr | None = None
+    data_ttl: float = Field(168, ge=0, description="hours of history; see Config.history_ttl_hours")
+
