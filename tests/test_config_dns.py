@@ -7,7 +7,7 @@ import pytest
 from helpers import REPO
 
 from corral.config import ConfigError, load_config, parse_config, safe_view
-from corral.config.dns import pool_domain
+from corral.domain.names import pool_domain
 from corral.runtime import build_providers
 
 DNS_FILE = REPO / "tests" / "fixtures" / "vmpooler-dns.yaml"

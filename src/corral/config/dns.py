@@ -7,22 +7,22 @@ behaves as ``dynamic-dns``); it reads each entry's ``domain`` and accepts the pl
 keys without showing them (they may be credentials: see :mod:`corral.config.safe`, whose
 allow-list shows only the keys declared here).
 
-:func:`pool_domain` is the only place that decides a pool's domain; the pool manager (through
-``Config.domain_pools``) and the vSphere provider (through ``vsphere_pools``) both use it.
+:func:`corral.domain.names.pool_domain` is the only place that decides a pool's domain; the pool
+manager (through ``Config.domain_pools``) and the vSphere provider (through ``vsphere_pools``)
+both use it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from corral.config.errors import checked_by
 
-__all__ = ["DnsConfig", "DnsConfigs", "DomainName", "check_dns_plugins", "default_dns_plugin", "dns_warnings",
-           "pool_domain"]
+__all__ = ["DnsConfig", "DnsConfigs", "DomainName", "check_dns_plugins", "dns_warnings"]
 
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 DOMAIN_RULE = "must be a domain name: labels of letters, digits, '-' or '_' joined by dots (like example.com)"
@@ -63,29 +63,6 @@ def _entries(value: Any) -> Any:
 DnsConfigs = Annotated[dict[str, DnsConfig], BeforeValidator(_entries)]
 
 
-def default_dns_plugin(names: Collection[str]) -> str | None:
-    """The entry a pool that names no ``dns_plugin`` uses: the only one there is, else none."""
-    return next(iter(names)) if len(names) == 1 else None
-
-
-def pool_domain(own: str | None, dns_plugin: str | None, dns_domains: Mapping[str, str | None],
-                global_domain: str | None) -> str | None:
-    """The domain of a pool's VMs; the first of these that gives one wins:
-
-    1. the pool's own ``domain`` (``own``);
-    2. the domain of the ``:dns_configs:`` entry its ``dns_plugin`` names, or, when it names
-       none, of the only entry there is (``dns_domains``: entry name -> its domain);
-    3. ``:config: domain`` (``global_domain``; vmpooler 2's key, which vmpooler 3 refuses);
-    4. none: the VMs are known by their bare names.
-    """
-    if own:
-        return own
-    plugin = dns_plugin if dns_plugin is not None else default_dns_plugin(dns_domains)
-    if plugin is not None and dns_domains.get(plugin):
-        return dns_domains[plugin]
-    return global_domain
-
-
 def check_dns_plugins(dns_configs: Any, pools: list[Any]) -> list[str]:
     """Each pool's ``dns_plugin`` must name an entry of ``:dns_configs:`` (the raw sections)."""
     names = list(dns_configs) if isinstance(dns_configs, dict) else []
@@ -106,4 +83,5 @@ def dns_warnings(plugins: list[str | None], domains: list[str | None], dns_names
         return []
     return [f"pools[{i}].dns_plugin: not given, and :dns_configs: has {len(dns_names)} entries "
             f"({', '.join(dns_names)}), none of them the default; the pool's VMs get no domain"
-            for i, (plugin, domain) in enumerate(zip(plugins, domains)) if plugin is None and domain is None]
+            for i, (plugin, domain) in enumerate(zip(plugins, domains, strict=True))
+            if plugin is None and domain is None]

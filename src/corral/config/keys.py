@@ -1,13 +1,13 @@
 """Keys the configuration model does not declare: an error, a warning, or nothing.
 
 corral's own sections (``:store:``, ``:monitoring:``, ``:scheduling:``, ``:runner:``, a
-simulator provider) are corral's key space: a key corral does not read there is a mistake,
-and an error (as in a vSphere provider, whose model forbids them). vmpooler's sections (``:config:``, a pool, ``:redis:``, ``:auth:`` …) also carry
-keys of vmpooler and its plugins that corral has no use for, so a key corral does not read
-there is only a warning, unless it looks like a mistake: the near-miss of a key corral reads
-there (``task_limt``), or a key corral reads in another section (``feed_timeout`` under
-``:config:``). A DNS plugin's entry may hold any key of its plugin; only a near-miss of
-``domain`` or ``dns_class`` is an error there.
+simulator provider) are corral's key space: a key corral does not read there is a mistake, and
+an error (as in a vSphere provider, whose model forbids them). vmpooler's sections
+(``:config:``, a pool, ``:redis:``, ``:auth:`` …) also carry keys of vmpooler and its plugins
+that corral has no use for, so a key corral does not read there is only a warning, unless it
+looks like a mistake: the near-miss of a key corral reads there (``task_limt``), or a key
+corral reads in another section (``feed_timeout`` under ``:config:``). A DNS plugin's entry may
+hold any key of its plugin; only a near-miss of ``domain`` or ``dns_class`` is an error there.
 
 :func:`judge_key` is that decision; :func:`key_problems` applies it to a whole document.
 Messages name keys and sections, never values (a misspelled ``pasword:`` is not echoed).
@@ -61,7 +61,7 @@ def _one_typo(a: str, b: str) -> bool:
     if len(a) != len(b):
         short, long = sorted((a, b), key=len)
         return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
-    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
     return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
                               and a[diff[1]] == b[diff[0]])
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field, field_validator
 
 from corral.auth.settings import AuthSettings
-from corral.config.dns import DnsConfigs, DomainName, pool_domain
+from corral.config.dns import DnsConfigs, DomainName
 from corral.config.errors import checked_by
 from corral.config.schema_sections import (
     GlobalSettings,
@@ -32,7 +32,7 @@ from corral.config.schema_sections import (
 )
 from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Pool
-from corral.domain.names import pool_name_problem
+from corral.domain.names import pool_domain, pool_name_problem
 
 if TYPE_CHECKING:
     from corral.providers.sim import SimSettings

@@ -66,7 +66,9 @@ class GlobalSettings(Section):
     max_tries: int = Field(3, ge=1, description="attempts to create (or HA-restart) one VM, each on another host")
     # vmpooler's circuit breaker keys; corral keeps one breaker per host
     circuit_breaker_enabled: bool = True
-    circuit_breaker_failure_threshold: int = Field(5, ge=1, description="VMs failed in a row that open a host's breaker")
+    circuit_breaker_failure_threshold: int = Field(
+        5, ge=1, description="VMs failed in a row that open a host's breaker"
+    )
     circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its host")
     circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes that close a half-open breaker")
     # vmpooler's vSphere keys, defaults for every vSphere provider

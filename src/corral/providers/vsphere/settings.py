@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from corral.config.dns import pool_domain
+from corral.domain.names import pool_domain
 
 #: vmpooler keys that corral accepts and ignores, each with the reason logged once at start.
 IGNORED_KEYS = {
@@ -120,7 +120,7 @@ def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSetting
     the :class:`corral.config.GlobalSettings`. vmpooler names the pool key
     ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
     ``dns_domains`` are the domains of ``:dns_configs:`` by entry name; a pool's domain is
-    :func:`corral.config.dns.pool_domain`'s.
+    :func:`corral.domain.names.pool_domain`'s.
     """
     default_linked = provider.create_linked_clones
     if default_linked is None:
