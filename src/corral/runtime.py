@@ -8,9 +8,11 @@ from pathlib import Path
 
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
+from corral.config.settings import provider_context
 from corral.inventory import Inventory, MonitorSettings
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import Provider
+from corral.providers.registry import PROVIDERS
 from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
 from corral.scheduling import SchedulerSettings
@@ -41,38 +43,20 @@ def build_providers(config: Config) -> dict[str, Provider]:
     problems = []
     for name in sorted(used):
         cls = config.provider_class(name)
-        if cls == "sim":
-            from corral.providers.sim import SimProvider
-
-            providers[name] = SimProvider(name, config.sim_settings(name))
-        elif cls == "vsphere":
-            providers[name] = build_vsphere(config, name)
+        if cls in PROVIDERS:
+            providers[name] = build_provider(config, name)
         else:
             problems.append(f"providers.{name}.provider_class: the {cls!r} provider is not available "
-                            "in this version of corral (available: sim, vsphere)")
+                            f"in this version of corral (available: {', '.join(PROVIDERS)})")
     if problems:
         raise ConfigError(problems)
     return providers
 
 
-def build_vsphere(config: Config, name: str) -> Provider:
-    """A vSphere provider with the vSphere keys of the pools that use it and ``:config:``'s defaults."""
-    from corral.providers.vsphere import VsphereProvider, vsphere_pools
-    from corral.providers.vsphere.settings import ReadyCheck
-
-    settings = config.vsphere_settings(name)
-    g = config.config
-    pools = vsphere_pools([p for p in config.pools if config.pool_provider(p) == name], g, settings,
-                          config.dns_domains)
-    return VsphereProvider(
-        name,
-        settings,
-        pools,
-        create_folders=g.create_folders,
-        create_template_delta_disks=g.create_template_delta_disks,
-        purge=g.purge_unconfigured_resources or g.purge_unconfigured_folders,
-        ready=ReadyCheck(g.ready_check_port, g.ready_check_timeout, g.ready_check_address),
-    )
+def build_provider(config: Config, name: str) -> Provider:
+    """Provider ``name``, built by its class's factory (see :mod:`corral.providers.registry`)."""
+    cls = PROVIDERS[config.provider_class(name)]
+    return cls.build(name, config.provider_settings(name), provider_context(config, name))
 
 
 def build_store(config: Config) -> Store:

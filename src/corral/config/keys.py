@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-__all__ = ["CUTOFF", "PROVIDER_RULES", "SECTIONS", "Rule", "Verdict", "declared_keys", "judge_key", "key_problems",
+__all__ = ["CUTOFF", "SECTIONS", "KeyIndex", "Rule", "Verdict", "declared_keys", "judge_key", "key_problems",
            "section_index", "unknown_key_line"]
 
 #: How alike (difflib's ratio, 0–1) an unknown key and a known one must be to call it a near-miss;
@@ -105,7 +105,7 @@ def judge_key(path: str, key: str, *, known: Collection[str], quiet: Collection[
 TOP = Rule("the file's top level")
 
 #: Each section of the file (a field of ``Config``) and whose key space it is; ``providers``
-#: are judged per entry (:data:`PROVIDER_RULES`), ``tagfilter`` maps tags to patterns.
+#: are judged per entry (:data:`corral.config.providers.PROVIDER_RULES`), ``tagfilter`` maps tags to patterns.
 SECTIONS: dict[str, Rule] = {
     "config": Rule(":config:"),
     "pools": Rule("a pool"),
@@ -118,27 +118,6 @@ SECTIONS: dict[str, Rule] = {
     "rate_limits": Rule(":rate_limits:"),
     "dns_configs": Rule("a :dns_configs: entry", open=True),
 }
-
-#: vmpooler's keys of every provider, and those of its dummy provider (which corral runs as the
-#: simulator): accepted without a word in a ``provider_class: dummy`` entry.
-VMPOOLER_PROVIDER_KEYS = frozenset({
-    "purge_unconfigured_resources", "purge_unconfigured_folders", "resources_allowlist", "folder_whitelist",
-    "connection_pool_size", "connection_pool_timeout", "skip_dns_check_before_creating_vm",
-})
-DUMMY_KEYS = VMPOOLER_PROVIDER_KEYS | frozenset({
-    "filename", "is_ready_timeout", "getvm_poweroff_percent", "getvm_rename_percent", "vmready_fail_percent",
-    *(f"{op}_{what}" for op in ("createvm", "migratevm", "destroyvm", "createdisk", "createsnapshot",
-                                "revertsnapshot") for what in ("max_time", "fail_percent")),
-    "migratevm_couldmove_percent", "destroyvm_max_shutdown_time",
-})
-
-#: The rule of a ``:providers:`` entry, by its class (``provider_class``, else its name).
-PROVIDER_RULES: dict[str, Rule] = {
-    "sim": Rule("a simulator provider", strict=True, known=frozenset({"provider_class"})),
-    "dummy": Rule("a dummy provider", quiet=DUMMY_KEYS, known=frozenset({"provider_class"})),
-    "vsphere": Rule("a vSphere provider", strict=True),
-}
-
 
 # -- the model's shape -------------------------------------------------------------------------
 
@@ -246,7 +225,7 @@ def key_problems(data: Mapping[str, Any], root: type[BaseModel],
     everywhere = _index([*spaces, *((rule.label, declared_keys(model)) for model, rule in providers.values())])
     found: list[Verdict] = []
     top_known = declared_keys(root)
-    quiet = getattr(root, "known_unused", frozenset())
+    quiet: frozenset[str] = getattr(root, "known_unused", frozenset())
     for key in data:
         if key not in top_known:
             found.append(judge_key(str(key), key, known=top_known, quiet=quiet, rule=TOP,

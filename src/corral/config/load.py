@@ -17,21 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from corral.auth.passwords import check_password_hash
 from corral.auth.settings import AuthSettings
 from corral.config.dns import check_dns_plugins, dns_warnings
 from corral.config.errors import ConfigError, format_errors
-from corral.config.keys import PROVIDER_RULES, Rule, key_problems, section_index, unknown_key_line
+from corral.config.keys import key_problems, section_index
+from corral.config.providers import (
+    check_provider_classes,
+    check_provider_settings,
+    default_provider,
+    provider_key_models,
+)
 from corral.config.safe import REDACTED, debug_enabled
-from corral.config.schema import Config, default_provider, raw_provider_class
+from corral.config.schema import Config
 from corral.config.yaml import describe_yaml_error, read_yaml, spelling_clashes, unsymbol
 
 __all__ = ["collect_warnings", "load_config", "normalise", "parse_config"]
 
 SYMBOL_RE = re.compile(r"^:[A-Za-z_][A-Za-z0-9_]*$")
-KNOWN_PROVIDER_CLASSES = ("sim", "dummy", "vsphere", "libvirt")
 
 
 def normalise(value: Any) -> Any:
@@ -83,9 +88,10 @@ def parse_config(raw: Any) -> tuple[Config, list[str]]:
     # The cross-checks read the raw document, so they are reported even when a key is bad.
     providers = data["providers"] if isinstance(data.get("providers"), dict) else {}
     pools = data["pools"] if isinstance(data.get("pools"), list) else []
-    problems += _check_references(providers, pools) + _check_provider_settings(providers)
+    problems += _check_references(providers, pools) + check_provider_classes(providers)
+    problems += check_provider_settings(providers, section_index(Config))
     problems += check_dns_plugins(data.get("dns_configs"), pools)
-    key_errors, key_warnings = key_problems(data, Config, _provider_key_models(providers))
+    key_errors, key_warnings = key_problems(data, Config, provider_key_models(providers))
     problems += key_errors
     if config is not None and config.auth is not None:
         problems += _check_auth(config.auth)
@@ -144,58 +150,7 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
         for label in aliases:
             if isinstance(label, str) and label in owner and label != pool["name"]:
                 problems.append(f"pools[{i}].alias: {label!r} is already used by pool {owner[label]!r}")
-    for name, entry in providers.items():
-        if isinstance(entry, dict) and not isinstance(entry.get("provider_class") or "", str):
-            continue  # not a string: the model's error, which does not echo it
-        cls = raw_provider_class(name, entry)
-        if cls not in ("sim", "vsphere", "libvirt"):
-            problems.append(
-                f"providers.{name}.provider_class: must be one of "
-                f"{', '.join(KNOWN_PROVIDER_CLASSES)}, got {cls!r}"
-            )
     return problems
-
-
-def _check_provider_settings(providers: dict[str, Any]) -> list[str]:
-    """Check each simulator's and vSphere endpoint's own keys with its settings model."""
-    problems: list[str] = []
-    for name, entry in providers.items():
-        cls = raw_provider_class(name, entry)
-        if cls not in ("sim", "vsphere") or not isinstance(entry, dict):
-            continue  # libvirt settings are checked by its provider
-        try:
-            if cls == "sim":
-                from corral.providers.sim import SimSettings
-
-                model: type[BaseModel] = SimSettings
-                SimSettings.model_validate({k: v for k, v in entry.items() if k != "provider_class"})
-            else:
-                from corral.providers.vsphere.settings import VsphereSettings
-
-                model = VsphereSettings
-                VsphereSettings.model_validate(entry)
-        except ValidationError as exc:
-            unknown = unknown_key_line(model, PROVIDER_RULES[cls], section_index(Config)) if cls == "vsphere" else None
-            problems += format_errors(exc, model, prefix=("providers", name), unknown=unknown)
-    return problems
-
-
-def _provider_key_models(providers: dict[str, Any]) -> dict[str, tuple[type[BaseModel], Rule]]:
-    """The settings model and key rule (see :mod:`corral.config.keys`) of each simulator, dummy
-    and vSphere entry; entries of other classes are checked by their providers."""
-    models: dict[str, tuple[type[BaseModel], Rule]] = {}
-    for name, entry in providers.items():
-        cls = entry.get("provider_class") if isinstance(entry, dict) else None
-        cls = cls if isinstance(cls, str) and cls else name
-        if cls in ("sim", "dummy"):
-            from corral.providers.sim import SimSettings
-
-            models[name] = (SimSettings, PROVIDER_RULES[cls])
-        elif cls == "vsphere":
-            from corral.providers.vsphere.settings import VsphereSettings
-
-            models[name] = (VsphereSettings, PROVIDER_RULES[cls])
-    return models
 
 
 def collect_warnings(config: Config) -> list[str]:

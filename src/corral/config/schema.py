@@ -13,13 +13,14 @@ are in :mod:`corral.config.schema_sections`, ``:auth:`` in :mod:`corral.auth.set
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from corral.auth.settings import AuthSettings
 from corral.config.dns import DnsConfigs, DomainName
 from corral.config.errors import checked_by
+from corral.config.providers import default_provider, raw_provider_class
 from corral.config.schema_sections import (
     GlobalSettings,
     MonitoringSettings,
@@ -33,10 +34,7 @@ from corral.config.schema_sections import (
 from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Pool
 from corral.domain.names import pool_domain, pool_name_problem
-
-if TYPE_CHECKING:
-    from corral.providers.sim import SimSettings
-    from corral.providers.vsphere.settings import VsphereSettings
+from corral.providers.registry import find_class
 
 
 class ProviderSettings(Section):
@@ -137,20 +135,17 @@ class Config(Section):
         return self.config.data_ttl
 
     def provider_class(self, name: str) -> str:
+        """The class of provider ``name`` (see :mod:`corral.providers.registry`)."""
         return raw_provider_class(name, {"provider_class": self.providers[name].provider_class})
 
-    def sim_settings(self, name: str) -> SimSettings:
-        """The simulator settings of provider ``name`` (its keys beside ``provider_class``)."""
-        from corral.providers.sim import SimSettings
-
-        return SimSettings.model_validate(self.providers[name].model_extra or {})
-
-    def vsphere_settings(self, name: str) -> VsphereSettings:
-        """The settings of vSphere provider ``name``."""
-        from corral.providers.vsphere.settings import VsphereSettings
-
-        return VsphereSettings.model_validate({"provider_class": self.providers[name].provider_class,
-                                               **(self.providers[name].model_extra or {})})
+    def provider_settings(self, name: str) -> BaseModel:
+        """The settings of provider ``name`` (its keys beside ``provider_class``), read by its
+        class's model; ValueError when its class has none (a planned class) or they are invalid."""
+        cls = find_class(self.provider_class(name))
+        if cls is None:
+            raise ValueError(f"providers.{name}: the {self.provider_class(name)!r} provider has no settings model")
+        entry = self.providers[name]
+        return cls.settings_of({"provider_class": entry.provider_class, **(entry.model_extra or {})})
 
     def pool_provider(self, pool: PoolSettings) -> str:
         return pool.provider or default_provider(self.providers)
@@ -197,15 +192,3 @@ def max_per_host(anti_affinity: bool | int | None) -> int | None:
     if anti_affinity is None or anti_affinity is False:
         return None
     return 1 if anti_affinity is True else int(anti_affinity)
-
-
-def raw_provider_class(name: str, entry: Any) -> str:
-    cls = entry.get("provider_class") if isinstance(entry, dict) else None
-    cls = str(cls or name)
-    return "sim" if cls == "dummy" else cls
-
-
-def default_provider(providers: dict[str, Any]) -> str:
-    """A pool without ``provider``: the only provider there is, else vmpooler's ``vsphere``."""
-    return next(iter(providers)) if len(providers) == 1 else "vsphere"
-

@@ -20,12 +20,7 @@ def safe_view(config: Config) -> dict[str, Any]:
 
 def _provider_view(config: Config, name: str) -> dict[str, Any]:
     entry = model_view(config.providers[name])
-    kind = config.provider_class(name)
     try:
-        if kind == "sim":
-            return {**entry, **model_view(config.sim_settings(name))}
-        if kind == "vsphere":
-            return {**entry, **model_view(config.vsphere_settings(name))}
-    except ValueError:  # settings that do not validate were refused at load; show nothing more
-        pass
-    return entry
+        return {**entry, **model_view(config.provider_settings(name))}
+    except ValueError:  # no settings model (a planned class), or settings refused at load: show nothing more
+        return entry

@@ -20,7 +20,7 @@ from corral.config import ConfigError, parse_config
 from corral.domain.models import VmSpec
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.linked import Plan, clone_plan
-from corral.runtime import build_vsphere
+from corral.runtime import build_provider
 
 from .conftest import make_provider, pool
 
@@ -170,7 +170,7 @@ def test_the_key_is_read_from_config_and_the_provider_overrides_it() -> None:
                ":config": config, ":pools": [{"name": "p", "template": "t", "size": 1}]}
         parsed, warnings = parse_config(doc)
         assert warnings == []
-        return build_vsphere(parsed, "vsphere")
+        return build_provider(parsed, "vsphere")
 
     assert provider({}, {}).create_template_delta_disks is False  # vmpooler's default
     assert provider({"create_template_delta_disks": True}, {}).create_template_delta_disks is True

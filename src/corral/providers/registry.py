@@ -1,0 +1,168 @@
+"""The providers corral can run, by the class name a ``:providers:`` entry gives
+(``provider_class``, else the entry's name).
+
+Each :class:`ProviderClass` has its settings model (the keys of an entry beside
+``provider_class``) and a factory that builds the provider from its name, its settings and a
+:class:`ProviderContext` (what it reads of the rest of the configuration, as plain values).
+The configuration loader checks entries, and the runtime builds providers, by looping over
+:data:`PROVIDERS`: adding a provider is one entry here plus its package.
+
+A class may have other names (vmpooler's ``dummy`` is the simulator), each with the keys of
+vmpooler's own provider of that name that corral accepts without a word. :data:`PLANNED` are
+classes vmpooler has that a file may name but this version of corral cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic import BaseModel
+
+from corral.providers.base import Provider
+from corral.providers.sim import SimProvider, SimSettings
+
+__all__ = [
+    "DUMMY_KEYS",
+    "PLANNED",
+    "PROVIDERS",
+    "VMPOOLER_PROVIDER_KEYS",
+    "ProviderAlias",
+    "ProviderClass",
+    "ProviderContext",
+    "ProviderFactory",
+    "class_names",
+    "find_class",
+]
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider's factory reads of the configuration beyond its own entry.
+
+    ``pools``: the keys of each pool that uses the provider, defaults filled in (as
+    ``:pools:`` gives them: ``name``, ``template``, ``folder``, ``datastore`` …);
+    ``config``: the keys of the ``:config:`` section, defaults filled in;
+    ``dns_domains``: the domain of each ``:dns_configs:`` entry, by entry name.
+    """
+
+    pools: tuple[Mapping[str, Any], ...] = ()
+    config: Mapping[str, Any] = field(default_factory=dict)
+    dns_domains: Mapping[str, str | None] = field(default_factory=dict)
+
+
+#: Builds a provider from its name, its settings (an instance of its class's model) and its context.
+ProviderFactory = Callable[[str, Any, ProviderContext], Provider]
+
+
+@dataclass(frozen=True)
+class ProviderAlias:
+    """Another name of a provider class; ``label`` names such an entry in messages, ``quiet``
+    are keys of vmpooler's provider of that name that corral accepts and ignores."""
+
+    name: str
+    label: str
+    quiet: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ProviderClass:
+    """One kind of provider. ``label`` names an entry of the class in messages; ``settings``
+    gives its settings model (a function, so that a heavy package is imported only when a
+    configuration uses it)."""
+
+    name: str
+    label: str
+    settings: Callable[[], type[BaseModel]]
+    build: ProviderFactory
+    aliases: tuple[ProviderAlias, ...] = ()
+
+    def settings_of(self, entry: Mapping[str, Any]) -> BaseModel:
+        """The settings of one ``:providers:`` entry; ``provider_class`` is passed on only to a
+        model that declares it. Raises ``pydantic.ValidationError``."""
+        model = self.settings()
+        keys = dict(entry) if "provider_class" in model.model_fields else \
+            {k: v for k, v in entry.items() if k != "provider_class"}
+        return model.model_validate(keys)
+
+
+# -- the simulator ---------------------------------------------------------------------------
+
+#: vmpooler's keys of every provider, and those of its dummy provider (which corral runs as the
+#: simulator): accepted without a word in a ``provider_class: dummy`` entry.
+VMPOOLER_PROVIDER_KEYS = frozenset({
+    "purge_unconfigured_resources", "purge_unconfigured_folders", "resources_allowlist", "folder_whitelist",
+    "connection_pool_size", "connection_pool_timeout", "skip_dns_check_before_creating_vm",
+})
+DUMMY_KEYS = VMPOOLER_PROVIDER_KEYS | frozenset({
+    "filename", "is_ready_timeout", "getvm_poweroff_percent", "getvm_rename_percent", "vmready_fail_percent",
+    *(f"{op}_{what}" for op in ("createvm", "migratevm", "destroyvm", "createdisk", "createsnapshot",
+                                "revertsnapshot") for what in ("max_time", "fail_percent")),
+    "migratevm_couldmove_percent", "destroyvm_max_shutdown_time",
+})
+
+
+def _sim_settings() -> type[BaseModel]:
+    return SimSettings
+
+
+def _build_sim(name: str, settings: SimSettings, context: ProviderContext) -> Provider:
+    return SimProvider(name, settings)
+
+
+# -- vSphere ---------------------------------------------------------------------------------
+# The vSphere package imports pyvmomi (a quarter of a second): it is imported when a
+# configuration names a vSphere provider, not when corral starts.
+
+
+def _vsphere_settings() -> type[BaseModel]:
+    from corral.providers.vsphere.settings import VsphereSettings
+
+    return VsphereSettings
+
+
+def _build_vsphere(name: str, settings: Any, context: ProviderContext) -> Provider:
+    """A vSphere provider with the vSphere keys of the pools that use it and ``:config:``'s defaults."""
+    from corral.providers.vsphere import VsphereProvider, vsphere_pools
+    from corral.providers.vsphere.settings import ReadyCheck
+
+    g = context.config
+    # vsphere_pools reads the pools' and :config:'s keys as attributes
+    pools = vsphere_pools([SimpleNamespace(**pool) for pool in context.pools], SimpleNamespace(**g), settings,
+                          context.dns_domains)
+    return VsphereProvider(
+        name,
+        settings,
+        pools,
+        create_folders=g["create_folders"],
+        create_template_delta_disks=g["create_template_delta_disks"],
+        purge=g["purge_unconfigured_resources"] or g["purge_unconfigured_folders"],
+        ready=ReadyCheck(g["ready_check_port"], g["ready_check_timeout"], g["ready_check_address"]),
+    )
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+#: Every provider class corral can run, by name.
+PROVIDERS: dict[str, ProviderClass] = {
+    "sim": ProviderClass("sim", "a simulator provider", _sim_settings, _build_sim,
+                         aliases=(ProviderAlias("dummy", "a dummy provider", DUMMY_KEYS),)),
+    "vsphere": ProviderClass("vsphere", "a vSphere provider", _vsphere_settings, _build_vsphere),
+}
+
+#: Classes a file may name that this version of corral cannot run (vmpooler has them).
+PLANNED: tuple[str, ...] = ("libvirt",)
+
+
+def find_class(name: str) -> ProviderClass | None:
+    """The provider class called ``name``, by its own name or another (``dummy``); None: no such class."""
+    if name in PROVIDERS:
+        return PROVIDERS[name]
+    return next((cls for cls in PROVIDERS.values() for alias in cls.aliases if alias.name == name), None)
+
+
+def class_names() -> tuple[str, ...]:
+    """Every class name a file may give: each class followed by its other names, then the planned ones."""
+    return (*(n for cls in PROVIDERS.values() for n in (cls.name, *(a.name for a in cls.aliases))), *PLANNED)
