@@ -7,15 +7,16 @@ defaults are kept; see :mod:`corral.config.schema` for the whole file.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from corral.config.dns import DomainName
 from corral.domain.limits import MAX_LIFETIME_HOURS
+from corral.scheduling.weights import POLICIES, WEIGHTS
 
-__all__ = ["SCHEDULING_FACTORS", "GlobalSettings", "MonitoringSettings", "RateLimit", "RateLimits", "RedisSettings",
-           "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
+__all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "MonitoringSettings", "RateLimit",
+           "RateLimits", "RedisSettings", "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
 
 
 class Section(BaseModel):
@@ -145,13 +146,19 @@ class RunnerConfig(Section):
     retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries")
 
 
-SCHEDULING_FACTORS = ("cpu", "memory", "count", "pack")
+#: The weights ``:scheduling: weights`` may set, and the policies ``policy`` may name: the scheduler's.
+SCHEDULING_FACTORS: tuple[str, ...] = tuple(WEIGHTS)
+SCHEDULING_POLICIES: tuple[str, ...] = tuple(POLICIES)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"{', '.join(map(repr, names[:-1]))} or {names[-1]!r}" if len(names) > 1 else repr(names[0])
 
 
 class SchedulingSettings(Section):
     """corral's ``:scheduling:`` section: how new VMs are placed on hosts, and rebalancing."""
 
-    policy: Literal["even", "pack", "count"] = Field(
+    policy: str = Field(
         "even",
         description="even: spread CPU (factor 2) and memory (factor 1); pack: fill the busiest host "
         "that still fits; count: spread the number of VMs",
@@ -170,6 +177,13 @@ class SchedulingSettings(Section):
     rebalance_threshold: float = Field(80, gt=0, le=100, description="percent CPU or memory that calls for a move")
     rebalance_sustain: float = Field(120, ge=0, description="seconds a host stays over the threshold before acting")
     rebalance_interval: float = Field(60, gt=0, description="seconds between rebalancing rounds")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _known_policy(cls, value: Any) -> Any:
+        if not (isinstance(value, str) and value in SCHEDULING_POLICIES):
+            raise ValueError(f"must be {_one_of(SCHEDULING_POLICIES)}")
+        return value
 
     @field_validator("weights")
     @classmethod
