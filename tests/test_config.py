@@ -257,7 +257,7 @@ def test_domain_pools_map_anti_affinity_and_fall_back_to_the_global_clone_target
 
 
 def test_runner_defaults_and_vmpooler_retry_and_breaker_keys():
-    from corral.runtime import runner_settings
+    from corral.config.settings import runner_settings
 
     config, warnings = parse_config(SIM_ONLY)
     r = runner_settings(config)

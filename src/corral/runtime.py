@@ -8,14 +8,11 @@ from pathlib import Path
 
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
-from corral.config.settings import provider_context
-from corral.inventory import Inventory, MonitorSettings
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.config.settings import manager_settings, monitor_settings, provider_context
+from corral.inventory import Inventory
+from corral.pools.manager import PoolManager
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
-from corral.runner import RunnerSettings
-from corral.runner.breaker import BreakerSettings
-from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
 
 
@@ -72,55 +69,6 @@ def build_store(config: Config) -> Store:
     except OSError as exc:
         detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
-
-
-def monitor_settings(config: Config) -> MonitorSettings:
-    m = config.monitoring
-    return MonitorSettings(feed_timeout=m.feed_timeout, host_down_grace_s=m.host_down_grace,
-                           over_utilized_percent=m.over_utilized_percent, queue_size=m.subscriber_queue,
-                           history=m.event_history)
-
-
-def manager_settings(config: Config) -> ManagerSettings:
-    g = config.config
-    m = config.monitoring
-    return ManagerSettings(
-        task_limit=g.task_limit,
-        check_interval=g.check_interval,
-        prefix=g.prefix,
-        data_ttl_s=config.history_ttl_hours * 3600.0,
-        ondemand_clone_limit=g.ondemand_clone_limit,
-        ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
-        lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,
-        reconcile_interval=m.reconcile_interval,
-        feed_timeout=m.feed_timeout,
-        host_down_grace_s=m.host_down_grace,
-        scheduling=scheduler_settings(config),
-        migration_limit=g.migration_limit,
-        rebalance=config.scheduling.rebalance,
-        rebalance_threshold=config.scheduling.rebalance_threshold,
-        rebalance_sustain_s=config.scheduling.rebalance_sustain,
-        rebalance_interval_s=config.scheduling.rebalance_interval,
-        runner=runner_settings(config),
-    )
-
-
-def runner_settings(config: Config) -> RunnerSettings:
-    r, g = config.runner, config.config
-    return RunnerSettings(window_s=r.aggregation_window, batch_size=r.batch_size, task_limit=config.config.task_limit,
-                          host_limit=r.host_task_limit, queue_limit=r.queue_limit, refill_share=r.refill_share,
-                          max_tries=config.config.max_tries, retry_delay_s=r.retry_delay,
-                          retry_delay_max_s=r.retry_delay_max, breakers=BreakerSettings(
-                              enabled=g.circuit_breaker_enabled, failure_threshold=g.circuit_breaker_failure_threshold,
-                              timeout_s=g.circuit_breaker_timeout,
-                              half_open_attempts=g.circuit_breaker_half_open_attempts))
-
-
-def scheduler_settings(config: Config) -> SchedulerSettings:
-    s = config.scheduling
-    return SchedulerSettings(utilization_limit=config.config.utilization_limit, memory_overcommit=s.memory_overcommit,
-                             vcpu_load=s.vcpu_load, policy=s.policy, weights=dict(s.weights) or None,
-                             reservation_timeout=s.reservation_timeout)
 
 
 def build_service(config: Config) -> Service:

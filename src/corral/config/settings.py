@@ -1,11 +1,18 @@
-"""What each layer is given of the configuration: its own settings, built from the model."""
+"""What each layer is given of the configuration: its own settings dataclasses, built from the
+model (the inventory's, the pool manager's, the runner's, the scheduler's, a provider factory's
+context). The layers below never see the configuration model itself."""
 
 from __future__ import annotations
 
 from corral.config.schema import Config
+from corral.inventory import MonitorSettings
+from corral.pools.manager import ManagerSettings
 from corral.providers.registry import ProviderContext
+from corral.runner import RunnerSettings
+from corral.runner.breaker import BreakerSettings
+from corral.scheduling import SchedulerSettings
 
-__all__ = ["provider_context"]
+__all__ = ["manager_settings", "monitor_settings", "provider_context", "runner_settings", "scheduler_settings"]
 
 
 def provider_context(config: Config, name: str) -> ProviderContext:
@@ -16,3 +23,56 @@ def provider_context(config: Config, name: str) -> ProviderContext:
         config=config.config.model_dump(),
         dns_domains=config.dns_domains,
     )
+
+
+def monitor_settings(config: Config) -> MonitorSettings:
+    """The live inventory's settings (``:monitoring:``)."""
+    m = config.monitoring
+    return MonitorSettings(feed_timeout=m.feed_timeout, host_down_grace_s=m.host_down_grace,
+                           over_utilized_percent=m.over_utilized_percent, queue_size=m.subscriber_queue,
+                           history=m.event_history)
+
+
+def manager_settings(config: Config) -> ManagerSettings:
+    """The pool manager's settings, with the runner's and the scheduler's inside."""
+    g = config.config
+    m = config.monitoring
+    return ManagerSettings(
+        task_limit=g.task_limit,
+        check_interval=g.check_interval,
+        prefix=g.prefix,
+        data_ttl_s=config.history_ttl_hours * 3600.0,
+        ondemand_clone_limit=g.ondemand_clone_limit,
+        ondemand_ttl_s=g.ondemand_request_ttl * 60.0,
+        lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None,
+        reconcile_interval=m.reconcile_interval,
+        feed_timeout=m.feed_timeout,
+        host_down_grace_s=m.host_down_grace,
+        scheduling=scheduler_settings(config),
+        migration_limit=g.migration_limit,
+        rebalance=config.scheduling.rebalance,
+        rebalance_threshold=config.scheduling.rebalance_threshold,
+        rebalance_sustain_s=config.scheduling.rebalance_sustain,
+        rebalance_interval_s=config.scheduling.rebalance_interval,
+        runner=runner_settings(config),
+    )
+
+
+def runner_settings(config: Config) -> RunnerSettings:
+    """The runner's settings (``:runner:``, and ``:config:``'s task limit, tries and circuit breakers)."""
+    r, g = config.runner, config.config
+    return RunnerSettings(window_s=r.aggregation_window, batch_size=r.batch_size, task_limit=config.config.task_limit,
+                          host_limit=r.host_task_limit, queue_limit=r.queue_limit, refill_share=r.refill_share,
+                          max_tries=config.config.max_tries, retry_delay_s=r.retry_delay,
+                          retry_delay_max_s=r.retry_delay_max, breakers=BreakerSettings(
+                              enabled=g.circuit_breaker_enabled, failure_threshold=g.circuit_breaker_failure_threshold,
+                              timeout_s=g.circuit_breaker_timeout,
+                              half_open_attempts=g.circuit_breaker_half_open_attempts))
+
+
+def scheduler_settings(config: Config) -> SchedulerSettings:
+    """The scheduler's settings (``:scheduling:`` and ``:config: utilization_limit``)."""
+    s = config.scheduling
+    return SchedulerSettings(utilization_limit=config.config.utilization_limit, memory_overcommit=s.memory_overcommit,
+                             vcpu_load=s.vcpu_load, policy=s.policy, weights=dict(s.weights) or None,
+                             reservation_timeout=s.reservation_timeout)
