@@ -61,7 +61,7 @@ def test_only_known_classes_are_accepted(providers: dict[str, Any], problems: li
     ("providers", "problems"),
     [
         ({"sim": {"hosts": 2}}, []),
-        ({"sim": {"time_scale": 0}}, ["providers.sim.time_scale: must be > 0, got 0"]),
+        ({"sim": {"time_scale": 0}}, ["providers.sim.time_scale: must be > 0.0, got 0"]),
         ({"vsphere": {"server": "vc", "username": "u", "password": "p", "tmeout": 3}},
          ["providers.vsphere.tmeout: not a known key"]),
         ({"kvm": {"provider_class": "libvirt", "anything": 1}}, []),  # a planned class: not checked here
