@@ -297,7 +297,8 @@ def test_runner_settings_are_checked(doc: dict, problem: str):
 
 
 def test_pools_carry_ha_and_priority():
-    pools = [{"name": "ha", "template": "t", "size": 1, "ha": True, "priority": 5}, {"name": "plain", "template": "t", "size": 1}]
+    pools = [{"name": "ha", "template": "t", "size": 1, "ha": True, "priority": 5},
+             {"name": "plain", "template": "t", "size": 1}]
     config, warnings = parse_config({**SIM_ONLY, ":pools": pools})
     assert {p.name: (p.ha, p.priority) for p in config.domain_pools()} == {"ha": (True, 5), "plain": (False, 0)}
     assert warnings == []

@@ -153,7 +153,9 @@ def _wait_listening(proc: subprocess.Popen[bytes], ports: list[int], log: Path) 
     pending = list(ports)
     while pending:
         if proc.poll() is not None:
-            raise RuntimeError(f"slapd exited with {proc.returncode} while starting; stderr:\n{log.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"slapd exited with {proc.returncode} while starting; stderr:\n{log.read_text()[-4000:]}"
+            )
         try:
             with socket.create_connection(("127.0.0.1", pending[0]), timeout=0.2):
                 pending.pop(0)

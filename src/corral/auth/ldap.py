@@ -94,7 +94,8 @@ def build_tls_context(encryption: LdapEncryption) -> ssl.SSLContext | None:
     if encryption.method == "plain":
         return None
     if encryption.method not in ("simple_tls", "start_tls"):
-        raise ValueError(f"auth.ldap.encryption.method: must be simple_tls, start_tls or plain, got {encryption.method!r}")
+        raise ValueError("auth.ldap.encryption.method: must be simple_tls, start_tls or plain, "
+                         f"got {encryption.method!r}")
     opts: dict[str, Any] = {str(k).lstrip(":"): v for k, v in encryption.tls_options.items()}
     where = "auth.ldap.encryption.tls_options"
     unknown = sorted(set(opts) - _KNOWN_TLS_OPTIONS)
@@ -115,7 +116,9 @@ def build_tls_context(encryption: LdapEncryption) -> ssl.SSLContext | None:
                 ctx.load_verify_locations(cafile=ca_file or None, capath=ca_path or None)
             except (OSError, ssl.SSLError) as exc:
                 what = "ca_file" if ca_file else "ca_path"
-                raise ValueError(f"{where}.{what}: cannot load CA certificates from {ca_file or ca_path!r}: {exc}") from None
+                raise ValueError(
+                    f"{where}.{what}: cannot load CA certificates from {ca_file or ca_path!r}: {exc}"
+                ) from None
         else:
             ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
 
@@ -242,7 +245,8 @@ class LdapAuthenticator:
             return True
         code = (conn.result or {}).get("result")
         if code in _UNAVAILABLE:
-            raise AuthUnavailable(f"LDAP server {self.server} answered the bind with {_UNAVAILABLE[code]}", server=self.server)
+            raise AuthUnavailable(f"LDAP server {self.server} answered the bind with {_UNAVAILABLE[code]}",
+                                  server=self.server)
         log.debug("ldap bind refused", extra={"server": self.server, "dn": dn, "result": _describe(conn)})
         return False
 
@@ -263,7 +267,8 @@ class LdapAuthenticator:
         for base in self._settings.base:
             for attr in self._settings.user_object:
                 if not service_bound:
-                    if not conn.rebind(user=account.user_dn, password=account.password.get_secret_value(), read_server_info=False):
+                    if not conn.rebind(user=account.user_dn, password=account.password.get_secret_value(),
+                                       read_server_info=False):
                         raise AuthUnavailable(
                             f"LDAP service account {account.user_dn!r} cannot bind at {self.server}: {_describe(conn)}",
                             server=self.server,
@@ -271,7 +276,8 @@ class LdapAuthenticator:
                     service_bound = True
                 dns = self._search(conn, base, f"({attr}={value})")
                 if len(dns) > 1:
-                    log.warning("ldap user ambiguous", extra={"server": self.server, "base": base, "attribute": attr, "user": user})
+                    log.warning("ldap user ambiguous",
+                                extra={"server": self.server, "base": base, "attribute": attr, "user": user})
                     return False
                 if not dns or dns[0] in tried:
                     continue
@@ -289,7 +295,8 @@ class LdapAuthenticator:
         )
         code = (conn.result or {}).get("result")
         if code not in _SEARCH_OK:
-            raise AuthUnavailable(f"LDAP search in {base!r} at {self.server} failed: {_describe(conn)}", server=self.server)
+            raise AuthUnavailable(f"LDAP search in {base!r} at {self.server} failed: {_describe(conn)}",
+                                  server=self.server)
         return [r["dn"] for r in conn.response or [] if r.get("type") == "searchResEntry"]
 
 
