@@ -116,8 +116,9 @@ def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSetting
                   dns_domains: Mapping[str, str | None] | None = None) -> dict[str, VspherePool]:
     """The pools' vSphere keys, with the provider's and ``:config:``'s defaults filled in.
 
-    ``pools`` are :class:`corral.config.PoolSettings` of this provider and ``global_config``
-    the :class:`corral.config.GlobalSettings`. vmpooler names the pool key
+    ``pools`` are the keys of the pools of this provider and ``global_config`` those of
+    ``:config:``, read as attributes (see :class:`corral.providers.registry.ProviderContext`).
+    vmpooler names the pool key
     ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
     ``dns_domains`` are the domains of ``:dns_configs:`` by entry name; a pool's domain is
     :func:`corral.domain.names.pool_domain`'s.
