@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corral.bench.api import API_TABLE_HEADER, ApiBenchResult, ApiRow
-from corral.bench.api_client import LoadResult, percentile
+from corral.bench.api_client import LoadResult
+from corral.bench.api_report import API_TABLE_HEADER, ApiBenchResult, ApiRow
+from corral.bench.common import percentile
 
 
 def test_a_short_run_measures_both_servers_without_errors() -> None:

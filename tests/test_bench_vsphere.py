@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corral.bench.vsphere_report import FLOOR_TABLE_HEADER, TABLE_HEADER, after_table
+from corral.bench.common import after_table
+from corral.bench.vsphere_report import FLOOR_TABLE_HEADER, TABLE_HEADER
 from corral.bench.vsphere_timeline import VmTimes, mean_steps, slot_use
 from corral.cli import app
 
@@ -88,7 +89,8 @@ def test_a_tiny_run_fills_every_pool_on_one_session_against_one_per_pool(tmp_pat
     assert text.index(TABLE_HEADER) < text.index("### The floor") < text.index(FLOOR_TABLE_HEADER)
     assert len(floor_rows) == 1 and "| 2 × 2 | 3 | 0.2 | 2 |" in floor_rows[0]
     met = "yes" if result["targets_met"] else "no"
-    assert f" | {result['floor_ratio']:.2f} | {met} | {result['ratios']['wall_baseline_corral']:.2f} | " in floor_rows[0]
+    ratios = f" | {result['floor_ratio']:.2f} | {met} | {result['ratios']['wall_baseline_corral']:.2f} | "
+    assert ratios in floor_rows[0]
     assert floor_rows[0].endswith("` |") and "| `corral" in floor_rows[0]
 
 

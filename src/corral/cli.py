@@ -270,13 +270,14 @@ def bench_inventory(
     output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """Initial load, memory, change-to-event latency and CPU of the live inventory, against re-polling."""
-    from corral.bench.inventory import BenchSettings, run_inventory
+    from corral.bench.inventory import run_inventory
+    from corral.bench.inventory_settings import InventoryBenchSettings
 
     try:
         rates = [float(r) for r in steps.split(",") if r.strip()]
-        settings = BenchSettings(hosts=hosts, vms=vms, pools=pools, rate=rate, duration=duration, idle=idle,
-                                 poll_interval=poll_interval, threads=threads, steps=rates,
-                                 step_duration=step_duration)
+        settings = InventoryBenchSettings(hosts=hosts, vms=vms, pools=pools, rate=rate, duration=duration,
+                                          idle=idle, poll_interval=poll_interval, threads=threads, steps=rates,
+                                          step_duration=step_duration)
         settings.check()
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -299,7 +300,8 @@ def bench_scheduler(
 ) -> None:
     """Placements/s of the scheduler against greedy baselines (same answers required), and how
     evenly it loads hosts against vmpooler's rules."""
-    from corral.bench.scheduler import SchedulerBenchSettings, run_scheduler
+    from corral.bench.scheduler import run_scheduler
+    from corral.bench.scheduler_settings import SchedulerBenchSettings
 
     settings = SchedulerBenchSettings.quick_settings(seed) if quick else SchedulerBenchSettings(seed=seed)
     result = run_scheduler(settings, progress=None if as_json else lambda m: typer.echo(m, err=True))
@@ -326,7 +328,8 @@ def bench_massrun(
 ) -> None:
     """1,000 VMs created through the central runner against one call per VM and the physical
     limit, and HA restarts after a host goes down, alone and with 1,000 refills queued."""
-    from corral.bench.massrun import MassRunSettings, run_massrun
+    from corral.bench.massrun import run_massrun
+    from corral.bench.massrun_settings import MassRunSettings
 
     settings = MassRunSettings.quick_settings() if quick else MassRunSettings()
     if time_scale is not None:
@@ -362,7 +365,8 @@ def bench_vsphere(
     (vmpooler's model) and against the floor (the same clones through one bare pyvmomi session):
     wall time, where each VM's time goes, peak sessions and vSphere calls."""
     from corral.bench.vcsim import VcsimUnavailable
-    from corral.bench.vsphere import VsphereBenchSettings, run_vsphere
+    from corral.bench.vsphere import run_vsphere
+    from corral.bench.vsphere_settings import VsphereBenchSettings
 
     settings = VsphereBenchSettings(pools=pools, vms_per_pool=vms_per_pool, clone_delay_ms=clone_delay_ms,
                                     hosts=hosts, task_limit=task_limit, wide=wide)

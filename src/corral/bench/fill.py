@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corral.bench.common import Say, append_row, sayer
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
@@ -74,24 +75,11 @@ class FillResult:
 
     def append_markdown(self, path: Path, command: str) -> None:
         """Add a row (with the command that produced it) to the fill table of ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = path.read_text() if path.exists() else ""
         row = (f"| {time.strftime('%Y-%m-%d')} | {self.vms} | {self.pools} | {self.task_limit} | {self.time_scale} | "
                f"{self.ideal_s:.3f} | {self.corral_s:.3f} | {self.corral_vs_ideal:.2f} | {self.baseline_s:.3f} | "
                f"{self.baseline_vs_corral:.2f} | {self.corral_calls_per_vm:.2f} | {self.baseline_calls_per_vm:.2f} | "
                f"`{command}` |\n")
-        if FILL_TABLE_HEADER not in text:
-            text += ("\n" if text and not text.endswith("\n\n") else "") + FILL_TABLE_HEADER
-        else:  # insert after the table's last row
-            head, tail = text.split(FILL_TABLE_HEADER, 1)
-            rows = []
-            rest = tail.splitlines(keepends=True)
-            while rest and rest[0].startswith("|"):
-                rows.append(rest.pop(0))
-            text = head + FILL_TABLE_HEADER + "".join(rows) + row + "".join(rest)
-            path.write_text(text)
-            return
-        path.write_text(text + row)
+        append_row(path, FILL_TABLE_HEADER, row)
 
 
 FILL_TABLE_HEADER = (
@@ -126,10 +114,10 @@ def ideal_seconds(vms: int, task_limit: int, settings: SimSettings) -> float:
 
 
 def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scale: float = 0.02,
-             progress: Callable[[str], None] | None = None) -> FillResult:
+             progress: Say | None = None) -> FillResult:
     if vms < 1 or pools < 1 or pools > vms or task_limit < 1 or time_scale <= 0:
         raise ValueError("need vms >= pools >= 1, task_limit >= 1 and time_scale > 0")
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     settings = sim_settings(vms, time_scale)
     say(f"corral: filling {vms} VMs in {pools} pools ...")
     corral_s, corral_calls = asyncio.run(_corral_fill(vms, pools, task_limit, settings, say))
@@ -186,7 +174,8 @@ async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSet
         try:
             async with slots:
                 name = new_hostname()
-                host = min(hosts, key=lambda h: ((h.memory_used_mb + 2048) / h.memory_mb, h.name)).name  # never refreshed
+                # the host list is never refreshed
+                host = min(hosts, key=lambda h: ((h.memory_used_mb + 2048) / h.memory_mb, h.name)).name
                 await provider.create_vms(host, [VmSpec(name, pool.name, pool.template)])
                 await asyncio.sleep(VMPOOLER_CLONE_SLEEPS_S * scale)
                 pending[pool.name].add(name)

@@ -65,6 +65,11 @@ class PollingInventory:
     def vms(self) -> int:
         return sum(len(vms) for vms in self._vms.values())
 
+    @property
+    def hosts(self) -> int:
+        """Hosts fetched at least once."""
+        return len(self._host_infos)
+
     # -- one host --------------------------------------------------------------------------
 
     def _poll_host(self, host: str) -> None:

@@ -1,6 +1,6 @@
 """``corral bench massrun``, part two: HA restarts when a host goes down, alone and behind refills.
 
-On the mass run's cluster (:func:`corral.bench.massrun.sim_settings`; ``start_vms`` costs
+On the mass run's cluster (:func:`corral.bench.massrun_settings.sim_settings`; ``start_vms`` costs
 ``start_call`` 2 s plus ``start_per_vm`` 10 ms per VM, one after another within a call) a real
 pool manager (sqlite store, the real inventory, default settings but ``host_down_grace_s=0``, so
 a host that stops answering is declared down at once, and a one-hour ``check_interval``, so the
@@ -30,21 +30,20 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.bench.massrun import (
+from corral.bench.common import Say, until
+from corral.bench.massrun_report import HaResult, HaTrial
+from corral.bench.massrun_settings import (
     LONG_BOOT_S,
     START_CALL_S,
     START_PER_VM_S,
     WAIT_LIMIT_S,
     MassRunSettings,
-    settle,
     sim_settings,
     split,
-    until,
 )
-from corral.bench.massrun_report import HaResult, HaTrial
 from corral.domain.events import Event, HostDown
 from corral.domain.models import Pool
 from corral.domain.states import VmState
@@ -52,7 +51,7 @@ from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
-Say = Callable[[str], None]
+Settle = Callable[[PoolManager], Awaitable[None]]  # wait until a manager has nothing under way
 
 FILL_BOOT_S = 1.0  # simulated boot while the HA pool fills (checkout needs ready VMs)
 HA_POOL = "ha"
@@ -68,7 +67,7 @@ def _ready(store: SqliteStore, pool: str) -> int:
     return store.counts().get(pool, {}).get(VmState.READY, 0)
 
 
-async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say) -> HaTrial:
+async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: Settle) -> HaTrial:
     label = "with refills" if with_refills else "alone"
     with tempfile.TemporaryDirectory(prefix="corral-massrun-ha-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
@@ -156,12 +155,12 @@ def _median(trials: list[HaTrial]) -> HaTrial:
     return chosen
 
 
-def run_ha(settings: MassRunSettings, say: Say) -> HaResult:
+def run_ha(settings: MassRunSettings, say: Say, settle: Settle) -> HaResult:
     """``repeats`` of each trial, alternating; the median of each is reported."""
     alone: list[HaTrial] = []
     loaded: list[HaTrial] = []
     for _ in range(settings.repeats):
-        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say)))
-        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say)))
+        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say, settle=settle)))
+        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say, settle=settle)))
     return HaResult(hosts=settings.hosts, ha_vms=settings.ha_vms, refills=settings.refills,
                     time_scale=settings.time_scale, alone=_median(alone), with_refills=_median(loaded))

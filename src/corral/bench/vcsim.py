@@ -122,9 +122,7 @@ class Vcsim:
             view.DestroyView()
 
     def vm(self, name: str) -> Any:
-        from pyVmomi import vim
-
-        from pyVmomi import vmodl
+        from pyVmomi import vim, vmodl
 
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
         try:
