@@ -19,6 +19,16 @@ def _progress(as_json: bool) -> Say | None:
     return None if as_json else lambda m: typer.echo(m, err=True)
 
 
+def _need_numpy(command: str) -> None:
+    """Exit 2 with one line saying how to install numpy when it is missing."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        typer.echo(f"error: corral bench {command} needs numpy, which is not installed; "
+                   "install it with: pip install 'corral[bench]'", err=True)
+        raise typer.Exit(2) from None
+
+
 # The output options every recorded benchmark takes.
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
 RecordOption = Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
@@ -129,6 +139,7 @@ def bench_scheduler(
 ) -> None:
     """Placements/s of the scheduler against greedy baselines (same answers required), and how
     evenly it loads hosts against vmpooler's rules."""
+    _need_numpy("scheduler")
     from corral.bench.scheduler import run_scheduler
     from corral.bench.scheduler_settings import SchedulerBenchSettings
 
