@@ -153,7 +153,8 @@ class Worker:
         from corral.providers.sim import SimProvider, SimSettings
 
         s = self.s
-        provider = SimProvider("sim", SimSettings(hosts=s.hosts, time_scale=0.001, seed=s.seed))
+        settings = SimSettings.model_validate({"hosts": s.hosts, "time_scale": 0.001, "seed": s.seed})
+        provider = SimProvider("sim", settings)
         await provider.connect()
         hosts = [h.name for h in await provider.list_hosts()]
         names = [f"bench-{i:05d}" for i in range(s.vms)]
