@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corral.bench.common import format_ratio
 from corral.bench.inventory_report import INVENTORY_TABLE_HEADER, InventoryBenchResult, PhaseResult, SystemResult
 from corral.bench.inventory_settings import InventoryBenchSettings
 
@@ -106,8 +105,3 @@ def test_record_adds_rows_under_one_table(tmp_path: Path) -> None:
     assert cells[1:4] == ["2,500", "45,000", "2,000"] and cells[7] == "0.3 / 3,000" and cells[8] == "1/10,000"
     assert "load met, rss met, p99 met" in rows[0]
     assert json.loads(json.dumps(result.as_dict()))["ratios"]["p99_ms"] == 0.0001
-
-
-def test_format_ratio() -> None:
-    assert format_ratio(None) == "" and format_ratio(0.0) == "0.00" and format_ratio(0.424) == "0.42"
-    assert format_ratio(8.31e-05) == "1/12,034" and format_ratio(2.5) == "2.50"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corral.bench.common import after_table
 from corral.bench.vsphere_report import FLOOR_TABLE_HEADER, TABLE_HEADER
 from corral.bench.vsphere_timeline import VmTimes, mean_steps, slot_use
 from corral.cli import app
@@ -125,15 +124,3 @@ def test_slot_use_is_the_share_of_slots_times_wall_the_calls_held(spans: list[tu
                                                                  slots: int, wall: float, use: float) -> None:
     vms = [VmTimes(str(i), slot=a, settled=b) for i, (a, b) in enumerate(spans)]
     assert slot_use(vms, slots, wall) == use
-
-
-HEADER = "| h |\n|---|\n"
-
-
-@pytest.mark.parametrize(("text", "out"), [
-    ("# B\n\n" + HEADER + "| 1 |\n", "# B\n\n" + HEADER + "| 1 |\n\nX\n"),
-    ("# B\n\n" + HEADER + "| 1 |\n| 2 |\n\n## next\n", "# B\n\n" + HEADER + "| 1 |\n| 2 |\n\nX\n\n## next\n"),
-    ("# B\n\n" + HEADER + "| 1 |\n## next\n", "# B\n\n" + HEADER + "| 1 |\n\nX\n\n## next\n"),
-])
-def test_after_table_puts_a_block_under_the_table_between_blank_lines(text: str, out: str) -> None:
-    assert after_table(text, HEADER, "X\n") == out

@@ -21,7 +21,6 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -134,7 +133,7 @@ def _ready_total(store: SqliteStore) -> int:
 
 
 async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
-                       say: Callable[[str], None]) -> tuple[float, int]:
+                       say: Say) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
         provider = SimProvider("sim", settings)
@@ -158,7 +157,7 @@ async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSetti
 
 
 async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
-                         say: Callable[[str], None]) -> tuple[float, int]:
+                         say: Say) -> tuple[float, int]:
     """vmpooler's shape: per-pool loops, one clone call per VM, pending VMs polled per pool."""
     provider = SimProvider("sim", settings)
     await provider.connect()
