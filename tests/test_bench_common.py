@@ -19,9 +19,11 @@ from corral.bench.common import (
     format_ratio,
     paragraph,
     percentile,
+    ready_vms,
     sayer,
     until,
 )
+from corral.domain.states import VmState
 
 HUNDRED = [float(v) for v in range(1, 101)]
 
@@ -49,6 +51,18 @@ def test_percentile_is_nearest_rank(values: list[float], q: float, expected: flo
 ])
 def test_format_ratio(value: float | None, text: str) -> None:
     assert format_ratio(value) == text
+
+
+class Counts:
+    """A store as ready_vms reads it."""
+
+    def counts(self) -> dict[str, dict[VmState, int]]:
+        return {"a": {VmState.READY: 2, VmState.PENDING: 5}, "b": {VmState.READY: 3}, "c": {VmState.RUNNING: 1}}
+
+
+@pytest.mark.parametrize(("pool", "ready"), [(None, 5), ("a", 2), ("b", 3), ("c", 0), ("gone", 0)])
+def test_ready_vms_of_one_pool_or_of_all(pool: str | None, ready: int) -> None:
+    assert ready_vms(Counts(), pool) == ready  # type: ignore[arg-type]
 
 
 HEADER = "| h |\n|---|\n"

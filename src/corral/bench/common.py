@@ -1,7 +1,8 @@
 """What every benchmark shares, one copy each:
 
 - progress (:data:`Say`, :func:`sayer`);
-- figures: :func:`percentile`, :func:`format_ratio`, :func:`process_cpu_seconds`;
+- figures: :func:`percentile`, :func:`format_ratio`, :func:`process_cpu_seconds`,
+  :func:`ready_vms`;
 - the machine line of every result (:func:`machine`);
 - ``docs/benchmarks.md``: :func:`paragraph` for section texts, :func:`append_row` and
   :func:`after_table` for tables, :func:`command_line` for the command column;
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import typer
+
+from corral.domain.states import VmState
+from corral.store.base import Store
 
 Say = Callable[[str], None]
 BENCHMARKS_MD = Path("docs/benchmarks.md")
@@ -68,6 +72,14 @@ def process_cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def ready_vms(store: Store, pool: str | None = None) -> int:
+    """The ready VMs in ``store``: of ``pool``, or of every pool."""
+    counts = store.counts()
+    if pool is not None:
+        return counts.get(pool, {}).get(VmState.READY, 0)
+    return sum(c.get(VmState.READY, 0) for c in counts.values())
 
 
 def machine() -> str:

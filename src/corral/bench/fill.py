@@ -24,9 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from corral.bench.common import Say, append_row, sayer
+from corral.bench.common import Say, append_row, ready_vms, sayer
 from corral.domain.models import Pool, VmSpec
-from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.pools.names import new_hostname
 from corral.providers.sim import SimProvider, SimSettings
@@ -128,10 +127,6 @@ def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scal
                       corral_calls_per_vm=corral_calls / vms, baseline_calls_per_vm=baseline_calls / vms)
 
 
-def _ready_total(store: SqliteStore) -> int:
-    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
-
-
 async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
                        say: Say) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
@@ -143,7 +138,7 @@ async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSetti
         await manager.start()
         last = 0.0
         try:
-            while (ready := _ready_total(store)) < vms:
+            while (ready := ready_vms(store)) < vms:
                 if time.perf_counter() - last > 1.0:
                     last = time.perf_counter()
                     say(f"  corral: {ready}/{vms} ready")

@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.bench.common import Say, until
+from corral.bench.common import Say, ready_vms, until
 from corral.bench.massrun_report import HaResult, HaTrial
 from corral.bench.massrun_settings import (
     LONG_BOOT_S,
@@ -63,10 +63,6 @@ def ha_pools(s: MassRunSettings) -> list[Pool]:
             *[Pool(name=f"refill-{i:02d}", template="tmpl", size=0, provider="sim") for i in range(s.pools)]]
 
 
-def _ready(store: SqliteStore, pool: str) -> int:
-    return store.counts().get(pool, {}).get(VmState.READY, 0)
-
-
 async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: Settle) -> HaTrial:
     label = "with refills" if with_refills else "alone"
     with tempfile.TemporaryDirectory(prefix="corral-massrun-ha-") as tmp:
@@ -86,7 +82,7 @@ async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: 
             await settle(manager)
             say(f"HA {label}: filling the HA pool with {s.ha_vms:,} VMs and checking them all out ...")
             manager.set_pool_size(HA_POOL, s.ha_vms)
-            await until(lambda: _ready(store, HA_POOL) >= s.ha_vms, f"{s.ha_vms} ready HA VMs", WAIT_LIMIT_S,
+            await until(lambda: ready_vms(store, HA_POOL) >= s.ha_vms, f"{s.ha_vms} ready HA VMs", WAIT_LIMIT_S,
                         poll_s=0.01)
             sim.settings.latency.boot = LONG_BOOT_S  # no boot inside the measurement
             manager.set_pool_size(HA_POOL, 0)  # in the same step as the checkout: nothing refills it

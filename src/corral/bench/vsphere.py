@@ -39,14 +39,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from corral.bench.common import Say, machine, process_cpu_seconds, quiet_logs, sayer
+from corral.bench.common import Say, machine, process_cpu_seconds, quiet_logs, ready_vms, sayer
 from corral.bench.vcsim import Listener, SessionWatch, Vcsim
 from corral.bench.vsphere_floor import measure_floor
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
 from corral.bench.vsphere_settings import TEMPLATE, TOOLS_RUNNING, VsphereBenchSettings
 from corral.bench.vsphere_timeline import Timeline, mean_steps, slot_use
 from corral.domain.models import Pool, VmSpec
-from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import CreateResult, Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
@@ -105,10 +104,6 @@ def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Li
     return out
 
 
-def _ready(store: SqliteStore) -> int:
-    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
-
-
 async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: bool, concurrency: int,
                task_limit: int, say: Say) -> RunResult:
     """Fill every pool from empty through a real pool manager; the run's figures."""
@@ -136,7 +131,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
             await manager.start()
             connected = time.perf_counter()
             last = connected
-            while (ready := _ready(store)) < s.vms:
+            while (ready := ready_vms(store)) < s.vms:
                 now = time.perf_counter()
                 if now - started > limit_s:
                     raise RuntimeError(f"{label}: {ready}/{s.vms} VMs ready after {limit_s:.0f} s")
@@ -146,7 +141,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 await asyncio.sleep(0.02)
             finished = time.perf_counter()
             corral_cpu, vcsim_cpu = time.process_time() - cpu[0], _cpu_s(sim.process.pid) - cpu[1]
-            ready = _ready(store)
+            ready = ready_vms(store)
             peak = watch.stop()
             calls: Counter[str] = Counter()
             for provider in providers.values():
