@@ -13,7 +13,8 @@ For each client count a separate client process (:mod:`corral.bench.api_client`)
 that many keep-alive connections, each doing ``POST /api/v3/vm/<pool>`` then ``DELETE
 /api/v3/vm/<hostname>`` back to back, first against the baseline, then against corral.
 The report gives pairs/s and pair latency percentiles for both and the corral/baseline
-ratios. Any error or non-200 answer makes the run not ``ok``.
+ratios. Any error or non-200 answer makes the run not ``ok``. The results, the targets, the
+table and the ``docs/benchmarks.md`` rows are in :mod:`corral.bench.api_report`.
 """
 
 from __future__ import annotations
