@@ -13,7 +13,7 @@ run: venv
 	.venv/bin/corral serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 test-deps:
-	@scripts/bootstrap.sh test
+	@scripts/bootstrap.sh test,bench
 	@scripts/system-packages.sh
 
 # vcsim, VMware's vCenter simulator, for the vSphere tests (Go and govmomi from Debian)

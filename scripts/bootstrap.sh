@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install corral into it (with the test extras when asked).
+# Create .venv and install corral into it, with the extras named in $1 (e.g. test,bench).
 # Works on a fresh Debian machine with only Python 3.11: installs python3-venv if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

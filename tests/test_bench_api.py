@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corral.bench.api import API_TABLE_HEADER, ApiBenchResult, ApiRow
-from corral.bench.api_client import LoadResult, percentile
+from corral.bench.api_client import LoadResult
+from corral.bench.api_report import API_TABLE_HEADER, ApiBenchResult, ApiRow
 
 
 def test_a_short_run_measures_both_servers_without_errors() -> None:
@@ -65,9 +65,3 @@ def test_record_adds_rows_under_one_table(tmp_path: Path) -> None:
     assert rows[0].split(" | ")[1:4] == ["1", "100", "5"] and rows[1].split(" | ")[1] == "32"
     assert rows[3].endswith("`corral bench api --record --duration 10` |")
     assert "| 0.07 | 10.00 |" in rows[0]  # 500/7000 pairs/s, 3/0.3 ms p99
-
-
-def test_percentile_is_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile(values, 100) == 100
-    assert percentile([7.0], 99) == 7.0 and percentile([], 50) == 0.0

@@ -8,14 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corral.bench.inventory import (
-    INVENTORY_TABLE_HEADER,
-    BenchSettings,
-    InventoryBenchResult,
-    PhaseResult,
-    SystemResult,
-    format_ratio,
-)
+from corral.bench.inventory_report import INVENTORY_TABLE_HEADER, InventoryBenchResult, PhaseResult, SystemResult
+from corral.bench.inventory_settings import InventoryBenchSettings
 
 
 def test_a_tiny_run_measures_both_systems() -> None:
@@ -95,7 +89,7 @@ def test_max_sustained_rate_stops_at_the_first_failure() -> None:
 def test_record_adds_rows_under_one_table(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## fill\n\n| a |\n|---|\n| 1 |\n\nText after the fill table.\n")
-    result = InventoryBenchResult(settings=BenchSettings(), corral=system("corral", 0.3, [phase(2000)]),
+    result = InventoryBenchResult(settings=InventoryBenchSettings(), corral=system("corral", 0.3, [phase(2000)]),
                                   baseline=system("baseline", 3000.0, []), machine="2 cores")
     result.corral.steps[0].judge()
     assert result.targets() == {"load": True, "rss": True, "p99": True} and result.at_maximums
@@ -111,8 +105,3 @@ def test_record_adds_rows_under_one_table(tmp_path: Path) -> None:
     assert cells[1:4] == ["2,500", "45,000", "2,000"] and cells[7] == "0.3 / 3,000" and cells[8] == "1/10,000"
     assert "load met, rss met, p99 met" in rows[0]
     assert json.loads(json.dumps(result.as_dict()))["ratios"]["p99_ms"] == 0.0001
-
-
-def test_format_ratio() -> None:
-    assert format_ratio(None) == "" and format_ratio(0.0) == "0.00" and format_ratio(0.424) == "0.42"
-    assert format_ratio(8.31e-05) == "1/12,034" and format_ratio(2.5) == "2.50"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corral.bench.massrun import MassRunSettings, limit_seconds, split
 from corral.bench.massrun_report import HA_TABLE_HEADER, MASS_TABLE_HEADER, SerialResult
+from corral.bench.massrun_settings import MassRunSettings, limit_seconds, split
 from corral.cli import app
 
 

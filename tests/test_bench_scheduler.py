@@ -4,6 +4,8 @@ loads hosts best), the baselines on their own, and the rows it records."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,22 @@ def test_counting_vms_ignores_use_and_least_used_goes_round_robin_until_it_looks
     assert place_least_used(loads, requests, limit=90.0, refresh=1)[-2:] == ["a", "b"]
     over = Scheduler(SchedulerSettings()).loads([host("x", memory_used_mb=16000)])
     assert place_least_used(over, requests[:1], limit=90.0) == [None]  # no candidate: not placed
+
+
+WITHOUT_NUMPY = "import sys; sys.modules['numpy'] = None; "  # every later ``import numpy`` fails
+
+
+def test_without_numpy_the_scheduler_bench_says_in_one_line_how_to_install_it() -> None:
+    code = WITHOUT_NUMPY + "sys.argv = ['corral', 'bench', 'scheduler', '--quick']; from corral.cli import main; main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["error: corral bench scheduler needs numpy, which is not installed; "
+                                        "install it with: pip install 'corral[bench]'"]
+
+
+def test_every_other_benchmark_and_the_cli_load_without_numpy() -> None:
+    modules = ["corral.cli", "corral.bench.api", "corral.bench.fill", "corral.bench.inventory",
+               "corral.bench.inventory_worker", "corral.bench.massrun", "corral.bench.vsphere"]
+    code = WITHOUT_NUMPY + "import importlib; [importlib.import_module(m) for m in sys.argv[1:]]"
+    done = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

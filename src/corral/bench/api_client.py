@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from corral.bench.common import percentile
+
 MAX_ERROR_SAMPLES = 5
 
 
@@ -52,14 +54,6 @@ class LoadResult:
 
 class HttpError(Exception):
     pass
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """The nearest-rank ``q`` percentile (0 < q <= 100) of sorted ``ordered``; 0 when empty."""
-    if not ordered:
-        return 0.0
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
-    return ordered[int(rank) - 1]
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:

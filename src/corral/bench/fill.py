@@ -21,12 +21,11 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from corral.bench.common import Say, append_row, ready_vms, sayer
 from corral.domain.models import Pool, VmSpec
-from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.pools.names import new_hostname
 from corral.providers.sim import SimProvider, SimSettings
@@ -74,24 +73,11 @@ class FillResult:
 
     def append_markdown(self, path: Path, command: str) -> None:
         """Add a row (with the command that produced it) to the fill table of ``path``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = path.read_text() if path.exists() else ""
         row = (f"| {time.strftime('%Y-%m-%d')} | {self.vms} | {self.pools} | {self.task_limit} | {self.time_scale} | "
                f"{self.ideal_s:.3f} | {self.corral_s:.3f} | {self.corral_vs_ideal:.2f} | {self.baseline_s:.3f} | "
                f"{self.baseline_vs_corral:.2f} | {self.corral_calls_per_vm:.2f} | {self.baseline_calls_per_vm:.2f} | "
                f"`{command}` |\n")
-        if FILL_TABLE_HEADER not in text:
-            text += ("\n" if text and not text.endswith("\n\n") else "") + FILL_TABLE_HEADER
-        else:  # insert after the table's last row
-            head, tail = text.split(FILL_TABLE_HEADER, 1)
-            rows = []
-            rest = tail.splitlines(keepends=True)
-            while rest and rest[0].startswith("|"):
-                rows.append(rest.pop(0))
-            text = head + FILL_TABLE_HEADER + "".join(rows) + row + "".join(rest)
-            path.write_text(text)
-            return
-        path.write_text(text + row)
+        append_row(path, FILL_TABLE_HEADER, row)
 
 
 FILL_TABLE_HEADER = (
@@ -126,10 +112,10 @@ def ideal_seconds(vms: int, task_limit: int, settings: SimSettings) -> float:
 
 
 def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scale: float = 0.02,
-             progress: Callable[[str], None] | None = None) -> FillResult:
+             progress: Say | None = None) -> FillResult:
     if vms < 1 or pools < 1 or pools > vms or task_limit < 1 or time_scale <= 0:
         raise ValueError("need vms >= pools >= 1, task_limit >= 1 and time_scale > 0")
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     settings = sim_settings(vms, time_scale)
     say(f"corral: filling {vms} VMs in {pools} pools ...")
     corral_s, corral_calls = asyncio.run(_corral_fill(vms, pools, task_limit, settings, say))
@@ -141,12 +127,8 @@ def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scal
                       corral_calls_per_vm=corral_calls / vms, baseline_calls_per_vm=baseline_calls / vms)
 
 
-def _ready_total(store: SqliteStore) -> int:
-    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
-
-
 async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
-                       say: Callable[[str], None]) -> tuple[float, int]:
+                       say: Say) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
         provider = SimProvider("sim", settings)
@@ -156,7 +138,7 @@ async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSetti
         await manager.start()
         last = 0.0
         try:
-            while (ready := _ready_total(store)) < vms:
+            while (ready := ready_vms(store)) < vms:
                 if time.perf_counter() - last > 1.0:
                     last = time.perf_counter()
                     say(f"  corral: {ready}/{vms} ready")
@@ -170,7 +152,7 @@ async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSetti
 
 
 async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSettings,
-                         say: Callable[[str], None]) -> tuple[float, int]:
+                         say: Say) -> tuple[float, int]:
     """vmpooler's shape: per-pool loops, one clone call per VM, pending VMs polled per pool."""
     provider = SimProvider("sim", settings)
     await provider.connect()
@@ -186,7 +168,8 @@ async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSet
         try:
             async with slots:
                 name = new_hostname()
-                host = min(hosts, key=lambda h: ((h.memory_used_mb + 2048) / h.memory_mb, h.name)).name  # never refreshed
+                # the host list is never refreshed
+                host = min(hosts, key=lambda h: ((h.memory_used_mb + 2048) / h.memory_mb, h.name)).name
                 await provider.create_vms(host, [VmSpec(name, pool.name, pool.template)])
                 await asyncio.sleep(VMPOOLER_CLONE_SLEEPS_S * scale)
                 pending[pool.name].add(name)

@@ -49,11 +49,11 @@ uvloop when it is installed, as uvicorn does. Then, in the same process:
 Resident memory is read from ``/proc/self/status`` (VmRSS, and VmHWM for the peak); it is
 the whole process: the interpreter, the simulator with its 45,000 VMs and the inventory.
 
-This module holds the settings (:class:`BenchSettings`) and the parent process, which runs
-each system's worker and gathers the results (:func:`run_system`, :func:`run_inventory`); it
-re-exports the result classes and constants of :mod:`corral.bench.inventory_report` (the
-results, the targets, the tables and the ``docs/benchmarks.md`` row). The measuring process
-is :mod:`corral.bench.inventory_worker`; the baseline is :mod:`corral.bench.inventory_baseline`.
+This module is the parent process, which runs each system's worker and gathers the results
+(:func:`run_system`, :func:`run_inventory`). The settings are in
+:mod:`corral.bench.inventory_settings`; the results, the targets, the tables and the
+``docs/benchmarks.md`` row in :mod:`corral.bench.inventory_report`. The measuring process is
+:mod:`corral.bench.inventory_worker`; the baseline is :mod:`corral.bench.inventory_baseline`.
 """
 
 from __future__ import annotations
@@ -63,79 +63,22 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-from corral.bench.inventory_report import (
-    INVENTORY_SECTION_INTRO,
-    INVENTORY_TABLE_HEADER,
-    MAX_HOSTS,
-    MAX_VMS,
-    SUSTAIN_ACHIEVED,
-    SUSTAIN_GROWTH,
-    SUSTAIN_OLDEST_S,
-    SUSTAIN_SLACK_S,
-    TARGET_LOAD_S,
-    TARGET_P99_MS,
-    TARGET_RATE,
-    TARGET_RSS_MB,
-    InventoryBenchResult,
-    PhaseResult,
-    SystemResult,
-    format_ratio,
-    machine,
-    percentile,
-)
-
-__all__ = [
-    "DEFAULT_STEPS", "INVENTORY_SECTION_INTRO", "INVENTORY_TABLE_HEADER", "MAX_HOSTS", "MAX_VMS",
-    "OVIRT_REFRESH_S", "SUSTAIN_ACHIEVED", "SUSTAIN_GROWTH", "SUSTAIN_OLDEST_S", "SUSTAIN_SLACK_S",
-    "TARGET_LOAD_S", "TARGET_P99_MS", "TARGET_RATE", "TARGET_RSS_MB", "BenchSettings", "InventoryBenchResult",
-    "PhaseResult", "Say", "SystemResult", "format_ratio", "machine", "percentile", "run_inventory", "run_system",
-]
-
-Say = Callable[[str], None]
-
-OVIRT_REFRESH_S = 3.0  # oVirt engine's VdsRefreshRate: its per-host VM status poll
-DEFAULT_STEPS = (2_000, 5_000, 10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 120_000, 160_000)
-
-
-@dataclass
-class BenchSettings:
-    hosts: int = MAX_HOSTS
-    vms: int = MAX_VMS
-    pools: int = 300
-    rate: float = TARGET_RATE
-    duration: float = 10.0
-    idle: float = 5.0
-    poll_interval: float = OVIRT_REFRESH_S
-    threads: int = 16
-    steps: list[float] = field(default_factory=lambda: [float(s) for s in DEFAULT_STEPS])
-    step_duration: float = 4.0
-    seed: int = 1
-
-    def check(self) -> None:
-        """Raise ValueError, saying what is wrong, for settings a run cannot use."""
-        if self.hosts < 1 or self.vms < 1 or self.pools < 1:
-            raise ValueError("need at least 1 host, 1 VM and 1 pool")
-        if self.rate <= 0 or self.duration <= 0 or self.idle <= 0:
-            raise ValueError("need --rate, --duration and --idle above 0")
-        if self.poll_interval <= 0 or self.threads < 1:
-            raise ValueError("need --poll-interval above 0 and --threads >= 1")
-        if any(s <= 0 for s in self.steps) or self.step_duration <= 0:
-            raise ValueError("need every step rate and --step-duration above 0")
-
+from corral.bench.common import Say, machine, sayer
+from corral.bench.inventory_report import InventoryBenchResult, SystemResult
+from corral.bench.inventory_settings import InventoryBenchSettings
 
 # -- the parent ----------------------------------------------------------------------------
 
 
-def _worker_timeout(s: BenchSettings) -> float:
+def _worker_timeout(s: InventoryBenchSettings) -> float:
     phases = s.idle + s.duration + 3 * s.poll_interval + len(s.steps) * (s.step_duration + 5)
     return 180.0 + 3 * phases
 
 
-def run_system(system: str, settings: BenchSettings, say: Say) -> SystemResult:
+def run_system(system: str, settings: InventoryBenchSettings, say: Say) -> SystemResult:
     """Run one system in a fresh process; its progress lines go to ``say``."""
     with tempfile.TemporaryDirectory(prefix="corral-bench-inventory-") as tmp:
         out = Path(tmp) / "result.json"
@@ -163,10 +106,10 @@ def run_system(system: str, settings: BenchSettings, say: Say) -> SystemResult:
         return SystemResult.from_dict(json.loads(out.read_text()))
 
 
-def run_inventory(settings: BenchSettings, progress: Say | None = None) -> InventoryBenchResult:
+def run_inventory(settings: InventoryBenchSettings, progress: Say | None = None) -> InventoryBenchResult:
     """corral, then the baseline, each in a fresh process."""
     settings.check()
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     corral = run_system("corral", settings, say)
     baseline = run_system("baseline", settings, say)
     return InventoryBenchResult(settings=settings, corral=corral, baseline=baseline, machine=machine())

@@ -65,6 +65,11 @@ class PollingInventory:
     def vms(self) -> int:
         return sum(len(vms) for vms in self._vms.values())
 
+    @property
+    def hosts(self) -> int:
+        """Hosts fetched at least once."""
+        return len(self._host_infos)
+
     # -- one host --------------------------------------------------------------------------
 
     def _poll_host(self, host: str) -> None:
@@ -83,7 +88,7 @@ class PollingInventory:
         self._vms[host] = now  # only this host's task writes this key
         old_info = self._host_infos.get(host)
         self._host_infos[host] = info
-        host_pairs = [(old_info, info)] if old_info != info else []
+        host_pairs: list[tuple[HostInfo | None, HostInfo | None]] = [(old_info, info)] if old_info != info else []
         if self._loop is not None and (pairs or host_pairs):
             self._loop.call_soon_threadsafe(self._publish, pairs, host_pairs)
 

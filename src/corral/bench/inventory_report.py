@@ -7,30 +7,21 @@
 - :class:`InventoryBenchResult`: both systems of a run, their ratios, the targets, the
   ``rich`` tables, the summary and the row :meth:`~InventoryBenchResult.append_markdown`
   adds to ``docs/benchmarks.md``;
-- the targets and the sustained-rate thresholds, :func:`percentile`, :func:`format_ratio`
-  and :func:`machine`.
+- the targets and the sustained-rate thresholds.
 
 The set-up that produces these figures is described in :mod:`corral.bench.inventory`.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import time
-from array import array
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.bench.markdown import append_row
+from corral.bench.common import append_row, format_ratio
+from corral.bench.inventory_settings import MAX_HOSTS, MAX_VMS, TARGET_RATE, InventoryBenchSettings
 
-if TYPE_CHECKING:
-    from corral.bench.inventory import BenchSettings
-
-MAX_HOSTS = 2_500  # vCenter's published maximums (hosts and powered-on VMs per vCenter)
-MAX_VMS = 45_000
-TARGET_RATE = 2_000.0  # changes/s at which the latency target holds
 TARGET_LOAD_S = 5.0
 TARGET_RSS_MB = 250.0
 TARGET_P99_MS = 50.0
@@ -39,14 +30,6 @@ SUSTAIN_ACHIEVED = 0.95  # sustained: the driver made at least this share of the
 SUSTAIN_GROWTH = 2.0  # ... and p99(last third) <= SUSTAIN_GROWTH * p99(first third) + SUSTAIN_SLACK_S
 SUSTAIN_SLACK_S = 0.010
 SUSTAIN_OLDEST_S = 0.25  # ... and the oldest unseen change at the end of the step was this young
-
-
-def percentile(ordered: list[float] | array, q: float) -> float:
-    """The nearest-rank ``q`` percentile (0 < q <= 100) of sorted ``ordered``; 0 when empty."""
-    if not ordered:
-        return 0.0
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
-    return float(ordered[int(rank) - 1])
 
 
 @dataclass
@@ -196,30 +179,9 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
     return ours / theirs
 
 
-def format_ratio(value: float | None) -> str:
-    """``0.42``, or ``1/1,234`` for ratios below 0.01; empty when there is none."""
-    if value is None:
-        return ""
-    if value >= 0.01 or value == 0:
-        return f"{value:.2f}"
-    return f"1/{1 / value:,.0f}"
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
-
-
 @dataclass
 class InventoryBenchResult:
-    settings: BenchSettings
+    settings: InventoryBenchSettings
     corral: SystemResult
     baseline: SystemResult
     machine: str = ""

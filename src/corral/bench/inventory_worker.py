@@ -23,8 +23,9 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from corral.bench.inventory import BenchSettings, Say
-from corral.bench.inventory_report import PhaseResult, SystemResult, percentile
+from corral.bench.common import Say, percentile
+from corral.bench.inventory_report import PhaseResult, SystemResult
+from corral.bench.inventory_settings import InventoryBenchSettings
 
 TICK_S = 0.005  # the churn driver's period
 MAX_BURST_S = 0.25  # a late driver tick catches up on at most this much of the rate; the rest is lost
@@ -139,7 +140,7 @@ class Churn:
 class Worker:
     """One system, its simulator, the churn and the measurements, in this process."""
 
-    def __init__(self, system: str, settings: BenchSettings, say: Say) -> None:
+    def __init__(self, system: str, settings: InventoryBenchSettings, say: Say) -> None:
         self.system = system
         self.s = settings
         self.say = say
@@ -152,7 +153,8 @@ class Worker:
         from corral.providers.sim import SimProvider, SimSettings
 
         s = self.s
-        provider = SimProvider("sim", SimSettings(hosts=s.hosts, time_scale=0.001, seed=s.seed))
+        settings = SimSettings.model_validate({"hosts": s.hosts, "time_scale": 0.001, "seed": s.seed})
+        provider = SimProvider("sim", settings)
         await provider.connect()
         hosts = [h.name for h in await provider.list_hosts()]
         names = [f"bench-{i:05d}" for i in range(s.vms)]
@@ -258,7 +260,7 @@ class Worker:
         else:
             self.poller = PollingInventory(provider, bus, threads=s.threads, interval=s.poll_interval)
             load = await self.poller.load()
-            hosts, vms = len(self.poller._host_infos), self.poller.vms
+            hosts, vms = self.poller.hosts, self.poller.vms
         load_cpu = time.process_time() - cpu0
         rss_loaded, hwm_loaded = rss_mb(), hwm_mb()
         say(f"{self.system}: loaded {hosts:,} hosts and {vms:,} VMs in {load:.3f} s, RSS {rss_loaded:.0f} MB "
@@ -323,10 +325,10 @@ def _run_loop(coro: Any) -> Any:
 def worker_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="One system of corral bench inventory (internal).")
     parser.add_argument("--worker", choices=("corral", "baseline"), required=True)
-    parser.add_argument("--settings", required=True, help="BenchSettings as JSON")
+    parser.add_argument("--settings", required=True, help="InventoryBenchSettings as JSON")
     parser.add_argument("--result", required=True, help="where to write the result as JSON")
     args = parser.parse_args(argv)
-    settings = BenchSettings(**json.loads(args.settings))
+    settings = InventoryBenchSettings(**json.loads(args.settings))
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)

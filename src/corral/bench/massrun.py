@@ -19,114 +19,31 @@ far under the 90 % utilisation limit. Three figures from one run, every latency 
   ``(create_call + ceil(vms / hosts) × create_per_vm) × time_scale``.
 
 Targets: corral/limit ≤ 1.2 and serial/corral ≥ 100. corral's parts run with the garbage
-collector set as ``corral serve`` sets it (:func:`corral.bench.scheduler.server_gc`), and its
-log records go nowhere unless logging is set up (:func:`quiet_logs`).
+collector set as ``corral serve`` sets it (:func:`corral.bench.common.server_gc`), and its
+log records go nowhere unless logging is set up (:func:`corral.bench.common.quiet_logs`).
 
-**HA restarts** are in :mod:`corral.bench.massrun_ha`; the results, tables and
+The settings and the simulated cluster they describe are in :mod:`corral.bench.massrun_settings`;
+**HA restarts** in :mod:`corral.bench.massrun_ha`; the results, tables and
 ``docs/benchmarks.md`` rows in :mod:`corral.bench.massrun_report`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from corral.bench.inventory_report import machine
+from corral.bench.common import Say, machine, quiet_logs, sayer, server_gc, until
+from corral.bench.massrun_ha import run_ha
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
+from corral.bench.massrun_settings import WAIT_LIMIT_S, MassRunSettings, limit_seconds, sim_settings, split
 from corral.domain.models import Pool, VmSpec
 from corral.pools.manager import ManagerSettings, PoolManager
-from corral.providers.sim import SimProvider, SimSettings
+from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
-Say = Callable[[str], None]
-
-CREATE_CALL_S = 2.0
-CREATE_PER_VM_S = 0.01
-START_CALL_S = 2.0
-START_PER_VM_S = 0.01
-LONG_BOOT_S = 600.0  # never reached while measuring: boots are not in the figures
-HOST_CORES = 128
-HOST_MEMORY_MB = 1024 * 1024
-TEMPLATE_CPUS = 1
-TEMPLATE_MEMORY_MB = 1024
-SIM_CONCURRENCY = 64  # the endpoint's call limit: far above what either side sends at once
-WAIT_LIMIT_S = 120.0  # a step that takes longer than this (plus its simulated time) has hung
-
-
-@dataclass
-class MassRunSettings:
-    vms: int = 1_000
-    hosts: int = 10
-    pools: int = 10
-    time_scale: float = 0.1
-    serial_sample: int = 100  # serial calls measured; extrapolated to ``vms``
-    repeats: int = 3  # corral's mass run, each on a fresh manager and cluster; the median counts
-    ha_vms: int = 2_000  # checked-out VMs of the HA pool, spread over the hosts
-    refills: int = 1_000  # refill creates queued at the moment the host goes down
-    quick: bool = False
-
-    @classmethod
-    def quick_settings(cls, time_scale: float = 0.01, serial_sample: int = 10) -> MassRunSettings:
-        return cls(vms=100, hosts=10, pools=4, time_scale=time_scale, serial_sample=serial_sample, repeats=1,
-                   ha_vms=200, refills=100, quick=True)
-
-    def check(self) -> None:
-        if self.hosts < 2:
-            raise ValueError("need at least 2 hosts (one goes down in the HA part)")
-        if self.vms < 1 or self.pools < 1 or self.pools > self.vms:
-            raise ValueError("need vms >= pools >= 1")
-        if not 1 <= self.serial_sample <= self.vms:
-            raise ValueError("--serial-sample must be between 1 and the number of VMs")
-        if self.repeats < 1:
-            raise ValueError("--repeats must be at least 1")
-        if self.time_scale <= 0:
-            raise ValueError("--time-scale must be above 0")
-        if self.ha_vms < self.hosts or self.refills < 0:
-            raise ValueError("need at least one HA VM per host and refills >= 0")
-
-
-def sim_settings(s: MassRunSettings, *, boot: float = LONG_BOOT_S) -> SimSettings:
-    """The simulated cluster of both parts: per-VM cost serial within a call, roomy hosts."""
-    return SimSettings.model_validate({
-        "time_scale": s.time_scale,
-        "hosts": s.hosts,
-        "concurrency": SIM_CONCURRENCY,
-        "host_clone_slots": 1,
-        "host_defaults": {"cores": HOST_CORES, "memory_mb": HOST_MEMORY_MB},
-        "template_defaults": {"cpus": TEMPLATE_CPUS, "memory_mb": TEMPLATE_MEMORY_MB},
-        "latency": {"create_call": CREATE_CALL_S, "create_per_vm": CREATE_PER_VM_S, "start_call": START_CALL_S,
-                    "start_per_vm": START_PER_VM_S, "boot": boot, "destroy": 1.0},
-    })
-
-
-def split(total: int, parts: int) -> list[int]:
-    """``total`` in ``parts`` sizes that differ by at most one."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-def limit_seconds(vms: int, hosts: int, time_scale: float) -> float:
-    """One call per host, every host in parallel: the fullest host's call."""
-    return (CREATE_CALL_S + math.ceil(vms / hosts) * CREATE_PER_VM_S) * time_scale
-
-
 # -- waiting on a running manager -------------------------------------------------------------
-
-
-async def until(done: Callable[[], bool], what: str, limit_s: float, poll_s: float = 0.001) -> float:
-    """Poll ``done`` every ``poll_s``; the perf_counter time it first held. Raises after ``limit_s``."""
-    deadline = time.perf_counter() + limit_s
-    while not done():
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"timed out after {limit_s:.0f} s waiting for {what}")
-        await asyncio.sleep(poll_s)
-    return time.perf_counter()
 
 
 def idle(manager: PoolManager) -> bool:
@@ -220,25 +137,9 @@ async def corral_mass_run(s: MassRunSettings, say: Say) -> MassRunResult:
 # -- the whole run ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def quiet_logs() -> Iterator[None]:
-    """corral's log records are made as usual but go nowhere (not to Python's last-resort
-    handler on stderr, where every HA restart would print a line), unless logging is set up."""
-    logger = logging.getLogger("corral")
-    handler = logging.NullHandler()
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
 def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassRunBenchResult:
-    from corral.bench.massrun_ha import run_ha
-    from corral.bench.scheduler import server_gc
-
     settings.check()
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     say(f"time_scale {settings.time_scale} (every simulated latency is multiplied by it)")
     with quiet_logs():
         with server_gc():
@@ -251,5 +152,5 @@ def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassR
         say(f"serial: {serial.sample_s:.3f} s for {serial.sample_calls} calls; "
             f"{serial.extrapolated_s:.1f} s extrapolated to {settings.vms:,}")
         with server_gc():
-            ha = run_ha(settings, say)
+            ha = run_ha(settings, say, settle)
     return MassRunBenchResult(settings=settings, massrun=corral, ha=ha, machine=machine())

@@ -1,6 +1,6 @@
 """``corral bench massrun``, part two: HA restarts when a host goes down, alone and behind refills.
 
-On the mass run's cluster (:func:`corral.bench.massrun.sim_settings`; ``start_vms`` costs
+On the mass run's cluster (:func:`corral.bench.massrun_settings.sim_settings`; ``start_vms`` costs
 ``start_call`` 2 s plus ``start_per_vm`` 10 ms per VM, one after another within a call) a real
 pool manager (sqlite store, the real inventory, default settings but ``host_down_grace_s=0``, so
 a host that stops answering is declared down at once, and a one-hour ``check_interval``, so the
@@ -30,21 +30,20 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from corral.bench.massrun import (
+from corral.bench.common import Say, ready_vms, until
+from corral.bench.massrun_report import HaResult, HaTrial
+from corral.bench.massrun_settings import (
     LONG_BOOT_S,
     START_CALL_S,
     START_PER_VM_S,
     WAIT_LIMIT_S,
     MassRunSettings,
-    settle,
     sim_settings,
     split,
-    until,
 )
-from corral.bench.massrun_report import HaResult, HaTrial
 from corral.domain.events import Event, HostDown
 from corral.domain.models import Pool
 from corral.domain.states import VmState
@@ -52,7 +51,7 @@ from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
-Say = Callable[[str], None]
+Settle = Callable[[PoolManager], Awaitable[None]]  # wait until a manager has nothing under way
 
 FILL_BOOT_S = 1.0  # simulated boot while the HA pool fills (checkout needs ready VMs)
 HA_POOL = "ha"
@@ -64,11 +63,7 @@ def ha_pools(s: MassRunSettings) -> list[Pool]:
             *[Pool(name=f"refill-{i:02d}", template="tmpl", size=0, provider="sim") for i in range(s.pools)]]
 
 
-def _ready(store: SqliteStore, pool: str) -> int:
-    return store.counts().get(pool, {}).get(VmState.READY, 0)
-
-
-async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say) -> HaTrial:
+async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: Settle) -> HaTrial:
     label = "with refills" if with_refills else "alone"
     with tempfile.TemporaryDirectory(prefix="corral-massrun-ha-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
@@ -87,7 +82,7 @@ async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say) -> HaTri
             await settle(manager)
             say(f"HA {label}: filling the HA pool with {s.ha_vms:,} VMs and checking them all out ...")
             manager.set_pool_size(HA_POOL, s.ha_vms)
-            await until(lambda: _ready(store, HA_POOL) >= s.ha_vms, f"{s.ha_vms} ready HA VMs", WAIT_LIMIT_S,
+            await until(lambda: ready_vms(store, HA_POOL) >= s.ha_vms, f"{s.ha_vms} ready HA VMs", WAIT_LIMIT_S,
                         poll_s=0.01)
             sim.settings.latency.boot = LONG_BOOT_S  # no boot inside the measurement
             manager.set_pool_size(HA_POOL, 0)  # in the same step as the checkout: nothing refills it
@@ -156,12 +151,12 @@ def _median(trials: list[HaTrial]) -> HaTrial:
     return chosen
 
 
-def run_ha(settings: MassRunSettings, say: Say) -> HaResult:
+def run_ha(settings: MassRunSettings, say: Say, settle: Settle) -> HaResult:
     """``repeats`` of each trial, alternating; the median of each is reported."""
     alone: list[HaTrial] = []
     loaded: list[HaTrial] = []
     for _ in range(settings.repeats):
-        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say)))
-        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say)))
+        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say, settle=settle)))
+        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say, settle=settle)))
     return HaResult(hosts=settings.hosts, ha_vms=settings.ha_vms, refills=settings.refills,
                     time_scale=settings.time_scale, alone=_median(alone), with_refills=_median(loaded))

@@ -5,16 +5,13 @@ the summary and the rows :meth:`MassRunBenchResult.append_markdown` adds to
 
 from __future__ import annotations
 
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.bench.markdown import append_row
-
-if TYPE_CHECKING:
-    from corral.bench.massrun import MassRunSettings
+from corral.bench.common import append_row, paragraph
+from corral.bench.massrun_settings import MassRunSettings
 
 TARGET_CORRAL_VS_LIMIT = 1.2  # corral's mass run at most this many times the physical limit
 TARGET_SERIAL_VS_CORRAL = 100.0  # ... and at least this many times faster than one call per VM
@@ -342,18 +339,13 @@ def _runs(median: float, runs: list[float]) -> str:
     return f"{median:.3f}" + ("" if len(runs) <= 1 else f" ({', '.join(f'{r:.3f}' for r in runs)})")
 
 
-def _paragraph(text: str) -> str:
-    """``text`` wrapped as the rest of docs/benchmarks.md is, and a blank line."""
-    return textwrap.fill(text, 95, break_long_words=False, break_on_hyphens=False) + "\n\n"
-
-
 MASS_TABLE_HEADER = (
     "| date | VMs | hosts | time_scale | serial s | corral s median (runs) | limit s | corral calls | VMs/call | "
     "corral/limit | serial/corral | targets ≤ 1.2 / ≥ 100 | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 MASS_SECTION_HEADING = "## `corral bench massrun`: mass VM runs and HA restarts through the central runner\n\n"
-MASS_SECTION_INTRO = MASS_SECTION_HEADING + _paragraph(
+MASS_SECTION_INTRO = MASS_SECTION_HEADING + paragraph(
     "**Mass run.** 1,000 VMs on 10 simulated hosts whose create call costs 2 s plus 10 ms per VM, the VMs "
     "of one call cloned one after another (`host_clone_slots` 1); the endpoint takes 64 calls at once, so "
     "it does not limit; hosts of 128 cores and 1 TiB, a template of 1 vCPU and 1 GiB, so 100 VMs per host "
@@ -376,7 +368,7 @@ HA_TABLE_HEADER = (
     "command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-HA_SECTION_INTRO = _paragraph(
+HA_SECTION_INTRO = paragraph(
     "**HA restarts.** The same cluster; `start_vms` costs 2 s plus 10 ms per VM, one after another. A real "
     "pool manager (default settings but `host_down_grace_s` 0, so a host that stops answering is down at "
     "once, and a one-hour sweep interval, so the safety net stays out of the measurement) fills an HA pool "

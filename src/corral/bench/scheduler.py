@@ -10,7 +10,7 @@ order, interleaved, each request sharing its template's ``Demand``. corral's tim
 ``Scheduler(SchedulerSettings()).place(hosts, requests, reserve=True)`` (default policy "even",
 reservations on; a fresh scheduler each repeat, made before the clock starts), best and median
 of ``repeats``. The speed part runs with the garbage collector set as ``corral serve`` sets it
-(:func:`server_gc`), where the scheduler runs. In the same run:
+(:func:`corral.bench.common.server_gc`), where the scheduler runs. In the same run:
 
 - the *numpy greedy* (:func:`~corral.bench.scheduler_baselines.numpy_greedy`): one vectorised
   scan of every host per VM; its time includes ``Scheduler.loads(hosts)``, the arrays and the
@@ -34,7 +34,8 @@ least-used hosts, round-robin, re-selected every ``refresh`` clones; and corral'
 CPU % and memory %) is not the lowest of the three, if a host ends above the limit under
 corral, or if corral leaves a VM unplaced.
 
-The results, tables and ``docs/benchmarks.md`` rows are in :mod:`corral.bench.scheduler_report`.
+The settings are in :mod:`corral.bench.scheduler_settings`; the results, tables and
+``docs/benchmarks.md`` rows in :mod:`corral.bench.scheduler_report`.
 """
 
 from __future__ import annotations
@@ -43,11 +44,9 @@ import gc
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-from corral.bench.inventory_report import machine
+from corral.bench.common import Say, machine, sayer, server_gc
 from corral.bench.scheduler_baselines import (
     numpy_greedy,
     place_by_count,
@@ -61,11 +60,10 @@ from corral.bench.scheduler_report import (
     SpeedResult,
     Timing,
 )
+from corral.bench.scheduler_settings import SchedulerBenchSettings
 from corral.providers.base import HostInfo
 from corral.scheduling.model import CpuNeed, Demand, HostLoad, Request
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
-
-Say = Callable[[str], None]
 
 GIB = 1024
 
@@ -101,33 +99,6 @@ QUALITY_SIZES: tuple[tuple[int, int, int], ...] = ((1, 2, 30), (2, 4, 25), (4, 8
                                                    (8, 8, 10))
 QUALITY_MEMORY_TARGET = 0.76  # the cluster's memory in use once every VM is placed (memory binds)
 QUALITY_CPU_TARGET = 0.64
-
-
-@dataclass
-class SchedulerBenchSettings:
-    hosts: int = 2_500
-    vms: int = 10_000
-    plain_vms: int = 400  # the prefix the plain greedy places
-    repeats: int = 5  # corral's
-    numpy_repeats: int = 3
-    quality_hosts: int = 64
-    quality_vms: int = 2_000
-    refresh: int = 20  # vmpooler's least-used list is re-selected every this many clones
-    seed: int = 1
-    quick: bool = False
-
-    @classmethod
-    def quick_settings(cls, seed: int = 1) -> SchedulerBenchSettings:
-        return cls(hosts=200, vms=1_000, plain_vms=200, repeats=3, numpy_repeats=1, quality_hosts=16,
-                   quality_vms=300, seed=seed, quick=True)
-
-    def check(self) -> None:
-        if self.hosts < 1 or self.vms < 1 or self.quality_hosts < 1 or self.quality_vms < 1:
-            raise ValueError("need at least 1 host and 1 VM in each part")
-        if self.repeats < 1 or self.numpy_repeats < 1 or self.refresh < 1:
-            raise ValueError("need repeats and refresh of at least 1")
-        if not 0 < self.plain_vms <= self.vms:
-            raise ValueError("the plain greedy's prefix must be between 1 and the number of VMs")
 
 
 # -- the workloads -------------------------------------------------------------------------
@@ -208,22 +179,6 @@ def quality_hosts(count: int, requests: Sequence[Request], seed: int, vcpu_load:
 
 
 # -- speed ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def server_gc() -> Iterator[None]:
-    """The collector as ``corral serve`` sets it (:func:`corral.api.app.tune_gc`), where the
-    scheduler runs: start-up objects frozen, young collections 30 times less often. The
-    previous settings come back afterwards."""
-    from corral.api.app import tune_gc
-
-    threshold = gc.get_threshold()
-    tune_gc()
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
 
 
 def _timed(run: Callable[[], tuple[float, list[str | None]]], repeats: int) -> tuple[list[float], list[str | None]]:
@@ -326,7 +281,7 @@ def run_quality(settings: SchedulerBenchSettings, say: Say) -> QualityResult:
 
 def run_scheduler(settings: SchedulerBenchSettings, progress: Say | None = None) -> SchedulerBenchResult:
     settings.check()
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     speed = run_speed(settings, say)
     quality = run_quality(settings, say)
     return SchedulerBenchResult(settings=settings, speed=speed, quality=quality, machine=machine())

@@ -17,16 +17,15 @@ Quality (other rules, on the same :class:`~corral.scheduling.model.HostLoad` acc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from corral.bench.common import Say
 from corral.providers.base import HostInfo
 from corral.scheduling.model import Demand, HostLoad, Request, model_word
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
-
-Say = Callable[[str], None]
 
 
 def _up(info: HostInfo) -> bool:

@@ -5,17 +5,13 @@ JSON, the summary and the rows :meth:`SchedulerBenchResult.append_markdown` adds
 from __future__ import annotations
 
 import statistics
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.bench.inventory_report import format_ratio
-from corral.bench.markdown import append_row
-
-if TYPE_CHECKING:
-    from corral.bench.scheduler import SchedulerBenchSettings
+from corral.bench.common import append_row, format_ratio, paragraph
+from corral.bench.scheduler_settings import SchedulerBenchSettings
 
 TARGET_RATE = 200_000.0  # placements/s of one bulk call at 2,500 hosts and 10,000 VMs
 
@@ -248,17 +244,12 @@ class SchedulerBenchResult:
         append_row(path, QUALITY_TABLE_HEADER, quality_row, intro=QUALITY_SECTION_INTRO)
 
 
-def _paragraph(text: str) -> str:
-    """``text`` wrapped as the rest of docs/benchmarks.md is, and a blank line."""
-    return textwrap.fill(text, 95, break_long_words=False, break_on_hyphens=False) + "\n\n"
-
-
 SPEED_TABLE_HEADER = (
     "| date | hosts | VMs | corral placements/s best (median) | numpy greedy placements/s | "
     "plain greedy placements/s (VMs) | corral/numpy | corral/plain | identical | target ≥ 200,000/s | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-SPEED_SECTION_INTRO = "## `corral bench scheduler`: placing VMs, fast and well\n\n" + _paragraph(
+SPEED_SECTION_INTRO = "## `corral bench scheduler`: placing VMs, fast and well\n\n" + paragraph(
     "**Speed.** 2,500 heterogeneous hosts (seeded: 16–64 cores at 2,000–3,400 MHz, 128–1,024 GiB, Intel "
     "family 6 and AMD family 25 over six CPU models, some without `avx2` or `avx512f`, ~2 % in maintenance, "
     "~2 % yellow, a few with configuration issues, eight clusters, 10–60 % in use already) and 10,000 VMs of "
@@ -277,7 +268,7 @@ QUALITY_TABLE_HEADER = (
     "max CPU % | max memory % | σ CPU % | σ memory % | hosts > 90 % | unplaced | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-QUALITY_SECTION_INTRO = _paragraph(
+QUALITY_SECTION_INTRO = paragraph(
     "**Quality.** 64 hosts of one CPU model and widely varying size, 0–40 % in use, and 2,000 VMs of six "
     "sizes (1/2, 2/4, 4/8, 8/16 GiB, memory-heavy 2/16, CPU-heavy 8/8), sized so that with every VM placed "
     "the cluster is at about 76 % of its memory and 64 % of its CPU (\"demand\"; a VM's CPU is "

@@ -122,9 +122,7 @@ class Vcsim:
             view.DestroyView()
 
     def vm(self, name: str) -> Any:
-        from pyVmomi import vim
-
-        from pyVmomi import vmodl
+        from pyVmomi import vim, vmodl
 
         view = self.content.viewManager.CreateContainerView(self.content.rootFolder, [vim.VirtualMachine], True)
         try:
@@ -158,9 +156,9 @@ class Vcsim:
                 operation="add", device=vim.vm.device.ParaVirtualSCSIController(key=1000, busNumber=0,
                                                                                 sharedBus="noSharing"))],
         )
-        vm = _wait(folder.CreateVM_Task(config=config, pool=cluster.resourcePool, host=cluster.host[0]))
+        vm = wait_task(folder.CreateVM_Task(config=config, pool=cluster.resourcePool, host=cluster.host[0]))
         if snapshot:
-            _wait(vm.CreateSnapshot_Task(name=snapshot, memory=False, quiesce=False))
+            wait_task(vm.CreateSnapshot_Task(name=snapshot, memory=False, quiesce=False))
         vm.MarkAsTemplate()
 
     def close(self) -> None:
@@ -248,7 +246,7 @@ class SessionWatch:
         return self.peak
 
 
-def _wait(task: Any, timeout: float = 30.0) -> Any:
+def wait_task(task: Any, timeout: float = 30.0) -> Any:
     deadline = time.monotonic() + timeout
     while task.info.state not in ("success", "error"):
         if time.monotonic() > deadline:

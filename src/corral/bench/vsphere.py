@@ -31,75 +31,33 @@ and tables are in :mod:`corral.bench.vsphere_report`.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.bench.inventory_report import machine
-from corral.bench.massrun import quiet_logs
+from corral.bench.common import Say, machine, process_cpu_seconds, quiet_logs, ready_vms, sayer
 from corral.bench.vcsim import Listener, SessionWatch, Vcsim
 from corral.bench.vsphere_floor import measure_floor
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
+from corral.bench.vsphere_settings import TEMPLATE, TOOLS_RUNNING, VsphereBenchSettings
 from corral.bench.vsphere_timeline import Timeline, mean_steps, slot_use
 from corral.domain.models import Pool, VmSpec
-from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import CreateResult, Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 from corral.store.sqlite import SqliteStore
 
-Say = Callable[[str], None]
-
-TEMPLATE = "Templates/corral-bench"
 TEMPLATE_MEMORY_MB = 64  # small, so 20+ clones fit on one of vcsim's 4 GiB hosts
-#: vcsim runs no VMware Tools; this extraConfig key makes it report them running in a clone.
-TOOLS_RUNNING = {"SET.guest.toolsRunningStatus": "guestToolsRunning"}
 FEED_MAX_WAIT = 2  # seconds of one WaitForUpdatesEx long poll: quick shutdowns, same answers
 
 
-@dataclass
-class VsphereBenchSettings:
-    pools: int = 10
-    vms_per_pool: int = 20
-    clone_delay_ms: int = 2000
-    hosts: int = 10
-    task_limit: int = 10  # create calls in flight, corral and baseline
-    wide: bool = True
-    wide_limit: int = 40  # the wide run's task_limit and concurrency
-
-    @property
-    def vms(self) -> int:
-        return self.pools * self.vms_per_pool
-
-    @property
-    def baseline_concurrency(self) -> int:
-        """Calls per pool's session: the pools' sessions together take ``task_limit`` calls."""
-        return max(1, self.task_limit // self.pools)
-
-    def check(self) -> None:
-        if self.pools < 1 or self.vms_per_pool < 1:
-            raise ValueError("need --pools >= 1 and --vms-per-pool >= 1")
-        if self.clone_delay_ms < 0:
-            raise ValueError("--clone-delay-ms must be 0 or more")
-        if self.hosts < 1:
-            raise ValueError("--hosts must be at least 1")
-        if not 1 <= self.task_limit <= 100 or not 1 <= self.wide_limit <= 100:
-            raise ValueError("--task-limit and the wide limit must be between 1 and 100 (provider concurrency)")
-
-
-def cpu_seconds(pid: int) -> float:
+def _cpu_s(pid: int) -> float:
     """User and system CPU time of process ``pid`` so far (0.0 when /proc cannot tell)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(pid) or 0.0
 
 
 def bench_pools(s: VsphereBenchSettings, *, per_pool: bool) -> list[Pool]:
@@ -146,10 +104,6 @@ def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Li
     return out
 
 
-def _ready(store: SqliteStore) -> int:
-    return sum(c.get(VmState.READY, 0) for c in store.counts().values())
-
-
 async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: bool, concurrency: int,
                task_limit: int, say: Say) -> RunResult:
     """Fill every pool from empty through a real pool manager; the run's figures."""
@@ -172,12 +126,12 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
             f"task_limit {task_limit}: filling {s.pools} pools × {s.vms_per_pool} VMs ...")
         started = time.perf_counter()
         offset = time.time() - started
-        cpu = time.process_time(), cpu_seconds(sim.process.pid)
+        cpu = time.process_time(), _cpu_s(sim.process.pid)
         try:
             await manager.start()
             connected = time.perf_counter()
             last = connected
-            while (ready := _ready(store)) < s.vms:
+            while (ready := ready_vms(store)) < s.vms:
                 now = time.perf_counter()
                 if now - started > limit_s:
                     raise RuntimeError(f"{label}: {ready}/{s.vms} VMs ready after {limit_s:.0f} s")
@@ -186,8 +140,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                     say(f"  {label}: {ready}/{s.vms} ready, {now - started:.0f} s, {watch.peak} sessions so far")
                 await asyncio.sleep(0.02)
             finished = time.perf_counter()
-            corral_cpu, vcsim_cpu = time.process_time() - cpu[0], cpu_seconds(sim.process.pid) - cpu[1]
-            ready = _ready(store)
+            corral_cpu, vcsim_cpu = time.process_time() - cpu[0], _cpu_s(sim.process.pid) - cpu[1]
+            ready = ready_vms(store)
             peak = watch.stop()
             calls: Counter[str] = Counter()
             for provider in providers.values():
@@ -239,7 +193,7 @@ def run_floor(s: VsphereBenchSettings, say: Say) -> RunResult:
     with fresh_vcsim(s) as sim:
         pid = sim.process.pid
         run = measure_floor(sim, template=TEMPLATE, vms=s.vms, task_limit=s.task_limit,
-                            extra_config=dict(TOOLS_RUNNING), cpu=lambda: (time.process_time(), cpu_seconds(pid)))
+                            extra_config=dict(TOOLS_RUNNING), cpu=lambda: (time.process_time(), _cpu_s(pid)))
     ready = sum(vm.ready is not None for vm in run.vms)
     say(f"floor: {run.wall_s:.1f} s, {ready}/{s.vms} ready")
     return RunResult(
@@ -252,7 +206,7 @@ def run_floor(s: VsphereBenchSettings, say: Say) -> RunResult:
 
 def run_vsphere(settings: VsphereBenchSettings, progress: Say | None = None) -> VsphereBenchResult:
     settings.check()
-    say = progress or (lambda _m: None)
+    say = sayer(progress)
     runs = []
     with quiet_logs():
         runs.append(run_one(settings, say, label="corral", per_pool=False, concurrency=settings.task_limit,

@@ -52,13 +52,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Listener, SessionWatch, Vcsim
 from corral.bench.vsphere_timeline import VmTimes
+
 
 @dataclass
 class Target:
@@ -135,7 +136,8 @@ def look_up(si: Any, template_path: str) -> Place:
                     for p in [{x.name: x.val for x in o.propSet}]), key=lambda h: h[0])
     parents = {parent._moId: parent for _, _, parent in hosts}
     pools = {key: parent.resourcePool for key, parent in parents.items()}
-    return Place(collector=content.propertyCollector, template_path=template_path, template=template, folder=datacenter.vmFolder,
+    return Place(collector=content.propertyCollector, template_path=template_path, template=template,
+                 folder=datacenter.vmFolder,
                  targets=[Target(name, host, pools[parent._moId]) for name, host, parent in hosts])
 
 
@@ -162,7 +164,7 @@ def task_info(si: Any, collector: Any, task: Any) -> Any:
 def clone_spec(target: Target, name: str, template: str, extra_config: dict[str, str], user: str) -> Any:
     """corral's clone spec: host and pool, the notes, the extraConfig, powered on."""
     notes = {"name": name, "pool": "floor", "created_by": user, "base_template": template,
-             "creation_timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+             "creation_timestamp": datetime.now(UTC).isoformat(timespec="seconds")}
     extra = {"guestinfo.hostname": name, **extra_config}
     config = vim.vm.ConfigSpec(annotation=json.dumps(notes),
                                extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in extra.items()])

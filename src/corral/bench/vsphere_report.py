@@ -8,13 +8,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.bench.markdown import append_row
-from corral.bench.massrun_report import _paragraph
-
-if TYPE_CHECKING:
-    from corral.bench.vsphere import VsphereBenchSettings
+from corral.bench.common import after_table, append_row, paragraph
+from corral.bench.vsphere_settings import VsphereBenchSettings
 
 FEED = "WaitForUpdatesEx"  # the change feed's long poll: one per session, not per VM
 TASKS = ("CloneVM_Task", "RelocateVM_Task", "ReconfigVM_Task", "PowerOnVM_Task")
@@ -225,15 +222,6 @@ class VsphereBenchResult:
             path.write_text(after_table(text, TABLE_HEADER, FLOOR_INTRO + FLOOR_TABLE_HEADER + floor_row))
 
 
-def after_table(text: str, header: str, block: str) -> str:
-    """``text`` with ``block`` put after the table that starts with ``header``, blank lines around it."""
-    head, tail = text.split(header, 1)
-    lines = tail.splitlines(keepends=True)
-    n = next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))
-    rest = "".join(lines[n:]).lstrip("\n")
-    return head + header + "".join(lines[:n]) + "\n" + block + ("\n" + rest if rest else "")
-
-
 def _waits(r: RunResult) -> float:
     """Mean seconds per VM waiting for its tasks to be seen finished (the clone's and the follow-ups')."""
     return r.steps.get("clone_wait_s", 0.0) + r.steps.get("settle_waits_s", 0.0)
@@ -258,7 +246,7 @@ TABLE_HEADER = (
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 SECTION_HEADING = "## `corral bench vsphere`: one vCenter session against one session per pool\n\n"
-SECTION_INTRO = SECTION_HEADING + _paragraph(
+SECTION_INTRO = SECTION_HEADING + paragraph(
     "vcsim, VMware's vCenter simulator, with 10 hosts in one cluster and every `CloneVM_Task` call held "
     "2 s (vcsim's method delay; the delays of concurrent calls overlap). The real pool manager (sqlite "
     "store in a temporary directory, the real runner, scheduler and inventory) fills 10 pools × 20 VMs "
@@ -289,7 +277,7 @@ FLOOR_TABLE_HEADER = (
     "command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-FLOOR_INTRO = "### The floor: the same clones through one bare session\n\n" + _paragraph(
+FLOOR_INTRO = "### The floor: the same clones through one bare session\n\n" + paragraph(
     "Recorded by the same command, on a fresh vcsim of its own: the same number of clones of the same "
     "template with the same clone delay and hosts, `task_limit` at a time, issued back to back by "
     "`task_limit` threads through one pyvmomi session, with nothing of corral's running (no manager, store, "

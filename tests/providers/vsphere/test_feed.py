@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from corral.bench.vcsim import Vcsim, _wait
+from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import VmSpec
 from corral.providers.base import ProviderError
 
@@ -41,9 +41,10 @@ async def test_changes_made_outside_corral_reach_the_feed(vcsim: Vcsim) -> None:
         feed = FeedReader(provider)
         await feed.read()
         assert feed.vms["x1"].powered_on and feed.vms["x1"].pool == "p"
-        await asyncio.to_thread(lambda: _wait(vcsim.vm("x1").PowerOffVM_Task()))
+        await asyncio.to_thread(lambda: wait_task(vcsim.vm("x1").PowerOffVM_Task()))
         await feed.until(lambda f: not f.vms["x1"].powered_on, 10)
-        await asyncio.to_thread(lambda: (_wait(vcsim.vm("x2").PowerOffVM_Task()), _wait(vcsim.vm("x2").Destroy_Task())))
+        await asyncio.to_thread(lambda: (wait_task(vcsim.vm("x2").PowerOffVM_Task()),
+                                         wait_task(vcsim.vm("x2").Destroy_Task())))
         await feed.until(lambda f: "x2" in f.removed, 10)
         assert not any(u.full for u in feed.updates[1:])
         assert feed.hosts["DC0_C0_H0"].vm_count == 1  # the host's sums follow its VMs
@@ -60,7 +61,8 @@ async def test_a_lost_session_gives_a_fresh_snapshot_and_only_real_differences(v
         await feed.until(lambda f: {"k1", "k2", "k3"} <= set(f.vms), 10)
         vcsim.terminate_sessions()
         # while corral has no session, someone destroys k3
-        await asyncio.to_thread(lambda: (_wait(vcsim.vm("k3").PowerOffVM_Task()), _wait(vcsim.vm("k3").Destroy_Task())))
+        await asyncio.to_thread(lambda: (wait_task(vcsim.vm("k3").PowerOffVM_Task()),
+                                         wait_task(vcsim.vm("k3").Destroy_Task())))
         await feed.until(lambda f: "k3" in f.removed, 15)
         assert provider.feed.snapshots == 2 and provider.session.relogins == 1
         assert feed.removed == {"k3"}  # k1 and k2 never looked gone

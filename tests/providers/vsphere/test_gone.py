@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from pyVmomi import vim
 
-from corral.bench.vcsim import Vcsim, _wait
+from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
@@ -34,8 +34,8 @@ def delete_behind_corrals_back(sim: Vcsim, name: str) -> None:
     vm = sim.vm(name)
     assert vm is not None, name
     if vm.runtime.powerState == "poweredOn":
-        _wait(vm.PowerOffVM_Task())
-    _wait(vm.Destroy_Task())
+        wait_task(vm.PowerOffVM_Task())
+    wait_task(vm.Destroy_Task())
 
 
 async def delete_and_see_it_leave(sim: Vcsim, provider: VsphereProvider, name: str) -> None:
@@ -46,10 +46,10 @@ async def delete_and_see_it_leave(sim: Vcsim, provider: VsphereProvider, name: s
     would then see the removal in a fresh snapshot instead of as a "leave" update.
     """
     vm = await asyncio.to_thread(sim.vm, name)
-    await asyncio.to_thread(lambda: _wait(vm.PowerOffVM_Task()))
+    await asyncio.to_thread(lambda: wait_task(vm.PowerOffVM_Task()))
     while (seen := provider.inventory.vm(name)) is not None and seen.powered_on:
         await asyncio.sleep(0.02)
-    await asyncio.to_thread(lambda: _wait(vm.Destroy_Task()))
+    await asyncio.to_thread(lambda: wait_task(vm.Destroy_Task()))
     while name in provider.inventory.vm_ids:
         await asyncio.sleep(0.02)
 

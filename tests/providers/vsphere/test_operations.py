@@ -8,7 +8,7 @@ import threading
 
 from pyVmomi import vim
 
-from corral.bench.vcsim import Vcsim, _wait
+from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import VmSpec
 from helpers import eventually
 
@@ -85,7 +85,7 @@ async def test_readiness_connects_to_the_name_with_domain_or_to_the_guest_ip(vcs
         assert not await by_ip.vm_ready("r2")  # no IP reported yet
         # VMware Tools report an address (vcsim's way of setting a guest property)
         config = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="SET.guest.ipAddress", value="10.1.2.3")])
-        await asyncio.to_thread(lambda: _wait(vcsim.vm("r2").ReconfigVM_Task(spec=config)))
+        await asyncio.to_thread(lambda: wait_task(vcsim.vm("r2").ReconfigVM_Task(spec=config)))
         for _ in range(100):
             if await by_ip.vm_ready("r2"):
                 break
@@ -100,7 +100,7 @@ async def test_start_vms_restarts_a_stopped_vm_on_another_host(vcsim: Vcsim) -> 
     await provider.connect()
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="ha1", pool="p", template=TEMPLATE)])
-        await asyncio.to_thread(lambda: _wait(vcsim.vm("ha1").PowerOffVM_Task()))  # its host died with it
+        await asyncio.to_thread(lambda: wait_task(vcsim.vm("ha1").PowerOffVM_Task()))  # its host died with it
         while (vm := provider.inventory.vm("ha1")) is None or vm.powered_on:
             await asyncio.sleep(0.05)
         [result] = await provider.start_vms("DC0_C0_H2", ["ha1"])

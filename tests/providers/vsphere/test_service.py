@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pyVmomi import vim
 
-from corral.bench.vcsim import SessionWatch, Vcsim, _wait
+from corral.bench.vcsim import SessionWatch, Vcsim, wait_task
 from corral.domain.events import VmDisappeared
 from corral.domain.states import VmState
 from corral.pools.readiness import tcp_reachable
@@ -83,8 +83,8 @@ def noisy_neighbour(sim: Vcsim, host_name: str) -> None:
     host = next(h for h in cluster.host if h.name == host_name)
     config = vim.vm.ConfigSpec(name="noisy", memoryMB=3500, numCPUs=2, guestId="otherGuest64",
                                files=vim.vm.FileInfo(vmPathName="[LocalDS_0]"))
-    vm = _wait(datacenter.vmFolder.CreateVM_Task(config=config, pool=cluster.resourcePool, host=host))
-    _wait(vm.PowerOnVM_Task())
+    vm = wait_task(datacenter.vmFolder.CreateVM_Task(config=config, pool=cluster.resourcePool, host=host))
+    wait_task(vm.PowerOnVM_Task())
 
 
 def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
