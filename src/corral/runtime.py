@@ -1,4 +1,4 @@
-"""Assemble a running corral from its configuration: store, providers, pool manager."""
+"""Assemble a running corral from its configuration: store, providers, the pool service."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
-from corral.inventory import Inventory, MonitorSettings
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.inventory import MonitorSettings
+from corral.pools.manager import ManagerSettings
+from corral.pools.service import CheckoutSettings, PoolService
 from corral.providers.base import Provider
 from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
@@ -19,19 +20,24 @@ from corral.store.base import Store
 
 @dataclass
 class Service:
+    """What the API serves: the configuration, the pool service and the login guard. ``store``
+    is the pool service's own; the API uses it for tokens only (pool work goes through ``pools``)."""
+
     config: Config
-    store: Store
-    providers: dict[str, Provider]
-    manager: PoolManager
+    pools: PoolService
     authenticator: LoginGuard | None = None  # the provider behind the login guard; None: no ``:auth:``
     started_at: float = field(default_factory=time.time)
 
+    @property
+    def store(self) -> Store:
+        return self.pools.store
+
     async def start(self) -> None:
-        await self.manager.start()
+        await self.pools.start()
 
     async def stop(self) -> None:
-        await self.manager.stop()
-        self.store.close()
+        await self.pools.stop()
+        self.pools.close()
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
@@ -139,11 +145,21 @@ def scheduler_settings(config: Config) -> SchedulerSettings:
                              reservation_timeout=s.reservation_timeout)
 
 
-def build_service(config: Config) -> Service:
+def checkout_settings(config: Config) -> CheckoutSettings:
+    g = config.config
+    return CheckoutSettings(backend_weight=dict(g.backend_weight),
+                            lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None)
+
+
+def build_pool_service(config: Config) -> PoolService:
+    """The pools of ``config`` on its providers and store, with the overrides stored at the API."""
     providers = build_providers(config)
     store = build_store(config)
-    inventory = Inventory(providers, monitor_settings(config))
-    manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config), inventory=inventory)
-    manager.apply_overrides(store.pool_overrides())
+    return PoolService(config.domain_pools(), providers, store, manager_settings(config),
+                       monitor=monitor_settings(config), checkout=checkout_settings(config))
+
+
+def build_service(config: Config) -> Service:
+    pools = build_pool_service(config)
     authenticator = build_authenticator(config.auth) if config.auth is not None else None
-    return Service(config=config, store=store, providers=providers, manager=manager, authenticator=authenticator)
+    return Service(config=config, pools=pools, authenticator=authenticator)

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.requests import Request as StarletteRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as StarletteRequest
 
 from corral import __version__
 from corral.api import events, ondemand, openapi, poolconfig, status, tokens, vms

@@ -71,7 +71,7 @@ class Version:
 
 
 def domain_of(service: Service, pool: str) -> str | None:
-    p = service.manager.pools.get(pool)
+    p = service.pools.pool(pool)
     return p.domain if p is not None else service.config.default_domain
 
 

@@ -140,5 +140,5 @@ class RequestLogger:
         try:
             await self.app(scope, receive, sending)
         finally:
-            log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]), "status": status,
-                                       "duration": round(time.monotonic() - started, 4)})
+            log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]),
+                                       "status": status, "duration": round(time.monotonic() - started, 4)})

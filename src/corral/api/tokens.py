@@ -22,7 +22,6 @@ from corral.api.common import (
 )
 from corral.auth.tokens import hash_token, new_token, token_hint
 from corral.domain.models import TokenRecord
-from corral.domain.states import VmState
 from corral.runtime import Service
 
 
@@ -65,8 +64,7 @@ def build(router: APIRouter, version: Version) -> None:
         record = _lookup(service, token)
         if record is None:
             raise ApiError(404, "no such token")
-        running = [vm.name for vm in service.store.list_vms(states=(VmState.RUNNING, VmState.MIGRATING))
-                   if vm.token == record.hash]
+        running = [vm.name for vm in service.pools.checked_out() if vm.token == record.hash]
         info: dict[str, object] = {"user": record.user, "created": ruby_time(record.created_at),
                                    "last": ruby_time(record.last_used_at) or "never"}
         if running:
