@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
+from corral.domain.models import TokenRecord
 from corral.inventory import MonitorSettings
 from corral.pools.manager import ManagerSettings
 from corral.pools.service import CheckoutSettings, PoolService
@@ -18,10 +20,24 @@ from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
 
 
+class TokenStore(Protocol):
+    """The store as the API's token routes and checks see it: tokens only (only hashes are
+    stored); everything about pools and VMs goes through the pool service."""
+
+    def add_token(self, token: TokenRecord) -> None: ...
+
+    def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def touch_token(self, token_hash: str, now: float) -> None: ...
+
+    def user_tokens(self, user: str) -> list[TokenRecord]: ...
+
+    def delete_token(self, token_hash: str) -> bool: ...
+
+
 @dataclass
 class Service:
-    """What the API serves: the configuration, the pool service and the login guard. ``store``
-    is the pool service's own; the API uses it for tokens only (pool work goes through ``pools``)."""
+    """What the API serves: the configuration, the pool service and the login guard."""
 
     config: Config
     pools: PoolService
@@ -29,7 +45,8 @@ class Service:
     started_at: float = field(default_factory=time.time)
 
     @property
-    def store(self) -> Store:
+    def tokens(self) -> TokenStore:
+        """The pool service's store, for tokens."""
         return self.pools.store
 
     async def start(self) -> None:

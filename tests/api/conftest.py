@@ -49,7 +49,7 @@ class Server:
 
     @property
     def store(self) -> Any:
-        return self.service.store
+        return self.service.pools.store
 
     @property
     def sim(self) -> Any:

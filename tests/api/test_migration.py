@@ -19,7 +19,7 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
     sim["templates"] = {"big": {"cpus": 4, "memory_mb": 200_000}}
     sim["latency"] = {**sim["latency"], "migrate": 500.0}  # half a second: the checkout answers long before
     with ServerThread(doc) as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=10) as client:
-        store = srv.service.store
+        store = srv.service.pools.store
         srv.wait(lambda: len(store.list_vms(pool="a", states=[VmState.READY])) == 2)
         assert sorted(v.host for v in store.list_vms(pool="a", states=[VmState.READY])) == ["h1", "h2"]
         assert client.post("/config/poolsize", json={"hog": 1}).status_code == 201

@@ -1,5 +1,5 @@
 """The FastAPI application: vmpooler's API under /api/v3, /api/v2, /api/v1 and the old
-unversioned paths, with vmpooler's error shapes. Starts the pool manager with the server."""
+unversioned paths, with vmpooler's error shapes. Starts the pool service with the server."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
     watch = SessionWatch(vcsim).start()
     try:
         with server as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=30) as client:
-            store = srv.service.store
+            store = srv.service.pools.store
 
             # -- pools fill, through one session ---------------------------------------------
             def full() -> bool:
