@@ -241,9 +241,6 @@ class PoolService:
         """Each pool's VMs by state and the totals, from one reading of the store."""
         return views.stock(self._manager.pools, self.store.counts(), self._manager.placer.failures)
 
-    def ready_counts(self) -> dict[str, int]:
-        return {p: c.get(VmState.READY, 0) for p, c in self.store.counts().items()}
-
     @property
     def clones_in_flight(self) -> int:
         return self._manager.clones_in_flight
