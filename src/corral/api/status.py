@@ -20,7 +20,7 @@ DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def duration_stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"average": 0, "min": 0, "max": 0, "total": 0}
     total = sum(values)
@@ -37,12 +37,12 @@ def _utc_day_start(day: dt.date) -> float:
 def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dict[str, Any]:
     """vmpooler's per-task block: duration stats and counts, optionally per pool."""
     values = [seconds for _, _, seconds in rows]
-    block: dict[str, Any] = {"duration": _stats(values), "count": {"total": len(values)}}
+    block: dict[str, Any] = {"duration": duration_stats(values), "count": {"total": len(values)}}
     if by_pool and rows:
         per_pool: dict[str, list[float]] = defaultdict(list)
         for _, pool, seconds in rows:
             per_pool[pool].append(seconds)
-        block["duration"]["pool"] = {p: _stats(v) for p, v in sorted(per_pool.items())}
+        block["duration"]["pool"] = {p: duration_stats(v) for p, v in sorted(per_pool.items())}
         block["count"]["pool"] = {p: {"total": len(v)} for p, v in sorted(per_pool.items())}
     return block
 
