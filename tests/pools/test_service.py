@@ -3,14 +3,16 @@ provider, it loses no VM and hands none out twice."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
 from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings
-from corral.pools.service import PoolService, SetSize, Short, Taken
+from corral.pools.service import PoolService, SetSize, Short, SubscriptionClosed, Taken
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
@@ -104,8 +106,13 @@ async def test_the_event_stream_follows_the_running_manager(tmp_path: Path) -> N
     service, store = make_service(tmp_path, provider)
     await service.start()
     await full(service, store)
-    await service.stop()
-    await service.start()
+    old = service.stream("before")
+    await asyncio.gather(service.stop(), service.stop())  # one stop at a time: the second finds it stopped
+    with pytest.raises(SubscriptionClosed):  # a stream of the last run ends with it
+        while True:
+            await old.get()
+    await asyncio.gather(service.start(), service.start())
+    assert service.running
     sub = service.stream("test")
     taken = service.checkout({"a": 1}, token=None, user=None)
     assert isinstance(taken, Taken)

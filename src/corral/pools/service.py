@@ -11,6 +11,7 @@ bus's subscription types are reachable here too, for the event stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class PoolService:
         self.clock = clock
         self._running = False
         self._stale = False  # the manager has run and stopped: the next start builds a new one
+        self._life = asyncio.Lock()  # one start or stop at a time
         self._build()
 
     def _build(self) -> None:
@@ -106,20 +108,24 @@ class PoolService:
 
     async def start(self) -> None:
         """Start the manager (connect, recover, fill); nothing if it runs already."""
-        if self._running:
-            return
-        if self._stale:
-            self._build()
-        await self._manager.start()
-        self._running = True
+        async with self._life:
+            if self._running:
+                return
+            if self._stale:
+                self._build()
+            await self._manager.start()
+            self._running = True
 
     async def stop(self) -> None:
-        """Stop the manager and close the providers' sessions; the store stays open."""
-        if not self._running:
-            return
-        self._running = False
-        self._stale = True
-        await self._manager.stop()
+        """Stop the manager and close the providers' sessions; the store stays open. Event
+        streams of this run end (:class:`SubscriptionClosed`): a new run has a new bus."""
+        async with self._life:
+            if not self._running:
+                return
+            self._running = False
+            self._stale = True
+            await self._manager.stop()
+            await self._manager.bus.close()
 
     def close(self) -> None:
         """Close the store (after :meth:`stop`)."""
