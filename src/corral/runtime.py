@@ -1,36 +1,57 @@
-"""Assemble a running corral from its configuration: store, providers, pool manager."""
+"""Assemble a running corral from its configuration: store, providers, the pool service."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
-from corral.config.settings import manager_settings, monitor_settings, provider_context
-from corral.inventory import Inventory
-from corral.pools.manager import PoolManager
+from corral.config.settings import checkout_settings, manager_settings, monitor_settings, provider_context
+from corral.domain.models import TokenRecord
+from corral.pools.service import PoolService
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
 from corral.store.base import Store
 
 
+class TokenStore(Protocol):
+    """The store as the API's token routes and checks see it: tokens only (only hashes are
+    stored); everything about pools and VMs goes through the pool service."""
+
+    def add_token(self, token: TokenRecord) -> None: ...
+
+    def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def touch_token(self, token_hash: str, now: float) -> None: ...
+
+    def user_tokens(self, user: str) -> list[TokenRecord]: ...
+
+    def delete_token(self, token_hash: str) -> bool: ...
+
+
 @dataclass
 class Service:
+    """What the API serves: the configuration, the pool service and the login guard."""
+
     config: Config
-    store: Store
-    providers: dict[str, Provider]
-    manager: PoolManager
+    pools: PoolService
     authenticator: LoginGuard | None = None  # the provider behind the login guard; None: no ``:auth:``
     started_at: float = field(default_factory=time.time)
 
+    @property
+    def tokens(self) -> TokenStore:
+        """The pool service's store, for tokens."""
+        return self.pools.store
+
     async def start(self) -> None:
-        await self.manager.start()
+        await self.pools.start()
 
     async def stop(self) -> None:
-        await self.manager.stop()
-        self.store.close()
+        await self.pools.stop()
+        self.pools.close()
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
@@ -71,11 +92,15 @@ def build_store(config: Config) -> Store:
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
 
 
-def build_service(config: Config) -> Service:
+def build_pool_service(config: Config) -> PoolService:
+    """The pools of ``config`` on its providers and store, with the overrides stored at the API."""
     providers = build_providers(config)
     store = build_store(config)
-    inventory = Inventory(providers, monitor_settings(config))
-    manager = PoolManager(config.domain_pools(), providers, store, manager_settings(config), inventory=inventory)
-    manager.apply_overrides(store.pool_overrides())
+    return PoolService(config.domain_pools(), providers, store, manager_settings(config),
+                       monitor=monitor_settings(config), checkout=checkout_settings(config))
+
+
+def build_service(config: Config) -> Service:
+    pools = build_pool_service(config)
     authenticator = build_authenticator(config.auth) if config.auth is not None else None
-    return Service(config=config, store=store, providers=providers, manager=manager, authenticator=authenticator)
+    return Service(config=config, pools=pools, authenticator=authenticator)

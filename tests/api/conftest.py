@@ -49,11 +49,11 @@ class Server:
 
     @property
     def store(self) -> Any:
-        return self.service.store
+        return self.service.pools.store
 
     @property
     def sim(self) -> Any:
-        return self.service.providers["sim"]
+        return self.service.pools.providers["sim"]
 
     def wait(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
         return self.thread.wait(check, timeout)
@@ -67,7 +67,7 @@ class Server:
             counts = self.store.counts()
             return all(counts.get(n, {}).get(VmState.READY, 0) == p.size
                        and counts.get(n, {}).get(VmState.PENDING, 0) == 0
-                       for n, p in self.service.manager.pools.items())
+                       for n, p in self.service.pools.pools.items())
         self.wait(full, timeout)
 
     def token(self, user: str = "alice") -> str:

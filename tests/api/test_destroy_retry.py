@@ -19,7 +19,7 @@ def checkout(server: Server, headers: dict[str, str] | None = None) -> str:
 
 
 def held(server: Server, name: str) -> bool:
-    return name in server.service.manager.destroys.failures
+    return server.service.pools.destroy_failure(name) is not None
 
 
 def test_a_held_destroy_is_shown_and_retried_on_delete(make_server: Callable[..., Server]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from api.conftest import tok
-from corral.api.status import _stats
+from corral.api.status import duration_stats
 from corral.domain.limits import MAX_LIFETIME_HOURS
 
 POOLS = [
@@ -139,7 +139,7 @@ def test_disk_sizes_of_thousands_of_digits_are_400(server):
 @pytest.mark.parametrize("values, average", [
     ([1.26, 1.26], 1.26), ([1.24, 1.24], 1.24), ([0.004], 0.0), ([1.0, 2.0, 4.0], 2.33), ([], 0)])
 def test_duration_stats_never_print_the_average_outside_min_and_max(values, average):
-    stats = _stats(values)
+    stats = duration_stats(values)
     assert stats["average"] == average
     assert stats["min"] <= stats["average"] <= stats["max"]
 

@@ -108,7 +108,7 @@ def test_inventory_events_reach_the_stream(make_server):
     reader = Reader(f"{server.url}/api/v3/events", params={"type": "host.down,host.up"})
     try:
         host = server.store.list_vms(pool="a")[0].host
-        server.service.providers["sim"].set_host_down(host)  # a plain flag flip, safe from this thread
+        server.service.pools.providers["sim"].set_host_down(host)  # a plain flag flip, safe from this thread
         down = reader.next()
         assert down["event"] == "host.down" and down["data"]["host"] == host and down["data"]["provider"] == "sim"
         assert "not responding" in down["data"]["reason"]
@@ -165,5 +165,5 @@ def test_the_server_stops_promptly_with_a_stream_open(make_server):
     server.stop()
     assert reader.ended.wait(10), "the stream was not ended by the shutdown"
     assert time.monotonic() - started < 8
-    assert server.service.manager.bus._subs == [] or all(s.closed for s in server.service.manager.bus._subs)
+    assert server.service.pools.manager.bus._subs == [] or all(s.closed for s in server.service.pools.manager.bus._subs)
     reader.close()

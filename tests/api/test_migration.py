@@ -19,7 +19,7 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
     sim["templates"] = {"big": {"cpus": 4, "memory_mb": 200_000}}
     sim["latency"] = {**sim["latency"], "migrate": 500.0}  # half a second: the checkout answers long before
     with ServerThread(doc) as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=10) as client:
-        store = srv.service.store
+        store = srv.service.pools.store
         srv.wait(lambda: len(store.list_vms(pool="a", states=[VmState.READY])) == 2)
         assert sorted(v.host for v in store.list_vms(pool="a", states=[VmState.READY])) == ["h1", "h2"]
         assert client.post("/config/poolsize", json={"hog": 1}).status_code == 201
@@ -34,7 +34,8 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
         srv.wait(lambda: client.get(f"/vm/{on_h1}").json()[on_h1].get("migrated") == "true")
         info = client.get(f"/vm/{on_h1}").json()[on_h1]
         assert info["host"] == "h2" and info["state"] == "running" and info["migration_time"] >= 0
-        srv.wait(lambda: srv.service.manager.inventory["sim"].vm(on_h1).host == "h2")  # as the simulator reports it
+        inventory = srv.service.pools.manager.inventory["sim"]
+        srv.wait(lambda: inventory.vm(on_h1).host == "h2")  # as the simulator reports it
         assert "migrated" not in client.get(f"/vm/{on_h2}").json()[on_h2]
         status = client.get("/status", params={"view": "scheduling"}).json()["scheduling"]
         assert status["migrations"]["done"] == 1 and status["migrations"]["not_needed"] == 1

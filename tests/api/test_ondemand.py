@@ -179,7 +179,7 @@ def test_with_auth_a_token_is_required_and_owns_the_request(make_server):
 def test_clone_limit_is_respected(make_server):
     server = make_server(POOLS, ondemand_clone_limit=2)
     server.sim.stall("create", 0.15)
-    inflight = server.service.manager.ondemand.inflight
+    inflight = server.service.pools.manager.ondemand.inflight
     request_id = server.client.post("/ondemandvm", json={"od": 5}).json()["request_id"]
     seen, stock = set(), set()
     deadline = time.monotonic() + 15

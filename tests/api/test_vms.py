@@ -72,8 +72,8 @@ def test_several_pools_alias_and_domain(server):
 def test_interleaved_pools_get_hostnames_of_their_own_pool(server):
     body = server.client.post("/vm/debian-12+ubuntu+debian-12").json()
     ubuntu = body["ubuntu"]["hostname"].split(".")[0]
-    assert server.service.store.get_vm(ubuntu).pool == "ubuntu"
-    assert {server.service.store.get_vm(n).pool for n in body["debian-12"]["hostname"]} == {"debian-12"}
+    assert server.service.pools.store.get_vm(ubuntu).pool == "ubuntu"
+    assert {server.service.pools.store.get_vm(n).pool for n in body["debian-12"]["hostname"]} == {"debian-12"}
 
 
 def test_unknown_pool_is_404_and_empty_pool_is_503(server):
@@ -93,10 +93,10 @@ def test_delete_of_a_ready_vm_is_404(server):
     status = server.client.get("/status").json()
     assert status["pools"]["debian-12"]["ready"] == 3
     service = server.service
-    ready = [v for v in service.store.list_vms(pool="debian-12") if v.state.value == "ready"][0]
+    ready = [v for v in service.pools.store.list_vms(pool="debian-12") if v.state.value == "ready"][0]
     resp = server.client.delete(f"/vm/{ready.name}")
     assert resp.status_code == 404
-    assert service.store.get_vm(ready.name).state.value == "ready", "a VM is only ever in one state"
+    assert service.pools.store.get_vm(ready.name).state.value == "ready", "a VM is only ever in one state"
 
 
 def test_get_unknown_vm_is_404(server):
@@ -245,7 +245,7 @@ def test_alias_shared_by_pools_is_served_from_either(tmp_path: Path):
         body = client.post("/api/v3/vm", json={"any": 4}).json()
         names = body["any"]["hostname"]
         assert len(names) == 4, body
-        assert sorted(srv.service.store.get_vm(n).pool for n in names) == ["a", "a", "b", "b"]
+        assert sorted(srv.service.pools.store.get_vm(n).pool for n in names) == ["a", "a", "b", "b"]
         assert client.post("/api/v3/vm/any").status_code == 503
 
 
@@ -259,7 +259,7 @@ def test_backend_weight_picks_by_clone_target(tmp_path: Path):
         picked = []
         for _ in range(20):
             name = client.post("/api/v3/vm/w").json()["w"]["hostname"]
-            picked.append(srv.service.store.get_vm(name).pool)
+            picked.append(srv.service.pools.store.get_vm(name).pool)
         # 9:1 odds: 20 draws with fewer than 12 "heavy" happen with probability < 0.2%
         assert picked.count("heavy") >= 12, picked
 
@@ -292,7 +292,7 @@ def test_disks_and_snapshots_go_through_the_provider(server):
     assert len(snapshot) == 32
     server.wait(lambda: server.client.get(f"/vm/{name}").json()[name].get("snapshots") == [snapshot])
     server.wait(lambda: sorted(server.client.get(f"/vm/{name}").json()[name].get("disk", [])) == ["+16gb", "+8gb"])
-    provider = server.service.providers["sim"]
+    provider = server.service.pools.providers["sim"]
     assert sorted(provider.vm_disks(name)) == [8, 16] or len(provider.vm_disks(name)) == 2
     assert snapshot in provider.vm_snapshots(name)
     assert server.client.post(f"/vm/{name}/snapshot/{snapshot}").status_code == 202
@@ -305,10 +305,10 @@ def test_disks_and_snapshots_go_through_the_provider(server):
 
 def test_a_failed_disk_task_changes_nothing(server):
     name = server.client.post("/vm/debian-12").json()["debian-12"]["hostname"]
-    provider = server.service.providers["sim"]
+    provider = server.service.pools.providers["sim"]
     provider.fail_next("disk", 1)
     assert server.client.post(f"/vm/{name}/disk/8").status_code == 202
-    server.wait(lambda: server.service.manager.tasks.failures == 1)
+    server.wait(lambda: server.service.pools.manager.tasks.failures == 1)
     assert "disk" not in server.client.get(f"/vm/{name}").json()[name]
 
 
@@ -319,8 +319,8 @@ def test_64_concurrent_clients_never_get_the_same_vm(tmp_path: Path):
     pools = [{"name": "p", "template": "t/p", "size": 50}]
     doc = quick_config(tmp_path, pools, task_limit=50)
     with ServerThread(doc) as srv:
-        srv.wait(lambda: srv.service.store.counts().get("p", {}).get(VmState.READY, 0) == 50, timeout=30)
-        srv.service.providers["sim"].stall("create", 3600)  # no refill during the test: the stock is 50
+        srv.wait(lambda: srv.service.pools.store.counts().get("p", {}).get(VmState.READY, 0) == 50, timeout=30)
+        srv.service.pools.providers["sim"].stall("create", 3600)  # no refill during the test: the stock is 50
 
         async def client(n: int) -> list[tuple[int, str | None]]:
             out = []
@@ -340,5 +340,5 @@ def test_64_concurrent_clients_never_get_the_same_vm(tmp_path: Path):
         assert all(code in (200, 503) for code in codes), codes
         assert len(names) == 50 and len(set(names)) == 50, "every VM handed out once, and only once"
         assert codes.count(503) == 128 - 50
-        running = srv.service.store.list_vms(pool="p", states=(VmState.RUNNING,))
+        running = srv.service.pools.store.list_vms(pool="p", states=(VmState.RUNNING,))
         assert sorted(v.name for v in running) == sorted(names)

@@ -1,5 +1,5 @@
 """The FastAPI application: vmpooler's API under /api/v3, /api/v2, /api/v1 and the old
-unversioned paths, with vmpooler's error shapes. Starts the pool manager with the server."""
+unversioned paths, with vmpooler's error shapes. Starts the pool service with the server."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.requests import Request as StarletteRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as StarletteRequest
 
 from corral import __version__
 from corral.api import events, ondemand, openapi, poolconfig, status, tokens, vms

@@ -71,7 +71,7 @@ class Version:
 
 
 def domain_of(service: Service, pool: str) -> str | None:
-    p = service.manager.pools.get(pool)
+    p = service.pools.pool(pool)
     return p.domain if p is not None else service.config.default_domain
 
 
@@ -262,10 +262,10 @@ def token_record(request: Request, *, required: bool) -> TokenRecord | None:
         if required:
             raise _unauthorized("an X-AUTH-TOKEN header is required")
         return None
-    record = service.store.get_token(hash_token(token)) if TOKEN_FORMAT_RE.match(token) else None
+    record = service.tokens.get_token(hash_token(token)) if TOKEN_FORMAT_RE.match(token) else None
     if record is None:
         raise _unauthorized("the X-AUTH-TOKEN is not valid")
-    service.store.touch_token(record.hash, time.time())
+    service.tokens.touch_token(record.hash, time.time())
     return record
 
 

@@ -29,7 +29,7 @@ from fastapi.responses import Response, StreamingResponse
 from corral.api.common import ApiError, Version, service_of
 from corral.api.head import HEAD_FLAG
 from corral.domain.events import INVENTORY_EVENTS, Event, VmLifecycle
-from corral.inventory.bus import Resync, Subscription, SubscriptionClosed
+from corral.pools.service import Resync, Subscription, SubscriptionClosed
 from corral.runtime import Service
 
 MAX_STREAMS = 1_000  # concurrent event-stream clients per process
@@ -94,14 +94,14 @@ class Streams:
 async def _stream(service: Service, streams: Streams, accepts: Callable[[Event], bool],
                   last: int | None) -> AsyncIterator[str]:
     """Subscribe on the first read (a response never started leaves nothing behind)."""
-    bus = service.manager.bus
+    pools = service.pools
     settings = service.config.monitoring
-    sub = bus.stream("event-stream", accepts=accepts, queue_size=settings.subscriber_queue)
+    sub = pools.stream("event-stream", accepts=accepts, queue_size=settings.subscriber_queue)
     streams.subs.add(sub)
     try:
         yield "retry: 2000\n: corral event stream\n\n"
         if last is not None:  # read right after subscribing: nothing is missed or repeated
-            missed = bus.since(last)
+            missed = pools.events_since(last)
             if missed is None:
                 yield _resync(last, "events after this id are no longer kept; re-read the state")
             else:

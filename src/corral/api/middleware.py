@@ -87,7 +87,7 @@ class RateLimiter:
         if service is None or service.authenticator is None:
             return False
         try:
-            return service.store.get_token(hashlib.sha256(token).hexdigest()) is not None
+            return service.tokens.get_token(hashlib.sha256(token).hexdigest()) is not None
         except Exception:  # the store is down: fall back to counting by IP
             return False
 
@@ -140,5 +140,5 @@ class RequestLogger:
         try:
             await self.app(scope, receive, sending)
         finally:
-            log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]), "status": status,
-                                       "duration": round(time.monotonic() - started, 4)})
+            log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]),
+                                       "status": status, "duration": round(time.monotonic() - started, 4)})

@@ -22,15 +22,14 @@ from corral.api.common import (
     token_record,
     v1_domain,
 )
-from corral.api.vms import split_by_weight, unknown_labels
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus
-from corral.runner import QueueFull
+from corral.pools.service import Submitted
 
 
 async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> JSONResponse:
     service = service_of(request)
     record = token_record(request, required=True)
-    bad = unknown_labels(service, list(wanted))
+    bad = service.pools.unknown_labels(list(wanted))
     if bad:
         raise ApiError(404, f"unknown pool or alias: {', '.join(bad)}", bad_templates=bad)
     limit = service.config.config.max_ondemand_instances_per_request
@@ -42,14 +41,14 @@ async def _submit(request: Request, wanted: dict[str, int], request_id: Any) -> 
     elif type(request_id) is not str or not REQUEST_ID_RE.fullmatch(request_id):  # not a LongNumber
         raise ApiError(400, "request_id must be 1-100 letters, digits, '.', '_' or '-'")
     lines = [RequestedPool(label, pool, n) for label, count in wanted.items()
-             for pool, n in split_by_weight(service, label, count).items()]
+             for pool, n in service.pools.split(label, count).items()]
     new = OndemandRequest(id=request_id, requested=lines, created_at=time.time(),
                           token=record.hash if record else None, user=record.user if record else None)
-    try:
-        submitted = service.manager.ondemand.submit(new)
-    except QueueFull as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}, message=str(exc)) from None
-    if not submitted:
+    submitted = service.pools.submit(new)
+    if submitted.outcome is Submitted.REFUSED:
+        reason = submitted.reason or ""
+        raise ApiError(503, reason, headers={"Retry-After": "5"}, message=reason)
+    if submitted.outcome is Submitted.DUPLICATE:
         message = f"request_id '{request_id}' has already been created"
         raise ApiError(409, message, message=message, request_id=request_id)
     return respond({"ok": True, "request_id": request_id}, 201)
@@ -73,19 +72,19 @@ def build(router: APIRouter, version: Version) -> None:
     async def poll(request: Request, request_id: str) -> JSONResponse:
         """202 while VMs are being built; 200 with hostnames when ready, or a message if it failed."""
         service = service_of(request)
-        found = service.store.get_request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
+        found = service.pools.request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
         if found is None:
             raise ApiError(404, message=f"no request found for request_id '{request_id[:100]}'")
         body: dict[str, Any] = {"ok": True, "request_id": found.id, "ready": found.status == RequestStatus.READY}
         if found.status == RequestStatus.READY:
-            assigned = service.manager.ondemand.assignments(found)
+            assigned = service.pools.assignments(found)
             for label, vms in assigned.items():
                 body[label] = {"hostname": [hostname(service, version, vm) for vm in vms]}
             if version.short_names and (domain := v1_domain(service, [vm for vms in assigned.values() for vm in vms])):
                 body["domain"] = domain
             return respond(body)
         # corral's own: why a pool of the request cannot place its VMs, while that lasts
-        failures = service.manager.placer.failures
+        failures = service.pools.placement_errors()
         placement = {line.pool: failures[line.pool] for line in found.requested if line.pool in failures}
         if found.status == RequestStatus.FAILED:
             ttl = service.config.config.ondemand_request_ttl
@@ -100,7 +99,7 @@ def build(router: APIRouter, version: Version) -> None:
         asked: dict[str, int] = {}
         for line in found.requested:
             asked[line.label] = asked.get(line.label, 0) + line.count
-        for label, vms in service.manager.ondemand.assignments(found).items():
+        for label, vms in service.pools.assignments(found).items():
             body[label] = {"ready": str(len(vms)), "pending": str(asked[label] - len(vms))}
         if placement:
             body["placement_error"] = placement
@@ -111,13 +110,13 @@ def build(router: APIRouter, version: Version) -> None:
         """Delete a request and destroy its VMs."""
         service = service_of(request)
         record = token_record(request, required=True)
-        found = service.store.get_request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
+        found = service.pools.request(request_id) if REQUEST_ID_RE.fullmatch(request_id) else None
         if found is None:
             raise ApiError(404, message=f"no request found for request_id '{request_id[:100]}'")
         if found.user is not None and record is not None and record.user != found.user:
             raise ApiError(403, "the request belongs to another user")
         if found.status == RequestStatus.DELETED:
-            service.manager.ondemand.delete(found.id)  # destroys anything left over
+            service.pools.delete_request(found.id)  # destroys anything left over
             return respond({"ok": True, "message": "the request has already been deleted"})
-        service.manager.ondemand.delete(found.id)
+        service.pools.delete_request(found.id)
         return respond({"ok": True})

@@ -20,14 +20,10 @@ from corral.api.common import (
     token_record,
 )
 from corral.config import model_view, safe_view
+from corral.pools.service import Reset, SetCloneTarget, SetSize, SetTemplate, Setting
 from corral.runtime import Service
 
 MAX_POOL_SIZE = 10_000
-
-
-def _original(service: Service, pool: str) -> Any:
-    """The pool as configured (``:config:``'s defaults applied), before any API change."""
-    return next(p for p in service.config.domain_pools() if p.name == pool)
 
 
 def pool_configuration(service: Service) -> list[dict[str, Any]]:
@@ -35,7 +31,7 @@ def pool_configuration(service: Service) -> list[dict[str, Any]]:
     template and clone target."""
     out = []
     for settings in service.config.pools:
-        live = service.manager.pools[settings.name]
+        live = service.pools.pools[settings.name]
         entry = model_view(settings)
         entry.update(size=live.size, template=live.template, provider=live.provider,
                      clone_target=live.clone_target, template_ready=True)
@@ -52,13 +48,6 @@ def full_config(service: Service) -> dict[str, Any]:
     return data
 
 
-def pool_clusters(service: Service, pool: str) -> list[str] | None:
-    """The clusters the provider of ``pool`` knows now; None for an unknown pool."""
-    if pool not in service.manager.pools:
-        return None
-    return service.manager.inventory[service.manager.pools[pool].provider].repo.clusters()
-
-
 def clone_target_problem(pool: str, target: Any, clusters: list[str] | None) -> str | None:
     """Why ``target`` cannot be ``pool``'s clone target (None: it can). ``clusters`` are those
     its provider knows (None: no such pool)."""
@@ -72,32 +61,14 @@ def clone_target_problem(pool: str, target: Any, clusters: list[str] | None) -> 
     return None
 
 
-SETTERS = {"size": "set_pool_size", "template": "set_pool_template", "clone_target": "set_clone_target"}
-
-
-def _apply(service: Service, setting: str, values: dict[str, Any]) -> int:
-    """Store and apply ``setting`` for each pool whose value changes; how many changed."""
-    changed = 0
-    for pool, value in values.items():
-        if getattr(service.manager.pools[pool], setting) != value:
-            service.store.set_pool_override(pool, setting, value)
-            getattr(service.manager, SETTERS[setting])(pool, value)
-            changed += 1
-    return changed
-
-
-def _reset(request: Request, pool: str, setting: str) -> tuple[Any, Any]:
-    """Drop the override of ``setting``: (the configured value, the value before the reset)."""
+def _reset(request: Request, pool: str, setting: Setting) -> Reset:
+    """Drop the override of ``setting``: the configured value and the value before the reset."""
     experimental(request)
     token_record(request, required=True)
     service = service_of(request)
-    if pool not in service.manager.pools:
+    if pool not in service.pools.pools:
         raise ApiError(404, f"unknown pool {pool[:100]!r}")
-    before, original = getattr(service.manager.pools[pool], setting), getattr(_original(service, pool), setting)
-    service.store.clear_pool_override(pool, setting)
-    if before != original:
-        getattr(service.manager, SETTERS[setting])(pool, original)
-    return original, before
+    return service.pools.reset_setting(pool, setting)
 
 
 async def _changes(request: Request) -> dict[str, Any]:
@@ -125,7 +96,7 @@ def build(router: APIRouter, version: Version) -> None:
         """``{"pool": size}``: 201 if a size changed, 200 if none did."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p in body if p not in service.manager.pools]
+        bad = [p for p in body if p not in service.pools.pools]
         sizes: dict[str, int] = {}
         for pool, size in body.items():
             try:
@@ -135,30 +106,32 @@ def build(router: APIRouter, version: Version) -> None:
         if bad:
             raise ApiError(400, f"unknown pool or bad size (0-{MAX_POOL_SIZE}): {', '.join(sorted(set(bad)))}",
                            not_configured=sorted(set(bad)))
-        return respond({"ok": True}, 201 if _apply(service, "size", sizes) else 200)
+        changed = service.pools.change([SetSize(pool, size) for pool, size in sizes.items()])
+        return respond({"ok": True}, 201 if changed else 200)
 
     @router.delete("/config/poolsize/{pool}", include_in_schema=schema)
     async def reset_size(request: Request, pool: str) -> JSONResponse:
-        original, before = _reset(request, pool, "size")
-        return respond({"ok": True, "pool_size_before_overrides": original, "pool_size_before_reset": before},
-                       201 if before != original else 200)
+        reset = _reset(request, pool, Setting.SIZE)
+        return respond({"ok": True, "pool_size_before_overrides": reset.original,
+                        "pool_size_before_reset": reset.before}, 201 if reset.changed else 200)
 
     @router.post("/config/pooltemplate", include_in_schema=schema)
     async def set_templates(request: Request) -> JSONResponse:
         """``{"pool": "template"}``: the pool's ready and pending VMs are replaced."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p, t in body.items() if p not in service.manager.pools or type(t) is not str
+        bad = [p for p, t in body.items() if p not in service.pools.pools or type(t) is not str
                or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255 or not t.isprintable()]
         if bad:
             raise ApiError(400, f"unknown pool or bad template: {', '.join(bad)}", bad_templates=bad)
-        return respond({"ok": True}, 201 if _apply(service, "template", body) else 200)
+        changed = service.pools.change([SetTemplate(pool, template) for pool, template in body.items()])
+        return respond({"ok": True}, 201 if changed else 200)
 
     @router.delete("/config/pooltemplate/{pool}", include_in_schema=schema)
     async def reset_template(request: Request, pool: str) -> JSONResponse:
-        original, before = _reset(request, pool, "template")
-        return respond({"ok": True, "template_before_overrides": original, "template_before_reset": before},
-                       201 if before != original else 200)
+        reset = _reset(request, pool, Setting.TEMPLATE)
+        return respond({"ok": True, "template_before_overrides": reset.original,
+                        "template_before_reset": reset.before}, 201 if reset.changed else 200)
 
     @router.post("/config/clonetarget", include_in_schema=schema)
     async def set_clone_targets(request: Request) -> JSONResponse:
@@ -166,27 +139,28 @@ def build(router: APIRouter, version: Version) -> None:
         service = service_of(request)
         body = await _changes(request)
         problems = {p: why for p, t in body.items()
-                    if (why := clone_target_problem(p, t, pool_clusters(service, p))) is not None}
+                    if (why := clone_target_problem(p, t, service.pools.clusters(p))) is not None}
         if problems:
             raise ApiError(400, "; ".join(f"{str(p)[:100]!r}: {why}" for p, why in problems.items()),
                            bad_templates=list(problems))
-        return respond({"ok": True}, 201 if _apply(service, "clone_target", body) else 200)
+        changed = service.pools.change([SetCloneTarget(pool, target) for pool, target in body.items()])
+        return respond({"ok": True}, 201 if changed else 200)
 
     @router.delete("/config/clonetarget/{pool}", include_in_schema=schema)
     async def reset_clone_target(request: Request, pool: str) -> JSONResponse:
         """Back to the configured clone target (the pool's, else ``:config:``'s, else none)."""
-        original, before = _reset(request, pool, "clone_target")
-        return respond({"ok": True, "clone_target_before_overrides": original, "clone_target_before_reset": before},
-                       201 if before != original else 200)
+        reset = _reset(request, pool, Setting.CLONE_TARGET)
+        return respond({"ok": True, "clone_target_before_overrides": reset.original,
+                        "clone_target_before_reset": reset.before}, 201 if reset.changed else 200)
 
     @router.post("/poolreset", include_in_schema=schema)
     async def pool_reset(request: Request) -> JSONResponse:
         """Replace the ready and pending VMs of the pools named in ``{"pool": ...}``."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p in body if p not in service.manager.pools]
+        bad = [p for p in body if p not in service.pools.pools]
         if bad:
             raise ApiError(400, f"unknown pool: {', '.join(bad)}", bad_pools=bad)
         for pool in body:
-            service.manager.reset_pool(pool)
+            service.pools.reset_pool(pool)
         return respond({"ok": True}, 201)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 import time
@@ -13,8 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from corral.api.common import ApiError, Version, respond, service_of
-from corral.domain.models import RequestStatus
-from corral.domain.states import VmState
+from corral.pools.service import MonitoringStatus, PoolStatus, SchedulingStatus
 from corral.runtime import Service
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner")
@@ -22,7 +20,7 @@ DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
-def _stats(values: list[float]) -> dict[str, float]:
+def duration_stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {"average": 0, "min": 0, "max": 0, "total": 0}
     total = sum(values)
@@ -33,125 +31,116 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def _utc_day_start(day: dt.date) -> float:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
 def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dict[str, Any]:
     """vmpooler's per-task block: duration stats and counts, optionally per pool."""
     values = [seconds for _, _, seconds in rows]
-    block: dict[str, Any] = {"duration": _stats(values), "count": {"total": len(values)}}
+    block: dict[str, Any] = {"duration": duration_stats(values), "count": {"total": len(values)}}
     if by_pool and rows:
         per_pool: dict[str, list[float]] = defaultdict(list)
         for _, pool, seconds in rows:
             per_pool[pool].append(seconds)
-        block["duration"]["pool"] = {p: _stats(v) for p, v in sorted(per_pool.items())}
+        block["duration"]["pool"] = {p: duration_stats(v) for p, v in sorted(per_pool.items())}
         block["count"]["pool"] = {p: {"total": len(v)} for p, v in sorted(per_pool.items())}
     return block
 
 
 def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
-    manager = service.manager
-    manager.flush_timings()  # clone and boot times are stored in batches: store what is waiting
-    counts = service.store.counts()
-    per_pool = {name: counts.get(name, {}) for name in manager.pools}
-
-    def total(*states: VmState) -> int:
-        return sum(c.get(s, 0) for c in counts.values() for s in states)
-
-    ready, pending = total(VmState.READY), total(VmState.PENDING)
+    pools = service.pools
+    pools.flush_timings()  # clone and boot times are stored in batches: store what is waiting
+    stock = pools.stock()
+    totals = stock.totals
     body: dict[str, Any] = {}
     status: dict[str, Any] = {"ok": True, "message": "Battle station fully armed and operational."}
-    empty = [n for n, p in manager.pools.items() if p.size > 0 and per_pool[n].get(VmState.READY, 0) == 0]
+    empty = [p.name for p in stock.pools if p.size > 0 and p.ready == 0]
     if empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
     status["uptime"] = round(time.time() - service.started_at, 1)
     if "capacity" in wanted:
-        size = sum(p.size for p in manager.pools.values())
-        body["capacity"] = {"current": ready, "total": size,
-                            "percent": round(100.0 * ready / size, 1) if size else 0}
+        size = sum(p.size for p in stock.pools)
+        body["capacity"] = {"current": totals.ready, "total": size,
+                            "percent": round(100.0 * totals.ready / size, 1) if size else 0}
     if "queue" in wanted:
-        cloning = manager.clones_in_flight
-        requested = sum(line.count for r in service.store.list_requests((RequestStatus.PENDING,))
-                        for line in r.requested)
-        queue = {"requested": requested, "pending": pending, "cloning": cloning,
-                 "booting": max(pending - cloning, 0), "ready": ready,
-                 "running": total(VmState.RUNNING, VmState.MIGRATING),
-                 "completed": total(VmState.COMPLETED, VmState.FAILED)}
+        cloning = pools.clones_in_flight
+        queue = {"requested": pools.requested(), "pending": totals.pending, "cloning": cloning,
+                 "booting": max(totals.pending - cloning, 0), "ready": totals.ready,
+                 "running": totals.running, "completed": totals.completed}
         queue["total"] = sum(queue[k] for k in ("requested", "pending", "ready", "running", "completed"))
         body["queue"] = queue
     if "clone" in wanted or "boot" in wanted:
-        today = _utc_day_start(dt.datetime.now(dt.timezone.utc).date())
+        today = _utc_day_start(dt.datetime.now(dt.UTC).date())
         for task in ("clone", "boot"):
             if task in wanted:
-                body[task] = _task_metrics(service.store.durations(task, today, today + DAY), by_pool=False)
+                body[task] = _task_metrics(pools.durations(task, today, today + DAY), by_pool=False)
     if "pools" in wanted:
-        last_boot: dict[str, float] = {}
-        for at, pool, _ in service.store.durations("boot", time.time() - 7 * DAY, time.time() + 1):
-            last_boot[pool] = max(at, last_boot.get(pool, 0.0))
-        pools: dict[str, Any] = {}
-        for name, c in per_pool.items():
-            pool = manager.pools[name]
-            pools[name] = {"ready": c.get(VmState.READY, 0),
-                           "running": c.get(VmState.RUNNING, 0) + c.get(VmState.MIGRATING, 0),
-                           "pending": c.get(VmState.PENDING, 0), "max": pool.size,
-                           "lastBoot": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(last_boot[name]))
-                           if name in last_boot else ""}
-            if pool.alias:
-                pools[name]["alias"] = list(pool.alias)
-            if name in manager.placer.failures:
-                pools[name]["placement_error"] = manager.placer.failures[name]
-        body["pools"] = pools
+        body["pools"] = _pools(service, stock.pools)
     if "monitoring" in wanted:
-        body["monitoring"] = _monitoring(service)
+        body["monitoring"] = _monitoring(pools.monitoring())
     if "scheduling" in wanted:
-        body["scheduling"] = _scheduling(service)
+        body["scheduling"] = _scheduling(pools.scheduling())
     if "runner" in wanted:
-        creator = manager.creator
-        body["runner"] = {**manager.runner.view(), "ha_restarts": creator.ha_restarts,
-                          "ha_failures": creator.ha_failures}
+        runner = pools.runner()
+        body["runner"] = {**runner.queue, "ha_restarts": runner.ha_restarts, "ha_failures": runner.ha_failures}
     body["status"] = status
     return dict(sorted(body.items()))
 
 
-def _monitoring(service: Service) -> dict[str, Any]:
+def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
+    last_boot: dict[str, float] = {}
+    for at, pool, _ in service.pools.durations("boot", time.time() - 7 * DAY, time.time() + 1):
+        last_boot[pool] = max(at, last_boot.get(pool, 0.0))
+    pools: dict[str, Any] = {}
+    for row in rows:
+        name = row.name
+        pools[name] = {"ready": row.ready, "running": row.running, "pending": row.pending, "max": row.size,
+                       "lastBoot": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(last_boot[name]))
+                       if name in last_boot else ""}
+        if row.alias:
+            pools[name]["alias"] = list(row.alias)
+        if row.placement_error is not None:
+            pools[name]["placement_error"] = row.placement_error
+    return pools
+
+
+def _monitoring(m: MonitoringStatus) -> dict[str, Any]:
     """corral's own: the providers' sessions and inventory feeds, the event bus, and what the
     safety nets repaired. A provider that cannot be reached shows ``connected: false``, the
     ``error`` of its last attempt and the seconds until the next one (``retry_in``).
     ``destroy_failures`` counts the VMs whose destroy failed (retrying, or held after a
     permanent error) and shows a few of them."""
-    manager = service.manager
-    stats = manager.stats
-    inventory = manager.inventory.snapshot()
-    feeds: dict[str, Any] = inventory["providers"]  # type: ignore[assignment]
-    providers = {name: {**link, **feeds.get(name, {})} for name, link in manager.connections.view().items()}
+    providers = {name: {"connected": p.connected, "error": p.error, "attempts": p.attempts, "retry_in": p.retry_in,
+                        **p.feed} for name, p in m.providers.items()}
+    failures = m.destroy_failures
     return {
-        "reconcile": {"runs": stats.reconciles, "store_repairs": stats.reconcile_repairs,
-                      "inventory_repairs": sum(p["repairs"] for p in providers.values())},
-        "vanished": stats.vanished, "orphans_destroyed": stats.orphans_destroyed,
-        "host_drops": manager.reactions.host_drops,
-        "destroy_failures": manager.destroys.view(time.monotonic()),
-        "providers": providers, "events": inventory["bus"],
+        "reconcile": {"runs": m.reconciles, "store_repairs": m.store_repairs,
+                      "inventory_repairs": sum(p.repairs for p in m.providers.values())},
+        "vanished": m.vanished, "orphans_destroyed": m.orphans_destroyed,
+        "host_drops": m.host_drops,
+        "destroy_failures": {"retrying": failures.retrying, "held": failures.held,
+                             "vms": {name: {"error": f.error, "permanent": f.permanent, "attempts": f.attempts,
+                                            "retry_in": f.retry_in} for name, f in failures.vms.items()}},
+        "providers": providers, "events": dict(m.events),
     }
 
 
-def _scheduling(service: Service) -> dict[str, Any]:
+def _scheduling(s: SchedulingStatus) -> dict[str, Any]:
     """corral's own: placements, reservations held, placement failures and migrations."""
-    manager = service.manager
-    placer, migrations = manager.placer, manager.migrations
+    migrations = s.migrations
     return {
-        "policy": placer.settings.policy,
-        "providers": {name: {"placed": s.placed, "unplaced": s.failed, "reserved": placer.reserved(name),
-                             "reservations_expired": s.reservations.expired}
-                      for name, s in placer.schedulers.items()},
-        "placement_errors": dict(sorted(placer.failures.items())),
-        "migrations": {"limit": migrations.limit, "in_flight": len(migrations.in_flight),
-                       "queued": len(migrations.queue), **dataclasses.asdict(migrations.stats)},
+        "policy": s.policy,
+        "providers": {name: {"placed": p.placed, "unplaced": p.unplaced, "reserved": p.reserved,
+                             "reservations_expired": p.reservations_expired} for name, p in s.providers.items()},
+        "placement_errors": dict(s.placement_errors),
+        "migrations": {"limit": migrations.limit, "in_flight": migrations.in_flight, "queued": migrations.queued,
+                       **migrations.counts},
     }
 
 
 def _date(value: str | None, what: str) -> dt.date:
     if value is None:
-        return dt.datetime.now(dt.timezone.utc).date()
+        return dt.datetime.now(dt.UTC).date()
     try:
         if not DATE_RE.match(value):  # fromisoformat alone also takes ISO week dates (2020-W01-1)
             raise ValueError
@@ -164,7 +153,7 @@ def _date_range(from_: str | None, to: str | None) -> list[dt.date]:
     start, end = _date(from_, "from"), _date(to, "to")
     if end < start:
         raise ApiError(400, "Date range is invalid, 'to' cannot come before 'from'.")
-    if start > dt.datetime.now(dt.timezone.utc).date():
+    if start > dt.datetime.now(dt.UTC).date():
         raise ApiError(400, "Date range is invalid, 'from' must be in the past.")
     if (end - start).days > 366:
         raise ApiError(400, "Date range is invalid: at most 366 days at a time.")
@@ -188,7 +177,7 @@ def _tag_counts(records: list[tuple[float, str, str, str]], only: str | None) ->
 def summary(service: Service, days: list[dt.date], section: str | None = None,
             key: str | None = None) -> dict[str, Any]:
     start, end = _utc_day_start(days[0]), _utc_day_start(days[-1]) + DAY
-    service.manager.flush_timings()
+    service.pools.flush_timings()
     result: dict[str, Any] = {}
     daily: list[dict[str, Any]] = [{"date": d.isoformat()} for d in days]
 
@@ -198,7 +187,7 @@ def summary(service: Service, days: list[dt.date], section: str | None = None,
     for task in ("boot", "clone"):
         if section not in (None, task):
             continue
-        rows = service.store.durations(task, start, end)
+        rows = service.pools.durations(task, start, end)
         buckets: list[list[tuple[float, str, float]]] = [[] for _ in days]
         for row in rows:
             buckets[day_index(row[0])].append(row)
@@ -213,13 +202,13 @@ def summary(service: Service, days: list[dt.date], section: str | None = None,
                 entry[task] = {k: v for k, v in entry[task].items() if k == key}
         result[task] = overall
     if section in (None, "tag"):
-        records = service.store.tag_records(start, end)
+        records = service.pools.tag_records(start, end)
         tag_buckets: list[list[tuple[float, str, str, str]]] = [[] for _ in days]
         for record in records:
             tag_buckets[day_index(record[0])].append(record)
         total: dict[str, dict[str, int]] = {}
-        for entry, bucket in zip(daily, tag_buckets, strict=True):
-            entry["tag"] = _tag_counts(bucket, key if section == "tag" else None)
+        for entry, tag_bucket in zip(daily, tag_buckets, strict=True):
+            entry["tag"] = _tag_counts(tag_bucket, key if section == "tag" else None)
             for tag, counts in entry["tag"].items():
                 for value, n in counts.items():
                     total.setdefault(tag, {})[value] = total.get(tag, {}).get(value, 0) + n
@@ -258,11 +247,10 @@ def build(router: APIRouter, version: Version) -> None:
         """ready, max and alias of the pools named (or aliased) in ``?pool=a,b``."""
         service = service_of(request)
         asked = set(pool.split(",")) if pool else set()
-        counts = service.store.counts()
         pools: dict[str, Any] = {}
-        for p in service.manager.pools.values():
+        for p in service.pools.stock().pools:
             if p.name in asked or asked & set(p.alias):
-                pools[p.name] = {"ready": counts.get(p.name, {}).get(VmState.READY, 0), "max": p.size}
+                pools[p.name] = {"ready": p.ready, "max": p.size}
                 if p.alias:
                     pools[p.name]["alias"] = list(p.alias)
         return respond({"pools": pools})
@@ -270,9 +258,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.get("/totalrunning", include_in_schema=schema)
     async def totalrunning(request: Request) -> JSONResponse:
         """How many VMs are checked out."""
-        counts = service_of(request).store.counts()
-        running = sum(c.get(VmState.RUNNING, 0) + c.get(VmState.MIGRATING, 0) for c in counts.values())
-        return respond({"running": running})
+        return respond({"running": service_of(request).pools.stock().totals.running})
 
     @router.get("/healthcheck", include_in_schema=schema)
     async def healthcheck() -> JSONResponse:

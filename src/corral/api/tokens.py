@@ -22,7 +22,6 @@ from corral.api.common import (
 )
 from corral.auth.tokens import hash_token, new_token, token_hint
 from corral.domain.models import TokenRecord
-from corral.domain.states import VmState
 from corral.runtime import Service
 
 
@@ -31,7 +30,7 @@ def _lookup(service: Service, token: str) -> TokenRecord | None:
         raise ApiError(404, "authentication is not configured")
     if not TOKEN_FORMAT_RE.match(token):
         return None
-    return service.store.get_token(hash_token(token))
+    return service.tokens.get_token(hash_token(token))
 
 
 def build(router: APIRouter, version: Version) -> None:
@@ -43,7 +42,7 @@ def build(router: APIRouter, version: Version) -> None:
         user = await basic_user(request)
         service = service_of(request)
         token = new_token()
-        service.store.add_token(TokenRecord(hash=hash_token(token), user=user, created_at=time.time(),
+        service.tokens.add_token(TokenRecord(hash=hash_token(token), user=user, created_at=time.time(),
                                             hint=token_hint(token)))
         return respond({"ok": True, "token": token})
 
@@ -51,7 +50,7 @@ def build(router: APIRouter, version: Version) -> None:
     async def list_tokens(request: Request) -> JSONResponse:
         """The caller's tokens, keyed by hint; 404 when there are none."""
         user = await basic_user(request)
-        records = service_of(request).store.user_tokens(user)
+        records = service_of(request).tokens.user_tokens(user)
         body: dict[str, object] = {"ok": bool(records)}
         for record in records:
             body[record.hint] = {"created": ruby_time(record.created_at),
@@ -65,8 +64,7 @@ def build(router: APIRouter, version: Version) -> None:
         record = _lookup(service, token)
         if record is None:
             raise ApiError(404, "no such token")
-        running = [vm.name for vm in service.store.list_vms(states=(VmState.RUNNING, VmState.MIGRATING))
-                   if vm.token == record.hash]
+        running = [vm.name for vm in service.pools.checked_out() if vm.token == record.hash]
         info: dict[str, object] = {"user": record.user, "created": ruby_time(record.created_at),
                                    "last": ruby_time(record.last_used_at) or "never"}
         if running:
@@ -83,5 +81,5 @@ def build(router: APIRouter, version: Version) -> None:
             raise ApiError(404, "no such token")
         if record.user != user:
             raise ApiError(403, "the token belongs to another user")
-        service.store.delete_token(record.hash)
+        service.tokens.delete_token(record.hash)
         return respond({"ok": True})

@@ -3,10 +3,9 @@ disks and snapshots."""
 
 from __future__ import annotations
 
-import random
 import re
 import time
-from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,76 +33,12 @@ from corral.api.common import (
 from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Vm
 from corral.domain.states import VmState
-from corral.pools.destroying import describe
+from corral.pools.service import Short
 from corral.runtime import Service
 
 LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 STATE_NAMES = {VmState.PENDING: "pending", VmState.READY: "ready", VmState.RUNNING: "running",
                VmState.MIGRATING: "running"}
-
-
-# -- pools and aliases ---------------------------------------------------------------------------
-def candidates(service: Service, label: str) -> list[str]:
-    """The pools a requested name can be served from: the pool of that name, then alias targets."""
-    pools = service.manager.pools
-    found = [label] if label in pools else []
-    return found + [p.name for p in pools.values() if label in p.alias and p.name != label]
-
-
-def unknown_labels(service: Service, labels: list[str]) -> list[str]:
-    return [label for label in labels if not candidates(service, label)]
-
-
-def weights(service: Service, pools: list[str]) -> list[float] | None:
-    """``backend_weight`` by each pool's clone target, when every candidate has one."""
-    table = service.config.config.backend_weight
-    found = [table.get(service.manager.pools[p].clone_target or "") for p in pools]
-    return None if not table or None in found else found  # type: ignore[return-value]
-
-
-def preference(service: Service, pools: list[str]) -> list[str]:
-    """The candidates in the order to try them: one picked by weight (or at random) first."""
-    if len(pools) == 1:
-        return pools
-    w = weights(service, pools)
-    first = random.choices(pools, weights=w)[0] if w else random.choice(pools)
-    return [first] + [p for p in pools if p != first]
-
-
-def split_by_weight(service: Service, label: str, count: int) -> dict[str, int]:
-    """Spread ``count`` VMs asked for as ``label`` over its pools (for on-demand requests)."""
-    pools = candidates(service, label)
-    if len(pools) == 1:
-        return {pools[0]: count}
-    w = weights(service, pools)
-    return dict(Counter(random.choices(pools, weights=w, k=count) if w else random.choices(pools, k=count)))
-
-
-def allocate(service: Service, wanted: dict[str, int], *, token: str | None, user: str | None,
-             lifetime_s: float | None) -> list[tuple[str, Vm]] | None:
-    """Check out every VM asked for, or none: (label, VM) pairs in request order."""
-    manager = service.manager
-    for _ in range(3):  # a race with another checkout can spoil a plan; plan again
-        ready = None
-        plan: list[tuple[str, str]] = []
-        for label, count in wanted.items():
-            pools = candidates(service, label)
-            if len(pools) == 1:
-                plan += [(label, pools[0])] * count
-                continue
-            if ready is None:
-                ready = {p: c.get(VmState.READY, 0) for p, c in service.store.counts().items()}
-            for _ in range(count):
-                order = preference(service, pools)
-                pick = next((p for p in order if ready.get(p, 0) > 0), order[0])
-                ready[pick] = ready.get(pick, 0) - 1
-                plan.append((label, pick))
-        vms = manager.checkout([p for _, p in plan], token=token, user=user, lifetime_s=lifetime_s)
-        if vms is not None:
-            return [(label, vm) for (label, _), vm in zip(plan, vms, strict=True)]
-        if ready is None or any(v < 0 for v in ready.values()):
-            return None  # short of stock: planning again will not help
-    return None
 
 
 def checkout_answer(service: Service, version: Version, taken: list[tuple[str, Vm]]) -> dict[str, Any]:
@@ -124,30 +59,17 @@ def checkout_answer(service: Service, version: Version, taken: list[tuple[str, V
 
 async def _checkout(request: Request, version: Version, wanted: dict[str, int]) -> JSONResponse:
     service = service_of(request)
-    bad = unknown_labels(service, list(wanted))
+    bad = service.pools.unknown_labels(list(wanted))
     if bad:
         raise ApiError(404, f"unknown pool or alias: {', '.join(bad)}")
     record = token_record(request, required=False)
-    lifetime = None
-    if record is not None and service.config.config.vm_lifetime_auth:
-        lifetime = service.config.config.vm_lifetime_auth * 3600.0
-    taken = allocate(service, wanted, token=record.hash if record else None,
-                     user=record.user if record else None, lifetime_s=lifetime)
-    if taken is None:
-        ready = {p: c.get(VmState.READY, 0) for p, c in service.store.counts().items()}
-        short = shortfalls(wanted, {label: candidates(service, label) for label in wanted}, ready)
-        return respond(empty_answer(short), 503)
-    return respond(checkout_answer(service, version, taken))
+    result = service.pools.checkout(wanted, token=record.hash if record else None, user=record.user if record else None)
+    if isinstance(result, Short):
+        return respond(empty_answer(result.short), 503)
+    return respond(checkout_answer(service, version, list(result.vms)))
 
 
-def shortfalls(wanted: dict[str, int], sources: dict[str, list[str]], ready: dict[str, int]) -> dict[str, int]:
-    """The requested names that cannot be served whole, with the ready VMs they have now (every
-    pool a name can be served from counts). Empty when a race, not stock, spoilt the checkout."""
-    return {label: have for label, count in wanted.items()
-            if (have := sum(ready.get(pool, 0) for pool in sources[label])) < count}
-
-
-def empty_answer(short: dict[str, int]) -> dict[str, Any]:
+def empty_answer(short: Mapping[str, int]) -> dict[str, Any]:
     """vmpooler's 503 ``{"ok": false}``, saying which pools were short."""
     if not short:
         error = "the ready VMs were taken by other checkouts; try again"
@@ -164,27 +86,27 @@ async def return_one(request: Request, name: str) -> JSONResponse:
     """Return a checked-out VM; for a VM whose destroy failed, ask for the destroy again."""
     service = service_of(request)
     short = check_hostname(name)
-    manager = service.manager
+    pools = service.pools
     if service.authenticator is None:  # nobody's ownership to check: the move is the whole check
-        if not manager.return_vm(short) and not manager.retry_destroy(short):
+        if not pools.return_vm(short) and not pools.retry_destroy(short):
             raise ApiError(404, f"no checked-out VM named {short}")
         return respond({"ok": True})
-    vm = service.store.get_vm(short)
-    if vm is not None and vm.name in manager.destroys.failures:
+    vm = pools.vm(short)
+    if vm is not None and pools.destroy_failure(vm.name) is not None:
         check_owner(request, vm, token_needed=False)
-        manager.retry_destroy(vm.name)
+        pools.retry_destroy(vm.name)
         return respond({"ok": True})
     if vm is None or vm.state not in (VmState.RUNNING, VmState.MIGRATING):
         raise ApiError(404, f"no checked-out VM named {name.split('.', 1)[0]}")
     check_owner(request, vm, token_needed=False)
-    if not service.manager.return_vm(vm.name):
+    if not pools.return_vm(vm.name):
         raise ApiError(404, f"no checked-out VM named {vm.name}")
     return respond({"ok": True})
 
 
 # -- a VM's record ---------------------------------------------------------------------------------
 def live_vm(service: Service, raw_hostname: str) -> Vm:
-    vm = service.store.get_vm(check_hostname(raw_hostname))
+    vm = service.pools.vm(check_hostname(raw_hostname))
     if vm is None or vm.state not in LIVE:
         raise ApiError(404, f"no VM named {raw_hostname.split('.', 1)[0]}")
     return vm
@@ -199,7 +121,8 @@ MAX_LIFETIME_S = MAX_LIFETIME_HOURS * 3600.0
 
 
 def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
-    default_lifetime = service.manager.pools[vm.pool].lifetime_s if vm.pool in service.manager.pools else 86400.0
+    pool = service.pools.pool(vm.pool)
+    default_lifetime = pool.lifetime_s if pool is not None else 86400.0
     lifetime_s = min(vm.lifetime_s or default_lifetime, MAX_LIFETIME_S)  # whatever was stored, it can be shown
     info: dict[str, Any] = {
         "template": vm.pool,
@@ -231,10 +154,9 @@ def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
             info["migration_time"] = round(vm.migration_s, 2)
     if vm.request_id:
         info["request_id"] = vm.request_id
-    failure = service.manager.destroys.failures.get(vm.name)
+    failure = service.pools.destroy_failure(vm.name)
     if failure is not None:  # corral's own: why its destroy failed, and when it is tried again
-        shown = describe(failure, time.monotonic())
-        info["destroy_error"], info["destroy_retry_in"] = shown["error"], shown["retry_in"]
+        info["destroy_error"], info["destroy_retry_in"] = failure.error, failure.retry_in
     return info
 
 
@@ -290,7 +212,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.get("/vm", include_in_schema=schema)
     async def list_pools(request: Request) -> JSONResponse:
         """The pools VMs can be checked out from."""
-        return respond(list(service_of(request).manager.pools))
+        return respond(list(service_of(request).pools.pools))
 
     @router.post("/vm", include_in_schema=schema)
     async def checkout_body(request: Request) -> JSONResponse:
@@ -306,7 +228,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.get("/vm/{name}", include_in_schema=schema)
     async def get_vm(request: Request, name: str) -> JSONResponse:
         service = service_of(request)
-        vm = service.store.get_vm(check_hostname(name))
+        vm = service.pools.vm(check_hostname(name))
         if vm is None:
             raise ApiError(404, f"no VM named {name.split('.', 1)[0]}")
         return respond({"ok": True, vm.name: vm_info(service, version, vm)})
@@ -321,15 +243,8 @@ def build(router: APIRouter, version: Version) -> None:
         failures, lifetime = _check_changes(request, service, vm, body)
         if failures:
             return respond({"ok": False, "failure": failures, "error": " ".join(failures)}, 400)
-        fields: dict[str, Any] = {}
-        if lifetime is not None:
-            fields["lifetime_s"] = lifetime * 3600.0
-        if body.get("tags"):
-            tags = _filter_tags(service, {k: v for k, v in body["tags"].items() if v})
-            fields["tags"] = {**vm.tags, **tags}
-            service.store.record_tags(vm.name, tags, time.time())
-        if fields:
-            service.store.update_vm(vm.name, **fields)
+        tags = _filter_tags(service, {k: v for k, v in body["tags"].items() if v}) if body.get("tags") else None
+        service.pools.change_vm(vm, lifetime_s=lifetime * 3600.0 if lifetime is not None else None, tags=tags)
         return respond({"ok": True})
 
     @router.delete("/vm/{name}", include_in_schema=schema)
@@ -345,7 +260,7 @@ def build(router: APIRouter, version: Version) -> None:
         gigabytes = as_int(size, "Disk size", 1, 2048)
         vm = live_vm(service, short)
         check_owner(request, vm, token_needed=True)
-        service.manager.tasks.add_disk(vm.name, gigabytes)
+        service.pools.add_disk(vm.name, gigabytes)
         return respond({"ok": True, vm.name: {"disk": f"+{gigabytes}gb"}}, 202)
 
     @router.post("/vm/{name}/snapshot", include_in_schema=schema)
@@ -354,7 +269,7 @@ def build(router: APIRouter, version: Version) -> None:
         service = service_of(request)
         vm = live_vm(service, name)
         check_owner(request, vm, token_needed=True)
-        return respond({"ok": True, vm.name: {"snapshot": service.manager.tasks.snapshot(vm.name)}}, 202)
+        return respond({"ok": True, vm.name: {"snapshot": service.pools.snapshot(vm.name)}}, 202)
 
     @router.post("/vm/{name}/snapshot/{snapshot_name}", include_in_schema=schema)
     async def revert(request: Request, name: str, snapshot_name: str) -> JSONResponse:
@@ -364,8 +279,8 @@ def build(router: APIRouter, version: Version) -> None:
         check_owner(request, vm, token_needed=True)
         if snapshot_name not in vm.snapshots:
             raise ApiError(404, f"VM {vm.name} has no snapshot {snapshot_name[:64]!r}")
-        service.manager.tasks.revert(vm.name, snapshot_name)
+        service.pools.revert(vm.name, snapshot_name)
         return respond({"ok": True}, 202)
 
 
-__all__ = ["MAX_VMS_PER_POOL", "build", "candidates", "split_by_weight", "unknown_labels", "hostname"]
+__all__ = ["MAX_VMS_PER_POOL", "build", "hostname"]

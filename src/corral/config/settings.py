@@ -7,6 +7,7 @@ from __future__ import annotations
 from corral.config.schema import Config
 from corral.inventory import MonitorSettings
 from corral.pools.manager import ManagerSettings
+from corral.pools.service import CheckoutSettings
 from corral.providers.registry import ProviderContext
 from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
@@ -76,3 +77,9 @@ def scheduler_settings(config: Config) -> SchedulerSettings:
     return SchedulerSettings(utilization_limit=config.config.utilization_limit, memory_overcommit=s.memory_overcommit,
                              vcpu_load=s.vcpu_load, policy=s.policy, weights=dict(s.weights) or None,
                              reservation_timeout=s.reservation_timeout)
+
+
+def checkout_settings(config: Config) -> CheckoutSettings:
+    g = config.config
+    return CheckoutSettings(backend_weight=dict(g.backend_weight),
+                            lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None)

@@ -91,14 +91,14 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
     tmp_path: Path, vcsim: Vcsim, ssh: SshStandIn
 ) -> None:
     server = ServerThread(document(tmp_path, vcsim))
-    provider: Any = server.service.providers["vsphere"]
+    provider: Any = server.service.pools.providers["vsphere"]
     provider.probe = ssh.probe  # the only stand-in: DNS and sshd of guests vcsim does not run
     provider.pools = {name: dataclasses.replace(p, extra_config={**p.extra_config, **TOOLS_RUNNING})
                       for name, p in provider.pools.items()}
     watch = SessionWatch(vcsim).start()
     try:
         with server as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=30) as client:
-            store = srv.service.store
+            store = srv.service.pools.store
 
             # -- pools fill, through one session ---------------------------------------------
             def full() -> bool:
@@ -121,7 +121,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
             # -- a checkout on the busiest host migrates in vcsim -----------------------------
             [mig] = store.list_vms(pool="mig", states=[VmState.READY])
             noisy_neighbour(vcsim, mig.host)
-            inventory = srv.service.manager.inventory["vsphere"]
+            inventory = srv.service.pools.manager.inventory["vsphere"]
             srv.wait(lambda: any(h.name == mig.host and h.memory_percent > 80 for h in inventory.hosts()), timeout=15)
             answer = client.post("/vm/mig").json()
             assert answer["ok"] and answer["mig"]["hostname"] == f"{mig.name}.pool.test"
@@ -131,7 +131,7 @@ def test_pools_fill_a_checkout_migrates_and_one_session_survives_termination(
             assert store.get_vm(mig.name).host == moved_to and store.get_vm(mig.name).state is VmState.RUNNING
 
             # -- the vCenter terminates corral's session: it logs in again, nothing "disappears"
-            bus = srv.service.manager.bus
+            bus = srv.service.pools.manager.bus
             seen = bus.seq
             assert vcsim.terminate_sessions() == 1
             name = client.post("/vm/p0").json()["p0"]["hostname"].split(".")[0]

@@ -1,0 +1,294 @@
+"""The pool service: the one door of the pool layer for the API and the command line.
+
+It owns the pool manager with the store and providers the manager runs on, and is started
+and stopped as a whole (a control-plane agent that gains or loses the lead will do that).
+A stopped service started again builds a fresh manager on the same store and providers:
+recovery then takes over whatever the last run left, as after a restart of the process.
+
+Its answers are domain records and the typed views of :mod:`corral.pools.views`; the event
+bus's subscription types are reachable here too, for the event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from corral.domain.events import Event
+from corral.domain.models import OndemandRequest, Pool, RequestStatus, Vm
+from corral.domain.states import VmState
+from corral.inventory import Inventory, MonitorSettings
+from corral.inventory.bus import Resync, Subscription, SubscriptionClosed
+from corral.pools import views
+from corral.pools.checkout import (
+    Allocator,
+    CheckoutSettings,
+    PoolChange,
+    PoolEditor,
+    Reset,
+    SetCloneTarget,
+    SetSize,
+    SetTemplate,
+    Setting,
+    Short,
+    Taken,
+)
+from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.views import (
+    DestroyFailures,
+    DestroyFailureStatus,
+    MigrationStatus,
+    MonitoringStatus,
+    PlacementStatus,
+    PoolStatus,
+    ProviderStatus,
+    RunnerStatus,
+    SchedulingStatus,
+    Stock,
+    StockTotals,
+)
+from corral.providers.base import Provider
+from corral.runner import QueueFull
+from corral.store.base import Store
+
+Duration = tuple[float, str, float]  # (when, pool, seconds)
+TagRecord = tuple[float, str, str, str]  # (when, vm, tag, value)
+
+
+class Submitted(Enum):
+    """What became of an on-demand request."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"  # its id is taken
+    REFUSED = "refused"  # the runner has no room for its VMs
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    outcome: Submitted
+    reason: str | None = None  # why it was refused
+
+
+class PoolService:
+    """The pools of one corral: checkout, return, VM records, on-demand requests, pool
+    settings, status and events, over a pool manager it builds and runs."""
+
+    def __init__(self, pools: Sequence[Pool], providers: Mapping[str, Provider], store: Store,
+                 settings: ManagerSettings | None = None, *, monitor: MonitorSettings | None = None,
+                 checkout: CheckoutSettings | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.configured: Mapping[str, Pool] = {p.name: p for p in pools}
+        self.providers = providers
+        self.store = store
+        self.settings = settings or ManagerSettings()
+        self.monitor = monitor
+        self.checkout_settings = checkout or CheckoutSettings()
+        self.clock = clock
+        self._running = False
+        self._stale = False  # the manager has run and stopped: the next start builds a new one
+        self._life = asyncio.Lock()  # one start or stop at a time
+        self._build()
+
+    def _build(self) -> None:
+        inventory = Inventory(dict(self.providers), self.monitor) if self.monitor is not None else None
+        manager = PoolManager(list(self.configured.values()), dict(self.providers), self.store, self.settings,
+                              clock=self.clock, inventory=inventory)
+        manager.apply_overrides(self.store.pool_overrides())
+        self._manager = manager
+        self._allocator = Allocator(manager.pools, manager.checkout, self.store.counts, self.checkout_settings)
+        self._editor = PoolEditor(manager.pools, self.configured, manager, self.store)
+        self._stale = False
+
+    # -- life ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def start(self) -> None:
+        """Start the manager (connect, recover, fill); nothing if it runs already."""
+        async with self._life:
+            if self._running:
+                return
+            if self._stale:
+                self._build()
+            await self._manager.start()
+            self._running = True
+
+    async def stop(self) -> None:
+        """Stop the manager and close the providers' sessions; the store stays open. Event
+        streams of this run end (:class:`SubscriptionClosed`): a new run has a new bus."""
+        async with self._life:
+            if not self._running:
+                return
+            self._running = False
+            self._stale = True
+            await self._manager.stop()
+            await self._manager.bus.close()
+
+    def close(self) -> None:
+        """Close the store (after :meth:`stop`)."""
+        self.store.close()
+
+    @property
+    def manager(self) -> PoolManager:
+        """The manager of this run (for tests and benchmarks; the API uses the methods below)."""
+        return self._manager
+
+    # -- pools -----------------------------------------------------------------------------------
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        """The pools as they run now (with changes made at the API)."""
+        return self._manager.pools
+
+    def pool(self, name: str) -> Pool | None:
+        return self._manager.pools.get(name)
+
+    def clusters(self, pool: str) -> list[str] | None:
+        """The clusters the provider of ``pool`` knows now; None for an unknown pool."""
+        live = self._manager.pools.get(pool)
+        if live is None:
+            return None
+        return self._manager.inventory[live.provider].repo.clusters()
+
+    def change(self, changes: Sequence[PoolChange]) -> int:
+        """Store and apply each change of a pool setting; how many changed a value."""
+        return self._editor.apply(changes)
+
+    def reset_setting(self, pool: str, setting: Setting) -> Reset:
+        """Put ``setting`` of ``pool`` back as configured."""
+        return self._editor.reset(pool, setting)
+
+    def reset_pool(self, pool: str) -> int:
+        """Replace the pool's ready and pending VMs; how many are replaced."""
+        return self._manager.reset_pool(pool)
+
+    # -- checkout and VMs ------------------------------------------------------------------------
+    def unknown_labels(self, labels: Sequence[str]) -> list[str]:
+        """The names that are neither a pool nor an alias."""
+        return self._allocator.unknown(labels)
+
+    def split(self, label: str, count: int) -> dict[str, int]:
+        """Spread ``count`` VMs asked for as ``label`` over its pools (``backend_weight``)."""
+        return self._allocator.split(label, count)
+
+    def checkout(self, wanted: Mapping[str, int], *, token: str | None = None,
+                 user: str | None = None) -> Taken | Short:
+        """Every VM asked for (pool names or aliases), or none."""
+        return self._allocator.checkout(wanted, token=token, user=user)
+
+    def return_vm(self, name: str) -> bool:
+        """Destroy a checked-out VM; False if it is not checked out."""
+        return self._manager.return_vm(name)
+
+    def retry_destroy(self, name: str) -> bool:
+        """Ask again for the destroy of a VM whose destroy failed; False if none failed."""
+        return self._manager.retry_destroy(name)
+
+    def destroy_failure(self, name: str) -> DestroyFailureStatus | None:
+        """Why the destroy of ``name`` failed and when it is tried again; None if it did not."""
+        failure = self._manager.destroys.failures.get(name)
+        return None if failure is None else views.destroy_failure(failure, time.monotonic())
+
+    def vm(self, name: str) -> Vm | None:
+        return self.store.get_vm(name)
+
+    def checked_out(self) -> list[Vm]:
+        return self.store.list_vms(states=(VmState.RUNNING, VmState.MIGRATING))
+
+    def change_vm(self, vm: Vm, *, lifetime_s: float | None = None, tags: Mapping[str, str] | None = None) -> None:
+        """Set a VM's lifetime and add ``tags`` (recorded for the tag summary) to its own."""
+        fields: dict[str, object] = {}
+        if lifetime_s is not None:
+            fields["lifetime_s"] = lifetime_s
+        if tags is not None:
+            fields["tags"] = {**vm.tags, **tags}
+            self.store.record_tags(vm.name, dict(tags), time.time())
+        if fields:
+            self.store.update_vm(vm.name, **fields)
+
+    def add_disk(self, name: str, size_gb: int) -> None:
+        self._manager.tasks.add_disk(name, size_gb)
+
+    def snapshot(self, name: str) -> str:
+        """Start a snapshot; its name."""
+        return self._manager.tasks.snapshot(name)
+
+    def revert(self, name: str, snapshot: str) -> None:
+        self._manager.tasks.revert(name, snapshot)
+
+    # -- on-demand requests ----------------------------------------------------------------------
+    def submit(self, request: OndemandRequest) -> Submission:
+        try:
+            if self._manager.ondemand.submit(request):
+                return Submission(Submitted.ACCEPTED)
+        except QueueFull as exc:
+            return Submission(Submitted.REFUSED, str(exc))
+        return Submission(Submitted.DUPLICATE)
+
+    def request(self, request_id: str) -> OndemandRequest | None:
+        return self.store.get_request(request_id)
+
+    def assignments(self, request: OndemandRequest) -> dict[str, list[Vm]]:
+        """The request's handed-out VMs by the name they were asked for."""
+        return self._manager.ondemand.assignments(request)
+
+    def delete_request(self, request_id: str) -> OndemandRequest | None:
+        """Mark a request deleted and destroy its VMs; None if there is no such request."""
+        return self._manager.ondemand.delete(request_id)
+
+    def placement_errors(self) -> Mapping[str, str]:
+        """pool -> why its last VM could not be placed."""
+        return dict(self._manager.placer.failures)
+
+    # -- status ----------------------------------------------------------------------------------
+    def stock(self) -> Stock:
+        """Each pool's VMs by state and the totals, from one reading of the store."""
+        return views.stock(self._manager.pools, self.store.counts(), self._manager.placer.failures)
+
+    @property
+    def clones_in_flight(self) -> int:
+        return self._manager.clones_in_flight
+
+    def requested(self) -> int:
+        """VMs asked for by on-demand requests still pending."""
+        return sum(line.count for r in self.store.list_requests((RequestStatus.PENDING,)) for line in r.requested)
+
+    def flush_timings(self) -> None:
+        """Store the clone and boot times that are waiting (they are stored in batches)."""
+        self._manager.flush_timings()
+
+    def durations(self, task: str, start: float, end: float) -> list[Duration]:
+        """(when, pool, seconds) of ``task`` (``clone`` or ``boot``) between ``start`` and ``end``."""
+        return self.store.durations(task, start, end)
+
+    def tag_records(self, start: float, end: float) -> list[TagRecord]:
+        return self.store.tag_records(start, end)
+
+    def monitoring(self) -> MonitoringStatus:
+        return views.monitoring(self._manager, time.monotonic())
+
+    def scheduling(self) -> SchedulingStatus:
+        return views.scheduling(self._manager)
+
+    def runner(self) -> RunnerStatus:
+        return views.runner(self._manager)
+
+    # -- events ----------------------------------------------------------------------------------
+    def stream(self, name: str, *, accepts: Callable[[Event], bool] | None = None,
+               queue_size: int | None = None) -> Subscription:
+        """A subscription to the event bus that the caller reads (and closes) itself."""
+        return self._manager.bus.stream(name, accepts=accepts, queue_size=queue_size)
+
+    def events_since(self, seq: int) -> list[tuple[int, Event]] | None:
+        """Events after number ``seq`` still kept; None if some are gone already."""
+        return self._manager.bus.since(seq)
+
+
+__all__ = [
+    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "MigrationStatus", "MonitoringStatus",
+    "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
+    "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
+    "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
+]

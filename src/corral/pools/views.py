@@ -1,0 +1,185 @@
+"""What the pool service answers about its state: typed views built from the pool manager's
+public state, for the status routes (which turn them into vmpooler's JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from corral.domain.models import Pool
+from corral.domain.states import VmState
+from corral.pools.destroying import DestroyFailure, DestroyRetries, describe
+from corral.pools.manager import PoolManager
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """A configured pool: its live size and aliases, its VMs by state, and why its last VM could
+    not be placed (None: it could)."""
+
+    name: str
+    size: int
+    alias: tuple[str, ...]
+    ready: int
+    pending: int
+    running: int  # checked out (migrating ones included)
+    placement_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StockTotals:
+    """VMs by state over every pool the store knows (on-demand VMs included)."""
+
+    ready: int
+    pending: int
+    running: int  # checked out (migrating ones included)
+    completed: int  # completed or failed, not yet destroyed
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    """One reading of the store's counts: each configured pool, and the totals."""
+
+    pools: tuple[PoolStatus, ...]
+    totals: StockTotals
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyFailureStatus:
+    error: str
+    permanent: bool
+    attempts: int
+    retry_in: float | None  # seconds; None when held until someone asks again
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyFailures:
+    retrying: int
+    held: int
+    vms: Mapping[str, DestroyFailureStatus]  # a few of them, held ones first
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    """A provider's connection (its last attempt) and its inventory feed's counters."""
+
+    connected: bool
+    error: str | None
+    attempts: int
+    retry_in: float | None
+    feed: Mapping[str, object]  # the inventory monitor's counters (``repairs``, ``vms``, ``hosts``, ...)
+
+    @property
+    def repairs(self) -> int:
+        value = self.feed.get("repairs", 0)
+        return value if isinstance(value, int) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringStatus:
+    reconciles: int
+    store_repairs: int
+    vanished: int
+    orphans_destroyed: int
+    host_drops: int
+    destroy_failures: DestroyFailures
+    providers: Mapping[str, ProviderStatus]
+    events: Mapping[str, object]  # the event bus's counters
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementStatus:
+    placed: int
+    unplaced: int
+    reserved: int
+    reservations_expired: int
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    limit: int
+    in_flight: int
+    queued: int
+    counts: Mapping[str, object]  # migrations done, failed, ... (the migration queue's counters)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingStatus:
+    policy: str
+    providers: Mapping[str, PlacementStatus]
+    placement_errors: Mapping[str, str]
+    migrations: MigrationStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStatus:
+    queue: Mapping[str, object]  # the runner's own counters (queue, calls, slots, breakers)
+    ha_restarts: int
+    ha_failures: int
+
+
+# -- built from the manager -------------------------------------------------------------------------
+def _count(counts: Mapping[str, Mapping[VmState, int]], *states: VmState) -> int:
+    return sum(c.get(s, 0) for c in counts.values() for s in states)
+
+
+def stock(pools: Mapping[str, Pool], counts: Mapping[str, Mapping[VmState, int]],
+          placement_errors: Mapping[str, str]) -> Stock:
+    rows = []
+    for name, pool in pools.items():
+        c = counts.get(name, {})
+        rows.append(PoolStatus(name=name, size=pool.size, alias=tuple(pool.alias), ready=c.get(VmState.READY, 0),
+                               pending=c.get(VmState.PENDING, 0),
+                               running=c.get(VmState.RUNNING, 0) + c.get(VmState.MIGRATING, 0),
+                               placement_error=placement_errors.get(name)))
+    totals = StockTotals(ready=_count(counts, VmState.READY), pending=_count(counts, VmState.PENDING),
+                         running=_count(counts, VmState.RUNNING, VmState.MIGRATING),
+                         completed=_count(counts, VmState.COMPLETED, VmState.FAILED))
+    return Stock(tuple(rows), totals)
+
+
+def destroy_failure(failure: DestroyFailure, now: float) -> DestroyFailureStatus:
+    shown = describe(failure, now)
+    return DestroyFailureStatus(error=shown["error"], permanent=shown["permanent"], attempts=shown["attempts"],
+                                retry_in=shown["retry_in"])
+
+
+def destroy_failures(retries: DestroyRetries, now: float) -> DestroyFailures:
+    """Counts of the VMs retrying and held, and a few of them (held ones first)."""
+    view = retries.view(now)
+    return DestroyFailures(retrying=view["retrying"], held=view["held"],
+                           vms={name: DestroyFailureStatus(**shown) for name, shown in view["vms"].items()})
+
+
+def monitoring(manager: PoolManager, now: float) -> MonitoringStatus:
+    stats = manager.stats
+    inventory = manager.inventory.snapshot()
+    feeds: Mapping[str, Mapping[str, object]] = inventory["providers"]  # type: ignore[assignment]
+    providers = {}
+    for name, view in manager.connections.view().items():
+        providers[name] = ProviderStatus(connected=view["connected"], error=view["error"], attempts=view["attempts"],
+                                         retry_in=view["retry_in"], feed=dict(feeds.get(name, {})))
+    events: Mapping[str, object] = inventory["bus"]  # type: ignore[assignment]
+    return MonitoringStatus(reconciles=stats.reconciles, store_repairs=stats.reconcile_repairs,
+                            vanished=stats.vanished, orphans_destroyed=stats.orphans_destroyed,
+                            host_drops=manager.reactions.host_drops,
+                            destroy_failures=destroy_failures(manager.destroys, now),
+                            providers=providers, events=events)
+
+
+def scheduling(manager: PoolManager) -> SchedulingStatus:
+    placer, migrations = manager.placer, manager.migrations
+    return SchedulingStatus(
+        policy=placer.settings.policy,
+        providers={name: PlacementStatus(placed=s.placed, unplaced=s.failed, reserved=placer.reserved(name),
+                                         reservations_expired=s.reservations.expired)
+                   for name, s in placer.schedulers.items()},
+        placement_errors=dict(sorted(placer.failures.items())),
+        migrations=MigrationStatus(limit=migrations.limit, in_flight=len(migrations.in_flight),
+                                   queued=len(migrations.queue), counts=dataclasses.asdict(migrations.stats)))
+
+
+def runner(manager: PoolManager) -> RunnerStatus:
+    creator = manager.creator
+    return RunnerStatus(queue=manager.runner.view(), ha_restarts=creator.ha_restarts, ha_failures=creator.ha_failures)
