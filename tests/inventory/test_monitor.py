@@ -21,10 +21,10 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
-from corral.domain.models import VmSpec
+from corral.domain.models import ProviderVm, VmSpec
 from corral.domain.states import PowerState
 from corral.inventory import EventBus, Inventory, MonitorSettings, ProviderMonitor
-from corral.providers.base import InventoryUpdate, ProviderVm
+from corral.providers.base import InventoryUpdate
 from corral.providers.sim import SimProvider
 from helpers import eventually, sim_settings
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory import Changes, Repository
-from corral.providers.base import HostInfo, InventoryUpdate, ProviderVm
+from corral.providers.base import InventoryUpdate
 
 
 def vm(name: str, host: str = "h1", pool: str | None = "pool-a", **kw: Any) -> ProviderVm:

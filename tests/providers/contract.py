@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from corral.domain.models import VmSpec
-from corral.providers.base import HostInfo, InventoryUpdate, Provider, ProviderError, ProviderVm, VmNotFound
+from corral.domain.models import HostInfo, ProviderVm, VmSpec
+from corral.providers.base import InventoryUpdate, Provider, ProviderError, VmNotFound
 
 SpecMaker = Callable[..., VmSpec]
 _serial = itertools.count(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.model import Demand, HostLoad, Request
 
 XEON_V4 = "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.providers.base import TemplateInfo
+from corral.domain.models import TemplateInfo
 from corral.scheduling.model import CpuNeed, Demand, HostLoad, Placement, Request, model_word
 
 from ._factories import XEON_V3, XEON_V4, host, load

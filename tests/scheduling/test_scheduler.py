@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.filters import CpuCompatible, MemoryFits, NotInMaintenance
 from corral.scheduling.model import CpuNeed, Demand, HostLoad, Request
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings, _Kind

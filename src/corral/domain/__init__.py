@@ -13,7 +13,7 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
-from corral.domain.models import Host, Pool, Template, Vm, VmSpec
+from corral.domain.models import HostInfo, Pool, ProviderVm, TemplateInfo, Vm, VmSpec
 from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, PowerState, VmState, can_move
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "DESTROY_INTENT_STATES",
     "TRANSITIONS",
     "Event",
-    "Host",
+    "HostInfo",
     "HostDown",
     "HostMaintenanceChanged",
     "HostOverUtilized",
@@ -29,7 +29,8 @@ __all__ = [
     "MigrationDone",
     "Pool",
     "PowerState",
-    "Template",
+    "ProviderVm",
+    "TemplateInfo",
     "Vm",
     "VmCreated",
     "VmDisappeared",

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from corral.providers.base import HostInfo, InventoryUpdate, ProviderVm
+from corral.domain.models import HostInfo, ProviderVm
+from corral.providers.base import InventoryUpdate
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from corral.providers.base import HostInfo, TemplateInfo
+from corral.domain.models import HostInfo, TemplateInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.filters import Filter, default_filters
 from corral.scheduling.model import LOAD_FIELDS, Demand, HostLoad, Placement, Request
 from corral.scheduling.reservations import Reservations

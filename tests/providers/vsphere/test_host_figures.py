@@ -16,11 +16,10 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Vcsim
-from corral.domain.models import Pool, VmSpec
+from corral.domain.models import Pool, TemplateInfo, VmSpec
 from corral.inventory import Inventory as CorralInventory
 from corral.inventory.monitor import MonitorSettings
 from corral.pools.placing import Placer
-from corral.providers.base import TemplateInfo
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.inventory import Inventory, Obj
 from corral.scheduling import Demand, Placement, Request, Scheduler

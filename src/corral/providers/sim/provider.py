@@ -10,15 +10,8 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from corral.domain.models import VmSpec
-from corral.providers.base import (
-    CreateResult,
-    HostInfo,
-    InventoryUpdate,
-    ProviderError,
-    ProviderVm,
-    TemplateInfo,
-)
+from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
+from corral.providers.base import CreateResult, InventoryUpdate, ProviderError
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
 from corral.providers.changefeed import ChangeFeed

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.providers.base import HostInfo, HostUnavailable, ProviderVm, VmNotFound
+from corral.domain.models import HostInfo, ProviderVm
+from corral.providers.base import HostUnavailable, VmNotFound
 from corral.providers.sim.settings import SimHostSettings
 
 

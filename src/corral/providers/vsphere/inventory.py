@@ -18,7 +18,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from corral.providers.base import HostInfo, ProviderVm
+from corral.domain.models import HostInfo, ProviderVm
 from corral.providers.vsphere.hostfigures import HostFigures
 from corral.providers.vsphere.index import ObjectIndex
 from corral.providers.vsphere.scope import Scope, owns

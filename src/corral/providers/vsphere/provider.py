@@ -11,18 +11,9 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.domain.models import VmSpec
+from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
 from corral.pools.readiness import tcp_reachable
-from corral.providers.base import (
-    CreateResult,
-    HostInfo,
-    HostUnavailable,
-    InventoryUpdate,
-    ProviderError,
-    ProviderVm,
-    TemplateInfo,
-    VmNotFound,
-)
+from corral.providers.base import CreateResult, HostUnavailable, InventoryUpdate, ProviderError, VmNotFound
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.feed import Feed
 from corral.providers.vsphere.tasks import TaskOutcome
