@@ -7,7 +7,6 @@ a placement is only exact if that function agrees with the plug-ins to the last 
 from __future__ import annotations
 
 import copy
-
 import random
 from collections.abc import Iterator
 

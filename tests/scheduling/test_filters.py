@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from corral.domain.models import HostHealth
 from corral.scheduling.filters import (
     AntiAffinity,
     CpuCompatible,
@@ -140,7 +141,7 @@ def test_healthy(kw: dict[str, object], reason: str | None) -> None:
 
 
 def test_host_only_filters_ignore_the_demand() -> None:
-    ill = load(host("h", maintenance=True, health="red"))
+    ill = load(host("h", maintenance=True, health=HostHealth.RED))
     for demand in (Demand(), Demand(64, 10**6, CpuNeed(vendor="x"), "p", "c", 1)):
         assert NotInMaintenance().check(ill, demand) == "in maintenance"
         assert Healthy().check(ill, demand) == "health: status red"
@@ -297,10 +298,10 @@ def test_default_filters_cheap_static_ones_first() -> None:
 
 def test_scheduler_rejection_reports_the_first_failing_filter_in_order() -> None:
     s = Scheduler()
-    sick = load(host("h", maintenance=True, health="red", cluster="c2", memory_used_mb=10_000))
+    sick = load(host("h", maintenance=True, health=HostHealth.RED, cluster="c2", memory_used_mb=10_000))
     d = Demand(memory_mb=4096, cluster="c1")
     assert s.rejection(sick, d) == "in maintenance"
-    assert s.rejection(load(host("h", health="red", cluster="c2")), d) == "health: status red"
+    assert s.rejection(load(host("h", health=HostHealth.RED, cluster="c2")), d) == "health: status red"
     assert s.rejection(load(host("h", cluster="c2", memory_used_mb=10_000)), d) == "cluster: in c2, pool wants c1"
     assert s.rejection(load(host("h", cluster="c1", memory_used_mb=10_000)), d) == (
         "memory: 0 MB free, needs 4096 MB")

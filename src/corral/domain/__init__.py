@@ -13,14 +13,34 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
-from corral.domain.models import HostInfo, Pool, ProviderVm, TemplateInfo, Vm, VmSpec
-from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, PowerState, VmState, can_move
+from corral.domain.models import (
+    HostHealth,
+    HostInfo,
+    Pool,
+    ProviderVm,
+    RequestStatus,
+    TemplateInfo,
+    TimingKind,
+    Vm,
+    VmSpec,
+)
+from corral.domain.states import (
+    ACTIVE_STATES,
+    DESTROY_INTENT_STATES,
+    LIVE_STATES,
+    TRANSITIONS,
+    PowerState,
+    VmState,
+    can_move,
+)
 
 __all__ = [
     "ACTIVE_STATES",
     "DESTROY_INTENT_STATES",
+    "LIVE_STATES",
     "TRANSITIONS",
     "Event",
+    "HostHealth",
     "HostInfo",
     "HostDown",
     "HostMaintenanceChanged",
@@ -30,7 +50,9 @@ __all__ = [
     "Pool",
     "PowerState",
     "ProviderVm",
+    "RequestStatus",
     "TemplateInfo",
+    "TimingKind",
     "Vm",
     "VmCreated",
     "VmDisappeared",

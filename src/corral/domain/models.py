@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from corral.domain.states import PowerState, VmState
+
+
+class HostHealth(StrEnum):
+    """A host's overall status as its endpoint reports it (vSphere's ``overallStatus``)."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+    GRAY = "gray"  # unknown
+
+    @classmethod
+    def of(cls, status: str | None) -> HostHealth:
+        """The health an endpoint's status text names; gray (unknown) for none or another text."""
+        try:
+            return cls(status)
+        except ValueError:
+            return cls.GRAY
+
+
+class TimingKind(StrEnum):
+    """What a recorded duration measured (the history behind ``/summary`` and ``/status``)."""
+
+    CLONE = "clone"  # how long the provider took to make a VM
+    BOOT = "boot"  # from the VM's intent until it was ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +75,7 @@ class HostInfo:
     cpu_vendor: str = ""  # "GenuineIntel", "AuthenticAMD", ...
     cpu_family: int | None = None
     cpu_flags: frozenset[str] = frozenset()
-    health: str = "green"  # overall status: green, yellow, red or gray (unknown)
+    health: HostHealth = HostHealth.GREEN  # overall status
     config_issues: int = 0  # configuration problems the endpoint reports for the host
     memory_allocated_mb: float | None = None  # memory configured for its VMs; None: use memory_used_mb
     # When the use figures (``cpu_used_mhz``, and ``memory_used_mb`` where it comes from the
@@ -181,7 +206,9 @@ class RequestedPool:
     count: int
 
 
-class RequestStatus:
+class RequestStatus(StrEnum):
+    """Where an on-demand request stands; the store keeps the value as text."""
+
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
@@ -194,7 +221,7 @@ class OndemandRequest:
 
     id: str
     requested: list[RequestedPool]
-    status: str = RequestStatus.PENDING
+    status: RequestStatus = RequestStatus.PENDING
     created_at: float = 0.0
     updated_at: float | None = None
     token: str | None = None  # token hash of the requester

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
+from corral.domain.models import HostHealth
 from corral.scheduling.model import Demand, HostLoad, model_word
 
 
@@ -86,7 +87,7 @@ class Healthy:
         host = load.info
         if not host.up:
             return "health: not responding"
-        if host.health != "green":
+        if host.health != HostHealth.GREEN:
             return f"health: status {host.health}"
         if host.config_issues:
             return f"health: {host.config_issues} configuration issue{'s' if host.config_issues > 1 else ''}"

@@ -10,7 +10,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
+from corral.domain.models import HostHealth, HostInfo, ProviderVm, TemplateInfo, VmSpec
 from corral.providers.base import CreateResult, InventoryUpdate, ProviderError
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
@@ -20,7 +20,7 @@ from corral.providers.sim.state_file import SimStateFile
 from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
 
 #: The overall statuses a host can report, as vSphere's ``overallStatus`` names them.
-HOST_HEALTH = ("green", "yellow", "red", "gray")
+HOST_HEALTH = tuple(HostHealth)
 
 
 class SimProvider:
@@ -333,7 +333,7 @@ class SimProvider:
         target = self._cluster.host(host)
         if (target.health, target.config_issues) == (health, config_issues):
             return
-        target.health = health
+        target.health = HostHealth(health)
         target.config_issues = config_issues
         self._feed.touch("host", host)
 
