@@ -69,13 +69,20 @@ class CreateResult:
 
 @runtime_checkable
 class Provider(Protocol):
-    """What corral needs from a virtualization backend."""
+    """What corral needs from a virtualization backend.
+
+    A backend subclasses this protocol, so the optional members below keep their defaults
+    unless it sets them; callers read them directly.
+    """
 
     name: str
     #: True when ``create_vms``/``start_vms`` with many VMs is one real call to the endpoint;
     #: False when the endpoint has no bulk call (the runner then sends one VM per call,
     #: concurrently).
-    bulk_calls: bool
+    bulk_calls: bool = False
+    #: True when :meth:`vm_ready` is more than the guest being up (it connects to the VM), so
+    #: a guest the feed reports up is still asked; False when the feed's word is enough.
+    probes_readiness: bool = False
 
     async def connect(self) -> None:
         """Open the (single, shared) session. Idempotent."""

@@ -269,7 +269,7 @@ class Runner:
 
         def accept(work: Work) -> bool:
             provider = self.providers.get(work.provider)
-            if provider is None or getattr(provider, "bulk_calls", False):
+            if provider is None or provider.bulk_calls:
                 return True
             if single[work.provider] >= free:
                 return False
@@ -302,7 +302,7 @@ class Runner:
                     self._unplaced(work, where.why or "no host can take it")
                 else:
                     groups.setdefault((where.host, work.op, work.priority), []).append(work)
-            bulk = getattr(self.providers[provider_name], "bulk_calls", False)
+            bulk = self.providers[provider_name].bulk_calls
             for (host, op, _), works_here in groups.items():
                 for call in ([works_here] if bulk else [[w] for w in works_here]):
                     calls.append((min(w.key() for w in call), provider_name, host, op, call))
@@ -377,7 +377,8 @@ class Runner:
         outcome = {r.name: r for r in results}
         for work in works:
             work.sent = False
-            result = outcome.get(work.name) or CreateResult(work.name, ok=False, error="the provider returned no result")
+            result = outcome.get(work.name) or CreateResult(work.name, ok=False,
+                                                            error="the provider returned no result")
             if result.ok:
                 self.breakers.succeeded(provider_name, host)
                 self._forget(work)

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from corral.domain.models import HostHealth, HostInfo, ProviderVm, TemplateInfo, VmSpec
-from corral.providers.base import CreateResult, InventoryUpdate, ProviderError
+from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
 from corral.providers.changefeed import ChangeFeed
@@ -23,7 +23,7 @@ from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
 HOST_HEALTH = tuple(HostHealth)
 
 
-class SimProvider:
+class SimProvider(Provider):
     """An in-process virtualization cluster; see the package docstring for the model.
 
     Calls need :meth:`connect` first. A VM's host must be up to power it on or off, add a
