@@ -20,7 +20,7 @@ class HostHealth(StrEnum):
     def of(cls, status: str | None) -> HostHealth:
         """The health an endpoint's status text names; gray (unknown) for none or another text."""
         try:
-            return cls(status)
+            return cls(status or cls.GRAY)
         except ValueError:
             return cls.GRAY
 
