@@ -57,7 +57,7 @@ class MonitorStats:
     last_repairs: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class ProviderMonitor:

@@ -50,7 +50,7 @@ class RunnerSettings:
             raise ValueError("window_s >= 0, batch_size >= 1, max_tries >= 1 and 0 < refill_share <= 1 are needed")
 
     def backoff(self, tries: int) -> float:
-        return min(self.retry_delay_s * 2 ** max(tries - 1, 0), self.retry_delay_max_s)
+        return min(self.retry_delay_s * 2.0 ** max(tries - 1, 0), self.retry_delay_max_s)
 
 
 class Placing(Protocol):
