@@ -108,6 +108,14 @@ class Repository:
     def clusters(self) -> list[str]:
         return sorted(self._by_cluster)
 
+    def hosts_with_vms(self) -> list[str]:
+        """The hosts at least one VM is on, sorted."""
+        return sorted(self._by_host)
+
+    def pools_with_vms(self) -> list[str]:
+        """The pools at least one VM belongs to, sorted."""
+        return sorted(self._by_pool)
+
     # -- the feed --------------------------------------------------------------------------
 
     def apply(self, update: InventoryUpdate) -> Changes:
