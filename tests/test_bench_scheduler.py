@@ -20,7 +20,7 @@ from corral.bench.scheduler_baselines import (
 )
 from corral.bench.scheduler_report import QUALITY_TABLE_HEADER, SPEED_TABLE_HEADER
 from corral.cli import app
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.model import CpuNeed, Demand, Request
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 

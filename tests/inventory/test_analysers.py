@@ -18,9 +18,9 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
+from corral.domain.models import HostInfo, ProviderVm
 from corral.domain.states import PowerState
 from corral.inventory import Analyser, AnalyserSettings, Changes
-from corral.providers.base import HostInfo, ProviderVm
 
 AT = 1_700_000_000.0
 OFF = {"powered_on": False}

@@ -21,10 +21,10 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
-from corral.domain.models import VmSpec
+from corral.domain.models import ProviderVm, VmSpec
 from corral.domain.states import PowerState
 from corral.inventory import EventBus, Inventory, MonitorSettings, ProviderMonitor
-from corral.providers.base import InventoryUpdate, ProviderVm
+from corral.providers.base import InventoryUpdate
 from corral.providers.sim import SimProvider
 from helpers import eventually, sim_settings
 
@@ -291,7 +291,8 @@ async def test_reconcile_repairs_drift_and_publishes_the_missed_events(sim: SimP
     repo = watch.monitor.repo
     real = repo.vm("vm-a")
     # the repository drifts: it loses vm-a and gains a VM the provider never had
-    repo.apply(InventoryUpdate(version=repo.version or 0, removed_vms=["vm-a"], vms=[ProviderVm("ghost", H2, "pool-a")]))
+    ghost = ProviderVm("ghost", H2, "pool-a")
+    repo.apply(InventoryUpdate(version=repo.version or 0, removed_vms=["vm-a"], vms=[ghost]))
     assert await watch.monitor.reconcile() == 2
     assert repo.vm("vm-a") == real and repo.vm("ghost") is None
     assert [type(e) for e in watch.published] == [VmDisappeared, VmCreated]

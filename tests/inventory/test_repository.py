@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory import Changes, Repository
-from corral.providers.base import HostInfo, InventoryUpdate, ProviderVm
+from corral.providers.base import InventoryUpdate
 
 
 def vm(name: str, host: str = "h1", pool: str | None = "pool-a", **kw: Any) -> ProviderVm:
@@ -103,7 +104,8 @@ def test_the_last_vm_leaving_a_host_or_pool_leaves_no_empty_index_entry() -> Non
     repo = loaded()
     repo.apply(InventoryUpdate(version=11, vms=[vm("c", host="h1", pool="pool-a")]))
     assert repo.vms_on("h2") == [] and repo.vms_in("pool-b") == []
-    assert "h2" not in repo._by_host and "pool-b" not in repo._by_pool
+    assert "h2" not in repo.hosts_with_vms() and "pool-b" not in repo.pools_with_vms()
+    assert repo.hosts_with_vms() == ["h1", "h3"] and repo.pools_with_vms() == ["pool-a"]
 
 
 def test_a_record_equal_to_the_current_one_is_no_change() -> None:

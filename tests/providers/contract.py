@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from corral.domain.models import VmSpec
-from corral.providers.base import HostInfo, InventoryUpdate, Provider, ProviderError, ProviderVm, VmNotFound
+from corral.domain.models import HostInfo, ProviderVm, VmSpec
+from corral.providers.base import InventoryUpdate, Provider, ProviderError, VmNotFound
 
 SpecMaker = Callable[..., VmSpec]
 _serial = itertools.count(1)
@@ -140,6 +140,7 @@ class ProviderContract:
         assert isinstance(provider, Provider)
         assert isinstance(provider.name, str) and provider.name
         assert isinstance(provider.bulk_calls, bool)
+        assert isinstance(provider.probes_readiness, bool)
 
     async def test_connect_and_close_are_idempotent(self, provider: Provider, host_name: str) -> None:
         await provider.connect()

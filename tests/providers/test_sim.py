@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
-from corral.domain.models import VmSpec
-from corral.providers.base import CreateResult, HostUnavailable, Provider, ProviderError, TemplateInfo, VmNotFound
+from corral.domain.models import TemplateInfo, VmSpec
+from corral.providers.base import CreateResult, HostUnavailable, Provider, ProviderError, VmNotFound
 from corral.providers.sim import SimCall, SimProvider, SimSettings
 
 from .contract import FeedReader, eventually

@@ -1,22 +1,21 @@
 """Every dynamic filter's and weight's ``expression`` gives what its ``check``/``score`` gives.
 
-The scheduler fuses the expressions into one function per kind of VM (``scheduler._fuse``);
+The scheduler fuses the expressions into one function per kind of VM (``kinds.fuse``);
 a placement is only exact if that function agrees with the plug-ins to the last bit.
 """
 
 from __future__ import annotations
 
 import copy
-
 import random
 from collections.abc import Iterator
 
 import pytest
 
-from corral.scheduling.filters import AntiAffinity, MemoryFits, UtilizationLimit
-from corral.scheduling.model import LOAD_FIELDS, Demand, HostLoad
-from corral.scheduling.scheduler import _fuse, _Kind
-from corral.scheduling.weights import EvenCount, EvenCpu, EvenMemory, Pack
+from corral.scheduling.filters import AntiAffinity, Filter, MemoryFits, UtilizationLimit
+from corral.scheduling.kinds import Kind, fuse
+from corral.scheduling.model import LOAD_FIELDS, Demand, HostLoad, Rejection
+from corral.scheduling.weights import EvenCount, EvenCpu, EvenMemory, Pack, Weight
 
 from ._factories import host
 
@@ -116,12 +115,12 @@ def test_filter_expression_agrees_with_check(make) -> None:  # type: ignore[no-u
     compared = 0
     for ld, demand, overcommit, limit in CASES:
         f = make(overcommit, limit)
-        if not getattr(f, "applies", lambda d: True)(demand):
+        if not f.applies(demand):
             continue  # the scheduler does not ask it (anti-affinity without a limit)
         compared += 1
         passes = f.check(ld, demand) is None
         assert evaluate(f.expression(demand), ld) is passes, (f.expression(demand), demand)
-        fused = _fuse([f], [], demand)
+        fused = fuse([f], [], demand)
         assert fused is not None
         assert (fused[0](ld) is not None) is passes, (f.expression(demand), demand)
     assert compared >= N
@@ -135,7 +134,7 @@ def test_weight_expression_gives_the_same_float_as_score(weight) -> None:  # typ
         got = evaluate(weight.expression(demand), ld)
         assert type(got) is float
         assert got == expected, (weight.expression(demand), demand)
-        fused = _fuse([], [(1.0, weight)], demand)
+        fused = fuse([], [(1.0, weight)], demand)
         assert fused is not None
         assert fused[0](ld) == 0.0 + 1.0 * expected
 
@@ -152,11 +151,11 @@ FACTORS = [
 
 @pytest.mark.parametrize("weights", FACTORS, ids=lambda ws: "+".join(f"{f}*{w.name}" for f, w in ws) or "none")
 def test_fused_score_is_exactly_the_plain_score(weights) -> None:  # type: ignore[no-untyped-def]
-    """The scheduler's fused function against _Kind.plain_score: same None, same float."""
+    """The scheduler's fused function against Kind.plain_score: same None, same float."""
     passed = failed = 0
     for ld, demand, overcommit, limit in CASES:
         filters = [MemoryFits(overcommit), UtilizationLimit(limit), AntiAffinity()]
-        kind = _Kind(demand, frozenset(), filters, weights)
+        kind = Kind(demand, frozenset(), filters, weights)
         assert kind.fused is not None and (kind.score, kind.take) == kind.fused
         plain = kind.plain_score(ld)
         fused = kind.score(ld)
@@ -178,19 +177,23 @@ def test_fused_score_is_exactly_the_plain_score(weights) -> None:  # type: ignor
 
 
 def test_fuse_gives_up_on_a_plugin_without_expression() -> None:
-    class Opaque:
+    class OpaqueFilter(Filter):
         name = "opaque"
         dynamic = True
-        monotone = True
 
-        def check(self, load: HostLoad, demand: Demand) -> str | None:
+        def check(self, load: HostLoad, demand: Demand) -> Rejection | None:
             return None
+
+    class OpaqueWeight(Weight):
+        name = "opaque"
+        monotone = True
 
         def score(self, load: HostLoad, demand: Demand) -> float:
             return 0.0
 
-    assert _fuse([Opaque()], [], Demand()) is None
-    assert _fuse([], [(1.0, Opaque())], Demand()) is None
-    kind = _Kind(Demand(), frozenset(), [Opaque()], [(1.0, EvenCpu())])
+    assert OpaqueFilter().expression(Demand()) is None and OpaqueWeight().expression(Demand()) is None
+    assert fuse([OpaqueFilter()], [], Demand()) is None
+    assert fuse([], [(1.0, OpaqueWeight())], Demand()) is None
+    kind = Kind(Demand(), frozenset(), [OpaqueFilter()], [(1.0, EvenCpu())])
     assert kind.fused is None
     assert kind.score == kind.plain_score

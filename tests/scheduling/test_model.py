@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from corral.providers.base import TemplateInfo
-from corral.scheduling.model import CpuNeed, Demand, HostLoad, Placement, Request, model_word
+from corral.domain.models import TemplateInfo
+from corral.scheduling.model import CpuNeed, Demand, HostLoad, Placement, Rejection, Request, model_word
 
 from ._factories import XEON_V3, XEON_V4, host, load
 
@@ -136,6 +136,40 @@ def test_host_load_add_and_remove() -> None:
     assert ld.pools == {"web": 1}
 
 
+# -- Rejection -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rejection", "line"), [
+    (Rejection("in maintenance"), "in maintenance"),
+    (Rejection("health", "not responding"), "health: not responding"),
+    (Rejection("memory", "500 MB free, needs 4096 MB"), "memory: 500 MB free, needs 4096 MB"),
+    (Rejection("cpu", "model v3 ('Xeon: v3'), needs v4"), "cpu: model v3 ('Xeon: v3'), needs v4"),
+    (Rejection("excluded", "tried already or the VM's own host"), "excluded: tried already or the VM's own host"),
+    (Rejection("no room"), "no room"),
+])
+def test_rejection_reads_as_kind_and_detail(rejection: Rejection, line: str) -> None:
+    assert str(rejection) == line and f"{rejection}" == line
+    assert line.startswith(rejection.kind)
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), [
+    (Rejection("memory", "x"), Rejection("memory", "x"), True),
+    (Rejection("memory", "x"), Rejection("memory", "y"), False),
+    (Rejection("memory"), Rejection("memory", ""), True),
+    (Rejection("cpu", "x"), Rejection("memory", "x"), False),
+])
+def test_rejections_are_values(a: Rejection, b: Rejection, equal: bool) -> None:
+    assert (a == b) is equal
+    assert not equal or hash(a) == hash(b)
+
+
+def test_a_detail_with_a_colon_stays_in_its_group() -> None:
+    """The kind is a field, not the text before the first colon: details may hold colons."""
+    rejected = {"a": Rejection("cpu", "model ? ('AMD: EPYC'), needs v4"), "b": Rejection("cpu", "lacks avx")}
+    why = Placement(Request("vm", Demand()), None, rejected).why()
+    assert why.endswith("cpu x2 (a: model ? ('AMD: EPYC'), needs v4; b: lacks avx)")
+
+
 # -- Placement -----------------------------------------------------------------------------
 
 
@@ -147,17 +181,17 @@ def test_placement_ok_and_why_when_placed() -> None:
 
 
 @pytest.mark.parametrize("rejected", [None, {}])
-def test_placement_why_with_no_hosts_at_all(rejected: dict[str, str] | None) -> None:
+def test_placement_why_with_no_hosts_at_all(rejected: dict[str, Rejection] | None) -> None:
     p = Placement(Request("vm", Demand(2, 4096)), None, rejected)
     assert p.why() == "no host can take a VM of 2 vCPU, 4096 MB, any CPU: no hosts are up"
 
 
 def test_placement_why_groups_reasons_by_kind_largest_group_first() -> None:
     rejected = {
-        "m1": "in maintenance",
-        "a": "memory: 500 MB free, needs 4096 MB",
-        "b": "memory: 0 MB free, needs 4096 MB",
-        "c": "health: status red",
+        "m1": Rejection("in maintenance"),
+        "a": Rejection("memory", "500 MB free, needs 4096 MB"),
+        "b": Rejection("memory", "0 MB free, needs 4096 MB"),
+        "c": Rejection("health", "status red"),
     }
     why = Placement(Request("vm", Demand(2, 4096)), None, rejected).why()
     assert why == (
@@ -167,8 +201,8 @@ def test_placement_why_groups_reasons_by_kind_largest_group_first() -> None:
 
 
 def test_placement_why_shows_at_most_limit_hosts_per_group() -> None:
-    rejected = {f"h{i}": f"utilization: CPU would reach {91 + i}.0% (limit 90%)" for i in range(5)}
-    rejected["x"] = "in maintenance"
+    rejected = {f"h{i}": Rejection("utilization", f"CPU would reach {91 + i}.0% (limit 90%)") for i in range(5)}
+    rejected["x"] = Rejection("in maintenance")
     why = Placement(Request("vm", Demand()), None, rejected).why(limit=2)
     assert "utilization x5 (h0: CPU would reach 91.0% (limit 90%); " \
            "h1: CPU would reach 92.0% (limit 90%); and 3 more)" in why

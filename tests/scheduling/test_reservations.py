@@ -10,7 +10,7 @@ from corral.scheduling.model import Demand, Placement, Request
 from corral.scheduling.reservations import Reservation, Reservations, Step, settle_step
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 
-from ._factories import Clock, host, requests
+from ._factories import Clock, host, requests, said_all
 
 HOSTS = [host("a", cpu_used_mhz=1_000, memory_used_mb=1_000),
          host("b", cpu_used_mhz=1_000, memory_used_mb=1_000),
@@ -45,7 +45,7 @@ def test_reserved_placements_stop_where_the_filters_stop_them() -> None:
     small = [host("x", memory_mb=4_096)]
     placed = [s.place(small, [Request(f"vm{i}", Demand(1, 1024))])[0] for i in range(4)]
     assert [p.host for p in placed] == ["x", "x", "x", None]
-    assert dict(placed[3].rejected or {}) == {"x": "utilization: memory would reach 100.0% (limit 90%)"}
+    assert said_all(placed[3].rejected) == {"x": "utilization: memory would reach 100.0% (limit 90%)"}
     s.reservations.release("vm0")  # the create failed: its room is free again
     assert s.place(small, [Request("vm4", Demand(1, 1024))])[0].host == "x"
 

@@ -7,12 +7,13 @@ from collections import Counter
 
 import pytest
 
-from corral.providers.base import HostInfo
-from corral.scheduling.filters import CpuCompatible, MemoryFits, NotInMaintenance
-from corral.scheduling.model import CpuNeed, Demand, HostLoad, Request
-from corral.scheduling.scheduler import Scheduler, SchedulerSettings, _Kind
+from corral.domain.models import HostInfo
+from corral.scheduling.filters import CpuCompatible, Filter, MemoryFits, NotInMaintenance
+from corral.scheduling.kinds import Kind
+from corral.scheduling.model import NO_ROOM, CpuNeed, Demand, HostLoad, Rejection, Request
+from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 
-from ._factories import XEON_V3, XEON_V4, host, requests
+from ._factories import XEON_V3, XEON_V4, host, requests, said, said_all
 
 AVX = frozenset({"avx2", "sse4_2", "aes"})
 OLD = frozenset({"sse4_2"})
@@ -117,17 +118,17 @@ def test_place_matches_the_plain_greedy(policy: str) -> None:
                 total["placed"] += 1
             else:
                 assert p.rejected is not None and set(p.rejected) == names  # a reason for every host
-                assert all(p.rejected.values()) and "no room" not in p.rejected.values()
+                assert all(p.rejected.values()) and NO_ROOM not in p.rejected.values()
                 for h in p.request.exclude:
-                    assert p.rejected[h] == "excluded: tried already or the VM's own host"
+                    assert str(p.rejected[h]) == "excluded: tried already or the VM's own host"
                 assert p.why().startswith(f"no host can take a VM of {p.request.demand.describe()} "
                                           f"({len(names)} hosts rejected): ")
                 total["failed"] += 1
-                total.update(f"reason {r.partition(':')[0]}" for r in p.rejected.values())
+                total.update(f"reason {r.kind}" for r in p.rejected.values())
         # a host's reason still holds at the end (load only grows): each rejected host still fails
         failed_kinds = {(p.request.demand, p.request.exclude): p for p in placements if not p.ok}
         for (demand, exclude), p in failed_kinds.items():
-            kind = _Kind(demand, exclude, s.filters, s.weights)
+            kind = Kind(demand, exclude, s.filters, s.weights)
             for name, reason in (p.rejected or {}).items():
                 assert kind.rejection(slow[name]) is not None, (name, reason)
         assert s.placed == sum(p.ok for p in placements) and s.failed == len(placements) - s.placed
@@ -174,22 +175,22 @@ def test_many_kinds_over_identical_hosts_match_the_greedy() -> None:
 # -- host-only and applies() ---------------------------------------------------------------
 
 
-class Counting:
+class Counting(Filter):
     """Wraps a filter, counting its checks and the demands it was given."""
 
-    def __init__(self, inner: object, host_only: bool | None = None) -> None:
+    def __init__(self, inner: Filter, host_only: bool | None = None) -> None:
         self.inner = inner
-        self.name = inner.name  # type: ignore[attr-defined]
-        self.dynamic = inner.dynamic  # type: ignore[attr-defined]
-        if host_only is not None:
-            self.host_only = host_only
-        if hasattr(inner, "applies"):
-            self.applies = inner.applies  # type: ignore[attr-defined]
+        self.name = inner.name  # type: ignore[misc]
+        self.dynamic = inner.dynamic  # type: ignore[misc]
+        self.host_only = inner.host_only if host_only is None else host_only  # type: ignore[misc]
         self.calls: list[tuple[str, Demand]] = []
 
-    def check(self, load: HostLoad, demand: Demand) -> str | None:
+    def applies(self, demand: Demand) -> bool:
+        return self.inner.applies(demand)
+
+    def check(self, load: HostLoad, demand: Demand) -> Rejection | None:
         self.calls.append((load.name, demand))
-        return self.inner.check(load, demand)  # type: ignore[attr-defined]
+        return self.inner.check(load, demand)
 
 
 def test_host_only_filters_are_checked_once_per_host_per_call() -> None:
@@ -233,7 +234,7 @@ def test_failure_names_maintenance_and_the_memory_shortfall() -> None:
     hosts = [host("a", memory_used_mb=9_500), host("b", memory_used_mb=9_000), host("m", maintenance=True)]
     [p] = s.place(hosts, [Request("vm", Demand(2, 8192))])
     assert not p.ok and p.host is None
-    assert dict(p.rejected or {}) == {"a": "memory: 500 MB free, needs 8192 MB",
+    assert said_all(p.rejected) == {"a": "memory: 500 MB free, needs 8192 MB",
                                       "b": "memory: 1000 MB free, needs 8192 MB",
                                       "m": "in maintenance"}
     why = p.why()
@@ -258,7 +259,7 @@ def test_failure_reasons_cover_every_filter() -> None:
     ]
     d = Demand(1, 1024, CpuNeed(vendor="GenuineIntel"), "web", "c1", 1)
     p = s.place(hosts, [Request("vm", d, frozenset({"tried"}))], pool_counts={"web": {"crowded": 1}})[0]
-    assert dict(p.rejected or {}) == {
+    assert said_all(p.rejected) == {
         "maint": "in maintenance",
         "down": "health: not responding",
         "other": "cluster: in c2, pool wants c1",
@@ -286,7 +287,7 @@ def test_hosts_filling_up_fail_the_rest_with_reasons() -> None:
     # 90% of 4096 MB is 3686 MB: three VMs of 1024 MB per host
     assert [p.host for p in placements] == ["a", "b"] * 3 + [None] * 4
     for p in placements[6:]:
-        assert dict(p.rejected or {}) == {"a": "utilization: memory would reach 100.0% (limit 90%)",
+        assert said_all(p.rejected) == {"a": "utilization: memory would reach 100.0% (limit 90%)",
                                           "b": "utilization: memory would reach 100.0% (limit 90%)"}
         assert p.why() == ("no host can take a VM of 1 vCPU, 1024 MB, any CPU (2 hosts rejected): "
                            "utilization x2 (a: memory would reach 100.0% (limit 90%); "
@@ -331,7 +332,7 @@ def test_score_and_rejection_of_one_host() -> None:
     assert s.score(loads["a"], Demand(2, 1000)) == pytest.approx(2 * 0.15 + 0.3)
     assert s.rejection(loads["a"], Demand(2, 1000)) is None
     assert s.score(loads["full"], Demand()) is None
-    assert s.rejection(loads["full"], Demand()) == "memory: 100 MB free, needs 1024 MB"
+    assert said(s.rejection(loads["full"], Demand())) == "memory: 100 MB free, needs 1024 MB"
     assert s.score(loads["a"], Demand(cluster="elsewhere")) is None
 
 

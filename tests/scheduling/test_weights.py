@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from corral.scheduling.model import Demand, Request
+from corral.scheduling.model import Demand, HostLoad, Request
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
-from corral.scheduling.weights import POLICIES, WEIGHTS, EvenCount, EvenCpu, EvenMemory, Pack, policy_weights
+from corral.scheduling.weights import POLICIES, WEIGHTS, EvenCount, EvenCpu, EvenMemory, Pack, Weight, policy_weights
 
 from ._factories import host, load, requests
 
@@ -60,6 +60,34 @@ def test_policies() -> None:
     assert [(f, type(w)) for f, w in policy_weights("pack")] == [(1.0, Pack)]
     assert [(f, type(w)) for f, w in policy_weights("count")] == [(1.0, EvenCount)]
     assert [(f, type(w)) for f, w in policy_weights()] == [(2.0, EvenCpu), (1.0, EvenMemory)]
+
+
+@pytest.mark.parametrize(("name", "cls", "monotone"), [
+    ("cpu", EvenCpu, True),
+    ("memory", EvenMemory, True),
+    ("count", EvenCount, True),
+    ("pack", Pack, False),
+])
+def test_every_weight_by_name(name: str, cls: type[Weight], monotone: bool) -> None:
+    assert WEIGHTS[name] is cls and cls.name == name and cls.monotone is monotone
+    assert cls().expression(Demand()) is not None  # each states its score for the fused function
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_policies_name_only_known_weights(policy: str) -> None:
+    assert set(POLICIES[policy]) <= set(WEIGHTS)
+    assert policy_weights(policy)
+
+
+def test_a_weight_keeps_the_safe_defaults_unless_it_says_otherwise() -> None:
+    class Plain(Weight):
+        name = "plain"
+
+        def score(self, load: HostLoad, demand: Demand) -> float:
+            return 0.0
+
+    assert Plain.monotone is False  # scored again eagerly: always exact
+    assert Plain().expression(Demand()) is None
 
 
 def test_explicit_factors_replace_the_policys() -> None:

@@ -20,6 +20,7 @@ from corral.domain.models import (
     OndemandRequest,
     RequestedPool,
     RequestStatus,
+    TimingKind,
     TokenRecord,
     Vm,
 )
@@ -442,6 +443,27 @@ class StoreContract:
         assert store.get_request("req-1") == request
         assert store.get_request("req-2") is None
 
+    @pytest.mark.parametrize("status", list(RequestStatus))
+    def test_request_status_round_trips_as_its_enum(self, store: Store, status: RequestStatus) -> None:
+        store.add_request(OndemandRequest(id="req-1", requested=[], status=status, created_at=1.0))
+        got = store.get_request("req-1")
+        assert got is not None and got.status is status
+        assert [r.id for r in store.list_requests([status])] == ["req-1"]
+        assert all(r.status is status for r in store.list_requests([status]))
+
+    @pytest.mark.parametrize(("start", "end"), [
+        (RequestStatus.PENDING, RequestStatus.READY),
+        (RequestStatus.PENDING, RequestStatus.FAILED),
+        (RequestStatus.PENDING, RequestStatus.DELETED),
+        (RequestStatus.READY, RequestStatus.DELETED),
+    ])
+    def test_a_status_set_comes_back_as_its_enum(self, store: Store, start: RequestStatus,
+                                                 end: RequestStatus) -> None:
+        store.add_request(OndemandRequest(id="req-1", requested=[], status=start, created_at=1.0))
+        assert store.set_request_status("req-1", [start], end, now=2.0) is True
+        got = store.get_request("req-1")
+        assert got is not None and got.status is end
+
     def test_list_requests(self, store: Store) -> None:
         for rid, status, created in [("c", RequestStatus.PENDING, 3.0),
                                      ("a", RequestStatus.READY, 1.0),
@@ -489,17 +511,23 @@ class StoreContract:
     # -- history ----------------------------------------------------------------------------
 
     def test_durations_are_a_half_open_range(self, store: Store) -> None:
-        store.record_duration("clone", "pool-a", "v-1", 3.5, at=100.0)
-        store.record_duration("clone", "pool-b", "v-2", 4, at=110)
-        store.record_duration("boot", "pool-a", "v-1", 9.0, at=105.0)
-        store.record_duration("clone", "pool-a", "v-3", 2.0, at=90.0)
-        store.record_duration("clone", "pool-a", "v-4", 1.0, at=120.0)
-        got = store.durations("clone", 100.0, 120.0)  # 100 is in, 120 is out
+        CLONE, BOOT = TimingKind.CLONE, TimingKind.BOOT
+        store.record_duration(CLONE, "pool-a", "v-1", 3.5, at=100.0)
+        store.record_duration(CLONE, "pool-b", "v-2", 4, at=110)
+        store.record_duration(BOOT, "pool-a", "v-1", 9.0, at=105.0)
+        store.record_duration(CLONE, "pool-a", "v-3", 2.0, at=90.0)
+        store.record_duration(CLONE, "pool-a", "v-4", 1.0, at=120.0)
+        got = store.durations(CLONE, 100.0, 120.0)  # 100 is in, 120 is out
         assert got == [(100.0, "pool-a", 3.5), (110.0, "pool-b", 4.0)]
         assert all(type(at) is float and type(s) is float for at, _, s in got)
-        assert store.durations("boot", 0.0, 1000.0) == [(105.0, "pool-a", 9.0)]
-        assert store.durations("clone", 120.0, 120.0) == []
-        assert store.durations("nothing", 0.0, 1000.0) == []
+        assert store.durations(BOOT, 0.0, 1000.0) == [(105.0, "pool-a", 9.0)]
+        assert store.durations(CLONE, 120.0, 120.0) == []
+
+    @pytest.mark.parametrize("kind", list(TimingKind))
+    def test_each_timing_kind_is_kept_apart(self, store: Store, kind: TimingKind) -> None:
+        store.record_durations([(k, "pool-a", f"v-{k}", 1.0, 10.0) for k in TimingKind])
+        assert store.durations(kind, 0.0, 100.0) == [(10.0, "pool-a", 1.0)]
+        assert store.durations(kind.value, 0.0, 100.0) == [(10.0, "pool-a", 1.0)]  # type: ignore[arg-type]
 
     def test_tag_records_are_a_half_open_range(self, store: Store) -> None:
         store.record_tags("v-1", {"team": "qa", "jira": "ABC-1"}, at=50.0)

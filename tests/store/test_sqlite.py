@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from corral.domain.models import OndemandRequest, RequestStatus, TimingKind
 from corral.domain.states import VmState
 from corral.store.base import StoreError
 from corral.store.sqlite import SCHEMA_VERSION, SqliteStore
@@ -49,6 +50,34 @@ def test_wal_mode_and_schema_version(db: Path) -> None:
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("status", list(RequestStatus))
+def test_request_status_is_stored_as_its_text(db: Path, status: RequestStatus) -> None:
+    store = SqliteStore(db)
+    try:
+        store.add_request(OndemandRequest(id="req-1", requested=[], status=status, created_at=1.0))
+    finally:
+        store.close()
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("SELECT status, typeof(status) FROM requests").fetchall() == [(status.value, "text")]
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("kind", list(TimingKind))
+def test_timing_kind_is_stored_as_its_text(db: Path, kind: TimingKind) -> None:
+    store = SqliteStore(db)
+    try:
+        store.record_duration(kind, "pool-a", "v-1", 1.0, at=10.0)
+    finally:
+        store.close()
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("SELECT task, typeof(task) FROM durations").fetchall() == [(kind.value, "text")]
     finally:
         raw.close()
 
@@ -214,7 +243,7 @@ def test_sigkill_mid_churn_leaves_a_consistent_database(db: Path) -> None:
         )
         try:
             kill_after = rng.randrange(150, 400)  # steps, so the kill lands anywhere
-            for seen, line in enumerate(child.stdout):
+            for seen, line in enumerate(child.stdout):  # noqa: B007 - the last line read is used below
                 if seen >= kill_after:
                     break
             else:

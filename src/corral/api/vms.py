@@ -32,11 +32,10 @@ from corral.api.common import (
 )
 from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.models import Vm
-from corral.domain.states import VmState
+from corral.domain.states import LIVE_STATES, VmState
 from corral.pools.service import Short
 from corral.runtime import Service
 
-LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 STATE_NAMES = {VmState.PENDING: "pending", VmState.READY: "ready", VmState.RUNNING: "running",
                VmState.MIGRATING: "running"}
 
@@ -107,7 +106,7 @@ async def return_one(request: Request, name: str) -> JSONResponse:
 # -- a VM's record ---------------------------------------------------------------------------------
 def live_vm(service: Service, raw_hostname: str) -> Vm:
     vm = service.pools.vm(check_hostname(raw_hostname))
-    if vm is None or vm.state not in LIVE:
+    if vm is None or vm.state not in LIVE_STATES:
         raise ApiError(404, f"no VM named {raw_hostname.split('.', 1)[0]}")
     return vm
 
@@ -130,9 +129,9 @@ def vm_info(service: Service, version: Version, vm: Vm) -> dict[str, Any]:
         "state": STATE_NAMES.get(vm.state, "destroyed"),
     }
     if vm.checkout_at is not None and vm.lifetime_s is not None:
-        end = vm.destroyed_at or vm.completed_at if vm.state not in LIVE else None
+        end = vm.destroyed_at or vm.completed_at if vm.state not in LIVE_STATES else None
         info["running"] = round(((end or time.time()) - vm.checkout_at) / 3600.0, 2)
-        if vm.state in LIVE:
+        if vm.state in LIVE_STATES:
             info["remaining"] = round(max(vm.checkout_at + lifetime_s - time.time(), 0.0) / 3600.0, 2)
             info["start_time"] = rfc3339(vm.checkout_at)
             info["end_time"] = rfc3339(vm.checkout_at + lifetime_s)

@@ -10,7 +10,7 @@ per host every ``VdsRefreshRate`` = 3 s) and how vmpooler-style pollers work.
 
 The simulator has no "VMs of one host" call, so :func:`host_lists` groups the simulator's
 own VM objects by host once (the VMs do not move during the benchmark); a fetch builds a
-fresh :class:`~corral.providers.base.ProviderVm` view of each, as decoding a real answer
+fresh :class:`~corral.domain.models.ProviderVm` view of each, as decoding a real answer
 would. No network latency is charged per call: against a real endpoint every cycle would
 be slower, so the baseline's figures are a lower bound on its cost.
 """
@@ -21,10 +21,10 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory.analysers import Analyser
 from corral.inventory.bus import EventBus
 from corral.inventory.repository import Changes
-from corral.providers.base import HostInfo, ProviderVm
 from corral.providers.sim import SimProvider
 from corral.providers.sim.world import SimCluster, SimVm
 

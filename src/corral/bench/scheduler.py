@@ -61,7 +61,7 @@ from corral.bench.scheduler_report import (
     Timing,
 )
 from corral.bench.scheduler_settings import SchedulerBenchSettings
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.model import CpuNeed, Demand, HostLoad, Request
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 

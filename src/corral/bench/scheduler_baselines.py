@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from corral.bench.common import Say
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.model import Demand, HostLoad, Request, model_word
 from corral.scheduling.scheduler import Scheduler, SchedulerSettings
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from corral.providers.probe import tcp_reachable
+
 ROOT = Path(__file__).resolve().parents[3]
 BINARY = ROOT / "build" / "vcsim"
 SOURCE = ROOT / "tools" / "vcsim"
@@ -197,8 +199,6 @@ class Listener:
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def probe(self, address: str, port: int, timeout: float) -> bool:
-        from corral.pools.readiness import tcp_reachable
-
         self.asked.append(f"{address}:{port}")
         return await tcp_reachable("127.0.0.1", self.port, timeout)
 

@@ -13,15 +13,35 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
-from corral.domain.models import Host, Pool, Template, Vm, VmSpec
-from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, TRANSITIONS, PowerState, VmState, can_move
+from corral.domain.models import (
+    HostHealth,
+    HostInfo,
+    Pool,
+    ProviderVm,
+    RequestStatus,
+    TemplateInfo,
+    TimingKind,
+    Vm,
+    VmSpec,
+)
+from corral.domain.states import (
+    ACTIVE_STATES,
+    DESTROY_INTENT_STATES,
+    LIVE_STATES,
+    TRANSITIONS,
+    PowerState,
+    VmState,
+    can_move,
+)
 
 __all__ = [
     "ACTIVE_STATES",
     "DESTROY_INTENT_STATES",
+    "LIVE_STATES",
     "TRANSITIONS",
     "Event",
-    "Host",
+    "HostHealth",
+    "HostInfo",
     "HostDown",
     "HostMaintenanceChanged",
     "HostOverUtilized",
@@ -29,7 +49,10 @@ __all__ = [
     "MigrationDone",
     "Pool",
     "PowerState",
-    "Template",
+    "ProviderVm",
+    "RequestStatus",
+    "TemplateInfo",
+    "TimingKind",
     "Vm",
     "VmCreated",
     "VmDisappeared",

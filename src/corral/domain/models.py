@@ -3,46 +3,112 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from corral.domain.states import VmState
+from corral.domain.states import PowerState, VmState
+
+
+class HostHealth(StrEnum):
+    """A host's overall status as its endpoint reports it (vSphere's ``overallStatus``)."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+    GRAY = "gray"  # unknown
+
+    @classmethod
+    def of(cls, status: str | None) -> HostHealth:
+        """The health an endpoint's status text names; gray (unknown) for none or another text."""
+        try:
+            return cls(status or cls.GRAY)
+        except ValueError:
+            return cls.GRAY
+
+
+class TimingKind(StrEnum):
+    """What a recorded duration measured (the history behind ``/summary`` and ``/status``)."""
+
+    CLONE = "clone"  # how long the provider took to make a VM
+    BOOT = "boot"  # from the VM's intent until it was ready
 
 
 @dataclass(frozen=True, slots=True)
-class Template:
-    """What a VM is cloned from and what it costs a host."""
+class ProviderVm:
+    """A VM as the provider sees it."""
+
+    name: str
+    host: str
+    pool: str | None  # the pool tag / folder the VM lives in, None if not corral's
+    template: str | None = None
+    powered_on: bool = True
+    ip: str | None = None
+    guest_ready: bool = False  # the guest finished booting (tools running / boot time elapsed)
+    created_at: float = 0.0
+    id: str | None = None  # the provider's own id (a vSphere managed object id), when it has one
+
+    @property
+    def power_state(self) -> PowerState:
+        if not self.powered_on:
+            return PowerState.OFF
+        return PowerState.UP if self.guest_ready else PowerState.BOOTING
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """A host and its current use, as the provider reports it."""
+
+    name: str
+    cpu_model: str
+    cores: int
+    mhz: int
+    memory_mb: int
+    cpu_used_mhz: float = 0.0
+    memory_used_mb: float = 0.0
+    up: bool = True  # connected and responding
+    maintenance: bool = False
+    vm_count: int = 0
+    cluster: str = ""
+    id: str | None = None
+    # What the host's CPU offers. ``cpu_model`` above is the CPU's description as the host
+    # reports it (vSphere's ``hardware.cpuPkg[0].description``); vendor, family and flags are
+    # the finer picture, empty when the provider does not report them.
+    cpu_vendor: str = ""  # "GenuineIntel", "AuthenticAMD", ...
+    cpu_family: int | None = None
+    cpu_flags: frozenset[str] = frozenset()
+    health: HostHealth = HostHealth.GREEN  # overall status
+    config_issues: int = 0  # configuration problems the endpoint reports for the host
+    memory_allocated_mb: float | None = None  # memory configured for its VMs; None: use memory_used_mb
+    # When the use figures (``cpu_used_mhz``, and ``memory_used_mb`` where it comes from the
+    # endpoint) last changed, in ``time.monotonic`` seconds: vCenter refreshes a host's
+    # quickStats about every 20 s, so a new VM's load shows only after the next change. None
+    # when the figures are live (the simulator) or have never been seen to change.
+    stats_at: float | None = None
+
+    @property
+    def cpu_percent(self) -> float:
+        capacity = self.cores * self.mhz
+        return 100.0 * self.cpu_used_mhz / capacity if capacity else 0.0
+
+    @property
+    def memory_percent(self) -> float:
+        return 100.0 * self.memory_used_mb / self.memory_mb if self.memory_mb else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What a VM cloned from a template asks of its host: size and CPU needs.
+
+    Empty CPU fields ask for nothing. ``cpu_model`` is a model word that must appear as the
+    fifth word of the host's CPU description (vmpooler's rule for vSphere hosts).
+    """
 
     name: str
     cpus: int = 1
     memory_mb: int = 1024
-
-
-@dataclass(slots=True)
-class Host:
-    """A hypervisor host as the inventory sees it."""
-
-    name: str
-    cpu_model: str = "generic"
-    cores: int = 16
-    mhz: int = 2400
-    memory_mb: int = 65536
-    cpu_used_mhz: float = 0.0
-    memory_used_mb: float = 0.0
-    up: bool = True
-    maintenance: bool = False
-    vm_count: int = 0
-
-    @property
-    def cpu_total_mhz(self) -> int:
-        return self.cores * self.mhz
-
-    @property
-    def cpu_utilisation(self) -> float:
-        """Used CPU as a fraction of capacity (0.0 – 1.0+)."""
-        return self.cpu_used_mhz / self.cpu_total_mhz if self.cpu_total_mhz else 1.0
-
-    @property
-    def memory_utilisation(self) -> float:
-        return self.memory_used_mb / self.memory_mb if self.memory_mb else 1.0
+    cpu_vendor: str = ""
+    cpu_family: int | None = None
+    cpu_flags: frozenset[str] = frozenset()
+    cpu_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +206,9 @@ class RequestedPool:
     count: int
 
 
-class RequestStatus:
+class RequestStatus(StrEnum):
+    """Where an on-demand request stands; the store keeps the value as text."""
+
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
@@ -153,7 +221,7 @@ class OndemandRequest:
 
     id: str
     requested: list[RequestedPool]
-    status: str = RequestStatus.PENDING
+    status: RequestStatus = RequestStatus.PENDING
     created_at: float = 0.0
     updated_at: float | None = None
     token: str | None = None  # token hash of the requester

@@ -12,10 +12,10 @@ awaiting clean-up); ``migrating`` a checked-out VM being moved to another host.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class VmState(str, Enum):
+class VmState(StrEnum):
     PENDING = "pending"  # create requested or done, not reachable yet
     READY = "ready"  # reachable, waiting in its pool
     RUNNING = "running"  # checked out
@@ -24,9 +24,6 @@ class VmState(str, Enum):
     FAILED = "failed"  # clone or boot failed; to be destroyed
     DISCOVERED = "discovered"  # found at the provider, unknown to the store
     DESTROYED = "destroyed"  # gone from the provider; kept as history
-
-    def __str__(self) -> str:  # pragma: no cover - cosmetic
-        return self.value
 
 
 TRANSITIONS: dict[VmState, frozenset[VmState]] = {
@@ -44,19 +41,20 @@ TRANSITIONS: dict[VmState, frozenset[VmState]] = {
 ACTIVE_STATES: frozenset[VmState] = frozenset(s for s in VmState if s is not VmState.DESTROYED)
 
 
+# States of a VM that is, or is becoming, usable: on its way, in its pool, or checked out.
+LIVE_STATES: frozenset[VmState] = frozenset({VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING})
+
+
 # States that record the intent to destroy a VM: it is (or may still be) at the provider.
 DESTROY_INTENT_STATES: tuple[VmState, ...] = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)
 
 
-class PowerState(str, Enum):
+class PowerState(StrEnum):
     """A VM's run state as its provider reports it (not corral's lifecycle)."""
 
     OFF = "off"  # powered off
     BOOTING = "booting"  # powered on, guest not up yet
     UP = "up"  # powered on and the guest finished booting
-
-    def __str__(self) -> str:  # pragma: no cover - cosmetic
-        return self.value
 
 
 def can_move(src: VmState, dst: VmState) -> bool:

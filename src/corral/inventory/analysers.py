@@ -25,8 +25,8 @@ from corral.domain.events import (
     VmMoved,
     VmStateChanged,
 )
+from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory.repository import Changes
-from corral.providers.base import HostInfo, ProviderVm
 
 
 @dataclass(slots=True)

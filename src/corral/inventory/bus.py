@@ -174,7 +174,8 @@ class EventBus:
     # -- subscribing -----------------------------------------------------------------------
 
     def subscribe(self, name: str, handler: Handler, *, accepts: Accepts | None = None,
-                  on_resync: Callable[[], Awaitable[None]] | None = None, queue_size: int | None = None) -> Subscription:
+                  on_resync: Callable[[], Awaitable[None]] | None = None,
+                  queue_size: int | None = None) -> Subscription:
         """Run ``handler`` for every accepted event, in order, in a task of its own.
 
         After an overflow ``on_resync`` runs before the next event is handled.

@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from corral.domain.events import Event
+from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory.analysers import Analyser, AnalyserSettings
 from corral.inventory.bus import EventBus
 from corral.inventory.repository import Repository
-from corral.providers.base import HostInfo, Provider, ProviderError, ProviderVm
+from corral.providers.base import Provider, ProviderError
 
 log = logging.getLogger("corral.inventory")
 
@@ -56,7 +57,7 @@ class MonitorStats:
     last_repairs: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class ProviderMonitor:

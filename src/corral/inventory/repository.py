@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from corral.providers.base import HostInfo, InventoryUpdate, ProviderVm
+from corral.domain.models import HostInfo, ProviderVm
+from corral.providers.base import InventoryUpdate
 
 
 @dataclass(slots=True)
@@ -106,6 +107,14 @@ class Repository:
 
     def clusters(self) -> list[str]:
         return sorted(self._by_cluster)
+
+    def hosts_with_vms(self) -> list[str]:
+        """The hosts at least one VM is on, sorted."""
+        return sorted(self._by_host)
+
+    def pools_with_vms(self) -> list[str]:
+        """The pools at least one VM belongs to, sorted."""
+        return sorted(self._by_pool)
 
     # -- the feed --------------------------------------------------------------------------
 

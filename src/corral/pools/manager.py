@@ -632,4 +632,4 @@ class PoolManager:
 
 def _probes(provider: Provider) -> bool:
     """Whether the provider's readiness is more than the guest being up (it connects to the VM)."""
-    return bool(getattr(provider, "probes_readiness", False))
+    return provider.probes_readiness

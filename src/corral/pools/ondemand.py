@@ -18,7 +18,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from corral.domain.models import OndemandRequest, RequestStatus, Vm
-from corral.domain.states import VmState
+from corral.domain.states import LIVE_STATES, VmState
 from corral.runner import Priority
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.ondemand")
 
 ENDED = (RequestStatus.FAILED, RequestStatus.DELETED)
-LIVE_STATES = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 HANDED_OUT = (VmState.RUNNING, VmState.MIGRATING)
 
 

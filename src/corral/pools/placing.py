@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from corral.domain.models import Pool
+from corral.domain.models import Pool, TemplateInfo
 from corral.inventory import Inventory
-from corral.providers.base import Provider, ProviderError, TemplateInfo
+from corral.providers.base import Provider, ProviderError
 from corral.scheduling import Demand, Placement, Request, Scheduler, SchedulerSettings
 
 log = logging.getLogger("corral.placement")

@@ -18,14 +18,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from corral.domain.events import Event, HostDown, VmCreated, VmDisappeared, VmMoved, VmStateChanged
-from corral.domain.states import PowerState, VmState
+from corral.domain.states import LIVE_STATES, PowerState, VmState
 
 if TYPE_CHECKING:
     from corral.pools.manager import PoolManager
 
 log = logging.getLogger("corral.pool")
 
-LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 HANDLED = (VmCreated, VmStateChanged, VmDisappeared, VmMoved, HostDown)
 
 
@@ -52,7 +51,7 @@ class Reactions:
             self.vanished(event.vm)
         elif isinstance(event, VmMoved):
             record = m.store.get_vm(event.vm)
-            if record is not None and record.state in LIVE and record.host != event.host:
+            if record is not None and record.state in LIVE_STATES and record.host != event.host:
                 m.store.update_vm(event.vm, host=event.host)
         elif isinstance(event, HostDown):
             self.host_down(event)
@@ -63,7 +62,7 @@ class Reactions:
         if m.busy(name):
             return
         record = m.store.get_vm(name)
-        if record is None or record.state not in LIVE:
+        if record is None or record.state not in LIVE_STATES:
             return
         m.stats.vanished += 1
         log.warning("VM vanished at the provider", extra={"pool": record.pool, "vm": name, "state": record.state.value})

@@ -16,9 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from corral.domain.models import Vm
+from corral.domain.models import ProviderVm, Vm
 from corral.domain.states import ACTIVE_STATES, DESTROY_INTENT_STATES, VmState
-from corral.providers.base import ProviderVm
 
 if TYPE_CHECKING:
     from corral.pools.manager import PoolManager

@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from corral.domain.models import VmSpec
-from corral.domain.states import PowerState
+from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
 
 
 class ProviderError(Exception):
@@ -34,85 +33,6 @@ class VmNotFound(ProviderError):
 
 class HostUnavailable(ProviderError):
     """The host is down, in maintenance or unknown."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderVm:
-    """A VM as the provider sees it."""
-
-    name: str
-    host: str
-    pool: str | None  # the pool tag / folder the VM lives in, None if not corral's
-    template: str | None = None
-    powered_on: bool = True
-    ip: str | None = None
-    guest_ready: bool = False  # the guest finished booting (tools running / boot time elapsed)
-    created_at: float = 0.0
-    id: str | None = None  # the provider's own id (a vSphere managed object id), when it has one
-
-    @property
-    def power_state(self) -> PowerState:
-        if not self.powered_on:
-            return PowerState.OFF
-        return PowerState.UP if self.guest_ready else PowerState.BOOTING
-
-
-@dataclass(frozen=True, slots=True)
-class HostInfo:
-    """A host and its current use, as the provider reports it."""
-
-    name: str
-    cpu_model: str
-    cores: int
-    mhz: int
-    memory_mb: int
-    cpu_used_mhz: float = 0.0
-    memory_used_mb: float = 0.0
-    up: bool = True  # connected and responding
-    maintenance: bool = False
-    vm_count: int = 0
-    cluster: str = ""
-    id: str | None = None
-    # What the host's CPU offers. ``cpu_model`` above is the CPU's description as the host
-    # reports it (vSphere's ``hardware.cpuPkg[0].description``); vendor, family and flags are
-    # the finer picture, empty when the provider does not report them.
-    cpu_vendor: str = ""  # "GenuineIntel", "AuthenticAMD", ...
-    cpu_family: int | None = None
-    cpu_flags: frozenset[str] = frozenset()
-    health: str = "green"  # overall status: green, yellow, red or gray (unknown)
-    config_issues: int = 0  # configuration problems the endpoint reports for the host
-    memory_allocated_mb: float | None = None  # memory configured for its VMs; None: use memory_used_mb
-    # When the use figures (``cpu_used_mhz``, and ``memory_used_mb`` where it comes from the
-    # endpoint) last changed, in ``time.monotonic`` seconds: vCenter refreshes a host's
-    # quickStats about every 20 s, so a new VM's load shows only after the next change. None
-    # when the figures are live (the simulator) or have never been seen to change.
-    stats_at: float | None = None
-
-    @property
-    def cpu_percent(self) -> float:
-        capacity = self.cores * self.mhz
-        return 100.0 * self.cpu_used_mhz / capacity if capacity else 0.0
-
-    @property
-    def memory_percent(self) -> float:
-        return 100.0 * self.memory_used_mb / self.memory_mb if self.memory_mb else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateInfo:
-    """What a VM cloned from a template asks of its host: size and CPU needs.
-
-    Empty CPU fields ask for nothing. ``cpu_model`` is a model word that must appear as the
-    fifth word of the host's CPU description (vmpooler's rule for vSphere hosts).
-    """
-
-    name: str
-    cpus: int = 1
-    memory_mb: int = 1024
-    cpu_vendor: str = ""
-    cpu_family: int | None = None
-    cpu_flags: frozenset[str] = frozenset()
-    cpu_model: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +69,20 @@ class CreateResult:
 
 @runtime_checkable
 class Provider(Protocol):
-    """What corral needs from a virtualization backend."""
+    """What corral needs from a virtualization backend.
+
+    A backend subclasses this protocol, so the optional members below keep their defaults
+    unless it sets them; callers read them directly.
+    """
 
     name: str
     #: True when ``create_vms``/``start_vms`` with many VMs is one real call to the endpoint;
     #: False when the endpoint has no bulk call (the runner then sends one VM per call,
     #: concurrently).
-    bulk_calls: bool
+    bulk_calls: bool = False
+    #: True when :meth:`vm_ready` is more than the guest being up (it connects to the VM), so
+    #: a guest the feed reports up is still asked; False when the feed's word is enough.
+    probes_readiness: bool = False
 
     async def connect(self) -> None:
         """Open the (single, shared) session. Idempotent."""

@@ -20,95 +20,20 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from corral.providers.base import CreateResult, Provider, ProviderError
-from corral.runner.breaker import BreakerSettings, HostBreakers
+from corral.runner.breaker import HostBreakers
 from corral.runner.gate import Gate
+from corral.runner.model import Dispatch, Placing, RunnerClient, RunnerSettings, RunnerStats
 from corral.runner.queue import WorkQueue
 from corral.runner.work import Op, Priority, QueueFull, Work
 
 log = logging.getLogger("corral.runner")
 
 
-@dataclass(slots=True)
-class RunnerSettings:
-    window_s: float = 0.1  # aggregation window: works arriving within it are placed together
-    batch_size: int = 1000  # a batch this big is taken at once, without waiting out the window
-    task_limit: int = 10  # provider calls in flight at once, over every host and provider
-    host_limit: int = 4  # provider calls in flight at once on one host
-    queue_limit: int = 10_000  # works waiting at most (beyond it: QueueFull)
-    refill_share: float = 0.5  # pool refills may fill this share of the queue; the rest is kept for requests
-    max_tries: int = 3  # attempts per VM, on different hosts
-    retry_delay_s: float = 1.0  # backoff before the first rerun; doubled for each later one
-    retry_delay_max_s: float = 60.0
-    breakers: BreakerSettings = field(default_factory=BreakerSettings)  # per host
-
-    def __post_init__(self) -> None:
-        if self.window_s < 0 or self.batch_size < 1 or self.max_tries < 1 or not 0 < self.refill_share <= 1:
-            raise ValueError("window_s >= 0, batch_size >= 1, max_tries >= 1 and 0 < refill_share <= 1 are needed")
-
-    def backoff(self, tries: int) -> float:
-        return min(self.retry_delay_s * 2 ** max(tries - 1, 0), self.retry_delay_max_s)
-
-
-class Placing(Protocol):
-    """What the runner needs of the placer (:class:`corral.pools.placing.Placer`)."""
-
-    def place(self, provider: str, wanted: list[tuple[str, Any]],
-              excludes: Mapping[str, frozenset[str]] | None = None) -> list[Any]: ...
-
-    def release(self, provider: str, name: str) -> None: ...
-
-
-class RunnerClient(Protocol):
-    """The pool manager's side of the runner."""
-
-    def record(self, works: list[Work], host: str) -> list[Work]:
-        """``works`` are about to go to ``host``: record the intent; return those still wanted."""
-
-    def done(self, work: Work, host: str, seconds: float) -> None:
-        """The VM was created (or started) on ``host``; the call took ``seconds``."""
-
-    def retrying(self, work: Work, host: str | None, error: str) -> None:
-        """A try failed (on ``host``, or no host could take it); the work waits for another."""
-
-    def failed(self, work: Work, error: str) -> None:
-        """The work failed for good; ``error`` says why."""
-
-    def dropped(self, work: Work, why: str) -> None:
-        """A new VM no host could take now: given up without a try (refill asks again later)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """One provider call as sent: to ``host``, for ``names``, each of class ``classes[i]``."""
-
-    at: float  # monotonic seconds
-    op: Op
-    provider: str
-    host: str
-    names: tuple[str, ...]
-    classes: tuple[Priority, ...]
-
-
-@dataclass(slots=True)
-class RunnerStats:
-    submitted: int = 0
-    batches: int = 0
-    calls: int = 0
-    vms_sent: int = 0
-    created: int = 0
-    started: int = 0  # HA restarts done
-    reruns: int = 0  # failed tries queued again
-    failed: int = 0  # works that failed for good
-    permanent: int = 0  # of those, failed at once by an error that retrying cannot fix
-    unplaced: int = 0  # new VMs dropped because no host could take them
-    cancelled: int = 0
-
-
 class Runner:
+    """Takes works, places them in batches, and sends them to the providers; see the module docstring."""
+
     def __init__(self, providers: Mapping[str, Provider], placer: Placing, client: RunnerClient,
                  settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.providers = providers
@@ -269,7 +194,7 @@ class Runner:
 
         def accept(work: Work) -> bool:
             provider = self.providers.get(work.provider)
-            if provider is None or getattr(provider, "bulk_calls", False):
+            if provider is None or provider.bulk_calls:
                 return True
             if single[work.provider] >= free:
                 return False
@@ -302,7 +227,7 @@ class Runner:
                     self._unplaced(work, where.why or "no host can take it")
                 else:
                     groups.setdefault((where.host, work.op, work.priority), []).append(work)
-            bulk = getattr(self.providers[provider_name], "bulk_calls", False)
+            bulk = self.providers[provider_name].bulk_calls
             for (host, op, _), works_here in groups.items():
                 for call in ([works_here] if bulk else [[w] for w in works_here]):
                     calls.append((min(w.key() for w in call), provider_name, host, op, call))
@@ -377,7 +302,8 @@ class Runner:
         outcome = {r.name: r for r in results}
         for work in works:
             work.sent = False
-            result = outcome.get(work.name) or CreateResult(work.name, ok=False, error="the provider returned no result")
+            result = outcome.get(work.name) or CreateResult(work.name, ok=False,
+                                                            error="the provider returned no result")
             if result.ok:
                 self.breakers.succeeded(provider_name, host)
                 self._forget(work)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 from corral.domain.models import Pool, VmSpec
 
@@ -21,7 +21,7 @@ class Priority(IntEnum):
         return self.name.lower().replace("_", " ")
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     CREATE = "create"  # clone a new VM from its pool's template
     START = "start"  # start an existing VM on another host (HA restart)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.model import CpuNeed, Demand, HostLoad, Request
 from corral.scheduling.scheduler import Scheduler
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from corral.providers.base import HostInfo, TemplateInfo
+from corral.domain.models import HostInfo, TemplateInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +84,42 @@ class Request:
     exclude: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True, init=False)
+class Rejection:
+    """Why a host cannot take a VM: the kind of problem (the filter's name, ``excluded`` or a
+    short phrase such as ``in maintenance``) and what is wrong, empty when the kind says it all.
+
+    ``str()`` gives the one-line reason, "kind: detail" or the kind alone.
+    """
+
+    kind: str
+    detail: str
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        # filters make one for every host they reject, so it is set through the slots directly,
+        # in about half the time of the __init__ a frozen dataclass generates
+        _set_kind(self, kind)
+        _set_detail(self, detail)
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}" if self.detail else self.kind
+
+
+_set_kind: Callable[[Rejection, str], None] = Rejection.__dict__["kind"].__set__
+_set_detail: Callable[[Rejection, str], None] = Rejection.__dict__["detail"].__set__
+
+
+EXCLUDED = Rejection("excluded", "tried already or the VM's own host")
+NO_ROOM = Rejection("no room")  # the fallback for a host left out although no filter rejects it
+
+
 @dataclass(slots=True)
 class Placement:
     """Where a request goes: ``host``, or None with the reason each host was rejected."""
 
     request: Request
     host: str | None
-    rejected: Mapping[str, str] | None = None  # host -> reason, when no host took it
+    rejected: Mapping[str, Rejection] | None = None  # host -> reason, when no host took it
 
     @property
     def ok(self) -> bool:
@@ -109,8 +138,7 @@ class Placement:
             return f"{what}: no hosts are up"
         groups: dict[str, list[str]] = {}
         for host, reason in sorted(self.rejected.items()):
-            kind, _, detail = reason.partition(": ")
-            groups.setdefault(kind, []).append(f"{host}: {detail}" if detail else host)
+            groups.setdefault(reason.kind, []).append(f"{host}: {reason.detail}" if reason.detail else host)
         parts = []
         for kind, hosts in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             more = f"; and {len(hosts) - limit} more" if len(hosts) > limit else ""

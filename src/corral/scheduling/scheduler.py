@@ -14,13 +14,13 @@ monotone weights a score only worsens as load is added. With a non-monotone weig
 from __future__ import annotations
 
 import heapq
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from corral.providers.base import HostInfo
+from corral.domain.models import HostInfo
 from corral.scheduling.filters import Filter, default_filters
-from corral.scheduling.model import LOAD_FIELDS, Demand, HostLoad, Placement, Request
+from corral.scheduling.kinds import NO_DEMAND, Fused, Kind, Scorer, fuse, host_only
+from corral.scheduling.model import NO_ROOM, Demand, HostLoad, Placement, Rejection, Request
 from corral.scheduling.reservations import Reservations
 from corral.scheduling.weights import Weight, policy_weights
 
@@ -33,123 +33,6 @@ class SchedulerSettings:
     policy: str = "even"
     weights: Mapping[str, float] | None = None  # factors replacing the policy's
     reservation_timeout: float = 600.0
-
-
-Scorer = Callable[[HostLoad], float | None]
-
-
-def _fuse(dynamic: Sequence[Filter], weights: Sequence[tuple[float, Weight]],
-          demand: Demand) -> tuple[Scorer, Scorer] | None:
-    """Two functions built from the plug-ins' expressions: ``score(load)``, what
-    :meth:`_Kind.plain_score` computes, and ``take(load)``, which adds one VM of ``demand`` to
-    the load (as :meth:`HostLoad.add`) and returns the load's new score.
-
-    None when a plug-in has no expression. The terms are added in the order ``plain_score``
-    adds them, so the results are the same floats.
-    """
-    conditions, terms = [], []
-    for f in dynamic:
-        expression = getattr(f, "expression", None)
-        if expression is None:
-            return None
-        conditions.append(expression(demand))
-    total = "0.0"
-    for factor, weight in weights:
-        expression = getattr(weight, "expression", None)
-        if expression is None:
-            return None
-        terms.append(expression(demand))
-        total = f"({total} + {factor!r} * ({terms[-1]}))"
-    text = " ".join((*conditions, *terms))
-    used = [name for name in LOAD_FIELDS if re.search(rf"\b{name}\b", text)]
-    body = [f"    if not ({condition}):\n        return None" for condition in conditions]
-    body.append(f"    return {total}")
-    added, bound = HostLoad.add_source(demand)
-    source = "\n".join([
-        "def score(load):", *[f"    {name} = load.{name}" for name in used], *body,
-        "def take(load):", *added, *[f"    {name} = load.{name}" for name in used if name not in bound], *body,
-    ])
-    namespace: dict[str, Scorer] = {}
-    exec(compile(source, "<corral.scheduling: fused score>", "exec"), namespace)  # noqa: S102
-    return namespace["score"], namespace["take"]
-
-
-_NO_DEMAND = Demand()  # what host-only filters are given; they do not look at it
-_FUSE = object()  # _Kind's default: build the fused functions itself
-
-
-def _host_only(f: Filter) -> bool:
-    return not f.dynamic and bool(getattr(f, "host_only", False))
-
-
-def _applies(f: Filter, demand: Demand) -> bool:
-    applies = getattr(f, "applies", None)
-    return True if applies is None else bool(applies(demand))
-
-
-class _Kind:
-    """The VMs of one bulk call that ask the same: their filters, and a heap of host scores."""
-
-    __slots__ = ("demand", "exclude", "static", "host_only", "dynamic", "checks", "scorers", "fused", "score", "take", "heap",
-                 "why")
-
-    def __init__(self, demand: Demand, exclude: frozenset[str], filters: Sequence[Filter],
-                 weights: Sequence[tuple[float, Weight]], fused: object = _FUSE) -> None:
-        """``fused`` is what :func:`_fuse` gives for this demand, when the caller has it already."""
-        self.demand = demand
-        self.exclude = exclude
-        # host-only filters are checked once per call for all kinds (see Scheduler.place)
-        self.static = [f for f in filters if not f.dynamic and not _host_only(f) and _applies(f, demand)]
-        self.host_only = [f for f in filters if _host_only(f)]
-        self.dynamic = [f for f in filters if f.dynamic and _applies(f, demand)]
-        # bound methods, looked up once: the score is the hot path of a bulk placement
-        self.checks = [f.check for f in self.dynamic]
-        self.scorers = [(factor, weight.score) for factor, weight in weights]
-        self.score: Scorer = self.plain_score
-        self.take: Scorer = self.plain_take
-        self.fused = _fuse(self.dynamic, weights, demand) if fused is _FUSE else fused  # type: ignore[assignment]
-        if self.fused is not None:
-            self.score, self.take = self.fused
-        self.heap: list[tuple[float, int, int]] = []
-        self.why: dict[str, str] | None = None  # the rejections, once no host is left
-
-    def passes_static(self, load: HostLoad) -> bool:
-        if load.name in self.exclude:
-            return False
-        demand = self.demand
-        for f in self.static:
-            if f.check(load, demand) is not None:
-                return False
-        return True
-
-    def plain_score(self, load: HostLoad) -> float | None:
-        """The host's score for one more VM of this kind, or None when a dynamic filter fails.
-
-        ``score`` is this, or the fused function that computes the same faster.
-        """
-        demand = self.demand
-        for check in self.checks:
-            if check(load, demand) is not None:
-                return None
-        total = 0.0
-        for factor, score in self.scorers:
-            total += factor * score(load, demand)
-        return total
-
-    def plain_take(self, load: HostLoad) -> float | None:
-        """Add one VM of this kind to ``load``; its score for the next one."""
-        load.add(self.demand)
-        return self.plain_score(load)
-
-    def rejection(self, load: HostLoad) -> str | None:
-        if load.name in self.exclude:
-            return "excluded: tried already or the VM's own host"
-        demand = self.demand
-        for f in (*self.host_only, *self.static, *self.dynamic):
-            reason = f.check(load, demand)
-            if reason is not None:
-                return reason
-        return None
 
 
 class Scheduler:
@@ -169,17 +52,17 @@ class Scheduler:
         self.failed = 0
         # the fused functions by demand: building them compiles code (about 150 µs), and the
         # same few demands come back on every refill round, checkout and rebalancing cycle
-        self._fused: dict[Demand, tuple[Scorer, Scorer] | None] = {}
+        self._fused: dict[Demand, Fused | None] = {}
 
     FUSED_CACHE = 1024
 
-    def _new_kind(self, demand: Demand, exclude: frozenset[str] = frozenset()) -> _Kind:
+    def _new_kind(self, demand: Demand, exclude: frozenset[str] = frozenset()) -> Kind:
         if demand not in self._fused:
             if len(self._fused) >= self.FUSED_CACHE:
                 self._fused.clear()
-            dynamic = [f for f in self.filters if f.dynamic and _applies(f, demand)]
-            self._fused[demand] = _fuse(dynamic, self.weights, demand)
-        return _Kind(demand, exclude, self.filters, self.weights, self._fused[demand])
+            dynamic = [f for f in self.filters if f.dynamic and f.applies(demand)]
+            self._fused[demand] = fuse(dynamic, self.weights, demand)
+        return Kind(demand, exclude, self.filters, self.weights, self._fused[demand], fusing=False)
 
     # -- the host loads ------------------------------------------------------------------
     def loads(self, hosts: Iterable[HostInfo], pool_counts: Mapping[str, Mapping[str, int]] | None = None,
@@ -207,11 +90,11 @@ class Scheduler:
         loads = hosts if isinstance(hosts, Mapping) else self.loads(hosts, pool_counts)
         ordered = sorted(loads.values(), key=lambda load: load.index)  # heap entries hold positions
         versions = [0] * len(ordered)
-        host_only = [f for f in self.filters if _host_only(f)]
+        once = [f for f in self.filters if host_only(f)]
         usable = [(position, load) for position, load in enumerate(ordered)
-                  if all(f.check(load, _NO_DEMAND) is None for f in host_only)]
-        kinds: dict[tuple[Demand, frozenset[str]], _Kind] = {}
-        by_identity: dict[tuple[int, int], _Kind] = {}  # requests usually share their demand objects
+                  if all(f.check(load, NO_DEMAND) is None for f in once)]
+        kinds: dict[tuple[Demand, frozenset[str]], Kind] = {}
+        by_identity: dict[tuple[int, int], Kind] = {}  # requests usually share their demand objects
         out: list[Placement] = []
         heappop, heapreplace, heappush = heapq.heappop, heapq.heapreplace, heapq.heappush
         lazy = self.monotone
@@ -241,7 +124,7 @@ class Scheduler:
                     heapreplace(heap, (score, idx, versions[idx]))
             if not heap:
                 if kind.why is None:
-                    kind.why = {load.name: kind.rejection(load) or "no room" for load in ordered}
+                    kind.why = {load.name: kind.rejection(load) or NO_ROOM for load in ordered}
                 append(Placement(request, None, kind.why))
                 failed += 1
                 continue
@@ -267,7 +150,7 @@ class Scheduler:
         return out
 
     def _kind(self, demand: Demand, exclude: frozenset[str], usable: list[tuple[int, HostLoad]],
-              versions: list[int]) -> _Kind:
+              versions: list[int]) -> Kind:
         """The kind's heap over the ``usable`` (position, load) pairs: those the host-only filters pass."""
         kind = self._new_kind(demand, exclude)
         heap = kind.heap
@@ -317,5 +200,5 @@ class Scheduler:
         """One host's score for one VM of ``demand`` (None when a filter rejects it)."""
         return self.scorer(demand)(load)
 
-    def rejection(self, load: HostLoad, demand: Demand) -> str | None:
+    def rejection(self, load: HostLoad, demand: Demand) -> Rejection | None:
         return self._new_kind(demand).rejection(load)

@@ -10,22 +10,32 @@ give the same float.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from corral.scheduling.model import Demand, HostLoad
 
 
-class Weight(Protocol):
+class Weight(ABC):
+    """One way to score a host for a VM. A weight sets ``name`` and implements ``score``; the
+    other members keep these defaults unless it has something to say."""
+
     name: ClassVar[str]
-    monotone: ClassVar[bool]
+    #: True when the score never improves as load is added to the host (the scheduler then
+    #: re-scores lazily); False is always correct, only slower
+    monotone: ClassVar[bool] = False
 
-    def score(self, load: HostLoad, demand: Demand) -> float: ...
+    @abstractmethod
+    def score(self, load: HostLoad, demand: Demand) -> float:
+        """The host's score for a VM of ``demand``, as if the VM were on it; lower is better."""
 
-    def expression(self, demand: Demand) -> str:
-        """``score`` as an expression over the load's fields."""
+    def expression(self, demand: Demand) -> str | None:
+        """``score`` as an expression over the load's fields; None when the weight states none
+        (a bulk placement then calls ``score``)."""
+        return None
 
 
-class EvenCpu:
+class EvenCpu(Weight):
     """Spread CPU: the host's CPU use with the VM, as a fraction of its capacity."""
 
     name = "cpu"
@@ -38,7 +48,7 @@ class EvenCpu:
         return f"(cpu_used + {demand.cpus!r} * vcpu_mhz) / cpu_cap"
 
 
-class EvenMemory:
+class EvenMemory(Weight):
     """Spread memory: the host's memory use with the VM, as a fraction of its memory."""
 
     name = "memory"
@@ -51,7 +61,7 @@ class EvenMemory:
         return f"(mem_used + {demand.memory_mb!r}) / mem_cap"
 
 
-class EvenCount:
+class EvenCount(Weight):
     """Spread VMs: the host's VM count with the VM."""
 
     name = "count"
@@ -64,7 +74,7 @@ class EvenCount:
         return "float(vm_count + 1)"
 
 
-class Pack:
+class Pack(Weight):
     """Power saving: the busiest host that still passes the filters (mean of CPU and memory use)."""
 
     name = "pack"
@@ -80,9 +90,10 @@ class Pack:
                 f" + (mem_used + {demand.memory_mb!r}) / mem_cap) / 2")
 
 
+#: Every weight by name: the factors a policy or ``:scheduling: weights`` may name.
 WEIGHTS: dict[str, type[Weight]] = {w.name: w for w in (EvenCpu, EvenMemory, EvenCount, Pack)}
 
-# The factors of each policy. "even" is oVirt's default: CPU twice as much as memory.
+#: The factors of each policy by name. "even" is oVirt's default: CPU twice as much as memory.
 POLICIES: dict[str, dict[str, float]] = {
     "even": {"cpu": 2.0, "memory": 1.0},
     "pack": {"pack": 1.0},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from corral.domain.models import OndemandRequest, TokenRecord, Vm
+from corral.domain.models import OndemandRequest, RequestStatus, TimingKind, TokenRecord, Vm
 from corral.domain.states import VmState
 
 
@@ -137,20 +137,22 @@ class Store(Protocol):
 
     def get_request(self, request_id: str) -> OndemandRequest | None: ...
 
-    def list_requests(self, statuses: Iterable[str]) -> list[OndemandRequest]:
+    def list_requests(self, statuses: Iterable[RequestStatus]) -> list[OndemandRequest]:
         """Requests in any of ``statuses``, oldest first."""
 
-    def set_request_status(self, request_id: str, expected: Iterable[str], new: str, now: float) -> bool:
+    def set_request_status(
+        self, request_id: str, expected: Iterable[RequestStatus], new: RequestStatus, now: float
+    ) -> bool:
         """Compare-and-set of a request's status; False if it is missing or not in ``expected``."""
 
     # -- history for /summary -----------------------------------------------------------------
-    def record_duration(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
+    def record_duration(self, task: TimingKind, pool: str, vm: str, seconds: float, at: float) -> None:
         """Remember how long a ``clone`` or ``boot`` of ``vm`` took, finishing at ``at``."""
 
-    def record_durations(self, rows: Iterable[tuple[str, str, str, float, float]]) -> None:
+    def record_durations(self, rows: Iterable[tuple[TimingKind, str, str, float, float]]) -> None:
         """Several :meth:`record_duration` rows (task, pool, vm, seconds, at) in one transaction."""
 
-    def durations(self, task: str, since: float, until: float) -> list[tuple[float, str, float]]:
+    def durations(self, task: TimingKind, since: float, until: float) -> list[tuple[float, str, float]]:
         """(at, pool, seconds) of every ``task`` that finished in [since, until)."""
 
     def record_tags(self, vm: str, tags: dict[str, str], at: float) -> None:

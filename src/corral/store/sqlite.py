@@ -246,8 +246,7 @@ class SqliteStore(SqliteMeta):
         params: list[object] = [] if pool is None else [pool]
         n_states = None
         if states is not None:
-            states = (states,) if isinstance(states, str) else states  # one state given
-            wanted = [VmState(s).value for s in states]
+            wanted = [VmState(s).value for s in ((states,) if isinstance(states, str) else states)]  # one state given
             if not wanted:
                 return []
             params += wanted

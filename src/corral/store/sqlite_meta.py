@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from corral.domain.models import OndemandRequest, RequestedPool, TokenRecord
+from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus, TimingKind, TokenRecord
 from corral.store import sqlite_schema as sql
 from corral.store.base import StoreError
 from corral.store.sqlite_conn import Connected, Session, immediate, run
@@ -36,8 +36,9 @@ def _dump_requested(requested: Iterable[RequestedPool]) -> str:
 
 
 def _request_from_row(row: tuple[Any, ...]) -> OndemandRequest:
-    request_id, requested, *rest = row
-    return OndemandRequest(request_id, [RequestedPool(**r) for r in json.loads(requested)], *rest)
+    request_id, requested, status, *rest = row
+    lines = [RequestedPool(**r) for r in json.loads(requested)]
+    return OndemandRequest(request_id, lines, RequestStatus(status), *rest)
 
 
 def purge_history(conn: sqlite3.Connection, older_than: float) -> None:
@@ -115,7 +116,7 @@ class SqliteMeta(Connected):
         rows = self._rows(sql.GET_REQUEST_SQL, (request_id,))
         return _request_from_row(rows[0]) if rows else None
 
-    def list_requests(self, statuses: Iterable[str]) -> list[OndemandRequest]:
+    def list_requests(self, statuses: Iterable[RequestStatus]) -> list[OndemandRequest]:
         wanted = _strings(statuses)
         if not wanted:
             return []
@@ -123,7 +124,7 @@ class SqliteMeta(Connected):
         return [_request_from_row(row) for row in rows]
 
     def set_request_status(
-        self, request_id: str, expected: Iterable[str], new: str, now: float
+        self, request_id: str, expected: Iterable[RequestStatus], new: RequestStatus, now: float
     ) -> bool:
         src = _strings(expected)
         if not src:
@@ -133,16 +134,16 @@ class SqliteMeta(Connected):
 
     # -- history ----------------------------------------------------------------------------
 
-    def record_duration(self, task: str, pool: str, vm: str, seconds: float, at: float) -> None:
+    def record_duration(self, task: TimingKind, pool: str, vm: str, seconds: float, at: float) -> None:
         self._changed(sql.ADD_DURATION_SQL, (task, pool, vm, seconds, at))
 
-    def record_durations(self, rows: Iterable[tuple[str, str, str, float, float]]) -> None:
+    def record_durations(self, rows: Iterable[tuple[TimingKind, str, str, float, float]]) -> None:
         batch = list(rows)
         if batch:
             with self._session as conn, immediate(conn):
                 conn.executemany(sql.ADD_DURATION_SQL, batch)
 
-    def durations(self, task: str, since: float, until: float) -> list[tuple[float, str, float]]:
+    def durations(self, task: TimingKind, since: float, until: float) -> list[tuple[float, str, float]]:
         return self._rows(sql.DURATIONS_SQL, (task, since, until))
 
     def record_tags(self, vm: str, tags: dict[str, str], at: float) -> None:

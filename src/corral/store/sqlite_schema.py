@@ -234,6 +234,6 @@ ENDED_REQUESTS = (RequestStatus.READY, RequestStatus.FAILED, RequestStatus.DELET
 PURGE_HISTORY_SQL = (
     "DELETE FROM durations WHERE at < ?",
     "DELETE FROM tag_records WHERE at < ?",
-    f"DELETE FROM requests WHERE status IN ({', '.join(repr(s) for s in ENDED_REQUESTS)}) "
+    f"DELETE FROM requests WHERE status IN ({', '.join(repr(s.value) for s in ENDED_REQUESTS)}) "
     "AND coalesce(updated_at, created_at) < ?",
 )

@@ -16,14 +16,13 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Vcsim
-from corral.domain.models import Pool, VmSpec
+from corral.domain.models import Pool, TemplateInfo, VmSpec
 from corral.inventory import Inventory as CorralInventory
 from corral.inventory.monitor import MonitorSettings
 from corral.pools.placing import Placer
-from corral.providers.base import TemplateInfo
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.inventory import Inventory, Obj
-from corral.scheduling import Demand, Placement, Request, Scheduler
+from corral.scheduling import Demand, Placement, Rejection, Request, Scheduler
 from helpers import eventually
 
 from .conftest import TEMPLATE, make_provider, pool
@@ -149,9 +148,9 @@ async def test_vcsim_hosts_report_cpu_flags_and_placement_filters_on_them(vcsim:
 
     assert place(cpu_flags=frozenset({"sse4_2", "aes", "avx", "lm"}), cpu_vendor="GenuineIntel", cpu_family=6).ok
     lacking = place(cpu_flags=frozenset({"avx", "avx2"}))  # an E5-1620 (Sandy Bridge) has no AVX2
-    assert lacking.rejected == {h.name: "cpu: lacks avx2" for h in hosts}
-    assert place(cpu_vendor="AuthenticAMD").rejected == {h.name: "cpu: vendor GenuineIntel, needs AuthenticAMD"
-                                                         for h in hosts}
+    assert lacking.rejected == {h.name: Rejection("cpu", "lacks avx2") for h in hosts}
+    wrong_vendor = Rejection("cpu", "vendor GenuineIntel, needs AuthenticAMD")
+    assert place(cpu_vendor="AuthenticAMD").rejected == {h.name: wrong_vendor for h in hosts}
 
 
 def refresh_stats(provider: VsphereProvider, host: str, cpu_mhz: int) -> None:

@@ -21,7 +21,7 @@ from pyVmomi import vim
 from corral.bench.vcsim import SessionWatch, Vcsim, wait_task
 from corral.domain.events import VmDisappeared
 from corral.domain.states import VmState
-from corral.pools.readiness import tcp_reachable
+from corral.providers.probe import tcp_reachable
 from helpers import ServerThread
 
 from .conftest import TEMPLATE, TOOLS_RUNNING

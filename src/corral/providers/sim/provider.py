@@ -10,15 +10,8 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from corral.domain.models import VmSpec
-from corral.providers.base import (
-    CreateResult,
-    HostInfo,
-    InventoryUpdate,
-    ProviderError,
-    ProviderVm,
-    TemplateInfo,
-)
+from corral.domain.models import HostHealth, HostInfo, ProviderVm, TemplateInfo, VmSpec
+from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
 from corral.providers.sim.faults import Faults
 from corral.providers.changefeed import ChangeFeed
@@ -27,10 +20,10 @@ from corral.providers.sim.state_file import SimStateFile
 from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
 
 #: The overall statuses a host can report, as vSphere's ``overallStatus`` names them.
-HOST_HEALTH = ("green", "yellow", "red", "gray")
+HOST_HEALTH = tuple(HostHealth)
 
 
-class SimProvider:
+class SimProvider(Provider):
     """An in-process virtualization cluster; see the package docstring for the model.
 
     Calls need :meth:`connect` first. A VM's host must be up to power it on or off, add a
@@ -340,7 +333,7 @@ class SimProvider:
         target = self._cluster.host(host)
         if (target.health, target.config_issues) == (health, config_issues):
             return
-        target.health = health
+        target.health = HostHealth(health)
         target.config_issues = config_issues
         self._feed.touch("host", host)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from corral.providers.base import HostInfo, HostUnavailable, ProviderVm, VmNotFound
+from corral.domain.models import HostHealth, HostInfo, ProviderVm
+from corral.providers.base import HostUnavailable, VmNotFound
 from corral.providers.sim.settings import SimHostSettings
 
 
@@ -58,7 +59,7 @@ class SimHost:
     settings: SimHostSettings
     up: bool = True
     maintenance: bool = False
-    health: str = "green"  # green, yellow, red or gray; only placement minds it
+    health: HostHealth = HostHealth.GREEN  # only placement minds it
     config_issues: int = 0
     vm_count: int = 0
     cpus_on: int = 0  # vCPUs of its powered-on VMs

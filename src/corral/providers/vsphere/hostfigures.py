@@ -3,7 +3,7 @@ and its CPU as decoded from ``hardware.cpuFeature`` (decoded once per report, no
 
 vCenter refreshes a host's ``summary.quickStats`` about every 20 s and the change feed
 reports a change only when a value changed. The time of the last such change is the host's
-``stats_at`` (:attr:`corral.providers.base.HostInfo.stats_at`); placement holds a new VM's
+``stats_at`` (:attr:`corral.domain.models.HostInfo.stats_at`); placement holds a new VM's
 CPU on its host until the host's stats change after the VM appeared there. The first report
 of a host is not a change: until its figures have been seen to change, ``stats_at`` is None
 and they count as live. An endpoint whose figures never refresh (vcsim reports fixed

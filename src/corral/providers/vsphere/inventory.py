@@ -18,7 +18,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from corral.providers.base import HostInfo, ProviderVm
+from corral.domain.models import HostHealth, HostInfo, ProviderVm
 from corral.providers.vsphere.hostfigures import HostFigures
 from corral.providers.vsphere.index import ObjectIndex
 from corral.providers.vsphere.scope import Scope, owns
@@ -353,7 +353,7 @@ class Inventory:
             cpu_vendor=cpu.vendor or _vendor(model),
             cpu_family=cpu.family,
             cpu_flags=cpu.flags,
-            health=str(p.get("overallStatus") or "gray"),
+            health=HostHealth.of(str(p.get("overallStatus") or "gray")),
             config_issues=len(p.get("configIssue") or []),
             memory_allocated_mb=allocated,
             stats_at=self.figures.stats_at.get(me),

@@ -11,19 +11,10 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.domain.models import VmSpec
-from corral.pools.readiness import tcp_reachable
-from corral.providers.base import (
-    CreateResult,
-    HostInfo,
-    HostUnavailable,
-    InventoryUpdate,
-    ProviderError,
-    ProviderVm,
-    TemplateInfo,
-    VmNotFound,
-)
+from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
+from corral.providers.base import CreateResult, HostUnavailable, InventoryUpdate, Provider, ProviderError, VmNotFound
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.probe import tcp_reachable
 from corral.providers.vsphere.feed import Feed
 from corral.providers.vsphere.tasks import TaskOutcome
 from corral.providers.vsphere.inventory import Inventory, Obj, moid
@@ -38,7 +29,7 @@ Probe = Callable[[str, int, float], Awaitable[bool]]
 NOT_RETRYABLE = (vim.fault.DuplicateName, vim.fault.InvalidName, vmodl.fault.InvalidArgument, vim.fault.NotFound)
 
 
-class VsphereProvider:
+class VsphereProvider(Provider):
     """A vCenter as a corral provider. ``docs/architecture.md`` says how it works and
     ``docs/configuration.md`` what it reads.
 

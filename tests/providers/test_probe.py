@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from corral.pools.readiness import tcp_reachable
+from corral.providers.probe import tcp_reachable
 from helpers import free_port
 
 
