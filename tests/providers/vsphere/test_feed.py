@@ -101,7 +101,7 @@ async def test_a_datacenter_can_be_chosen_and_an_unknown_one_is_named(vcsim: Vcs
     provider = make_provider(vcsim, datacenter="DC0")
     await provider.connect()
     try:
-        assert set(provider.inventory.host_ids) == set(vcsim.hosts())
+        assert set(provider.cache.host_ids) == set(vcsim.hosts())
         assert await provider.template_info(TEMPLATE) is not None
     finally:
         await provider.close()

@@ -36,7 +36,7 @@ async def test_a_tasks_end_arrives_while_the_inventory_loop_is_busy(vcsim: Vcsim
         took = time.monotonic() - started
         assert result.ok, result.error
         assert took < 2.5, took
-        assert "t1" not in provider.inventory.vm_ids  # the inventory loop was held all along
+        assert "t1" not in provider.cache.vm_ids  # the inventory loop was held all along
         assert provider.session.calls["RelocateVM_Task"] == provider.session.calls["PowerOnVM_Task"] == 1
     finally:
         release.set()

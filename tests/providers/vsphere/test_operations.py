@@ -6,11 +6,11 @@ import asyncio
 import json
 import threading
 
+from helpers import eventually
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, _wait
 from corral.domain.models import VmSpec
-from helpers import eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 
@@ -51,7 +51,7 @@ async def test_linked_clones_use_the_template_snapshot(vcsim: Vcsim) -> None:
     provider = make_provider(vcsim, pools={"linked": pool("linked", linked_clone=True), "full": pool("full")})
     await provider.connect()
     try:
-        target = provider.inventory.host_obj("DC0_C0_H0")
+        target = provider.cache.host_obj("DC0_C0_H0")
         template = provider._template(TEMPLATE)
         linked = provider._clone_spec(target, provider.pools["linked"], VmSpec("l", "linked", TEMPLATE), template)
         full = provider._clone_spec(target, provider.pools["full"], VmSpec("f", "full", TEMPLATE), template)
@@ -69,7 +69,7 @@ async def test_readiness_connects_to_the_name_with_domain_or_to_the_guest_ip(vcs
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="r1", pool="p", template=TEMPLATE)])
         # a create returns when its tasks ended; the inventory's own long poll shows the VM after
-        await eventually(lambda: (vm := provider.inventory.vm("r1")) is not None and vm.powered_on)
+        await eventually(lambda: (vm := provider.cache.vm("r1")) is not None and vm.powered_on)
         assert await provider.vm_ready("r1")
         assert listener.asked[-1] == "r1.example.test:22"
         await provider.power_off("r1")
@@ -101,7 +101,7 @@ async def test_start_vms_restarts_a_stopped_vm_on_another_host(vcsim: Vcsim) -> 
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="ha1", pool="p", template=TEMPLATE)])
         await asyncio.to_thread(lambda: _wait(vcsim.vm("ha1").PowerOffVM_Task()))  # its host died with it
-        while (vm := provider.inventory.vm("ha1")) is None or vm.powered_on:
+        while (vm := provider.cache.vm("ha1")) is None or vm.powered_on:
             await asyncio.sleep(0.05)
         [result] = await provider.start_vms("DC0_C0_H2", ["ha1"])
         assert result.ok, result
@@ -123,7 +123,7 @@ async def test_purge_removes_only_unconfigured_folders_beside_pool_folders(vcsim
     await provider.connect()  # purges at connect
     try:
         for _ in range(100):
-            names = {o.props.get("name") for o in provider.inventory.objects.values() if o.kind == "Folder"}
+            names = {o.props.get("name") for o in provider.cache.objects.values() if o.kind == "Folder"}
             if "old" not in names:
                 break
             await asyncio.sleep(0.05)
@@ -160,7 +160,7 @@ async def test_a_folder_made_is_used_at_once_without_waiting_for_the_feed(vcsim:
         for name in ("f1", "f2"):
             [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])
             assert result.ok, result.error
-        assert "f1" not in provider.inventory.vm_ids  # the inventory loop was held all along
+        assert "f1" not in provider.cache.vm_ids  # the inventory loop was held all along
         assert provider.session.calls["CreateFolder"] == 2  # Fresh, then p: once each
         for name in ("f1", "f2"):
             real = await asyncio.to_thread(vcsim.vm, name)

@@ -31,7 +31,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
-from corral.providers.vsphere.inventory import moid
+from corral.providers.vsphere.objects import moid
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")

@@ -24,13 +24,14 @@ from corral.providers.base import (
     VmNotFound,
 )
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.feed import Feed
-from corral.providers.vsphere.tasks import TaskOutcome
-from corral.providers.vsphere.inventory import Inventory, Obj, moid
 from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
+from corral.providers.vsphere.objects import Obj, moid
 from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session, fault_message
 from corral.providers.vsphere.settings import ReadyCheck, VspherePool, VsphereSettings, resolve_ready_check
+from corral.providers.vsphere.tasks import TaskOutcome
 
 log = logging.getLogger("corral.providers.vsphere")
 
@@ -84,8 +85,8 @@ class VsphereProvider:
                 folders.setdefault(pool.folder.strip("/"), []).append(pool.name)
         self._pool_by_folder = {path: names[0] for path, names in folders.items() if len(names) == 1}
         # on a vCenter shared with other providers, only this provider's VMs are reported
-        self.inventory = Inventory(self._pool_of_folder, Scope.of(self.pools.values()))
-        self.feed = Feed(self.session, self.inventory, self.changes, settings.datacenter)
+        self.cache = ObjectCache(self._pool_of_folder, Scope.of(self.pools.values()))
+        self.feed = Feed(self.session, self.cache, self.changes, settings.datacenter)
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._folder_lock = asyncio.Lock()
         # folders this provider made, by (parent moid, name), until the feed reports them
@@ -145,7 +146,7 @@ class VsphereProvider:
     async def list_hosts(self) -> list[HostInfo]:
         return (await self._full_read()).hosts()
 
-    async def _full_read(self) -> Inventory:
+    async def _full_read(self) -> ObjectCache:
         if not self.feed.views:
             raise ProviderError(f"vSphere provider {self.name!r}: the inventory view is not ready")
 
@@ -166,8 +167,8 @@ class VsphereProvider:
             return objects
 
         objects = await self._call("RetrievePropertiesEx", read)
-        snapshot = Inventory(self._pool_of_folder, self.inventory.scope)
-        snapshot.known_pools = self.inventory.known_pools  # the VMs this provider cloned are its own
+        snapshot = ObjectCache(self._pool_of_folder, self.cache.scope)
+        snapshot.known_pools = self.cache.known_pools  # the VMs this provider cloned are its own
         snapshot.replace(objects, set())
         return snapshot
 
@@ -184,9 +185,9 @@ class VsphereProvider:
         The address is the VM's name with its pool's domain appended, or the guest IP that
         VMware Tools report when ``ready_check_address`` is ``guest_ip``.
         """
-        vm = self.inventory.vm(name)
+        vm = self.cache.vm(name)
         if vm is None:
-            if name not in self.inventory.made:
+            if name not in self.cache.made:
                 raise VmNotFound(name)
             return False
         if not vm.powered_on:
@@ -209,15 +210,15 @@ class VsphereProvider:
             await self.changes.wait_past(self.changes.version, timeout)
             changes = self.changes.since(version)
         if changes is None:
-            return InventoryUpdate(version=self.changes.version, full=True, vms=self.inventory.vms(),
-                                   hosts=self.inventory.hosts())
-        views = {name: self.inventory.vm(name) for name in changes.vms}  # None: gone, or not ours now
+            return InventoryUpdate(version=self.changes.version, full=True, vms=self.cache.vms(),
+                                   hosts=self.cache.hosts())
+        views = {name: self.cache.vm(name) for name in changes.vms}  # None: gone, or not ours now
         return InventoryUpdate(
             version=self.changes.version,
             vms=[vm for vm in views.values() if vm is not None],
             removed_vms=[name for name, vm in views.items() if vm is None],
-            hosts=[host for host in map(self.inventory.host, changes.hosts) if host is not None],
-            removed_hosts=[name for name in changes.hosts if name not in self.inventory.host_ids],
+            hosts=[host for host in map(self.cache.host, changes.hosts) if host is not None],
+            removed_hosts=[name for name in changes.hosts if name not in self.cache.host_ids],
         )
 
     async def host_metrics(self, counters: list[str]) -> dict[str, dict[str, float]]:
@@ -233,7 +234,7 @@ class VsphereProvider:
             raise ProviderError(f"unknown performance counters: {', '.join(missing)}", retryable=False)
         by_key = {known[c]: c for c in counters}
         ids = [vim.PerformanceManager.MetricId(counterId=known[c], instance="") for c in counters]
-        hosts = {moid(o.ref): o for o in self.inventory.objects.values() if o.kind == "HostSystem"}
+        hosts = {moid(o.ref): o for o in self.cache.objects.values() if o.kind == "HostSystem"}
         specs = [vim.PerformanceManager.QuerySpec(entity=o.ref, metricId=ids, maxSample=1, intervalId=20)
                  for o in hosts.values()]
         result = await self._call("QueryPerf", lambda: manager.QueryPerf(querySpec=specs)) if specs else []
@@ -258,7 +259,7 @@ class VsphereProvider:
                                                         linked_clone=False)
         cloned = False
         try:
-            if self.inventory.vm_obj(spec.name) is not None or spec.name in self.inventory.made:
+            if self.cache.vm_obj(spec.name) is not None or spec.name in self.cache.made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
                                     retryable=False)
             await self._snapshots.idle()  # a template being snapshotted is a VM for a moment
@@ -269,20 +270,20 @@ class VsphereProvider:
             folder = await self._folder(pool.folder or spec.folder)
             base = await self._linked_base(pool, template, target)
             clone_spec = self._clone_spec(target, pool, spec, template, base)
-            self.inventory.known_pools[spec.name] = spec.pool  # the clone is this provider's as it enters
+            self.cache.known_pools[spec.name] = spec.pool  # the clone is this provider's as it enters
             outcome = await self._task("CloneVM_Task", lambda: template.ref.CloneVM_Task(
                 folder=folder, name=spec.name, spec=clone_spec))
             if not outcome.ok:
-                self.inventory.known_pools.pop(spec.name, None)
+                self.cache.known_pools.pop(spec.name, None)
                 retryable = not isinstance(outcome.fault, NOT_RETRYABLE)
                 return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
             vm, cloned = outcome.result, True
-            self.inventory.remember(spec.name, vm, spec.pool)
+            self.cache.remember(spec.name, vm, spec.pool)
             await self._settle(vm, target, clone_spec.config.annotation)
             return CreateResult(spec.name, ok=True)
         except ProviderError as exc:
             if not cloned:
-                self.inventory.known_pools.pop(spec.name, None)
+                self.cache.known_pools.pop(spec.name, None)
             return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable)
 
     async def _linked_base(self, pool: VspherePool, template: Obj, target: Obj) -> Any:
@@ -304,7 +305,7 @@ class VsphereProvider:
 
     async def _snapshot_template(self, path: str, template: Obj, target: Obj) -> Any:
         """Snapshot a template for linked clones (once: see linked.py); logs a failure."""
-        host = self.inventory.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
+        host = self.cache.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
         host = host if host is not None and host.kind == "HostSystem" else target  # where it is registered
         try:
             snapshot = await snapshot_template(template.ref, self._resource_pool(host), host.ref,
@@ -316,7 +317,7 @@ class VsphereProvider:
         log.info("snapshot made for linked clones", extra={"provider": self.name, "template": path})
         key = moid(template.ref)
         # until the feed shows a template again, a clone would find none
-        await self._until(lambda: bool(getattr(self.inventory.objects.get(key), "props", {}).get("config.template")))
+        await self._until(lambda: bool(getattr(self.cache.objects.get(key), "props", {}).get("config.template")))
         return snapshot
 
     def _clone_spec(self, target: Obj, pool: VspherePool, spec: VmSpec, template: Obj, base: Any = None) -> Any:
@@ -378,11 +379,11 @@ class VsphereProvider:
         return list(await asyncio.gather(*(self._start(target, name) for name in names)))
 
     async def _start(self, target: Obj, name: str) -> CreateResult:
-        obj = self.inventory.vm_obj(name)
+        obj = self.cache.vm_obj(name)
         if obj is None:
             return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False)
-        vm = self.inventory.vm(name)
-        current = self.inventory.host(vm.host) if vm is not None and vm.host else None
+        vm = self.cache.vm(name)
+        current = self.cache.host(vm.host) if vm is not None and vm.host else None
         if vm is not None and vm.powered_on and current is not None and current.up:
             return CreateResult(name, ok=False, retryable=False,
                                 error=f"VM {name!r} is still running on {vm.host}, which is up")
@@ -403,23 +404,23 @@ class VsphereProvider:
             outcome = await self._task("Destroy_Task", vm.Destroy_Task, about=(name, vm))
             self._raise(outcome, name, "destroy")
         except VmNotFound:
-            self.inventory.forget(name)
+            self.cache.forget(name)
             raise
-        self.inventory.forget(name)
-        await self._until(lambda: name not in self.inventory.vm_ids)
+        self.cache.forget(name)
+        await self._until(lambda: name not in self.cache.vm_ids)
 
     async def power_on(self, name: str) -> None:
         await self._power(self._vm(name), on=True, name=name)
-        await self._until(lambda: (v := self.inventory.vm(name)) is not None and v.powered_on)
+        await self._until(lambda: (v := self.cache.vm(name)) is not None and v.powered_on)
 
     async def power_off(self, name: str) -> None:
         await self._power(self._vm(name), on=False, name=name)
-        await self._until(lambda: (v := self.inventory.vm(name)) is not None and not v.powered_on)
+        await self._until(lambda: (v := self.cache.vm(name)) is not None and not v.powered_on)
 
     async def migrate_vm(self, name: str, host: str) -> None:
         vm = self._vm(name)
         await self._relocate(vm, self._host(host), name)
-        await self._until(lambda: (v := self.inventory.vm(name)) is not None and v.host == host)
+        await self._until(lambda: (v := self.cache.vm(name)) is not None and v.host == host)
 
     async def add_disk(self, name: str, size_gb: int) -> None:
         vm = self._vm(name)
@@ -493,10 +494,10 @@ class VsphereProvider:
         allow = set(self.settings.allowlist)
         parents = {path.rpartition("/")[0] for path in configured}
         doomed = []
-        for key, obj in list(self.inventory.objects.items()):
+        for key, obj in list(self.cache.objects.items()):
             if obj.kind != "Folder":
                 continue
-            path = self.inventory.folder_path(key)
+            path = self.cache.folder_path(key)
             if not path or path in configured or path.rpartition("/")[0] not in parents:
                 continue
             if path in allow or obj.props.get("name") in allow:
@@ -511,7 +512,7 @@ class VsphereProvider:
 
     def _child_folder(self, parent: Obj, name: str) -> Obj | None:
         key = (moid(parent.ref), name)
-        found = next((obj for obj in self.inventory.child(key[0], name) if obj.kind == "Folder"), None)
+        found = next((obj for obj in self.cache.child(key[0], name) if obj.kind == "Folder"), None)
         if found is not None:
             self._made_folders.pop(key, None)
             return found
@@ -519,9 +520,9 @@ class VsphereProvider:
 
     def _vm_root(self) -> Obj:
         wanted = self.settings.datacenter
-        for obj in self.inventory.named("Datacenter", wanted) if wanted else self.inventory.of_kind("Datacenter"):
+        for obj in self.cache.named("Datacenter", wanted) if wanted else self.cache.of_kind("Datacenter"):
             if "vmFolder" in obj.props:
-                folder = self.inventory.objects.get(moid(obj.props["vmFolder"]))
+                folder = self.cache.objects.get(moid(obj.props["vmFolder"]))
                 if folder is not None:
                     return folder
         raise ProviderError(f"vSphere provider {self.name!r}: no datacenter found", retryable=False)
@@ -532,39 +533,39 @@ class VsphereProvider:
         """A template by its path below the VM folder, or by its name when that is unique."""
         path = path.strip("/")
         folder, _, name = path.rpartition("/")
-        for obj in self.inventory.named("VirtualMachine", name):
+        for obj in self.cache.named("VirtualMachine", name):
             if obj.props.get("config.template") and \
-                    self.inventory.folder_path(getattr(obj.props.get("parent"), "_moId", None)) == folder:
+                    self.cache.folder_path(getattr(obj.props.get("parent"), "_moId", None)) == folder:
                 return obj
-        by_name = [obj for obj in self.inventory.named("VirtualMachine", path) if obj.props.get("config.template")]
+        by_name = [obj for obj in self.cache.named("VirtualMachine", path) if obj.props.get("config.template")]
         return by_name[0] if len(by_name) == 1 else None
 
     def _host(self, name: str) -> Obj:
-        obj = self.inventory.host_obj(name)
+        obj = self.cache.host_obj(name)
         if obj is None:
             raise HostUnavailable(f"host {name!r} is unknown to vSphere provider {self.name!r}")
-        info = self.inventory.host(name)
+        info = self.cache.host(name)
         if info is not None and (not info.up or info.maintenance):
             raise HostUnavailable(f"host {name!r} is {'in maintenance' if info.up else 'not connected'}")
         return obj
 
     def _resource_pool(self, host: Obj) -> Any:
-        parent = self.inventory.objects.get(getattr(host.props.get("parent"), "_moId", ""))
+        parent = self.cache.objects.get(getattr(host.props.get("parent"), "_moId", ""))
         if parent is None or parent.props.get("resourcePool") is None:
             raise ProviderError(f"host {host.props.get('name')!r} has no resource pool")
         return parent.props["resourcePool"]
 
     def _named(self, kind: str, name: str, what: str) -> Obj:
-        for obj in self.inventory.named(kind, name):
+        for obj in self.cache.named(kind, name):
             return obj
         raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.name!r}", retryable=False)
 
     def _vm(self, name: str) -> Any:
         """The VM's reference: the feed's, or the clone's until the feed reports it; else VmNotFound."""
-        obj = self.inventory.vm_obj(name)
+        obj = self.cache.vm_obj(name)
         if obj is not None:
             return obj.ref
-        made = self.inventory.made.get(name)
+        made = self.cache.made.get(name)
         if made is not None:
             return made
         raise VmNotFound(name)
