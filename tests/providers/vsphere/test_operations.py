@@ -52,9 +52,9 @@ async def test_linked_clones_use_the_template_snapshot(vcsim: Vcsim) -> None:
     await provider.connect()
     try:
         target = provider.cache.host_obj("DC0_C0_H0")
-        template = provider._template(TEMPLATE)
-        linked = provider._clone_spec(target, provider.pools["linked"], VmSpec("l", "linked", TEMPLATE), template)
-        full = provider._clone_spec(target, provider.pools["full"], VmSpec("f", "full", TEMPLATE), template)
+        template = provider.lookups.template(TEMPLATE)
+        linked = provider.cloner.clone_spec(target, provider.pools["linked"], VmSpec("l", "linked", TEMPLATE), template)
+        full = provider.cloner.clone_spec(target, provider.pools["full"], VmSpec("f", "full", TEMPLATE), template)
         assert linked.snapshot is not None and linked.location.diskMoveType == "createNewChildDiskBacking"
         assert full.snapshot is None and full.location.diskMoveType is None
         [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name="l1", pool="linked", template=TEMPLATE)])
@@ -135,7 +135,7 @@ async def test_purge_removes_only_unconfigured_folders_beside_pool_folders(vcsim
 async def test_a_folder_that_exists_already_is_found_not_its_parent(vcsim: Vcsim) -> None:
     """CreateFolder of a name that exists (made by someone else, or by an earlier call the feed
     has not reported yet) gives the existing folder: vcsim's DuplicateName names the parent."""
-    from corral.providers.vsphere.provider import create_folder
+    from corral.providers.vsphere.folders import create_folder
 
     def run() -> tuple[str, str, str]:
         content = vcsim.content
