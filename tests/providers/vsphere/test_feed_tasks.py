@@ -24,7 +24,7 @@ async def test_a_tasks_end_arrives_while_the_inventory_loop_is_busy(vcsim: Vcsim
     await provider.connect()
     busy, release = threading.Event(), threading.Event()
     try:
-        thread = provider.feed._thread
+        thread = provider.feed.thread
         assert thread is not None
         # the inventory loop's next WaitForUpdatesEx waits behind this (its current one ends
         # within feed_max_wait)
@@ -48,7 +48,7 @@ async def test_stop_ends_both_long_polls_at_once(vcsim: Vcsim) -> None:
     await provider.connect()
     try:
         feed = provider.feed
-        collectors = [feed._collector, feed.tasks._collector]
+        collectors = [feed.collector, feed.tasks.collector]
         assert all(c is not None for c in collectors) and collectors[0]._moId != collectors[1]._moId
         async with asyncio.timeout(5):
             await feed.tasks.ready.wait()

@@ -155,7 +155,7 @@ async def test_a_folder_made_is_used_at_once_without_waiting_for_the_feed(vcsim:
     await provider.connect()
     busy, release = threading.Event(), threading.Event()
     try:
-        provider.feed._thread.submit(lambda: (busy.set(), release.wait(20)))
+        provider.feed.thread.submit(lambda: (busy.set(), release.wait(20)))
         assert await asyncio.to_thread(busy.wait, 5)
         for name in ("f1", "f2"):
             [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])

@@ -81,6 +81,16 @@ class CollectorLoop:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    @property
+    def collector(self) -> Any:
+        """The PropertyCollector the loop reads now; None before it is built or once it is dropped."""
+        return self._collector
+
+    @property
+    def thread(self) -> ThreadPoolExecutor | None:
+        """The loop's own thread, on which its calls run, while it runs."""
+        return self._thread
+
     # -- what a subclass says --------------------------------------------------------------
 
     def _filter_spec(self, generation: int) -> Any:
