@@ -131,6 +131,8 @@ class ObjectCache:
             host = ref_id(obj.props.get("runtime.host"))
             if host is not None and host in self.on_host:
                 self.on_host[host].discard(key)
+        if name is None:
+            return
         if obj.kind == "VirtualMachine" and self.vm_ids.get(name) == key:
             del self.vm_ids[name]
         elif obj.kind == "HostSystem" and self.host_ids.get(name) == key:

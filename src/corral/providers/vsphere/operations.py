@@ -107,7 +107,7 @@ class VmOperations:
     async def add_disk(self, name: str, size_gb: int) -> None:
         vm = self.lookups.vm(name)
         devices = await self.calls.call("RetrieveProperties", lambda: vm.config.hardware.device, about=(name, vm))
-        controllers = [d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)] or \
+        controllers: list[Any] = [d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)] or \
                       [d for d in devices if isinstance(d, vim.vm.device.VirtualController)
                        and not isinstance(d, (vim.vm.device.VirtualIDEController, vim.vm.device.VirtualPCIController,
                                               vim.vm.device.VirtualPS2Controller, vim.vm.device.VirtualSIOController))]
