@@ -939,3 +939,17 @@ def test_unknown_keys_are_kept_for_the_config_layer() -> None:
     settings = SimSettings.model_validate({"filename": "/tmp/x", "latency": {"boot": 1}})
     assert settings.model_extra == {"filename": "/tmp/x"}
     assert settings.latency.boot == 1
+
+
+async def test_a_vm_that_vanishes_is_gone_from_the_feed_without_a_call(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"boot": 10_000})
+    await sim.create_vms(HOST, [spec("vm-1")])
+    feed = FeedReader(sim)
+    await feed.read()
+    before = dict(sim.calls)
+    assert sim.controls.vm("vm-1") is not None and not sim.controls.vm("vm-1").guest_ready  # type: ignore[union-attr]
+    sim.controls.vanish("vm-1")  # its boot timer goes with it
+    assert sim.controls.vm("vm-1") is None and dict(sim.calls) == before
+    await feed.until(lambda f: "vm-1" in f.removed, 2)
+    with pytest.raises(VmNotFound):
+        sim.controls.vanish("vm-1")
