@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Vcsim
 from corral.domain.models import Pool, VmSpec
-from corral.inventory import Inventory as CorralInventory
+from corral.inventory import Inventory
 from corral.inventory.monitor import MonitorSettings
 from corral.pools.placing import Placer
 from corral.providers.base import TemplateInfo
@@ -168,7 +168,7 @@ def refresh_stats(provider: VsphereProvider, host: str, cpu_mhz: int) -> None:
 async def test_a_placed_vm_keeps_its_cpu_reserved_until_its_host_stats_refresh(vcsim: Vcsim) -> None:
     """The placer, the inventory monitor and the vSphere provider on vcsim, end to end."""
     provider = make_provider(vcsim, pools={"p": pool("p")}, feed_max_wait=1)
-    inventory = CorralInventory({"vsphere": provider}, MonitorSettings(feed_timeout=1.0))
+    inventory = Inventory({"vsphere": provider}, MonitorSettings(feed_timeout=1.0))
     await provider.connect()
     await inventory.load()
     inventory.run()
