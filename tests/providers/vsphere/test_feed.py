@@ -55,7 +55,8 @@ async def test_a_lost_session_gives_a_fresh_snapshot_and_only_real_differences(v
     provider = make_provider(vcsim, pools={"p": pool("p")})
     await provider.connect()
     try:
-        await provider.create_vms("DC0_C0_H1", [VmSpec(name=n, pool="p", template=TEMPLATE) for n in ("k1", "k2", "k3")])
+        specs = [VmSpec(name=n, pool="p", template=TEMPLATE) for n in ("k1", "k2", "k3")]
+        await provider.create_vms("DC0_C0_H1", specs)
         feed = FeedReader(provider)
         await feed.until(lambda f: {"k1", "k2", "k3"} <= set(f.vms), 10)
         vcsim.terminate_sessions()

@@ -105,7 +105,7 @@ async def test_a_vm_the_feed_saw_leave_is_not_found_without_asking_vcenter(vcsim
         before = sum(provider.session.calls.values())
         with pytest.raises(VmNotFound):
             await provider.vm_ready("g2")
-        for operation, call in operations(provider, "g2").items():
+        for call in operations(provider, "g2").values():
             with pytest.raises(VmNotFound):
                 await call()
         assert sum(provider.session.calls.values()) == before  # answered from the feed's copy

@@ -34,13 +34,15 @@ async def test_a_clone_lands_in_its_folder_with_its_notes(vcsim: Vcsim) -> None:
 
 
 async def test_missing_folder_template_or_datastore_is_a_permanent_error_naming_it(vcsim: Vcsim) -> None:
-    pools = {"nofolder": pool("nofolder", folder="Nowhere/x"), "notemplate": pool("notemplate", template="Templates/gone"),
+    pools = {"nofolder": pool("nofolder", folder="Nowhere/x"),
+             "notemplate": pool("notemplate", template="Templates/gone"),
              "nodatastore": pool("nodatastore", datastore="NoSuchDS")}
     provider = make_provider(vcsim, pools=pools)
     await provider.connect()
     try:
-        results = await provider.create_vms("DC0_C0_H0", [VmSpec(name=f"e-{p}", pool=p, template=TEMPLATE) for p in pools])
-        for result, needle in zip(results, ("Nowhere/x", "Templates/gone", "NoSuchDS")):
+        specs = [VmSpec(name=f"e-{p}", pool=p, template=TEMPLATE) for p in pools]
+        results = await provider.create_vms("DC0_C0_H0", specs)
+        for result, needle in zip(results, ("Nowhere/x", "Templates/gone", "NoSuchDS"), strict=True):
             assert not result.ok and not result.retryable and needle in (result.error or ""), result
         assert not {"e-nofolder", "e-notemplate", "e-nodatastore"} & {vm.name for vm in await provider.list_vms()}
     finally:
