@@ -126,7 +126,7 @@ class Parts:
         provider = VsphereProvider("v", settings)
         self.cache = cache
         self.lookups = Lookups("v", cache, datacenter)
-        self.folders = Folders("v", cache, self.lookups, provider.calls, provider.session, create=False)
+        self.folders = Folders("v", cache, self.lookups, provider.vcenter, provider.session, create=False)
 
 
 def test_provider_lookups_follow_renames_and_moves() -> None:

@@ -92,13 +92,14 @@ class VsphereProvider:
         # on a vCenter shared with other providers, only this provider's VMs are reported
         self.cache = ObjectCache(self._pool_of_folder, Scope.of(self.pools.values()))
         self.feed = Feed(self.session, self.cache, self.changes, settings.datacenter)
-        self.calls = Calls(self.session, self.feed, self.changes, task_timeout=settings.task_timeout,
-                           feed_max_wait=settings.feed_max_wait)
+        # the calls and tasks every part makes (not ``calls``, which counts calls on the simulator)
+        self.vcenter = Calls(self.session, self.feed, self.changes, task_timeout=settings.task_timeout,
+                             feed_max_wait=settings.feed_max_wait)
         self.lookups = Lookups(name, self.cache, settings.datacenter)
-        self.folders = Folders(name, self.cache, self.lookups, self.calls, self.session, create=self.create_folders)
-        self.operations = VmOperations(self.cache, self.lookups, self.calls)
+        self.folders = Folders(name, self.cache, self.lookups, self.vcenter, self.session, create=self.create_folders)
+        self.operations = VmOperations(self.cache, self.lookups, self.vcenter)
         self.cloner = Cloner(name, settings.username, self.cache, self.lookups, self.folders, self.operations,
-                             self.calls, self.session, delta_disks=self.create_template_delta_disks)
+                             self.vcenter, self.session, delta_disks=self.create_template_delta_disks)
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._noticed = False  # the ignored settings were logged
         self._connected = False
@@ -174,7 +175,7 @@ class VsphereProvider:
                 result = collector.ContinueRetrievePropertiesEx(token=result.token)
             return objects
 
-        objects = await self.calls.call("RetrievePropertiesEx", read)
+        objects = await self.vcenter.call("RetrievePropertiesEx", read)
         snapshot = ObjectCache(self._pool_of_folder, self.cache.scope)
         snapshot.known_pools = self.cache.known_pools  # the VMs this provider cloned are its own
         snapshot.replace(objects, set())
@@ -234,7 +235,7 @@ class VsphereProvider:
         for every host, in one ``QueryPerf`` call. Unknown counters are an error naming them."""
         manager = self.session.content.perfManager
         if self._counters is None:  # the vCenter's counter list (hundreds) is read once
-            self._counters = await self.calls.call("RetrieveProperties", lambda: {
+            self._counters = await self.vcenter.call("RetrieveProperties", lambda: {
                 f"{c.groupInfo.key}.{c.nameInfo.key}.{c.rollupType}": c.key for c in manager.perfCounter})
         known = self._counters
         missing = [c for c in counters if c not in known]
@@ -245,7 +246,7 @@ class VsphereProvider:
         hosts = {moid(o.ref): o for o in self.cache.objects.values() if o.kind == "HostSystem"}
         specs = [vim.PerformanceManager.QuerySpec(entity=o.ref, metricId=ids, maxSample=1, intervalId=20)
                  for o in hosts.values()]
-        result = await self.calls.call("QueryPerf", lambda: manager.QueryPerf(querySpec=specs)) if specs else []
+        result = await self.vcenter.call("QueryPerf", lambda: manager.QueryPerf(querySpec=specs)) if specs else []
         out: dict[str, dict[str, float]] = {}
         for entity in result or []:
             name = hosts[moid(entity.entity)].props.get("name", moid(entity.entity))
