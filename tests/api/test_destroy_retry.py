@@ -25,7 +25,7 @@ def held(server: Server, name: str) -> bool:
 def test_a_held_destroy_is_shown_and_retried_on_delete(make_server: Callable[..., Server]) -> None:
     server = make_server(POOLS)
     name = checkout(server)
-    server.sim.fail_next("destroy", retryable=False)
+    server.sim.controls.fail_next("destroy", retryable=False)
     assert server.client.delete(f"/vm/{name}").json() == {"ok": True}
     server.wait(lambda: held(server, name))
 
@@ -48,7 +48,7 @@ def test_only_the_owner_asks_again_for_the_destroy_of_their_vm(make_server: Call
     server = make_server(POOLS, auth="static")
     alice = tok(server.token("alice"))
     name = checkout(server, alice)
-    server.sim.fail_next("destroy", retryable=False)
+    server.sim.controls.fail_next("destroy", retryable=False)
     assert server.client.delete(f"/vm/{name}", headers=alice).json() == {"ok": True}
     server.wait(lambda: held(server, name))
     assert server.client.delete(f"/vm/{name}", headers=tok(server.token("bob"))).status_code == 403

@@ -108,7 +108,7 @@ def test_inventory_events_reach_the_stream(make_server):
     reader = Reader(f"{server.url}/api/v3/events", params={"type": "host.down,host.up"})
     try:
         host = server.store.list_vms(pool="a")[0].host
-        server.service.pools.providers["sim"].set_host_down(host)  # a plain flag flip, safe from this thread
+        server.service.pools.providers["sim"].controls.set_host_down(host)  # a plain flag flip, safe from this thread
         down = reader.next()
         assert down["event"] == "host.down" and down["data"]["host"] == host and down["data"]["provider"] == "sim"
         assert "not responding" in down["data"]["reason"]

@@ -137,7 +137,7 @@ def test_delete_destroys_the_vms(make_server):
     assert server.ready("od") and len(server.ready("od")) == 1  # the stock is untouched
 
     # deleted while its VMs are still being cloned: they are destroyed once created
-    server.sim.stall("create", 0.1)
+    server.sim.controls.stall("create", 0.1)
     early = server.client.post("/ondemandvm", json={"od": 2}).json()["request_id"]
     server.wait(lambda: len(server.store.request_vms(early)) == 2)
     assert server.client.delete(f"/ondemandvm/{early}").json() == {"ok": True}
@@ -178,7 +178,7 @@ def test_with_auth_a_token_is_required_and_owns_the_request(make_server):
 
 def test_clone_limit_is_respected(make_server):
     server = make_server(POOLS, ondemand_clone_limit=2)
-    server.sim.stall("create", 0.15)
+    server.sim.controls.stall("create", 0.15)
     inflight = server.service.pools.manager.ondemand.inflight
     request_id = server.client.post("/ondemandvm", json={"od": 5}).json()["request_id"]
     seen, stock = set(), set()

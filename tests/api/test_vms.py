@@ -293,8 +293,8 @@ def test_disks_and_snapshots_go_through_the_provider(server):
     server.wait(lambda: server.client.get(f"/vm/{name}").json()[name].get("snapshots") == [snapshot])
     server.wait(lambda: sorted(server.client.get(f"/vm/{name}").json()[name].get("disk", [])) == ["+16gb", "+8gb"])
     provider = server.service.pools.providers["sim"]
-    assert sorted(provider.vm_disks(name)) == [8, 16] or len(provider.vm_disks(name)) == 2
-    assert snapshot in provider.vm_snapshots(name)
+    assert sorted(provider.controls.vm_disks(name)) == [8, 16] or len(provider.controls.vm_disks(name)) == 2
+    assert snapshot in provider.controls.vm_snapshots(name)
     assert server.client.post(f"/vm/{name}/snapshot/{snapshot}").status_code == 202
     assert server.client.post(f"/vm/{name}/snapshot/unknown").status_code == 404
     for size in ("0", "2049", "big"):
@@ -306,7 +306,7 @@ def test_disks_and_snapshots_go_through_the_provider(server):
 def test_a_failed_disk_task_changes_nothing(server):
     name = server.client.post("/vm/debian-12").json()["debian-12"]["hostname"]
     provider = server.service.pools.providers["sim"]
-    provider.fail_next("disk", 1)
+    provider.controls.fail_next("disk", 1)
     assert server.client.post(f"/vm/{name}/disk/8").status_code == 202
     server.wait(lambda: server.service.pools.manager.tasks.failures == 1)
     assert "disk" not in server.client.get(f"/vm/{name}").json()[name]
@@ -320,7 +320,7 @@ def test_64_concurrent_clients_never_get_the_same_vm(tmp_path: Path):
     doc = quick_config(tmp_path, pools, task_limit=50)
     with ServerThread(doc) as srv:
         srv.wait(lambda: srv.service.pools.store.counts().get("p", {}).get(VmState.READY, 0) == 50, timeout=30)
-        srv.service.pools.providers["sim"].stall("create", 3600)  # no refill during the test: the stock is 50
+        srv.service.pools.providers["sim"].controls.stall("create", 3600)  # no refill during the test: the stock is 50
 
         async def client(n: int) -> list[tuple[int, str | None]]:
             out = []

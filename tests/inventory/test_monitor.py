@@ -98,8 +98,8 @@ async def create(sim: SimProvider, name: str, host: str = H1, pool: str = "pool-
 
 
 async def test_load_fills_the_repository_without_vm_events(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("orphan", H1, None)
-    sim.inject_vm("vm-a", H2, "pool-a", guest_ready=False)
+    sim.controls.inject_vm("orphan", H1, None)
+    sim.controls.inject_vm("vm-a", H2, "pool-a", guest_ready=False)
     await watch.monitor.load()
     repo = watch.monitor.repo
     assert repo.loaded and sorted(repo.vms) == ["orphan", "vm-a"]
@@ -123,7 +123,7 @@ async def test_a_created_vm_arrives_as_vm_created_then_its_state_changes(sim: Si
     assert watch.monitor.vm("vm-a") is not None
     assert [v.name for v in watch.monitor.repo.vms_on(H2)] == ["vm-a"]
 
-    sim.set_guest_ready("vm-a", True)
+    sim.controls.set_guest_ready("vm-a", True)
     up = await watch.next(VmStateChanged, vm="vm-a", new=PowerState.UP)
     assert up.old is PowerState.BOOTING and watch.monitor.vm("vm-a").power_state is PowerState.UP  # type: ignore[union-attr]
 
@@ -135,7 +135,7 @@ async def test_a_created_vm_arrives_as_vm_created_then_its_state_changes(sim: Si
 
 
 async def test_a_destroyed_vm_is_vm_disappeared(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("vm-a", H3, "pool-b")
+    sim.controls.inject_vm("vm-a", H3, "pool-b")
     await watch.monitor.load()
     watch.run()
     await sim.destroy_vm("vm-a")
@@ -146,7 +146,7 @@ async def test_a_destroyed_vm_is_vm_disappeared(sim: SimProvider, watch: Watch) 
 
 
 async def test_a_migration_corral_asked_for_is_migration_done(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.monitor.load()
     watch.run()
     watch.monitor.expect_migration("vm-a", H2)
@@ -159,7 +159,7 @@ async def test_a_migration_corral_asked_for_is_migration_done(sim: SimProvider, 
 
 
 async def test_a_migration_nobody_asked_for_is_only_vm_moved(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.monitor.load()
     watch.run()
     watch.monitor.expect_migration("vm-a", H3)
@@ -171,9 +171,9 @@ async def test_a_migration_nobody_asked_for_is_only_vm_moved(sim: SimProvider, w
 async def test_maintenance_arrives_as_host_maintenance_changed(sim: SimProvider, watch: Watch) -> None:
     await watch.monitor.load()
     watch.run()
-    sim.set_host_maintenance(H3, True)
+    sim.controls.set_host_maintenance(H3, True)
     await watch.next(HostMaintenanceChanged, host=H3, maintenance=True)
-    sim.set_host_maintenance(H3, False)
+    sim.controls.set_host_maintenance(H3, False)
     await watch.next(HostMaintenanceChanged, host=H3, maintenance=False)
     assert len(watch.of(HostMaintenanceChanged)) == 2
 
@@ -181,10 +181,10 @@ async def test_maintenance_arrives_as_host_maintenance_changed(sim: SimProvider,
 async def test_a_host_back_before_the_grace_period_is_never_down(sim: SimProvider, watch: Watch) -> None:
     await watch.monitor.load()
     watch.run()
-    sim.set_host_down(H2)
+    sim.controls.set_host_down(H2)
     await eventually(lambda: not watch.monitor.repo.host(H2).up, 2.0)  # type: ignore[union-attr]
     assert H2 not in {h.name for h in watch.monitor.hosts()}, "an unresponsive host takes no VMs"
-    sim.set_host_down(H2, False)
+    sim.controls.set_host_down(H2, False)
     await eventually(lambda: watch.monitor.repo.host(H2).up, 2.0)  # type: ignore[union-attr]
     await asyncio.sleep(GRACE * 1.5)  # past the grace period the host would have had
     assert watch.of(HostDown) == [] and watch.of(HostUp) == []
@@ -195,12 +195,12 @@ async def test_a_host_back_before_the_grace_period_is_never_down(sim: SimProvide
 async def test_a_host_down_past_the_grace_period_is_host_down_then_host_up(sim: SimProvider, watch: Watch) -> None:
     await watch.monitor.load()
     watch.run()
-    sim.set_host_down(H2)
+    sim.controls.set_host_down(H2)
     down = await watch.next(HostDown, host=H2)
     assert "not responding" in down.reason and down.provider == "sim"
     assert H2 not in {h.name for h in watch.monitor.hosts()}
     assert len(watch.monitor.hosts()) == 3
-    sim.set_host_down(H2, False)
+    sim.controls.set_host_down(H2, False)
     await watch.next(HostUp, host=H2)
     assert H2 in {h.name for h in watch.monitor.hosts()}
     assert len(watch.of(HostDown)) == 1 and len(watch.of(HostUp)) == 1
@@ -209,9 +209,9 @@ async def test_a_host_down_past_the_grace_period_is_host_down_then_host_up(sim: 
 
 async def test_a_failing_feed_is_retried_and_counted(sim: SimProvider, watch: Watch) -> None:
     await watch.monitor.load()
-    sim.fail_next("wait_for_updates", 2)
+    sim.controls.fail_next("wait_for_updates", 2)
     watch.run()
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.next(VmCreated, vm="vm-a", timeout=5.0)  # the retries back off 0.5 s, then 1 s
     assert watch.monitor.stats.feed_errors == 2
     await create(sim, "vm-b")
@@ -249,7 +249,7 @@ async def test_a_host_filling_up_is_over_utilized_once_per_crossing() -> None:
 
 
 async def test_a_host_down_at_load_is_declared_down_after_the_grace_period(sim: SimProvider, watch: Watch) -> None:
-    sim.set_host_down(H3)
+    sim.controls.set_host_down(H3)
     await watch.monitor.load()
     assert H3 not in {h.name for h in watch.monitor.hosts()}
     assert watch.published == []
@@ -259,10 +259,10 @@ async def test_a_host_down_at_load_is_declared_down_after_the_grace_period(sim: 
 
 async def test_a_feed_that_lost_its_place_answers_a_full_snapshot_that_is_diffed(sim: SimProvider,
                                                                                 watch: Watch) -> None:
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.monitor.load()
     watch.monitor.repo.version = 1  # older than anything the simulator's feed can answer
-    sim.inject_vm("vm-b", H2, "pool-a")
+    sim.controls.inject_vm("vm-b", H2, "pool-a")
     watch.run()
     await watch.next(VmCreated, vm="vm-b")
     assert watch.monitor.stats.resnapshots == 1
@@ -286,7 +286,7 @@ async def test_reconcile_finds_nothing_when_the_feed_kept_up(sim: SimProvider, w
 
 
 async def test_reconcile_repairs_drift_and_publishes_the_missed_events(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.monitor.load()
     repo = watch.monitor.repo
     real = repo.vm("vm-a")
@@ -304,11 +304,11 @@ async def test_reconcile_repairs_drift_and_publishes_the_missed_events(sim: SimP
 
 
 async def test_reconcile_catches_up_with_changes_the_feed_missed(sim: SimProvider, watch: Watch) -> None:
-    sim.inject_vm("vm-a", H1, "pool-a")
+    sim.controls.inject_vm("vm-a", H1, "pool-a")
     await watch.monitor.load()
     watch.run()
     await watch.stop_feed()
-    sim.inject_vm("vm-b", H2, "pool-a")  # vm-b, and H2's use
+    sim.controls.inject_vm("vm-b", H2, "pool-a")  # vm-b, and H2's use
     repaired = await watch.monitor.reconcile()
     assert repaired == 2 and watch.monitor.stats.repairs == 2
     assert watch.monitor.vm("vm-b") is not None
@@ -322,7 +322,7 @@ async def test_the_inventory_loads_runs_publishes_and_stops() -> None:
     sims = {"east": slow_boot_sim("east"), "west": slow_boot_sim("west")}
     for provider in sims.values():
         await provider.connect()
-    sims["east"].inject_vm("pre", H1, "pool-a")
+    sims["east"].controls.inject_vm("pre", H1, "pool-a")
     inventory = Inventory(sims, MonitorSettings(feed_timeout=1.0, host_down_grace_s=GRACE))
     assert inventory.bus is not None
     got: list[Event] = []
@@ -335,7 +335,7 @@ async def test_the_inventory_loads_runs_publishes_and_stops() -> None:
         await inventory.load()
         assert inventory["east"].vm("pre") is not None and inventory["west"].repo.vms == {}
         inventory.run()
-        sims["west"].inject_vm("vm-w", H2, "pool-b")
+        sims["west"].controls.inject_vm("vm-w", H2, "pool-b")
         await create(sims["east"], "vm-e", H3)
         await eventually(lambda: {(e.provider, e.vm) for e in got if isinstance(e, VmCreated)}
                          == {("west", "vm-w"), ("east", "vm-e")}, 2.0)
@@ -365,7 +365,7 @@ async def test_the_inventory_reports_a_host_down(sim: SimProvider) -> None:
     try:
         await inventory.load()
         inventory.run()
-        sim.set_host_down(H3)
+        sim.controls.set_host_down(H3)
         await eventually(lambda: inventory.snapshot()["providers"]["sim"]["hosts_down"] == [H3], 2.0)  # type: ignore[index]
         assert H3 not in {h.name for h in inventory["sim"].hosts()}
     finally:

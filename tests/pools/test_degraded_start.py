@@ -46,7 +46,7 @@ async def test_the_other_providers_serve_while_one_is_retried_until_it_comes_up(
     caplog.set_level(logging.INFO)
     store = SqliteStore(tmp_path / "corral.db")
     a, b = SimProvider("a", sim_settings()), SimProvider("b", sim_settings())
-    b.fail_next("connect", 3)
+    b.controls.fail_next("connect", 3)
     manager = _manager(store, {"a": a, "b": b}, retry_s=0.1)
     try:
         await manager.start()
@@ -86,7 +86,7 @@ async def test_the_vms_of_a_provider_that_is_down_are_left_alone_until_it_is_bac
     stock = {v.name for v in store.list_vms(pool="pb", states=(VmState.READY,))}
     await first.stop()
 
-    b.fail_next("connect", 2)
+    b.controls.fail_next("connect", 2)
     again = _manager(store, {"a": a, "b": b}, retry_s=0.25)
     try:
         await again.start()

@@ -23,7 +23,7 @@ async def test_a_permanent_destroy_failure_is_held_until_asked_for_again(harness
     manager = await harness.start([pool_factory("a", 1)])
     await harness.wait_full()
     [vm] = manager.checkout(["a"])
-    harness.provider.fail_next("destroy", retryable=False)  # one failure only: any retry would succeed
+    harness.provider.controls.fail_next("destroy", retryable=False)  # one failure only: any retry would succeed
     assert manager.return_vm(vm.name)
     await eventually(lambda: vm.name in manager.destroys.failures)
     await asyncio.sleep(20 * SWEEP_S)  # twenty sweeps
@@ -57,7 +57,7 @@ async def test_a_retryable_destroy_failure_is_retried_less_and_less_often(harnes
     manager = await harness.start([pool_factory("a", 1)])
     await harness.wait_full()
     [vm] = manager.checkout(["a"])
-    harness.provider.fail_next("destroy", 1000)
+    harness.provider.controls.fail_next("destroy", 1000)
     assert manager.return_vm(vm.name)
     await asyncio.sleep(32 * SWEEP_S)  # 1.6 s: tries after 0, 0.05, 0.15, 0.35, 0.75 and 1.55 s
     calls = harness.provider.calls["destroy_vm"]

@@ -62,7 +62,7 @@ async def test_host_down_after_the_grace_drops_its_ready_vms_and_refills_elsewhe
     downs = collect(manager, "test", (HostDown, HostUp))
     host = harness.store.list_vms(states=[VmState.READY])[0].host
     on_host = {v.name for v in harness.store.list_vms(states=[VmState.READY]) if v.host == host}
-    harness.provider.set_host_down(host)
+    harness.provider.controls.set_host_down(host)
     await asyncio.sleep(0.1)  # within the grace: nothing happens yet
     assert all(harness.store.get_vm(n).state is VmState.READY for n in on_host)
     await eventually(lambda: all(harness.store.get_vm(n).state is VmState.DESTROYED for n in on_host), timeout=5)
@@ -70,7 +70,7 @@ async def test_host_down_after_the_grace_drops_its_ready_vms_and_refills_elsewhe
     assert all(v.host != host for v in harness.store.list_vms(pool="a", states=[VmState.READY]))
     assert [type(e) for e in downs] == [HostDown] and downs[0].host == host
     assert manager.reactions.host_drops == len(on_host)
-    harness.provider.set_host_down(host, down=False)
+    harness.provider.controls.set_host_down(host, down=False)
     await eventually(lambda: [type(e) for e in downs] == [HostDown, HostUp])
 
 
@@ -81,9 +81,9 @@ async def test_a_host_that_flaps_within_the_grace_drops_nothing(harness, pool_fa
     downs = collect(manager, "test", HostDown)
     host = harness.store.list_vms(states=[VmState.READY])[0].host
     for _ in range(3):
-        harness.provider.set_host_down(host)
+        harness.provider.controls.set_host_down(host)
         await asyncio.sleep(0.1)
-        harness.provider.set_host_down(host, down=False)
+        harness.provider.controls.set_host_down(host, down=False)
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.6)
     assert downs == []
@@ -125,8 +125,7 @@ async def test_the_manager_resyncs_after_its_queue_overflowed(harness, pool_fact
     sub.maxsize = 1  # the next burst overflows the manager's queue
     sim = harness.provider
     for name in victims:  # both gone in one step, behind corral's back: one feed answer, two events
-        sim._cluster.remove(name)
-        sim._feed.touch("vm", name)
+        sim.controls.vanish(name)
     await eventually(lambda: manager.bus.stats["pool-manager"].resyncs >= 1)
     sub.maxsize = 10_000
     # the first VmDisappeared was lost to the overflow; the resync found that VM gone anyway
@@ -164,7 +163,7 @@ async def test_the_sweep_still_covers_a_dead_feed(harness, pool_factory):
     sim = sim_settings()
     manager = await harness.start([pool_factory("a", 3)], sim=sim,
                                   settings=ManagerSettings(task_limit=10, check_interval=0.05, feed_timeout=1))
-    harness.provider.stall("wait_for_updates", 60)  # the feed hangs from its next call on
+    harness.provider.controls.stall("wait_for_updates", 60)  # the feed hangs from its next call on
     await harness.wait_full()
     (vm,) = manager.checkout(["a"])
     await harness.wait_full()

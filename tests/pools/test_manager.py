@@ -38,7 +38,7 @@ async def test_checkout_is_all_or_nothing(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 2), pool_factory("b", 1)],
                                   settings=ManagerSettings(task_limit=10, check_interval=60, feed_timeout=1))
     await harness.wait_full()
-    harness.provider.stall("create", 30)  # no refill may sneak in during the test
+    harness.provider.controls.stall("create", 30)  # no refill may sneak in during the test
     assert manager.checkout(["a", "b", "b"]) is None
     assert ready_counts(harness.store) == {"a": 2, "b": 1}
     got = manager.checkout(["a", "b"])
@@ -129,7 +129,7 @@ async def test_clone_failures_are_cleaned_up_and_retried(harness, pool_factory):
 
 async def test_whole_clone_call_failure_is_rerun_on_another_host(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 3)], sim=sim_settings())
-    harness.provider.fail_next("create", 2)
+    harness.provider.controls.fail_next("create", 2)
     await harness.wait_full()
     assert manager.runner.stats.reruns >= 2 and manager.stats.clone_failures == 0
     tried: dict[str, list[str]] = {}
@@ -149,9 +149,9 @@ async def test_orphans_at_the_provider_are_destroyed(harness, pool_factory):
     provider = SimProvider("sim", sim_settings())
     await provider.connect()
     host = (await provider.list_hosts())[0].name
-    provider.inject_vm("orphan-in-pool", host, "a")
-    provider.inject_vm("someone-elses", host, None)
-    provider.inject_vm("other-pool-vm", host, "not-configured")
+    provider.controls.inject_vm("orphan-in-pool", host, "a")
+    provider.controls.inject_vm("someone-elses", host, None)
+    provider.controls.inject_vm("other-pool-vm", host, "not-configured")
     harness.provider = provider
     from corral.pools.manager import PoolManager
 
@@ -188,7 +188,7 @@ async def test_destroy_failure_is_retried_by_the_sweep(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 1)])
     await harness.wait_full()
     (vm,) = manager.checkout(["a"])
-    harness.provider.fail_next("destroy", 2)
+    harness.provider.controls.fail_next("destroy", 2)
     assert manager.return_vm(vm.name)
     await eventually(lambda: harness.store.get_vm(vm.name).state is VmState.DESTROYED, timeout=5)
     assert vm.name not in {v.name for v in await harness.provider.list_vms()}
@@ -198,7 +198,7 @@ async def test_host_down_makes_ready_vms_there_unusable(harness, pool_factory):
     await harness.start([pool_factory("a", 4)])
     await harness.wait_full()
     host = harness.store.list_vms(states=[VmState.READY])[0].host
-    harness.provider.set_host_down(host)
+    harness.provider.controls.set_host_down(host)
     # new clones avoid the down host
     manager = harness.manager
     manager.checkout(["a", "a", "a", "a"])
@@ -210,7 +210,7 @@ async def test_host_down_makes_ready_vms_there_unusable(harness, pool_factory):
 async def test_a_failing_change_feed_is_retried(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 3)],
                                   settings=ManagerSettings(task_limit=10, check_interval=60, feed_timeout=1))
-    harness.provider.fail_next("wait_for_updates", 2)
+    harness.provider.controls.fail_next("wait_for_updates", 2)
     await harness.wait_full()  # readiness comes only from the feed here: the sweep is a minute away
     assert manager.inventory["sim"].stats.feed_errors == 2
 
@@ -227,7 +227,7 @@ async def test_periodic_reconcile_finds_orphans_and_spares_vms_being_cloned(harn
     assert not harness.store.list_vms(states=[VmState.DESTROYED, VmState.FAILED, VmState.COMPLETED])
 
     host = harness.store.list_vms(states=[VmState.READY])[0].host
-    harness.provider.inject_vm("late-orphan", host, "a")
+    harness.provider.controls.inject_vm("late-orphan", host, "a")
     await manager.reconcile()
     await eventually(lambda: manager.stats.orphans_destroyed == 1)
     assert "late-orphan" not in {v.name for v in await harness.provider.list_vms()}

@@ -35,7 +35,7 @@ def watch_migrations(provider) -> dict[str, int]:
 
 
 async def load_host(harness, manager, host: str) -> None:
-    harness.provider.inject_vm("foreign-big", host, None, template="big")
+    harness.provider.controls.inject_vm("foreign-big", host, None, template="big")
     await eventually(lambda: manager.inventory["sim"].repo.hosts[host].memory_used_mb >= 160_000)
 
 
@@ -91,7 +91,7 @@ async def test_a_failed_migration_leaves_the_vm_running_where_it_was(harness, po
                                   sim=sim_settings(**SIM))
     await harness.wait_full()
     await load_host(harness, manager, "sim-host-01")
-    harness.provider.fail_next("migrate")
+    harness.provider.controls.fail_next("migrate")
     vms = manager.checkout(["a", "a"])
     (busy,) = [v.name for v in vms if v.host == "sim-host-01"]
     await eventually(lambda: manager.migrations.stats.failed == 1 and not manager.migrations.in_flight)

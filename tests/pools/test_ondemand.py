@@ -32,7 +32,7 @@ async def test_a_request_is_built_beside_the_pool_and_handed_to_its_user(harness
 
 async def test_deleting_a_request_destroys_its_vms_even_those_being_cloned(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 0)])
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.ondemand.submit(_request("r2", ("a", 2)))
     await eventually(lambda: len(manager.ondemand.inflight) == 2)
     manager.ondemand.delete("r2")
@@ -46,7 +46,7 @@ async def test_deleting_a_request_destroys_its_vms_even_those_being_cloned(harne
 async def test_a_request_past_its_ttl_fails_and_its_vms_go(harness, pool_factory):
     settings = ManagerSettings(check_interval=0.05, feed_timeout=1.0, ondemand_ttl_s=0.2)
     manager = await harness.start([pool_factory("a", 0)], settings=settings)
-    harness.provider.stall("create", 0.5)
+    harness.provider.controls.stall("create", 0.5)
     manager.ondemand.submit(_request("r3", ("a", 1)))
     await eventually(lambda: harness.store.get_request("r3").status == RequestStatus.FAILED)
     await eventually(lambda: not harness.store.request_vms("r3"), timeout=10)
@@ -56,7 +56,7 @@ async def test_a_request_past_its_ttl_fails_and_its_vms_go(harness, pool_factory
 async def test_ondemand_clone_limit(harness, pool_factory):
     settings = ManagerSettings(check_interval=0.05, feed_timeout=1.0, ondemand_clone_limit=2)
     manager = await harness.start([pool_factory("a", 0)], settings=settings)
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.ondemand.submit(_request("r4", ("a", 5)))
     await eventually(lambda: len(manager.ondemand.inflight) == 2)
     peak = 0
@@ -72,7 +72,7 @@ async def test_a_vm_left_ready_by_a_crash_is_handed_out_by_the_sweep(harness, po
     request = _request("r5", ("a", 1))
     harness.store.add_request(request)
     # what a crash between "ready" and "handed out" leaves behind: a ready VM of a pending request
-    harness.provider.inject_vm("leftover", "sim-host-01", "a")
+    harness.provider.controls.inject_vm("leftover", "sim-host-01", "a")
     harness.store.add_vm(Vm(name="leftover", pool="a", template="tmpl-a", provider="sim", host="sim-host-01",
                             state=VmState.PENDING, created_at=time.time(), request_id="r5"))
     harness.store.transition("leftover", (VmState.PENDING,), VmState.READY, ready_at=time.time())

@@ -53,7 +53,7 @@ async def test_reservations_hold_until_the_inventory_shows_the_vm(harness, pool_
 
 async def test_a_failed_create_releases_its_reservation(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 0)], settings=ManagerSettings(**SETTINGS))
-    harness.provider.fail_next("create", 3)
+    harness.provider.controls.fail_next("create", 3)
     manager.set_pool_size("a", 3)
     await eventually(lambda: manager.runner.stats.reruns >= 3)
     await harness.wait_full()
@@ -95,9 +95,9 @@ async def test_cpu_needs_and_host_state_decide_the_hosts(harness, pool_factory):
     )
     manager = await harness.start([pool_factory("plain", 0), pool_factory("wide", 0, template="tmpl-wide")],
                                   settings=ManagerSettings(**SETTINGS), sim=sim)
-    harness.provider.set_host_maintenance("sim-host-03")
-    harness.provider.set_host_health("sim-host-04", "yellow")
-    harness.provider.set_host_health("sim-host-02", "green", config_issues=2)
+    harness.provider.controls.set_host_maintenance("sim-host-03")
+    harness.provider.controls.set_host_health("sim-host-04", "yellow")
+    harness.provider.controls.set_host_health("sim-host-02", "green", config_issues=2)
     await eventually(lambda: manager.inventory["sim"].repo.hosts["sim-host-02"].config_issues == 2)
     manager.set_pool_size("wide", 4)
     manager.set_pool_size("plain", 3)
@@ -105,18 +105,18 @@ async def test_cpu_needs_and_host_state_decide_the_hosts(harness, pool_factory):
     assert set(hosts_of(harness.store, "wide")) == {"sim-host-01"}
     assert set(hosts_of(harness.store, "plain")) == {"sim-host-01"}
 
-    harness.provider.set_host_maintenance("sim-host-01")
-    harness.provider.set_host_health("sim-host-02")
+    harness.provider.controls.set_host_maintenance("sim-host-01")
+    harness.provider.controls.set_host_health("sim-host-02")
     await eventually(lambda: manager.inventory["sim"].repo.hosts["sim-host-02"].config_issues == 0)
     manager.set_pool_size("wide", 6)
     await harness.wait_full()
     assert hosts_of(harness.store, "wide")["sim-host-02"] == 2  # the only other host with avx512f
     manager.set_pool_size("wide", 7)
-    harness.provider.set_host_maintenance("sim-host-02")
+    harness.provider.controls.set_host_maintenance("sim-host-02")
     await eventually(lambda: "wide" in manager.placer.failures)
     why = manager.placer.failures["wide"]
     assert "(4 hosts rejected)" in why and "flags avx512f" in why
     assert "in maintenance x3 (sim-host-01; sim-host-02; sim-host-03)" in why
     assert "health x1 (sim-host-04: status yellow)" in why
-    harness.provider.set_host_maintenance("sim-host-03", False)
+    harness.provider.controls.set_host_maintenance("sim-host-03", False)
     await eventually(lambda: "lacks avx512f" in manager.placer.failures["wide"])

@@ -41,17 +41,17 @@ async def test_ha_restarts_go_before_reruns_and_reruns_before_refills(harness, p
     manager.set_pool_size("ha", 0)  # no refill of the HA pool in the way
     sim_ = harness.provider
     # two calls that hold both slots for a while, then fail: their VMs become reruns
-    sim_.stall("create", 0.4)
-    sim_.fail_next("create", 2)
+    sim_.controls.stall("create", 0.4)
+    sim_.controls.fail_next("create", 2)
     manager.set_pool_size("blk", 2)
     await eventually(lambda: manager.runner.gate.in_flight == 2)
-    sim_.stall("create", 0)
-    sim_.stall("start", 0.05)  # HA restarts take a moment: the second rerun is queued meanwhile
+    sim_.controls.stall("create", 0)
+    sim_.controls.stall("start", 0.05)  # HA restarts take a moment: the second rerun is queued meanwhile
     manager.set_pool_size("fill", 6)
     await eventually(lambda: manager.runner.queue.by_class[Priority.REFILL] == 6)
     dead = held[0].host
     on_dead = {v.name for v in held if v.host == dead}
-    sim_.set_host_down(dead)
+    sim_.controls.set_host_down(dead)
     await eventually(lambda: manager.runner.queue.by_class[Priority.HA_RESTART] == len(on_dead))
     first = len(manager.runner.log) - 2  # the fill of the HA pool went before
     assert manager.runner.gate.in_flight == 2 and manager.runner.log[first].classes[0] is Priority.REFILL
@@ -80,7 +80,7 @@ async def test_a_failing_host_gets_at_most_max_tries_per_vm_and_vms_land_elsewhe
     provider = harness.provider
     failing = {"sim-host-01", "sim-host-02", "sim-host-03"}
     for host in failing:
-        provider.fail_on_host(host)
+        provider.controls.fail_on_host(host)
     manager.set_pool_size("a", 12)
     await harness.wait_full(timeout=20)
     tried = tries_by_vm(provider)
@@ -101,7 +101,7 @@ async def test_a_failing_host_gets_at_most_max_tries_per_vm_and_vms_land_elsewhe
 
 async def test_one_failing_host_gets_one_try_per_vm(harness, pool_factory):
     manager = await harness.start([pool_factory("a", 0)], sim=sim_settings(hosts=4), settings=settings())
-    harness.provider.fail_on_host("sim-host-02")
+    harness.provider.controls.fail_on_host("sim-host-02")
     manager.set_pool_size("a", 16)
     await harness.wait_full()
     tried = tries_by_vm(harness.provider)
@@ -132,7 +132,7 @@ async def test_ha_restart_moves_checked_out_vms_and_leaves_others(harness, pool_
     ha_on_dead = {v.name for v in ha_vms if v.host == dead}
     plain_on_dead = {v.name for v in plain_vms if v.host == dead}
     ready_on_dead = {v.name for v in harness.store.list_vms(states=[VmState.READY]) if v.host == dead}
-    harness.provider.set_host_down(dead)
+    harness.provider.controls.set_host_down(dead)
     await eventually(lambda: manager.creator.ha_restarts == len(ha_on_dead))
     at_provider = {v.name: v for v in await harness.provider.list_vms()}
     for name in ha_on_dead:
@@ -148,7 +148,7 @@ async def test_ha_restart_moves_checked_out_vms_and_leaves_others(harness, pool_
 
 
 def at_provider_ready(harness, name: str) -> bool:
-    vm = harness.provider._cluster.vms.get(name)
+    vm = harness.provider.controls.vm(name)
     return vm is not None and vm.guest_ready
 
 
@@ -157,9 +157,9 @@ async def test_an_ha_restart_of_a_returned_vm_is_dropped(harness, pool_factory):
                                   settings=settings(task_limit=1))
     await harness.wait_full()
     vms = manager.checkout(["ha"] * 4)
-    harness.provider.stall("start", 0.3)
+    harness.provider.controls.stall("start", 0.3)
     dead = vms[0].host
-    harness.provider.set_host_down(dead)
+    harness.provider.controls.set_host_down(dead)
     await eventually(lambda: manager.runner.stats.calls >= 1 and manager.runner.held)
     victim = vms[0].name
     assert manager.return_vm(victim)
@@ -172,10 +172,10 @@ async def test_an_ha_restart_of_a_returned_vm_is_dropped(harness, pool_factory):
 async def test_shrinking_a_pool_drops_its_queued_work(harness, pool_factory):
     manager = await harness.start([pool_factory("blk", 0), pool_factory("a", 0)], sim=sim_settings(hosts=1),
                                   settings=settings(task_limit=1))
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.set_pool_size("blk", 1)
     await eventually(lambda: manager.runner.gate.in_flight == 1)
-    harness.provider.stall("create", 0)
+    harness.provider.controls.stall("create", 0)
     manager.set_pool_size("a", 10)
     await eventually(lambda: manager.runner.waiting("a") == 10)
     manager.set_pool_size("a", 2)
@@ -191,10 +191,10 @@ async def test_deleting_an_ondemand_request_drops_its_queued_work(harness, pool_
 
     manager = await harness.start([pool_factory("blk", 0), pool_factory("od", 0)], sim=sim_settings(hosts=1),
                                   settings=settings(task_limit=1))
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.set_pool_size("blk", 1)
     await eventually(lambda: manager.runner.gate.in_flight == 1)
-    harness.provider.stall("create", 0)
+    harness.provider.controls.stall("create", 0)
     request = OndemandRequest(id="req-1", requested=[RequestedPool("od", "od", 3)], created_at=manager.clock())
     assert manager.ondemand.submit(request)
     await eventually(lambda: manager.runner.waiting_for_request("req-1") == 3)
@@ -210,7 +210,7 @@ async def test_a_full_queue_refuses_requests_with_a_reason_and_caps_refills(harn
 
     manager = await harness.start([pool_factory("blk", 0), pool_factory("a", 0), pool_factory("od", 0)],
                                   sim=sim_settings(hosts=1), settings=settings(task_limit=1, queue_limit=10))
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.set_pool_size("blk", 1)
     await eventually(lambda: manager.runner.gate.in_flight == 1)
     manager.set_pool_size("a", 50)
@@ -227,7 +227,7 @@ async def test_a_full_queue_refuses_requests_with_a_reason_and_caps_refills(harn
     assert harness.store.get_request("big") is None, "a refused request leaves nothing behind"
     ok = OndemandRequest(id="fits", requested=[RequestedPool("od", "od", 5)], created_at=manager.clock())
     assert manager.ondemand.submit(ok)
-    harness.provider.stall("create", 0)
+    harness.provider.controls.stall("create", 0)
     await eventually(lambda: harness.store.get_request("fits").status == "ready", timeout=10)
 
 
@@ -244,10 +244,10 @@ async def test_a_pool_with_a_higher_priority_goes_first_within_its_class(harness
     sim = sim_settings(hosts=2, bulk_calls=False)
     manager = await harness.start([pool_factory("blk", 0), pool_factory("lo", 0), pool_factory("hi", 0, priority=5)],
                                   sim=sim, settings=settings(task_limit=1))
-    harness.provider.stall("create", 0.3)
+    harness.provider.controls.stall("create", 0.3)
     manager.set_pool_size("blk", 1)
     await eventually(lambda: manager.runner.gate.in_flight == 1)
-    harness.provider.stall("create", 0)
+    harness.provider.controls.stall("create", 0)
     manager.set_pool_size("lo", 3)  # asked for first
     await eventually(lambda: manager.runner.waiting("lo") == 3)
     manager.set_pool_size("hi", 3)

@@ -88,7 +88,7 @@ async def test_a_host_runs_clone_slots_clones_side_by_side(make_sim: MakeSim) ->
 
 async def test_jitter_stays_within_its_band(make_sim: MakeSim) -> None:
     sim = await make_sim(time_scale=0.01, jitter=0.5, seed=1, latency={"destroy": 10})
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     started = time.monotonic()
     await sim.destroy_vm("vm-1")
     assert 0.045 <= time.monotonic() - started < 0.5
@@ -124,7 +124,7 @@ async def test_boot_failure_rate_one_means_never_ready(make_sim: MakeSim) -> Non
 
 async def test_destroy_and_migrate_failure_rates_leave_the_vm_alone(make_sim: MakeSim) -> None:
     sim = await make_sim(failure_rates={"destroy": 1.0, "migrate": 1.0})
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     with pytest.raises(ProviderError):
         await sim.destroy_vm("vm-1")
     with pytest.raises(ProviderError):
@@ -163,7 +163,7 @@ async def test_template_info_reports_size_and_cpu_needs(make_sim: MakeSim) -> No
     strict = await make_sim(strict_templates=True, templates={"win": {"cpus": 4}})
     assert await strict.template_info("other") is None
     assert (await strict.template_info("win")).cpus == 4
-    strict.fail_next("template_info")
+    strict.controls.fail_next("template_info")
     with pytest.raises(ProviderError, match="injected failure"):
         await strict.template_info("win")
     await strict.close()
@@ -173,7 +173,7 @@ async def test_template_info_reports_size_and_cpu_needs(make_sim: MakeSim) -> No
 
 async def test_a_powered_off_vm_uses_no_cpu_or_memory(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     await sim.power_off("vm-1")
     used = await host(sim)
     assert used.memory_used_mb == 0 and used.cpu_used_mhz == 0 and used.vm_count == 1
@@ -207,7 +207,7 @@ async def test_a_down_host_takes_no_vms_and_its_vms_are_not_ready(make_sim: Make
     feed = FeedReader(sim)
     await feed.read()
 
-    sim.set_host_down(HOST)
+    sim.controls.set_host_down(HOST)
     assert not await sim.vm_ready("vm-1")
     with pytest.raises(HostUnavailable):
         await sim.create_vms(HOST, [spec("vm-2")])
@@ -216,7 +216,7 @@ async def test_a_down_host_takes_no_vms_and_its_vms_are_not_ready(make_sim: Make
     update = await feed.read()
     assert [(h.name, h.up) for h in update.hosts] == [(HOST, False)]
 
-    sim.set_host_down(HOST, down=False)
+    sim.controls.set_host_down(HOST, down=False)
     assert await sim.vm_ready("vm-1")
     assert (await sim.create_vms(HOST, [spec("vm-2")]))[0].ok
     await feed.until(lambda f: f.hosts[HOST].up, timeout=1)
@@ -252,28 +252,28 @@ async def test_host_health_is_reported_as_a_host_change_and_still_takes_vms(make
     feed = FeedReader(sim)
     await feed.read()
 
-    sim.set_host_health(HOST, "yellow", config_issues=2)
+    sim.controls.set_host_health(HOST, "yellow", config_issues=2)
     update = await feed.read()
     assert [(h.name, h.health, h.config_issues) for h in update.hosts] == [(HOST, "yellow", 2)]
     assert ((await host(sim)).health, (await host(sim)).config_issues) == ("yellow", 2)
     assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok, "only the scheduler avoids unhealthy hosts"
 
-    sim.set_host_health(HOST, "red")
+    sim.controls.set_host_health(HOST, "red")
     await feed.until(lambda f: (f.hosts[HOST].health, f.hosts[HOST].config_issues) == ("red", 0), timeout=1)
-    sim.set_host_health(HOST, "red")
+    sim.controls.set_host_health(HOST, "red")
     assert (await feed.read()).hosts == [], "setting the same health again changes no host"
-    sim.set_host_health(HOST)
+    sim.controls.set_host_health(HOST)
     await feed.until(lambda f: f.hosts[HOST].health == "green", timeout=1)
 
 
 async def test_set_host_health_refuses_bad_values(make_sim: MakeSim) -> None:
     sim = await make_sim()
     with pytest.raises(ValueError, match="'purple'.*green, yellow, red, gray"):
-        sim.set_host_health(HOST, "purple")
+        sim.controls.set_host_health(HOST, "purple")
     with pytest.raises(ValueError, match="negative"):
-        sim.set_host_health(HOST, "green", config_issues=-1)
+        sim.controls.set_host_health(HOST, "green", config_issues=-1)
     with pytest.raises(HostUnavailable):
-        sim.set_host_health("no-such-host", "red")
+        sim.controls.set_host_health("no-such-host", "red")
     assert (await host(sim)).health == "green"
 
 
@@ -307,19 +307,19 @@ async def test_migration_moves_the_vms_use_between_hosts(make_sim: MakeSim) -> N
 
 async def test_fail_next_fails_exactly_that_many_calls(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.fail_next("create", 2)
+    sim.controls.fail_next("create", 2)
     for _ in range(2):
         with pytest.raises(ProviderError, match="injected failure"):
             await sim.create_vms(HOST, [spec("vm-1")])
     assert await sim.list_vms() == []
     assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok
 
-    sim.fail_next("power")
+    sim.controls.fail_next("power")
     with pytest.raises(ProviderError, match="injected failure"):
         await sim.power_off("vm-1")
     await sim.power_off("vm-1")
 
-    sim.fail_next("list_vms")
+    sim.controls.fail_next("list_vms")
     with pytest.raises(ProviderError):
         await sim.list_vms()
     assert len(await sim.list_vms()) == 1
@@ -328,8 +328,8 @@ async def test_fail_next_fails_exactly_that_many_calls(make_sim: MakeSim) -> Non
 async def test_fail_next_can_inject_a_permanent_failure_in_its_turn(make_sim: MakeSim) -> None:
     sim = await make_sim()
     assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok
-    sim.fail_next("destroy", retryable=False)
-    sim.fail_next("destroy")
+    sim.controls.fail_next("destroy", retryable=False)
+    sim.controls.fail_next("destroy")
     with pytest.raises(ProviderError, match=r"injected failure \(permanent\)") as first:
         await sim.destroy_vm("vm-1")
     with pytest.raises(ProviderError, match="injected failure") as second:
@@ -339,16 +339,16 @@ async def test_fail_next_can_inject_a_permanent_failure_in_its_turn(make_sim: Ma
     assert await sim.list_vms() == []
 
     with pytest.raises(ValueError, match="unknown operation"):
-        sim.fail_next("reboot")
+        sim.controls.fail_next("reboot")
 
 
 async def test_stall_slows_calls_until_cleared(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.stall("list_vms", 0.2)
+    sim.controls.stall("list_vms", 0.2)
     started = time.monotonic()
     await sim.list_vms()
     assert time.monotonic() - started >= 0.19
-    sim.stall("list_vms", 0)
+    sim.controls.stall("list_vms", 0)
     started = time.monotonic()
     await sim.list_vms()
     assert time.monotonic() - started < 0.1
@@ -358,17 +358,17 @@ async def test_injected_vms_look_like_any_other(make_sim: MakeSim) -> None:
     sim = await make_sim()
     feed = FeedReader(sim)
     await feed.read()
-    injected = sim.inject_vm("orphan-1", HOST, "pool-a", template="tmpl")
+    injected = sim.controls.inject_vm("orphan-1", HOST, "pool-a", template="tmpl")
     assert injected.pool == "pool-a" and injected.guest_ready and injected.ip
     assert await vm(sim, "orphan-1") == injected
     assert await sim.vm_ready("orphan-1")
     await feed.until(lambda f: "orphan-1" in f.vms, timeout=1)
     assert (await host(sim)).memory_used_mb == 4096
 
-    sim.inject_vm("stuck-1", HOST, None, guest_ready=False)
+    sim.controls.inject_vm("stuck-1", HOST, None, guest_ready=False)
     assert not await sim.vm_ready("stuck-1")
     with pytest.raises(ValueError, match="already exists"):
-        sim.inject_vm("orphan-1", HOST, "pool-a")
+        sim.controls.inject_vm("orphan-1", HOST, "pool-a")
 
 
 async def test_calls_are_counted_per_method(make_sim: MakeSim) -> None:
@@ -387,8 +387,8 @@ async def test_calls_are_counted_per_method(make_sim: MakeSim) -> None:
 
 async def test_concurrency_limits_calls_in_flight(make_sim: MakeSim) -> None:
     sim = await make_sim(concurrency=2)
-    sim.inject_vm("vm-1", HOST, "pool-a")
-    sim.stall("vm_ready", 0.1)
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.stall("vm_ready", 0.1)
     observed: list[int] = []
     calls = asyncio.gather(*(sim.vm_ready("vm-1") for _ in range(5)))
     started = time.monotonic()
@@ -406,7 +406,7 @@ async def test_a_long_poll_does_not_hold_a_slot(make_sim: MakeSim) -> None:
     poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 5))
     await asyncio.sleep(0.01)
     assert await asyncio.wait_for(sim.list_vms(), 0.5) == []
-    sim.set_host_down(HOST)
+    sim.controls.set_host_down(HOST)
     assert (await asyncio.wait_for(poll, 1)).hosts[0].name == HOST
 
 
@@ -421,7 +421,7 @@ async def test_start_vms_moves_vms_off_a_down_host_and_boots_them(make_sim: Make
     feed = FeedReader(sim)
     await feed.read()
 
-    sim.set_host_down(HOST)
+    sim.controls.set_host_down(HOST)
     started = time.monotonic()
     results = await sim.start_vms("sim-host-02", ["vm-1", "vm-2"])
     assert results == [CreateResult("vm-1", ok=True), CreateResult("vm-2", ok=True)]
@@ -443,10 +443,10 @@ async def test_start_vms_moves_vms_off_a_down_host_and_boots_them(make_sim: Make
 
 async def test_start_vms_refuses_a_vm_still_running_on_an_up_host(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("running", HOST, "pool-a")
-    sim.inject_vm("stranded", "sim-host-03", "pool-a")
-    sim.set_host_down("sim-host-03")
-    sim.set_host_maintenance(HOST)  # in maintenance, but up: the VM still runs there
+    sim.controls.inject_vm("running", HOST, "pool-a")
+    sim.controls.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.controls.set_host_down("sim-host-03")
+    sim.controls.set_host_maintenance(HOST)  # in maintenance, but up: the VM still runs there
     refused, ok = await sim.start_vms("sim-host-02", ["running", "stranded"])
     assert not refused.ok and not refused.retryable
     assert refused.error and "'running'" in refused.error and repr(HOST) in refused.error
@@ -460,8 +460,8 @@ async def test_start_vms_refuses_a_vm_still_running_on_an_up_host(make_sim: Make
 
 async def test_start_vms_of_a_missing_vm_fails_only_that_vm(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
-    sim.set_host_down(HOST)
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.set_host_down(HOST)
     missing, ok = await sim.start_vms("sim-host-02", ["ghost", "vm-1"])
     assert (missing.name, missing.ok, missing.retryable) == ("ghost", False, False)
     assert missing.error and "'ghost'" in missing.error
@@ -471,33 +471,33 @@ async def test_start_vms_of_a_missing_vm_fails_only_that_vm(make_sim: MakeSim) -
 
 async def test_start_vms_on_a_host_that_cannot_take_vms_raises(make_sim: MakeSim) -> None:
     sim = await make_sim(latency={"start_call": 100})  # 100 ms
-    sim.inject_vm("vm-1", HOST, "pool-a")
-    sim.set_host_down(HOST)
-    sim.set_host_down("sim-host-02")
-    sim.set_host_maintenance("sim-host-03")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.set_host_down(HOST)
+    sim.controls.set_host_down("sim-host-02")
+    sim.controls.set_host_maintenance("sim-host-03")
     for target in ("sim-host-02", "sim-host-03", "no-such-host"):
         with pytest.raises(HostUnavailable, match=target):
             await sim.start_vms(target, ["vm-1"])
 
     starting = asyncio.create_task(sim.start_vms("sim-host-04", ["vm-1"]))
     await asyncio.sleep(0.03)
-    sim.set_host_down("sim-host-04")  # down while the call runs
+    sim.controls.set_host_down("sim-host-04")  # down while the call runs
     with pytest.raises(HostUnavailable, match="sim-host-04"):
         await starting
     assert (await vm(sim, "vm-1")).host == HOST, "nothing moved"
 
-    sim.fail_next("start")
+    sim.controls.fail_next("start")
     with pytest.raises(ProviderError, match="injected failure"):
         await sim.start_vms("sim-host-03", ["vm-1"])
-    sim.set_host_maintenance("sim-host-03", False)
+    sim.controls.set_host_maintenance("sim-host-03", False)
     assert (await sim.start_vms("sim-host-03", ["vm-1"]))[0].ok
 
 
 async def test_fail_on_host_fails_every_vm_put_on_that_host(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("stranded", "sim-host-03", "pool-a")
-    sim.set_host_down("sim-host-03")
-    sim.fail_on_host("sim-host-02")
+    sim.controls.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.controls.set_host_down("sim-host-03")
+    sim.controls.fail_on_host("sim-host-02")
     says = "simulated failure on host 'sim-host-02'"
 
     results = await sim.create_vms("sim-host-02", [spec("vm-1"), spec("vm-2")])
@@ -510,23 +510,23 @@ async def test_fail_on_host_fails_every_vm_put_on_that_host(make_sim: MakeSim) -
     assert (await sim.create_vms(HOST, [spec("vm-1")]))[0].ok, "other hosts are unaffected"
     assert (await sim.start_vms(HOST, ["stranded"]))[0].ok
 
-    sim.fail_on_host("sim-host-02", False)
+    sim.controls.fail_on_host("sim-host-02", False)
     assert [r.ok for r in await sim.create_vms("sim-host-02", [spec("vm-2"), spec("vm-3")])] == [True, True]
     with pytest.raises(HostUnavailable):
-        sim.fail_on_host("no-such-host")
+        sim.controls.fail_on_host("no-such-host")
 
 
 async def test_the_call_log_records_create_and_start_calls_in_dispatch_order(make_sim: MakeSim) -> None:
     sim = await make_sim(concurrency=1)
-    sim.inject_vm("stranded", "sim-host-03", "pool-a")
-    sim.set_host_down("sim-host-03")
+    sim.controls.inject_vm("stranded", "sim-host-03", "pool-a")
+    sim.controls.set_host_down("sim-host-03")
     before = time.monotonic()
-    sim.stall("create", 0.05)
+    sim.controls.stall("create", 0.05)
     first = asyncio.create_task(sim.create_vms(HOST, [spec("vm-1"), spec("vm-2")]))
     second = asyncio.create_task(sim.start_vms("sim-host-02", ["stranded"]))
     await asyncio.gather(first, second)
-    sim.stall("create", 0)
-    sim.fail_next("create")
+    sim.controls.stall("create", 0)
+    sim.controls.fail_next("create")
     with pytest.raises(ProviderError, match="injected failure"):
         await sim.create_vms(HOST, [spec("vm-3")])
     with pytest.raises(HostUnavailable):
@@ -552,12 +552,12 @@ async def test_start_latency_is_a_call_cost_plus_rounds_of_starts(make_sim: Make
     # 5 starts, 2 at a time: 3 rounds of 10 simulated seconds after a 1 s call cost
     sim = await make_sim(time_scale=0.01, host_clone_slots=2, latency={"start_call": 1, "start_per_vm": 10})
     for i in range(5):
-        sim.inject_vm(f"vm-{i}", HOST, "pool-a")
-    sim.set_host_down(HOST)
+        sim.controls.inject_vm(f"vm-{i}", HOST, "pool-a")
+    sim.controls.set_host_down(HOST)
     started = time.monotonic()
     assert all(r.ok for r in await sim.start_vms("sim-host-02", [f"vm-{i}" for i in range(5)]))
     assert 0.31 <= time.monotonic() - started < 0.39 + 0.3
-    sim.set_host_down("sim-host-02")
+    sim.controls.set_host_down("sim-host-02")
     started = time.monotonic()
     await sim.start_vms("sim-host-03", ["vm-0", "vm-1"])
     assert 0.11 <= time.monotonic() - started < 0.2 + 0.3, "two starts fit in one round"
@@ -577,8 +577,8 @@ async def test_started_vms_keep_their_new_host_across_a_reopen(tmp_path: Path) -
     settings = SimSettings(time_scale=0.001, state_file=str(tmp_path / "sim.db"))
     before = SimProvider("sim", settings)
     await before.connect()
-    before.inject_vm("vm-1", HOST, "pool-a")
-    before.set_host_down(HOST)
+    before.controls.inject_vm("vm-1", HOST, "pool-a")
+    before.controls.set_host_down(HOST)
     assert (await before.start_vms("sim-host-02", ["vm-1"]))[0].ok
     await before.close()
 
@@ -610,14 +610,14 @@ async def test_a_delta_holds_one_latest_record_per_object(make_sim: MakeSim) -> 
 async def test_versions_it_cannot_answer_get_a_full_snapshot(make_sim: MakeSim) -> None:
     first = await make_sim()
     kept = (await first.wait_for_updates(None, 1)).version
-    first.inject_vm("vm-1", HOST, "pool-a")
+    first.controls.inject_vm("vm-1", HOST, "pool-a")
     restarted = await make_sim()  # another generation, as after a restart
     assert (await restarted.wait_for_updates(kept, 1)).full
     current = (await first.wait_for_updates(None, 1)).version
     assert (await first.wait_for_updates(current + 1000, 1)).full  # from the future
 
     for i in range(10_001):  # more changes than the log keeps
-        first.set_host_down(HOST, down=i % 2 == 0)
+        first.controls.set_host_down(HOST, down=i % 2 == 0)
     update = await first.wait_for_updates(current, 1)
     assert update.full and {v.name for v in update.vms} == {"vm-1"}
 
@@ -627,7 +627,7 @@ async def test_close_releases_waiters_and_calls_in_flight(make_sim: MakeSim) -> 
     await sim.create_vms(HOST, [spec("vm-1")])
     snapshot = await sim.wait_for_updates(None, 1)
     poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 30))
-    sim.stall("create", 30)
+    sim.controls.stall("create", 30)
     create = asyncio.create_task(sim.create_vms(HOST, [spec("vm-2")]))
     await asyncio.sleep(0.01)
     await sim.close()
@@ -646,7 +646,7 @@ async def test_a_cancel_in_the_same_step_as_a_change_still_cancels_a_long_poll(m
     snapshot = await sim.wait_for_updates(None, 1)
     poll = asyncio.create_task(sim.wait_for_updates(snapshot.version, 30))
     await asyncio.sleep(0.01)
-    sim.set_host_down(HOST)
+    sim.controls.set_host_down(HOST)
     poll.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(poll, 1)
@@ -654,7 +654,7 @@ async def test_a_cancel_in_the_same_step_as_a_change_still_cancels_a_long_poll(m
 
 async def test_a_cancel_in_the_same_step_as_close_still_cancels_a_call(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.stall("list_vms", 30)
+    sim.controls.stall("list_vms", 30)
     call = asyncio.create_task(sim.list_vms())
     await asyncio.sleep(0.01)
     await sim.close()
@@ -748,25 +748,25 @@ async def test_vms_survive_kill_9(tmp_path: Path) -> None:
 
 async def test_disks_and_snapshots_are_kept_per_vm(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
-    sim.inject_vm("vm-2", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-2", HOST, "pool-a")
     await sim.add_disk("vm-1", 10)
     await sim.create_snapshot("vm-1", "first")
     await sim.add_disk("vm-1", 20)
     await sim.create_snapshot("vm-1", "second")
-    assert sim.vm_disks("vm-1") == [10, 20]
-    assert sim.vm_snapshots("vm-1") == ["first", "second"]
-    assert sim.vm_disks("vm-2") == [] and sim.vm_snapshots("vm-2") == []
+    assert sim.controls.vm_disks("vm-1") == [10, 20]
+    assert sim.controls.vm_snapshots("vm-1") == ["first", "second"]
+    assert sim.controls.vm_disks("vm-2") == [] and sim.controls.vm_snapshots("vm-2") == []
     assert (await host(sim)).memory_used_mb == 2 * 4096, "disks use no host memory"
     with pytest.raises(VmNotFound):
-        sim.vm_disks("vm-3")
+        sim.controls.vm_disks("vm-3")
     with pytest.raises(VmNotFound):
-        sim.vm_snapshots("vm-3")
+        sim.controls.vm_snapshots("vm-3")
 
 
 async def test_revert_restores_the_disks_and_the_run_state(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     await sim.add_disk("vm-1", 10)
     await sim.create_snapshot("vm-1", "running")
     await sim.add_disk("vm-1", 20)
@@ -776,16 +776,16 @@ async def test_revert_restores_the_disks_and_the_run_state(make_sim: MakeSim) ->
     await feed.read()
 
     await sim.revert_snapshot("vm-1", "running")
-    assert sim.vm_disks("vm-1") == [10]
+    assert sim.controls.vm_disks("vm-1") == [10]
     assert await sim.vm_ready("vm-1"), "a guest that was ready is ready at once"
     await feed.until(lambda f: f.vms["vm-1"].powered_on and f.vms["vm-1"].guest_ready, timeout=1)
     assert (await host(sim)).memory_used_mb == 4096
 
     await sim.revert_snapshot("vm-1", "off")
-    assert sim.vm_disks("vm-1") == [10, 20]
+    assert sim.controls.vm_disks("vm-1") == [10, 20]
     record = await vm(sim, "vm-1")
     assert not record.powered_on and not record.guest_ready
-    assert sim.vm_snapshots("vm-1") == ["running", "off"], "reverting keeps every snapshot"
+    assert sim.controls.vm_snapshots("vm-1") == ["running", "off"], "reverting keeps every snapshot"
 
 
 async def test_reverting_to_a_snapshot_taken_while_booting_boots_again(make_sim: MakeSim) -> None:
@@ -800,7 +800,7 @@ async def test_reverting_to_a_snapshot_taken_while_booting_boots_again(make_sim:
 
 async def test_snapshot_and_disk_mistakes_are_permanent_errors(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     await sim.create_snapshot("vm-1", "snap")
     for call, says in [
         (sim.revert_snapshot("vm-1", "other"), "no snapshot 'other'"),
@@ -810,12 +810,12 @@ async def test_snapshot_and_disk_mistakes_are_permanent_errors(make_sim: MakeSim
         with pytest.raises(ProviderError, match=says) as caught:
             await call
         assert not caught.value.retryable and not isinstance(caught.value, VmNotFound)
-    assert sim.vm_disks("vm-1") == [] and sim.vm_snapshots("vm-1") == ["snap"]
+    assert sim.controls.vm_disks("vm-1") == [] and sim.controls.vm_snapshots("vm-1") == ["snap"]
 
 
 async def test_disk_and_snapshot_latencies_apply(make_sim: MakeSim) -> None:
     sim = await make_sim(time_scale=0.01, latency={"disk": 10, "snapshot": 20, "revert": 30})
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     for call, least in [
         (sim.add_disk("vm-1", 1), 0.1),
         (sim.create_snapshot("vm-1", "snap"), 0.2),
@@ -828,16 +828,16 @@ async def test_disk_and_snapshot_latencies_apply(make_sim: MakeSim) -> None:
 
 async def test_disk_snapshot_and_revert_failure_rates_change_nothing(make_sim: MakeSim) -> None:
     sim = await make_sim(failure_rates={"disk": 1.0, "snapshot": 1.0, "revert": 1.0})
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     with pytest.raises(ProviderError, match="simulated failure") as caught:
         await sim.add_disk("vm-1", 5)
     assert caught.value.retryable
     with pytest.raises(ProviderError, match="simulated failure"):
         await sim.create_snapshot("vm-1", "snap")
-    assert sim.vm_disks("vm-1") == [] and sim.vm_snapshots("vm-1") == []
+    assert sim.controls.vm_disks("vm-1") == [] and sim.controls.vm_snapshots("vm-1") == []
 
     ok = await make_sim(failure_rates={"revert": 1.0})
-    ok.inject_vm("vm-1", HOST, "pool-a")
+    ok.controls.inject_vm("vm-1", HOST, "pool-a")
     await ok.create_snapshot("vm-1", "snap")
     await ok.power_off("vm-1")
     with pytest.raises(ProviderError, match="simulated failure"):
@@ -847,9 +847,9 @@ async def test_disk_snapshot_and_revert_failure_rates_change_nothing(make_sim: M
 
 async def test_disk_and_snapshot_calls_take_hooks_slots_and_counts(make_sim: MakeSim) -> None:
     sim = await make_sim(concurrency=1)
-    sim.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
     for op in ("disk", "snapshot", "revert"):
-        sim.fail_next(op)
+        sim.controls.fail_next(op)
     with pytest.raises(ProviderError, match="injected failure"):
         await sim.add_disk("vm-1", 1)
     with pytest.raises(ProviderError, match="injected failure"):
@@ -858,7 +858,7 @@ async def test_disk_and_snapshot_calls_take_hooks_slots_and_counts(make_sim: Mak
     with pytest.raises(ProviderError, match="injected failure"):
         await sim.revert_snapshot("vm-1", "snap")
 
-    sim.stall("disk", 0.1)
+    sim.controls.stall("disk", 0.1)
     adding = asyncio.create_task(sim.add_disk("vm-1", 1))
     await asyncio.sleep(0.02)
     assert sim.in_flight == 1
@@ -866,14 +866,14 @@ async def test_disk_and_snapshot_calls_take_hooks_slots_and_counts(make_sim: Mak
     await sim.vm_ready("vm-1")  # waits for the one slot
     assert time.monotonic() - started >= 0.05
     await adding
-    assert sim.vm_disks("vm-1") == [1]
+    assert sim.controls.vm_disks("vm-1") == [1]
     assert (sim.calls["add_disk"], sim.calls["create_snapshot"], sim.calls["revert_snapshot"]) == (2, 2, 1)
 
 
 async def test_disk_and_snapshot_calls_need_the_vms_host_up(make_sim: MakeSim) -> None:
     sim = await make_sim()
-    sim.inject_vm("vm-1", HOST, "pool-a")
-    sim.set_host_down(HOST)
+    sim.controls.inject_vm("vm-1", HOST, "pool-a")
+    sim.controls.set_host_down(HOST)
     with pytest.raises(HostUnavailable):
         await sim.add_disk("vm-1", 1)
     with pytest.raises(HostUnavailable):
@@ -884,7 +884,7 @@ async def test_disks_and_snapshots_survive_a_reopen(tmp_path: Path) -> None:
     settings = SimSettings(time_scale=0.001, state_file=str(tmp_path / "sim.db"))
     before = SimProvider("sim", settings)
     await before.connect()
-    before.inject_vm("vm-1", HOST, "pool-a")
+    before.controls.inject_vm("vm-1", HOST, "pool-a")
     await before.add_disk("vm-1", 8)
     await before.create_snapshot("vm-1", "snap")
     await before.add_disk("vm-1", 16)
@@ -894,9 +894,9 @@ async def test_disks_and_snapshots_survive_a_reopen(tmp_path: Path) -> None:
     after = SimProvider("sim", settings)
     await after.connect()
     try:
-        assert after.vm_disks("vm-1") == [8, 16] and after.vm_snapshots("vm-1") == ["snap"]
+        assert after.controls.vm_disks("vm-1") == [8, 16] and after.controls.vm_snapshots("vm-1") == ["snap"]
         await after.revert_snapshot("vm-1", "snap")
-        assert after.vm_disks("vm-1") == [8] and await after.vm_ready("vm-1")
+        assert after.controls.vm_disks("vm-1") == [8] and await after.vm_ready("vm-1")
         await after.destroy_vm("vm-1")
     finally:
         await after.close()
@@ -939,3 +939,17 @@ def test_unknown_keys_are_kept_for_the_config_layer() -> None:
     settings = SimSettings.model_validate({"filename": "/tmp/x", "latency": {"boot": 1}})
     assert settings.model_extra == {"filename": "/tmp/x"}
     assert settings.latency.boot == 1
+
+
+async def test_a_vm_that_vanishes_is_gone_from_the_feed_without_a_call(make_sim: MakeSim) -> None:
+    sim = await make_sim(latency={"boot": 10_000})
+    await sim.create_vms(HOST, [spec("vm-1")])
+    feed = FeedReader(sim)
+    await feed.read()
+    before = dict(sim.calls)
+    assert sim.controls.vm("vm-1") is not None and not sim.controls.vm("vm-1").guest_ready  # type: ignore[union-attr]
+    sim.controls.vanish("vm-1")  # its boot timer goes with it
+    assert sim.controls.vm("vm-1") is None and dict(sim.calls) == before
+    await feed.until(lambda f: "vm-1" in f.removed, 2)
+    with pytest.raises(VmNotFound):
+        sim.controls.vanish("vm-1")

@@ -33,7 +33,7 @@ Pairs = list[tuple[ProviderVm | None, ProviderVm | None]]
 
 def host_lists(provider: SimProvider) -> dict[str, list[SimVm]]:
     """The simulator's VMs grouped by host: what a per-host "list my VMs" call would read."""
-    cluster: SimCluster = provider._cluster  # the bench's stand-in for one call per host
+    cluster: SimCluster = provider.controls.cluster  # the bench's stand-in for one call per host
     lists: dict[str, list[SimVm]] = {name: [] for name in cluster.hosts}
     for vm in cluster.vms.values():
         lists.setdefault(vm.host, []).append(vm)
@@ -48,7 +48,7 @@ class PollingInventory:
         self.bus = bus
         self.interval = interval
         self.analyser = Analyser(provider.name)
-        self._cluster: SimCluster = provider._cluster
+        self._cluster: SimCluster = provider.controls.cluster
         self._lists = host_lists(provider)
         self._hosts = list(self._lists)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poll")

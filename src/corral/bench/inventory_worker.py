@@ -118,7 +118,7 @@ class Churn:
                 name = names[i]
                 ready[i] = not ready[i]
                 pending[name] = perf()
-                provider.set_guest_ready(name, ready[i])
+                provider.controls.set_guest_ready(name, ready[i])
                 done += 1
             cpu += thread_time() - c0
             if elapsed >= seconds:
@@ -159,7 +159,7 @@ class Worker:
         hosts = [h.name for h in await provider.list_hosts()]
         names = [f"bench-{i:05d}" for i in range(s.vms)]
         for i, name in enumerate(names):
-            provider.inject_vm(name, hosts[i % len(hosts)], f"pool-{i % s.pools:03d}")
+            provider.controls.inject_vm(name, hosts[i % len(hosts)], f"pool-{i % s.pools:03d}")
         return provider, names
 
     def _counters(self) -> tuple[int, int, int]:

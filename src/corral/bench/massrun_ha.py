@@ -9,7 +9,7 @@ safety-net sweep stays out of the measured second) fills an HA pool (``Pool(ha=T
 to 0 in the same step, so nothing refills it). Boots are short for the fill (1 s, scaled)
 and long (600 s) from then on, so no boot lands in the measurement.
 
-At t0 the first host is taken down (``SimProvider.set_host_down``). Two trials, each on a
+At t0 the first host is taken down (``SimControls.set_host_down``). Two trials, each on a
 fresh manager and cluster:
 
 - **alone**: nothing else is asked for; the baseline;
@@ -101,7 +101,7 @@ async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: 
             say(f"HA {label}: taking {dead} down ({len(on_dead)} checked-out HA VMs on it)"
                 + (f", {refills:,} refills queued at the same moment" if refills else "") + " ...")
             t0, m0 = time.perf_counter(), time.monotonic()
-            sim.set_host_down(dead)
+            sim.controls.set_host_down(dead)
             if refills:
                 for pool, size in zip(pools[1:], split(refills, s.pools), strict=True):
                     manager.set_pool_size(pool.name, size)

@@ -24,8 +24,8 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere import VsphereSettings
+from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.feed import Feed
-from corral.providers.vsphere.inventory import Inventory
 from corral.providers.vsphere.session import Session
 
 PC = vmodl.query.PropertyCollector
@@ -152,7 +152,7 @@ class FakeVcenter:
 @asynccontextmanager
 async def running_feed(fake: FakeVcenter, *, feed_max_wait: int, first_backoff: float = 0.5) -> AsyncIterator[Feed]:
     """A change feed on ``fake``, started (its first answers not yet read) and stopped after."""
-    feed = Feed(fake.session(feed_max_wait=feed_max_wait), Inventory(lambda _path: None), ChangeFeed(), None,
+    feed = Feed(fake.session(feed_max_wait=feed_max_wait), ObjectCache(lambda _path: None), ChangeFeed(), None,
                 first_backoff=first_backoff)
     feed.start()
     try:

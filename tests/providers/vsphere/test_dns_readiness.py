@@ -7,12 +7,12 @@ import dataclasses
 from typing import Any
 
 import yaml
+from helpers import REPO, eventually
 
 from corral.bench.vcsim import Listener, Vcsim
 from corral.config import parse_config
 from corral.domain.models import VmSpec
 from corral.runtime import build_providers
-from helpers import REPO, eventually
 
 from .conftest import TEMPLATE, TOOLS_RUNNING
 
@@ -35,7 +35,7 @@ async def test_readiness_probes_the_name_with_the_dns_plugins_domain(vcsim: Vcsi
         results = await provider.create_vms("DC0_C0_H0", specs)
         assert all(r.ok for r in results), results
         for spec in specs:  # task ends and inventory changes arrive by separate long polls
-            await eventually(lambda name=spec.name: (vm := provider.inventory.vm(name)) is not None and vm.powered_on)
+            await eventually(lambda name=spec.name: (vm := provider.cache.vm(name)) is not None and vm.powered_on)
             assert await provider.vm_ready(spec.name)
         assert listener.asked == ["d0.example.com:22", "d1.cloud.example.net:22", "d2.own.example.org:22", "d3:22"]
     finally:

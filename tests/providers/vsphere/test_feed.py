@@ -56,7 +56,8 @@ async def test_a_lost_session_gives_a_fresh_snapshot_and_only_real_differences(v
     provider = make_provider(vcsim, pools={"p": pool("p")})
     await provider.connect()
     try:
-        await provider.create_vms("DC0_C0_H1", [VmSpec(name=n, pool="p", template=TEMPLATE) for n in ("k1", "k2", "k3")])
+        specs = [VmSpec(name=n, pool="p", template=TEMPLATE) for n in ("k1", "k2", "k3")]
+        await provider.create_vms("DC0_C0_H1", specs)
         feed = FeedReader(provider)
         await feed.until(lambda f: {"k1", "k2", "k3"} <= set(f.vms), 10)
         vcsim.terminate_sessions()
@@ -103,7 +104,7 @@ async def test_a_datacenter_can_be_chosen_and_an_unknown_one_is_named(vcsim: Vcs
     provider = make_provider(vcsim, datacenter="DC0")
     await provider.connect()
     try:
-        assert set(provider.inventory.host_ids) == set(vcsim.hosts())
+        assert set(provider.cache.host_ids) == set(vcsim.hosts())
         assert await provider.template_info(TEMPLATE) is not None
     finally:
         await provider.close()

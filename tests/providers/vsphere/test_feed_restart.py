@@ -45,7 +45,7 @@ class Made:
         self.refs: dict[str, Any] = {}
 
     def note(self, feed: Feed) -> None:
-        for ref in [feed._collector, feed.tasks._collector, *feed.views]:
+        for ref in [feed.collector, feed.tasks.collector, *feed.views]:
             if ref is not None:
                 self.refs.setdefault(ref._moId, ref)
 
@@ -80,12 +80,12 @@ def cancel(collector: Any) -> None:
 async def restart(loop: CollectorLoop, timeout: float = 5.0) -> None:
     """Cancel a loop's pending WaitForUpdatesEx from its own session: the wait fails with
     RequestCanceled, a fault the loop answers with a new collector (and views)."""
-    old, snapshots = loop._collector, loop.snapshots
+    old, snapshots = loop.collector, loop.snapshots
     deadline = time.monotonic() + timeout
     while loop.snapshots == snapshots:  # the new collector's snapshot is in
         if time.monotonic() > deadline:
             pytest.fail(f"the {loop.what} loop did not restart")
-        if loop._collector is old:  # a cancel that came between two waits ends none: cancel again
+        if loop.collector is old:  # a cancel that came between two waits ends none: cancel again
             await asyncio.to_thread(cancel, old)
         await asyncio.sleep(0.02)
 
@@ -138,7 +138,7 @@ async def test_objects_destroyed_behind_the_feeds_back_do_not_stop_the_rebuild(
         # the view first, then the collector: that ends the pending wait, and the feed's own
         # destroys of both fail with ManagedObjectNotFound
         caplog.set_level(logging.DEBUG, logger="corral.providers.vsphere")
-        await asyncio.to_thread(lambda: (feed.views[0].DestroyView(), feed._collector.DestroyPropertyCollector()))
+        await asyncio.to_thread(lambda: (feed.views[0].DestroyView(), feed.collector.DestroyPropertyCollector()))
         await until(lambda: feed.snapshots > snapshots, 5)
         made.note(feed)
         assert await made.alive() == (2, 1) and len(made.refs) == 5  # the task loop kept its collector

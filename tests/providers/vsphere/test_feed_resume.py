@@ -17,7 +17,7 @@ from pyVmomi import vim, vmodl
 from corral.providers.base import ProviderError
 from corral.providers.vsphere.collector import resumable
 
-from .fake_vcenter import FakeVcenter, Part, running_feed, enter, vm
+from .fake_vcenter import FakeVcenter, Part, enter, running_feed, vm
 
 H1 = vim.HostSystem("host-1")
 MAX_WAIT = 1
@@ -72,7 +72,7 @@ async def test_a_refused_connection_resumes_from_the_same_version_without_a_snap
         await served(fake)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("s1", MAX_WAIT)]
         assert [len(fake.collectors[k]) for k in ("inventory", "tasks")] == [1, 1] and feed.snapshots == 1
-        assert set(feed.inventory.vm_ids) == {"a", "b"} and feed.error is None
+        assert set(feed.cache.vm_ids) == {"a", "b"} and feed.error is None
 
 
 async def test_a_refused_connection_during_a_snapshot_reads_it_anew_on_a_new_collector() -> None:
@@ -86,7 +86,7 @@ async def test_a_refused_connection_during_a_snapshot_reads_it_anew_on_a_new_col
         await served(fake)
         assert fake.waits[:4] == [("", 0), ("s1", 0), ("", 0), ("t1", 0)]
         assert rebuilt_once(fake)
-        assert feed.snapshots == 1 and set(feed.inventory.vm_ids) == {"a", "b"}
+        assert feed.snapshots == 1 and set(feed.cache.vm_ids) == {"a", "b"}
 
 
 @pytest.mark.parametrize("exc", [http.client.RemoteDisconnected("closed"), vmodl.fault.SystemError(reason="boom")])
@@ -103,6 +103,6 @@ async def test_a_lost_answer_or_an_unknown_fault_takes_a_new_collector_and_snaps
         await served(fake)
         assert fake.waits[:3] == [("", 0), ("s1", MAX_WAIT), ("", 0)]
         assert rebuilt_once(fake)
-        assert feed.snapshots == 2 and set(feed.inventory.vm_ids) == {"a"}
+        assert feed.snapshots == 2 and set(feed.cache.vm_ids) == {"a"}
         changed = feed.changes.since(since)
         assert changed is not None and changed.vms == ["b"]  # a did not change and is not reported

@@ -24,7 +24,7 @@ async def test_a_tasks_end_arrives_while_the_inventory_loop_is_busy(vcsim: Vcsim
     await provider.connect()
     busy, release = threading.Event(), threading.Event()
     try:
-        thread = provider.feed._thread
+        thread = provider.feed.thread
         assert thread is not None
         # the inventory loop's next WaitForUpdatesEx waits behind this (its current one ends
         # within feed_max_wait)
@@ -36,7 +36,7 @@ async def test_a_tasks_end_arrives_while_the_inventory_loop_is_busy(vcsim: Vcsim
         took = time.monotonic() - started
         assert result.ok, result.error
         assert took < 2.5, took
-        assert "t1" not in provider.inventory.vm_ids  # the inventory loop was held all along
+        assert "t1" not in provider.cache.vm_ids  # the inventory loop was held all along
         assert provider.session.calls["RelocateVM_Task"] == provider.session.calls["PowerOnVM_Task"] == 1
     finally:
         release.set()
@@ -48,7 +48,7 @@ async def test_stop_ends_both_long_polls_at_once(vcsim: Vcsim) -> None:
     await provider.connect()
     try:
         feed = provider.feed
-        collectors = [feed._collector, feed.tasks._collector]
+        collectors = [feed.collector, feed.tasks.collector]
         assert all(c is not None for c in collectors) and collectors[0]._moId != collectors[1]._moId
         async with asyncio.timeout(5):
             await feed.tasks.ready.wait()

@@ -11,8 +11,7 @@ import threading
 
 from pyVmomi import vim
 
-
-from .fake_vcenter import FakeVcenter, Part, running_feed, enter, leave, modify, vm
+from .fake_vcenter import FakeVcenter, Part, enter, leave, modify, running_feed, vm
 
 H1, H2 = vim.HostSystem("host-1"), vim.HostSystem("host-2")
 A, B, C, D = (vim.VirtualMachine(f"vm-{n}") for n in range(1, 5))
@@ -30,12 +29,12 @@ async def test_a_snapshot_in_three_parts_is_applied_whole_and_only_then_ready() 
         since = feed.changes.version
         assert await asyncio.to_thread(fake.at_gate.wait, 5)  # two parts read, the last one pending
         assert not feed.ready.is_set()
-        assert feed.inventory.vm_ids == {} and feed.snapshots == 0  # no half snapshot applied
+        assert feed.cache.vm_ids == {} and feed.snapshots == 0  # no half snapshot applied
         last.set()
         async with asyncio.timeout(5):
             await feed.ready.wait()
-        assert set(feed.inventory.vm_ids) == {"a", "b", "c", "d", "e"}
-        assert feed.inventory.host("h1").vm_count == 5  # type: ignore[union-attr]
+        assert set(feed.cache.vm_ids) == {"a", "b", "c", "d", "e"}
+        assert feed.cache.host("h1").vm_count == 5  # type: ignore[union-attr]
         assert feed.snapshots == 1 and feed.update_sets == 3
         changed = feed.changes.since(since)
         assert changed is not None and set(changed.vms) == {"a", "b", "c", "d", "e"} and changed.hosts == ["h1"]
@@ -54,11 +53,11 @@ async def test_an_update_in_two_parts_applies_both_and_touches_every_vm_in_them(
         since = feed.changes.version
         assert await asyncio.to_thread(fake.idle.wait, 5)  # both parts served
         await asyncio.sleep(0.05)
-        inventory = feed.inventory
-        assert set(inventory.vm_ids) == {"a", "c", "d"}
-        assert not inventory.vm("a").powered_on  # type: ignore[union-attr]
-        assert inventory.vm("c").host == inventory.vm("d").host == "h2"  # type: ignore[union-attr]
-        assert inventory.host("h1").vm_count == 1 and inventory.host("h2").vm_count == 2  # type: ignore[union-attr]
+        cache = feed.cache
+        assert set(cache.vm_ids) == {"a", "c", "d"}
+        assert not cache.vm("a").powered_on  # type: ignore[union-attr]
+        assert cache.vm("c").host == cache.vm("d").host == "h2"  # type: ignore[union-attr]
+        assert cache.host("h1").vm_count == 1 and cache.host("h2").vm_count == 2  # type: ignore[union-attr]
         changed = feed.changes.since(since)
         assert changed is not None and set(changed.vms) == {"a", "b", "c", "d"} and set(changed.hosts) == {"h1", "h2"}
         assert feed.snapshots == 1 and feed.update_sets == 3

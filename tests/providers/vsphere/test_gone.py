@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from helpers import QUICK_RUNNER, eventually
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, wait_task
@@ -22,9 +23,9 @@ from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
 from corral.providers.base import VmNotFound
 from corral.providers.vsphere import VsphereProvider
-from corral.providers.vsphere.inventory import Inventory, Obj
+from corral.providers.vsphere.cache import ObjectCache
+from corral.providers.vsphere.objects import Obj
 from corral.store.sqlite import SqliteStore
-from helpers import QUICK_RUNNER, eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 
@@ -47,10 +48,10 @@ async def delete_and_see_it_leave(sim: Vcsim, provider: VsphereProvider, name: s
     """
     vm = await asyncio.to_thread(sim.vm, name)
     await asyncio.to_thread(lambda: wait_task(vm.PowerOffVM_Task()))
-    while (seen := provider.inventory.vm(name)) is not None and seen.powered_on:
+    while (seen := provider.cache.vm(name)) is not None and seen.powered_on:
         await asyncio.sleep(0.02)
     await asyncio.to_thread(lambda: wait_task(vm.Destroy_Task()))
-    while name in provider.inventory.vm_ids:
+    while name in provider.cache.vm_ids:
         await asyncio.sleep(0.02)
 
 
@@ -70,7 +71,7 @@ def operations(provider: VsphereProvider, name: str) -> dict[str, Callable[[], A
 async def clone(provider: VsphereProvider, name: str) -> None:
     [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])
     assert result.ok, result
-    while provider.inventory.vm(name) is None:  # the feed reports it
+    while provider.cache.vm(name) is None:  # the feed reports it
         await asyncio.sleep(0.02)
 
 
@@ -98,17 +99,17 @@ async def test_a_vm_the_feed_saw_leave_is_not_found_without_asking_vcenter(vcsim
     await provider.connect()
     try:
         await clone(provider, "g2")
-        assert provider.inventory.made == {}  # reported by the feed: no reference kept beside it
+        assert provider.cache.made == {}  # reported by the feed: no reference kept beside it
         await delete_and_see_it_leave(vcsim, provider, "g2")
         assert provider.feed.snapshots == 1  # seen as a "leave" update, not in a new snapshot
         before = sum(provider.session.calls.values())
         with pytest.raises(VmNotFound):
             await provider.vm_ready("g2")
-        for operation, call in operations(provider, "g2").items():
+        for call in operations(provider, "g2").values():
             with pytest.raises(VmNotFound):
                 await call()
         assert sum(provider.session.calls.values()) == before  # answered from the feed's copy
-        assert "g2" not in provider.inventory.known_pools
+        assert "g2" not in provider.cache.known_pools
     finally:
         await provider.close()
 
@@ -116,13 +117,13 @@ async def test_a_vm_the_feed_saw_leave_is_not_found_without_asking_vcenter(vcsim
 def test_a_fresh_snapshot_without_a_cloned_vm_forgets_it() -> None:
     # after a lost session the feed reads a snapshot: a VM cloned before it and missing from
     # it was deleted meanwhile, and nothing kept about it may stay behind
-    inventory = Inventory(lambda path: None)
-    inventory.remember("kept", vim.VirtualMachine("vm-1"), "p")
-    inventory.remember("deleted", vim.VirtualMachine("vm-2"), "p")
+    cache = ObjectCache(lambda path: None)
+    cache.remember("kept", vim.VirtualMachine("vm-1"), "p")
+    cache.remember("deleted", vim.VirtualMachine("vm-2"), "p")
     seen = Obj("VirtualMachine", vim.VirtualMachine("vm-1"), {"name": "kept"})
-    inventory.replace({"vm-1": seen}, set())
-    assert inventory.made == {}
-    assert inventory.known_pools == {"kept": "p"}
+    cache.replace({"vm-1": seen}, set())
+    assert cache.made == {}
+    assert cache.known_pools == {"kept": "p"}
 
 
 # -- the pool manager on vcsim ------------------------------------------------------------

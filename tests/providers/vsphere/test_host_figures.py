@@ -1,10 +1,10 @@
-"""The vSphere inventory's host figures: when a host's quickStats last changed, and its CPU.
+"""The vSphere object cache's host figures: when a host's quickStats last changed, and its CPU.
 
-The first tests feed the pyvmomi objects WaitForUpdatesEx returns to ``Inventory.apply`` and
-``Inventory.replace``, as the feed loop does: vcsim reports fixed quickStats, so a refresh of
+The first tests feed the pyvmomi objects WaitForUpdatesEx returns to ``ObjectCache.apply`` and
+``ObjectCache.replace``, as the feed loop does: vcsim reports fixed quickStats, so a refresh of
 them cannot be had from it. The last two read vcsim's hosts through the provider, the second
 with the placer and the inventory monitor; the quickStats refreshes it needs are applied to
-the provider's inventory as its feed would apply them.
+the provider's cache as its feed would apply them.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ import logging
 from typing import Any
 
 import pytest
+from helpers import eventually
 from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Vcsim
 from corral.domain.models import Pool, TemplateInfo, VmSpec
-from corral.inventory import Inventory as CorralInventory
+from corral.inventory import Inventory
 from corral.inventory.monitor import MonitorSettings
 from corral.pools.placing import Placer
 from corral.providers.vsphere import VsphereProvider
-from corral.providers.vsphere.inventory import Inventory, Obj
+from corral.providers.vsphere.cache import ObjectCache
+from corral.providers.vsphere.objects import Obj
 from corral.scheduling import Demand, Placement, Rejection, Request, Scheduler
-from helpers import eventually
 
 from .conftest import TEMPLATE, make_provider, pool
 from .test_cpuid import VCSIM, VCSIM_FLAGS
@@ -55,74 +56,74 @@ def host_props(**extra: Any) -> dict[str, Any]:
             CPU: 500, MEMORY: 2048, **extra}
 
 
-def apply(inventory: Inventory, kind: str, obj: Any, **props: Any) -> set[tuple[str, str]]:
+def apply(cache: ObjectCache, kind: str, obj: Any, **props: Any) -> set[tuple[str, str]]:
     touched: set[tuple[str, str]] = set()
-    inventory.apply(update(kind, obj, **props), touched)
+    cache.apply(update(kind, obj, **props), touched)
     return touched
 
 
 def test_stats_at_moves_when_quickstats_change_and_not_otherwise() -> None:
     clock = Clock()
-    inventory = Inventory(lambda path: None, clock=clock)
-    apply(inventory, "enter", HOST, **host_props())
-    h1 = inventory.host("h1")
+    cache = ObjectCache(lambda path: None, clock=clock)
+    apply(cache, "enter", HOST, **host_props())
+    h1 = cache.host("h1")
     assert h1 is not None and h1.stats_at is None  # the first report: not seen to refresh yet
     clock.now = 120.0
-    assert apply(inventory, "modify", HOST, **{CPU: 700}) == {("host", "h1")}
-    h1 = inventory.host("h1")
+    assert apply(cache, "modify", HOST, **{CPU: 700}) == {("host", "h1")}
+    h1 = cache.host("h1")
     assert h1 is not None and (h1.cpu_used_mhz, h1.stats_at) == (700.0, 120.0)
     clock.now = 130.0
-    apply(inventory, "modify", HOST, **{"runtime.inMaintenanceMode": True})  # not a stat
+    apply(cache, "modify", HOST, **{"runtime.inMaintenanceMode": True})  # not a stat
     vm = vim.VirtualMachine("vm-1")  # a VM powered on there: the host's view changes, its stats do not
-    assert ("host", "h1") in apply(inventory, "enter", vm, name="v1", runtime__host=HOST,
+    assert ("host", "h1") in apply(cache, "enter", vm, name="v1", runtime__host=HOST,
                                    runtime__powerState="poweredOn", summary__config__memorySizeMB=4096)
-    h1 = inventory.host("h1")
+    h1 = cache.host("h1")
     assert h1 is not None and (h1.maintenance, h1.vm_count, h1.memory_used_mb, h1.stats_at) == (True, 1, 4096, 120.0)
     clock.now = 140.0
-    apply(inventory, "modify", HOST, **{MEMORY: 6000})
-    h1 = inventory.host("h1")
+    apply(cache, "modify", HOST, **{MEMORY: 6000})
+    h1 = cache.host("h1")
     assert h1 is not None and (h1.memory_used_mb, h1.stats_at) == (6000, 140.0)
 
     # a fresh snapshot (after a lost session): stats that did not change keep their time ...
     def snapshot(**changed: Any) -> dict[str, Obj]:
-        objects = {key: Obj(obj.kind, obj.ref, dict(obj.props)) for key, obj in inventory.objects.items()}
+        objects = {key: Obj(obj.kind, obj.ref, dict(obj.props)) for key, obj in cache.objects.items()}
         objects["host-1"].props.update(changed)
         return objects
 
     clock.now = 150.0
-    inventory.replace(snapshot(), set())
-    assert inventory.host("h1").stats_at == 140.0  # type: ignore[union-attr]
+    cache.replace(snapshot(), set())
+    assert cache.host("h1").stats_at == 140.0  # type: ignore[union-attr]
     # ... and stats that changed while corral did not look changed now
     clock.now = 160.0
-    inventory.replace(snapshot(**{CPU: 900}), set())
-    assert inventory.host("h1").stats_at == 160.0  # type: ignore[union-attr]
+    cache.replace(snapshot(**{CPU: 900}), set())
+    assert cache.host("h1").stats_at == 160.0  # type: ignore[union-attr]
     # a host that leaves and comes back starts over
-    apply(inventory, "leave", HOST)
-    apply(inventory, "enter", HOST, **host_props())
-    assert inventory.host("h1").stats_at is None  # type: ignore[union-attr]
+    apply(cache, "leave", HOST)
+    apply(cache, "enter", HOST, **host_props())
+    assert cache.host("h1").stats_at is None  # type: ignore[union-attr]
 
 
 def test_a_host_reports_the_cpu_of_its_cpuid_registers() -> None:
-    inventory = Inventory(lambda path: None)
-    apply(inventory, "enter", HOST, **host_props(hardware__cpuFeature=VCSIM))
-    h1 = inventory.host("h1")
+    cache = ObjectCache(lambda path: None)
+    apply(cache, "enter", HOST, **host_props(hardware__cpuFeature=VCSIM))
+    h1 = cache.host("h1")
     assert h1 is not None
     assert (h1.cpu_vendor, h1.cpu_family, h1.cpu_flags) == ("GenuineIntel", 6, VCSIM_FLAGS)
     # the registers are decoded once per report, not once per view of the host
-    apply(inventory, "enter", vim.VirtualMachine("vm-1"), name="v1", runtime__host=HOST)
-    assert inventory.host("h1").cpu_flags is h1.cpu_flags  # type: ignore[union-attr]
+    apply(cache, "enter", vim.VirtualMachine("vm-1"), name="v1", runtime__host=HOST)
+    assert cache.host("h1").cpu_flags is h1.cpu_flags  # type: ignore[union-attr]
 
 
 def test_a_host_without_cpuid_registers_is_judged_by_its_model(caplog: pytest.LogCaptureFixture) -> None:
-    inventory = Inventory(lambda path: None)
-    apply(inventory, "enter", HOST, **host_props())
-    h1 = inventory.host("h1")
+    cache = ObjectCache(lambda path: None)
+    apply(cache, "enter", HOST, **host_props())
+    h1 = cache.host("h1")
     assert h1 is not None and (h1.cpu_vendor, h1.cpu_family, h1.cpu_flags) == ("GenuineIntel", None, frozenset())
     bad = [vim.host.CpuIdInfo(level=1, eax="xxxx:0000:0000:0000:0000:0000:0000:0000")]  # a mask, not bits
     with caplog.at_level(logging.WARNING, "corral.providers.vsphere"):
-        apply(inventory, "modify", HOST, hardware__cpuFeature=bad)
-        h1 = inventory.host("h1")
-        inventory.host("h1")
+        apply(cache, "modify", HOST, hardware__cpuFeature=bad)
+        h1 = cache.host("h1")
+        cache.host("h1")
     assert h1 is not None and (h1.cpu_vendor, h1.cpu_family, h1.cpu_flags) == ("GenuineIntel", None, frozenset())
     [record] = [r for r in caplog.records if "CPU features" in r.getMessage()]  # once, not per view
     assert record.host == "h1"  # type: ignore[attr-defined]
@@ -155,10 +156,10 @@ async def test_vcsim_hosts_report_cpu_flags_and_placement_filters_on_them(vcsim:
 
 def refresh_stats(provider: VsphereProvider, host: str, cpu_mhz: int) -> None:
     """A quickStats refresh of ``host`` as the feed would apply it: vcsim's never refresh."""
-    obj = provider.inventory.host_obj(host)
+    obj = provider.cache.host_obj(host)
     assert obj is not None
     touched: set[tuple[str, str]] = set()
-    provider.inventory.apply(update("modify", obj.ref, **{CPU: cpu_mhz}), touched)
+    provider.cache.apply(update("modify", obj.ref, **{CPU: cpu_mhz}), touched)
     for kind, name in touched:
         provider.changes.touch(kind, name)  # type: ignore[arg-type]
 
@@ -166,7 +167,7 @@ def refresh_stats(provider: VsphereProvider, host: str, cpu_mhz: int) -> None:
 async def test_a_placed_vm_keeps_its_cpu_reserved_until_its_host_stats_refresh(vcsim: Vcsim) -> None:
     """The placer, the inventory monitor and the vSphere provider on vcsim, end to end."""
     provider = make_provider(vcsim, pools={"p": pool("p")}, feed_max_wait=1)
-    inventory = CorralInventory({"vsphere": provider}, MonitorSettings(feed_timeout=1.0))
+    inventory = Inventory({"vsphere": provider}, MonitorSettings(feed_timeout=1.0))
     await provider.connect()
     await inventory.load()
     inventory.run()

@@ -13,7 +13,10 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from corral.providers.vsphere import VsphereProvider, VsphereSettings
-from corral.providers.vsphere.inventory import Inventory, Obj
+from corral.providers.vsphere.cache import ObjectCache
+from corral.providers.vsphere.folders import Folders
+from corral.providers.vsphere.lookups import Lookups
+from corral.providers.vsphere.objects import Obj
 
 PC = vmodl.query.PropertyCollector
 
@@ -50,11 +53,11 @@ def enter_all() -> list[Any]:
     ]
 
 
-def applied(*updates: Any) -> Inventory:
-    inventory = Inventory(lambda _path: None)
+def applied(*updates: Any) -> ObjectCache:
+    cache = ObjectCache(lambda _path: None)
     for u in [*enter_all(), *updates]:
-        inventory.apply(u, set())
-    return inventory
+        cache.apply(u, set())
+    return cache
 
 
 def ids(objs: list[Obj]) -> list[str]:
@@ -93,13 +96,13 @@ INDEX_TABLE: list[tuple[str, list[Any], tuple[Any, ...], list[str]]] = [
                          ids=[f"{row[0]}: {row[2][0]} {row[2][1:]}" for row in INDEX_TABLE])
 def test_the_index_follows_enter_modify_and_leave(what: str, updates: list[Any], query: tuple[Any, ...],
                                                   expected: list[str]) -> None:
-    inventory = applied(*updates)
+    cache = applied(*updates)
     method, *args = query
-    assert ids(getattr(inventory, method)(*args)) == expected
+    assert ids(getattr(cache, method)(*args)) == expected
 
 
 def test_a_fresh_snapshot_rebuilds_the_index() -> None:
-    inventory = applied()
+    cache = applied()
     fresh: dict[str, Obj] = {}
     for u in enter_all():
         if u.obj is DS:
@@ -109,45 +112,48 @@ def test_a_fresh_snapshot_rebuilds_the_index() -> None:
         if u.obj is POOLED:
             obj.props["name"] = "Renamed"
         fresh[u.obj._moId] = obj
-    inventory.replace(fresh, set())
-    assert inventory.named("Datastore", "ds1") == [] and inventory.of_kind("Datastore") == []
-    assert inventory.named("Folder", "Pooled") == [] and ids(inventory.named("Folder", "Renamed")) == ["group-v2"]
-    assert ids(inventory.child("group-v2", "tmpl")) == ["vm-1"]
+    cache.replace(fresh, set())
+    assert cache.named("Datastore", "ds1") == [] and cache.of_kind("Datastore") == []
+    assert cache.named("Folder", "Pooled") == [] and ids(cache.named("Folder", "Renamed")) == ["group-v2"]
+    assert ids(cache.child("group-v2", "tmpl")) == ["vm-1"]
 
 
-def provider_on(inventory: Inventory, datacenter: str | None = None) -> VsphereProvider:
-    """A provider (never connected) whose lookups read ``inventory``."""
-    settings = VsphereSettings(server="vc.test", username="u", password="p", datacenter=datacenter)
-    provider = VsphereProvider("v", settings)
-    provider.inventory = inventory
-    return provider
+class Parts:
+    """A provider's lookups and folders over ``cache`` (never connected: nothing is called)."""
+
+    def __init__(self, cache: ObjectCache, datacenter: str | None = None) -> None:
+        settings = VsphereSettings(server="vc.test", username="u", password="p", datacenter=datacenter)
+        provider = VsphereProvider("v", settings)
+        self.cache = cache
+        self.lookups = Lookups("v", cache, datacenter)
+        self.folders = Folders("v", cache, self.lookups, provider.vcenter, provider.session, create=False)
 
 
 def test_provider_lookups_follow_renames_and_moves() -> None:
-    provider = provider_on(applied())
-    assert provider._template("Pooled/tmpl") is not None and provider._template("tmpl") is not None
-    assert provider._named("Datastore", "ds1", "datastore").ref is DS
-    assert provider._vm_root().ref is ROOT
-    assert provider._child_folder(provider._vm_root(), "Pooled").ref is POOLED  # type: ignore[union-attr]
+    provider = Parts(applied())
+    assert provider.lookups.template("Pooled/tmpl") is not None and provider.lookups.template("tmpl") is not None
+    assert provider.lookups.named("Datastore", "ds1", "datastore").ref is DS
+    assert provider.lookups.vm_root().ref is ROOT
+    assert provider.folders.child(provider.lookups.vm_root(), "Pooled").ref is POOLED  # type: ignore[union-attr]
 
     # the same copy, as the feed changes it: folder renamed, then moved, then the template moved
-    provider.inventory.apply(update("modify", POOLED, name="Renamed"), set())
-    assert provider._template("Pooled/tmpl") is None
-    assert provider._template("Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
-    assert provider._child_folder(provider._vm_root(), "Pooled") is None
-    provider.inventory.apply(update("modify", POOLED, parent=OTHER), set())
-    assert provider._template("Other/Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
-    assert provider._template("Renamed/tmpl") is None
-    provider.inventory.apply(update("modify", TEMPLATE, parent=OTHER), set())
-    assert provider._template("Other/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
-    assert provider._template("Other/Renamed/tmpl") is None
+    provider.cache.apply(update("modify", POOLED, name="Renamed"), set())
+    assert provider.lookups.template("Pooled/tmpl") is None
+    assert provider.lookups.template("Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
+    assert provider.folders.child(provider.lookups.vm_root(), "Pooled") is None
+    provider.cache.apply(update("modify", POOLED, parent=OTHER), set())
+    assert provider.lookups.template("Other/Renamed/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
+    assert provider.lookups.template("Renamed/tmpl") is None
+    provider.cache.apply(update("modify", TEMPLATE, parent=OTHER), set())
+    assert provider.lookups.template("Other/tmpl").ref is TEMPLATE  # type: ignore[union-attr]
+    assert provider.lookups.template("Other/Renamed/tmpl") is None
 
     # by bare name only while it is unique
     second = vim.VirtualMachine("vm-3")
-    provider = provider_on(applied(update("enter", second, name="tmpl", parent=OTHER, config_template=True)))
-    assert provider._template("tmpl") is None
-    assert provider._template("Other/tmpl").ref is second  # type: ignore[union-attr]
-    assert provider._template("vm1") is None  # a VM, not a template
+    provider = Parts(applied(update("enter", second, name="tmpl", parent=OTHER, config_template=True)))
+    assert provider.lookups.template("tmpl") is None
+    assert provider.lookups.template("Other/tmpl").ref is second  # type: ignore[union-attr]
+    assert provider.lookups.template("vm1") is None  # a VM, not a template
 
 
 class CountingDict(dict[str, Obj]):
@@ -211,17 +217,17 @@ def big_copy(vms: int) -> CountingDict:
 
 def test_a_clones_lookups_read_a_bounded_number_of_objects() -> None:
     objects = big_copy(20_000)
-    inventory = Inventory(lambda _path: None)
-    inventory.replace(objects, set())
-    provider = provider_on(inventory, datacenter="DC0")
+    cache = ObjectCache(lambda _path: None)
+    cache.replace(objects, set())
+    provider = Parts(cache, datacenter="DC0")
     objects.reads = 0
-    template = provider._template("Templates/debian-12")
+    template = provider.lookups.template("Templates/debian-12")
     assert template is not None and template.ref is TEMPLATE
-    assert provider._named("Datastore", "ds7", "datastore").props["name"] == "ds7"
-    root = provider._vm_root()
-    pooled = provider._child_folder(root, "Pooled VMs")
-    assert pooled is not None and provider._child_folder(pooled, "p42") is not None
-    assert inventory.folder_path("group-p42") == "Pooled VMs/p42"
-    assert provider._resource_pool(inventory.host_obj("h1")) is RP  # type: ignore[arg-type]
+    assert provider.lookups.named("Datastore", "ds7", "datastore").props["name"] == "ds7"
+    root = provider.lookups.vm_root()
+    pooled = provider.folders.child(root, "Pooled VMs")
+    assert pooled is not None and provider.folders.child(pooled, "p42") is not None
+    assert cache.folder_path("group-p42") == "Pooled VMs/p42"
+    assert provider.lookups.resource_pool(cache.host_obj("h1")) is RP  # type: ignore[arg-type]
     # each lookup reads the few objects it finds and their parents: no scan of 20,000
     assert objects.reads < 40, objects.reads

@@ -6,11 +6,11 @@ import asyncio
 import json
 import threading
 
+from helpers import eventually
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import VmSpec
-from helpers import eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 
@@ -34,13 +34,15 @@ async def test_a_clone_lands_in_its_folder_with_its_notes(vcsim: Vcsim) -> None:
 
 
 async def test_missing_folder_template_or_datastore_is_a_permanent_error_naming_it(vcsim: Vcsim) -> None:
-    pools = {"nofolder": pool("nofolder", folder="Nowhere/x"), "notemplate": pool("notemplate", template="Templates/gone"),
+    pools = {"nofolder": pool("nofolder", folder="Nowhere/x"),
+             "notemplate": pool("notemplate", template="Templates/gone"),
              "nodatastore": pool("nodatastore", datastore="NoSuchDS")}
     provider = make_provider(vcsim, pools=pools)
     await provider.connect()
     try:
-        results = await provider.create_vms("DC0_C0_H0", [VmSpec(name=f"e-{p}", pool=p, template=TEMPLATE) for p in pools])
-        for result, needle in zip(results, ("Nowhere/x", "Templates/gone", "NoSuchDS")):
+        specs = [VmSpec(name=f"e-{p}", pool=p, template=TEMPLATE) for p in pools]
+        results = await provider.create_vms("DC0_C0_H0", specs)
+        for result, needle in zip(results, ("Nowhere/x", "Templates/gone", "NoSuchDS"), strict=True):
             assert not result.ok and not result.retryable and needle in (result.error or ""), result
         assert not {"e-nofolder", "e-notemplate", "e-nodatastore"} & {vm.name for vm in await provider.list_vms()}
     finally:
@@ -51,10 +53,10 @@ async def test_linked_clones_use_the_template_snapshot(vcsim: Vcsim) -> None:
     provider = make_provider(vcsim, pools={"linked": pool("linked", linked_clone=True), "full": pool("full")})
     await provider.connect()
     try:
-        target = provider.inventory.host_obj("DC0_C0_H0")
-        template = provider._template(TEMPLATE)
-        linked = provider._clone_spec(target, provider.pools["linked"], VmSpec("l", "linked", TEMPLATE), template)
-        full = provider._clone_spec(target, provider.pools["full"], VmSpec("f", "full", TEMPLATE), template)
+        target = provider.cache.host_obj("DC0_C0_H0")
+        template = provider.lookups.template(TEMPLATE)
+        linked = provider.cloner.clone_spec(target, provider.pools["linked"], VmSpec("l", "linked", TEMPLATE), template)
+        full = provider.cloner.clone_spec(target, provider.pools["full"], VmSpec("f", "full", TEMPLATE), template)
         assert linked.snapshot is not None and linked.location.diskMoveType == "createNewChildDiskBacking"
         assert full.snapshot is None and full.location.diskMoveType is None
         [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name="l1", pool="linked", template=TEMPLATE)])
@@ -69,7 +71,7 @@ async def test_readiness_connects_to_the_name_with_domain_or_to_the_guest_ip(vcs
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="r1", pool="p", template=TEMPLATE)])
         # a create returns when its tasks ended; the inventory's own long poll shows the VM after
-        await eventually(lambda: (vm := provider.inventory.vm("r1")) is not None and vm.powered_on)
+        await eventually(lambda: (vm := provider.cache.vm("r1")) is not None and vm.powered_on)
         assert await provider.vm_ready("r1")
         assert listener.asked[-1] == "r1.example.test:22"
         await provider.power_off("r1")
@@ -101,7 +103,7 @@ async def test_start_vms_restarts_a_stopped_vm_on_another_host(vcsim: Vcsim) -> 
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="ha1", pool="p", template=TEMPLATE)])
         await asyncio.to_thread(lambda: wait_task(vcsim.vm("ha1").PowerOffVM_Task()))  # its host died with it
-        while (vm := provider.inventory.vm("ha1")) is None or vm.powered_on:
+        while (vm := provider.cache.vm("ha1")) is None or vm.powered_on:
             await asyncio.sleep(0.05)
         [result] = await provider.start_vms("DC0_C0_H2", ["ha1"])
         assert result.ok, result
@@ -123,7 +125,7 @@ async def test_purge_removes_only_unconfigured_folders_beside_pool_folders(vcsim
     await provider.connect()  # purges at connect
     try:
         for _ in range(100):
-            names = {o.props.get("name") for o in provider.inventory.objects.values() if o.kind == "Folder"}
+            names = {o.props.get("name") for o in provider.cache.objects.values() if o.kind == "Folder"}
             if "old" not in names:
                 break
             await asyncio.sleep(0.05)
@@ -135,7 +137,7 @@ async def test_purge_removes_only_unconfigured_folders_beside_pool_folders(vcsim
 async def test_a_folder_that_exists_already_is_found_not_its_parent(vcsim: Vcsim) -> None:
     """CreateFolder of a name that exists (made by someone else, or by an earlier call the feed
     has not reported yet) gives the existing folder: vcsim's DuplicateName names the parent."""
-    from corral.providers.vsphere.provider import create_folder
+    from corral.providers.vsphere.folders import create_folder
 
     def run() -> tuple[str, str, str]:
         content = vcsim.content
@@ -155,12 +157,12 @@ async def test_a_folder_made_is_used_at_once_without_waiting_for_the_feed(vcsim:
     await provider.connect()
     busy, release = threading.Event(), threading.Event()
     try:
-        provider.feed._thread.submit(lambda: (busy.set(), release.wait(20)))
+        provider.feed.thread.submit(lambda: (busy.set(), release.wait(20)))
         assert await asyncio.to_thread(busy.wait, 5)
         for name in ("f1", "f2"):
             [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])
             assert result.ok, result.error
-        assert "f1" not in provider.inventory.vm_ids  # the inventory loop was held all along
+        assert "f1" not in provider.cache.vm_ids  # the inventory loop was held all along
         assert provider.session.calls["CreateFolder"] == 2  # Fresh, then p: once each
         for name in ("f1", "f2"):
             real = await asyncio.to_thread(vcsim.vm, name)

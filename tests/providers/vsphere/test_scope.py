@@ -10,7 +10,7 @@ from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim
 from corral.domain.models import VmSpec
-from corral.providers.vsphere.inventory import Inventory
+from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.scope import Scope, owns
 from corral.providers.vsphere.settings import VspherePool
 
@@ -46,37 +46,37 @@ def test_which_vms_are_the_providers(scope: Scope, folder: str | None, noted: st
     assert owns(scope, folder, noted, cloned) is expected
 
 
-def scoped(scope: Scope) -> Inventory:
-    inventory = Inventory(lambda _path: None, scope=scope)
+def scoped(scope: Scope) -> ObjectCache:
+    cache = ObjectCache(lambda _path: None, scope=scope)
     for u in [update("enter", DC, name="DC0", vmFolder=ROOT), update("enter", ROOT, name="vm", parent=DC),
               update("enter", POOLED, name="Pooled", parent=ROOT), update("enter", OTHER, name="Other", parent=ROOT)]:
-        inventory.apply(u, set())
-    return inventory
+        cache.apply(u, set())
+    return cache
 
 
-def touched_by(inventory: Inventory, u: Any) -> set[tuple[str, str]]:
+def touched_by(cache: ObjectCache, u: Any) -> set[tuple[str, str]]:
     touched: set[tuple[str, str]] = set()
-    inventory.apply(u, touched)
+    cache.apply(u, touched)
     return {t for t in touched if t[0] == "vm"}
 
 
 def test_only_the_providers_vms_are_touched_and_a_folder_rename_moves_them_in_or_out() -> None:
-    inventory = scoped(Scope.of([VspherePool("p", "t", folder="Pooled")]))
-    assert touched_by(inventory, update("enter", VM, name="mine", parent=POOLED, config_template=False)) == \
+    cache = scoped(Scope.of([VspherePool("p", "t", folder="Pooled")]))
+    assert touched_by(cache, update("enter", VM, name="mine", parent=POOLED, config_template=False)) == \
         {("vm", "mine")}
     theirs = vim.VirtualMachine("vm-9")
-    assert touched_by(inventory, update("enter", theirs, name="theirs", parent=OTHER, config_template=False)) == set()
-    assert [vm.name for vm in inventory.vms()] == ["mine"] and inventory.vm("theirs") is None
-    assert inventory.vm_obj("theirs") is not None  # still known: names clash across providers
+    assert touched_by(cache, update("enter", theirs, name="theirs", parent=OTHER, config_template=False)) == set()
+    assert [vm.name for vm in cache.vms()] == ["mine"] and cache.vm("theirs") is None
+    assert cache.vm_obj("theirs") is not None  # still known: names clash across providers
 
     # someone renames the folders: "Other" becomes the pool's folder, "Pooled" is not one any more
-    assert touched_by(inventory, update("modify", POOLED, name="Old")) == {("vm", "mine")}
-    assert inventory.vms() == []
-    assert touched_by(inventory, update("modify", OTHER, name="Pooled")) == {("vm", "theirs")}
-    assert [vm.name for vm in inventory.vms()] == ["theirs"]
+    assert touched_by(cache, update("modify", POOLED, name="Old")) == {("vm", "mine")}
+    assert cache.vms() == []
+    assert touched_by(cache, update("modify", OTHER, name="Pooled")) == {("vm", "theirs")}
+    assert [vm.name for vm in cache.vms()] == ["theirs"]
     # a VM moved out of scope is touched (its readers hear it is gone); one moved in, likewise
-    assert touched_by(inventory, update("modify", theirs, parent=POOLED)) == {("vm", "theirs")}
-    assert inventory.vms() == []
+    assert touched_by(cache, update("modify", theirs, parent=POOLED)) == {("vm", "theirs")}
+    assert cache.vms() == []
 
 
 async def test_two_providers_on_one_vcenter_see_only_their_own_vms(vcsim: Vcsim) -> None:

@@ -28,7 +28,7 @@ async def test_one_session_whatever_the_number_of_pools_and_calls(vcsim: Vcsim) 
     try:
         specs = [VmSpec(name=f"vm-{p}-{i}", pool=p, template=TEMPLATE) for p in pools for i in range(2)]
         busy = asyncio.gather(*(provider.create_vms(host, [spec]) for host, spec in
-                                zip(["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"] * 7, specs)))
+                                zip(["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"] * 7, specs, strict=False)))
         counts = []
         while not busy.done():
             counts.append(len(await asyncio.to_thread(vcsim.sessions)))

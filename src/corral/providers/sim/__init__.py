@@ -44,10 +44,12 @@ Time
 Failures
     ``failure_rates`` make single VM creates, boots, destroys, migrations, disk adds,
     snapshots and reverts fail at random (``seed`` makes that repeatable). Tests inject
-    failures on purpose with the hooks ``fail_next``, ``stall``, ``set_host_down``,
-    ``set_host_maintenance``, ``set_host_health``, ``fail_on_host`` (every VM created or
-    started on that host fails, retryably, while the call succeeds) and ``inject_vm``, and
-    read ``vm_disks`` / ``vm_snapshots``; ``calls`` counts calls per method, for "provider
+    failures on purpose with the hooks of ``provider.controls`` (``controls.py``):
+    ``fail_next``, ``stall``, ``set_host_down``, ``set_host_maintenance``,
+    ``set_host_health``, ``fail_on_host`` (every VM created or started on that host fails,
+    retryably, while the call succeeds), ``set_guest_ready``, ``inject_vm`` and ``vanish``
+    (a VM deleted behind corral's back), and read ``vm``, ``vm_disks`` / ``vm_snapshots``
+    without a call; ``calls`` counts calls per method, for "provider
     calls per VM" in benchmarks, and ``call_log`` keeps the last create and start calls
     (``SimCall``: operation, host, VM names, when it was dispatched).
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from corral.domain.models import HostHealth, HostInfo, ProviderVm, TemplateInfo, VmSpec
+from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
 from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError
-from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
-from corral.providers.sim.faults import Faults
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.sim.boots import Boots
+from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
+from corral.providers.sim.controls import SimControls
+from corral.providers.sim.faults import Faults
+from corral.providers.sim.pacing import Pacing
 from corral.providers.sim.settings import SimSettings
 from corral.providers.sim.state_file import SimStateFile
 from corral.providers.sim.world import SimCluster, SimSnapshot, SimVm
-
-#: The overall statuses a host can report, as vSphere's ``overallStatus`` names them.
-HOST_HEALTH = tuple(HostHealth)
 
 
 class SimProvider(Provider):
@@ -31,12 +30,12 @@ class SimProvider(Provider):
     destroyed wherever it is. :attr:`bulk_calls` is the ``bulk_calls`` setting; the
     simulator takes many VMs per create or start call either way.
 
-    Test hooks (plain sync methods): :meth:`fail_next`, :meth:`stall`, :meth:`set_host_down`,
-    :meth:`set_host_maintenance`, :meth:`set_host_health`, :meth:`fail_on_host`,
-    :meth:`set_guest_ready`, :meth:`inject_vm`, the read accessors :meth:`vm_disks` and
-    :meth:`vm_snapshots`; :attr:`calls`, a counter of calls per public method name, with
-    :attr:`in_flight` / :attr:`peak_in_flight` to watch the concurrency limit; and
-    :attr:`call_log`, the last create and start calls as :class:`SimCall` records.
+    Test hooks are on :attr:`controls` (:class:`~corral.providers.sim.controls.SimControls`:
+    injected failures and stalls, hosts down, in maintenance or unhealthy, guests, injected
+    VMs, disks and snapshots read without a call). The provider itself counts its calls:
+    :attr:`calls`, a counter of calls per public method name, with :attr:`in_flight` /
+    :attr:`peak_in_flight` to watch the concurrency limit; and :attr:`call_log`, the last
+    create and start calls as :class:`SimCall` records.
     """
 
     def __init__(self, name: str, settings: SimSettings | None = None) -> None:
@@ -50,10 +49,11 @@ class SimProvider(Provider):
         self._cluster = SimCluster(self.settings.host_settings(), self.settings.vm_cpu_load)
         self._feed = ChangeFeed()
         self._faults = Faults()
-        self._rng = random.Random(self.settings.seed)
+        self._pacing = Pacing(self.settings, self._require_open)
         self._slots = asyncio.Semaphore(self.settings.concurrency)
-        self._boot_timers: dict[str, asyncio.TimerHandle] = {}
-        self._closing = asyncio.Event()  # set by close() to end the sleeps of calls in flight
+        self._boots = Boots(self._cluster, self._feed, self.settings, self._persist, self._pacing.chance,
+                            self._pacing.scaled)
+        self.controls = SimControls(self._cluster, self._feed, self._faults, self._boots, self.settings, self._persist)
         self._state: SimStateFile | None = None
         self._loaded = False
         self._connected = False
@@ -73,15 +73,15 @@ class SimProvider(Provider):
                     self._cluster.add(vm)
         self._loaded = True
         self._connected = True
-        self._closing = asyncio.Event()
+        self._pacing.open()
         now = time.time()
         for vm in list(self._cluster.vms.values()):
             if vm.boot_deadline is None:
                 continue
             if vm.boot_deadline <= now:  # booted while nobody was watching
-                self._finish_boot(vm.name)
+                self._boots.finish(vm.name)
             else:
-                self._schedule_boot(vm)
+                self._boots.schedule(vm)
 
     async def close(self) -> None:
         """Cancel boot timers, close the state file, release feed waiters.
@@ -92,13 +92,11 @@ class SimProvider(Provider):
         if not self._connected:
             return
         self._connected = False
-        for timer in self._boot_timers.values():
-            timer.cancel()
-        self._boot_timers.clear()
+        self._boots.cancel_all()
         if self._state is not None:
             self._state.close()
             self._state = None
-        self._closing.set()
+        self._pacing.close()
         self._feed.wake_all()
 
     # -- reads -----------------------------------------------------------------------------
@@ -138,7 +136,7 @@ class SimProvider(Provider):
         """
         self.calls["wait_for_updates"] += 1
         self._require_open()
-        await self._sleep(self._faults.stall_of("wait_for_updates"))
+        await self._pacing.sleep(self._faults.stall_of("wait_for_updates"))
         self._faults.raise_if_failing("wait_for_updates")
         changes = self._feed.since(version)
         if changes is not None and changes.empty:
@@ -196,11 +194,11 @@ class SimProvider(Provider):
 
     async def destroy_vm(self, name: str) -> None:
         async with self._call("destroy_vm", "destroy"):
-            await self._pause(self.settings.latency.destroy)
+            await self._pacing.pause(self.settings.latency.destroy)
             vm = self._cluster.vm(name)
-            if self._chance(self.settings.failure_rates.destroy):
+            if self._pacing.chance(self.settings.failure_rates.destroy):
                 raise ProviderError(f"simulated failure destroying VM {name!r}")
-            self._cancel_boot(name)
+            self._boots.cancel(name)
             self._cluster.remove(name)
             if self._state is not None:
                 self._state.delete(name)
@@ -219,10 +217,10 @@ class SimProvider(Provider):
         async with self._call("migrate_vm", "migrate"):
             self._cluster.vm(name)
             self._cluster.target_host(host)
-            await self._pause(self.settings.latency.migrate)
+            await self._pacing.pause(self.settings.latency.migrate)
             vm = self._cluster.vm(name)
             self._cluster.target_host(host)
-            if self._chance(self.settings.failure_rates.migrate):
+            if self._pacing.chance(self.settings.failure_rates.migrate):
                 raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}")
             if vm.host == host:
                 return
@@ -268,126 +266,13 @@ class SimProvider(Provider):
             vm.disks = list(taken.disks)
             self._cluster.set_power(vm, taken.powered_on)
             if taken.powered_on and not taken.guest_ready:
-                self._start_boot(vm)
+                self._boots.start(vm)
             else:
-                self._cancel_boot(name)
+                self._boots.cancel(name)
                 vm.guest_ready = taken.guest_ready
                 vm.boot_deadline = None
             self._changed(vm)
             self._feed.touch("host", vm.host)
-
-    def vm_disks(self, name: str) -> list[int]:
-        """The sizes in GiB of the disks added to a VM, in order (a test accessor, no call)."""
-        return list(self._cluster.vm(name).disks)
-
-    def vm_snapshots(self, name: str) -> list[str]:
-        """The names of a VM's snapshots, oldest first (a test accessor, no call)."""
-        return list(self._cluster.vm(name).snapshots)
-
-    # -- test hooks ------------------------------------------------------------------------
-
-    def fail_next(self, op: str, count: int = 1, *, retryable: bool = True) -> None:
-        """Make the next ``count`` calls of ``op`` raise ``ProviderError("injected failure")``;
-        with ``retryable=False``, a permanent ``ProviderError("injected failure (permanent)")``.
-
-        ``op`` is one of ``connect``, ``create``, ``start``, ``destroy``, ``migrate``, ``power``, ``disk``,
-        ``snapshot``, ``revert``, ``vm_ready``, ``list_vms``, ``list_hosts``, ``template_info``,
-        ``wait_for_updates``.
-        """
-        self._faults.fail_next(op, count, retryable=retryable)
-
-    def stall(self, op: str, seconds: float) -> None:
-        """Make every call of ``op`` sleep ``seconds`` more real seconds; 0 clears it."""
-        self._faults.stall(op, seconds)
-
-    def set_host_down(self, host: str, down: bool = True) -> None:
-        """Take a host down (its VMs are not ready, creates on it fail) or bring it back.
-
-        Raises :class:`~corral.providers.base.HostUnavailable` for a host that does not exist.
-        """
-        target = self._cluster.host(host)
-        if target.up == (not down):
-            return
-        target.up = not down
-        self._feed.touch("host", host)
-
-    def set_host_maintenance(self, host: str, maintenance: bool = True) -> None:
-        """Put a host into maintenance (creates and migrations onto it fail) or take it out."""
-        target = self._cluster.host(host)
-        if target.maintenance == maintenance:
-            return
-        target.maintenance = maintenance
-        self._feed.touch("host", host)
-
-    def set_host_health(self, host: str, health: str = "green", config_issues: int = 0) -> None:
-        """Set a host's overall status and its count of configuration issues.
-
-        Only placement minds them: a host that is not green, or has issues, still takes VMs.
-        Raises :class:`ValueError` for a status other than green, yellow, red or gray, or a
-        negative count, and :class:`~corral.providers.base.HostUnavailable` for an unknown host.
-        """
-        if health not in HOST_HEALTH:
-            raise ValueError(f"unknown host health {health!r}; one of {', '.join(HOST_HEALTH)}")
-        if config_issues < 0:
-            raise ValueError(f"config_issues cannot be negative, got {config_issues}")
-        target = self._cluster.host(host)
-        if (target.health, target.config_issues) == (health, config_issues):
-            return
-        target.health = HostHealth(health)
-        target.config_issues = config_issues
-        self._feed.touch("host", host)
-
-    def fail_on_host(self, host: str, failing: bool = True) -> None:
-        """While set, every VM that create_vms or start_vms puts on ``host`` fails, retryably.
-
-        The call itself succeeds; those VMs are not created or moved. Raises
-        :class:`~corral.providers.base.HostUnavailable` for a host that does not exist.
-        """
-        self._cluster.host(host)
-        self._faults.fail_on_host(host, failing)
-
-    def set_guest_ready(self, name: str, ready: bool) -> None:
-        """Flip a powered-on VM's guest between booted and not (a guest crash, a hung boot).
-
-        Raises :class:`~corral.providers.base.VmNotFound` for an unknown VM.
-        """
-        vm = self._cluster.vm(name)
-        if not vm.powered_on or vm.guest_ready == ready:
-            return
-        self._cancel_boot(name)
-        vm.boot_deadline = None
-        vm.guest_ready = ready
-        self._changed(vm)
-
-    def inject_vm(
-        self, name: str, host: str, pool: str | None, template: str | None = None, guest_ready: bool = True
-    ) -> ProviderVm:
-        """Add a powered-on VM nobody asked corral to create (an orphan, for instance).
-
-        With ``guest_ready=False`` its guest stays unready until it is power-cycled. With a
-        ``state_file`` call this after :meth:`connect`, so that the VM is persisted.
-        """
-        if name in self._cluster.vms:
-            raise ValueError(f"VM {name!r} already exists")
-        self._cluster.host(host)
-        sizing = self.settings.template(template) if template else None
-        sizing = sizing or self.settings.template_defaults  # orphans ignore strict_templates
-        vm = SimVm(
-            name=name,
-            host=host,
-            pool=pool,
-            template=template,
-            cpus=sizing.cpus,
-            memory_mb=sizing.memory_mb,
-            ip=self._cluster.allocate_ip(),
-            created_at=time.time(),
-            guest_ready=guest_ready,
-        )
-        self._cluster.add(vm)
-        self._persist([vm])
-        self._feed.touch("vm", name)
-        self._feed.touch("host", host)
-        return vm.view()
 
     # -- inside ----------------------------------------------------------------------------
 
@@ -408,7 +293,7 @@ class SimProvider(Provider):
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
-                await self._sleep(self._faults.stall_of(op))
+                await self._pacing.sleep(self._faults.stall_of(op))
                 self._faults.raise_if_failing(op)
                 yield
             finally:
@@ -418,34 +303,12 @@ class SimProvider(Provider):
         """The time a bulk call of ``count`` VMs on ``host`` takes; the host must take VMs before and after."""
         self._cluster.target_host(host)
         rounds = math.ceil(count / self.settings.host_clone_slots)
-        await self._pause(per_call + per_vm * rounds)
+        await self._pacing.pause(per_call + per_vm * rounds)
         self._cluster.target_host(host)  # it may have gone down meanwhile
 
     def _require_open(self) -> None:
         if not self._connected:
             raise ProviderError(f"simulator {self.name!r} is not connected", retryable=False)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep an operation's latency, scaled and jittered."""
-        await self._sleep(self._scaled(seconds))
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep real seconds; raise :class:`ProviderError` if the provider closes meanwhile."""
-        if seconds > 0:
-            try:
-                async with asyncio.timeout(seconds):  # not wait_for: see ChangeFeed.wait_past
-                    await self._closing.wait()
-            except TimeoutError:
-                pass
-        self._require_open()
-
-    def _scaled(self, seconds: float) -> float:
-        jitter = self.settings.jitter
-        factor = self._rng.uniform(1 - jitter, 1 + jitter) if jitter else 1.0
-        return seconds * self.settings.time_scale * factor
-
-    def _chance(self, rate: float) -> bool:
-        return rate > 0 and self._rng.random() < rate
 
     def _persist(self, vms: list[SimVm]) -> None:
         if self._state is not None and vms:
@@ -454,10 +317,10 @@ class SimProvider(Provider):
     async def _vm_op(self, name: str, latency: float, failure_rate: float, doing: str) -> SimVm:
         """What every change to one VM does first: check it exists, sleep, check its host, maybe fail."""
         self._cluster.vm(name)
-        await self._pause(latency)
+        await self._pacing.pause(latency)
         vm = self._cluster.vm(name)  # it may have been destroyed meanwhile
         self._cluster.usable_host(vm.host)
-        if self._chance(failure_rate):
+        if self._pacing.chance(failure_rate):
             raise ProviderError(f"simulated failure {doing} VM {name!r}")
         return vm
 
@@ -482,7 +345,7 @@ class SimProvider(Provider):
         host_failure = self._faults.host_failure(host)
         if host_failure is not None:
             return CreateResult(spec.name, ok=False, error=host_failure)
-        if self._chance(self.settings.failure_rates.create):
+        if self._pacing.chance(self.settings.failure_rates.create):
             return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}")
         vm = SimVm(
             name=spec.name,
@@ -495,7 +358,7 @@ class SimProvider(Provider):
             created_at=time.time(),
         )
         self._cluster.add(vm)
-        self._start_boot(vm)
+        self._boots.start(vm)
         return CreateResult(spec.name, ok=True)
 
     def _start_one(self, host: str, name: str, sources: dict[str, None]) -> CreateResult:
@@ -515,53 +378,23 @@ class SimProvider(Provider):
                 sources[vm.host] = None
             self._cluster.move(vm, host)
         self._cluster.set_power(vm, True)
-        self._start_boot(vm)
+        self._boots.start(vm)
         return CreateResult(name, ok=True)
 
     async def _set_power(self, method: str, name: str, *, on: bool) -> None:
         async with self._call(method, "power"):
-            await self._pause(self.settings.latency.power)
+            await self._pacing.pause(self.settings.latency.power)
             vm = self._cluster.vm(name)
             self._cluster.usable_host(vm.host)
             if vm.powered_on == on:
                 return
             self._cluster.set_power(vm, on)
             if on:
-                self._start_boot(vm)
+                self._boots.start(vm)
             else:
-                self._cancel_boot(name)
+                self._boots.cancel(name)
                 vm.guest_ready = False
                 vm.boot_deadline = None
             self._persist([vm])
             self._feed.touch("vm", name)
             self._feed.touch("host", vm.host)
-
-    def _start_boot(self, vm: SimVm) -> None:
-        """Start the guest's boot; with the boot failure rate it never finishes."""
-        self._cancel_boot(vm.name)
-        vm.guest_ready = False
-        vm.boot_deadline = None
-        if self._chance(self.settings.failure_rates.boot):
-            return
-        vm.boot_deadline = time.time() + self._scaled(self.settings.latency.boot)
-        self._schedule_boot(vm)
-
-    def _schedule_boot(self, vm: SimVm) -> None:
-        assert vm.boot_deadline is not None
-        delay = max(0.0, vm.boot_deadline - time.time())
-        self._boot_timers[vm.name] = asyncio.get_running_loop().call_later(delay, self._finish_boot, vm.name)
-
-    def _cancel_boot(self, name: str) -> None:
-        timer = self._boot_timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _finish_boot(self, name: str) -> None:
-        self._boot_timers.pop(name, None)
-        vm = self._cluster.vms.get(name)
-        if vm is None or vm.boot_deadline is None:
-            return
-        vm.guest_ready = True
-        vm.boot_deadline = None
-        self._persist([vm])
-        self._feed.touch("vm", name)

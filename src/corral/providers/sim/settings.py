@@ -172,7 +172,8 @@ class SimSettings(_SimModel):
             for host in hosts
         ]
         return [
-            host if host.cluster else host.model_copy(update={"cluster": f"sim-cluster-{i // self.hosts_per_cluster + 1:02d}"})
+            host if host.cluster
+            else host.model_copy(update={"cluster": f"sim-cluster-{i // self.hosts_per_cluster + 1:02d}"})
             for i, host in enumerate(hosts)
         ]
 

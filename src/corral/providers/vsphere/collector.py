@@ -31,7 +31,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
-from corral.providers.vsphere.inventory import moid
+from corral.providers.vsphere.objects import moid
 from corral.providers.vsphere.session import Session, fault_message
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -80,6 +80,16 @@ class CollectorLoop:
         self._owned: list[tuple[int, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    @property
+    def collector(self) -> Any:
+        """The PropertyCollector the loop reads now; None before it is built or once it is dropped."""
+        return self._collector
+
+    @property
+    def thread(self) -> ThreadPoolExecutor | None:
+        """The loop's own thread, on which its calls run, while it runs."""
+        return self._thread
 
     # -- what a subclass says --------------------------------------------------------------
 

@@ -9,7 +9,7 @@ the second loop, :class:`~corral.providers.vsphere.tasks.TaskFeed` over the Task
 ``recentTask``, next to it on the same session, so a task's end never waits behind (nor is
 parsed with) an inventory update set, the thousands of objects of a snapshot included.
 
-The inventory loop keeps the local copy (:class:`~corral.providers.vsphere.inventory.Inventory`)
+The inventory loop keeps the local copy (:class:`~corral.providers.vsphere.cache.ObjectCache`)
 and records which VMs and hosts changed in a :class:`~corral.providers.changefeed.ChangeFeed`.
 A snapshot, after a new collector, is applied whole once its last part is in, and compared
 with the copy kept so far: only real differences reach the feed, and VMs that are still there
@@ -25,8 +25,9 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
 from corral.providers.changefeed import ChangeFeed
+from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.collector import CollectorLoop
-from corral.providers.vsphere.inventory import PROPERTIES, Inventory, Obj, apply_change, moid
+from corral.providers.vsphere.objects import PROPERTIES, Obj, apply_change, moid
 from corral.providers.vsphere.session import Session
 from corral.providers.vsphere.tasks import TaskFeed, TaskOutcome
 
@@ -34,15 +35,15 @@ __all__ = ["Feed"]
 
 
 class Feed(CollectorLoop):
-    """The inventory's loop, and the task loop beside it: keeps :class:`Inventory` current and
-    resolves task waits."""
+    """The inventory's loop, and the task loop beside it: keeps the :class:`ObjectCache` current
+    and resolves task waits."""
 
     what = "feed"
 
-    def __init__(self, session: Session, inventory: Inventory, changes: ChangeFeed, datacenter: str | None,
+    def __init__(self, session: Session, cache: ObjectCache, changes: ChangeFeed, datacenter: str | None,
                  *, first_backoff: float = 0.5) -> None:
         super().__init__(session, first_backoff=first_backoff)
-        self.inventory = inventory
+        self.cache = cache
         self.changes = changes
         self.datacenter = datacenter
         self.views: list[Any] = []  # the ContainerView (and ListView) the filter reads
@@ -114,14 +115,14 @@ class Feed(CollectorLoop):
                     apply_change(obj.props, change)
                 self._snapshot[moid(update.obj)] = obj
             else:
-                self.inventory.apply(update, touched)
+                self.cache.apply(update, touched)
         if touched:
             self._touch(touched)
 
     def _snapshot_read(self) -> None:
         touched: set[tuple[str, str]] = set()
         snapshot, self._snapshot = self._snapshot, {}
-        self.inventory.replace(snapshot, touched)
+        self.cache.replace(snapshot, touched)
         self._touch(touched)
 
     def _touch(self, touched: set[tuple[str, str]]) -> None:

@@ -2,7 +2,7 @@
 
 A clone looks up its template, folder, datastore and datacenter; with these indexes each of
 those is a dictionary read (and a walk up the template's folders), not a scan of every
-object in the vCenter. :class:`~corral.providers.vsphere.inventory.Inventory` adds an object
+object in the vCenter. :class:`~corral.providers.vsphere.cache.ObjectCache` adds an object
 with the values its properties have and removes it with the same values before they change,
 so renames, moves between folders, objects leaving and fresh snapshots keep the indexes right.
 """

@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 
 from corral.providers.base import ProviderError
 from corral.providers.vsphere.collector import CollectorLoop
-from corral.providers.vsphere.inventory import apply_change, moid
+from corral.providers.vsphere.objects import apply_change, moid
 from corral.providers.vsphere.session import Session, fault_message
 
 TASK_PROPERTIES = ["info.state", "info.error", "info.result", "info.descriptionId"]

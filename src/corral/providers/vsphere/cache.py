@@ -1,70 +1,28 @@
-"""The local copy of the vCenter's objects, and the VM and host views built from it.
+"""The local copy of the vCenter's objects, and the VM and host records built from it.
 
 :class:`~corral.providers.vsphere.feed.Feed` keeps the copy current from one
-``WaitForUpdatesEx`` loop: :class:`Inventory` applies each update (or swaps in a fresh
+``WaitForUpdatesEx`` loop: :class:`ObjectCache` applies each update (or swaps in a fresh
 snapshot, touching only what differs from the copy kept so far) and records which VMs and
 hosts changed, so the provider answers ``wait_for_updates`` from memory. No property is read
-object by object in steady state.
+object by object in steady state. The records themselves are built in ``records.py``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from pyVmomi import vim
-
-from corral.domain.models import HostHealth, HostInfo, ProviderVm
+from corral.domain.models import HostInfo, ProviderVm
 from corral.providers.vsphere.hostfigures import HostFigures
 from corral.providers.vsphere.index import ObjectIndex
+from corral.providers.vsphere.objects import PATH_KINDS, Obj, apply_change, moid, ref_id
+from corral.providers.vsphere.records import annotation, host_record, vm_record
 from corral.providers.vsphere.scope import Scope, owns
 
-log = logging.getLogger("corral.providers.vsphere")
 
-PROPERTIES: dict[type, list[str]] = {
-    vim.VirtualMachine: [
-        "name", "parent", "runtime.host", "runtime.powerState", "guest.toolsRunningStatus",
-        "guest.ipAddress", "config.template", "config.annotation", "config.createDate",
-        "summary.config.memorySizeMB", "summary.config.numCpu", "snapshot",
-    ],
-    vim.HostSystem: [
-        "name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "summary.hardware",
-        "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage", "overallStatus",
-        "configIssue", "hardware.cpuFeature",
-    ],
-    vim.ComputeResource: ["name", "parent", "resourcePool"],
-    vim.ResourcePool: ["name", "parent"],
-    vim.Folder: ["name", "parent"],
-    vim.Datastore: ["name"],
-    vim.Datacenter: ["name", "parent", "vmFolder", "hostFolder"],
-}
-PATH_KINDS = ("Folder", "Datacenter")  # the objects folder paths are made of
-
-
-@dataclass(slots=True)
-class Obj:
-    """One managed object as the feed last reported it."""
-
-    kind: str  # "VirtualMachine", "HostSystem", ...
-    ref: Any  # the pyvmomi managed object (a reference; never read a property through it)
-    props: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, ref: Any) -> Obj:
-        """An object with no properties yet, its kind named as vSphere names it."""
-        return cls(kind=type(ref).__name__.split(".")[-1], ref=ref)
-
-
-def moid(ref: Any) -> str:
-    return ref._moId  # type: ignore[no-any-return]
-
-
-class Inventory:
-    """The local copy of the vCenter's objects, and the VM and host views built from it.
+class ObjectCache:
+    """The local copy of the vCenter's objects, and the VM and host records built from it.
 
     With a ``scope``, the VM views (``vm``, ``vms`` and the VMs an update touches) are only
     the provider's own VMs (see scope.py); lookups by name and the hosts' sums see every VM.
@@ -150,7 +108,7 @@ class Inventory:
 
     def _index(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
-        self.index.add(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        self.index.add(key, obj.kind, name, ref_id(obj.props.get("parent")))
         if obj.kind in PATH_KINDS:
             self._paths.clear()
         if name is None:
@@ -158,7 +116,7 @@ class Inventory:
         if obj.kind == "VirtualMachine" and not obj.props.get("config.template"):
             self.vm_ids[name] = key
             self.made.pop(name, None)  # the feed reports it: its record is the reference now
-            host = _ref_id(obj.props.get("runtime.host"))
+            host = ref_id(obj.props.get("runtime.host"))
             if host is not None:
                 self.on_host.setdefault(host, set()).add(key)
         elif obj.kind == "HostSystem":
@@ -166,13 +124,15 @@ class Inventory:
 
     def _unindex(self, key: str, obj: Obj) -> None:
         name = obj.props.get("name")
-        self.index.remove(key, obj.kind, name, _ref_id(obj.props.get("parent")))
+        self.index.remove(key, obj.kind, name, ref_id(obj.props.get("parent")))
         if obj.kind in PATH_KINDS:
             self._paths.clear()
         if obj.kind == "VirtualMachine":
-            host = _ref_id(obj.props.get("runtime.host"))
+            host = ref_id(obj.props.get("runtime.host"))
             if host is not None and host in self.on_host:
                 self.on_host[host].discard(key)
+        if name is None:
+            return
         if obj.kind == "VirtualMachine" and self.vm_ids.get(name) == key:
             del self.vm_ids[name]
         elif obj.kind == "HostSystem" and self.host_ids.get(name) == key:
@@ -184,7 +144,7 @@ class Inventory:
         if obj.kind == "VirtualMachine":
             if name and not obj.props.get("config.template") and self.mine(obj):
                 touched.add(("vm", name))
-            host = self.name_of(_ref_id(obj.props.get("runtime.host")))
+            host = self.name_of(ref_id(obj.props.get("runtime.host")))
             if host:
                 touched.add(("host", host))
         elif obj.kind == "HostSystem":
@@ -222,12 +182,12 @@ class Inventory:
     # -- views -----------------------------------------------------------------------------
 
     def mine(self, obj: Obj) -> bool:
-        """Whether a VM is the provider's (every VM when the inventory has no scope)."""
+        """Whether a VM is the provider's (every VM when the cache has no scope)."""
         if self.scope is None:
             return True
         p = obj.props
         # the rule is an "or" of its inputs: the annotation is parsed only when the rest says no
-        if owns(self.scope, self.folder_path(_ref_id(p.get("parent"))), None, p.get("name") in self.known_pools):
+        if owns(self.scope, self.folder_path(ref_id(p.get("parent"))), None, p.get("name") in self.known_pools):
             return True
         noted = annotation(p.get("config.annotation")).get("pool")
         return isinstance(noted, str) and owns(self.scope, None, noted, False)
@@ -274,7 +234,7 @@ class Inventory:
                 return None
             if obj.kind != "Folder":
                 return None
-            parent = _ref_id(obj.props.get("parent"))
+            parent = ref_id(obj.props.get("parent"))
             parent_obj = self.objects.get(parent) if parent else None
             if parent_obj is not None and parent_obj.kind == "Datacenter":
                 return "/".join(reversed(parts))
@@ -293,25 +253,15 @@ class Inventory:
 
     def _vm_view(self, obj: Obj) -> ProviderVm:
         p = obj.props
-        notes = annotation(p.get("config.annotation"))
-        pool = notes.get("pool")
-        if not isinstance(pool, str):
-            pool = self.known_pools.get(p["name"])
+        host = self.name_of(ref_id(p.get("runtime.host"))) or ""
+        return vm_record(moid(obj.ref), p, host, lambda: self._pool_otherwise(p))
+
+    def _pool_otherwise(self, props: dict[str, Any]) -> str | None:
+        """A VM's pool when its annotation names none: the pool it was cloned for, else its folder's."""
+        pool = self.known_pools.get(props["name"])
         if pool is None:
-            pool = self._pool_of_folder(self.folder_path(_ref_id(p.get("parent"))) or "")
-        created = p.get("config.createDate")
-        return ProviderVm(
-            name=p["name"],
-            host=self.name_of(_ref_id(p.get("runtime.host"))) or "",
-            pool=pool,
-            template=notes.get("base_template") if isinstance(notes.get("base_template"), str) else None,
-            powered_on=p.get("runtime.powerState") == "poweredOn",
-            ip=p.get("guest.ipAddress") or None,
-            guest_ready=p.get("runtime.powerState") == "poweredOn"
-            and p.get("guest.toolsRunningStatus") == "guestToolsRunning",
-            created_at=created.timestamp() if created is not None else 0.0,
-            id=moid(obj.ref),
-        )
+            pool = self._pool_of_folder(self.folder_path(ref_id(props.get("parent"))) or "")
+        return pool
 
     def host(self, name: str) -> HostInfo | None:
         obj = self.host_obj(name)
@@ -322,79 +272,9 @@ class Inventory:
 
     def _host_view(self, obj: Obj) -> HostInfo:
         p = obj.props
-        hw = p.get("summary.hardware")
         me = moid(obj.ref)
-        allocated = used = 0.0
-        count = 0
-        for key in self.on_host.get(me, ()):
-            vm = self.objects[key].props
-            count += 1
-            memory = float(vm.get("summary.config.memorySizeMB") or 0)
-            allocated += memory
-            if vm.get("runtime.powerState") == "poweredOn":
-                used += memory
-        cluster = self.objects.get(_ref_id(p.get("parent")) or "")
-        model = getattr(hw, "cpuModel", "") or ""
+        vms = (self.objects[key].props for key in self.on_host.get(me, ()))
+        parent = self.objects.get(ref_id(p.get("parent")) or "")
+        cluster = parent.props.get("name", "") if parent is not None and parent.kind == "ClusterComputeResource" else ""
         cpu = self.figures.cpu(me, p["name"], p.get("hardware.cpuFeature"))
-        return HostInfo(
-            name=p["name"],
-            cpu_model=model,
-            cores=int(getattr(hw, "numCpuCores", 0) or 0),
-            mhz=int(getattr(hw, "cpuMhz", 0) or 0),
-            memory_mb=int((getattr(hw, "memorySize", 0) or 0) // (1024 * 1024)),
-            cpu_used_mhz=float(p.get("summary.quickStats.overallCpuUsage") or 0),
-            # quickStats lag by about 20 s: a VM that just powered on counts with its size at once
-            memory_used_mb=max(float(p.get("summary.quickStats.overallMemoryUsage") or 0), used),
-            up=p.get("runtime.connectionState") == "connected",
-            maintenance=bool(p.get("runtime.inMaintenanceMode")),
-            vm_count=count,
-            cluster=cluster.props.get("name", "") if cluster is not None and cluster.kind == "ClusterComputeResource" else "",
-            id=me,
-            cpu_vendor=cpu.vendor or _vendor(model),
-            cpu_family=cpu.family,
-            cpu_flags=cpu.flags,
-            health=HostHealth.of(str(p.get("overallStatus") or "gray")),
-            config_issues=len(p.get("configIssue") or []),
-            memory_allocated_mb=allocated,
-            stats_at=self.figures.stats_at.get(me),
-        )
-
-
-def annotation(text: Any) -> dict[str, Any]:
-    """The JSON notes corral (and vmpooler) write into a VM's annotation; {} when it has none."""
-    if not isinstance(text, str) or not text.startswith("{"):
-        return {}
-    try:
-        notes = json.loads(text)
-    except ValueError:
-        return {}
-    return notes if isinstance(notes, dict) else {}
-
-
-def apply_change(props: dict[str, Any], change: Any) -> None:
-    op, name = change.op, change.name
-    if op == "assign":
-        props[name] = change.val
-    elif op in ("remove", "indirectRemove"):
-        if "[" in name:  # an element of an array property left
-            base = name.split("[", 1)[0]
-            current = list(props.get(base) or [])
-            props[base] = current[:-1]
-        else:
-            props.pop(name, None)
-    elif op == "add":
-        base = name.split("[", 1)[0]
-        props[base] = [*(props.get(base) or []), change.val]
-
-
-def _ref_id(ref: Any) -> str | None:
-    return ref._moId if ref is not None else None
-
-
-def _vendor(cpu_model: str) -> str:
-    lower = cpu_model.lower()
-    if "intel" in lower:
-        return "GenuineIntel"
-    if "amd" in lower:
-        return "AuthenticAMD"
-    return ""
+        return host_record(me, p, vms, cluster, cpu, self.figures.stats_at.get(me))
