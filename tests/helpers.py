@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.manager import ManagerSettings, PoolManager
@@ -133,13 +132,12 @@ class ServerThread:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         import threading
 
         import uvicorn
 
         from corral.api import create_app
-
         from corral.api.server import Server
 
         self.server = Server(uvicorn.Config(create_app(self.service), host="127.0.0.1", port=self.port,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO
 
 from corral.config import ConfigError, load_config, parse_config
+from helpers import REPO
 
 # vmpooler's own example file, copied into the repository
 REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"

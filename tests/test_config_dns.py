@@ -4,11 +4,11 @@ pools alike, by one rule); a DNS plugin's own keys are accepted and never shown.
 from __future__ import annotations
 
 import pytest
-from helpers import REPO
 
 from corral.config import ConfigError, load_config, parse_config, safe_view
 from corral.domain.names import pool_domain
 from corral.runtime import build_providers
+from helpers import REPO
 
 DNS_FILE = REPO / "tests" / "fixtures" / "vmpooler-dns.yaml"
 REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"

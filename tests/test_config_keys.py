@@ -4,10 +4,10 @@ of a key corral reads there or a key corral reads in another section; never with
 from __future__ import annotations
 
 import pytest
-from helpers import REPO
 
 from corral.config import Config, ConfigError, load_config, parse_config
 from corral.config.keys import SECTIONS, Rule, judge_key
+from helpers import REPO
 
 PLANTED = "Pl4nted-Secret!"
 SIM = {":sim": {"provider_class": "sim"}}

@@ -7,7 +7,6 @@ lost), a checked-out VM stays checked out and is never handed out again, and poo
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -82,7 +81,8 @@ def wait_converged(corral: Corral, timeout: float = 30) -> dict:
     while time.monotonic() < deadline:
         status = corral.status()
         q = status["queue"]
-        if all(status["pools"][n]["ready"] == s for n, s in POOLS.items()) and q["pending"] == 0 and q["completed"] == 0:
+        full = all(status["pools"][n]["ready"] == s for n, s in POOLS.items())
+        if full and q["pending"] == 0 and q["completed"] == 0:
             return status
         time.sleep(0.05)
     raise AssertionError(f"pools did not converge: {status}")
@@ -92,7 +92,8 @@ def check_invariants(tmp_path: Path, sim: dict, checked_out: set[str]) -> None:
     import asyncio
 
     async def sim_vms() -> set[str]:
-        provider = SimProvider("sim", SimSettings.model_validate({k: v for k, v in sim.items() if k != "provider_class"}))
+        settings = SimSettings.model_validate({k: v for k, v in sim.items() if k != "provider_class"})
+        provider = SimProvider("sim", settings)
         await provider.connect()
         try:
             return {v.name for v in await provider.list_vms() if v.pool in POOLS}

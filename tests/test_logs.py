@@ -57,7 +57,8 @@ def test_text_values_are_escaped_and_quoted_when_they_need_it(value: object, sho
 
 @pytest.mark.parametrize(("message", "shown"), [
     ("ready", "ready"),
-    ("not found: abc\n2026-01-01T00:00:00.000Z INFO  corral.api forged", r"not found: abc\n2026-01-01T00:00:00.000Z INFO  corral.api forged"),
+    ("not found: abc\n2026-01-01T00:00:00.000Z INFO  corral.api forged",
+     r"not found: abc\n2026-01-01T00:00:00.000Z INFO  corral.api forged"),
     ("bell\x07 esc\x1b[2J nul\x00", r"bell\x07 esc\x1b[2J nul\x00"),
     ("wide\u2028\u2029", r"wide\u2028\u2029"),
 ])

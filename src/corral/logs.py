@@ -25,7 +25,8 @@ import time
 from typing import Any, Literal
 
 # Attributes every LogRecord has; anything else came in through ``extra``.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName", "color_message"}
 # Keys whose values must never be written out.
 _SECRET_KEYS = ("password", "secret", "token", "authorization")
 

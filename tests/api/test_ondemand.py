@@ -196,7 +196,8 @@ def test_clone_limit_is_respected(make_server):
 def test_a_request_that_cannot_be_placed_says_why(make_server):
     # the "huge" template needs more memory than any simulated host has
     pools = [{"name": "huge", "template": "t/huge", "size": 0}]
-    server = make_server(pools, ondemand_request_ttl=0.03, sim={"templates": {"t/huge": {"cpus": 1, "memory_mb": 10**7}}})
+    huge = {"t/huge": {"cpus": 1, "memory_mb": 10**7}}
+    server = make_server(pools, ondemand_request_ttl=0.03, sim={"templates": huge})
     request_id = server.client.post("/ondemandvm", json={"huge": 1}).json()["request_id"]
     pending = server.wait(lambda: (r := server.client.get(f"/ondemandvm/{request_id}")).status_code == 202
                           and "placement_error" in r.json() and r)

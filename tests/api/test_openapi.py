@@ -268,7 +268,9 @@ def _operation(ops: dict[tuple[str, str], dict[str, Any]], method: str, path: st
 
     def fits(template: str) -> bool:
         parts = template.strip("/").split("/")
-        return len(parts) == len(segments) and all(p.startswith("{") or p == s for p, s in zip(parts, segments))
+        if len(parts) != len(segments):
+            return False
+        return all(p.startswith("{") or p == s for p, s in zip(parts, segments, strict=True))
 
     found = [key for key in ops if key[0] == method and fits(key[1])]
     assert found, f"no operation serves {method} {path}"

@@ -16,7 +16,8 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
         ":redis": {"server": "redis://ruser:Redis-Pw-6@redis.example.com/0", "data_ttl": 24},
     }
     # unknown keys of vmpooler's dummy provider are warnings (a simulator's would be errors)
-    sim = {"provider_class": "dummy", "pasword": "Typo-Pw-1", "vcenter_pwd": "Vc-Pwd-2", "latency": {"boot": 10.0, "tokn": "Sim-Nested-8"},
+    sim = {"provider_class": "dummy", "pasword": "Typo-Pw-1", "vcenter_pwd": "Vc-Pwd-2",
+           "latency": {"boot": 10.0, "tokn": "Sim-Nested-8"},
            "host_defaults": {"cores": 16, "root_pw": "Host-Pw-9"}}
     server = make_server(pools, sim=sim, extra=extra, task_limit=7, prefix="poolvm-", api_pass="Extra-Cfg-7")
 

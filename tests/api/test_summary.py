@@ -15,7 +15,7 @@ DURATION_KEYS = {"average", "min", "max", "total"}
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 @pytest.fixture
@@ -108,7 +108,8 @@ def test_summary_today_and_ranges(server):
 
 
 @pytest.mark.parametrize("params", [
-    {"from": "2020-13-01"}, {"from": "yesterday"}, {"to": "2020-1-1"}, {"from": "2020-01-01T00:00"}, {"from": "2020-W01-1"},
+    {"from": "2020-13-01"}, {"from": "yesterday"}, {"to": "2020-1-1"},
+    {"from": "2020-01-01T00:00"}, {"from": "2020-W01-1"},
     {"from": "2020-02-02", "to": "2020-02-01"},
     {"from": (today() + dt.timedelta(days=2)).isoformat(), "to": (today() + dt.timedelta(days=3)).isoformat()},
     {"from": "2000-01-01", "to": "2010-01-01"},
@@ -127,9 +128,11 @@ def test_summary_date_error_messages(server):
         assert resp.status_code == 400
         return resp.json()["error"]
 
-    assert "must match YYYY-MM-DD" in error(**{"from": "2020-13-01"}) and "2020-13-01" in error(**{"from": "2020-13-01"})
+    bad_month = error(**{"from": "2020-13-01"})
+    assert "must match YYYY-MM-DD" in bad_month and "2020-13-01" in bad_month
     assert "must match YYYY-MM-DD" in error(to="yesterday")
-    assert error(**{"from": "2020-02-02", "to": "2020-02-01"}) == "Date range is invalid, 'to' cannot come before 'from'."
+    assert error(**{"from": "2020-02-02", "to": "2020-02-01"}) == \
+        "Date range is invalid, 'to' cannot come before 'from'."
     future = (today() + dt.timedelta(days=2)).isoformat()
     assert error(**{"from": future, "to": future}) == "Date range is invalid, 'from' must be in the past."
 

@@ -32,11 +32,13 @@ def test_status_shape_when_full(server):
     assert body["capacity"] == {"current": 4, "total": 4, "percent": 100.0}
     assert body["queue"]["ready"] == 4 and body["queue"]["running"] == 0
     pool = body["pools"]["debian-12"]
-    assert {k: pool[k] for k in ("ready", "running", "pending", "max")} == {"ready": 3, "running": 0, "pending": 0, "max": 3}
+    counts = {k: pool[k] for k in ("ready", "running", "pending", "max")}
+    assert counts == {"ready": 3, "running": 0, "pending": 0, "max": 3}
     assert pool["alias"] == ["debian"]
     assert body["clone"]["count"]["total"] >= 4
     assert body["status"]["ok"] is True
-    assert set(server.client.get("/status", params={"view": "capacity,queue"}).json()) == {"capacity", "queue", "status"}
+    views = server.client.get("/status", params={"view": "capacity,queue"}).json()
+    assert set(views) == {"capacity", "queue", "status"}
 
 
 def test_checkout_get_delete_cycle(server):

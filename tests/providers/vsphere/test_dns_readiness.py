@@ -7,12 +7,12 @@ import dataclasses
 from typing import Any
 
 import yaml
-from helpers import REPO, eventually
 
 from corral.bench.vcsim import Listener, Vcsim
 from corral.config import parse_config
 from corral.domain.models import VmSpec
 from corral.runtime import build_providers
+from helpers import REPO, eventually
 
 from .conftest import TEMPLATE, TOOLS_RUNNING
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from helpers import QUICK_RUNNER, eventually
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, wait_task
@@ -26,6 +25,7 @@ from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.objects import Obj
 from corral.store.sqlite import SqliteStore
+from helpers import QUICK_RUNNER, eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 

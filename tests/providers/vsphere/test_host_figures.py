@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import pytest
-from helpers import eventually
 from pyVmomi import vim, vmodl
 
 from corral.bench.vcsim import Vcsim
@@ -25,6 +24,7 @@ from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.objects import Obj
 from corral.scheduling import Demand, Placement, Rejection, Request, Scheduler
+from helpers import eventually
 
 from .conftest import TEMPLATE, make_provider, pool
 from .test_cpuid import VCSIM, VCSIM_FLAGS

@@ -6,11 +6,11 @@ import asyncio
 import json
 import threading
 
-from helpers import eventually
 from pyVmomi import vim
 
 from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import VmSpec
+from helpers import eventually
 
 from .conftest import TEMPLATE, Listener, make_provider, pool
 

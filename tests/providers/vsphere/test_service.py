@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ServerThread
 from pyVmomi import vim
 
 from corral.bench.vcsim import SessionWatch, Vcsim, wait_task
 from corral.domain.events import VmDisappeared
 from corral.domain.states import VmState
 from corral.providers.probe import tcp_reachable
+from helpers import ServerThread
 
 from .conftest import TEMPLATE, TOOLS_RUNNING
 
