@@ -148,6 +148,11 @@ class EventBus:
 
     # -- publishing ------------------------------------------------------------------------
 
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The subscriptions open now, handlers' and streams'."""
+        return tuple(self._subs)
+
     def publish(self, event: Event) -> int:
         """Hand ``event`` to every subscriber that accepts it; never blocks. Returns its number."""
         self.seq += 1
