@@ -133,7 +133,7 @@ def idle(manager: PoolManager) -> bool:
     """Nothing queued, placed or in flight in the runner, no clone or other task under way."""
     runner = manager.runner
     return (not runner.held and runner.gate.outstanding == 0 and manager.clones_in_flight == 0
-            and not manager._tasks and not manager._wake.is_set())
+            and manager.quiet())
 
 
 async def settle(manager: PoolManager, limit_s: float = WAIT_LIMIT_S, quiet_s: float = 0.05) -> None:

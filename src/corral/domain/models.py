@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from corral.domain.states import VmState
 
@@ -138,6 +139,13 @@ class RequestedPool:
     label: str  # the name the client used (a pool name or an alias)
     pool: str
     count: int
+
+
+class TimingKind(StrEnum):
+    """What a recorded duration measured."""
+
+    CLONE = "clone"  # the create call of a VM
+    BOOT = "boot"  # from the intent to create a VM to the VM being ready
 
 
 class RequestStatus:

@@ -43,6 +43,8 @@ TRANSITIONS: dict[VmState, frozenset[VmState]] = {
 # States in which a VM exists (or may exist) at the provider and is owned by corral.
 ACTIVE_STATES: frozenset[VmState] = frozenset(s for s in VmState if s is not VmState.DESTROYED)
 
+# States of a VM that is corral's and alive: being built, in stock, or handed out.
+LIVE_STATES: tuple[VmState, ...] = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 
 # States that record the intent to destroy a VM: it is (or may still be) at the provider.
 DESTROY_INTENT_STATES: tuple[VmState, ...] = (VmState.COMPLETED, VmState.FAILED, VmState.DISCOVERED)

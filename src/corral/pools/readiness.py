@@ -9,7 +9,7 @@ async def tcp_reachable(address: str, port: int, timeout: float) -> bool:
     """True when a TCP connection to ``address:port`` opens within ``timeout`` seconds."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     try:
