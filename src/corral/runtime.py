@@ -9,7 +9,8 @@ from pathlib import Path
 from corral.auth import LoginGuard, build_authenticator
 from corral.config import Config, ConfigError
 from corral.inventory import Inventory, MonitorSettings
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.base import Provider
 from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings

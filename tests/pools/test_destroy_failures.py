@@ -7,9 +7,9 @@ import dataclasses
 import logging
 
 import pytest
+from helpers import eventually
 
 from corral.domain.states import VmState
-from helpers import eventually
 
 SWEEP_S = 0.05  # the harness's check_interval
 

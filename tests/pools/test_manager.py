@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
 from helpers import eventually, ready_counts, sim_settings
+
+from corral.domain.states import VmState
+from corral.pools.settings import ManagerSettings
 
 
 async def test_fills_every_pool_and_vms_exist_at_the_provider(harness, pool_factory):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from helpers import QUICK_RUNNER, eventually, sim_settings
+
 from corral.domain.events import VmLifecycle
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
-from helpers import QUICK_RUNNER, eventually, sim_settings
+from corral.pools.settings import ManagerSettings
 
 BASE = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
 # two hosts; a foreign "big" VM loads one of them; migrations take 0.3 s

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from helpers import QUICK_RUNNER, eventually, sim_settings
+
 from corral.domain.models import VmSpec
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from corral.scheduling import Request, Scheduler
-from helpers import QUICK_RUNNER, eventually, sim_settings
 
 SETTINGS = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
 

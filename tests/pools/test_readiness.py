@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from corral.pools.readiness import tcp_reachable
 from helpers import free_port
+
+from corral.pools.readiness import tcp_reachable
 
 
 async def test_open_port_is_reachable():

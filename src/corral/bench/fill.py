@@ -27,7 +27,8 @@ from pathlib import Path
 
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.pools.names import new_hostname
 from corral.providers.sim import SimProvider, SimSettings
 from corral.store.sqlite import SqliteStore

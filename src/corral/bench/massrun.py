@@ -41,7 +41,8 @@ from pathlib import Path
 from corral.bench.inventory_report import machine
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
 from corral.domain.models import Pool, VmSpec
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider, SimSettings
 from corral.store.sqlite import SqliteStore
 
