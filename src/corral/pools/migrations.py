@@ -12,6 +12,7 @@ a reservation until the inventory shows the VM there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -29,6 +30,11 @@ from corral.scheduling.migration import Decision, Rebalancer, checkout_target, m
 from corral.store.base import Store
 
 log = logging.getLogger("corral.migration")
+
+
+def _on_host(movable_on: dict[tuple[str, str], list[tuple[str, Demand]]], provider: str,
+             host: str) -> list[tuple[str, Demand]]:
+    return movable_on.get((provider, host), [])
 
 
 @dataclass(slots=True)
@@ -171,7 +177,7 @@ class Migrations:
         moves: list[Decision] = []
         for provider in self.providers:
             planned = self.rebalancer.plan(self.placer.schedulers[provider], self.inventory[provider].hosts(),
-                                           self.ledger.clock(), lambda host, p=provider: movable_on.get((p, host), []))
+                                           self.ledger.clock(), functools.partial(_on_host, movable_on, provider))
             for move in planned:
                 log.info("rebalancing", extra={"vm": move.vm, "from": move.source, "to": move.target,
                                                "reason": move.reason})
