@@ -111,7 +111,7 @@ class PoolManager:
                                  then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s)
         self.sweeper = Sweeper(self.pools, store, self.ledger, self.executor, providers_up=self._providers_up,
                                ondemand_sweep=self.ondemand.sweep, look_at=self.refiller.look_at,
-                               reconcile=self.reconcile, check_interval=s.check_interval,
+                               reconcile=self.recoverer.reconcile, check_interval=s.check_interval,
                                reconcile_interval=s.reconcile_interval, data_ttl_s=s.data_ttl_s)
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
