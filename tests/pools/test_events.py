@@ -120,8 +120,8 @@ async def test_the_manager_resyncs_after_its_queue_overflowed(harness, pool_fact
     settings = ManagerSettings(**QUIET)
     manager = await harness.start([pool_factory("a", 4)], settings=settings)
     await harness.wait_full()
-    sub = manager.bus._subs[0]
-    assert sub.name == "pool-manager"
+    sub = manager.subscription
+    assert sub is not None and sub.name == "pool-manager"
     victims = [v.name for v in harness.store.list_vms(states=[VmState.READY])][:2]
     sub.maxsize = 1  # the next burst overflows the manager's queue
     sim = harness.provider

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from corral.domain.models import Pool, Vm
 from corral.domain.states import VmState
-from corral.inventory import Inventory
+from corral.inventory import Inventory, Subscription
 from corral.pools.background import Background
 from corral.pools.connections import Connections
 from corral.pools.creating import Creator
@@ -113,6 +113,7 @@ class PoolManager:
                                ondemand_sweep=self.ondemand.sweep, look_at=self.refiller.look_at,
                                reconcile=self.recoverer.reconcile, check_interval=s.check_interval,
                                reconcile_interval=s.reconcile_interval, data_ttl_s=s.data_ttl_s)
+        self.subscription: Subscription | None = None  # the manager's own on the event bus, once started
         self._loops: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -125,7 +126,8 @@ class PoolManager:
         comes up.
         """
         await self.connections.connect_all(self.settings.connect_wait_s)
-        self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts, on_resync=self.reactions.resync)
+        self.subscription = self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts,
+                                               on_resync=self.reactions.resync)
         self._running = True
         self.inventory.run(self._providers_up())
         self.runner.run()
