@@ -48,7 +48,7 @@ from corral.pools.stats import Stats
 from corral.pools.sweep import Sweeper
 from corral.pools.vmtasks import VmTasks
 from corral.providers.base import Provider
-from corral.runner import Op, Runner, Work
+from corral.runner import Runner, Work
 from corral.scheduling.migration import Rebalancer
 from corral.store.base import Store
 
@@ -265,18 +265,7 @@ class PoolManager:
 
     def reset_pool(self, pool: str, *, reason: str = "pool reset") -> int:
         """Destroy the pool's ready and pending VMs (not those of on-demand requests); refill."""
-        self.runner.cancel(self.runner.works(
-            lambda w: w.op is Op.CREATE and w.spec.pool == pool and w.request_id is None))
-        stock = [v for v in self.store.list_vms(pool=pool, states=(VmState.READY, VmState.PENDING))
-                 if v.request_id is None]
-        for vm in stock:
-            if self.ledger.cloning(vm.name):
-                self.ledger.destroy_when_cloned(vm.name)  # destroyed when its create call returns
-            else:
-                self.spawn(self.ledger.destroy(vm, reason=reason), f"destroy-{vm.name}")
-        log.info("pool reset", extra={"pool": pool, "count": len(stock), "reason": reason})
-        self.pool_changed(pool)
-        return len(stock)
+        return self.refiller.reset(pool, reason)
 
     def apply_overrides(self, overrides: dict[str, dict[str, object]]) -> None:
         """Settings changed at the API in an earlier run (before start: no VM is touched)."""

@@ -134,3 +134,18 @@ class Refiller:
         for vm in decide.surplus_victims(pending, ready, busy, surplus):
             log.info("removing surplus VM", extra={"pool": pool, "vm": vm.name})
             self.spawn(self.ledger.destroy(vm, reason="pool size lowered"), f"destroy-{vm.name}")
+
+    def reset(self, pool: str, reason: str) -> int:
+        """Destroy the pool's ready and pending VMs (not those of on-demand requests); refill."""
+        self.runner.cancel(self.runner.works(
+            lambda w: w.op is Op.CREATE and w.spec.pool == pool and w.request_id is None))
+        stock = [v for v in self.store.list_vms(pool=pool, states=(VmState.READY, VmState.PENDING))
+                 if v.request_id is None]
+        for vm in stock:
+            if self.ledger.cloning(vm.name):
+                self.ledger.destroy_when_cloned(vm.name)  # destroyed when its create call returns
+            else:
+                self.spawn(self.ledger.destroy(vm, reason=reason), f"destroy-{vm.name}")
+        log.info("pool reset", extra={"pool": pool, "count": len(stock), "reason": reason})
+        self.pool_changed(pool)
+        return len(stock)
