@@ -7,7 +7,7 @@ interrupted migration are written at once; HA restarts go to the runner together
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from corral.domain.models import Vm
 from corral.domain.states import VmState
@@ -21,12 +21,20 @@ from corral.pools.decide import (
     HaRestart,
     Lost,
     RecordHost,
+    Seen,
 )
 from corral.pools.ledger import Ledger
 from corral.pools.stats import Stats
 from corral.runner import Work
 
-CheckReadyFn = Callable[..., Coroutine[Any, Any, None]]
+
+class CheckReadyFn(Protocol):
+    def __call__(self, name: str, *, ask_provider: bool,
+                 provider_name: str | None = None) -> Coroutine[Any, Any, None]: ...
+
+
+class AdoptOrphanFn(Protocol):
+    def __call__(self, vm: Seen, provider_name: str, taken_at: float | None) -> Coroutine[Any, Any, None]: ...
 
 
 class Executor:
@@ -37,7 +45,7 @@ class Executor:
     def __init__(self, ledger: Ledger, stats: Stats, spawn: Callable[[Coroutine[Any, Any, object], str], None], *,
                  check_ready: CheckReadyFn, hand_out: Callable[[Vm], None],
                  restart: Callable[[HaRestart], Work], submit: Callable[[list[Work]], None],
-                 adopt_orphan: Callable[..., Coroutine[Any, Any, None]]) -> None:
+                 adopt_orphan: AdoptOrphanFn) -> None:
         self.ledger = ledger
         self.stats = stats
         self.spawn = spawn
@@ -68,7 +76,7 @@ class Executor:
                 self.hand_out(action.vm)
             elif isinstance(action, HaRestart):
                 restarts.append(self.restart(action))
-            elif isinstance(action, AdoptOrphan):
+            elif isinstance(action, AdoptOrphan) and provider is not None:
                 self.spawn(self.adopt_orphan(action.vm, provider, taken_at), f"orphan-{action.vm.name}")
         if restarts:
             self.submit(restarts)
