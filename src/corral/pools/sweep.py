@@ -58,6 +58,16 @@ class Sweeper:
             except Exception:
                 log.exception("sweep failed")
 
+    def _doomed_since(self, doomed: set[str]) -> set[str]:
+        """VMs with a failed destroy whose intent was recorded after the records were read (the read
+        runs in a thread, a return meanwhile): their failure is kept too."""
+        again: set[str] = set()
+        for name in self.ledger.destroys.failures:
+            if name not in doomed and (vm := self.store.get_vm(name)) is not None \
+                    and vm.state in DESTROY_INTENT_STATES:
+                again.add(name)
+        return again
+
     async def sweep(self) -> None:
         """Expire what is due, retry destroys, probe pending VMs, and look at every pool."""
         now = self.ledger.clock()
@@ -65,7 +75,7 @@ class Sweeper:
         # worker thread and the loop keeps serving requests meanwhile.
         records = await asyncio.to_thread(self.store.list_vms, states=SWEPT)
         doomed = {vm.name for vm in records if vm.state in DESTROY_INTENT_STATES}
-        self.ledger.destroys.keep_only(doomed)
+        self.ledger.destroys.keep_only(doomed | self._doomed_since(doomed))
         facts = decide.SweepFacts(
             now=now, check_interval=self.check_interval, pools=self.pools,
             busy=self.ledger.busy_among(vm.name for vm in records),
