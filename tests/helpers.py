@@ -10,7 +10,8 @@ from typing import Any
 
 from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider, SimSettings
 from corral.runner import RunnerSettings
 from corral.store.sqlite import SqliteStore

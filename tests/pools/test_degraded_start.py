@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from corral.config import parse_config
 from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.connections import next_retry_delay
-from corral.pools.manager import ManagerSettings, PoolManager
-from corral.config import parse_config
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.runtime import build_providers
 from corral.store.sqlite import SqliteStore

@@ -6,7 +6,7 @@ import asyncio
 
 from corral.domain.events import Event, HostDown, HostUp, VmLifecycle
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
 QUIET = dict(task_limit=10, check_interval=60, feed_timeout=1, runner=QUICK_RUNNER)  # the sweep never runs: events only
@@ -23,7 +23,7 @@ def collect(manager, name: str, kind: type[Event] | tuple[type[Event], ...]) -> 
 
 
 async def test_readiness_comes_from_the_feed_alone(harness, pool_factory):
-    manager = await harness.start([pool_factory("a", 5)], settings=ManagerSettings(**QUIET))
+    await harness.start([pool_factory("a", 5)], settings=ManagerSettings(**QUIET))
     await harness.wait_full(timeout=5)  # with a 60 s sweep, only VmStateChanged(up) can do this
     assert harness.provider.calls["vm_ready"] == 0
 
@@ -46,7 +46,7 @@ async def test_lifecycle_events_follow_a_vm_from_clone_to_destroy(harness, pool_
 
 
 async def test_a_guest_powered_off_behind_our_back_is_replaced(harness, pool_factory):
-    manager = await harness.start([pool_factory("a", 2)], settings=ManagerSettings(**QUIET))
+    await harness.start([pool_factory("a", 2)], settings=ManagerSettings(**QUIET))
     await harness.wait_full()
     victim = harness.store.list_vms(states=[VmState.READY])[0]
     await harness.provider.power_off(victim.name)
@@ -119,8 +119,8 @@ async def test_the_manager_resyncs_after_its_queue_overflowed(harness, pool_fact
     settings = ManagerSettings(**QUIET)
     manager = await harness.start([pool_factory("a", 4)], settings=settings)
     await harness.wait_full()
-    sub = manager.bus._subs[0]
-    assert sub.name == "pool-manager"
+    sub = manager.subscription
+    assert sub is not None and sub.name == "pool-manager"
     victims = [v.name for v in harness.store.list_vms(states=[VmState.READY])][:2]
     sub.maxsize = 1  # the next burst overflows the manager's queue
     sim = harness.provider

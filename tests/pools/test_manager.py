@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from helpers import eventually, ready_counts, sim_settings
 
 

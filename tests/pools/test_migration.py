@@ -6,7 +6,7 @@ import asyncio
 
 from corral.domain.events import VmLifecycle
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from helpers import QUICK_RUNNER, eventually, sim_settings
 
 BASE = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)

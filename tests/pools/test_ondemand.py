@@ -7,7 +7,7 @@ import time
 
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus, Vm
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from helpers import eventually, ready_counts
 
 
@@ -68,7 +68,7 @@ async def test_ondemand_clone_limit(harness, pool_factory):
 
 
 async def test_a_vm_left_ready_by_a_crash_is_handed_out_by_the_sweep(harness, pool_factory):
-    manager = await harness.start([pool_factory("a", 0)])
+    await harness.start([pool_factory("a", 0)])
     request = _request("r5", ("a", 1))
     harness.store.add_request(request)
     # what a crash between "ready" and "handed out" leaves behind: a ready VM of a pending request

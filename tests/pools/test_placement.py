@@ -7,7 +7,7 @@ from collections import Counter
 
 from corral.domain.models import VmSpec
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from corral.scheduling import Request, Scheduler
 from helpers import QUICK_RUNNER, eventually, sim_settings
 

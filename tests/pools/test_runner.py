@@ -9,7 +9,7 @@ import dataclasses
 from collections import Counter
 
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
+from corral.pools.settings import ManagerSettings
 from corral.runner import Priority, QueueFull, RunnerSettings
 from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
@@ -58,9 +58,11 @@ async def test_ha_restarts_go_before_reruns_and_reruns_before_refills(harness, p
     blockers = set(manager.runner.log[first].names + manager.runner.log[first + 1].names)
     assert len(blockers) == 2
 
-    await eventually(lambda: ready_counts(harness.store).get("fill", 0) == 6 and ready_counts(harness.store).get("blk", 0) == 2)
+    await eventually(lambda: ready_counts(harness.store).get("fill", 0) == 6
+                     and ready_counts(harness.store).get("blk", 0) == 2)
     await eventually(lambda: manager.creator.ha_restarts == len(on_dead))
-    order = [(cls, name) for d in list(manager.runner.log)[first + 2:] for cls, name in zip(d.classes, d.names, strict=True)]
+    order = [(cls, name) for d in list(manager.runner.log)[first + 2:]
+             for cls, name in zip(d.classes, d.names, strict=True)]
     classes = [cls for cls, _ in order]
     assert classes == sorted(classes), f"dispatched out of class order: {[c.label for c in classes]}"
     assert [name for cls, name in order if cls is Priority.HA_RESTART] and set(

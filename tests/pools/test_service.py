@@ -7,14 +7,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
 from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings
 from corral.pools.service import PoolService, SetSize, Short, SubscriptionClosed, Taken
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
+from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
 LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 SETTINGS = ManagerSettings(task_limit=10, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)

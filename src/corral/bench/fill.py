@@ -26,8 +26,9 @@ from pathlib import Path
 
 from corral.bench.common import Say, append_row, ready_vms, sayer
 from corral.domain.models import Pool, VmSpec
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
 from corral.pools.names import new_hostname
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider, SimSettings
 from corral.store.sqlite import SqliteStore
 

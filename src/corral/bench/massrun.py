@@ -39,7 +39,8 @@ from corral.bench.massrun_ha import run_ha
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
 from corral.bench.massrun_settings import WAIT_LIMIT_S, MassRunSettings, limit_seconds, sim_settings, split
 from corral.domain.models import Pool, VmSpec
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
@@ -50,7 +51,7 @@ def idle(manager: PoolManager) -> bool:
     """Nothing queued, placed or in flight in the runner, no clone or other task under way."""
     runner = manager.runner
     return (not runner.held and runner.gate.outstanding == 0 and manager.clones_in_flight == 0
-            and not manager._tasks and not manager._wake.is_set())
+            and manager.quiet())
 
 
 async def settle(manager: PoolManager, limit_s: float = WAIT_LIMIT_S, quiet_s: float = 0.05) -> None:

@@ -47,7 +47,8 @@ from corral.bench.massrun_settings import (
 from corral.domain.events import Event, HostDown
 from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 

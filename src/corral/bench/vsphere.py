@@ -46,7 +46,8 @@ from corral.bench.vsphere_report import RunResult, VsphereBenchResult
 from corral.bench.vsphere_settings import TEMPLATE, TOOLS_RUNNING, VsphereBenchSettings
 from corral.bench.vsphere_timeline import Timeline, mean_steps, slot_use
 from corral.domain.models import Pool, VmSpec
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.base import CreateResult, Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 from corral.store.sqlite import SqliteStore

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from corral.config.schema import Config
 from corral.inventory import MonitorSettings
-from corral.pools.manager import ManagerSettings
 from corral.pools.service import CheckoutSettings
+from corral.pools.settings import ManagerSettings
 from corral.providers.registry import ProviderContext
 from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings

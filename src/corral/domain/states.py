@@ -40,7 +40,6 @@ TRANSITIONS: dict[VmState, frozenset[VmState]] = {
 # States in which a VM exists (or may exist) at the provider and is owned by corral.
 ACTIVE_STATES: frozenset[VmState] = frozenset(s for s in VmState if s is not VmState.DESTROYED)
 
-
 # States of a VM that is, or is becoming, usable: on its way, in its pool, or checked out.
 LIVE_STATES: frozenset[VmState] = frozenset({VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING})
 

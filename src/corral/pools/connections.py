@@ -3,10 +3,10 @@
 At start every provider is tried once, all at once, and the manager waits a bounded time for
 those first attempts: one that is still connecting then (an address that never answers) goes
 on in the background. One that fails (cannot connect, or its first inventory cannot be read)
-is left down and tried again after a backoff: 1 s, doubled each time, up to 60 s. Each failed attempt is one log line without a traceback. When it comes
-up, the manager brings it in (templates, inventory, recovery) and its pools start filling;
-meanwhile the manager leaves its pools and its VMs alone. ``view()`` is what ``/status``
-shows of each provider's session.
+is left down and tried again after a backoff: 1 s, doubled each time, up to 60 s. Each failed
+attempt is one log line without a traceback. When it comes up, the manager brings it in
+(templates, inventory, recovery) and its pools start filling; meanwhile the manager leaves its
+pools and its VMs alone. ``view()`` is what ``/status`` shows of each provider's session.
 """
 
 from __future__ import annotations

@@ -12,34 +12,52 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
-from corral.domain.models import Pool, Vm, VmSpec
+from corral.domain.models import Pool, TimingKind, Vm, VmSpec
 from corral.domain.states import VmState
+from corral.pools.ledger import Ledger
 from corral.pools.names import new_hostname
+from corral.pools.placing import Placer
+from corral.pools.refill import Backoff
+from corral.pools.stats import Stats
 from corral.runner import Op, Priority, Work
-
-if TYPE_CHECKING:
-    from corral.pools.manager import PoolManager
+from corral.store.base import Store
 
 log = logging.getLogger("corral.pool")
 
 
 class Creator:
-    def __init__(self, manager: PoolManager) -> None:
-        self.manager = manager
+    """``ondemand_inflight`` is the set of on-demand VMs queued or being created; ``recheck(provider,
+    name)`` looks at a VM the inventory may already have seen up; ``pool_changed`` tells the refill."""
+
+    def __init__(self, pools: Mapping[str, Pool], placer: Placer, store: Store, ledger: Ledger, stats: Stats,
+                 backoff: Backoff, *, prefix: str, ondemand_inflight: set[str],
+                 spawn: Callable[[Coroutine[Any, Any, object], str], None],
+                 recheck: Callable[[str, str], None], pool_changed: Callable[[str], None]) -> None:
+        self.pools = pools
+        self.placer = placer
+        self.store = store
+        self.ledger = ledger
+        self.stats = stats
+        self.backoff = backoff
+        self.prefix = prefix
+        self.ondemand_inflight = ondemand_inflight
+        self.spawn = spawn
+        self.recheck = recheck
+        self.pool_changed = pool_changed
         self.ha_restarts = 0
         self.ha_failures = 0
 
     # -- building works ---------------------------------------------------------------------------
     def create(self, wanted: list[tuple[str, str | None]], priority: Priority) -> list[Work]:
         """Works for new VMs of (pool, on-demand request id or None)."""
-        m = self.manager
         works = []
         for name, request_id in wanted:
-            pool = m.pools[name]
-            info = m.placer.template(pool)
-            spec = VmSpec(new_hostname(m.settings.prefix), pool.name, pool.template, cpus=info.cpus,
+            pool = self.pools[name]
+            info = self.placer.template(pool)
+            spec = VmSpec(new_hostname(self.prefix), pool.name, pool.template, cpus=info.cpus,
                           memory_mb=info.memory_mb, folder=pool.folder, request_id=request_id)
             works.append(Work(Op.CREATE, spec, pool, priority, pool_priority=pool.priority))
         return works
@@ -52,29 +70,26 @@ class Creator:
 
     # -- the runner's client ------------------------------------------------------------------------
     def record(self, works: list[Work], host: str) -> list[Work]:
-        m = self.manager
         if works[0].op is Op.START:
             return [w for w in works if self._still_restartable(w)]
-        now = m.clock()
+        now = self.ledger.clock()
         fresh: list[Vm] = []
         for work in works:
             spec = work.spec
             if work.recorded:  # a rerun: its record says where it goes now
-                m.store.update_vm(spec.name, host=host)
+                self.ledger.update(spec.name, host=host)
             else:
                 fresh.append(Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=work.provider,
                                 host=host, created_at=now, request_id=spec.request_id))
-            m._inflight.add(spec.name)
+            self.ledger.clone_started(spec.name)
         if fresh:
-            m.store.add_vms(fresh)
-            for record in fresh:
-                m.lifecycle(record, None)
+            self.ledger.add_pending(fresh)
         log.info("cloning", extra={"host": host, "count": len(works),
                                    "pools": ",".join(sorted({w.spec.pool for w in works}))})
         return works
 
     def _still_restartable(self, work: Work) -> bool:
-        record = self.manager.store.get_vm(work.name)
+        record = self.store.get_vm(work.name)
         if record is None or record.state is not VmState.RUNNING:
             log.info("HA restart dropped: the VM is no longer checked out",
                      extra={"vm": work.name, "state": record.state.value if record else "gone"})
@@ -82,77 +97,67 @@ class Creator:
         return True
 
     def done(self, work: Work, host: str, seconds: float) -> None:
-        m = self.manager
         if work.op is Op.START:
             self._restarted(work, host, seconds)
             return
-        now = m.clock()
+        now = self.ledger.clock()
         name, pool = work.name, work.spec.pool
-        # kept in memory and written with the move to ready: one store write less per VM
-        m._cloned[name] = now
-        m.stats.clones += 1
-        m._timing("clone", pool, name, seconds, now)
-        m._clone_outcome(pool, True)
+        self.ledger.cloned(name, now)
+        self.stats.clones += 1
+        self.ledger.timing(TimingKind.CLONE, pool, name, seconds, now)
+        self.backoff.clone_outcome(pool, True)
         log.info("cloned", extra={"pool": pool, "vm": name, "host": host, "duration": seconds, "tries": work.tries})
         self._settled(work)
-        m._recheck(work.provider, name)
+        self.recheck(work.provider, name)
 
     def _restarted(self, work: Work, host: str, seconds: float) -> None:
-        m = self.manager
         self.ha_restarts += 1
-        old = m.store.get_vm(work.name)
-        vm = m.store.update_vm(work.name, host=host)
+        old = self.store.get_vm(work.name)
+        vm = self.ledger.update(work.name, host=host)
         dead = ", ".join(sorted(work.exclude))
         log.warning("HA restart done", extra={"pool": work.spec.pool, "vm": work.name, "host": host,
                                               "old_host": dead, "duration": seconds, "tries": work.tries})
         if vm is not None and old is not None:
-            m.lifecycle(vm, old.state, reason=f"restarted on {host}: host {dead} went down")
+            self.ledger.lifecycle(vm, old.state, reason=f"restarted on {host}: host {dead} went down")
 
     def retrying(self, work: Work, host: str | None, error: str) -> None:
-        m = self.manager
         where = f"on {host}" if host else "unplaced"
         log.warning("try failed, placing it again", extra={"pool": work.spec.pool, "vm": work.name, "where": where,
                                                           "tries": work.tries, "error": error, "op": work.op.value})
-        m._inflight.discard(work.name)
+        self.ledger.clone_ended(work.name)
 
     def failed(self, work: Work, error: str) -> None:
-        m = self.manager
         if work.op is Op.START:
             self.ha_failures += 1
             log.error("HA restart failed", extra={"pool": work.spec.pool, "vm": work.name, "error": error,
                                                   "tries": work.tries})
-            m.store.update_vm(work.name, reason=f"HA restart failed: {error}")
+            self.ledger.update(work.name, reason=f"HA restart failed: {error}")
             return
         name, pool = work.name, work.spec.pool
-        m.ondemand.inflight.discard(name)
+        self.ondemand_inflight.discard(name)
         if not work.recorded:
             log.warning("clone not started", extra={"pool": pool, "vm": name, "error": error})
             return
-        m.stats.clone_failures += 1
-        m._clone_outcome(pool, False)
-        vm = m.store.transition(name, (VmState.PENDING,), VmState.FAILED, reason=error)
+        self.stats.clone_failures += 1
+        self.backoff.clone_outcome(pool, False)
+        vm = self.ledger.move(name, (VmState.PENDING,), VmState.FAILED, reason=error)
         log.warning("clone failed", extra={"pool": pool, "vm": name, "error": error, "tries": work.tries})
         if vm is not None:
-            m.lifecycle(vm, VmState.PENDING)
-            m.spawn(m.destroy(vm), f"destroy-{name}")
+            self.spawn(self.ledger.destroy(vm), f"destroy-{name}")
         self._settled(work)
 
     def dropped(self, work: Work, why: str) -> None:
         """No host could take a new VM: the placer logged why; the pool waits before asking again."""
-        m = self.manager
-        m.ondemand.inflight.discard(work.name)
-        m.hold_off(work.spec.pool)
+        self.ondemand_inflight.discard(work.name)
+        self.backoff.hold_off(work.spec.pool)
 
     def _settled(self, work: Work) -> None:
         """A create's call is over: the VM is the store's and the inventory's to follow now."""
-        m = self.manager
         name = work.name
-        m._inflight.discard(name)
-        m.ondemand.inflight.discard(name)
-        m._dirty.add(work.spec.pool)
-        if name in m._stale:
-            m._stale.discard(name)
-            vm = m.store.get_vm(name)
+        stale = self.ledger.clone_ended(name)
+        self.ondemand_inflight.discard(name)
+        if stale:
+            vm = self.store.get_vm(name)
             if vm is not None:
-                m.spawn(m.destroy(vm, reason="pool reset"), f"destroy-{name}")
-        m.wake()
+                self.spawn(self.ledger.destroy(vm, reason="pool reset"), f"destroy-{name}")
+        self.pool_changed(work.spec.pool)

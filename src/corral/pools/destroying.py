@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from corral.providers.base import ProviderError, VmNotFound
@@ -27,7 +27,7 @@ from corral.providers.base import ProviderError, VmNotFound
 MAX_DELAY_S = 3600.0  # a retryable failure is tried at least once an hour
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     DESTROYED = "destroyed"  # the provider had the VM and deleted it
     GONE = "gone"  # the provider does not have it (any more)
     FAILED = "failed"  # the call failed; trying again may help

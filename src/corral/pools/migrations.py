@@ -12,20 +12,29 @@ a reservation until the inventory shows the VM there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
+from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.providers.base import ProviderError
+from corral.inventory import Inventory
+from corral.pools.ledger import Ledger
+from corral.pools.placing import Placer
+from corral.providers.base import Provider, ProviderError
+from corral.scheduling import Demand
 from corral.scheduling.migration import Decision, Rebalancer, checkout_target, movable
-
-if TYPE_CHECKING:
-    from corral.pools.manager import PoolManager
-    from corral.scheduling import Demand
+from corral.store.base import Store
 
 log = logging.getLogger("corral.migration")
+
+
+def _on_host(movable_on: dict[tuple[str, str], list[tuple[str, Demand]]], provider: str,
+             host: str) -> list[tuple[str, Demand]]:
+    return movable_on.get((provider, host), [])
 
 
 @dataclass(slots=True)
@@ -42,8 +51,16 @@ class MigrationStats:
 class Migrations:
     QUEUE_LIMIT = 1_000
 
-    def __init__(self, manager: PoolManager, limit: int, rebalancer: Rebalancer | None = None) -> None:
-        self.manager = manager
+    def __init__(self, pools: Mapping[str, Pool], store: Store, ledger: Ledger, providers: Mapping[str, Provider],
+                 placer: Placer, inventory: Inventory, spawn: Callable[[Coroutine[Any, Any, object], str], None],
+                 limit: int, rebalancer: Rebalancer | None = None) -> None:
+        self.pools = pools
+        self.store = store
+        self.ledger = ledger
+        self.providers = providers
+        self.placer = placer
+        self.inventory = inventory
+        self.spawn = spawn
         self.limit = limit
         self.rebalancer = rebalancer
         self.queue: deque[tuple[str, str | None]] = deque()  # (VM, target chosen by rebalancing)
@@ -74,7 +91,7 @@ class Migrations:
         while self.queue and len(self.in_flight) < max(self.limit, 1):
             name, target = self.queue.popleft()
             self.in_flight.add(name)
-            self.manager.spawn(self._run(name, target), f"migrate-{name}")
+            self.spawn(self._run(name, target), f"migrate-{name}")
 
     async def _run(self, name: str, target: str | None) -> None:
         try:
@@ -93,63 +110,56 @@ class Migrations:
             self._start()
 
     def _judge(self, name: str, target: str | None) -> Decision | None:
-        m = self.manager
-        vm = m.store.get_vm(name)
-        if vm is None or vm.state not in (VmState.RUNNING, VmState.READY) or vm.host is None or m.busy(name):
+        vm = self.store.get_vm(name)
+        if vm is None or vm.state not in (VmState.RUNNING, VmState.READY) or vm.host is None or self.ledger.busy(name):
             return None  # gone, returned or busy meanwhile
-        pool = m.pools.get(vm.pool)
+        pool = self.pools.get(vm.pool)
         if pool is None:
             return None
         if target is not None:  # chosen by rebalancing this cycle
             return Decision(name, vm.host, target, "rebalancing")
-        m.placer.settle(vm.provider)  # reservations the inventory caught up with must not count twice
-        return checkout_target(m.placer.schedulers[vm.provider], m.inventory[vm.provider].hosts(), name, vm.host,
-                               m.placer.demand(pool), m.placer.pool_counts(vm.provider, [pool]))
+        self.placer.settle(vm.provider)  # reservations the inventory caught up with must not count twice
+        return checkout_target(self.placer.schedulers[vm.provider], self.inventory[vm.provider].hosts(), name, vm.host,
+                               self.placer.demand(pool), self.placer.pool_counts(vm.provider, [pool]))
 
     async def _migrate(self, decision: Decision) -> None:
-        m = self.manager
         name, source, target = decision.vm, decision.source, decision.target
         assert target is not None
-        vm = m.store.get_vm(name)
-        if vm is None or m.busy(name):
+        vm = self.store.get_vm(name)
+        if vm is None or self.ledger.busy(name):
             return
         running = vm.state is VmState.RUNNING
         if running:
-            moved = m.store.transition(name, (VmState.RUNNING,), VmState.MIGRATING)
+            moved = self.ledger.move(name, (VmState.RUNNING,), VmState.MIGRATING, note=f"migrating to {target}")
             if moved is None:
                 return  # returned meanwhile
-            m.lifecycle(moved, VmState.RUNNING, reason=f"migrating to {target}")
-        pool = m.pools[vm.pool]
-        scheduler = m.placer.schedulers[vm.provider]
-        demand = m.placer.demand(pool)
-        source_info = m.inventory[vm.provider].repo.host(source)  # gone meanwhile: reserve the plain demand
+        pool = self.pools[vm.pool]
+        scheduler = self.placer.schedulers[vm.provider]
+        demand = self.placer.demand(pool)
+        source_info = self.inventory[vm.provider].repo.host(source)  # gone meanwhile: reserve the plain demand
         scheduler.reservations.reserve(name, target, movable(demand, source_info) if source_info else demand)
-        m.inventory[vm.provider].expect_migration(name, target)
+        self.inventory[vm.provider].expect_migration(name, target)
         self.stats.started += 1
         started = asyncio.get_running_loop().time()
         log.info("migrating", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
                                      "reason": decision.reason})
         try:
-            with m.holding(name):  # a return meanwhile destroys it after the move (the sweep retries)
-                await m.providers[vm.provider].migrate_vm(name, target)
+            with self.ledger.holding(name):  # a return meanwhile destroys it after the move (the sweep retries)
+                await self.providers[vm.provider].migrate_vm(name, target)
         except ProviderError as exc:
             self.stats.failed += 1
             scheduler.reservations.release(name)
             log.warning("migration failed", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
                                                    "error": str(exc)})
             if running:
-                back = m.store.transition(name, (VmState.MIGRATING,), VmState.RUNNING)
-                if back is not None:
-                    m.lifecycle(back, VmState.MIGRATING, reason=f"migration failed: {exc}")
+                self.ledger.move(name, (VmState.MIGRATING,), VmState.RUNNING, note=f"migration failed: {exc}")
             return
         seconds = asyncio.get_running_loop().time() - started
-        fields = {"host": target, "migrated": True, "migrated_at": m.clock(), "migration_s": seconds}
+        fields = {"host": target, "migrated": True, "migrated_at": self.ledger.clock(), "migration_s": seconds}
         if running:
-            done = m.store.transition(name, (VmState.MIGRATING,), VmState.RUNNING, **fields)
-            if done is not None:
-                m.lifecycle(done, VmState.MIGRATING, reason=f"migrated from {source}")
+            self.ledger.move(name, (VmState.MIGRATING,), VmState.RUNNING, fields, note=f"migrated from {source}")
         else:
-            m.store.update_vm(name, **fields)
+            self.ledger.update(name, **fields)
         self.stats.done += 1
         log.info("migrated", extra={"pool": vm.pool, "vm": name, "from": source, "to": target,
                                     "duration": seconds})
@@ -159,16 +169,15 @@ class Migrations:
         """One rebalancing cycle over every provider; queues the chosen moves."""
         if self.rebalancer is None:
             return []
-        m = self.manager
-        demands = {name: m.placer.demand(pool) for name, pool in m.pools.items()}
+        demands = {name: self.placer.demand(pool) for name, pool in self.pools.items()}
         movable_on: dict[tuple[str, str], list[tuple[str, Demand]]] = {}  # (provider, host) -> VMs
-        for vm in m.store.list_vms(states=(VmState.READY, VmState.RUNNING)):
-            if vm.host and vm.pool in demands and not m.busy(vm.name) and vm.name not in self.in_flight:
+        for vm in self.store.list_vms(states=(VmState.READY, VmState.RUNNING)):
+            if vm.host and vm.pool in demands and not self.ledger.busy(vm.name) and vm.name not in self.in_flight:
                 movable_on.setdefault((vm.provider, vm.host), []).append((vm.name, demands[vm.pool]))
         moves: list[Decision] = []
-        for provider in m.providers:
-            planned = self.rebalancer.plan(m.placer.schedulers[provider], m.inventory[provider].hosts(), m.clock(),
-                                           lambda host, p=provider: movable_on.get((p, host), []))
+        for provider in self.providers:
+            planned = self.rebalancer.plan(self.placer.schedulers[provider], self.inventory[provider].hosts(),
+                                           self.ledger.clock(), functools.partial(_on_host, movable_on, provider))
             for move in planned:
                 log.info("rebalancing", extra={"vm": move.vm, "from": move.source, "to": move.target,
                                                "reason": move.reason})

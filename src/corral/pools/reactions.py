@@ -8,93 +8,74 @@
   requests) get new ones elsewhere; checked-out VMs of HA pools are restarted on another host
   at the runner's top priority, other checked-out VMs are left to their users.
 
-After an overflow of its queue the manager resyncs: it compares the store with the
-repository, which is exactly what it would have learnt from the events it missed.
+What each event asks for is decided by :func:`corral.pools.decide.react` and
+:func:`corral.pools.decide.host_down`. After an overflow of its queue the manager resyncs: it
+compares the store with the repository, which is exactly what it would have learnt from the
+events it missed.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
 
-from corral.domain.events import Event, HostDown, VmCreated, VmDisappeared, VmMoved, VmStateChanged
-from corral.domain.states import LIVE_STATES, PowerState, VmState
-
-if TYPE_CHECKING:
-    from corral.pools.manager import PoolManager
+from corral.domain.events import Event, HostDown, VmDisappeared, VmEvent
+from corral.domain.models import Pool
+from corral.inventory import Inventory
+from corral.pools import decide
+from corral.pools.execute import Executor
+from corral.pools.ledger import Ledger
+from corral.store.base import Store
 
 log = logging.getLogger("corral.pool")
 
-HANDLED = (VmCreated, VmStateChanged, VmDisappeared, VmMoved, HostDown)
-
 
 def accepts(event: Event) -> bool:
-    return isinstance(event, HANDLED)
+    return isinstance(event, decide.HANDLED)
 
 
 class Reactions:
-    def __init__(self, manager: PoolManager) -> None:
-        self.manager = manager
+    """``resync`` compares the store with every inventory (after missed events)."""
+
+    def __init__(self, pools: Mapping[str, Pool], store: Store, ledger: Ledger, inventory: Inventory,
+                 executor: Executor, resync: Callable[[], Awaitable[None]]) -> None:
+        self.pools = pools
+        self.store = store
+        self.ledger = ledger
+        self.inventory = inventory
+        self.executor = executor
+        self._resync = resync
         self.host_drops = 0  # VMs dropped because their host went down
 
     async def handle(self, event: Event) -> None:
-        m = self.manager
-        if isinstance(event, (VmCreated, VmStateChanged)):
-            state = event.state if isinstance(event, VmCreated) else event.new
-            if state is PowerState.UP:
-                m.spawn(m.check_ready(event.vm, ask_provider=False, provider_name=event.provider), f"ready-{event.vm}")
-            elif state is PowerState.OFF:
-                record = m.store.get_vm(event.vm)
-                if record is not None and record.state is VmState.READY and not m.busy(event.vm):
-                    m.spawn(m.destroy(record, reason="powered off at the provider"), f"destroy-{event.vm}")
-        elif isinstance(event, VmDisappeared):
-            self.vanished(event.vm)
-        elif isinstance(event, VmMoved):
-            record = m.store.get_vm(event.vm)
-            if record is not None and record.state in LIVE_STATES and record.host != event.host:
-                m.store.update_vm(event.vm, host=event.host)
-        elif isinstance(event, HostDown):
+        if isinstance(event, HostDown):
             self.host_down(event)
-
-    def vanished(self, name: str) -> None:
-        """A VM left the provider without corral destroying it."""
-        m = self.manager
-        if m.busy(name):
             return
-        record = m.store.get_vm(name)
-        if record is None or record.state not in LIVE_STATES:
+        if not isinstance(event, VmEvent):
             return
-        m.stats.vanished += 1
-        log.warning("VM vanished at the provider", extra={"pool": record.pool, "vm": name, "state": record.state.value})
-        m.spawn(m.destroy(record, reason="vanished at the provider"), f"destroy-{name}")
+        busy = self.ledger.busy(event.vm)
+        if isinstance(event, VmDisappeared) and busy:
+            return
+        record = self.store.get_vm(event.vm) if decide.needs_record(event) else None
+        actions = decide.react(event, record, busy)
+        for action in actions:
+            if isinstance(action, decide.Lost):
+                log.warning("VM vanished at the provider", extra={"pool": action.vm.pool, "vm": action.vm.name,
+                                                                  "state": action.vm.state.value})
+        self.executor.run(actions)
 
     def host_down(self, event: HostDown) -> None:
         """Drop the ready and pending VMs on a dead host (refill replaces them); restart the
         checked-out VMs of HA pools elsewhere, at the runner's top priority."""
-        m = self.manager
-        names = [vm.name for vm in m.inventory[event.provider].repo.vms_on(event.host)]
-        dropped = 0
-        restarts = []
-        for name in names:
-            record = m.store.get_vm(name)
-            if record is None or m.busy(name):
-                continue
-            if record.state in (VmState.READY, VmState.PENDING):
-                dropped += 1
-                m.spawn(m.destroy(record, reason=f"host {event.host} down"), f"destroy-{name}")
-            elif record.state is VmState.RUNNING and record.host == event.host:
-                pool = m.pools.get(record.pool)
-                if pool is not None and pool.ha:
-                    restarts.append(m.creator.restart(record, pool, event.host))
-        if restarts:
-            m.runner.submit(restarts)
+        names = [vm.name for vm in self.inventory[event.provider].repo.vms_on(event.host)]
+        records = [r for r in (self.store.get_vm(name) for name in names) if r is not None]
+        actions = decide.host_down(event, records, self.ledger.busy_among(names), self.pools)
+        self.executor.run(actions)
+        dropped = sum(isinstance(a, decide.Destroy) for a in actions)
+        restarts = sum(isinstance(a, decide.HaRestart) for a in actions)
         self.host_drops += dropped
         log.warning("host down", extra={"provider": event.provider, "host": event.host, "reason": event.reason,
-                                        "dropped": dropped, "ha_restarts": len(restarts)})
+                                        "dropped": dropped, "ha_restarts": restarts})
 
     async def resync(self) -> None:
-        from corral.pools.recovery import recover
-
-        m = self.manager
-        for name, monitor in m.inventory.monitors.items():
-            await recover(m, name, list(monitor.repo.vms.values()), taken_at=monitor.as_of)
+        await self._resync()

@@ -36,7 +36,8 @@ from corral.pools.checkout import (
     Short,
     Taken,
 )
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.pools.views import (
     DestroyFailures,
     DestroyFailureStatus,

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import secrets
 import string
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
-from corral.providers.base import ProviderError
-
-if TYPE_CHECKING:
-    from corral.pools.manager import PoolManager
+from corral.domain.models import Vm
+from corral.pools.ledger import Ledger
+from corral.providers.base import Provider, ProviderError
+from corral.store.base import Store
 
 log = logging.getLogger("corral.vmtasks")
 
@@ -29,9 +30,14 @@ def new_snapshot_name() -> str:
 
 
 class VmTasks:
-    def __init__(self, manager: PoolManager) -> None:
-        self.manager = manager
+    def __init__(self, store: Store, ledger: Ledger, providers: Mapping[str, Provider],
+                 spawn: Callable[[Coroutine[Any, Any, object], str], None]) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.providers = providers
+        self.spawn = spawn
         self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}  # tasks of a VM holding or waiting for its lock
         self.failures = 0
 
     def add_disk(self, name: str, size_gb: int) -> None:
@@ -45,11 +51,12 @@ class VmTasks:
     def revert(self, name: str, snapshot: str) -> None:
         self._run(name, "revert", self._revert(name, snapshot))
 
-    def _run(self, name: str, kind: str, coro: object) -> None:
-        self.manager.spawn(self._locked(name, kind, coro), f"{kind}-{name}")
+    def _run(self, name: str, kind: str, coro: Coroutine[Any, Any, None]) -> None:
+        self.spawn(self._locked(name, kind, coro), f"{kind}-{name}")
 
-    async def _locked(self, name: str, kind: str, coro) -> None:  # type: ignore[no-untyped-def]
+    async def _locked(self, name: str, kind: str, coro: Coroutine[Any, Any, None]) -> None:
         lock = self._locks.setdefault(name, asyncio.Lock())
+        self._users[name] = self._users.get(name, 0) + 1
         try:
             async with lock:
                 await coro
@@ -57,29 +64,31 @@ class VmTasks:
             self.failures += 1
             log.warning(f"{kind} task failed", extra={"vm": name, "error": str(exc)})
         finally:
-            if not lock.locked() and not lock._waiters:  # type: ignore[attr-defined]
+            self._users[name] -= 1
+            if not self._users[name]:  # no other task of this VM holds or waits for the lock
+                del self._users[name]
                 self._locks.pop(name, None)
 
-    def _provider(self, name: str):  # type: ignore[no-untyped-def]
-        vm = self.manager.store.get_vm(name)
+    def _provider(self, name: str) -> tuple[Vm, Provider]:
+        vm = self.store.get_vm(name)
         if vm is None:
             raise ProviderError(f"VM {name!r} is not recorded", retryable=False)
-        return vm, self.manager.providers[vm.provider]
+        return vm, self.providers[vm.provider]
 
     async def _add_disk(self, name: str, size_gb: int) -> None:
         vm, provider = self._provider(name)
         await provider.add_disk(name, size_gb)
-        current = self.manager.store.get_vm(name)
+        current = self.store.get_vm(name)
         if current is not None:
-            self.manager.store.update_vm(name, disks=[*current.disks, f"+{size_gb}gb"])
+            self.ledger.update(name, disks=[*current.disks, f"+{size_gb}gb"])
         log.info("disk added", extra={"vm": name, "pool": vm.pool, "size_gb": size_gb})
 
     async def _snapshot(self, name: str, snapshot: str) -> None:
         vm, provider = self._provider(name)
         await provider.create_snapshot(name, snapshot)
-        current = self.manager.store.get_vm(name)
+        current = self.store.get_vm(name)
         if current is not None:
-            self.manager.store.update_vm(name, snapshots=[*current.snapshots, snapshot])
+            self.ledger.update(name, snapshots=[*current.snapshots, snapshot])
         log.info("snapshot taken", extra={"vm": name, "pool": vm.pool, "snapshot": snapshot})
 
     async def _revert(self, name: str, snapshot: str) -> None:

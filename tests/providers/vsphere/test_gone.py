@@ -19,7 +19,8 @@ from pyVmomi import vim
 from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import Pool, VmSpec
 from corral.domain.states import VmState
-from corral.pools.manager import ManagerSettings, PoolManager
+from corral.pools.manager import PoolManager
+from corral.pools.settings import ManagerSettings
 from corral.providers.base import VmNotFound
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.cache import ObjectCache
