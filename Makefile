@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test venv test-deps vcsim bench clean
+.PHONY: run test lint venv test-deps vcsim bench clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -23,7 +23,12 @@ build/vcsim: tools/vcsim/main.go
 
 vcsim: build/vcsim
 
-test: test-deps vcsim
+# lint and import order (ruff), types (mypy, strict on the pure rooms; see pyproject.toml)
+lint: test-deps
+	.venv/bin/ruff check src tests
+	.venv/bin/mypy
+
+test: test-deps vcsim lint
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
