@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from corral.domain.settings_model import SettingsModel
 from corral.providers.base import Provider
 from corral.providers.sim import SimProvider, SimSettings
 
@@ -75,7 +76,7 @@ class ProviderClass:
 
     name: str
     label: str
-    settings: Callable[[], type[BaseModel]]
+    settings: Callable[[], type[SettingsModel]]
     build: ProviderFactory
     aliases: tuple[ProviderAlias, ...] = ()
 
@@ -104,7 +105,7 @@ DUMMY_KEYS = VMPOOLER_PROVIDER_KEYS | frozenset({
 })
 
 
-def _sim_settings() -> type[BaseModel]:
+def _sim_settings() -> type[SettingsModel]:
     return SimSettings
 
 
@@ -117,7 +118,7 @@ def _build_sim(name: str, settings: SimSettings, context: ProviderContext) -> Pr
 # configuration names a vSphere provider, not when corral starts.
 
 
-def _vsphere_settings() -> type[BaseModel]:
+def _vsphere_settings() -> type[SettingsModel]:
     from corral.providers.vsphere.settings import VsphereSettings
 
     return VsphereSettings

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from corral.domain.names import pool_domain
+from corral.domain.settings_model import SettingsModel
 
 #: vmpooler keys that corral accepts and ignores, each with the reason logged once at start.
 IGNORED_KEYS = {
@@ -24,7 +25,7 @@ IGNORED_KEYS = {
 }
 
 
-class VsphereSettings(BaseModel):
+class VsphereSettings(SettingsModel):
     """One vSphere endpoint (a vCenter) as ``:providers:`` describes it."""
 
     model_config = ConfigDict(extra="forbid")
