@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel
@@ -130,9 +129,8 @@ def _build_vsphere(name: str, settings: Any, context: ProviderContext) -> Provid
     from corral.providers.vsphere.settings import ReadyCheck
 
     g = context.config
-    # vsphere_pools reads the pools' and :config:'s keys as attributes
-    pools = vsphere_pools([SimpleNamespace(**pool) for pool in context.pools], SimpleNamespace(**g), settings,
-                          context.dns_domains)
+    pools = vsphere_pools(context.pools, settings, create_linked_clones=g["create_linked_clones"],
+                          global_domain=g["domain"], dns_domains=context.dns_domains)
     return VsphereProvider(
         name,
         settings,
