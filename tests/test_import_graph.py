@@ -69,5 +69,6 @@ def test_no_import_circles() -> None:
 
 @pytest.mark.parametrize("module", sorted(m for m in EDGES if room(m) in ("api", "cli")))
 def test_api_and_cli_use_pools_through_the_service(module: str) -> None:
-    inside = sorted(t for t in EDGES[module] if room(t) == "pools" and t not in ("corral.pools", "corral.pools.service"))
+    inside = sorted(t for t in EDGES[module]
+                    if room(t) == "pools" and t not in ("corral.pools", "corral.pools.service"))
     assert not inside, f"{module} imports {inside}: api/ and cli use pools/ through corral.pools.service"

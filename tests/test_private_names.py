@@ -27,7 +27,8 @@ def test_tests_use_no_private_name_of_corral() -> None:
     for path in (ROOT / "tests").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("corral"):
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names if a.name in private]
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {a.name}"
+                          for a in node.names if a.name in private]
             elif (isinstance(node, ast.Attribute) and node.attr in private
                   and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} reads .{node.attr}")

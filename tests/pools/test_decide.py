@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from corral.domain.events import HostDown, VmCreated, VmDisappeared, VmMoved, VmStateChanged
-from corral.domain.models import Pool, Vm
+from corral.domain.models import Pool, ProviderVm, Vm
 from corral.domain.states import PowerState, VmState
 from corral.pools import decide
 from corral.pools.decide import (
@@ -21,7 +21,6 @@ from corral.pools.decide import (
     RecoveryFacts,
     Refill,
     RemoveSurplus,
-    Seen,
     SweepFacts,
     Wait,
 )
@@ -168,27 +167,29 @@ RECOVER_CASES = [
      RecoveryFacts(pools=frozenset(POOLS), taken_at=5.0), [], {}),
     ("a VM cloned after the snapshot is left alone", [vm(created_at=1.0)], [],
      RecoveryFacts(pools=frozenset(POOLS), taken_at=5.0, cloned={"v1": 6.0}), [], {}),
-    ("an interrupted migration ends where the VM is", [vm(state=VmState.MIGRATING)], [Seen("v1", "h2")], RF,
+    ("an interrupted migration ends where the VM is", [vm(state=VmState.MIGRATING)], [ProviderVm("v1", "h2", None)], RF,
      [EndMigration(vm(state=VmState.MIGRATING), "h2")], {}),
-    ("a VM on another host gets its host", [vm(state=VmState.RUNNING)], [Seen("v1", "h2")], RF,
+    ("a VM on another host gets its host", [vm(state=VmState.RUNNING)], [ProviderVm("v1", "h2", None)], RF,
      [RecordHost("v1", "h2")], {"moved": 1}),
-    ("a pending VM already up is checked", [vm()], [Seen("v1", "h1", guest_ready=True)], RF,
+    ("a pending VM already up is checked", [vm()], [ProviderVm("v1", "h1", None, guest_ready=True)], RF,
      [CheckReady("v1", ask_provider=False)], {"booted": 1}),
-    ("a pending VM still booting", [vm()], [Seen("v1", "h1")], RF, [], {}),
-    ("a pending VM powered off", [vm()], [Seen("v1", "h1", powered_on=False, guest_ready=True)], RF, [], {}),
-    ("a moved pending VM already up", [vm()], [Seen("v1", "h2", guest_ready=True)], RF,
+    ("a pending VM still booting", [vm()], [ProviderVm("v1", "h1", None)], RF, [], {}),
+    ("a pending VM powered off", [vm()], [ProviderVm("v1", "h1", None, powered_on=False, guest_ready=True)], RF,
+     [], {}),
+    ("a moved pending VM already up", [vm()], [ProviderVm("v1", "h2", None, guest_ready=True)], RF,
      [RecordHost("v1", "h2"), CheckReady("v1", ask_provider=False)], {"moved": 1, "booted": 1}),
-    ("a VM of our pool unknown to the store is an orphan", [], [Seen("o", "h1", pool="a")], RF,
-     [AdoptOrphan(Seen("o", "h1", pool="a"))], {"orphans": 1}),
-    ("a busy unknown VM is not an orphan yet", [], [Seen("o", "h1", pool="a")],
+    ("a VM of our pool unknown to the store is an orphan", [], [ProviderVm("o", "h1", pool="a")], RF,
+     [AdoptOrphan(ProviderVm("o", "h1", pool="a"))], {"orphans": 1}),
+    ("a busy unknown VM is not an orphan yet", [], [ProviderVm("o", "h1", pool="a")],
      RecoveryFacts(pools=frozenset(POOLS), busy=frozenset({"o"})), [], {}),
-    ("VMs of other pools are not ours", [], [Seen("o", "h1", pool="theirs"), Seen("p", "h1")], RF, [], {}),
+    ("VMs of other pools are not ours", [], [ProviderVm("o", "h1", pool="theirs"), ProviderVm("p", "h1", None)], RF,
+     [], {}),
 ]
 
 
 @pytest.mark.parametrize(("records", "seen", "snapshot", "expected", "counts"), [c[1:] for c in RECOVER_CASES],
                          ids=[c[0] for c in RECOVER_CASES])
-def test_recover(records: list[Vm], seen: list[Seen], snapshot: RecoveryFacts, expected: list[decide.Action],
+def test_recover(records: list[Vm], seen: list[ProviderVm], snapshot: RecoveryFacts, expected: list[decide.Action],
                  counts: dict[str, int]) -> None:
     result = decide.recover(records, seen, snapshot)
     assert list(result.actions) == expected

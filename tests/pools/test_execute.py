@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from corral.domain.models import Pool, Vm
+from corral.domain.models import Pool, ProviderVm, Vm
 from corral.domain.states import VmState
 from corral.pools import decide
 from corral.pools.execute import Executor
@@ -58,7 +58,7 @@ class Effects:
     async def check_ready(self, name: str, *, ask_provider: bool, provider_name: str | None = None) -> None:
         self.done.append(("check_ready", name, ask_provider, provider_name))
 
-    async def adopt(self, seen: decide.Seen, provider: str | None, taken_at: float | None) -> None:
+    async def adopt(self, seen: ProviderVm, provider: str | None, taken_at: float | None) -> None:
         self.done.append(("adopt", seen.name, provider, taken_at))
 
 
@@ -74,7 +74,7 @@ CASES = [
     ("HA restarts go to the runner together",
      [decide.HaRestart(vm("x"), POOL, "h1"), decide.HaRestart(vm("y"), POOL, "h1")], [], [],
      [("submit", ["work-x-h1", "work-y-h1"])], 0),
-    ("adopt an orphan", [decide.AdoptOrphan(decide.Seen("o", "h1", pool="ha"))], ["orphan-o"], [],
+    ("adopt an orphan", [decide.AdoptOrphan(ProviderVm("o", "h1", pool="ha"))], ["orphan-o"], [],
      [("adopt", "o", "sim", 7.0)], 0),
 ]
 

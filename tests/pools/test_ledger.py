@@ -164,12 +164,12 @@ def test_the_clone_time_is_written_with_the_move_to_ready(books: Books) -> None:
     assert done is not None and done.cloned_at == 50.0 and done.ready_at == 100.0 and done.ip == "10.0.0.1"
     assert dict(books.ledger.clone_times()) == {}
     books.ledger.flush_timings()
-    assert books.store.durations("boot", 0.0, 1000.0) == [(100.0, "a", 99.0)]
+    assert books.store.durations(TimingKind.BOOT, 0.0, 1000.0) == [(100.0, "a", 99.0)]
 
 
 def test_timings_are_written_in_batches(books: Books) -> None:
     for i in range(TIMINGS_BATCH - 1):
         books.ledger.timing(TimingKind.CLONE, "a", f"v{i}", 1.0, 10.0)
-    assert books.store.durations("clone", 0.0, 1000.0) == []
+    assert books.store.durations(TimingKind.CLONE, 0.0, 1000.0) == []
     books.ledger.timing(TimingKind.CLONE, "a", "last", 1.0, 10.0)
-    assert len(books.store.durations("clone", 0.0, 1000.0)) == TIMINGS_BATCH
+    assert len(books.store.durations(TimingKind.CLONE, 0.0, 1000.0)) == TIMINGS_BATCH

@@ -546,7 +546,7 @@ class StoreContract:
     def test_purge_forgets_old_history(self, store: Store) -> None:
         store.add_vm(make_vm("d-old", state=S.DESTROYED, destroyed_at=10.0))
         for at in (50.0, 100.0, 150.0):
-            store.record_duration("clone", "pool-a", "v", 1.0, at=at)
+            store.record_duration(TimingKind.CLONE, "pool-a", "v", 1.0, at=at)
             store.record_tags("v", {"t": str(at)}, at=at)
         ended = {"r-ready": RequestStatus.READY, "r-failed": RequestStatus.FAILED,
                  "r-deleted": RequestStatus.DELETED}
@@ -559,8 +559,8 @@ class StoreContract:
         store.set_request_status("r-new", [RequestStatus.PENDING], RequestStatus.READY, now=150.0)
         store.set_request_status("r-at", [RequestStatus.PENDING], RequestStatus.FAILED, now=100.0)
         assert store.purge_destroyed(100.0) == 1  # the VM count, as before
-        assert store.durations("clone", 0.0, 1000.0) == [(100.0, "pool-a", 1.0),
-                                                        (150.0, "pool-a", 1.0)]
+        assert store.durations(TimingKind.CLONE, 0.0, 1000.0) == [(100.0, "pool-a", 1.0),
+                                                                   (150.0, "pool-a", 1.0)]
         assert [r[0] for r in store.tag_records(0.0, 1000.0)] == [100.0, 150.0]
         for rid in ended:
             assert store.get_request(rid) is None, rid

@@ -174,7 +174,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     else:
         app.hot_path = HotPath(None)  # ahead of the whole middleware stack
     if settings.rate_limiting_enabled:
-        app.add_middleware(RateLimiter, limits=service.config.rate_limits)
+        app.add_middleware(RateLimiter, limits=service.config.rate_limits, service=service)
     if settings.request_logger:
         app.add_middleware(RequestLogger)
     return app

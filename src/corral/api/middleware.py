@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from corral.config import RateLimit, RateLimits
+from corral.runtime import Service
 
 log = logging.getLogger("corral.api")
 
@@ -41,9 +42,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class RateLimiter:
-    def __init__(self, app: Any, limits: RateLimits, clock: Any = time.monotonic) -> None:
+    """``service``: the service whose tokens count as a client of their own."""
+
+    def __init__(self, app: Any, limits: RateLimits, service: Service, clock: Any = time.monotonic) -> None:
         self.app = app
-        self.limits = limits
+        self.by_kind: dict[str, RateLimit] = {
+            "vm_creation": limits.vm_creation, "vm_deletion": limits.vm_deletion,
+            "authenticated": limits.authenticated, "global_per_ip": limits.global_per_ip,
+        }
+        self.service = service
         self.clock = clock
         self.windows: dict[tuple[str, str], list[float]] = {}  # (kind, client) -> [count, window end]
         self._next_prune = 0.0
@@ -58,13 +65,13 @@ class RateLimiter:
             kind = "authenticated"
         else:
             kind = "global_per_ip"
-        return kind, getattr(self.limits, kind)
+        return kind, self.by_kind[kind]
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or is_healthcheck(scope["method"], scope["path"]):
             return await self.app(scope, receive, send)
         token = _header(scope, b"x-auth-token")
-        if token and not self._valid(scope, token):
+        if token and not self._valid(token):
             token = None  # made-up tokens must not buy a fresh allowance: count by IP
         if token:
             client = "token:" + hashlib.sha256(token).hexdigest()[:32]  # never keep the token itself
@@ -81,13 +88,11 @@ class RateLimiter:
         window[0] += 1
         await self.app(scope, receive, send)
 
-    @staticmethod
-    def _valid(scope: Scope, token: bytes) -> bool:
-        service = getattr(getattr(scope.get("app"), "state", None), "service", None)
-        if service is None or service.authenticator is None:
+    def _valid(self, token: bytes) -> bool:
+        if self.service.authenticator is None:
             return False
         try:
-            return service.tokens.get_token(hashlib.sha256(token).hexdigest()) is not None
+            return self.service.tokens.get_token(hashlib.sha256(token).hexdigest()) is not None
         except Exception:  # the store is down: fall back to counting by IP
             return False
 

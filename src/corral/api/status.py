@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from corral.api.common import ApiError, Version, respond, service_of
+from corral.domain.models import TimingKind
 from corral.pools.service import MonitoringStatus, PoolStatus, SchedulingStatus
 from corral.runtime import Service
 
@@ -71,9 +72,9 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
         body["queue"] = queue
     if "clone" in wanted or "boot" in wanted:
         today = _utc_day_start(dt.datetime.now(dt.UTC).date())
-        for task in ("clone", "boot"):
-            if task in wanted:
-                body[task] = _task_metrics(pools.durations(task, today, today + DAY), by_pool=False)
+        for task in (TimingKind.CLONE, TimingKind.BOOT):
+            if task.value in wanted:
+                body[task.value] = _task_metrics(pools.durations(task, today, today + DAY), by_pool=False)
     if "pools" in wanted:
         body["pools"] = _pools(service, stock.pools)
     if "monitoring" in wanted:
@@ -89,7 +90,7 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
 
 def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
     last_boot: dict[str, float] = {}
-    for at, pool, _ in service.pools.durations("boot", time.time() - 7 * DAY, time.time() + 1):
+    for at, pool, _ in service.pools.durations(TimingKind.BOOT, time.time() - 7 * DAY, time.time() + 1):
         last_boot[pool] = max(at, last_boot.get(pool, 0.0))
     pools: dict[str, Any] = {}
     for row in rows:
@@ -184,10 +185,11 @@ def summary(service: Service, days: list[dt.date], section: str | None = None,
     def day_index(at: float) -> int:
         return int((at - start) // DAY)
 
-    for task in ("boot", "clone"):
+    for kind in (TimingKind.BOOT, TimingKind.CLONE):
+        task = kind.value  # the section's name in the answer
         if section not in (None, task):
             continue
-        rows = service.pools.durations(task, start, end)
+        rows = service.pools.durations(kind, start, end)
         buckets: list[list[tuple[float, str, float]]] = [[] for _ in days]
         for row in rows:
             buckets[day_index(row[0])].append(row)

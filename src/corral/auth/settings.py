@@ -7,19 +7,19 @@ the authenticators are built from them (:func:`corral.auth.build_authenticator`)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
+
+from corral.domain.settings_model import SettingsModel
 
 __all__ = ["AuthSettings", "LdapEncryption", "LdapServiceAccount", "LdapSettings"]
 
 
-class _AuthSection(BaseModel):
+class _AuthSection(SettingsModel):
     """Unknown keys are kept; the configuration loader judges them."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    # vmpooler keys corral accepts but does not use: kept quiet instead of warned about.
-    known_unused: ClassVar[frozenset[str]] = frozenset()
 
 
 class LdapEncryption(_AuthSection):

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from corral.config.errors import checked_by
+from corral.domain.settings_model import SettingsModel
 
 __all__ = ["DnsConfig", "DnsConfigs", "DomainName", "check_dns_plugins", "dns_warnings"]
 
@@ -39,12 +40,11 @@ def domain_problem(value: str) -> str | None:
 DomainName = Annotated[str, checked_by(domain_problem)]
 
 
-class DnsConfig(BaseModel):
+class DnsConfig(SettingsModel):
     """One entry of ``:dns_configs:``: a DNS plugin's settings. Keys other than these two
     belong to the plugin; they are kept, never shown, never warned about."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    known_unused: ClassVar[frozenset[str]] = frozenset()
 
     dns_class: str | None = Field(None, description="the plugin (dynamic-dns, gcp …); corral manages no records")
     domain: DomainName | None = Field(None, description="appended to the names of the VMs of pools using this entry")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from corral.domain.settings_model import SettingsModel
 
 __all__ = ["CUTOFF", "SECTIONS", "KeyIndex", "Rule", "Verdict", "declared_keys", "judge_key", "key_problems",
            "section_index", "unknown_key_line"]
@@ -122,19 +122,19 @@ SECTIONS: dict[str, Rule] = {
 # -- the model's shape -------------------------------------------------------------------------
 
 
-def declared_keys(model: type[BaseModel]) -> frozenset[str]:
+def declared_keys(model: type[SettingsModel]) -> frozenset[str]:
     """The keys ``model`` reads: its fields and their aliases."""
     keys = set(model.model_fields)
     keys.update(info.alias for info in model.model_fields.values() if info.alias)
     return frozenset(keys)
 
 
-def _shapes(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+def _shapes(annotation: Any) -> list[tuple[str, type[SettingsModel]]]:
     """Where models sit in a field's type: ("model", M) for M itself, ("list", M) for a list of
     M, ("dict", M) for a mapping to M (through Optional, unions and Annotated)."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if isinstance(annotation, type) and issubclass(annotation, SettingsModel):
         return [("model", annotation)]
     origin, args = get_origin(annotation), get_args(annotation)
     if origin in (Union, types.UnionType):
@@ -146,7 +146,7 @@ def _shapes(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
     return []
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def _model_of(annotation: Any) -> type[SettingsModel] | None:
     found = _shapes(annotation)
     return found[0][1] if found else None
 
@@ -163,7 +163,7 @@ def _index(spaces: Iterable[tuple[str, Collection[str]]]) -> KeyIndex:
     return {key: tuple(labels) for key, labels in index.items()}
 
 
-def _section_spaces(root: type[BaseModel]) -> list[tuple[str, frozenset[str]]]:
+def _section_spaces(root: type[SettingsModel]) -> list[tuple[str, frozenset[str]]]:
     spaces = []
     for name, rule in SECTIONS.items():
         model = _model_of(root.model_fields[name].annotation)
@@ -172,21 +172,21 @@ def _section_spaces(root: type[BaseModel]) -> list[tuple[str, frozenset[str]]]:
     return spaces
 
 
-def section_index(root: type[BaseModel]) -> KeyIndex:
+def section_index(root: type[SettingsModel]) -> KeyIndex:
     """Key -> the sections (of :data:`SECTIONS`, by label) of ``root`` whose top level reads it."""
     return _index(_section_spaces(root))
 
 
 # -- judging a document ------------------------------------------------------------------------
 
-def _walk(data: Any, model: type[BaseModel], path: str, rule: Rule, index: KeyIndex, found: list[Verdict],
+def _walk(data: Any, model: type[SettingsModel], path: str, rule: Rule, index: KeyIndex, found: list[Verdict],
           top: bool) -> None:
     """Judge the keys of the mapping ``data`` read as ``model`` (at ``path``), and of the models
     inside it; ``top``: ``data`` is a section itself, where keys read elsewhere are mistakes."""
     if not isinstance(data, dict):
         return  # not a mapping: the model's error
     known = declared_keys(model) | (rule.known if top else frozenset())
-    quiet = getattr(model, "known_unused", frozenset()) | (rule.quiet if top else frozenset())
+    quiet = model.known_unused | (rule.quiet if top else frozenset())
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
         info = model.model_fields.get(key)
@@ -215,8 +215,8 @@ def _walk_field(value: Any, annotation: Any, path: str, rule: Rule, index: KeyIn
         return
 
 
-def key_problems(data: Mapping[str, Any], root: type[BaseModel],
-                 providers: Mapping[str, tuple[type[BaseModel], Rule]]) -> tuple[list[str], list[str]]:
+def key_problems(data: Mapping[str, Any], root: type[SettingsModel],
+                 providers: Mapping[str, tuple[type[SettingsModel], Rule]]) -> tuple[list[str], list[str]]:
     """The errors and warnings about undeclared keys of the normalised document ``data`` read as
     ``root`` (``Config``). ``providers`` gives each provider entry's settings model and rule;
     a model that forbids unknown keys is left to its own validation (see :func:`unknown_key_line`)."""
@@ -225,7 +225,7 @@ def key_problems(data: Mapping[str, Any], root: type[BaseModel],
     everywhere = _index([*spaces, *((rule.label, declared_keys(model)) for model, rule in providers.values())])
     found: list[Verdict] = []
     top_known = declared_keys(root)
-    quiet: frozenset[str] = getattr(root, "known_unused", frozenset())
+    quiet = root.known_unused
     for key in data:
         if key not in top_known:
             found.append(judge_key(str(key), key, known=top_known, quiet=quiet, rule=TOP,
@@ -241,7 +241,7 @@ def key_problems(data: Mapping[str, Any], root: type[BaseModel],
     return errors, warnings
 
 
-def unknown_key_line(model: type[BaseModel], rule: Rule, index: KeyIndex) -> Callable[[str, str], str]:
+def unknown_key_line(model: type[SettingsModel], rule: Rule, index: KeyIndex) -> Callable[[str, str], str]:
     """For a model that forbids unknown keys (a vSphere provider's, whose ``rule`` is strict):
     the line its validation reports for an unknown ``key`` at ``path``, as :func:`judge_key`
     words it."""

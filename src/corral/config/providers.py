@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from corral.config.errors import format_errors
 from corral.config.keys import KeyIndex, Rule, unknown_key_line
+from corral.domain.settings_model import SettingsModel
 from corral.providers.registry import PLANNED, PROVIDERS, class_names, find_class
 
 __all__ = ["PROVIDER_RULES", "check_provider_classes", "check_provider_settings", "default_provider",
@@ -79,10 +80,10 @@ def check_provider_settings(providers: Mapping[str, Any], index: KeyIndex) -> li
     return problems
 
 
-def provider_key_models(providers: Mapping[str, Any]) -> dict[str, tuple[type[BaseModel], Rule]]:
+def provider_key_models(providers: Mapping[str, Any]) -> dict[str, tuple[type[SettingsModel], Rule]]:
     """The settings model and key rule (see :mod:`corral.config.keys`) of each entry of a class
     corral runs; entries of other classes are checked by their providers."""
-    models: dict[str, tuple[type[BaseModel], Rule]] = {}
+    models: dict[str, tuple[type[SettingsModel], Rule]] = {}
     for name, entry in providers.items():
         given = entry.get("provider_class") if isinstance(entry, dict) else None
         label = given if isinstance(given, str) and given else name

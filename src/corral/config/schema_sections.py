@@ -7,24 +7,23 @@ defaults are kept; see :mod:`corral.config.schema` for the whole file.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from corral.config.dns import DomainName
 from corral.domain.limits import MAX_LIFETIME_HOURS
+from corral.domain.settings_model import SettingsModel
 from corral.scheduling.weights import POLICIES, WEIGHTS
 
 __all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "MonitoringSettings", "RateLimit",
            "RateLimits", "RedisSettings", "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
 
 
-class Section(BaseModel):
+class Section(SettingsModel):
     """Base of every section: unknown keys are kept; :mod:`corral.config.keys` judges them."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    # vmpooler keys corral accepts but does not use: kept quiet instead of warned about.
-    known_unused: ClassVar[frozenset[str]] = frozenset()
 
 
 class GlobalSettings(Section):

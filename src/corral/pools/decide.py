@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from corral.domain.events import Event, HostDown, VmCreated, VmDisappeared, VmMoved, VmStateChanged
-from corral.domain.models import Pool, Vm
+from corral.domain.models import Pool, ProviderVm, Vm
 from corral.domain.states import DESTROY_INTENT_STATES, LIVE_STATES, PowerState, VmState
 
 BACKOFF_MAX_S = 60.0  # clones of a pool that keep failing wait at most this long (or one sweep interval)
@@ -77,23 +77,10 @@ class HaRestart:
 
 
 @dataclass(frozen=True, slots=True)
-class Seen:
-    """A VM as the provider's inventory shows it (what recovery needs of it)."""
-
-    name: str
-    host: str
-    pool: str | None = None
-    template: str | None = None
-    ip: str | None = None
-    powered_on: bool = True
-    guest_ready: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class AdoptOrphan:
     """``vm`` is in a pool of ours but unknown to the store: record it ``discovered`` and destroy it."""
 
-    vm: Seen
+    vm: ProviderVm
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +216,7 @@ class Recovery:
         return self.lost + self.orphans + self.moved + self.booted
 
 
-def recover(records: Sequence[Vm], seen: Sequence[Seen], facts: RecoveryFacts) -> Recovery:
+def recover(records: Sequence[Vm], seen: Sequence[ProviderVm], facts: RecoveryFacts) -> Recovery:
     """Make the store (``records``: one provider's active records) agree with ``seen``, the
     provider's full inventory. Records newer than the snapshot, and busy VMs, are left alone."""
     present = {v.name: v for v in seen}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
-from corral.domain.models import Vm
+from corral.domain.models import ProviderVm, Vm
 from corral.domain.states import VmState
 from corral.pools.decide import (
     Action,
@@ -21,7 +21,6 @@ from corral.pools.decide import (
     HaRestart,
     Lost,
     RecordHost,
-    Seen,
 )
 from corral.pools.ledger import Ledger
 from corral.pools.stats import Stats
@@ -34,7 +33,7 @@ class CheckReadyFn(Protocol):
 
 
 class AdoptOrphanFn(Protocol):
-    def __call__(self, vm: Seen, provider_name: str, taken_at: float | None) -> Coroutine[Any, Any, None]: ...
+    def __call__(self, vm: ProviderVm, provider_name: str, taken_at: float | None) -> Coroutine[Any, Any, None]: ...
 
 
 class Executor:

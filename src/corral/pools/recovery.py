@@ -28,11 +28,7 @@ from corral.store.base import Store
 log = logging.getLogger("corral.recovery")
 
 
-def seen(vm: ProviderVm) -> decide.Seen:
-    return decide.Seen(vm.name, vm.host, vm.pool, vm.template, vm.ip, vm.powered_on, vm.guest_ready)
-
-
-async def adopt_orphan(store: Store, ledger: Ledger, stats: Stats, vm: decide.Seen, provider_name: str,
+async def adopt_orphan(store: Store, ledger: Ledger, stats: Stats, vm: ProviderVm, provider_name: str,
                        taken_at: float | None) -> None:
     """Record an orphan ``discovered`` and destroy it, unless the store knows it after all."""
     existing = store.get_vm(vm.name)
@@ -75,7 +71,7 @@ class Recoverer:
             pools=frozenset(self.pools), taken_at=taken_at, busy=self.ledger.busy_among(names),
             destroy_waiting=self.ledger.destroy_waiting(r.name for r in records),
             cloned=self.ledger.clone_times())
-        result = decide.recover(records, [seen(v) for v in vms], facts)
+        result = decide.recover(records, vms, facts)
         for action in result.actions:
             if isinstance(action, decide.Lost):
                 log.warning("VM not found at the provider", extra={"pool": action.vm.pool, "vm": action.vm.name,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from corral.domain.events import Event
-from corral.domain.models import OndemandRequest, Pool, RequestStatus, Vm
+from corral.domain.models import OndemandRequest, Pool, RequestStatus, TimingKind, Vm
 from corral.domain.states import VmState
 from corral.inventory import Inventory, MonitorSettings
 from corral.inventory.bus import Resync, Subscription, SubscriptionClosed
@@ -260,8 +260,8 @@ class PoolService:
         """Store the clone and boot times that are waiting (they are stored in batches)."""
         self._manager.flush_timings()
 
-    def durations(self, task: str, start: float, end: float) -> list[Duration]:
-        """(when, pool, seconds) of ``task`` (``clone`` or ``boot``) between ``start`` and ``end``."""
+    def durations(self, task: TimingKind, start: float, end: float) -> list[Duration]:
+        """(when, pool, seconds) of ``task`` (clone or boot) between ``start`` and ``end``."""
         return self.store.durations(task, start, end)
 
     def tag_records(self, start: float, end: float) -> list[TagRecord]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel
 
+from corral.domain.settings_model import SettingsModel
 from corral.providers.base import Provider
 from corral.providers.sim import SimProvider, SimSettings
 
@@ -75,7 +75,7 @@ class ProviderClass:
 
     name: str
     label: str
-    settings: Callable[[], type[BaseModel]]
+    settings: Callable[[], type[SettingsModel]]
     build: ProviderFactory
     aliases: tuple[ProviderAlias, ...] = ()
 
@@ -104,7 +104,7 @@ DUMMY_KEYS = VMPOOLER_PROVIDER_KEYS | frozenset({
 })
 
 
-def _sim_settings() -> type[BaseModel]:
+def _sim_settings() -> type[SettingsModel]:
     return SimSettings
 
 
@@ -117,7 +117,7 @@ def _build_sim(name: str, settings: SimSettings, context: ProviderContext) -> Pr
 # configuration names a vSphere provider, not when corral starts.
 
 
-def _vsphere_settings() -> type[BaseModel]:
+def _vsphere_settings() -> type[SettingsModel]:
     from corral.providers.vsphere.settings import VsphereSettings
 
     return VsphereSettings
@@ -129,9 +129,8 @@ def _build_vsphere(name: str, settings: Any, context: ProviderContext) -> Provid
     from corral.providers.vsphere.settings import ReadyCheck
 
     g = context.config
-    # vsphere_pools reads the pools' and :config:'s keys as attributes
-    pools = vsphere_pools([SimpleNamespace(**pool) for pool in context.pools], SimpleNamespace(**g), settings,
-                          context.dns_domains)
+    pools = vsphere_pools(context.pools, settings, create_linked_clones=g["create_linked_clones"],
+                          global_domain=g["domain"], dns_domains=context.dns_domains)
     return VsphereProvider(
         name,
         settings,

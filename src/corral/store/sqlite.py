@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -144,13 +143,11 @@ class SqliteStore(SqliteMeta):
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise StoreOpenError(self.path, directory_problem(str(directory), err)) from None
-        self._lock = threading.Lock()
-        self._session = Session(self)
-        self._conn: sqlite3.Connection | None = None
+        self._session = Session(repr(self))
         try:
             # isolation_level=None: autocommit; each single statement is its own atomic
             # transaction and multi-statement writes say BEGIN IMMEDIATE themselves.
-            self._conn = sqlite3.connect(
+            self._session.conn = sqlite3.connect(
                 self.path,
                 timeout=0,  # no sqlite busy handler: _run() waits for locks itself
                 isolation_level=None,
@@ -200,10 +197,7 @@ class SqliteStore(SqliteMeta):
         return _vm_from_row(rows[0]) if rows else None
 
     def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self._session.close()
 
     def __enter__(self) -> SqliteStore:
         return self

@@ -53,32 +53,35 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("ROLLBACK")
 
 
-class Connected:
-    """What a session needs of its store: a lock and a connection (None once closed)."""
-
-    _lock: threading.Lock
-    _conn: sqlite3.Connection | None
-
-
 class Session:
-    """``with session as conn``: the store's lock held, its connection open, sqlite errors
-    raised as :class:`StoreError`. A plain class: cheaper than ``contextlib`` per call."""
+    """A store's connection (``conn``, None until opened and once closed) and the lock that
+    guards it. ``with session as conn``: the lock held, the connection open, sqlite errors
+    raised as :class:`StoreError` naming ``owner`` (the store). A plain class: cheaper than
+    ``contextlib`` per call."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("conn", "lock", "owner")
 
-    def __init__(self, store: Connected) -> None:
-        self._store = store
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
 
     def __enter__(self) -> sqlite3.Connection:
-        store = self._store
-        store._lock.acquire()
-        conn = store._conn
+        self.lock.acquire()
+        conn = self.conn
         if conn is None:
-            store._lock.release()
-            raise StoreError(f"{store!r} is closed")
+            self.lock.release()
+            raise StoreError(f"{self.owner} is closed")
         return conn
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self._store._lock.release()
+        self.lock.release()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self._store!r}: {exc}") from exc
+            raise StoreError(f"{self.owner}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (once the lock is free); the session answers "closed" after."""
+        with self.lock:
+            conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()

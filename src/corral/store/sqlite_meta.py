@@ -12,7 +12,7 @@ from typing import Any
 from corral.domain.models import OndemandRequest, RequestedPool, RequestStatus, TimingKind, TokenRecord
 from corral.store import sqlite_schema as sql
 from corral.store.base import StoreError
-from corral.store.sqlite_conn import Connected, Session, immediate, run
+from corral.store.sqlite_conn import Session, immediate, run
 
 
 def _strings(values: Iterable[str]) -> list[str]:
@@ -48,7 +48,7 @@ def purge_history(conn: sqlite3.Connection, older_than: float) -> None:
         conn.execute(statement, (older_than,))
 
 
-class SqliteMeta(Connected):
+class SqliteMeta:
     """Tokens, pool overrides, on-demand requests and history on the store's connection."""
 
     _session: Session

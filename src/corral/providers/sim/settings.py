@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from corral.domain.settings_model import SettingsModel
+
 Seconds = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -19,7 +21,7 @@ DEFAULT_CPU_MODEL = "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"
 DEFAULT_CPU_FLAGS = ("sse4_2", "avx", "avx2", "aes")
 
 
-class _SimModel(BaseModel):
+class _SimModel(SettingsModel):
     model_config = ConfigDict(extra="allow")
 
 

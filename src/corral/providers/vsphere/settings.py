@@ -8,13 +8,14 @@ vCenter, so they are accepted and ignored with a notice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from corral.domain.names import pool_domain
+from corral.domain.settings_model import SettingsModel
 
 #: vmpooler keys that corral accepts and ignores, each with the reason logged once at start.
 IGNORED_KEYS = {
@@ -24,7 +25,7 @@ IGNORED_KEYS = {
 }
 
 
-class VsphereSettings(BaseModel):
+class VsphereSettings(SettingsModel):
     """One vSphere endpoint (a vCenter) as ``:providers:`` describes it."""
 
     model_config = ConfigDict(extra="forbid")
@@ -112,36 +113,38 @@ class VspherePool:
     extra_config: dict[str, str] = field(default_factory=dict)
 
 
-def vsphere_pools(pools: list[Any], global_config: Any, provider: VsphereSettings,
+def vsphere_pools(pools: Sequence[Mapping[str, Any]], provider: VsphereSettings, *,
+                  create_linked_clones: bool | None, global_domain: str | None,
                   dns_domains: Mapping[str, str | None] | None = None) -> dict[str, VspherePool]:
     """The pools' vSphere keys, with the provider's and ``:config:``'s defaults filled in.
 
-    ``pools`` are the keys of the pools of this provider and ``global_config`` those of
-    ``:config:``, read as attributes (see :class:`corral.providers.registry.ProviderContext`).
-    vmpooler names the pool key
-    ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
+    ``pools`` are the keys of the pools of this provider, defaults filled in (see
+    :class:`corral.providers.registry.ProviderContext`); ``create_linked_clones`` and
+    ``global_domain`` are ``:config:``'s ``create_linked_clones`` and ``domain``. vmpooler names
+    the pool key ``create_linked_clone`` and the provider / global key ``create_linked_clones``.
     ``dns_domains`` are the domains of ``:dns_configs:`` by entry name; a pool's domain is
     :func:`corral.domain.names.pool_domain`'s.
     """
     default_linked = provider.create_linked_clones
     if default_linked is None:
-        default_linked = global_config.create_linked_clones
+        default_linked = create_linked_clones
     out = {}
     for pool in pools:
-        linked = pool.create_linked_clone if pool.create_linked_clone is not None else default_linked
+        own_linked = pool["create_linked_clone"]
+        linked = own_linked if own_linked is not None else default_linked
         extra_config = {
             key: str(value)
-            for key, value in (("mainMem.ioBlockPages", pool.snapshot_mainMem_ioBlockPages),
-                               ("mainMem.iowait", pool.snapshot_mainMem_iowait))
+            for key, value in (("mainMem.ioBlockPages", pool["snapshot_mainMem_ioBlockPages"]),
+                               ("mainMem.iowait", pool["snapshot_mainMem_iowait"]))
             if value is not None
         }
-        out[pool.name] = VspherePool(
-            name=pool.name,
-            template=pool.template,
-            folder=pool.folder,
-            datastore=pool.datastore,
+        out[pool["name"]] = VspherePool(
+            name=pool["name"],
+            template=pool["template"],
+            folder=pool["folder"],
+            datastore=pool["datastore"],
             linked_clone=bool(linked),
-            domain=pool_domain(pool.domain, pool.dns_plugin, dns_domains or {}, global_config.domain),
+            domain=pool_domain(pool["domain"], pool["dns_plugin"], dns_domains or {}, global_domain),
             extra_config=extra_config,
         )
     return out
