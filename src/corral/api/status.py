@@ -78,11 +78,11 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
     if "pools" in wanted:
         body["pools"] = _pools(service, stock.pools)
     if "monitoring" in wanted:
-        body["monitoring"] = _monitoring(pools.monitoring())
+        body["monitoring"] = monitoring_json(pools.monitoring())
     if "scheduling" in wanted:
-        body["scheduling"] = _scheduling(pools.scheduling())
+        body["scheduling"] = scheduling_json(pools.scheduling())
     if "runner" in wanted:
-        body["runner"] = _runner(pools.runner())
+        body["runner"] = runner_json(pools.runner())
     body["status"] = status
     return dict(sorted(body.items()))
 
@@ -104,7 +104,7 @@ def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
     return pools
 
 
-def _monitoring(m: MonitoringStatus) -> dict[str, Any]:
+def monitoring_json(m: MonitoringStatus) -> dict[str, Any]:
     """corral's own: the providers' sessions and inventory feeds, the event bus, and what the
     safety nets repaired. A provider that cannot be reached shows ``connected: false``, the
     ``error`` of its last attempt and the seconds until the next one (``retry_in``).
@@ -130,7 +130,7 @@ def _feed(p: ProviderStatus) -> dict[str, Any]:
     return {**dataclasses.asdict(p.feed), "hosts_down": list(p.feed.hosts_down)}
 
 
-def _runner(r: RunnerStatus) -> dict[str, Any]:
+def runner_json(r: RunnerStatus) -> dict[str, Any]:
     """corral's own: the runner's queue, calls, slots, the hosts its breakers keep out
     (``hosts_avoided``: provider -> {host: seconds until it is tried again}) and HA restarts."""
     hosts_avoided: dict[str, dict[str, float]] = {}
@@ -140,7 +140,7 @@ def _runner(r: RunnerStatus) -> dict[str, Any]:
             "hosts_avoided": hosts_avoided, "ha_restarts": r.ha_restarts, "ha_failures": r.ha_failures}
 
 
-def _scheduling(s: SchedulingStatus) -> dict[str, Any]:
+def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:
     """corral's own: placements, reservations held, placement failures and migrations."""
     migrations = s.migrations
     return {
