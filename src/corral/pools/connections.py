@@ -52,7 +52,7 @@ class Link:
 @dataclass(frozen=True, slots=True)
 class LinkStatus:
     """A provider's session as ``/status`` shows it: its last attempt and the seconds until the
-    next one (None while connected)."""
+    next one (None while connected, or while an attempt is under way)."""
 
     connected: bool
     error: str | None
