@@ -252,8 +252,8 @@ async def test_snapshot_reports_the_counters(bus: EventBus) -> None:
     bus.subscribe("one", rec)
     bus.publish_all([ev(1), ev(2)])
     await eventually(lambda: len(rec.got) == 2, 2.0)
-    snap: dict[str, Any] = bus.snapshot()
-    assert snap["published"] == 2 and list(snap["subscribers"]) == ["one"]
-    one = snap["subscribers"]["one"]
-    assert (one["delivered"], one["errors"], one["overflows"], one["resyncs"]) == (2, 0, 0, 0)
-    assert one["peak_queued"] >= 1
+    snap = bus.snapshot()
+    assert snap.published == 2 and list(snap.subscribers) == ["one"]
+    one = snap.subscribers["one"]
+    assert (one.delivered, one.errors, one.overflows, one.resyncs) == (2, 0, 0, 0)
+    assert one.peak_queued >= 1

@@ -342,13 +342,13 @@ async def test_the_inventory_loads_runs_publishes_and_stops() -> None:
         assert inventory["west"].vm("vm-w").host == H2  # type: ignore[union-attr]
         assert await inventory.reconcile() == 0
 
-        snap: dict[str, Any] = inventory.snapshot()
-        east, west = snap["providers"]["east"], snap["providers"]["west"]
-        assert (east["vms"], east["hosts"], east["hosts_down"]) == (2, 4, [])
-        assert (west["vms"], west["hosts"], west["reconciles"]) == (1, 4, 1)
-        assert east["events"] >= 1 and west["feed_errors"] == 0
-        assert snap["bus"]["published"] == inventory.bus.published
-        assert snap["bus"]["subscribers"]["test"]["delivered"] == len(got)
+        snap = inventory.snapshot()
+        east, west = snap.providers["east"], snap.providers["west"]
+        assert (east.vms, east.hosts, east.hosts_down) == (2, 4, ())
+        assert (west.vms, west.hosts, west.reconciles) == (1, 4, 1)
+        assert east.events >= 1 and west.feed_errors == 0
+        assert snap.bus.published == inventory.bus.published
+        assert snap.bus.subscribers["test"].delivered == len(got)
     finally:
         await asyncio.wait_for(inventory.stop(), 2.0)
         for provider in sims.values():
@@ -366,7 +366,7 @@ async def test_the_inventory_reports_a_host_down(sim: SimProvider) -> None:
         await inventory.load()
         inventory.run()
         sim.controls.set_host_down(H3)
-        await eventually(lambda: inventory.snapshot()["providers"]["sim"]["hosts_down"] == [H3], 2.0)  # type: ignore[index]
+        await eventually(lambda: inventory.snapshot().providers["sim"].hosts_down == (H3,), 2.0)
         assert H3 not in {h.name for h in inventory["sim"].hosts()}
     finally:
         await inventory.stop()

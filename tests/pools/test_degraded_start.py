@@ -13,7 +13,7 @@ import pytest
 from corral.config import parse_config
 from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.pools.connections import next_retry_delay
+from corral.pools.connections import LinkStatus, next_retry_delay
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
@@ -52,9 +52,9 @@ async def test_the_other_providers_serve_while_one_is_retried_until_it_comes_up(
     try:
         await manager.start()
         view = manager.connections.view()
-        assert view["a"] == {"connected": True, "error": None, "attempts": 1, "retry_in": None}
-        assert view["b"]["connected"] is False and view["b"]["error"] == "injected failure"
-        assert view["b"]["attempts"] == 1 and 0 < view["b"]["retry_in"] <= 0.1
+        assert view["a"] == LinkStatus(connected=True, error=None, attempts=1, retry_in=None)
+        assert view["b"].connected is False and view["b"].error == "injected failure"
+        assert view["b"].attempts == 1 and view["b"].retry_in is not None and 0 < view["b"].retry_in <= 0.1
 
         await eventually(lambda: ready_counts(store).get("pa") == 2, timeout=5)
         assert "pb" not in ready_counts(store) and b.calls["create_vms"] == 0
@@ -62,8 +62,7 @@ async def test_the_other_providers_serve_while_one_is_retried_until_it_comes_up(
 
         await eventually(lambda: ready_counts(store).get("pb") == 2, timeout=5)
         assert b.calls["connect"] == 4
-        assert manager.connections.view()["b"] == {"connected": True, "error": None, "attempts": 4,
-                                                   "retry_in": None}
+        assert manager.connections.view()["b"] == LinkStatus(connected=True, error=None, attempts=4, retry_in=None)
     finally:
         await manager.stop()
         store.close()
@@ -97,7 +96,7 @@ async def test_the_vms_of_a_provider_that_is_down_are_left_alone_until_it_is_bac
         assert again.stats.vanished == 0 and b.calls["destroy_vm"] == 0
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                     and r.getMessage() != "provider unreachable, retrying"]
-        await eventually(lambda: again.connections.view()["b"]["connected"], timeout=5)
+        await eventually(lambda: again.connections.view()["b"].connected, timeout=5)
         await eventually(lambda: store.get_vm(checked_out[0].name).state is VmState.DESTROYED, timeout=5)
         assert stock <= {v.name for v in store.list_vms(pool="pb", states=(VmState.READY,))}
         assert again.stats.vanished == 0
@@ -123,8 +122,8 @@ async def test_a_vcenter_that_never_answers_does_not_hold_up_the_others(tmp_path
         await manager.start()
         assert time.monotonic() - started < 2
         await eventually(lambda: ready_counts(store).get("sim-pool") == 2, timeout=5)
-        assert manager.connections.view()["vc"] == {"connected": False, "error": None, "attempts": 1,
-                                                    "retry_in": None}, "still connecting"
+        assert manager.connections.view()["vc"] == LinkStatus(connected=False, error=None, attempts=1,
+                                                              retry_in=None), "still connecting"
     finally:
         await asyncio.wait_for(manager.stop(), 5)
         silent.close()

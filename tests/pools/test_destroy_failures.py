@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from corral.domain.states import VmState
+from corral.pools.destroying import DestroyFailureStatus
 from helpers import eventually
 
 SWEEP_S = 0.05  # the harness's check_interval
@@ -31,9 +32,9 @@ async def test_a_permanent_destroy_failure_is_held_until_asked_for_again(harness
     record = harness.store.get_vm(vm.name)
     assert (record.state, record.reason) == (VmState.COMPLETED, "returned")
     shown = manager.destroys.view(0.0)
-    assert (shown["held"], shown["retrying"]) == (1, 0)
-    assert shown["vms"][vm.name] == {"error": "injected failure (permanent)", "permanent": True, "attempts": 1,
-                                     "retry_in": None}
+    assert (shown.held, shown.retrying) == (1, 0)
+    assert shown.vms[vm.name] == DestroyFailureStatus(error="injected failure (permanent)", permanent=True,
+                                                      attempts=1, retry_in=None)
     [said] = lines(caplog, "destroy failed")
     assert said.levelno == logging.ERROR and said.error == "injected failure (permanent)"  # type: ignore[attr-defined]
     # a reconcile (or a resync of the event bus) neither retries it nor reports it unfinished

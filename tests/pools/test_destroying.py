@@ -9,6 +9,7 @@ import pytest
 from corral.pools.destroying import (
     MAX_DELAY_S,
     DestroyFailure,
+    DestroyFailureStatus,
     DestroyRetries,
     Outcome,
     after_destroy,
@@ -84,10 +85,10 @@ def test_the_view_counts_every_failure_and_lists_a_bounded_few() -> None:
         retries.record(f"vm-{i}", Outcome.FAILED, "down", NOW)
     retries.record("vm-x", Outcome.REFUSED, "denied", NOW)
     view = retries.view(NOW + 2.0, limit=2)
-    assert (view["retrying"], view["held"]) == (3, 1)
+    assert (view.retrying, view.held) == (3, 1)
     # those held for an operator first, then by name
-    assert view["vms"] == {"vm-x": {"error": "denied", "permanent": True, "attempts": 1, "retry_in": None},
-                           "vm-0": {"error": "down", "permanent": False, "attempts": 1, "retry_in": 3.0}}
-    assert list(view["vms"]) == ["vm-x", "vm-0"]
+    assert view.vms == {"vm-x": DestroyFailureStatus(error="denied", permanent=True, attempts=1, retry_in=None),
+                        "vm-0": DestroyFailureStatus(error="down", permanent=False, attempts=1, retry_in=3.0)}
+    assert list(view.vms) == ["vm-x", "vm-0"]
     retries.keep_only({"vm-x"})
     assert set(retries.failures) == {"vm-x"}

@@ -6,6 +6,7 @@ import asyncio
 
 from corral.domain.events import VmLifecycle
 from corral.domain.states import VmState
+from corral.pools.migrations import MigrationCounts, MigrationStats
 from corral.pools.settings import ManagerSettings
 from helpers import QUICK_RUNNER, eventually, sim_settings
 
@@ -143,3 +144,10 @@ async def test_a_crash_during_a_migration_is_recovered(harness, pool_factory):
     await manager.reconcile()
     record = harness.store.get_vm(vm.name)
     assert record.state is VmState.RUNNING and record.host == vm.host
+
+
+def test_the_counters_are_read_as_one_frozen_reading() -> None:
+    stats = MigrationStats(queued=3, started=2, done=1, rebalanced=1)
+    counts = stats.counts()
+    stats.done += 1
+    assert counts == MigrationCounts(queued=3, started=2, done=1, failed=0, not_needed=0, dropped=0, rebalanced=1)

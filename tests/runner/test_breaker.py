@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.runner.breaker import BreakerSettings, HostBreakers
+from corral.runner.breaker import BreakerSettings, HostBreakers, OpenBreaker
 
 
 class Clock:
@@ -29,7 +29,7 @@ def test_opens_after_failures_in_a_row_only():
     assert b.open_hosts("p") == frozenset()
     b.failed("p", "h1", "boom")
     assert b.open_hosts("p") == {"h1"} and b.open_hosts("other") == frozenset() and b.opened == 1
-    assert b.view() == {"p": {"h1": 10.0}}
+    assert b.view() == (OpenBreaker("p", "h1", 10.0),)
 
 
 def test_half_open_after_the_timeout_closes_on_successes_and_reopens_on_a_failure():
@@ -55,4 +55,4 @@ def test_disabled_breakers_never_open():
     b, _ = breakers(enabled=False)
     for _ in range(10):
         b.failed("p", "h1", "boom")
-    assert b.open_hosts("p") == frozenset() and b.view() == {}
+    assert b.open_hosts("p") == frozenset() and b.view() == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from corral.api.common import ApiError, Version, respond, service_of
 from corral.domain.models import TimingKind
-from corral.pools.service import MonitoringStatus, PoolStatus, SchedulingStatus
+from corral.pools.service import MonitoringStatus, PoolStatus, ProviderStatus, RunnerStatus, SchedulingStatus
 from corral.runtime import Service
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner")
@@ -78,12 +79,11 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
     if "pools" in wanted:
         body["pools"] = _pools(service, stock.pools)
     if "monitoring" in wanted:
-        body["monitoring"] = _monitoring(pools.monitoring())
+        body["monitoring"] = monitoring_json(pools.monitoring())
     if "scheduling" in wanted:
-        body["scheduling"] = _scheduling(pools.scheduling())
+        body["scheduling"] = scheduling_json(pools.scheduling())
     if "runner" in wanted:
-        runner = pools.runner()
-        body["runner"] = {**runner.queue, "ha_restarts": runner.ha_restarts, "ha_failures": runner.ha_failures}
+        body["runner"] = runner_json(pools.runner())
     body["status"] = status
     return dict(sorted(body.items()))
 
@@ -105,28 +105,43 @@ def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
     return pools
 
 
-def _monitoring(m: MonitoringStatus) -> dict[str, Any]:
+def monitoring_json(m: MonitoringStatus) -> dict[str, Any]:
     """corral's own: the providers' sessions and inventory feeds, the event bus, and what the
     safety nets repaired. A provider that cannot be reached shows ``connected: false``, the
     ``error`` of its last attempt and the seconds until the next one (``retry_in``).
     ``destroy_failures`` counts the VMs whose destroy failed (retrying, or held after a
     permanent error) and shows a few of them."""
     providers = {name: {"connected": p.connected, "error": p.error, "attempts": p.attempts, "retry_in": p.retry_in,
-                        **p.feed} for name, p in m.providers.items()}
-    failures = m.destroy_failures
+                        **_feed(p)} for name, p in m.providers.items()}
     return {
         "reconcile": {"runs": m.reconciles, "store_repairs": m.store_repairs,
                       "inventory_repairs": sum(p.repairs for p in m.providers.values())},
         "vanished": m.vanished, "orphans_destroyed": m.orphans_destroyed,
         "host_drops": m.host_drops,
-        "destroy_failures": {"retrying": failures.retrying, "held": failures.held,
-                             "vms": {name: {"error": f.error, "permanent": f.permanent, "attempts": f.attempts,
-                                            "retry_in": f.retry_in} for name, f in failures.vms.items()}},
-        "providers": providers, "events": dict(m.events),
+        "destroy_failures": dataclasses.asdict(m.destroy_failures),
+        "providers": providers, "events": dataclasses.asdict(m.events),
     }
 
 
-def _scheduling(s: SchedulingStatus) -> dict[str, Any]:
+def _feed(p: ProviderStatus) -> dict[str, Any]:
+    """A provider's inventory feed: its counters, ``vms``, ``hosts`` and ``hosts_down`` (nothing
+    before the provider is brought in)."""
+    if p.feed is None:
+        return {}
+    return {**dataclasses.asdict(p.feed), "hosts_down": list(p.feed.hosts_down)}
+
+
+def runner_json(r: RunnerStatus) -> dict[str, Any]:
+    """corral's own: the runner's queue, calls, slots, the hosts its breakers keep out
+    (``hosts_avoided``: provider -> {host: seconds until it is tried again}) and HA restarts."""
+    hosts_avoided: dict[str, dict[str, float]] = {}
+    for b in r.queue.hosts_avoided:
+        hosts_avoided.setdefault(b.provider, {})[b.host] = b.retry_in
+    return {**dataclasses.asdict(r.queue),
+            "hosts_avoided": hosts_avoided, "ha_restarts": r.ha_restarts, "ha_failures": r.ha_failures}
+
+
+def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:
     """corral's own: placements, reservations held, placement failures and migrations."""
     migrations = s.migrations
     return {
@@ -135,7 +150,7 @@ def _scheduling(s: SchedulingStatus) -> dict[str, Any]:
                              "reservations_expired": p.reservations_expired} for name, p in s.providers.items()},
         "placement_errors": dict(s.placement_errors),
         "migrations": {"limit": migrations.limit, "in_flight": migrations.in_flight, "queued": migrations.queued,
-                       **migrations.counts},
+                       **dataclasses.asdict(migrations.counts)},
     }
 
 

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from corral.domain.events import Event
@@ -54,9 +54,28 @@ class SubscriberStats:
     resyncs: int = 0  # resyncs done after overflows
     peak_queued: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"delivered": self.delivered, "errors": self.errors, "overflows": self.overflows,
-                "resyncs": self.resyncs, "peak_queued": self.peak_queued}
+    def counts(self) -> SubscriberCounts:
+        return SubscriberCounts(delivered=self.delivered, errors=self.errors, overflows=self.overflows,
+                                resyncs=self.resyncs, peak_queued=self.peak_queued)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberCounts:
+    """One reading of a subscriber's counters (:class:`SubscriberStats`)."""
+
+    delivered: int
+    errors: int
+    overflows: int
+    resyncs: int
+    peak_queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusStatus:
+    """The bus's counters for status and metrics: events published, each subscriber's counts."""
+
+    published: int
+    subscribers: Mapping[str, SubscriberCounts]  # by name, sorted
 
 
 class Subscription:
@@ -231,6 +250,6 @@ class EventBus:
                 await task
         self._workers.clear()
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> BusStatus:
         """Counters for status and metrics."""
-        return {"published": self.published, "subscribers": {n: s.as_dict() for n, s in sorted(self.stats.items())}}
+        return BusStatus(self.published, {n: s.counts() for n, s in sorted(self.stats.items())})

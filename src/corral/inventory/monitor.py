@@ -18,13 +18,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 
 from corral.domain.events import Event
 from corral.domain.models import HostInfo, ProviderVm
 from corral.inventory.analysers import Analyser, AnalyserSettings
-from corral.inventory.bus import EventBus
+from corral.inventory.bus import BusStatus, EventBus
 from corral.inventory.repository import Repository
 from corral.providers.base import Provider, ProviderError
 
@@ -56,8 +56,32 @@ class MonitorStats:
     repairs: int = 0  # records a reconcile found wrong (expected 0)
     last_repairs: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """One provider's inventory feed for status: its monitor's counters (:class:`MonitorStats`),
+    the records it holds and the hosts it has declared down (field names are the JSON keys)."""
+
+    answers: int
+    changes: int
+    events: int
+    feed_errors: int
+    resnapshots: int
+    reconciles: int
+    reconcile_skips: int
+    repairs: int
+    last_repairs: int
+    vms: int
+    hosts: int
+    hosts_down: tuple[str, ...]  # sorted
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryStatus:
+    """Every provider's feed, and the event bus's counters."""
+
+    providers: Mapping[str, FeedStatus]
+    bus: BusStatus
 
 
 class ProviderMonitor:
@@ -177,6 +201,11 @@ class ProviderMonitor:
             self._due.cancel()
             self._due = None
 
+    def status(self) -> FeedStatus:
+        """This feed's counters, records and down hosts, as ``/status`` shows them."""
+        return FeedStatus(**asdict(self.stats), vms=len(self.repo.vms), hosts=len(self.repo.hosts),
+                          hosts_down=tuple(sorted(self.analyser.down)))
+
     # -- reads for the layers above ---------------------------------------------------------
 
     def vm(self, name: str) -> ProviderVm | None:
@@ -232,9 +261,6 @@ class Inventory:
         assert self.bus is not None
         await self.bus.close()
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> InventoryStatus:
         assert self.bus is not None
-        return {"providers": {n: {**m.stats.as_dict(), "vms": len(m.repo.vms), "hosts": len(m.repo.hosts),
-                                  "hosts_down": sorted(m.analyser.down)}
-                              for n, m in self.monitors.items()},
-                "bus": self.bus.snapshot()}
+        return InventoryStatus({n: m.status() for n, m in self.monitors.items()}, self.bus.snapshot())

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from corral.providers.base import Provider, ProviderError
 
@@ -45,9 +44,20 @@ class Link:
     delay: float | None = None  # the last backoff
     retry_at: float | None = None  # monotonic time of the next attempt
 
-    def view(self, now: float) -> dict[str, Any]:
+    def view(self, now: float) -> LinkStatus:
         retry_in = None if self.retry_at is None else round(max(self.retry_at - now, 0.0), 3)
-        return {"connected": self.connected, "error": self.error, "attempts": self.attempts, "retry_in": retry_in}
+        return LinkStatus(connected=self.connected, error=self.error, attempts=self.attempts, retry_in=retry_in)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """A provider's session as ``/status`` shows it: its last attempt and the seconds until the
+    next one (None while connected, or while an attempt is under way)."""
+
+    connected: bool
+    error: str | None
+    attempts: int
+    retry_in: float | None
 
 
 class Connections:
@@ -130,6 +140,6 @@ class Connections:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def view(self) -> dict[str, dict[str, Any]]:
+    def view(self) -> dict[str, LinkStatus]:
         now = self.clock()
         return {name: link.view(now) for name, link in self.links.items()}

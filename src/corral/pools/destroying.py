@@ -18,9 +18,9 @@ error changes, not on every try. The record keeps its destroy-intent state meanw
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from corral.providers.base import ProviderError, VmNotFound
 
@@ -122,19 +122,33 @@ class DestroyRetries:
         for name in [n for n in self.failures if n not in names]:
             del self.failures[name]
 
-    def view(self, now: float, limit: int = 50) -> dict[str, Any]:
+    def view(self, now: float, limit: int = 50) -> DestroyFailures:
         """Counts of the VMs retrying and held, and up to ``limit`` of them (held ones first)."""
         ordered = sorted(self.failures.items(), key=lambda item: (not item[1].permanent, item[0]))
         held = sum(1 for f in self.failures.values() if f.permanent)
-        return {
-            "retrying": len(self.failures) - held,
-            "held": held,
-            "vms": {name: describe(f, now) for name, f in ordered[:limit]},
-        }
+        return DestroyFailures(retrying=len(self.failures) - held, held=held,
+                               vms={name: describe(f, now) for name, f in ordered[:limit]})
 
 
-def describe(failure: DestroyFailure, now: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class DestroyFailureStatus:
+    """One failure as the API shows it (field names are the JSON keys)."""
+
+    error: str
+    permanent: bool
+    attempts: int
+    retry_in: float | None  # seconds; None when held until someone asks again
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyFailures:
+    retrying: int
+    held: int
+    vms: Mapping[str, DestroyFailureStatus]  # a few of them, held ones first
+
+
+def describe(failure: DestroyFailure, now: float) -> DestroyFailureStatus:
     """One failure as the API shows it: ``retry_in`` seconds, or None when held."""
     retry_in = round(max(failure.retry_at - now, 0.0), 1) if failure.retry_at is not None else None
-    return {"error": failure.error, "permanent": failure.permanent, "attempts": failure.attempts,
-            "retry_in": retry_in}
+    return DestroyFailureStatus(error=failure.error, permanent=failure.permanent, attempts=failure.attempts,
+                                retry_in=retry_in)

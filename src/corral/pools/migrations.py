@@ -16,7 +16,7 @@ import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from corral.domain.models import Pool
@@ -46,6 +46,22 @@ class MigrationStats:
     not_needed: int = 0  # judged when its turn came: the VM's host was fine
     dropped: int = 0  # the queue was full
     rebalanced: int = 0  # migrations started by rebalancing
+
+    def counts(self) -> MigrationCounts:
+        return MigrationCounts(**asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationCounts:
+    """One reading of :class:`MigrationStats` (field names are the JSON keys)."""
+
+    queued: int
+    started: int
+    done: int
+    failed: int
+    not_needed: int
+    dropped: int
+    rebalanced: int
 
 
 class Migrations:

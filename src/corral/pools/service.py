@@ -36,11 +36,10 @@ from corral.pools.checkout import (
     Short,
     Taken,
 )
+from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, describe
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
 from corral.pools.views import (
-    DestroyFailures,
-    DestroyFailureStatus,
     MigrationStatus,
     MonitoringStatus,
     PlacementStatus,
@@ -190,7 +189,7 @@ class PoolService:
     def destroy_failure(self, name: str) -> DestroyFailureStatus | None:
         """Why the destroy of ``name`` failed and when it is tried again; None if it did not."""
         failure = self._manager.destroys.failures.get(name)
-        return None if failure is None else views.destroy_failure(failure, time.monotonic())
+        return None if failure is None else describe(failure, time.monotonic())
 
     def vm(self, name: str) -> Vm | None:
         return self.store.get_vm(name)

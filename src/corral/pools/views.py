@@ -3,14 +3,17 @@ public state, for the status routes (which turn them into vmpooler's JSON)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from corral.domain.models import Pool
 from corral.domain.states import VmState
-from corral.pools.destroying import DestroyFailure, DestroyRetries, describe
+from corral.inventory.bus import BusStatus
+from corral.inventory.monitor import FeedStatus
+from corral.pools.destroying import DestroyFailures
 from corral.pools.manager import PoolManager
+from corral.pools.migrations import MigrationCounts
+from corral.runner.runner import RunnerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +49,6 @@ class Stock:
 
 
 @dataclass(frozen=True, slots=True)
-class DestroyFailureStatus:
-    error: str
-    permanent: bool
-    attempts: int
-    retry_in: float | None  # seconds; None when held until someone asks again
-
-
-@dataclass(frozen=True, slots=True)
-class DestroyFailures:
-    retrying: int
-    held: int
-    vms: Mapping[str, DestroyFailureStatus]  # a few of them, held ones first
-
-
-@dataclass(frozen=True, slots=True)
 class ProviderStatus:
     """A provider's connection (its last attempt) and its inventory feed's counters."""
 
@@ -68,12 +56,11 @@ class ProviderStatus:
     error: str | None
     attempts: int
     retry_in: float | None
-    feed: Mapping[str, object]  # the inventory monitor's counters (``repairs``, ``vms``, ``hosts``, ...)
+    feed: FeedStatus | None  # the inventory monitor's counters; None before the provider is brought in
 
     @property
     def repairs(self) -> int:
-        value = self.feed.get("repairs", 0)
-        return value if isinstance(value, int) else 0
+        return 0 if self.feed is None else self.feed.repairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +72,7 @@ class MonitoringStatus:
     host_drops: int
     destroy_failures: DestroyFailures
     providers: Mapping[str, ProviderStatus]
-    events: Mapping[str, object]  # the event bus's counters
+    events: BusStatus  # the event bus's counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +88,7 @@ class MigrationStatus:
     limit: int
     in_flight: int
     queued: int
-    counts: Mapping[str, object]  # migrations done, failed, ... (the migration queue's counters)
+    counts: MigrationCounts  # migrations done, failed, ... (the migration queue's counters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +101,7 @@ class SchedulingStatus:
 
 @dataclass(frozen=True, slots=True)
 class RunnerStatus:
-    queue: Mapping[str, object]  # the runner's own counters (queue, calls, slots, breakers)
+    queue: RunnerView  # the runner's own counters (queue, calls, slots, breakers)
     ha_restarts: int
     ha_failures: int
 
@@ -139,33 +126,17 @@ def stock(pools: Mapping[str, Pool], counts: Mapping[str, Mapping[VmState, int]]
     return Stock(tuple(rows), totals)
 
 
-def destroy_failure(failure: DestroyFailure, now: float) -> DestroyFailureStatus:
-    shown = describe(failure, now)
-    return DestroyFailureStatus(error=shown["error"], permanent=shown["permanent"], attempts=shown["attempts"],
-                                retry_in=shown["retry_in"])
-
-
-def destroy_failures(retries: DestroyRetries, now: float) -> DestroyFailures:
-    """Counts of the VMs retrying and held, and a few of them (held ones first)."""
-    view = retries.view(now)
-    return DestroyFailures(retrying=view["retrying"], held=view["held"],
-                           vms={name: DestroyFailureStatus(**shown) for name, shown in view["vms"].items()})
-
-
 def monitoring(manager: PoolManager, now: float) -> MonitoringStatus:
     stats = manager.stats
     inventory = manager.inventory.snapshot()
-    feeds: Mapping[str, Mapping[str, object]] = inventory["providers"]  # type: ignore[assignment]
-    providers = {}
-    for name, view in manager.connections.view().items():
-        providers[name] = ProviderStatus(connected=view["connected"], error=view["error"], attempts=view["attempts"],
-                                         retry_in=view["retry_in"], feed=dict(feeds.get(name, {})))
-    events: Mapping[str, object] = inventory["bus"]  # type: ignore[assignment]
+    providers = {name: ProviderStatus(connected=link.connected, error=link.error, attempts=link.attempts,
+                                      retry_in=link.retry_in, feed=inventory.providers.get(name))
+                 for name, link in manager.connections.view().items()}
     return MonitoringStatus(reconciles=stats.reconciles, store_repairs=stats.reconcile_repairs,
                             vanished=stats.vanished, orphans_destroyed=stats.orphans_destroyed,
                             host_drops=manager.reactions.host_drops,
-                            destroy_failures=destroy_failures(manager.destroys, now),
-                            providers=providers, events=events)
+                            destroy_failures=manager.destroys.view(now),
+                            providers=providers, events=inventory.bus)
 
 
 def scheduling(manager: PoolManager) -> SchedulingStatus:
@@ -177,7 +148,7 @@ def scheduling(manager: PoolManager) -> SchedulingStatus:
                    for name, s in placer.schedulers.items()},
         placement_errors=dict(sorted(placer.failures.items())),
         migrations=MigrationStatus(limit=migrations.limit, in_flight=len(migrations.in_flight),
-                                   queued=len(migrations.queue), counts=dataclasses.asdict(migrations.stats)))
+                                   queued=len(migrations.queue), counts=migrations.stats.counts()))
 
 
 def runner(manager: PoolManager) -> RunnerStatus:

@@ -25,6 +25,15 @@ class BreakerSettings:
     half_open_attempts: int = 3  # successes that close a half-open breaker
 
 
+@dataclass(frozen=True, slots=True)
+class OpenBreaker:
+    """A host that gets no new VMs now, and the seconds until it is tried again."""
+
+    provider: str
+    host: str
+    retry_in: float
+
+
 @dataclass(slots=True)
 class _Breaker:
     failures: int = 0
@@ -72,11 +81,9 @@ class HostBreakers:
         return frozenset(host for (p, host), b in self._breakers.items()
                          if p == provider and b.open_until is not None and b.open_until > now)
 
-    def view(self) -> dict[str, dict[str, float]]:
-        """provider -> {open host: seconds until it is tried again}."""
+    def view(self) -> tuple[OpenBreaker, ...]:
+        """The open breakers, by provider and host."""
         now = self.clock()
-        out: dict[str, dict[str, float]] = {}
-        for (provider, host), b in sorted(self._breakers.items()):
-            if b.open_until is not None and b.open_until > now:
-                out.setdefault(provider, {})[host] = round(b.open_until - now, 1)
-        return out
+        return tuple(OpenBreaker(provider, host, round(b.open_until - now, 1))
+                     for (provider, host), b in sorted(self._breakers.items())
+                     if b.open_until is not None and b.open_until > now)

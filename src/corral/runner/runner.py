@@ -20,15 +20,41 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from corral.providers.base import CreateResult, Provider, ProviderError
-from corral.runner.breaker import HostBreakers
+from corral.runner.breaker import HostBreakers, OpenBreaker
 from corral.runner.gate import Gate
 from corral.runner.model import Dispatch, Placing, RunnerClient, RunnerSettings, RunnerStats
 from corral.runner.queue import WorkQueue
 from corral.runner.work import Op, Priority, QueueFull, Work
 
 log = logging.getLogger("corral.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerView:
+    """The runner's own counters for the status endpoint: its queue, its calls, its slots and
+    the hosts its breakers keep out (the field names are the JSON keys, in their order)."""
+
+    queued: int
+    queued_by_class: Mapping[str, int]  # works waiting, by the label of their class
+    queue_limit: int
+    calls_in_flight: int
+    calls_waiting: int
+    task_limit: int
+    host_limit: int
+    refused: int
+    calls: int
+    vms_sent: int
+    created: int
+    restarted: int
+    reruns: int
+    failed: int
+    permanent_failures: int
+    unplaced: int
+    cancelled: int
+    hosts_avoided: tuple[OpenBreaker, ...]
 
 
 class Runner:
@@ -345,29 +371,29 @@ class Runner:
         self.client.failed(work, error)
 
     # -- views -------------------------------------------------------------------------------------
-    def view(self) -> dict[str, object]:
+    def view(self) -> RunnerView:
         """For the status endpoint."""
         s = self.stats
-        return {
-            "queued": len(self.queue),
-            "queued_by_class": {p.label: self.queue.by_class[p] for p in Priority},
-            "queue_limit": self.queue.limit,
-            "calls_in_flight": self.gate.in_flight,
-            "calls_waiting": self.gate.waiting,
-            "task_limit": self.settings.task_limit,
-            "host_limit": self.settings.host_limit,
-            "refused": self.queue.refused,
-            "calls": s.calls,
-            "vms_sent": s.vms_sent,
-            "created": s.created,
-            "restarted": s.started,
-            "reruns": s.reruns,
-            "failed": s.failed,
-            "permanent_failures": s.permanent,
-            "unplaced": s.unplaced,
-            "cancelled": s.cancelled,
-            "hosts_avoided": self.breakers.view(),
-        }
+        return RunnerView(
+            queued=len(self.queue),
+            queued_by_class={p.label: self.queue.by_class[p] for p in Priority},
+            queue_limit=self.queue.limit,
+            calls_in_flight=self.gate.in_flight,
+            calls_waiting=self.gate.waiting,
+            task_limit=self.settings.task_limit,
+            host_limit=self.settings.host_limit,
+            refused=self.queue.refused,
+            calls=s.calls,
+            vms_sent=s.vms_sent,
+            created=s.created,
+            restarted=s.started,
+            reruns=s.reruns,
+            failed=s.failed,
+            permanent_failures=s.permanent,
+            unplaced=s.unplaced,
+            cancelled=s.cancelled,
+            hosts_avoided=self.breakers.view(),
+        )
 
 
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:

@@ -1,0 +1,94 @@
+"""The typed status views as /status shows them: a table of built views and the exact JSON
+(key names, order, numbers) each becomes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from corral.api.common import respond
+from corral.api.status import monitoring_json, runner_json, scheduling_json
+from corral.inventory.bus import BusStatus, SubscriberCounts
+from corral.inventory.monitor import FeedStatus
+from corral.pools.migrations import MigrationCounts
+from corral.pools.service import (
+    DestroyFailures,
+    DestroyFailureStatus,
+    MigrationStatus,
+    MonitoringStatus,
+    PlacementStatus,
+    ProviderStatus,
+    RunnerStatus,
+    SchedulingStatus,
+)
+from corral.runner.breaker import OpenBreaker
+from corral.runner.runner import RunnerView
+
+FEED = FeedStatus(answers=7, changes=12, events=5, feed_errors=1, resnapshots=0, reconciles=2, reconcile_skips=0,
+                  repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"))
+MONITORING = MonitoringStatus(
+    reconciles=2, store_repairs=1, vanished=4, orphans_destroyed=0, host_drops=1,
+    destroy_failures=DestroyFailures(retrying=1, held=1, vms={
+        "vm-x": DestroyFailureStatus(error="denied", permanent=True, attempts=1, retry_in=None),
+        "vm-0": DestroyFailureStatus(error="down", permanent=False, attempts=3, retry_in=2.5)}),
+    providers={"sim": ProviderStatus(connected=True, error=None, attempts=1, retry_in=None, feed=FEED),
+               "vc": ProviderStatus(connected=False, error="cannot connect", attempts=3, retry_in=0.25, feed=None)},
+    events=BusStatus(published=9, subscribers={
+        "api": SubscriberCounts(delivered=2, errors=0, overflows=1, resyncs=1, peak_queued=5),
+        "pool-manager": SubscriberCounts(delivered=9, errors=0, overflows=0, resyncs=0, peak_queued=3)}))
+MONITORING_JSON = (
+    '{"reconcile":{"runs":2,"store_repairs":1,"inventory_repairs":3},"vanished":4,"orphans_destroyed":0,'
+    '"host_drops":1,"destroy_failures":{"retrying":1,"held":1,"vms":{"vm-x":{"error":"denied","permanent":true,'
+    '"attempts":1,"retry_in":null},"vm-0":{"error":"down","permanent":false,"attempts":3,"retry_in":2.5}}},'
+    '"providers":{"sim":{"connected":true,"error":null,"attempts":1,"retry_in":null,"answers":7,"changes":12,'
+    '"events":5,"feed_errors":1,"resnapshots":0,"reconciles":2,"reconcile_skips":0,"repairs":3,"last_repairs":1,'
+    '"vms":40,"hosts":4,"hosts_down":["h2","h9"]},"vc":{"connected":false,"error":"cannot connect","attempts":3,'
+    '"retry_in":0.25}},"events":{"published":9,"subscribers":{"api":{"delivered":2,"errors":0,"overflows":1,'
+    '"resyncs":1,"peak_queued":5},"pool-manager":{"delivered":9,"errors":0,"overflows":0,"resyncs":0,'
+    '"peak_queued":3}}}}')
+
+SCHEDULING = SchedulingStatus(
+    policy="even",
+    providers={"sim": PlacementStatus(placed=10, unplaced=2, reserved=1, reservations_expired=0),
+               "vc": PlacementStatus(placed=0, unplaced=0, reserved=0, reservations_expired=3)},
+    placement_errors={"a": "no host can take it"},
+    migrations=MigrationStatus(limit=2, in_flight=1, queued=0, counts=MigrationCounts(
+        queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1)))
+# the migration counters follow limit, in_flight and queued; their own "queued" (migrations queued so
+# far) takes the place of the queue's length, as it always has
+SCHEDULING_JSON = (
+    '{"policy":"even","providers":{"sim":{"placed":10,"unplaced":2,"reserved":1,"reservations_expired":0},'
+    '"vc":{"placed":0,"unplaced":0,"reserved":0,"reservations_expired":3}},'
+    '"placement_errors":{"a":"no host can take it"},"migrations":{"limit":2,"in_flight":1,"queued":4,'
+    '"started":3,"done":2,"failed":1,"not_needed":1,"dropped":0,"rebalanced":1}}')
+
+QUEUE = RunnerView(queued=3, queued_by_class={"ha restart": 1, "rerun": 0, "ondemand": 0, "refill": 2},
+                   queue_limit=1000, calls_in_flight=2, calls_waiting=1, task_limit=10, host_limit=4, refused=0,
+                   calls=17, vms_sent=30, created=28, restarted=1, reruns=2, failed=1, permanent_failures=1,
+                   unplaced=0, cancelled=1,
+                   hosts_avoided=(OpenBreaker("sim", "h1", 10.0), OpenBreaker("sim", "h3", 2.5),
+                                  OpenBreaker("vc", "esx-1", 0.1)))
+RUNNER_JSON = (
+    '{"queued":3,"queued_by_class":{"ha restart":1,"rerun":0,"ondemand":0,"refill":2},"queue_limit":1000,'
+    '"calls_in_flight":2,"calls_waiting":1,"task_limit":10,"host_limit":4,"refused":0,"calls":17,"vms_sent":30,'
+    '"created":28,"restarted":1,"reruns":2,"failed":1,"permanent_failures":1,"unplaced":0,"cancelled":1,'
+    '"hosts_avoided":{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},"ha_restarts":1,"ha_failures":0}')
+QUIET_RUNNER_JSON = RUNNER_JSON.replace('{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},"ha_restarts":1',
+                                        '{},"ha_restarts":0')
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (monitoring_json(MONITORING), MONITORING_JSON),
+    (scheduling_json(SCHEDULING), SCHEDULING_JSON),
+    (runner_json(RunnerStatus(queue=QUEUE, ha_restarts=1, ha_failures=0)), RUNNER_JSON),
+    (runner_json(RunnerStatus(queue=dataclasses.replace(QUEUE, hosts_avoided=()), ha_restarts=0, ha_failures=0)),
+     QUIET_RUNNER_JSON),
+], ids=["monitoring", "scheduling", "runner", "runner-no-breakers"])
+def test_a_view_becomes_its_json(body: dict[str, Any], expected: str) -> None:
+    assert respond(body).body == expected.encode()
+
+
+def test_a_provider_not_yet_brought_in_counts_no_repairs() -> None:
+    assert MONITORING.providers["vc"].repairs == 0 and MONITORING.providers["sim"].repairs == 3
