@@ -117,7 +117,12 @@ class ProviderContract:
         specs = [make_spec() for _ in range(count)]
         results = await provider.create_vms(host, specs)
         assert [r.ok for r in results] == [True] * count, results
-        return [spec.name for spec in specs]
+        names = [spec.name for spec in specs]
+        # a create returns when its calls have ended; its VMs reach the provider's feed at once on
+        # the simulator, with the feed's next update on vSphere: the tests start from there
+        await FeedReader(provider).until(lambda f: all(n in f.vms and f.vms[n].powered_on for n in names),
+                                         self.feed_timeout)
+        return names
 
     async def _ready(self, provider: Provider, name: str) -> None:
         async def ready() -> bool:

@@ -39,8 +39,9 @@ async def test_changes_made_outside_corral_reach_the_feed(vcsim: Vcsim) -> None:
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name=n, pool="p", template=TEMPLATE) for n in ("x1", "x2")])
         feed = FeedReader(provider)
-        await feed.read()
-        assert feed.vms["x1"].powered_on and feed.vms["x1"].pool == "p"
+        # a create returns when its tasks have ended; the clones reach the feed with its next update
+        await feed.until(lambda f: {"x1", "x2"} <= set(f.vms) and f.vms["x1"].powered_on, 10)
+        assert feed.vms["x1"].pool == "p"
         await asyncio.to_thread(lambda: wait_task(vcsim.vm("x1").PowerOffVM_Task()))
         await feed.until(lambda f: not f.vms["x1"].powered_on, 10)
         await asyncio.to_thread(lambda: (wait_task(vcsim.vm("x2").PowerOffVM_Task()),
