@@ -143,6 +143,8 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 schema = schemathesis.pytest.from_fixture("corral_api")
 
 
+# 100 examples of every operation take 45-80 s, more on a busy machine: above the default 120 s limit
+@pytest.mark.timeout(300)
 @schema.parametrize()
 def test_no_server_errors_and_only_declared_answers(case):
     case.call_and_validate(checks=CHECKS)
