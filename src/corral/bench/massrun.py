@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from corral.bench.common import Say, machine, quiet_logs, sayer, server_gc, until
-from corral.bench.massrun_ha import run_ha
+from corral.bench.massrun_ha import run_ha, settle
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
 from corral.bench.massrun_settings import WAIT_LIMIT_S, MassRunSettings, limit_seconds, sim_settings, split
 from corral.domain.models import Pool, VmSpec
@@ -43,33 +43,6 @@ from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
-
-# -- waiting on a running manager -------------------------------------------------------------
-
-
-def idle(manager: PoolManager) -> bool:
-    """Nothing queued, placed or in flight in the runner, no clone or other task under way."""
-    runner = manager.runner
-    return (not runner.held and runner.gate.outstanding == 0 and manager.clones_in_flight == 0
-            and manager.quiet())
-
-
-async def settle(manager: PoolManager, limit_s: float = WAIT_LIMIT_S, quiet_s: float = 0.05) -> None:
-    """Wait until the manager has been idle for ``quiet_s`` on end."""
-    deadline = time.perf_counter() + limit_s
-    quiet_since: float | None = None
-    while True:
-        now = time.perf_counter()
-        if idle(manager):
-            quiet_since = quiet_since or now
-            if now - quiet_since >= quiet_s:
-                return
-        else:
-            quiet_since = None
-        if now > deadline:
-            raise RuntimeError(f"the manager did not become idle within {limit_s:.0f} s")
-        await asyncio.sleep(0.005)
-
 
 # -- the mass run ----------------------------------------------------------------------------
 
@@ -153,5 +126,5 @@ def run_massrun(settings: MassRunSettings, progress: Say | None = None) -> MassR
         say(f"serial: {serial.sample_s:.3f} s for {serial.sample_calls} calls; "
             f"{serial.extrapolated_s:.1f} s extrapolated to {settings.vms:,}")
         with server_gc():
-            ha = run_ha(settings, say, settle)
+            ha = run_ha(settings, say)
     return MassRunBenchResult(settings=settings, massrun=corral, ha=ha, machine=machine())

@@ -30,7 +30,6 @@ import asyncio
 import math
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.bench.common import Say, ready_vms, until
@@ -52,8 +51,6 @@ from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 
-Settle = Callable[[PoolManager], Awaitable[None]]  # wait until a manager has nothing under way
-
 FILL_BOOT_S = 1.0  # simulated boot while the HA pool fills (checkout needs ready VMs)
 HA_POOL = "ha"
 LIFETIME_S = 7 * 24 * 3600.0  # checked-out VMs outlive the run
@@ -64,7 +61,34 @@ def ha_pools(s: MassRunSettings) -> list[Pool]:
             *[Pool(name=f"refill-{i:02d}", template="tmpl", size=0, provider="sim") for i in range(s.pools)]]
 
 
-async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say, settle: Settle) -> HaTrial:
+# -- waiting on a running manager -------------------------------------------------------------
+
+
+def idle(manager: PoolManager) -> bool:
+    """Nothing queued, placed or in flight in the runner, no clone or other task under way."""
+    runner = manager.runner
+    return (not runner.held and runner.gate.outstanding == 0 and manager.clones_in_flight == 0
+            and manager.quiet())
+
+
+async def settle(manager: PoolManager, limit_s: float = WAIT_LIMIT_S, quiet_s: float = 0.05) -> None:
+    """Wait until the manager has been idle for ``quiet_s`` on end."""
+    deadline = time.perf_counter() + limit_s
+    quiet_since: float | None = None
+    while True:
+        now = time.perf_counter()
+        if idle(manager):
+            quiet_since = quiet_since or now
+            if now - quiet_since >= quiet_s:
+                return
+        else:
+            quiet_since = None
+        if now > deadline:
+            raise RuntimeError(f"the manager did not become idle within {limit_s:.0f} s")
+        await asyncio.sleep(0.005)
+
+
+async def ha_trial(s: MassRunSettings, *, with_refills: bool, say: Say) -> HaTrial:
     label = "with refills" if with_refills else "alone"
     with tempfile.TemporaryDirectory(prefix="corral-massrun-ha-") as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
@@ -152,12 +176,12 @@ def _median(trials: list[HaTrial]) -> HaTrial:
     return chosen
 
 
-def run_ha(settings: MassRunSettings, say: Say, settle: Settle) -> HaResult:
+def run_ha(settings: MassRunSettings, say: Say) -> HaResult:
     """``repeats`` of each trial, alternating; the median of each is reported."""
     alone: list[HaTrial] = []
     loaded: list[HaTrial] = []
     for _ in range(settings.repeats):
-        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say, settle=settle)))
-        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say, settle=settle)))
+        alone.append(asyncio.run(ha_trial(settings, with_refills=False, say=say)))
+        loaded.append(asyncio.run(ha_trial(settings, with_refills=True, say=say)))
     return HaResult(hosts=settings.hosts, ha_vms=settings.ha_vms, refills=settings.refills,
                     time_scale=settings.time_scale, alone=_median(alone), with_refills=_median(loaded))
