@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from corral.bench.cli import finish
 from corral.bench.common import (
     after_table,
     append_row,
     command_line,
-    finish,
     format_ratio,
     paragraph,
     percentile,

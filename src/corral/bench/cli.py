@@ -4,12 +4,49 @@ benchmark when it runs, so that the rest of ``corral`` does not load them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import typer
 
-from corral.bench.common import BENCHMARKS_MD, Say, command_line, finish
+from corral.bench.common import BENCHMARKS_MD, Say, command_line
+
+# -- the end of a run: ``--record`` appends the result to ``--output``, then ``--json`` prints its
+# one JSON object (``ok``, and ``targets_met`` where the benchmark has targets) or the tables --
+
+
+class BenchResult(Protocol):
+    """What a recorded benchmark's result offers :func:`finish`."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def summary(self) -> str: ...
+
+    def append_markdown(self, path: Path, command: str) -> None: ...
+
+
+def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record: bool, output: Path) -> None:
+    """What every recorded benchmark does with its result: append it to the markdown file
+    ``output`` when asked, then print it as one JSON object or as ``rich`` tables and a
+    summary line."""
+    if record:
+        result.append_markdown(output, command_line())
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 130)
+    for table in tables:
+        console.print(table)
+    typer.echo(result.summary())
+
 
 bench_app = typer.Typer(help="Benchmarks on the simulator.", no_args_is_help=True)
 

@@ -6,9 +6,6 @@
 - the machine line of every result (:func:`machine`);
 - ``docs/benchmarks.md``: :func:`paragraph` for section texts, :func:`append_row` and
   :func:`after_table` for tables, :func:`command_line` for the command column;
-- the end of a recorded benchmark (:func:`finish`): ``--record`` appends the result to
-  ``--output``, then ``--json`` prints the result's one JSON object (``ok``, and
-  ``targets_met`` where the benchmark has targets) or the ``rich`` tables and the summary;
 - timing: :func:`until` (poll a condition against a deadline), :func:`server_gc` (the
   garbage collector as ``corral serve`` sets it) and :func:`quiet_logs`.
 
@@ -20,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import platform
@@ -29,9 +25,6 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import typer
 
 from corral.domain.states import VmState
 from corral.store.base import Store
@@ -136,41 +129,6 @@ def after_table(text: str, header: str, block: str) -> str:
 def command_line() -> str:
     """The command being run, as the ``command`` column of docs/benchmarks.md shows it."""
     return " ".join(["corral", *sys.argv[1:]])
-
-
-# -- the end of a run -----------------------------------------------------------------------
-
-
-class BenchResult(Protocol):
-    """What a recorded benchmark's result offers :func:`finish`."""
-
-    @property
-    def ok(self) -> bool: ...
-
-    def as_dict(self) -> dict[str, Any]: ...
-
-    def summary(self) -> str: ...
-
-    def append_markdown(self, path: Path, command: str) -> None: ...
-
-
-def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record: bool, output: Path) -> None:
-    """What every recorded benchmark does with its result: append it to the markdown file
-    ``output`` when asked, then print it as one JSON object or as ``rich`` tables and a
-    summary line."""
-    if record:
-        result.append_markdown(output, command_line())
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
-        return
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 130)
-    for table in tables:
-        console.print(table)
-    typer.echo(result.summary())
 
 
 # -- timing ---------------------------------------------------------------------------------
