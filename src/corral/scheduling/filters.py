@@ -192,5 +192,4 @@ def default_filters(*, utilization_limit: float = 90.0, memory_overcommit: float
 
 
 #: Every filter by name.
-FILTERS: dict[str, type[Filter]] = {f.name: f for f in (NotInMaintenance, Healthy, InCluster, CpuCompatible,
-                                                        MemoryFits, UtilizationLimit, AntiAffinity)}
+FILTERS: dict[str, type[Filter]] = {f.name: type(f) for f in default_filters()}
