@@ -80,7 +80,7 @@ def host_record(key: str, props: Mapping[str, Any], vms: Iterable[Mapping[str, A
         cpu_vendor=cpu.vendor or vendor_of(model),
         cpu_family=cpu.family,
         cpu_flags=cpu.flags,
-        health=HostHealth.of(str(props.get("overallStatus") or "gray")),
+        health=HostHealth.of(props.get("overallStatus")),
         config_issues=len(props.get("configIssue") or []),
         memory_allocated_mb=allocated,
         stats_at=stats_at,
