@@ -104,8 +104,7 @@ class PoolManager:
                                  adopt_orphan=functools.partial(adopt_orphan, store, self.ledger, self.stats))
         self.recoverer = Recoverer(self.pools, store, self.ledger, self.inventory, self.stats, self.executor,
                                    self.connections.up)
-        self.reactions = Reactions(self.pools, store, self.ledger, self.inventory, self.executor,
-                                   self.recoverer.resync)
+        self.reactions = Reactions(self.pools, store, self.ledger, self.inventory, self.executor)
         self.refiller = Refiller(self.pools, store, self.ledger, self.runner, self.backoff,
                                  create=self.creator.create, provider_up=self.connections.up,
                                  then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s)
@@ -127,7 +126,7 @@ class PoolManager:
         """
         await self.connections.connect_all(self.settings.connect_wait_s)
         self.subscription = self.bus.subscribe("pool-manager", self.reactions.handle, accepts=accepts,
-                                               on_resync=self.reactions.resync)
+                                               on_resync=self.recoverer.resync)
         self._running = True
         self.inventory.run(self._providers_up())
         self.runner.run()

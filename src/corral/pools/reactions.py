@@ -17,7 +17,7 @@ events it missed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from corral.domain.events import Event, HostDown, VmDisappeared, VmEvent
 from corral.domain.models import Pool
@@ -35,16 +35,13 @@ def accepts(event: Event) -> bool:
 
 
 class Reactions:
-    """``resync`` compares the store with every inventory (after missed events)."""
-
     def __init__(self, pools: Mapping[str, Pool], store: Store, ledger: Ledger, inventory: Inventory,
-                 executor: Executor, resync: Callable[[], Awaitable[None]]) -> None:
+                 executor: Executor) -> None:
         self.pools = pools
         self.store = store
         self.ledger = ledger
         self.inventory = inventory
         self.executor = executor
-        self._resync = resync
         self.host_drops = 0  # VMs dropped because their host went down
 
     async def handle(self, event: Event) -> None:
@@ -77,5 +74,3 @@ class Reactions:
         log.warning("host down", extra={"provider": event.provider, "host": event.host, "reason": event.reason,
                                         "dropped": dropped, "ha_restarts": restarts})
 
-    async def resync(self) -> None:
-        await self._resync()

@@ -124,8 +124,7 @@ class PoolService:
                 return
             self._running = False
             self._stale = True
-            await self._manager.stop()
-            await self._manager.bus.close()
+            await self._manager.stop()  # which closes the bus: this run's event streams end
 
     def close(self) -> None:
         """Close the store (after :meth:`stop`)."""
