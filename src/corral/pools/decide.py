@@ -104,6 +104,12 @@ class Refill:
 Action = Destroy | Lost | CheckReady | RecordHost | EndMigration | HandOut | HaRestart | AdoptOrphan
 
 
+def made_at(vm: Vm, cloned: Mapping[str, float]) -> float:
+    """When ``vm`` was made: its create call's return (stored, or in ``cloned`` until it is ready), or
+    else the intent to create it."""
+    return vm.cloned_at or cloned.get(vm.name) or vm.created_at
+
+
 # -- the sweep -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class SweepFacts:
@@ -131,7 +137,7 @@ def sweep(records: Sequence[Vm], facts: SweepFacts) -> list[Action]:
             timeout = pool.timeout_s if pool else 0.0
             if now - vm.created_at > timeout:
                 actions.append(Destroy(vm, f"not ready after {timeout:.0f}s"))
-            elif now - (vm.cloned_at or facts.cloned.get(vm.name) or vm.created_at) >= facts.check_interval:
+            elif now - made_at(vm, facts.cloned) >= facts.check_interval:
                 actions.append(CheckReady(vm.name, ask_provider=True))  # the feed said nothing for a while
         elif vm.state is VmState.READY and vm.request_id is not None:
             actions.append(HandOut(vm))  # a crash came between ready and handing it out
@@ -225,7 +231,7 @@ def recover(records: Sequence[Vm], seen: Sequence[ProviderVm], facts: RecoveryFa
     for record in records:
         if record.name in facts.busy:
             continue
-        created = record.cloned_at or facts.cloned.get(record.name) or record.created_at
+        created = made_at(record, facts.cloned)
         if facts.taken_at is not None and created >= facts.taken_at:
             continue
         vm = present.get(record.name)

@@ -172,10 +172,6 @@ class Ledger:
         ready, one store write less per VM."""
         self._cloned[name] = at
 
-    def cloned_at(self, vm: Vm) -> float | None:
-        """When the create call of ``vm`` returned (recorded in the store once it is ready)."""
-        return vm.cloned_at or self._cloned.get(vm.name)
-
     def clone_times(self) -> Mapping[str, float]:
         """The clone times not yet in the store (read-only)."""
         return MappingProxyType(self._cloned)
