@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from corral.domain.models import Pool
-from corral.domain.states import VmState
+from corral.domain.states import LIVE_STATES, VmState
 from corral.pools.service import PoolService, SetSize, Short, SubscriptionClosed, Taken
 from corral.pools.settings import ManagerSettings
 from corral.providers.sim import SimProvider
 from corral.store.sqlite import SqliteStore
 from helpers import QUICK_RUNNER, eventually, ready_counts, sim_settings
 
-LIVE = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.MIGRATING)
 SETTINGS = ManagerSettings(task_limit=10, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
 
 
@@ -43,7 +42,7 @@ async def live_at_provider(provider: SimProvider) -> set[str]:
 
 
 def live_in_store(store: SqliteStore) -> set[str]:
-    return {v.name for v in store.list_vms(states=LIVE)}
+    return {v.name for v in store.list_vms(states=LIVE_STATES)}
 
 
 async def test_start_stop_start_again_keeps_every_vm(tmp_path: Path) -> None:

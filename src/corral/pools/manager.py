@@ -30,6 +30,7 @@ from corral.domain.models import Pool, Vm
 from corral.domain.states import VmState
 from corral.inventory import Inventory, Subscription
 from corral.pools.background import Background
+from corral.pools.checkout import Setting
 from corral.pools.connections import Connections
 from corral.pools.creating import Creator
 from corral.pools.decide import HaRestart
@@ -53,6 +54,8 @@ from corral.scheduling.migration import Rebalancer
 from corral.store.base import Store
 
 log = logging.getLogger("corral.pool")
+
+OVERRIDDEN = frozenset(s.value for s in Setting)  # the pool settings stored as overrides at the API
 
 
 class PoolManager:
@@ -271,7 +274,7 @@ class PoolManager:
         for pool, values in overrides.items():
             if pool not in self.pools:
                 continue
-            changes = {k: v for k, v in values.items() if k in ("size", "template", "clone_target")}
+            changes = {k: v for k, v in values.items() if k in OVERRIDDEN}
             self.pools[pool] = dataclasses.replace(self.pools[pool], **changes)  # type: ignore[arg-type]
 
     # -- checkout and return ---------------------------------------------------------------

@@ -22,11 +22,6 @@ from corral.store.base import Store
 log = logging.getLogger("corral.pool")
 
 
-def probes(provider: Provider) -> bool:
-    """Whether the provider's readiness is more than the guest being up (it connects to the VM)."""
-    return provider.probes_readiness
-
-
 class ReadyChecks:
     """``became_ready`` is told of each VM moved to ready."""
 
@@ -50,7 +45,7 @@ class ReadyChecks:
         if self.ledger.busy(name):
             return
         provider = self.providers.get(provider_name or "")
-        if provider is None or ask_provider or probes(provider):
+        if provider is None or ask_provider or provider.probes_readiness:
             # the feed's word is not enough: look at the record first (the compare-and-set
             # in mark_ready is the real check; this only avoids useless provider calls)
             vm = self.store.get_vm(name)
@@ -58,7 +53,7 @@ class ReadyChecks:
                 return
             provider_name, provider = vm.provider, self.providers[vm.provider]
         assert provider_name is not None
-        probing = probes(provider)
+        probing = provider.probes_readiness
         ask_provider = ask_provider or probing
         with self.ledger.holding(name):
             try:
