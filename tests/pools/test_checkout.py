@@ -169,7 +169,8 @@ class FakeTake:
 def test_allocator_hands_out_in_request_order(token: str | None, lifetime: float | None) -> None:
     take = FakeTake()
     counts = {"debian": {VmState.READY: 2}, "ubuntu": {VmState.READY: 2}}
-    allocator = Allocator(POOLS, take, lambda: counts, CheckoutSettings(lifetime_auth_s=7200.0), FirstChooser())
+    allocator = Allocator(POOLS, take, lambda: counts, CheckoutSettings(), FirstChooser(),
+                          lifetime_auth_s=7200.0)
     result = allocator.checkout({"win": 1, "linux": 2}, token=token, user="u" if token else None)
     assert isinstance(result, Taken)
     assert [(label, v.pool) for label, v in result.vms] == [("win", "win"), ("linux", "debian"), ("linux", "debian")]

@@ -81,5 +81,4 @@ def scheduler_settings(config: Config) -> SchedulerSettings:
 
 def checkout_settings(config: Config) -> CheckoutSettings:
     g = config.config
-    return CheckoutSettings(backend_weight=dict(g.backend_weight),
-                            lifetime_auth_s=g.vm_lifetime_auth * 3600.0 if g.vm_lifetime_auth else None)
+    return CheckoutSettings(backend_weight=dict(g.backend_weight))

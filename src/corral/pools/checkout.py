@@ -32,7 +32,6 @@ class Chooser(Protocol):
 @dataclass(frozen=True, slots=True)
 class CheckoutSettings:
     backend_weight: Mapping[str, float] = field(default_factory=dict)  # by clone target (``:config:``)
-    lifetime_auth_s: float | None = None  # lifetime of VMs handed to a token's user (``vm_lifetime_auth``)
 
 
 # -- pools and aliases (pure) ----------------------------------------------------------------------
@@ -135,16 +134,18 @@ class Short:
 
 class Allocator:
     """All-or-nothing checkout over pools and aliases, with ``take`` (the pool manager's
-    checkout: one atomic store move) and ``counts`` (the store's counts by pool and state)."""
+    checkout: one atomic store move) and ``counts`` (the store's counts by pool and state).
+    ``lifetime_auth_s`` is the lifetime of VMs handed to a token's user (``vm_lifetime_auth``)."""
 
     def __init__(self, pools: Mapping[str, Pool], take: TakeVms,
                  counts: Callable[[], Mapping[str, Mapping[VmState, int]]], settings: CheckoutSettings,
-                 rng: Chooser = random) -> None:
+                 rng: Chooser = random, *, lifetime_auth_s: float | None = None) -> None:
         self.pools = pools
         self.take = take
         self.counts = counts
         self.settings = settings
         self.rng = rng
+        self.lifetime_auth_s = lifetime_auth_s
 
     def candidates(self, label: str) -> list[str]:
         return candidates(self.pools, label)
@@ -160,7 +161,7 @@ class Allocator:
 
     def checkout(self, wanted: Mapping[str, int], *, token: str | None, user: str | None) -> Taken | Short:
         """Check out every VM asked for, or none. A token's user gets ``lifetime_auth_s``."""
-        lifetime = self.settings.lifetime_auth_s if token is not None else None
+        lifetime = self.lifetime_auth_s if token is not None else None
         sources = {label: self.candidates(label) for label in wanted}
         weights = {label: backend_weights(self.pools, self.settings.backend_weight, names) if len(names) > 1 else None
                    for label, names in sources.items()}

@@ -97,7 +97,8 @@ class PoolService:
                               clock=self.clock, inventory=inventory)
         manager.apply_overrides(self.store.pool_overrides())
         self._manager = manager
-        self._allocator = Allocator(manager.pools, manager.checkout, self.store.counts, self.checkout_settings)
+        self._allocator = Allocator(manager.pools, manager.checkout, self.store.counts, self.checkout_settings,
+                                    lifetime_auth_s=self.settings.lifetime_auth_s)
         self._editor = PoolEditor(manager.pools, self.configured, manager, self.store)
         self._stale = False
 
