@@ -113,3 +113,16 @@ async def test_a_datacenter_can_be_chosen_and_an_unknown_one_is_named(vcsim: Vcs
     with pytest.raises(ProviderError, match="DC9"):
         await wrong.connect()
     assert vcsim.sessions() == []  # the failed connect logged out again
+
+
+async def test_a_full_read_leaves_the_clones_under_way_known(vcsim: Vcsim) -> None:
+    """``list_vms`` reads a fresh snapshot of its own; a clone whose task has not yet made the VM
+    is missing from it, and must stay known as this provider's (as the clone path marks it)."""
+    provider = make_provider(vcsim, pools={"p": pool("p")})
+    await provider.connect()
+    try:
+        provider.cache.known_pools["clone-under-way"] = "p"  # what a clone records before its task starts
+        assert "clone-under-way" not in {vm.name for vm in await provider.list_vms()}
+        assert provider.cache.known_pools.get("clone-under-way") == "p"
+    finally:
+        await provider.close()

@@ -169,7 +169,8 @@ class VsphereProvider(Provider):
 
         objects = await self.vcenter.call("RetrievePropertiesEx", read)
         snapshot = ObjectCache(self._pool_of_folder, self.cache.scope)
-        snapshot.known_pools = self.cache.known_pools  # the VMs this provider cloned are its own
+        snapshot.known_pools = dict(self.cache.known_pools)  # the VMs this provider cloned are its own (a copy:
+        # the snapshot forgets the names it lacks, and a clone under way is not in it yet)
         snapshot.replace(objects, set())
         return snapshot
 
