@@ -11,7 +11,8 @@ from typing import Any
 
 from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
 from corral.providers.vsphere.cache import ObjectCache
-from corral.providers.vsphere.objects import Obj, moid
+from corral.providers.vsphere.objects import Obj, moid, ref_id
+from corral.providers.vsphere.records import host_in_maintenance, host_up
 
 
 class Lookups:
@@ -29,7 +30,7 @@ class Lookups:
         folder, _, name = path.rpartition("/")
         for obj in self.cache.named("VirtualMachine", name):
             if obj.props.get("config.template") and \
-                    self.cache.folder_path(getattr(obj.props.get("parent"), "_moId", None)) == folder:
+                    self.cache.folder_path(ref_id(obj.props.get("parent"))) == folder:
                 return obj
         by_name = [obj for obj in self.cache.named("VirtualMachine", path) if obj.props.get("config.template")]
         return by_name[0] if len(by_name) == 1 else None
@@ -39,14 +40,14 @@ class Lookups:
         obj = self.cache.host_obj(name)
         if obj is None:
             raise HostUnavailable(f"host {name!r} is unknown to vSphere provider {self.provider!r}")
-        info = self.cache.host(name)
-        if info is not None and (not info.up or info.maintenance):
-            raise HostUnavailable(f"host {name!r} is {'in maintenance' if info.up else 'not connected'}")
+        up = host_up(obj.props)
+        if not up or host_in_maintenance(obj.props):  # read from its properties: no record built per clone
+            raise HostUnavailable(f"host {name!r} is {'in maintenance' if up else 'not connected'}")
         return obj
 
     def resource_pool(self, host: Obj) -> Any:
         """The resource pool of the host's cluster (or standalone compute resource)."""
-        parent = self.cache.objects.get(getattr(host.props.get("parent"), "_moId", ""))
+        parent = self.cache.objects.get(ref_id(host.props.get("parent")) or "")
         if parent is None or parent.props.get("resourcePool") is None:
             raise ProviderError(f"host {host.props.get('name')!r} has no resource pool")
         return parent.props["resourcePool"]

@@ -49,6 +49,15 @@ def vm_record(key: str, props: Mapping[str, Any], host: str, other_pool: Callabl
     )
 
 
+def host_up(props: Mapping[str, Any]) -> bool:
+    """Whether the host is connected to the vCenter."""
+    return props.get("runtime.connectionState") == "connected"
+
+
+def host_in_maintenance(props: Mapping[str, Any]) -> bool:
+    return bool(props.get("runtime.inMaintenanceMode"))
+
+
 def host_record(key: str, props: Mapping[str, Any], vms: Iterable[Mapping[str, Any]], cluster: str,
                 cpu: CpuId, stats_at: float | None) -> HostInfo:
     """The host ``key`` with ``props``, the properties of the ``vms`` on it, its ``cluster``
@@ -72,8 +81,8 @@ def host_record(key: str, props: Mapping[str, Any], vms: Iterable[Mapping[str, A
         cpu_used_mhz=float(props.get("summary.quickStats.overallCpuUsage") or 0),
         # quickStats lag by about 20 s: a VM that just powered on counts with its size at once
         memory_used_mb=max(float(props.get("summary.quickStats.overallMemoryUsage") or 0), used),
-        up=props.get("runtime.connectionState") == "connected",
-        maintenance=bool(props.get("runtime.inMaintenanceMode")),
+        up=host_up(props),
+        maintenance=host_in_maintenance(props),
         vm_count=count,
         cluster=cluster,
         id=key,
