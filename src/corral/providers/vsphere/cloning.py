@@ -25,7 +25,7 @@ from corral.providers.vsphere.faults import NOT_RETRYABLE
 from corral.providers.vsphere.folders import Folders
 from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
 from corral.providers.vsphere.lookups import Lookups
-from corral.providers.vsphere.objects import Obj, moid
+from corral.providers.vsphere.objects import Obj, moid, ref_id
 from corral.providers.vsphere.operations import VmOperations
 from corral.providers.vsphere.session import Session
 from corral.providers.vsphere.settings import VspherePool
@@ -100,7 +100,7 @@ class Cloner:
 
     async def _snapshot_template(self, path: str, template: Obj, target: Obj) -> Any:
         """Snapshot a template for linked clones (once: see linked.py); logs a failure."""
-        host = self.cache.objects.get(getattr(template.props.get("runtime.host"), "_moId", ""))
+        host = self.cache.objects.get(ref_id(template.props.get("runtime.host")) or "")
         host = host if host is not None and host.kind == "HostSystem" else target  # where it is registered
         try:
             snapshot = await snapshot_template(template.ref, self.lookups.resource_pool(host), host.ref,
@@ -157,7 +157,7 @@ class Cloner:
             return {p.name: p.val for o in (found.objects if found else []) for p in o.propSet or []}
 
         props = await self.calls.call("RetrievePropertiesEx", read)
-        if getattr(props.get("runtime.host"), "_moId", None) != moid(target.ref):
+        if ref_id(props.get("runtime.host")) != moid(target.ref):
             await self.operations.relocate(vm, target)
         if props.get("config.annotation") != notes:
             outcome = await self.calls.task("ReconfigVM_Task",

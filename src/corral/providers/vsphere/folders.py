@@ -83,9 +83,8 @@ class Folders:
         allow = set(allowlist)
         parents = {path.rpartition("/")[0] for path in configured}
         doomed = []
-        for key, obj in list(self.cache.objects.items()):
-            if obj.kind != "Folder":
-                continue
+        for obj in self.cache.of_kind("Folder"):
+            key = moid(obj.ref)
             path = self.cache.folder_path(key)
             if not path or path in configured or path.rpartition("/")[0] not in parents:
                 continue

@@ -236,7 +236,7 @@ class VsphereProvider(Provider):
             raise ProviderError(f"unknown performance counters: {', '.join(missing)}", retryable=False)
         by_key = {known[c]: c for c in counters}
         ids = [vim.PerformanceManager.MetricId(counterId=known[c], instance="") for c in counters]
-        hosts = {moid(o.ref): o for o in self.cache.objects.values() if o.kind == "HostSystem"}
+        hosts = {moid(o.ref): o for o in self.cache.of_kind("HostSystem")}
         specs = [vim.PerformanceManager.QuerySpec(entity=o.ref, metricId=ids, maxSample=1, intervalId=20)
                  for o in hosts.values()]
         result = await self.vcenter.call("QueryPerf", lambda: manager.QueryPerf(querySpec=specs)) if specs else []
