@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from corral.domain.models import VmSpec
 from corral.providers.vsphere import VsphereProvider
 from corral.providers.vsphere.collector import CollectorLoop
 from corral.providers.vsphere.feed import Feed
+from helpers import eventually
 
 from ..contract import FeedReader
 from .conftest import TEMPLATE, make_provider, pool
@@ -60,14 +60,6 @@ async def task_loop_ready(feed: Feed) -> None:
     """Connecting waits for the inventory's first snapshot; this waits for the task loop's too."""
     async with asyncio.timeout(5):
         await feed.tasks.ready.wait()
-
-
-async def until(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def cancel(collector: Any) -> None:
@@ -139,7 +131,7 @@ async def test_objects_destroyed_behind_the_feeds_back_do_not_stop_the_rebuild(
         # destroys of both fail with ManagedObjectNotFound
         caplog.set_level(logging.DEBUG, logger="corral.providers.vsphere")
         await asyncio.to_thread(lambda: (feed.views[0].DestroyView(), feed.collector.DestroyPropertyCollector()))
-        await until(lambda: feed.snapshots > snapshots, 5)
+        await eventually(lambda: feed.snapshots > snapshots, 5)
         made.note(feed)
         assert await made.alive() == (2, 1) and len(made.refs) == 5  # the task loop kept its collector
         assert feed.tasks.snapshots == 1
@@ -158,7 +150,7 @@ async def test_objects_of_a_lost_session_are_dropped_without_a_call(vcsim: Vcsim
         await task_loop_ready(feed)
         made.note(feed)
         vcsim.terminate_sessions()
-        await until(lambda: feed.snapshots == feed.tasks.snapshots == 2, 5)
+        await eventually(lambda: feed.snapshots == feed.tasks.snapshots == 2, 5)
         made.note(feed)
         assert provider.session.relogins == 1  # one login for both loops
         assert provider.session.calls["DestroyPropertyCollector"] == provider.session.calls["DestroyView"] == 0

@@ -49,11 +49,9 @@ async def delete_and_see_it_leave(sim: Vcsim, provider: VsphereProvider, name: s
     """
     vm = await asyncio.to_thread(sim.vm, name)
     await asyncio.to_thread(lambda: wait_task(vm.PowerOffVM_Task()))
-    while (seen := provider.cache.vm(name)) is not None and seen.powered_on:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: (seen := provider.cache.vm(name)) is None or not seen.powered_on)
     await asyncio.to_thread(lambda: wait_task(vm.Destroy_Task()))
-    while name in provider.cache.vm_ids:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: name not in provider.cache.vm_ids)
 
 
 def operations(provider: VsphereProvider, name: str) -> dict[str, Callable[[], Awaitable[None]]]:
@@ -72,8 +70,7 @@ def operations(provider: VsphereProvider, name: str) -> dict[str, Callable[[], A
 async def clone(provider: VsphereProvider, name: str) -> None:
     [result] = await provider.create_vms("DC0_C0_H0", [VmSpec(name=name, pool="p", template=TEMPLATE)])
     assert result.ok, result
-    while provider.cache.vm(name) is None:  # the feed reports it
-        await asyncio.sleep(0.02)
+    await eventually(lambda: provider.cache.vm(name) is not None)  # the feed reports it
 
 
 async def test_a_vm_deleted_behind_corrals_back_is_not_found_by_any_call(vcsim: Vcsim) -> None:

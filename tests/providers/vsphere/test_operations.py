@@ -103,8 +103,7 @@ async def test_start_vms_restarts_a_stopped_vm_on_another_host(vcsim: Vcsim) -> 
     try:
         await provider.create_vms("DC0_C0_H0", [VmSpec(name="ha1", pool="p", template=TEMPLATE)])
         await asyncio.to_thread(lambda: wait_task(vcsim.vm("ha1").PowerOffVM_Task()))  # its host died with it
-        while (vm := provider.cache.vm("ha1")) is None or vm.powered_on:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: (vm := provider.cache.vm("ha1")) is not None and not vm.powered_on)
         [result] = await provider.start_vms("DC0_C0_H2", ["ha1"])
         assert result.ok, result
         real = await asyncio.to_thread(vcsim.vm, "ha1")
