@@ -54,10 +54,9 @@ SCHEDULING = SchedulingStatus(
     providers={"sim": PlacementStatus(placed=10, unplaced=2, reserved=1, reservations_expired=0),
                "vc": PlacementStatus(placed=0, unplaced=0, reserved=0, reservations_expired=3)},
     placement_errors={"a": "no host can take it"},
-    migrations=MigrationStatus(limit=2, in_flight=1, queued=0, counts=MigrationCounts(
+    migrations=MigrationStatus(limit=2, in_flight=1, counts=MigrationCounts(
         queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1)))
-# the migration counters follow limit, in_flight and queued; their own "queued" (migrations queued so
-# far) takes the place of the queue's length, as it always has
+# "queued" is the count of migrations queued so far (the status has never shown the queue's length)
 SCHEDULING_JSON = (
     '{"policy":"even","providers":{"sim":{"placed":10,"unplaced":2,"reserved":1,"reservations_expired":0},'
     '"vc":{"placed":0,"unplaced":0,"reserved":0,"reservations_expired":3}},'

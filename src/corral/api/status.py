@@ -146,10 +146,9 @@ def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:
     migrations = s.migrations
     return {
         "policy": s.policy,
-        "providers": {name: {"placed": p.placed, "unplaced": p.unplaced, "reserved": p.reserved,
-                             "reservations_expired": p.reservations_expired} for name, p in s.providers.items()},
+        "providers": {name: dataclasses.asdict(p) for name, p in s.providers.items()},
         "placement_errors": dict(s.placement_errors),
-        "migrations": {"limit": migrations.limit, "in_flight": migrations.in_flight, "queued": migrations.queued,
+        "migrations": {"limit": migrations.limit, "in_flight": migrations.in_flight,
                        **dataclasses.asdict(migrations.counts)},
     }
 

@@ -87,8 +87,7 @@ class PlacementStatus:
 class MigrationStatus:
     limit: int
     in_flight: int
-    queued: int
-    counts: MigrationCounts  # migrations done, failed, ... (the migration queue's counters)
+    counts: MigrationCounts  # migrations queued so far, done, failed, ... (the migration queue's counters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +147,7 @@ def scheduling(manager: PoolManager) -> SchedulingStatus:
                    for name, s in placer.schedulers.items()},
         placement_errors=dict(sorted(placer.failures.items())),
         migrations=MigrationStatus(limit=migrations.limit, in_flight=len(migrations.in_flight),
-                                   queued=len(migrations.queue), counts=migrations.stats.counts()))
+                                   counts=migrations.stats.counts()))
 
 
 def runner(manager: PoolManager) -> RunnerStatus:
