@@ -133,8 +133,6 @@ def _check_references(providers: dict[str, Any], pools: list[Any]) -> list[str]:
     for i, pool in enumerate(pools):
         if not isinstance(pool, dict) or not isinstance(pool.get("name"), str):
             continue
-        aliases = pool.get("alias") or []
-        aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
         if pool["name"] in owner:
             problems.append(f"pools[{i}].name: pool {pool['name']!r} is defined twice")
         owner.setdefault(pool["name"], pool["name"])
