@@ -9,30 +9,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from corral.domain.settings_model import SettingsModel
 
 __all__ = ["AuthSettings", "LdapEncryption", "LdapServiceAccount", "LdapSettings"]
 
 
-class _AuthSection(SettingsModel):
-    """Unknown keys are kept; the configuration loader judges them."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class LdapEncryption(_AuthSection):
+class LdapEncryption(SettingsModel):
     method: Literal["simple_tls", "start_tls", "plain"] = "start_tls"
     tls_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class LdapServiceAccount(_AuthSection):
+class LdapServiceAccount(SettingsModel):
     user_dn: str = Field(min_length=1)
     password: SecretStr
 
 
-class LdapSettings(_AuthSection):
+class LdapSettings(SettingsModel):
     """``:auth: :ldap:``, as vmpooler reads it."""
 
     host: str = Field(min_length=1)
@@ -49,7 +43,7 @@ class LdapSettings(_AuthSection):
         return value.split() if isinstance(value, str) else value
 
 
-class AuthSettings(_AuthSection):
+class AuthSettings(SettingsModel):
     """``:auth:``: who may create tokens."""
 
     provider: Literal["ldap", "dummy", "static"]

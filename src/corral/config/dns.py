@@ -18,7 +18,7 @@ import re
 from collections.abc import Collection
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from corral.config.errors import checked_by
 from corral.domain.settings_model import SettingsModel
@@ -43,8 +43,6 @@ DomainName = Annotated[str, checked_by(domain_problem)]
 class DnsConfig(SettingsModel):
     """One entry of ``:dns_configs:``: a DNS plugin's settings. Keys other than these two
     belong to the plugin; they are kept, never shown, never warned about."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     dns_class: str | None = Field(None, description="the plugin (dynamic-dns, gcp …); corral manages no records")
     domain: DomainName | None = Field(None, description="appended to the names of the VMs of pools using this entry")

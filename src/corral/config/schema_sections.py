@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from corral.config.dns import DomainName
 from corral.domain.limits import MAX_LIFETIME_HOURS
@@ -22,8 +22,6 @@ __all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "Monit
 
 class Section(SettingsModel):
     """Base of every section: unknown keys are kept; :mod:`corral.config.keys` judges them."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
 class GlobalSettings(Section):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from corral.domain.settings_model import SettingsModel
 
@@ -21,11 +21,7 @@ DEFAULT_CPU_MODEL = "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz"
 DEFAULT_CPU_FLAGS = ("sse4_2", "avx", "avx2", "aes")
 
 
-class _SimModel(SettingsModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class SimHostSettings(_SimModel):
+class SimHostSettings(SettingsModel):
     """One simulated host. ``name`` is needed only in an explicit ``hosts`` list."""
 
     name: str = ""
@@ -39,7 +35,7 @@ class SimHostSettings(_SimModel):
     memory_mb: int = Field(262144, ge=1)
 
 
-class SimHostOverride(_SimModel):
+class SimHostOverride(SettingsModel):
     """Per-host changes to the host defaults; only the keys given are changed."""
 
     cluster: str | None = None
@@ -52,7 +48,7 @@ class SimHostOverride(_SimModel):
     memory_mb: int | None = Field(None, ge=1)
 
 
-class SimTemplate(_SimModel):
+class SimTemplate(SettingsModel):
     """What a VM cloned from a template costs its host, and what it asks of the host's CPU.
 
     The CPU keys are requirements for placement (empty: any host); the simulator reports them
@@ -67,7 +63,7 @@ class SimTemplate(_SimModel):
     cpu_model: str = ""  # a model word: the fifth word of the host's CPU description, e.g. "v4"
 
 
-class SimLatency(_SimModel):
+class SimLatency(SettingsModel):
     """How long each operation takes, in seconds, before ``time_scale`` and jitter."""
 
     create_call: Seconds = 0.5  # fixed cost of one create_vms call
@@ -83,7 +79,7 @@ class SimLatency(_SimModel):
     revert: Seconds = 3.0  # return to a snapshot
 
 
-class SimFailureRates(_SimModel):
+class SimFailureRates(SettingsModel):
     """Probability that one VM's create, destroy, boot, migration, disk, snapshot or revert fails."""
 
     create: Probability = 0.0
@@ -111,7 +107,7 @@ def _host_names(hosts: int | list[SimHostSettings]) -> list[str]:
     return [host.name for host in hosts]
 
 
-class SimSettings(_SimModel):
+class SimSettings(SettingsModel):
     """Everything the simulator can be told; see the package docstring."""
 
     time_scale: float = Field(1.0, gt=0)
