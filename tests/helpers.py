@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from corral.config import ConfigError, parse_config
 from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools.manager import PoolManager
@@ -17,6 +20,15 @@ from corral.runner import RunnerSettings
 from corral.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"  # vmpooler's example configuration
+SIM_ONLY = {":providers": {":sim": {"provider_class": "sim"}}}  # the least configuration that loads
+
+
+def problems_of(doc: dict[str, Any]) -> list[str]:
+    """The problems loading ``doc`` (with :data:`SIM_ONLY`'s providers unless it has its own) reports."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({**SIM_ONLY, **doc})
+    return err.value.problems
 
 # 1 simulated second = 1 ms: a clone takes 2.5 ms, a boot 10 ms.
 FAST_SIM: dict[str, Any] = {

@@ -10,10 +10,9 @@ import pytest
 import yaml
 
 from corral.config import ConfigError, load_config, parse_config
-from helpers import REPO
+from helpers import REFERENCE, REPO, SIM_ONLY, problems_of
 
 # vmpooler's own example file, copied into the repository
-REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -167,13 +166,6 @@ def test_bad_tagfilter_and_rate_limits_are_reported():
 
 # -- placement: :config: keys, pool anti_affinity, :scheduling: --------------------------------
 
-SIM_ONLY = {":providers": {":sim": {"provider_class": "sim"}}}
-
-
-def problems_of(doc: dict) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        parse_config({**SIM_ONLY, **doc})
-    return err.value.problems
 
 
 def test_placement_defaults():

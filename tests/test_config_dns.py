@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from corral.config import ConfigError, load_config, parse_config, safe_view
+from corral.config import load_config, parse_config, safe_view
 from corral.domain.names import pool_domain
 from corral.runtime import build_providers
-from helpers import REPO
+from helpers import REFERENCE, REPO, SIM_ONLY, problems_of
 
 DNS_FILE = REPO / "tests" / "fixtures" / "vmpooler-dns.yaml"
-REFERENCE = REPO / "tests" / "fixtures" / "vmpooler.yaml.example"
 PLANTED = "planted-dns-api-key"  # the `cloud` entry's api_key in DNS_FILE
-SIM_ONLY = {":providers": {":sim": {"provider_class": "sim"}}}
 FIXTURE_DOMAINS = {"debian-12-x86_64": "example.com", "centos-9-x86_64": "cloud.example.net",
                    "own-domain": "own.example.org", "no-plugin": None}
 
 
-def problems_of(doc: dict) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        parse_config({**SIM_ONLY, **doc})
-    return err.value.problems
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 from corral.config import Config, ConfigError, load_config, parse_config
 from corral.config.keys import SECTIONS, Rule, judge_key
-from helpers import REPO
+from helpers import REFERENCE, problems_of
 
 PLANTED = "Pl4nted-Secret!"
 SIM = {":sim": {"provider_class": "sim"}}
@@ -56,10 +56,6 @@ def test_every_section_of_the_file_has_a_rule():
     assert {k for k, rule in SECTIONS.items() if rule.strict} == {"store", "monitoring", "scheduling", "runner"}
 
 
-def problems_of(doc: dict) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        parse_config({":providers": SIM, **doc})
-    return err.value.problems
 
 
 @pytest.mark.parametrize(
@@ -135,5 +131,5 @@ def test_a_mistaken_key_never_shows_its_value():
 
 
 def test_vmpoolers_own_example_file_loads_without_a_warning():
-    _, warnings = load_config(REPO / "tests" / "fixtures" / "vmpooler.yaml.example")
+    _, warnings = load_config(REFERENCE)
     assert warnings == []

@@ -8,8 +8,7 @@ import pytest
 
 from corral.config import parse_config
 from corral.config.settings import manager_settings, monitor_settings, provider_context, scheduler_settings
-
-SIM = {":providers": {":sim": {"provider_class": "sim"}}}
+from helpers import SIM_ONLY
 
 
 @pytest.mark.parametrize(
@@ -24,7 +23,7 @@ SIM = {":providers": {":sim": {"provider_class": "sim"}}}
     ],
 )
 def test_monitor_settings(section: str, keys: dict[str, Any], field: str, expected: Any):
-    config, _ = parse_config({**SIM, section: keys})
+    config, _ = parse_config({**SIM_ONLY, section: keys})
     assert getattr(monitor_settings(config), field) == expected
 
 
@@ -41,7 +40,7 @@ def test_monitor_settings(section: str, keys: dict[str, Any], field: str, expect
     ],
 )
 def test_scheduler_settings(doc: dict[str, Any], field: str, expected: Any):
-    config, _ = parse_config({**SIM, **doc})
+    config, _ = parse_config({**SIM_ONLY, **doc})
     assert getattr(scheduler_settings(config), field) == expected
 
 
@@ -58,7 +57,7 @@ def test_scheduler_settings(doc: dict[str, Any], field: str, expected: Any):
     ],
 )
 def test_manager_settings(doc: dict[str, Any], field: str, expected: Any):
-    config, _ = parse_config({**SIM, **doc})
+    config, _ = parse_config({**SIM_ONLY, **doc})
     assert getattr(manager_settings(config), field) == expected
 
 
