@@ -953,3 +953,23 @@ async def test_a_vm_that_vanishes_is_gone_from_the_feed_without_a_call(make_sim:
     await feed.until(lambda f: "vm-1" in f.removed, 2)
     with pytest.raises(VmNotFound):
         sim.controls.vanish("vm-1")
+
+
+async def test_a_vanished_vm_stays_gone_across_a_reopen_and_its_host_is_reported(tmp_path: Path) -> None:
+    settings = SimSettings(time_scale=0.001, state_file=str(tmp_path / "sim.db"))
+    before = SimProvider("sim", settings)
+    await before.connect()
+    before.controls.inject_vm("vm-1", HOST, "pool-a")
+    feed = FeedReader(before)
+    await feed.read()
+    assert feed.hosts[HOST].vm_count == 1
+    before.controls.vanish("vm-1")
+    await feed.until(lambda f: "vm-1" in f.removed and f.hosts[HOST].vm_count == 0, 2)
+    await before.close()
+
+    after = SimProvider("sim", settings)
+    await after.connect()
+    try:
+        assert "vm-1" not in {v.name for v in await after.list_vms()}
+    finally:
+        await after.close()

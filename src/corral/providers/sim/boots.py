@@ -11,23 +11,20 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from corral.providers.changefeed import ChangeFeed
 from corral.providers.sim.settings import SimSettings
 from corral.providers.sim.world import SimCluster, SimVm
 
 
 class Boots:
-    """The boot timers of the VMs of ``cluster``. ``persist`` saves changed VMs, ``chance``
+    """The boot timers of the VMs of ``cluster``. ``changed`` saves a changed VM and tells the feed, ``chance``
     draws a failure at a rate and ``scaled`` turns a latency into real seconds (both on the
     provider's one random generator); ``settings`` give the boot latency and failure rate,
     read at each boot."""
 
-    def __init__(self, cluster: SimCluster, feed: ChangeFeed, settings: SimSettings,
-                 persist: Callable[[list[SimVm]], None], chance: Callable[[float], bool],
-                 scaled: Callable[[float], float]) -> None:
+    def __init__(self, cluster: SimCluster, settings: SimSettings, changed: Callable[[SimVm], None],
+                 chance: Callable[[float], bool], scaled: Callable[[float], float]) -> None:
         self.cluster = cluster
-        self.feed = feed
-        self.persist = persist
+        self.changed = changed
         self.chance = chance
         self.scaled = scaled
         self.settings = settings
@@ -35,9 +32,7 @@ class Boots:
 
     def start(self, vm: SimVm) -> None:
         """Start the guest's boot; with the boot failure rate it never finishes."""
-        self.cancel(vm.name)
-        vm.guest_ready = False
-        vm.boot_deadline = None
+        self.stop(vm)
         if self.chance(self.settings.failure_rates.boot):
             return
         vm.boot_deadline = time.time() + self.scaled(self.settings.latency.boot)
@@ -48,6 +43,12 @@ class Boots:
         assert vm.boot_deadline is not None
         delay = max(0.0, vm.boot_deadline - time.time())
         self._timers[vm.name] = asyncio.get_running_loop().call_later(delay, self.finish, vm.name)
+
+    def stop(self, vm: SimVm, *, ready: bool = False) -> None:
+        """No boot under way any more: the guest is up (``ready``) or not."""
+        self.cancel(vm.name)
+        vm.guest_ready = ready
+        vm.boot_deadline = None
 
     def cancel(self, name: str) -> None:
         timer = self._timers.pop(name, None)
@@ -67,5 +68,4 @@ class Boots:
             return
         vm.guest_ready = True
         vm.boot_deadline = None
-        self.persist([vm])
-        self.feed.touch("vm", name)
+        self.changed(vm)

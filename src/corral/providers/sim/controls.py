@@ -24,16 +24,18 @@ HOST_HEALTH = tuple(HostHealth)
 class SimControls:
     """Hooks on the simulated ``cluster``: injected failures and stalls (``faults``), hosts
     down, in maintenance or unhealthy, guests that crash or come up, VMs nobody asked for.
-    ``persist`` saves changed VMs (to the state file, if any); ``settings`` size injected VMs."""
+    ``changed`` saves a changed VM (to the state file, if any) and tells the feed, ``remove``
+    takes a VM away as a destroy does; ``settings`` size injected VMs."""
 
     def __init__(self, cluster: SimCluster, feed: ChangeFeed, faults: Faults, boots: Boots, settings: SimSettings,
-                 persist: Callable[[list[SimVm]], None]) -> None:
+                 *, changed: Callable[[SimVm], None], remove: Callable[[SimVm], None]) -> None:
         self.cluster = cluster
         self.feed = feed
         self.faults = faults
         self.boots = boots
         self.settings = settings
-        self.persist = persist
+        self.changed = changed
+        self.remove = remove
 
     # -- failures --------------------------------------------------------------------------
 
@@ -109,11 +111,8 @@ class SimControls:
         vm = self.cluster.vm(name)
         if not vm.powered_on or vm.guest_ready == ready:
             return
-        self.boots.cancel(name)
-        vm.boot_deadline = None
-        vm.guest_ready = ready
-        self.persist([vm])
-        self.feed.touch("vm", vm.name)
+        self.boots.stop(vm, ready=ready)
+        self.changed(vm)
 
     def inject_vm(
         self, name: str, host: str, pool: str | None, template: str | None = None, guest_ready: bool = True
@@ -140,8 +139,7 @@ class SimControls:
             guest_ready=guest_ready,
         )
         self.cluster.add(vm)
-        self.persist([vm])
-        self.feed.touch("vm", name)
+        self.changed(vm)
         self.feed.touch("host", host)
         return vm.view()
 
@@ -150,10 +148,7 @@ class SimControls:
 
         Raises :class:`~corral.providers.base.VmNotFound` for an unknown VM.
         """
-        self.cluster.vm(name)
-        self.boots.cancel(name)
-        self.cluster.remove(name)
-        self.feed.touch("vm", name)
+        self.remove(self.cluster.vm(name))
 
     # -- reads (no call) -------------------------------------------------------------------
 

@@ -51,9 +51,9 @@ class SimProvider(Provider):
         self._faults = Faults()
         self._pacing = Pacing(self.settings, self._require_open)
         self._slots = asyncio.Semaphore(self.settings.concurrency)
-        self._boots = Boots(self._cluster, self._feed, self.settings, self._persist, self._pacing.chance,
-                            self._pacing.scaled)
-        self.controls = SimControls(self._cluster, self._feed, self._faults, self._boots, self.settings, self._persist)
+        self._boots = Boots(self._cluster, self.settings, self._changed, self._pacing.chance, self._pacing.scaled)
+        self.controls = SimControls(self._cluster, self._feed, self._faults, self._boots, self.settings,
+                                    changed=self._changed, remove=self._remove)
         self._state: SimStateFile | None = None
         self._loaded = False
         self._connected = False
@@ -198,12 +198,7 @@ class SimProvider(Provider):
             vm = self._cluster.vm(name)
             if self._pacing.chance(self.settings.failure_rates.destroy):
                 raise ProviderError(f"simulated failure destroying VM {name!r}")
-            self._boots.cancel(name)
-            self._cluster.remove(name)
-            if self._state is not None:
-                self._state.delete(name)
-            self._feed.touch("vm", name)
-            self._feed.touch("host", vm.host)
+            self._remove(vm)
 
     async def power_on(self, name: str) -> None:
         """Power the VM on and start its boot; a VM already on is left alone."""
@@ -268,9 +263,7 @@ class SimProvider(Provider):
             if taken.powered_on and not taken.guest_ready:
                 self._boots.start(vm)
             else:
-                self._boots.cancel(name)
-                vm.guest_ready = taken.guest_ready
-                vm.boot_deadline = None
+                self._boots.stop(vm, ready=taken.guest_ready)
             self._changed(vm)
             self._feed.touch("host", vm.host)
 
@@ -336,6 +329,15 @@ class SimProvider(Provider):
         self._persist([vm])
         self._feed.touch("vm", vm.name)
 
+    def _remove(self, vm: SimVm) -> None:
+        """The VM is gone from the cluster (and the state file); the feed hears of it and its host."""
+        self._boots.cancel(vm.name)
+        self._cluster.remove(vm.name)
+        if self._state is not None:
+            self._state.delete(vm.name)
+        self._feed.touch("vm", vm.name)
+        self._feed.touch("host", vm.host)
+
     def _create_one(self, host: str, spec: VmSpec) -> CreateResult:
         if spec.name in self._cluster.vms:
             return CreateResult(spec.name, ok=False, error=f"VM {spec.name!r} already exists", retryable=False)
@@ -392,9 +394,7 @@ class SimProvider(Provider):
             if on:
                 self._boots.start(vm)
             else:
-                self._boots.cancel(name)
-                vm.guest_ready = False
-                vm.boot_deadline = None
+                self._boots.stop(vm)
             self._persist([vm])
             self._feed.touch("vm", name)
             self._feed.touch("host", vm.host)
