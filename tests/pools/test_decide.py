@@ -125,11 +125,14 @@ def test_react(event: object, record: Vm | None, busy: bool, expected: list[deci
     assert decide.react(event, record, busy) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("event", "needed"), [
-    (up(), False), (off(), True), (VmDisappeared(1.0, "sim", "v", None, "h"), True),
-    (VmMoved(1.0, "sim", "v", None, "h", old_host="g"), True), (HostDown(1.0, "sim", "h", "gone"), False)])
-def test_which_events_need_the_record(event: object, needed: bool) -> None:
-    assert decide.needs_record(event) is needed  # type: ignore[arg-type]
+@pytest.mark.parametrize(("event", "busy", "needed"), [
+    (up(), False, False), (off(), False, True), (off(), True, False),
+    (VmDisappeared(1.0, "sim", "v", None, "h"), False, True), (VmDisappeared(1.0, "sim", "v", None, "h"), True, False),
+    (VmMoved(1.0, "sim", "v", None, "h", old_host="g"), False, True),
+    (VmMoved(1.0, "sim", "v", None, "h", old_host="g"), True, True),
+    (HostDown(1.0, "sim", "h", "gone"), False, False)])
+def test_which_events_need_the_record(event: object, busy: bool, needed: bool) -> None:
+    assert decide.needs_record(event, busy) is needed  # type: ignore[arg-type]
 
 
 DOWN = HostDown(1.0, "sim", "h1", "not responding")

@@ -154,11 +154,12 @@ def sweep(records: Sequence[Vm], facts: SweepFacts) -> list[Action]:
 HANDLED = (VmCreated, VmStateChanged, VmDisappeared, VmMoved, HostDown)
 
 
-def needs_record(event: Event) -> bool:
-    """Whether :func:`react` needs the VM's record for ``event`` (a guest that came up does not)."""
+def needs_record(event: Event, busy: bool) -> bool:
+    """Whether :func:`react` needs the VM's record for ``event`` (a guest that came up does not, nor
+    a power-off or a disappearance of a VM that is ``busy``: those are left to the step under way)."""
     if isinstance(event, (VmCreated, VmStateChanged)):
-        return (event.state if isinstance(event, VmCreated) else event.new) is PowerState.OFF
-    return isinstance(event, (VmDisappeared, VmMoved))
+        return not busy and (event.state if isinstance(event, VmCreated) else event.new) is PowerState.OFF
+    return isinstance(event, VmMoved) or (isinstance(event, VmDisappeared) and not busy)
 
 
 def react(event: Event, record: Vm | None, busy: bool) -> list[Action]:

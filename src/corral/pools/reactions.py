@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from corral.domain.events import Event, HostDown, VmDisappeared, VmEvent
+from corral.domain.events import Event, HostDown, VmEvent
 from corral.domain.models import Pool
 from corral.inventory import Inventory
 from corral.pools import decide
@@ -51,9 +51,7 @@ class Reactions:
         if not isinstance(event, VmEvent):
             return
         busy = self.ledger.busy(event.vm)
-        if isinstance(event, VmDisappeared) and busy:
-            return
-        record = self.store.get_vm(event.vm) if decide.needs_record(event) else None
+        record = self.store.get_vm(event.vm) if decide.needs_record(event, busy) else None
         actions = decide.react(event, record, busy)
         for action in actions:
             if isinstance(action, decide.Lost):
