@@ -88,6 +88,22 @@ def test_append_row_adds_the_row_under_its_table_or_the_section_at_the_end(
     assert doc.read_text() == after
 
 
+OTHER = "| o |\n|---|\n"
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("# B\n\n" + OTHER + "| 1 |\n\n## next\n",
+     "# B\n\n" + OTHER + "| 1 |\n\n## S\n\n" + HEADER + "| new |\n\n## next\n"),  # under the other table
+    ("# B\n", "# B\n\n## S\n\n" + HEADER + "| new |\n"),  # no such table: at the end
+    ("# B\n\n" + OTHER + HEADER + "| 1 |\n", "# B\n\n" + OTHER + HEADER + "| 1 |\n| new |\n"),  # there: a row
+])
+def test_append_row_puts_a_new_table_after_another_when_asked(tmp_path: Path, before: str, after: str) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(before)
+    append_row(doc, HEADER, "| new |\n", intro="## S\n\n", after=OTHER)
+    assert doc.read_text() == after
+
+
 @pytest.mark.parametrize(("text", "out"), [
     ("# B\n\n" + HEADER + "| 1 |\n", "# B\n\n" + HEADER + "| 1 |\n\nX\n"),
     ("# B\n\n" + HEADER + "| 1 |\n| 2 |\n\n## next\n", "# B\n\n" + HEADER + "| 1 |\n| 2 |\n\nX\n\n## next\n"),

@@ -96,11 +96,12 @@ def paragraph(text: str) -> str:
     return textwrap.fill(text, 95, break_long_words=False, break_on_hyphens=False) + "\n\n"
 
 
-def append_row(path: Path, header: str, row: str, intro: str = "") -> None:
+def append_row(path: Path, header: str, row: str, intro: str = "", after: str | None = None) -> None:
     """Add ``row`` after the last row of the table that starts with ``header``.
 
     Without such a table in ``path``, ``intro`` (a section heading and its text) and the
-    table are added at the end of the file.
+    table are added after the table that starts with ``after`` when there is one, else at the
+    end of the file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else ""
@@ -111,6 +112,9 @@ def append_row(path: Path, header: str, row: str, intro: str = "") -> None:
         while rest and rest[0].startswith("|"):
             rows.append(rest.pop(0))
         path.write_text(head + header + "".join(rows) + row + "".join(rest))
+        return
+    if after is not None and after in text:
+        path.write_text(after_table(text, after, intro + header + row))
         return
     if text and not text.endswith("\n\n"):
         text += "\n" if text.endswith("\n") else "\n\n"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.bench.common import after_table, append_row, paragraph
+from corral.bench.common import append_row, paragraph
 from corral.bench.vsphere_settings import VsphereBenchSettings
 
 FEED = "WaitForUpdatesEx"  # the change feed's long poll: one per session, not per VM
@@ -215,11 +215,8 @@ class VsphereBenchResult:
                      f"{ratios['wall_baseline_corral']:.2f} | {per_vm} | {c.slot_use:.0%} / {f.slot_use:.0%} | "
                      f"{c.calls_without_feed} / {f.calls_without_feed} | {c.corral_cpu_s:.1f} / {f.corral_cpu_s:.1f} | "
                      f"{c.vcsim_cpu_s:.1f} / {f.vcsim_cpu_s:.1f} | `{command}` |\n")
-        text = path.read_text()
-        if FLOOR_TABLE_HEADER in text:
-            append_row(path, FLOOR_TABLE_HEADER, floor_row)
-        else:  # under the section's table, not at the end of the file
-            path.write_text(after_table(text, TABLE_HEADER, FLOOR_INTRO + FLOOR_TABLE_HEADER + floor_row))
+        # a new floor table goes under the section's table, not at the end of the file
+        append_row(path, FLOOR_TABLE_HEADER, floor_row, intro=FLOOR_INTRO, after=TABLE_HEADER)
 
 
 def _waits(r: RunResult) -> float:
