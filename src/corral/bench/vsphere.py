@@ -45,10 +45,10 @@ from corral.bench.vsphere_floor import measure_floor
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
 from corral.bench.vsphere_settings import TEMPLATE, TOOLS_RUNNING, VsphereBenchSettings
 from corral.bench.vsphere_timeline import Timeline, mean_steps, slot_use
-from corral.domain.models import Pool, VmSpec
+from corral.domain.models import Pool
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
-from corral.providers.base import CreateResult, Provider
+from corral.providers.base import Provider
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 from corral.store.sqlite import SqliteStore
 
@@ -70,36 +70,14 @@ def vsphere_pool(pool: Pool) -> VspherePool:
     return VspherePool(name=pool.name, template=TEMPLATE, linked_clone=False, extra_config=dict(TOOLS_RUNNING))
 
 
-class InFlight:
-    """Counts the create calls under way in the providers, every provider together."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    def watch(self, provider: VsphereProvider) -> None:
-        create = provider.create_vms
-
-        async def counted(host: str, specs: list[VmSpec]) -> list[CreateResult]:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-            try:
-                return await create(host, specs)
-            finally:
-                self.now -= 1
-
-        provider.create_vms = counted  # type: ignore[method-assign]
-
-
 def make_providers(sim: Vcsim, pools: list[Pool], concurrency: int, listener: Listener,
-                   in_flight: InFlight, timeline: Timeline) -> dict[str, Provider]:
+                   timeline: Timeline) -> dict[str, Provider]:
     """One provider per distinct ``pool.provider``, serving the pools that name it."""
     out: dict[str, Provider] = {}
     for name in dict.fromkeys(p.provider for p in pools):
         mine = {p.name: vsphere_pool(p) for p in pools if p.provider == name}
         settings = VsphereSettings.model_validate(sim.settings(concurrency=concurrency, feed_max_wait=FEED_MAX_WAIT))
         provider = VsphereProvider(name, settings, mine, probe=timeline.probe(listener.probe))
-        in_flight.watch(provider)
         timeline.watch(provider)
         out[name] = provider
     return out
@@ -111,9 +89,8 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
     pools = bench_pools(s, per_pool=per_pool)
     listener = Listener()
     await listener.start()
-    in_flight = InFlight()
     timeline = Timeline()
-    providers = make_providers(sim, pools, concurrency, listener, in_flight, timeline)
+    providers = make_providers(sim, pools, concurrency, listener, timeline)
     watch = SessionWatch(sim)
     watch.start()
     limit_s = 120.0 + 10 * s.vms * (s.clone_delay_ms / 1000 + 1.5) / task_limit  # a run this long has hung
@@ -157,7 +134,7 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
                 session_samples=len(watch.counts), calls=dict(sorted(calls.items())),
                 logins=sum(x.logins for x in sessions), relogins=sum(x.relogins for x in sessions),
                 clone_failures=manager.stats.clone_failures, runner_calls=manager.runner.stats.calls,
-                probes=len(listener.asked), peak_creates=in_flight.peak, corral_cpu_s=corral_cpu,
+                probes=len(listener.asked), peak_creates=timeline.peak, corral_cpu_s=corral_cpu,
                 vcsim_cpu_s=vcsim_cpu, steps=mean_steps(vms), slot_use=slot_use(vms, task_limit, finished - started),
             )
         finally:

@@ -64,10 +64,13 @@ def slot_use(vms: list[VmTimes], slots: int, wall_s: float) -> float:
 
 
 class Timeline:
-    """The :class:`VmTimes` of every VM corral's providers create, by name."""
+    """The :class:`VmTimes` of every VM corral's providers create, by name, and the create calls
+    under way in them all (``in_flight``, ``peak``)."""
 
     def __init__(self) -> None:
         self.vms: dict[str, VmTimes] = {}
+        self.in_flight = 0
+        self.peak = 0
         self._current: ContextVar[VmTimes | None] = ContextVar("vm", default=None)
 
     def watch(self, provider: Any) -> None:
@@ -79,9 +82,12 @@ class Timeline:
             token = self._current.set(vm)
             if vm is not None:
                 vm.slot = time.perf_counter()
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
             try:
                 results = await create(host, specs)
             finally:
+                self.in_flight -= 1
                 self._current.reset(token)
             if vm is not None:
                 vm.settled = time.perf_counter()
