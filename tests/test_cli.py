@@ -280,6 +280,10 @@ def test_quickstart_keeps_checked_out_vms_across_a_restart(tmp_path: Path):
         wait_for_status(port, proc, first_log, lambda st: st["status"]["ok"], timeout=60)
         body = httpx.post(f"http://127.0.0.1:{port}/api/v3/vm/debian-12").json()
         name = body["debian-12"]["hostname"]
+        # the checkout starts a clone; stop once the pools are full again, as a user would (a Ctrl-C
+        # during a clone leaves its recorded intent, which the next start rightly reports lost)
+        wait_for_status(port, proc, first_log, lambda st: all(
+            p["pending"] == 0 and p["ready"] == p["max"] for p in st["pools"].values()), timeout=60)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(15)
