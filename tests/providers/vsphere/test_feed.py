@@ -66,7 +66,10 @@ async def test_a_lost_session_gives_a_fresh_snapshot_and_only_real_differences(v
         await asyncio.to_thread(lambda: (wait_task(vcsim.vm("k3").PowerOffVM_Task()),
                                          wait_task(vcsim.vm("k3").Destroy_Task())))
         await feed.until(lambda f: "k3" in f.removed, 15)
-        assert provider.feed.snapshots == 2 and provider.session.relogins == 1
+        # one relogin and a new collector with its snapshot; vcsim also closes the connections
+        # of the ended session, and a wait that finds one closed without an answer takes a new
+        # collector of its own (``resumable``): a second new snapshot, and still no false removal
+        assert provider.session.relogins == 1 and 2 <= provider.feed.snapshots <= 3
         assert feed.removed == {"k3"}  # k1 and k2 never looked gone
         assert not any(u.full for u in feed.updates[1:])  # readers got a delta, not a reset
         assert {"k1", "k2"} <= set(feed.vms)
