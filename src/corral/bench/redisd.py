@@ -23,7 +23,7 @@ def binary() -> str:
     override = os.environ.get("CORRAL_REDIS_SERVER")
     if override:
         return override
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
     if found is None:
         raise RedisUnavailable("redis-server is not installed: apt-get install redis-server (make test installs it)")
     return found
