@@ -21,6 +21,7 @@ from corral.api import events, ondemand, openapi, poolconfig, status, tokens, vm
 from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
+from corral.pools.service import Elsewhere
 from corral.runtime import Service
 
 log = logging.getLogger("corral.api")
@@ -111,6 +112,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"ok": False, "error": problems[:500]}, status_code=400)
 
 
+async def _elsewhere(request: Request, exc: Exception) -> JSONResponse:
+    """What needs the provider, asked of a process that only answers the API."""
+    return JSONResponse({"ok": False, "reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"method": request.method, "path": loggable_path(request.url.path)})
     return JSONResponse({"ok": False, "error": "internal error"}, status_code=500)
@@ -167,6 +173,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Elsewhere, _elsewhere)
     app.add_exception_handler(Exception, _unexpected)
     settings = service.config.config
     if settings.rate_limiting_enabled or settings.request_logger:

@@ -8,6 +8,7 @@ carry them out with what they are given: the checkout call and the store.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -253,6 +254,24 @@ class PoolSetters(Protocol):
     def set_clone_target(self, pool: str, clone_target: str | None) -> None: ...
 
 
+class RecordOnly:
+    """Setters that only record a new value in ``pools`` (changed in place), with no VM touched:
+    a process that answers the API while another process runs the pool (the owner takes the
+    change in from the store)."""
+
+    def __init__(self, pools: dict[str, Pool]) -> None:
+        self.pools = pools
+
+    def set_pool_size(self, pool: str, size: int) -> None:
+        self.pools[pool] = dataclasses.replace(self.pools[pool], size=size)
+
+    def set_pool_template(self, pool: str, template: str) -> None:
+        self.pools[pool] = dataclasses.replace(self.pools[pool], template=template)
+
+    def set_clone_target(self, pool: str, clone_target: str | None) -> None:
+        self.pools[pool] = dataclasses.replace(self.pools[pool], clone_target=clone_target)
+
+
 @dataclass(frozen=True, slots=True)
 class Reset:
     """A setting put back as configured: the configured value and the one before the reset."""
@@ -292,6 +311,18 @@ class PoolEditor:
             if current(self.pools[item.pool], item.setting) != item.value:
                 self.store.set_pool_override(item.pool, item.setting.value, item.value)
                 self._set(item)
+                changed += 1
+        return changed
+
+    def sync(self, pool: str, stored: Mapping[str, object]) -> int:
+        """Take in the overrides of ``pool`` as the store holds them now (``stored``: setting ->
+        value), set by another process: a setting without one goes back to its configured
+        value. How many values changed."""
+        changed = 0
+        for setting in Setting:
+            wanted = stored.get(setting.value, current(self.configured[pool], setting))
+            if current(self.pools[pool], setting) != wanted:
+                self._set(change(setting, pool, wanted))
                 changed += 1
         return changed
 

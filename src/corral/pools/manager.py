@@ -33,7 +33,7 @@ from corral.pools.background import Background
 from corral.pools.checkout import Setting
 from corral.pools.connections import Connections
 from corral.pools.creating import Creator
-from corral.pools.decide import HaRestart
+from corral.pools.decide import Destroy, HaRestart
 from corral.pools.destroying import DestroyRetries
 from corral.pools.execute import Executor
 from corral.pools.ledger import Ledger
@@ -293,12 +293,25 @@ class PoolManager:
             self.migrations.checked_out(vm.name)
         return vms
 
-    def return_vm(self, name: str) -> bool:
-        """A user is done with a checked-out VM: destroy it. False if it is not checked out."""
+    def return_vm(self, name: str, *, destroy: bool = True) -> Vm | None:
+        """A user is done with a checked-out VM: record it ``completed`` and destroy it (or, with
+        ``destroy`` False, leave the destroy to the process that runs its pool). The record;
+        None if the VM is not checked out."""
         vm = self.ledger.move(name, (VmState.RUNNING, VmState.MIGRATING), VmState.COMPLETED,
                               completed_at=self.clock(), reason="returned")
         if vm is None:
-            return False
+            return None
         log.info("returned", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
-        self.spawn(self.ledger.destroy(vm), f"destroy-{name}")
-        return True
+        if destroy:
+            self.spawn(self.ledger.destroy(vm), f"destroy-{name}")
+        return vm
+
+    def finish_returns(self, pool: str) -> int:
+        """Destroy the VMs of ``pool`` returned through another process (``completed`` records
+        with no step under way and no failed destroy waiting its turn); how many."""
+        returned = self.store.list_vms(pool=pool, states=(VmState.COMPLETED,))
+        names = [vm.name for vm in returned]
+        skip = self.ledger.busy_among(names) | self.ledger.destroy_waiting(names)
+        due = [Destroy(vm) for vm in returned if vm.name not in skip]
+        self.executor.run(due)
+        return len(due)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from corral.domain.events import Event
 from corral.domain.models import OndemandRequest, Pool, RequestStatus, TimingKind, Vm
@@ -28,6 +29,7 @@ from corral.pools.checkout import (
     CheckoutSettings,
     PoolChange,
     PoolEditor,
+    RecordOnly,
     Reset,
     SetCloneTarget,
     SetSize,
@@ -66,6 +68,17 @@ class Submitted(Enum):
     REFUSED = "refused"  # the runner has no room for its VMs
 
 
+class Owners(Protocol):
+    """The processes that run the pools, as one that only answers the API sees them."""
+
+    def wake(self, pools: Iterable[str]) -> None:
+        """Tell the owners of ``pools`` that their stock or settings changed in the store."""
+
+
+class Elsewhere(Exception):
+    """What was asked needs the provider, and the pools run in another process."""
+
+
 @dataclass(frozen=True, slots=True)
 class Submission:
     outcome: Submitted
@@ -78,7 +91,8 @@ class PoolService:
 
     def __init__(self, pools: Sequence[Pool], providers: Mapping[str, Provider], store: Store,
                  settings: ManagerSettings | None = None, *, monitor: MonitorSettings | None = None,
-                 checkout: CheckoutSettings | None = None, clock: Callable[[], float] = time.time) -> None:
+                 checkout: CheckoutSettings | None = None, clock: Callable[[], float] = time.time,
+                 owners: Owners | None = None) -> None:
         self.configured: Mapping[str, Pool] = {p.name: p for p in pools}
         self.providers = providers
         self.store = store
@@ -86,6 +100,9 @@ class PoolService:
         self.monitor = monitor
         self.checkout_settings = checkout or CheckoutSettings()
         self.clock = clock
+        # set: this process only answers the API; the pools run in the processes that own them
+        # (the manager is built to read the pools and records, never started)
+        self.owners = owners
         self._running = False
         self._stale = False  # the manager has run and stopped: the next start builds a new one
         self._life = asyncio.Lock()  # one start or stop at a time
@@ -99,7 +116,8 @@ class PoolService:
         self._manager = manager
         self._allocator = Allocator(manager.pools, manager.checkout, self.store.counts, self.checkout_settings,
                                     lifetime_auth_s=self.settings.lifetime_auth_s)
-        self._editor = PoolEditor(manager.pools, self.configured, manager, self.store)
+        setters = manager if self.owners is None else RecordOnly(manager.pools)
+        self._editor = PoolEditor(manager.pools, self.configured, setters, self.store)
         self._stale = False
 
     # -- life ------------------------------------------------------------------------------------
@@ -114,7 +132,8 @@ class PoolService:
                 return
             if self._stale:
                 self._build()
-            await self._manager.start()
+            if self.owners is None:
+                await self._manager.start()
             self._running = True
 
     async def stop(self) -> None:
@@ -125,7 +144,8 @@ class PoolService:
                 return
             self._running = False
             self._stale = True
-            await self._manager.stop()  # which closes the bus: this run's event streams end
+            if self.owners is None:
+                await self._manager.stop()  # which closes the bus: this run's event streams end
 
     def close(self) -> None:
         """Close the store (after :meth:`stop`)."""
@@ -154,15 +174,38 @@ class PoolService:
 
     def change(self, changes: Sequence[PoolChange]) -> int:
         """Store and apply each change of a pool setting; how many changed a value."""
-        return self._editor.apply(changes)
+        changed = self._editor.apply(changes)
+        self._wake(c.pool for c in changes)
+        return changed
 
     def reset_setting(self, pool: str, setting: Setting) -> Reset:
         """Put ``setting`` of ``pool`` back as configured."""
-        return self._editor.reset(pool, setting)
+        reset = self._editor.reset(pool, setting)
+        self._wake((pool,))
+        return reset
 
     def reset_pool(self, pool: str) -> int:
         """Replace the pool's ready and pending VMs; how many are replaced."""
+        self._here("a pool reset")
         return self._manager.reset_pool(pool)
+
+    def look_at(self, pool: str) -> None:
+        """Another process changed ``pool`` in the store (a checkout, a return, a setting): take
+        in its settings as stored, destroy the VMs returned there, and refill."""
+        if pool not in self.configured or self.owners is not None:
+            return
+        self._editor.sync(pool, self.store.pool_overrides().get(pool, {}))
+        self._manager.finish_returns(pool)
+        self._manager.pool_changed(pool)
+
+    def _wake(self, pools: Iterable[str]) -> None:
+        if self.owners is not None:
+            self.owners.wake(pools)
+
+    def _here(self, what: str) -> None:
+        if self.owners is not None:
+            raise Elsewhere(f"{what} needs the provider, and this process only answers the API "
+                            "(corral serve --role api): send it to a process that runs the pools")
 
     # -- checkout and VMs ------------------------------------------------------------------------
     def unknown_labels(self, labels: Sequence[str]) -> list[str]:
@@ -176,14 +219,23 @@ class PoolService:
     def checkout(self, wanted: Mapping[str, int], *, token: str | None = None,
                  user: str | None = None) -> Taken | Short:
         """Every VM asked for (pool names or aliases), or none."""
-        return self._allocator.checkout(wanted, token=token, user=user)
+        result = self._allocator.checkout(wanted, token=token, user=user)
+        if isinstance(result, Taken):
+            self._wake({vm.pool for _, vm in result.vms})
+        return result
 
     def return_vm(self, name: str) -> bool:
-        """Destroy a checked-out VM; False if it is not checked out."""
-        return self._manager.return_vm(name)
+        """Destroy a checked-out VM (here, or by the process that runs its pool); False if it is
+        not checked out."""
+        vm = self._manager.return_vm(name, destroy=self.owners is None)
+        if vm is not None:
+            self._wake((vm.pool,))
+        return vm is not None
 
     def retry_destroy(self, name: str) -> bool:
         """Ask again for the destroy of a VM whose destroy failed; False if none failed."""
+        if self.owners is not None:
+            return False  # the owner of its pool retries it (its sweep)
         return self._manager.retry_destroy(name)
 
     def destroy_failure(self, name: str) -> DestroyFailureStatus | None:
@@ -209,17 +261,21 @@ class PoolService:
             self.store.update_vm(vm.name, **fields)
 
     def add_disk(self, name: str, size_gb: int) -> None:
+        self._here("adding a disk")
         self._manager.tasks.add_disk(name, size_gb)
 
     def snapshot(self, name: str) -> str:
         """Start a snapshot; its name."""
+        self._here("a snapshot")
         return self._manager.tasks.snapshot(name)
 
     def revert(self, name: str, snapshot: str) -> None:
+        self._here("a revert")
         self._manager.tasks.revert(name, snapshot)
 
     # -- on-demand requests ----------------------------------------------------------------------
     def submit(self, request: OndemandRequest) -> Submission:
+        self._here("an on-demand request")
         try:
             if self._manager.ondemand.submit(request):
                 return Submission(Submitted.ACCEPTED)
@@ -236,6 +292,7 @@ class PoolService:
 
     def delete_request(self, request_id: str) -> OndemandRequest | None:
         """Mark a request deleted and destroy its VMs; None if there is no such request."""
+        self._here("deleting an on-demand request")
         return self._manager.ondemand.delete(request_id)
 
     def placement_errors(self) -> Mapping[str, str]:
@@ -287,7 +344,8 @@ class PoolService:
 
 
 __all__ = [
-    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "MigrationStatus", "MonitoringStatus",
+    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "MigrationStatus",
+    "MonitoringStatus", "Owners",
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
