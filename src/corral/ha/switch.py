@@ -1,0 +1,69 @@
+"""The pool service of one manager, run over the pools it holds the lease of and only those.
+
+The agent decides which pools this manager acts on; :class:`ServiceSwitch` makes it so. A
+change of the set stops the running service (its loops end, its provider sessions close) and
+starts one over the new set: recovery then takes over whatever the last run left in the
+store, as after a restart. To hand a pool over, the caller first applies a set without it and
+only then releases its lease, so two managers never act on one pool at once; a manager that
+lost its lease without knowing is held off by fencing (the store refuses its writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger("corral.ha")
+
+
+class PoolRun(Protocol):
+    """What the switch runs: the pool service over a set of pools."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def look_at(self, pool: str) -> None: ...
+
+
+class ServiceSwitch:
+    """Runs ``make(pools)`` for the pools acted on, started and stopped as the set changes."""
+
+    def __init__(self, make: Callable[[frozenset[str]], PoolRun]) -> None:
+        self.make = make
+        self.acting: frozenset[str] = frozenset()
+        self.service: PoolRun | None = None
+        self.switches = 0  # how many times the set changed
+        self._lock = asyncio.Lock()
+
+    async def apply(self, acting: frozenset[str]) -> None:
+        """Act on ``acting`` from now on; returns once the old service has stopped and the new
+        one has started."""
+        async with self._lock:
+            if acting == self.acting:
+                return
+            old, self.service = self.service, None
+            self.acting = frozenset()
+            if old is not None:
+                try:
+                    await old.stop()
+                except Exception:
+                    log.exception("stopping the pool service failed")
+            self.switches += 1
+            if not acting:
+                log.info("acting on no pool")
+                return
+            service = self.make(acting)
+            await service.start()
+            self.service, self.acting = service, acting
+            log.info("acting on pools", extra={"pools": ",".join(sorted(acting))})
+
+    def look_at(self, pool: str) -> None:
+        """A pool's stock or settings changed in another process: its service looks (if it is ours)."""
+        if self.service is not None and pool in self.acting:
+            try:
+                self.service.look_at(pool)
+            except Exception:
+                log.exception("looking at a woken pool failed", extra={"pool": pool})

@@ -1,0 +1,71 @@
+"""Waking a pool's owner when another process changed the pool in the store.
+
+A process that only answers the API records a checkout, a return or a setting change in
+Redis and publishes the pool's name on the site's wake channel; the manager that owns the
+pool hears it and looks at the pool at once (refill, destroy what was returned, take in the
+setting). A message is best effort: one lost while the manager was reconnecting is made up
+for by the manager's sweep (every ``check_interval``), which looks at every pool it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from corral.store.redis_keys import Keys
+
+log = logging.getLogger("corral.ha")
+
+
+class Wakes:
+    """Publishes wakes with ``client`` (a synchronous redis-py client)."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self.sent = 0
+        self.failed = 0
+
+    def wake(self, pools: Iterable[str]) -> None:
+        names = sorted(set(pools))
+        if not names:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for pool in names:
+                    pipe.publish(self.keys.wake, pool)
+                pipe.execute()
+            self.sent += len(names)
+        except Exception as exc:  # the owner's sweep makes up for it
+            self.failed += len(names)
+            log.debug("wake not published", extra={"pools": ",".join(names), "error": type(exc).__name__})
+
+
+async def listen(client: Any, keys: Keys, on_pool: Callable[[str], None], *, retry_s: float = 1.0,
+                 subscribed: asyncio.Event | None = None) -> None:
+    """Call ``on_pool`` for each pool woken, until cancelled (``client``: a redis.asyncio client).
+    A lost connection is subscribed again after ``retry_s``; ``subscribed`` is set once listening."""
+    while True:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.wake)
+            if subscribed is not None:
+                subscribed.set()
+            async for message in pubsub.listen():
+                data = message.get("data")
+                if message.get("type") == "message" and isinstance(data, (bytes, str)):
+                    on_pool(data.decode() if isinstance(data, bytes) else data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if subscribed is not None:
+                subscribed.clear()
+            log.warning("wake channel lost; listening again", extra={"error": type(exc).__name__})
+            await asyncio.sleep(retry_s)
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:
+                pass
