@@ -23,6 +23,7 @@ from corral.config.errors import checked_by
 from corral.config.providers import default_provider, raw_provider_class
 from corral.config.schema_sections import (
     GlobalSettings,
+    HaConfig,
     MonitoringSettings,
     RateLimits,
     RedisSettings,
@@ -106,6 +107,7 @@ class Config(Section):
     pools: list[PoolSettings] = Field(default_factory=list)
     store: StoreSettings = Field(default_factory=StoreSettings)
     redis: RedisSettings | None = None
+    ha: HaConfig = Field(default_factory=HaConfig)
     auth: AuthSettings | None = None
     tagfilter: dict[str, str] = Field(default_factory=dict)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

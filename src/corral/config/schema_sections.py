@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from corral.config.dns import DomainName
 from corral.domain.limits import MAX_LIFETIME_HOURS
@@ -17,7 +17,7 @@ from corral.domain.settings_model import SettingsModel
 from corral.scheduling.weights import POLICIES, WEIGHTS
 
 __all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "MonitoringSettings", "RateLimit",
-           "RateLimits", "RedisSettings", "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
+           "HaConfig", "RateLimits", "RedisSettings", "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
 
 
 class Section(SettingsModel):
@@ -113,6 +113,27 @@ class StoreSettings(Section):
 
     type: Literal["sqlite"] = "sqlite"
     path: str = "var/corral.db"
+
+
+class HaConfig(Section):
+    """corral's ``:ha:`` section: how the managers of a site on one Redis share its pools (see
+    docs/operations.md). Only read with ``:store: type: redis``."""
+
+    lease_ttl: float = Field(5, gt=0, le=300, description="seconds a pool's lease lives in Redis without renewal")
+    renew_every: float = Field(1, gt=0, description="seconds between two renewals (and decisions) of a manager")
+    safety: float = Field(0.6, gt=0, lt=1, description="share of lease_ttl a manager acts after its last renewal")
+    manager_id: str | None = Field(None, min_length=1, max_length=200,
+                                   description="this process's name among the managers (default: host:pid)")
+    score_threshold: int = Field(50, ge=0, le=100, description="managers scoring lower take pools only "
+                                                               "when none scores this")
+
+    @model_validator(mode="after")
+    def _renewal_fits(self) -> HaConfig:
+        if self.renew_every >= self.lease_ttl * self.safety:
+            raise ValueError(f"renew_every ({self.renew_every} s) must be below lease_ttl × safety "
+                             f"({self.lease_ttl * self.safety:.2f} s), or a healthy manager would stop "
+                             "acting between two renewals")
+        return self
 
 
 class MonitoringSettings(Section):

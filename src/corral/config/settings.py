@@ -4,7 +4,11 @@ context). The layers below never see the configuration model itself."""
 
 from __future__ import annotations
 
+import os
+import socket
+
 from corral.config.schema import Config
+from corral.ha.settings import HaSettings
 from corral.inventory import MonitorSettings
 from corral.pools.service import CheckoutSettings
 from corral.pools.settings import ManagerSettings
@@ -13,7 +17,7 @@ from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
 from corral.scheduling import SchedulerSettings
 
-__all__ = ["manager_settings", "monitor_settings", "provider_context", "runner_settings", "scheduler_settings"]
+__all__ = ["ha_settings", "manager_settings", "monitor_settings", "provider_context", "runner_settings", "scheduler_settings"]
 
 
 def provider_context(config: Config, name: str) -> ProviderContext:
@@ -82,3 +86,12 @@ def scheduler_settings(config: Config) -> SchedulerSettings:
 def checkout_settings(config: Config) -> CheckoutSettings:
     g = config.config
     return CheckoutSettings(backend_weight=dict(g.backend_weight))
+
+
+def ha_settings(config: Config, manager_id: str | None = None) -> HaSettings:
+    """This manager's control-plane settings (``:ha:``); ``manager_id`` overrides the configured
+    name, and without either the name is ``host:pid``."""
+    h = config.ha
+    name = manager_id or h.manager_id or f"{socket.gethostname()}:{os.getpid()}"
+    return HaSettings(manager_id=name, ttl_s=h.lease_ttl, renew_every_s=h.renew_every, safety=h.safety,
+                      score_threshold=h.score_threshold)
