@@ -49,5 +49,11 @@ class HaSettings:
         return self.ttl_s * self.safety
 
     @property
+    def io_timeout_s(self) -> float:
+        """The longest one store call or probe may take: a renewal started at its tick then ends
+        before the previous renewal's deadline (while acting, the deadline itself bounds it too)."""
+        return self.trusted_s - self.renew_every_s
+
+    @property
     def ttl_ms(self) -> int:
         return max(1, round(self.ttl_s * 1000))
