@@ -40,6 +40,11 @@ class Keys:
         return self.key("alive", manager)
 
     @property
+    def alive_prefix(self) -> str:
+        """What every ``alive(manager)`` key starts with (a script builds them from the ids)."""
+        return self.alive("")
+
+    @property
     def wake(self) -> str:
         """Pub/sub channel: a pool's name, published when its stock changed outside its owner."""
         return self.key("wake")

@@ -1,0 +1,216 @@
+"""The agent's I/O: leases, probes and the manager registry, turned into a ``Snapshot``.
+
+The broker keeps the leases this manager holds (pool -> fencing token) and, per pool, the
+local deadline until which acting on it is safe: the time taken *before* the call that set or
+extended the lease, plus ``ttl_s * safety``. A manager that cannot renew therefore stops acting
+before its lease can expire in Redis. Each call is bounded by a time the driver gives
+(``within``): while pools are acted on, never past their deadline.
+
+What a lease and a fencing token guarantee, and what a Redis failover could break, is told in
+``ha.leases``: one Redis primary; a failover to a replica that missed the last writes, or a
+restart without persistence, can lose a lease or a fencing counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
+from typing import Any
+
+from corral.ha.agent import Snapshot, State, score
+from corral.ha.latest import LatestValue
+from corral.ha.leases import Leases, Registry
+from corral.ha.ownership import assign
+from corral.ha.settings import HaSettings
+
+log = logging.getLogger("corral.ha")
+
+Probe = Callable[[], Awaitable[object]]  # down when it raises, returns False or takes too long
+
+
+def no_rate() -> float:
+    return 0.0
+
+
+def published_score(info: Mapping[str, Any]) -> int:
+    try:
+        return int(info.get("score", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class Broker:
+    """All the I/O of one manager's control plane; the driver (``ha.loop``) tells it what to do."""
+
+    def __init__(self, settings: HaSettings, leases: Leases, registry: Registry, *,
+                 pools: Callable[[], Collection[str]], ping: Probe, providers: Mapping[str, Probe] | None = None,
+                 error_rate: Callable[[], float] = no_rate, load: Callable[[], float] = no_rate,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.me = settings.manager_id
+        self.leases = leases
+        self.registry = registry
+        self.pools = pools
+        self.ping = ping
+        self.providers = dict(providers or {})
+        self.error_rate = error_rate
+        self.load = load
+        self.clock = clock
+        self.tokens: dict[str, int] = {}  # the pools held, with their fencing tokens
+        self.deadlines: dict[str, float] = {}  # pool -> local time until which acting on it is safe
+        self.wanted: frozenset[str] = frozenset()
+        self.score = 0
+        self.providers_up = 0
+        self.store_error: str | None = None
+        self.publisher: LatestValue[dict[str, object]] = LatestValue(self.write_state, "manager state")
+
+    # -- what is held ---------------------------------------------------------------------------
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self.tokens)
+
+    @property
+    def deadline(self) -> float | None:
+        """The earliest deadline of the held pools (None when none is held)."""
+        return min(self.deadlines.values(), default=None)
+
+    def token(self, pool: str) -> int | None:
+        """The fencing token of a held pool, which every store write for the pool carries."""
+        return self.tokens.get(pool)
+
+    # -- observing ------------------------------------------------------------------------------
+    async def observe(self, stop_requested: bool, within: float) -> Snapshot:
+        """Renew the held leases, probe the store and the providers and read the other managers,
+        all at once and within ``within`` seconds; then the snapshot for the agent."""
+        t0 = self.clock()
+        renewed, pinged, managers = False, False, None
+        try:
+            async with asyncio.timeout(within):
+                renewed, pinged, managers, self.providers_up = await asyncio.gather(
+                    self.renew(t0), self.probe(self.ping), self.read_managers(), self.probe_providers())
+        except TimeoutError:
+            self.trouble(f"the store did not answer within {within:.3f} s")
+        else:
+            if not pinged:
+                self.trouble("the store did not answer its ping")
+        store_ok = renewed and pinged and managers is not None
+        if store_ok:
+            self.recovered()
+        data = Snapshot(now=self.clock(), stop_requested=stop_requested, store_ok=store_ok,
+                        providers_up=self.providers_up, providers_total=len(self.providers),
+                        error_rate=self.error_rate(), load=self.load(), held=self.held, deadline=self.deadline)
+        self.score = score(data)
+        if managers is not None:  # without the others' scores, the last spreading stands
+            scores = {m: published_score(info) for m, info in managers.items() if m != self.me}
+            scores[self.me] = self.score
+            self.wanted = assign(self.pools(), scores, self.settings.score_threshold)[self.me]
+        return replace(data, wanted=self.wanted)
+
+    async def renew(self, t0: float) -> bool:
+        if not self.tokens:
+            return True
+        try:
+            renewed = await self.leases.renew(list(self.tokens), self.me, self.settings.ttl_ms)
+        except Exception as exc:  # the store failed: keep the old deadlines, which run out
+            self.trouble(exc)
+            return False
+        for pool in self.held - set(renewed):
+            log.warning("lease lost", extra={"pool": pool, "manager": self.me})
+            self.forget(pool)
+        self.take(renewed, t0)
+        return True
+
+    async def read_managers(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            return await self.registry.managers()
+        except Exception as exc:
+            self.trouble(exc)
+            return None
+
+    async def probe(self, probe: Probe) -> bool:
+        try:
+            async with asyncio.timeout(self.settings.io_timeout_s):
+                return await probe() is not False
+        except Exception:  # a probe that fails or times out says "down"
+            return False
+
+    async def probe_providers(self) -> int:
+        answers = await asyncio.gather(*(self.probe(p) for p in self.providers.values()))
+        return sum(answers)
+
+    # -- acting ---------------------------------------------------------------------------------
+    async def acquire(self, pools: Collection[str], within: float) -> frozenset[str]:
+        """Take the leases of ``pools`` that are free: the pools newly held."""
+        t0 = self.clock()
+        try:
+            async with asyncio.timeout(within):
+                got = await self.leases.acquire(pools, self.me, self.settings.ttl_ms)
+        except Exception as exc:  # a lease the store set after all expires unused
+            self.trouble(exc)
+            return frozenset()
+        for pool in sorted(set(got) - self.held):
+            log.info("lease taken", extra={"pool": pool, "manager": self.me, "fence": got[pool]})
+        self.take(got, t0)
+        return frozenset(got)
+
+    async def release(self, pools: Collection[str], within: float) -> None:
+        """Hand over ``pools`` (the caller has stopped acting on them): forgotten at once, then
+        their leases deleted; a lease the store cannot delete now expires after its TTL."""
+        mine = [p for p in pools if p in self.tokens]
+        for pool in mine:
+            self.forget(pool)
+        if not mine:
+            return
+        try:
+            async with asyncio.timeout(within):
+                await self.leases.release(mine, self.me)
+        except Exception as exc:
+            self.trouble(exc)
+            return
+        log.info("leases released", extra={"pools": ",".join(sorted(mine)), "manager": self.me})
+
+    def take(self, tokens: Mapping[str, int], t0: float) -> None:
+        for pool, token in tokens.items():
+            self.tokens[pool] = token
+            self.deadlines[pool] = t0 + self.settings.trusted_s
+
+    def forget(self, pool: str) -> None:
+        self.tokens.pop(pool, None)
+        self.deadlines.pop(pool, None)
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish(self, state: State, acting: Collection[str]) -> None:
+        """Publish this manager's state for the others (never waits: ``LatestValue``)."""
+        deadline = self.deadline
+        self.publisher.put({
+            "state": state.name, "score": self.score, "pools": sorted(self.held), "acting": sorted(acting),
+            "lease_left_s": None if deadline is None else round(max(0.0, deadline - self.clock()), 3)})
+
+    async def write_state(self, info: dict[str, object]) -> None:
+        async with asyncio.timeout(self.settings.io_timeout_s):
+            await self.registry.publish(self.me, info, self.settings.ttl_ms)
+
+    async def close(self) -> None:
+        """Stop publishing and leave the registry, so the others spread the pools without this
+        manager at once."""
+        await self.publisher.close(self.settings.io_timeout_s)
+        try:
+            async with asyncio.timeout(self.settings.io_timeout_s):
+                await self.registry.retire(self.me)
+        except Exception as exc:  # the alive key expires after its TTL
+            self.trouble(exc)
+
+    # -- the store's trouble, logged once ----------------------------------------------------------
+    def trouble(self, error: object) -> None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        if self.store_error is None:
+            log.warning("store unreachable", extra={"manager": self.me, "error": text})
+        self.store_error = text
+
+    def recovered(self) -> None:
+        if self.store_error is not None:
+            log.info("store reachable again", extra={"manager": self.me})
+        self.store_error = None
