@@ -17,7 +17,8 @@ from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
 from corral.scheduling import SchedulerSettings
 
-__all__ = ["ha_settings", "manager_settings", "monitor_settings", "provider_context", "runner_settings", "scheduler_settings"]
+__all__ = ["ha_settings", "manager_settings", "monitor_settings", "provider_context", "runner_settings",
+           "scheduler_settings"]
 
 
 def provider_context(config: Config, name: str) -> ProviderContext:
