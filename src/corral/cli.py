@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from corral import __version__
 from corral.bench.cli import bench_app
+from corral.ha.roles import Role
+
+if TYPE_CHECKING:
+    from corral.config import Config
 
 app = typer.Typer(help="corral: pools of ready VMs, handed out in milliseconds.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -67,11 +71,18 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     log_format: Annotated[LogFormat, typer.Option(help="Log format.", case_sensitive=False)] = LogFormat.text,
     log_level: Annotated[LogLevel, typer.Option(help="Log level.", case_sensitive=False)] = LogLevel.info,
+    role: Annotated[Role, typer.Option(help="What this process does: all (the API and the pools), api (the API "
+                                            "only) or manager (the pools only, no API). api and manager need "
+                                            "the Redis store.", case_sensitive=False)] = Role.ALL,
+    manager_id: Annotated[str | None, typer.Option(help="This manager's name among the site's managers "
+                                                        "(default: :ha: manager_id, else host:pid).")] = None,
 ) -> None:
     """Run the pool manager and the API.
 
     The port is taken before anything else starts: a port in use stops corral before any VM
-    or store record is touched.
+    or store record is touched. With the Redis store, several processes share the pools:
+    for example two `corral serve --role api` processes behind a balancer and two
+    `corral serve --role manager` processes.
     """
     import uvicorn
 
@@ -83,6 +94,9 @@ def serve(
 
     setup_logging(log_format.value, log_level.value)  # type: ignore[arg-type]
     cfg = _load(config)
+    if role is Role.MANAGER:
+        _run_manager(cfg, manager_id)
+        return
     try:
         sock = listen_socket(host, port)
     except CannotListen as exc:
@@ -90,13 +104,41 @@ def serve(
         raise typer.Exit(1) from None
     with sock:
         try:
-            service = build_service(cfg)
+            service = build_service(cfg, role, manager_id)
         except ConfigError as exc:
             for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(2) from None
         app = create_app(service, server_gc=True)
         Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run(sockets=[sock])
+
+
+def _run_manager(cfg: Config, manager_id: str | None) -> None:
+    """Run a manager with no API until SIGTERM or SIGINT, then drain (hand its pools over)."""
+    import asyncio
+    import signal
+
+    from corral.config import ConfigError
+    from corral.runtime import build_manager
+
+    try:
+        cluster = build_manager(cfg, manager_id)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await cluster.start()
+        ended = asyncio.ensure_future(cluster.wait())
+        await asyncio.wait([ended, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await cluster.stop()
+
+    asyncio.run(run())
 
 
 @config_app.command("check")

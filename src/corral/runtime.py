@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
+
+import redis
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from corral.auth import LoginGuard, build_authenticator
-from corral.config import Config, ConfigError
-from corral.config.settings import checkout_settings, manager_settings, monitor_settings, provider_context
+from corral.config import Config, ConfigError, RedisSettings
+from corral.config.settings import (
+    checkout_settings,
+    ha_settings,
+    manager_settings,
+    monitor_settings,
+    provider_context,
+)
 from corral.domain.models import TokenRecord
+from corral.ha.broker import Broker
+from corral.ha.cluster import Cluster
+from corral.ha.leases import Leases, Registry
+from corral.ha.loop import HaLoop
+from corral.ha.roles import Role
+from corral.ha.switch import ServiceSwitch
+from corral.ha.wake import Wakes, listen
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
 from corral.store.base import Store
+from corral.store.redis import RedisStore
+from corral.store.redis_keys import Keys
+from corral.store.scoped import Scoped
 
 
 class TokenStore(Protocol):
@@ -34,12 +57,16 @@ class TokenStore(Protocol):
 
 @dataclass
 class Service:
-    """What the API serves: the configuration, the pool service and the login guard."""
+    """What the API serves: the configuration, the pool service and the login guard; with
+    several processes on Redis, also this process's manager (``cluster``) and the registry of
+    the site's managers (``managers``)."""
 
     config: Config
     pools: PoolService
     authenticator: LoginGuard | None = None  # the provider behind the login guard; None: no ``:auth:``
     started_at: float = field(default_factory=time.time)
+    cluster: Cluster | None = None
+    managers: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
 
     @property
     def tokens(self) -> TokenStore:
@@ -48,8 +75,12 @@ class Service:
 
     async def start(self) -> None:
         await self.pools.start()
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.pools.stop()
         self.pools.close()
 
@@ -100,7 +131,92 @@ def build_pool_service(config: Config) -> PoolService:
                        monitor=monitor_settings(config), checkout=checkout_settings(config))
 
 
-def build_service(config: Config) -> Service:
-    pools = build_pool_service(config)
+def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None = None) -> Service:
+    """What ``corral serve`` runs with an API (roles ``all`` and ``api``)."""
     authenticator = build_authenticator(config.auth) if config.auth is not None else None
-    return Service(config=config, pools=pools, authenticator=authenticator)
+    if config.store.type != "redis":
+        if role is not Role.ALL:
+            raise ConfigError([f"--role {role.value}: several processes need a shared store; "
+                               "set :store: type: redis (the sqlite store serves one process, --role all)"])
+        return Service(config=config, pools=build_pool_service(config), authenticator=authenticator)
+    site = shared_site(config)
+    providers = build_providers(config)
+    front = PoolService(config.domain_pools(), providers, site.store, manager_settings(config),
+                        monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes)
+    cluster = build_cluster(config, site, providers, manager_id) if role is Role.ALL else None
+    return Service(config=config, pools=front, authenticator=authenticator, cluster=cluster,
+                   managers=site.registry.managers)
+
+
+@dataclass
+class SharedSite:
+    """The connections of one process to a site on Redis: the store, wakes, the registry."""
+
+    store: RedisStore
+    keys: Keys
+    client: aioredis.Redis
+    wakes: Wakes
+    registry: Registry
+
+    async def close(self) -> None:
+        """Close the connections of the loop, the listener and the wakes (the store is closed by
+        the pool service that serves the API, or by :func:`build_manager`'s close)."""
+        await self.client.aclose()
+        self.wakes.client.close()
+
+
+def shared_site(config: Config) -> SharedSite:
+    store = build_store(config)
+    assert isinstance(store, RedisStore)
+    r = config.redis or RedisSettings()
+    password = r.password.get_secret_value() if r.password is not None else None
+    keys = Keys(config.store.site)
+    client = aioredis.Redis(host=r.server, port=r.port or 6379, password=password, socket_timeout=5,
+                            socket_connect_timeout=5)
+    wakes = Wakes(sync_client(r.server, r.port or 6379, password), keys)
+    return SharedSite(store=store, keys=keys, client=client, wakes=wakes, registry=Registry(client, keys))
+
+
+def sync_client(host: str, port: int, password: str | None) -> redis.Redis:
+    """A client for wakes: one try, short timeouts (a wake is best effort)."""
+    return redis.Redis(host=host, port=port, password=password, socket_timeout=1, socket_connect_timeout=1,
+                       retry=Retry(NoBackoff(), 0))
+
+
+def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provider],
+                  manager_id: str | None = None, close: Callable[[], Awaitable[None]] | None = None) -> Cluster:
+    """This process's manager: the agent's loop over leases in Redis, running the pool service
+    over the pools it holds (writes fenced by their tokens, reads scoped to them). ``close``
+    (by default the site's connections) runs once the manager has drained."""
+    settings = ha_settings(config, manager_id)
+    pools = config.domain_pools()
+    names = tuple(p.name for p in pools)
+
+    async def ping() -> bool:
+        return bool(await site.client.ping())
+
+    broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: names, ping=ping)
+    fenced = site.store.fenced(broker.token)
+
+    def make(acting: frozenset[str]) -> PoolService:
+        return PoolService([p for p in pools if p.name in acting], providers, cast(Store, Scoped(fenced, acting)),
+                           manager_settings(config), monitor=monitor_settings(config),
+                           checkout=checkout_settings(config))
+
+    switch = ServiceSwitch(make)
+    return Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
+                   close or site.close)
+
+
+def build_manager(config: Config, manager_id: str | None = None) -> Cluster:
+    """What ``corral serve --role manager`` runs: a manager with no API."""
+    if config.store.type != "redis":
+        raise ConfigError(["--role manager: several processes need a shared store; set :store: type: redis "
+                           "(the sqlite store serves one process, --role all)"])
+    site = shared_site(config)
+
+    async def close() -> None:
+        await site.close()
+        site.store.close()
+
+    return build_cluster(config, site, build_providers(config), manager_id, close)

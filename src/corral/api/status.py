@@ -16,6 +16,7 @@ from corral.api.common import ApiError, Version, respond, service_of
 from corral.domain.models import TimingKind
 from corral.pools.service import MonitoringStatus, PoolStatus, ProviderStatus, RunnerStatus, SchedulingStatus
 from corral.runtime import Service
+from corral.store.base import StoreUnavailable
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner")
 DAY = 86400.0
@@ -86,6 +87,19 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
         body["runner"] = runner_json(pools.runner())
     body["status"] = status
     return dict(sorted(body.items()))
+
+
+async def managers_json(service: Service) -> dict[str, Any]:
+    """corral's own, with several processes on Redis: each live manager's state, score, the
+    pools it holds and acts on, and the seconds left before it stops acting without a renewal;
+    ``me``: this process's manager, if it runs one."""
+    assert service.managers is not None
+    try:
+        managers = await service.managers()
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot read the managers from the store: {type(exc).__name__}") from None
+    return {"me": service.cluster.me if service.cluster is not None else None,
+            "live": {name: managers[name] for name in sorted(managers)}}
 
 
 def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
@@ -239,8 +253,12 @@ def build(router: APIRouter, version: Version) -> None:
     @router.get("/status", include_in_schema=schema)
     async def status(request: Request, view: str | None = Query(None)) -> JSONResponse:
         """The live state: capacity, queue, clone, boot, pools and status (``?view=a,b`` picks)."""
-        wanted = {v.strip() for v in view.split(",")} if view else set(STATUS_VIEWS)
-        return respond(_status(service_of(request), wanted))
+        service = service_of(request)
+        wanted = {v.strip() for v in view.split(",")} if view else {*STATUS_VIEWS, "managers"}
+        body = _status(service, wanted)
+        if "managers" in wanted and service.managers is not None:
+            body["managers"] = await managers_json(service)
+        return respond(dict(sorted(body.items())))
 
     @router.get("/summary", include_in_schema=schema)
     async def summary_all(request: Request, from_: str | None = Query(None, alias="from"),
