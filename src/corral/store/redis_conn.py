@@ -8,7 +8,6 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
-    AuthenticationError,
     BusyLoadingError,
     RedisError,
     ResponseError,
@@ -43,7 +42,7 @@ def scrubber(secret: str | None) -> Callable[[str], str]:
 
 def _auth_problem(text: str) -> str | None:
     lowered = text.lower()
-    if "noauth" in lowered or "authentication required" in lowered:
+    if "noauth" in lowered or "authentication required" in lowered or "already authenticated" in lowered:
         return "wants a password and none is configured (:redis: password)"
     if "wrongpass" in lowered or "invalid password" in lowered or "invalid username-password" in lowered:
         return "refused the password (:redis: password)"
@@ -71,7 +70,7 @@ class Guard:
 
     def translate(self, exc: RedisError) -> StoreError:
         cause = self.scrub(str(exc)) or type(exc).__name__
-        auth = _auth_problem(cause) if isinstance(exc, AuthenticationError | ResponseError) else None
+        auth = _auth_problem(cause) if isinstance(exc, RedisConnectionError | ResponseError) else None
         if auth is not None:
             return StoreUnavailable(f"Redis at {self.server} {auth}")
         if isinstance(exc, BusyLoadingError):

@@ -31,7 +31,8 @@ def prelude(keys: Keys) -> str:
     templates = {
         "vm": keys.vm(_SLOT), "pools": keys.pools, "state": keys.pool_state(_SLOT, _SLOT),
         "ready": keys.ready(_SLOT), "counts": keys.counts(_SLOT), "reqvms": keys.request_vms(_SLOT),
-        "destroyed": keys.destroyed, "usertokens": keys.user_tokens(_SLOT), "fence": keys.fence(_SLOT), "seq": keys.history_seq,
+        "destroyed": keys.destroyed, "usertokens": keys.user_tokens(_SLOT), "fence": keys.fence(_SLOT),
+        "seq": keys.history_seq,
         "request": keys.request(_SLOT), "requests": keys.requests(_SLOT), "ended": keys.requests_ended,
     }
     table = ", ".join(f"{name} = {_lua_string(tpl)}" for name, tpl in templates.items())
