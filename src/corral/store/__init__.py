@@ -1,5 +1,5 @@
-"""Durable VM state: sqlite (embedded default); redis comes later."""
+"""Durable VM state: sqlite (embedded default) or Redis (shared by several corral processes)."""
 
-from corral.store.base import Store, StoreError, TransitionRejected
+from corral.store.base import Fenced, Store, StoreError, StoreUnavailable, TransitionRejected
 
-__all__ = ["Store", "StoreError", "TransitionRejected"]
+__all__ = ["Fenced", "Store", "StoreError", "StoreUnavailable", "TransitionRejected"]

@@ -23,6 +23,27 @@ class TransitionRejected(StoreError):
     """A state move that the lifecycle does not allow was asked for."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached, or refused the connection (a wrong password, say); trying
+    again later may work. The message names the server and the cause, never a secret."""
+
+
+class Fenced(StoreError):
+    """A write for a pool was refused: a newer lease on the pool exists than the writer holds.
+
+    ``current`` is the pool's fencing counter, ``token`` the writer's token (None: it holds
+    no lease on the pool). Nothing of the write was done.
+    """
+
+    def __init__(self, pool: str, current: int, token: int | None) -> None:
+        held = "no token" if token is None else f"token {token}"
+        super().__init__(f"write for pool {pool!r} refused: its fencing token is now {current}, "
+                         f"this writer holds {held}")
+        self.pool = pool
+        self.current = current
+        self.token = token
+
+
 @runtime_checkable
 class Store(Protocol):
     def close(self) -> None: ...

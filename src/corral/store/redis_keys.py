@@ -48,3 +48,78 @@ class Keys:
     def wake(self) -> str:
         """Pub/sub channel: a pool's name, published when its stock changed outside its owner."""
         return self.key("wake")
+
+    # -- the store (store/redis.py) -----------------------------------------------------------
+    def vm(self, name: str) -> str:
+        """Hash: one VM record, a field per Vm attribute (absent: None)."""
+        return self.key("vm", name)
+
+    @property
+    def pools(self) -> str:
+        """Set: every pool a VM was ever recorded in (what list_vms and counts walk)."""
+        return self.key("pools")
+
+    def pool_state(self, pool: str, state: str) -> str:
+        """Sorted set: names of the pool's VMs in ``state``, scored by created_at."""
+        return self.key("state", pool, state)
+
+    def ready(self, pool: str) -> str:
+        """Sorted set: the pool's ready stock (no on-demand VMs), scored by ready_at (None: -inf)."""
+        return self.key("ready", pool)
+
+    def counts(self, pool: str) -> str:
+        """Hash: state -> the number of the pool's VMs counted as stock in it (see Store.counts)."""
+        return self.key("counts", pool)
+
+    def request_vms(self, request_id: str) -> str:
+        """Sorted set: the names of an on-demand request's VMs not destroyed, scored by created_at."""
+        return self.key("request-vms", request_id)
+
+    @property
+    def destroyed(self) -> str:
+        """Sorted set: destroyed VMs, scored by destroyed_at (None: +inf, never purged)."""
+        return self.key("destroyed")
+
+    def token(self, token_hash: str) -> str:
+        """Hash: one API token record (by the token's hash)."""
+        return self.key("token", token_hash)
+
+    def user_tokens(self, user: str) -> str:
+        """Sorted set: a user's token hashes, scored by created_at."""
+        return self.key("user-tokens", user)
+
+    def overrides(self, pool: str) -> str:
+        """Hash: setting -> JSON value of the pool's settings changed at the API."""
+        return self.key("overrides", pool)
+
+    @property
+    def override_pools(self) -> str:
+        """Set: the pools that have an overrides hash."""
+        return self.key("override-pools")
+
+    def request(self, request_id: str) -> str:
+        """Hash: one on-demand request."""
+        return self.key("request", request_id)
+
+    def requests(self, status: str) -> str:
+        """Sorted set: ids of the requests in ``status``, scored by created_at."""
+        return self.key("requests", status)
+
+    @property
+    def requests_ended(self) -> str:
+        """Sorted set: ids of ended requests (ready, failed, deleted), scored by their last update."""
+        return self.key("requests-ended")
+
+    def durations(self, task: str) -> str:
+        """Sorted set: one member per recorded duration of ``task``, scored by when it finished."""
+        return self.key("durations", task)
+
+    @property
+    def tag_records(self) -> str:
+        """Sorted set: one member per tag set on a VM, scored by when it was set."""
+        return self.key("tag-records")
+
+    @property
+    def history_seq(self) -> str:
+        """Counter: orders history members recorded at one time as they were recorded."""
+        return self.key("history-seq")
