@@ -62,7 +62,9 @@ Persistence
     With ``state_file`` the VMs, with their disks and snapshots, live in a small sqlite
     file, committed before each changing call returns, so a simulator reopened on it after
     a crash finds the same VMs; boots still running then finish on their original
-    wall-clock deadline.
+    wall-clock deadline. Each connect reads the file again, so simulators of several
+    processes on one file (managers that hand pools to each other) each start from what the
+    others left.
 """
 
 from corral.providers.sim.call_log import SimCall

@@ -55,7 +55,6 @@ class SimProvider(Provider):
         self.controls = SimControls(self._cluster, self._feed, self._faults, self._boots, self.settings,
                                     changed=self._changed, remove=self._remove)
         self._state: SimStateFile | None = None
-        self._loaded = False
         self._connected = False
 
     # -- session ---------------------------------------------------------------------------
@@ -68,10 +67,12 @@ class SimProvider(Provider):
         self._faults.raise_if_failing("connect")
         if self.settings.state_file:
             self._state = SimStateFile(self.settings.state_file)
-            if not self._loaded:
-                for vm in self._state.load():
-                    self._cluster.add(vm)
-        self._loaded = True
+            # the file is the truth at every connect: another simulator on it (the process that
+            # ran these pools before this one) may have changed it since this one last read it
+            for name in list(self._cluster.vms):
+                self._cluster.remove(name)
+            for vm in self._state.load():
+                self._cluster.add(vm)
         self._connected = True
         self._pacing.open()
         now = time.time()
