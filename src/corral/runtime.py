@@ -16,6 +16,8 @@ from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
 from corral.store.base import Store
 
+DEFAULT_REDIS_PORT = 6379
+
 
 class TokenStore(Protocol):
     """The store as the API's token routes and checks see it: tokens only (only hashes are
@@ -78,7 +80,10 @@ def build_provider(config: Config, name: str) -> Provider:
 
 
 def build_store(config: Config) -> Store:
-    """The sqlite store; one line naming the path and the cause if it cannot be opened."""
+    """The configured store: sqlite (one line naming the path and the cause if it cannot be
+    opened), or Redis (:func:`build_redis_store`)."""
+    if config.store.type == "redis":
+        return build_redis_store(config)
     from corral.store.sqlite import SqliteStore
     from corral.store.sqlite_open import StoreOpenError
 
@@ -90,6 +95,25 @@ def build_store(config: Config) -> Store:
     except OSError as exc:
         detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
+
+
+def build_redis_store(config: Config) -> Store:
+    """The Redis store of ``:redis:`` (defaults: localhost:6379, no password) for
+    ``:store: site``; one line naming the server and the cause if Redis cannot be reached or
+    refuses the password. The password goes to the client only."""
+    from corral.config import RedisSettings
+    from corral.store.base import StoreError
+    from corral.store.redis import RedisStore
+
+    settings = config.redis or RedisSettings()
+    password = settings.password.get_secret_value() if settings.password is not None else None
+    store = RedisStore(settings.server, settings.port or DEFAULT_REDIS_PORT, password, site=config.store.site)
+    try:
+        store.ping()
+    except StoreError as exc:
+        store.close()
+        raise ConfigError([f"redis: {exc}"]) from None
+    return store
 
 
 def build_pool_service(config: Config) -> PoolService:
