@@ -34,10 +34,12 @@ from corral.ha.wake import Wakes, listen
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
-from corral.store.base import Store
+from corral.store.base import Store, StoreError
 from corral.store.redis import RedisStore
 from corral.store.redis_keys import Keys
 from corral.store.scoped import Scoped
+
+DEFAULT_REDIS_PORT = 6379
 
 
 class TokenStore(Protocol):
@@ -109,7 +111,10 @@ def build_provider(config: Config, name: str) -> Provider:
 
 
 def build_store(config: Config) -> Store:
-    """The sqlite store; one line naming the path and the cause if it cannot be opened."""
+    """The configured store: sqlite (one line naming the path and the cause if it cannot be
+    opened), or Redis (:func:`build_redis_store`)."""
+    if config.store.type == "redis":
+        return build_redis_store(config)
     from corral.store.sqlite import SqliteStore
     from corral.store.sqlite_open import StoreOpenError
 
@@ -121,6 +126,21 @@ def build_store(config: Config) -> Store:
     except OSError as exc:
         detail = f"{exc.strerror}: {exc.filename}" if exc.strerror else str(exc)
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
+
+
+def build_redis_store(config: Config) -> Store:
+    """The Redis store of ``:redis:`` (defaults: localhost:6379, no password) for
+    ``:store: site``; one line naming the server and the cause if Redis cannot be reached or
+    refuses the password. The password goes to the client only."""
+    settings = config.redis or RedisSettings()
+    password = settings.password.get_secret_value() if settings.password is not None else None
+    store = RedisStore(settings.server, settings.port or DEFAULT_REDIS_PORT, password, site=config.store.site)
+    try:
+        store.ping()
+    except StoreError as exc:
+        store.close()
+        raise ConfigError([f"redis: {exc}"]) from None
+    return store
 
 
 def build_pool_service(config: Config) -> PoolService:
@@ -171,9 +191,9 @@ def shared_site(config: Config) -> SharedSite:
     r = config.redis or RedisSettings()
     password = r.password.get_secret_value() if r.password is not None else None
     keys = Keys(config.store.site)
-    client = aioredis.Redis(host=r.server, port=r.port or 6379, password=password, socket_timeout=5,
-                            socket_connect_timeout=5)
-    wakes = Wakes(sync_client(r.server, r.port or 6379, password), keys)
+    port = r.port or DEFAULT_REDIS_PORT
+    client = aioredis.Redis(host=r.server, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
+    wakes = Wakes(sync_client(r.server, port, password), keys)
     return SharedSite(store=store, keys=keys, client=client, wakes=wakes, registry=Registry(client, keys))
 
 

@@ -23,6 +23,7 @@ from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.pools.service import Elsewhere
 from corral.runtime import Service
+from corral.store.base import StoreUnavailable
 
 log = logging.getLogger("corral.api")
 
@@ -75,6 +76,8 @@ class HotPath:
                 response = await vms.return_one(request, match[2])
         except ApiError as exc:
             response = JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        except StoreUnavailable as exc:
+            response = await _store_unavailable(request, exc)  # type: ignore[arg-type]
         except Exception as exc:  # as the routed paths: logged, and a 500 that reveals nothing
             response = await _unexpected(request, exc)  # type: ignore[arg-type]
         await response(scope, receive, send)
@@ -115,6 +118,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _elsewhere(request: Request, exc: Exception) -> JSONResponse:
     """What needs the provider, asked of a process that only answers the API."""
     return JSONResponse({"ok": False, "reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The store cannot be reached (Redis down or restarting): a 503 that says so; the
+    message names the server and the cause, never a password."""
+    log.warning("store unavailable: %s", exc, extra={"method": request.method,
+                                                      "path": loggable_path(request.url.path)})
+    return JSONResponse({"ok": False, "reason": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -174,6 +185,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Elsewhere, _elsewhere)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     settings = service.config.config
     if settings.rate_limiting_enabled or settings.request_logger:

@@ -109,10 +109,12 @@ class GlobalSettings(Section):
 
 
 class StoreSettings(Section):
-    """corral's ``:store:`` section."""
+    """corral's ``:store:`` section: the embedded sqlite file, or Redis (``:redis:`` says where)."""
 
-    type: Literal["sqlite"] = "sqlite"
-    path: str = "var/corral.db"
+    type: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite (one file) or redis (shared)")
+    path: str = Field("var/corral.db", description="the sqlite file (type sqlite)")
+    site: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="the Redis key prefix corral:<site>: (type redis); one per corral deployment")
 
 
 class HaConfig(Section):
@@ -238,7 +240,7 @@ class RedisSettings(Section):
          "connection_pool_size", "connection_pool_timeout"}
     )
     server: str = "localhost"
-    port: int | None = None
+    port: int | None = Field(None, ge=1, le=65535, description="default 6379")
     password: SecretStr | None = None
     data_ttl: float = Field(168, ge=0, description="hours of history; see Config.history_ttl_hours")
 
