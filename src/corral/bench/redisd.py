@@ -39,10 +39,12 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1:``port`` (a free one by default), password optional."""
 
-    def __init__(self, port: int | None = None, *, password: str | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, *, password: str | None = None, workdir: Path | None = None,
+                 persist: bool = False) -> None:
         self.port = port or free_port()
         self.password = password
         self.workdir = workdir
+        self.persist = persist  # an append-only file in ``workdir``: a restart keeps every key
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,8 +53,10 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--protected-mode", "no", "--loglevel", "warning"]
+        args = [binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "yes" if self.persist else "no", "--protected-mode", "no", "--loglevel", "warning"]
+        if self.persist and self.workdir is None:
+            raise RedisUnavailable("a persistent redis-server needs a workdir for its append-only file")
         if self.password:
             args += ["--requirepass", self.password]
         if self.workdir is not None:
@@ -85,7 +89,7 @@ class RedisServer:
         self.proc = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port (every key is gone: nothing is saved)."""
+        """Stop and start again on the same port (without ``persist``, every key is gone)."""
         self.stop()
         self.start()
 

@@ -203,3 +203,72 @@ class Site:
             counts[vm.pool][vm.state.value] += 1
         raise AssertionError(f"the site did not converge in {timeout:.0f} s: {counts}; only at the simulator: "
                              f"{sorted(at_sim - known)[:10]}; only in the store: {sorted(known - at_sim)[:10]}")
+
+
+class Load:
+    """Clients checking VMs out of ``pools`` through ``urls`` (round robin) and returning about
+    half of them, in threads, until :meth:`stop`. Records every VM handed out and every answer's
+    status."""
+
+    def __init__(self, urls: list[str], pools: list[str], clients: int = 4, *, keep: float = 0.5) -> None:
+        import random
+        import threading
+
+        self.urls = urls
+        self.pools = pools
+        self.keep = keep
+        self.handed: list[str] = []  # every VM name any checkout answered with
+        self.statuses: dict[int, int] = {}
+        self.errors: list[str] = []  # transport errors (a process killed mid-request)
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._random = random.Random(7)
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _count(self, status: int) -> None:
+        with self._lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def _run(self, index: int) -> None:
+        import random
+
+        rnd = random.Random(index)
+        with httpx.Client(timeout=10) as client:
+            n = index
+            while not self._stop.is_set():
+                url = self.urls[n % len(self.urls)]
+                pool = self.pools[n % len(self.pools)]
+                n += 1
+                try:
+                    start = time.perf_counter()
+                    answer = client.post(f"{url}/vm/{pool}")
+                    with self._lock:
+                        self.latencies.append(time.perf_counter() - start)
+                    self._count(answer.status_code)
+                    if answer.status_code != 200:
+                        time.sleep(0.02)
+                        continue
+                    name = answer.json()[pool]["hostname"]
+                    with self._lock:
+                        self.handed.append(name)
+                    if rnd.random() >= self.keep:
+                        self._count(client.delete(f"{url}/vm/{name}").status_code)
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.errors.append(type(exc).__name__)
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(20)
+
+    def duplicates(self) -> list[str]:
+        seen: set[str] = set()
+        return sorted({n for n in self.handed if n in seen or seen.add(n)})  # type: ignore[func-returns-value]
+
+    def server_errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if status >= 500 and status != 503)
