@@ -168,7 +168,7 @@ def test_redis_restarting_under_load_gives_503s_with_a_reason_and_loses_no_recor
     site.wait_converged(90)
     after = {vm.name: vm for vm in site.records()}
     with site.store() as store:
-        gone = [n for n in before - set(after) if (vm := store.get_vm(n)) is None]
+        gone = [n for n in before - set(after) if store.get_vm(n) is None]
     assert gone == [], f"records lost across the restart: {gone[:10]}"
 
 
@@ -177,9 +177,10 @@ def test_two_apis_and_two_managers_under_32_clients(site: Site) -> None:
     site.manager("m2")
     apis = [site.api("a1"), site.api("a2")]
     site.wait_converged(60)
-    load = Load([a.url for a in apis], list(POOLS), clients=32)
+    load = Load([a.url for a in apis], list(POOLS), clients=32, keep=0.0)  # each VM returned at once
     time.sleep(30)
     load.stop()
+    print(f"32 clients, 30 s: {len(load.handed)} checkouts, answers {load.statuses}")
     assert load.handed and load.duplicates() == [], load.duplicates()
     assert load.server_errors() == 0 and not load.errors, (load.statuses, load.errors[:5])
     site.wait_converged(90)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from corral.domain.models import VmSpec
+from corral.domain.models import Vm, VmSpec
 from corral.domain.states import VmState
 from corral.pools.settings import ManagerSettings
 from corral.scheduling import Request, Scheduler
@@ -120,3 +120,18 @@ async def test_cpu_needs_and_host_state_decide_the_hosts(harness, pool_factory):
     assert "health x1 (sim-host-04: status yellow)" in why
     harness.provider.controls.set_host_maintenance("sim-host-03", False)
     await eventually(lambda: "lacks avx512f" in manager.placer.failures["wide"])
+
+
+async def test_a_vm_destroyed_before_the_inventory_saw_it_releases_its_reservation(harness, pool_factory):
+    """A VM checked out and returned within moments may be destroyed before the inventory ever
+    shows it on its host: its reservation must go with it, or its host's room stays taken until
+    the reservation's timeout (under churn, every host looked full)."""
+    manager = await harness.start([pool_factory("a", 0)], settings=ManagerSettings(**SETTINGS))
+    pool = manager.pools["a"]
+    [placed] = manager.placer.place("sim", [("quick-1", pool)])
+    assert placed.host is not None and manager.placer.reserved("sim") == 1
+    harness.store.add_vm(Vm(name="quick-1", pool="a", template=pool.template, state=VmState.RUNNING,
+                            provider="sim", host=placed.host, created_at=1.0))
+    await manager.destroy(harness.store.get_vm("quick-1"), reason="returned")  # gone at the provider: recorded
+    assert harness.store.get_vm("quick-1").state is VmState.DESTROYED
+    assert manager.placer.reserved("sim") == 0

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from corral.domain.events import Event, VmLifecycle
 from corral.domain.models import Pool, Vm
 from corral.domain.states import VmState
 from corral.inventory import Inventory, Subscription
@@ -81,7 +82,7 @@ class PoolManager:
         self.spawn = self.background.spawn
         self.backoff = Backoff(s.check_interval)
         self.placer = Placer(providers, self.inventory, s.scheduling)
-        self.ledger = Ledger(store, providers, self.bus.publish, clock, self.stats, retry_first_s=s.check_interval,
+        self.ledger = Ledger(store, providers, self._publish, clock, self.stats, retry_first_s=s.check_interval,
                              spawn=self.spawn, pool_changed=self.pool_changed, queued=self._queued,
                              withdraw=self._withdraw)
         self.checks = ReadyChecks(store, self.ledger, providers, self.inventory, self.spawn, self._became_ready,
@@ -188,6 +189,16 @@ class PoolManager:
         return not len(self.background) and not self.refiller.waking
 
     # -- wiring between the parts ---------------------------------------------------------------
+    def _publish(self, event: Event) -> None:
+        """Publish a move of a VM; a destroyed VM's placement reservation goes with it (a VM
+        returned and destroyed before the inventory ever showed it on its host would otherwise
+        hold its host's room until the reservation's timeout)."""
+        if isinstance(event, VmLifecycle) and event.new is VmState.DESTROYED:
+            pool = self.pools.get(event.pool)
+            if pool is not None:
+                self.placer.release(pool.provider, event.vm)
+        self.bus.publish(event)
+
     def _providers_up(self) -> list[str]:
         return [name for name in self.providers if self.connections.up(name)]
 
