@@ -172,15 +172,22 @@ def test_redis_restarting_under_load_gives_503s_with_a_reason_and_loses_no_recor
     assert gone == [], f"records lost across the restart: {gone[:10]}"
 
 
-def test_two_apis_and_two_managers_under_32_clients(site: Site) -> None:
-    site.manager("m1")
-    site.manager("m2")
-    apis = [site.api("a1"), site.api("a2")]
-    site.wait_converged(60)
-    load = Load([a.url for a in apis], list(POOLS), clients=32, keep=0.0)  # each VM returned at once
-    time.sleep(30)
-    load.stop()
-    print(f"32 clients, 30 s: {len(load.handed)} checkouts, answers {load.statuses}")
-    assert load.handed and load.duplicates() == [], load.duplicates()
-    assert load.server_errors() == 0 and not load.errors, (load.statuses, load.errors[:5])
-    site.wait_converged(90)
+def test_two_apis_and_two_managers_under_32_clients(tmp_path: Path, redis_server: RedisServer) -> None:
+    """Each client keeps its VM a second, then returns it: pools sized for that never run dry,
+    so every answer is a 200 (no 5xx at all, not even an empty pool's 503)."""
+    site = Site(tmp_path, redis_server, {"alpha": 16, "beta": 16, "gamma": 12, "delta": 12},
+                lease_ttl=TTL, renew_every=0.5, task_limit=16)
+    try:
+        site.manager("m1")
+        site.manager("m2")
+        apis = [site.api("a1"), site.api("a2")]
+        site.wait_converged(60)
+        load = Load([a.url for a in apis], list(site.pools), clients=32, keep=0.0, hold=1.0)
+        time.sleep(30)
+        load.stop()
+        print(f"32 clients, 30 s: {len(load.handed)} checkouts, answers {load.statuses}")
+        assert len(load.handed) > 500 and load.duplicates() == [], load.duplicates()
+        assert load.server_errors(empty_ok=False) == 0 and not load.errors, (load.statuses, load.errors[:5])
+        site.wait_converged(90)
+    finally:
+        site.stop_all()
