@@ -76,7 +76,8 @@ class Site:
 
     def __init__(self, workdir: Path, redis_server: RedisServer, pools: dict[str, int], *,
                  lease_ttl: float = 5.0, renew_every: float = 1.0, check_interval: float = 0.5,
-                 task_limit: int = 8, hosts: int = 3, time_scale: float = 0.02) -> None:
+                 task_limit: int = 8, hosts: int = 3, time_scale: float = 0.02,
+                 reconcile_interval: float = 5.0) -> None:
         self.workdir = workdir
         self.redis_server = redis_server
         self.pools = dict(pools)
@@ -89,6 +90,7 @@ class Site:
             ":redis": {"server": "127.0.0.1", "port": redis_server.port},
             ":ha": {"lease_ttl": lease_ttl, "renew_every": renew_every},
             ":config": {"task_limit": task_limit, "check_interval": check_interval},
+            ":monitoring": {"reconcile_interval": reconcile_interval},
             ":pools": [{"name": n, "template": f"t/{n}", "size": s} for n, s in self.pools.items()],
         }
         self.config = workdir / "corral.yaml"

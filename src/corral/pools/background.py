@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Coroutine
 from typing import Any
+
+from corral.store.base import Fenced
+
+log = logging.getLogger("corral.pool")
 
 
 class Background:
@@ -15,7 +20,14 @@ class Background:
     def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), Fenced):
+            # another manager runs the pool now: the store refused this step's write, and this
+            # manager stops acting on the pool at its next tick
+            log.warning("write refused by fencing", extra={"task": task.get_name(), "error": str(task.exception())})
 
     def __len__(self) -> int:
         return len(self._tasks)

@@ -21,7 +21,7 @@ from corral.domain.states import VmState
 from corral.pools import decide
 from corral.pools.ledger import Ledger
 from corral.runner import Op, Priority, Runner, Work
-from corral.store.base import Store
+from corral.store.base import Fenced, Store
 
 log = logging.getLogger("corral.pool")
 
@@ -99,6 +99,8 @@ class Refiller:
             try:
                 self.refill(dirty)
                 self.then()
+            except Fenced as exc:  # another manager runs the pool now; this one stops at its next tick
+                log.warning("write refused by fencing", extra={"error": str(exc)})
             except Exception:  # keep the loop alive; the sweep retries
                 log.exception("refill failed")
 

@@ -19,7 +19,7 @@ from corral.domain.states import DESTROY_INTENT_STATES, LIVE_STATES
 from corral.pools import decide
 from corral.pools.execute import Executor
 from corral.pools.ledger import Ledger
-from corral.store.base import Store
+from corral.store.base import Fenced, Store
 
 log = logging.getLogger("corral.pool")
 
@@ -55,6 +55,8 @@ class Sweeper:
                 if time.monotonic() - last_reconcile >= self.reconcile_interval:
                     last_reconcile = time.monotonic()
                     await self.reconcile()
+            except Fenced as exc:  # another manager runs the pool now; this one stops at its next tick
+                log.warning("write refused by fencing", extra={"error": str(exc)})
             except Exception:
                 log.exception("sweep failed")
 
