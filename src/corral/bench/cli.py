@@ -226,6 +226,33 @@ def bench_massrun(
         raise typer.Exit(1)
 
 
+@bench_app.command("failover")
+def bench_failover(
+    kills: Annotated[int, typer.Option(help="kill -9 rounds, for the standby takeover and for the baseline.",
+                                       min=1, max=100)] = 10,
+    ttl: Annotated[float, typer.Option(help="Lease TTL in seconds (:ha: lease_ttl).", min=1.0, max=60.0)] = 5.0,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """Time from kill -9 of the manager owning pools to the first VM the new owner creates
+    (real processes on a real redis-server), against a supervisor restarting a lone manager.
+
+    Example: corral bench failover --kills 10 --record
+    """
+    from corral.bench.failover import run_failover
+    from corral.bench.redisd import RedisUnavailable
+
+    try:
+        result = run_failover(kills, ttl, progress=_progress(as_json))
+    except RedisUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finish(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 @bench_app.command("vsphere")
 def bench_vsphere(
     pools: Annotated[int, typer.Option(help="Pools filled from empty.")] = 10,
