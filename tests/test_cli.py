@@ -318,3 +318,12 @@ def test_auth_hash_password_makes_a_hash_the_static_provider_accepts():
     empty = subprocess.run([sys.executable, "-m", "corral.cli", "auth", "hash-password", "--stdin"],
                            input="\n", capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+@pytest.mark.parametrize("role", ["api", "manager"])
+def test_roles_other_than_all_need_the_redis_store(tmp_path: Path, role: str):
+    cfg = _config(tmp_path, [{"name": "p", "template": "t", "size": 1}])
+    out = corral("serve", "--config", str(cfg), "--port", str(free_port()), "--role", role)
+    assert out.returncode == 2, out.stderr
+    assert f"--role {role}: several processes need a shared store; set :store: type: redis" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -168,7 +168,20 @@ def status(url: Url = "http://127.0.0.1:8080") -> None:
         table.add_column(col, justify="left" if col == "pool" else "right")
     for name, p in sorted(body.get("pools", {}).items()):
         table.add_row(name, str(p["ready"]), str(p["pending"]), str(p["running"]), str(p["max"]))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    managers = body.get("managers")
+    if isinstance(managers, dict) and managers.get("live") is not None:
+        live = managers["live"]
+        shown = Table(title=f"{len(live)} manager{'' if len(live) == 1 else 's'}")
+        for col in ("manager", "state", "score", "pools", "acting", "lease left s"):
+            shown.add_column(col, justify="right" if col in ("score", "lease left s") else "left")
+        for name, m in sorted(live.items()):
+            left = m.get("lease_left_s")
+            shown.add_row(name + (" (this process)" if name == managers.get("me") else ""), str(m.get("state", "")),
+                          str(m.get("score", "")), ", ".join(m.get("pools", [])), ", ".join(m.get("acting", [])),
+                          "" if left is None else f"{left:.1f}")
+        console.print(shown)
     typer.echo(body.get("status", {}).get("message", ""))
 
 

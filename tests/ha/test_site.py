@@ -8,6 +8,8 @@ file and the store agree exactly (no VM leaked, no record lost).
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +72,11 @@ def test_pools_spread_over_the_managers_and_are_served_by_any_api(site: Site) ->
     assert got["ok"] is True
     assert httpx.delete(f"{api.url}/vm/{got['alpha']['hostname']}", timeout=5).json()["ok"] is True
     site.wait_converged(30)
+    # corral status shows the managers with the pools
+    shown = subprocess.run([sys.executable, "-m", "corral.cli", "status", "--url", api.url.removesuffix("/api/v3")],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "2 managers" in shown.stdout and "m1" in shown.stdout and "Active" in shown.stdout
     # what needs the provider is named as done elsewhere, never a 500
     answer = httpx.post(f"{api.url}/vm/{got['gamma']['hostname']}/snapshot", timeout=5)
     assert answer.status_code == 503 and "--role api" in answer.json()["reason"]
