@@ -53,11 +53,12 @@ class RedisMeta:
             return sorted(cast(set[str], self._client.smembers(key)))
 
     def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
-        """HGETALL of each key in one pipeline; missing ones are empty dicts."""
+        """HGETALL of each key in one pipeline (MULTI/EXEC: one moment's values); missing ones
+        are empty dicts."""
         if not keys:
             return []
         with self._guard:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._client.pipeline(transaction=True)
             for key in keys:
                 pipe.hgetall(key)
             return list(pipe.execute())
