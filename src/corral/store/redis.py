@@ -196,6 +196,8 @@ class RedisStore(RedisMeta):
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         check_fields(fields)
+        if not fields:  # nothing to write: a read
+            return self.get_vm(name)
         return self._set(name, ["", "0"], fields)
 
     def _set(self, name: str, move: list[str], fields: dict[str, object]) -> Vm | None:
