@@ -192,3 +192,12 @@ def test_redis_errors_become_store_errors(error: Exception, kind: type, message:
     with pytest.raises(kind) as info, Guard("h:1", scrubber(SECRET)):
         raise error
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_name_recorded_again_is_not_purged_with_its_destroyed_past(store: RedisStore) -> None:
+    store.add_vm(make_vm("re-1", state=S.DESTROYED, destroyed_at=5.0, request_id="req-1"))
+    store.add_vm(make_vm("re-1", "pool-b", S.READY, ready_at=6.0))
+    assert store.purge_destroyed(100.0) == 0
+    assert store.get_vm("re-1").state is S.READY
+    assert store.request_vms("req-1") == [] and store.counts() == {"pool-b": {S.READY: 1}}
+    assert store.checkout("pool-b", now=7.0, lifetime_s=1.0).name == "re-1"
