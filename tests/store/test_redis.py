@@ -15,6 +15,7 @@ from corral.domain.models import TimingKind
 from corral.domain.states import TRANSITIONS, VmState
 from corral.store.base import Store, StoreError, StoreUnavailable
 from corral.store.redis import RedisStore
+from corral.store.redis_conn import Guard, scrubber
 from corral.store.redis_keys import Keys
 from corral.store.sqlite import SqliteStore
 
@@ -162,3 +163,41 @@ def test_indexes_agree_with_sqlite_under_random_work(store: RedisStore, tmp_path
                 assert store.request_vms("req-1") == reference.request_vms("req-1")
     finally:
         reference.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (redis.exceptions.ConnectionError("Error 111 connecting. Connection refused."), StoreUnavailable,
+         "Redis at h:1 cannot be reached: Error 111 connecting. Connection refused."),
+        (redis.exceptions.TimeoutError("Timeout reading from socket"), StoreUnavailable,
+         "Redis at h:1 cannot be reached: Timeout reading from socket"),
+        (redis.exceptions.BusyLoadingError("LOADING Redis is loading the dataset in memory"), StoreUnavailable,
+         "Redis at h:1 is loading its data and cannot answer yet"),
+        (redis.exceptions.AuthenticationError("WRONGPASS invalid username-password pair"), StoreUnavailable,
+         "Redis at h:1 refused the password (:redis: password)"),
+        (redis.exceptions.AuthenticationError("Authentication required."), StoreUnavailable,
+         "Redis at h:1 wants a password and none is configured (:redis: password)"),
+        (redis.exceptions.ResponseError("AUTH <password> called without any password configured"), StoreUnavailable,
+         "Redis at h:1 refused the password: it has none configured"),
+        (redis.exceptions.ConnectionError(f"cannot log in as default:{SECRET}"), StoreUnavailable,
+         "Redis at h:1 cannot be reached: cannot log in as default:<redacted>"),
+        (redis.exceptions.ResponseError("ERR Error running script"), StoreError,
+         "Redis at h:1: ERR Error running script"),
+    ],
+)
+def test_redis_errors_become_store_errors(error: Exception, kind: type, message: str) -> None:
+    got = Guard("h:1", scrubber(SECRET)).translate(error)
+    assert type(got) is kind and str(got) == message
+    with pytest.raises(kind) as info, Guard("h:1", scrubber(SECRET)):
+        raise error
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_name_recorded_again_is_not_purged_with_its_destroyed_past(store: RedisStore) -> None:
+    store.add_vm(make_vm("re-1", state=S.DESTROYED, destroyed_at=5.0, request_id="req-1"))
+    store.add_vm(make_vm("re-1", "pool-b", S.READY, ready_at=6.0))
+    assert store.purge_destroyed(100.0) == 0
+    assert store.get_vm("re-1").state is S.READY
+    assert store.request_vms("req-1") == [] and store.counts() == {"pool-b": {S.READY: 1}}
+    assert store.checkout("pool-b", now=7.0, lifetime_s=1.0).name == "re-1"

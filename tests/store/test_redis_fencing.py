@@ -3,6 +3,8 @@ nothing of that pool, atomically; the current lease holder and unfenced handles 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -167,3 +169,38 @@ def test_a_fenced_view_shares_the_connections(store: RedisStore) -> None:
     view.close()  # leaves the store's connections alone
     assert store.get_vm("v-1") is not None
     assert "fenced" in repr(view) and store.site in repr(view)
+
+
+def test_no_stale_write_lands_after_the_fence_moves(store: RedisStore, lease: Callable[[str], int]) -> None:
+    """A writer keeps updating a VM while a new lease is taken: once the counter has moved,
+    none of the old writer's writes land, however they interleave."""
+    writer = store.fenced(held(pool_a=lease("pool-a")))
+    writer.add_vm(make_vm("v-1", state=S.RUNNING))
+    stop = threading.Event()
+    outcomes: list[str] = []
+
+    def write() -> None:
+        step = 0
+        while not stop.is_set():
+            step += 1
+            try:
+                writer.update_vm("v-1", reason=f"step {step}")
+                outcomes.append("ok")
+            except Fenced:
+                outcomes.append("fenced")
+
+    worker = threading.Thread(target=write)
+    worker.start()
+    try:
+        while outcomes.count("ok") < 20:
+            time.sleep(0.001)
+        lease("pool-a")
+        after = store.get_vm("v-1").reason
+        while outcomes.count("fenced") < 20:
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert store.get_vm("v-1").reason == after
+    first_refusal = outcomes.index("fenced")
+    assert "ok" not in outcomes[first_refusal:]

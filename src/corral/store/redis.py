@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from corral.domain.models import TimingKind, Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
@@ -95,7 +95,13 @@ class RedisStore(RedisMeta):
         return f"RedisStore({self.host}:{self.port}, site={self.site!r}{fenced})"
 
     def fenced(self, token_of: TokenOf) -> RedisStore:
-        """A view on the same connections whose writes for a pool carry ``token_of(pool)``."""
+        """A view on the same connections whose writes for a pool carry ``token_of(pool)``.
+
+        Fenced: add_vm(s), transition and update_vm (for the pool recorded in the VM's hash),
+        set/clear_pool_override and record_duration(s). A refused write raises
+        :class:`~corral.store.base.Fenced` and changes nothing. Checkouts (the API's), tokens,
+        on-demand requests, tag records (they name no pool) and purges are not fenced.
+        """
         view = copy.copy(self)
         view._token_of = token_of
         view._pool_of = {}
@@ -168,8 +174,7 @@ class RedisStore(RedisMeta):
             self._seen(vm)
 
     def get_vm(self, name: str) -> Vm | None:
-        with self._guard:
-            stored = self._client.hgetall(self.keys.vm(name))
+        stored = self._hash(self.keys.vm(name))
         return self._seen(decode_vm(stored)) if stored else None
 
     def list_vms(self, *, pool: str | None = None, states: Iterable[VmState] | None = None) -> list[Vm]:
@@ -191,6 +196,8 @@ class RedisStore(RedisMeta):
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         check_fields(fields)
+        if not fields:  # nothing to write: a read
+            return self.get_vm(name)
         return self._set(name, ["", "0"], fields)
 
     def _set(self, name: str, move: list[str], fields: dict[str, object]) -> Vm | None:
@@ -202,7 +209,7 @@ class RedisStore(RedisMeta):
                 pool = self._pool_of.get(name)
                 if pool is None:
                     with self._guard:
-                        pool = self._client.hget(self.keys.vm(name), "pool")
+                        pool = cast(str | None, self._client.hget(self.keys.vm(name), "pool"))
                     if pool is None:
                         return None
                 fence = ["=" + pool, self._token(pool)]
@@ -262,8 +269,7 @@ class RedisStore(RedisMeta):
         return [self._decode(flat) for flat in reply[1:]]
 
     def counts(self) -> dict[str, dict[VmState, int]]:
-        with self._guard:
-            pools = sorted(self._client.smembers(self.keys.pools))
+        pools = self._members(self.keys.pools)
         result: dict[str, dict[VmState, int]] = {}
         for pool, stored in zip(pools, self._hashes([self.keys.counts(p) for p in pools]), strict=True):
             per_state = {VmState(state): int(n) for state, n in stored.items() if int(n) > 0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -42,12 +42,23 @@ class RedisMeta:
     def _fences(self, pools: Iterable[str]) -> list[str]:  # pragma: no cover - RedisStore's
         raise NotImplementedError
 
+    def _hash(self, key: str) -> dict[str, str]:
+        """HGETALL of one key (the client decodes every reply to text)."""
+        with self._guard:
+            return cast(dict[str, str], self._client.hgetall(key))
+
+    def _members(self, key: str) -> list[str]:
+        """Every member of a set, sorted."""
+        with self._guard:
+            return sorted(cast(set[str], self._client.smembers(key)))
+
     def _hashes(self, keys: list[str]) -> list[dict[str, str]]:
-        """HGETALL of each key in one pipeline; missing ones are empty dicts."""
+        """HGETALL of each key in one pipeline (MULTI/EXEC: one moment's values); missing ones
+        are empty dicts."""
         if not keys:
             return []
         with self._guard:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self._client.pipeline(transaction=True)
             for key in keys:
                 pipe.hgetall(key)
             return list(pipe.execute())
@@ -66,8 +77,7 @@ class RedisMeta:
             raise StoreError(f"token {token.hint or token.hash[:8]!r} is already recorded")
 
     def get_token(self, token_hash: str) -> TokenRecord | None:
-        with self._guard:
-            stored = self._client.hgetall(self.keys.token(token_hash))
+        stored = self._hash(self.keys.token(token_hash))
         return decode_token(stored) if stored else None
 
     def touch_token(self, token_hash: str, now: float) -> None:
@@ -76,7 +86,7 @@ class RedisMeta:
 
     def user_tokens(self, user: str) -> list[TokenRecord]:
         with self._guard:
-            hashes = self._client.zrange(self.keys.user_tokens(user), 0, -1)
+            hashes = cast(list[str], self._client.zrange(self.keys.user_tokens(user), 0, -1))
         stored = self._hashes([self.keys.token(h) for h in hashes])
         return [decode_token(s) for s in stored if s]
 
@@ -87,8 +97,7 @@ class RedisMeta:
     # -- pool overrides ---------------------------------------------------------------------
 
     def pool_overrides(self) -> dict[str, dict[str, object]]:
-        with self._guard:
-            pools = sorted(self._client.smembers(self.keys.override_pools))
+        pools = self._members(self.keys.override_pools)
         result: dict[str, dict[str, object]] = {}
         for pool, stored in zip(pools, self._hashes([self.keys.overrides(p) for p in pools]), strict=True):
             if stored:
@@ -117,8 +126,7 @@ class RedisMeta:
             return bool(self._scripts.request_add(keys=[], args=args))
 
     def get_request(self, request_id: str) -> OndemandRequest | None:
-        with self._guard:
-            stored = self._client.hgetall(self.keys.request(request_id))
+        stored = self._hash(self.keys.request(request_id))
         return decode_request(stored) if stored else None
 
     def list_requests(self, statuses: Iterable[RequestStatus]) -> list[OndemandRequest]:
@@ -145,7 +153,7 @@ class RedisMeta:
 
     # -- history ----------------------------------------------------------------------------
 
-    def _record(self, pools: list[str], keys: list[str], rows: list[tuple[int, float, list[object]]]) -> None:
+    def _record(self, pools: list[str], keys: list[str], rows: list[tuple[int, float, list[Any]]]) -> None:
         args = self._fences(pools)
         for key_number, at, payload in rows:
             args += (str(key_number), number(at), json.dumps(payload, separators=(",", ":")))
@@ -186,5 +194,6 @@ class RedisMeta:
 
     def _range(self, key: str, since: float, until: float) -> list[tuple[float, list[Any]]]:
         with self._guard:
-            rows = self._client.zrange(key, number(since), "(" + number(until), byscore=True, withscores=True)
+            rows = cast(list[tuple[str, float]], self._client.zrange(
+                key, number(since), "(" + number(until), byscore=True, withscores=True))
         return [(float(score), json.loads(member[_SEQ_WIDTH:])) for member, score in rows]
