@@ -76,7 +76,8 @@ class Owners(Protocol):
 
 
 class Elsewhere(Exception):
-    """What was asked needs the provider, and the pools run in another process."""
+    """What was asked needs the provider, and the pools run in other processes (a site of
+    several processes on Redis)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +205,9 @@ class PoolService:
 
     def _here(self, what: str) -> None:
         if self.owners is not None:
-            raise Elsewhere(f"{what} needs the provider, and this process only answers the API "
-                            "(corral serve --role api): send it to a process that runs the pools")
+            raise Elsewhere(f"{what} needs the provider, and on a site of several processes sharing Redis "
+                            "the API does not hand it to the pool's manager yet; it needs one corral process "
+                            "(--role all on the sqlite store)")
 
     # -- checkout and VMs ------------------------------------------------------------------------
     def unknown_labels(self, labels: Sequence[str]) -> list[str]:
