@@ -142,7 +142,8 @@ def random_snapshot(rng: random.Random) -> Snapshot:
     return Snapshot(
         now=NOW, stop_requested=rng.random() < 0.2, store_ok=rng.random() < 0.8,
         providers_up=rng.randint(0, total), providers_total=total, error_rate=rng.random(), load=rng.random(),
-        held=frozenset(p for p in pools if rng.random() < 0.5), wanted=frozenset(p for p in pools if rng.random() < 0.5),
+        held=frozenset(p for p in pools if rng.random() < 0.5),
+        wanted=frozenset(p for p in pools if rng.random() < 0.5),
         deadline=rng.choice([None, NOW - 1, NOW, NOW + 1]))
 
 
