@@ -77,6 +77,17 @@ async def test_the_deadline_counts_from_the_time_taken_before_the_call(client: R
     assert b.token("a") == 1 and b.token("c") is None
 
 
+async def test_past_the_deadline_of_the_pools_acted_on_no_call_is_made(client: Redis, keys: Keys) -> None:
+    clock = Clock(100.0)
+    b = broker(client, keys, clock)
+    await b.acquire({"a"}, within=1.0)
+    assert b.deadline is not None
+    clock.now = b.deadline + 0.01
+    data = await b.observe(stop_requested=False, within=0.0)
+    assert clock.now == data.now == b.deadline + 0.01  # the slow renewal was not called
+    assert data.expired and data.held == {"a"} and data.store_ok
+
+
 async def test_providers_are_probed_and_each_failure_counts_as_down(client: Redis, keys: Keys) -> None:
     async def up() -> bool:
         return True

@@ -16,7 +16,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from corral.bench.redisd import RedisServer
-from corral.ha.agent import Active, Degraded, Stopped
+from corral.ha.agent import SCORE_UNHEALTHY, Active, Degraded, Draining, Stopped
 from corral.ha.broker import Broker
 from corral.ha.leases import Leases, Registry
 from corral.ha.loop import HaLoop
@@ -57,12 +57,21 @@ class Manager:
         self.settings = HaSettings(manager_id=name, ttl_s=TTL_S, renew_every_s=RENEW_S, safety=SAFETY)
         self.registry = Registry(client, keys)
         self.leases = TimedLeases(client, keys)
-        self.broker = Broker(self.settings, self.leases, self.registry, pools=lambda: pools, ping=client.ping)
+        self.broker = Broker(self.settings, self.leases, self.registry, pools=lambda: pools, ping=client.ping,
+                             providers={"sim": self.probe})
         self.loop = HaLoop(self.broker, self.apply)
         self.calls: list[tuple[int, float, frozenset[str]]] = []
         self.task: asyncio.Task[object] | None = None
+        self.provider_up = True
+        self.apply_fails = 0  # the next so many apply() calls raise
+
+    async def probe(self) -> bool:
+        return self.provider_up
 
     async def apply(self, acting: frozenset[str]) -> None:
+        if self.apply_fails:
+            self.apply_fails -= 1
+            raise RuntimeError("the pool service is stuck")
         self.calls.append((next(SEQ), time.monotonic(), acting))
 
     @property
@@ -169,6 +178,44 @@ async def test_a_draining_manager_hands_over_at_once(managers: Callable[[str], M
     assert all(b.broker.token(p) > token for p, token in tokens_a.items())  # type: ignore[operator]
     assert "corral-a" not in await b.registry.managers()
     assert await b.broker.leases.holders(POOLS) == dict.fromkeys(POOLS, "corral-b")
+
+
+async def test_a_manager_whose_providers_are_all_down_hands_over_to_a_healthy_one(
+        managers: Callable[[str], Manager]) -> None:
+    a, b = managers("corral-a").start(), managers("corral-b").start()
+    await until(lambda: a.acting | b.acting == POOLS and a.acting and b.acting)
+    a.provider_up = False
+    await until(lambda: b.acting == POOLS and a.acting == frozenset())
+    assert isinstance(a.loop.state, Degraded) and a.broker.score == SCORE_UNHEALTHY
+    never_twice(a, b)
+    b.provider_up = False  # both unhealthy: nobody is at the threshold, so both take part again
+    share = assign(POOLS, {"corral-a": 1, "corral-b": 1})
+    await until(lambda: a.acting == share["corral-a"] and b.acting == share["corral-b"])
+    assert isinstance(a.loop.state, Degraded) and isinstance(b.loop.state, Degraded)
+    never_twice(a, b)
+
+
+async def test_a_pool_service_that_cannot_stop_keeps_its_leases(managers: Callable[[str], Manager]) -> None:
+    a = managers("corral-a").start()
+    await until(lambda: a.acting == POOLS)
+    a.apply_fails = stuck = 10**6
+    a.loop.stop()
+    await until(lambda: a.apply_fails <= stuck - 3)  # three ticks of a drain that cannot stop the pools
+    await asyncio.sleep(TTL_S)  # longer than a lease lives: they are renewed, not released
+    assert isinstance(a.loop.state, Draining)
+    assert await a.leases.holders(POOLS) == dict.fromkeys(POOLS, "corral-a")
+    a.apply_fails = 0
+    assert a.task is not None
+    assert isinstance(await a.task, Stopped)
+    assert a.acting == frozenset()
+    assert await a.leases.holders(POOLS) == {}
+
+
+async def test_a_stop_before_the_first_tick(managers: Callable[[str], Manager]) -> None:
+    a = managers("corral-a")
+    a.loop.stop()
+    assert isinstance(await a.start().drain(), Stopped)
+    assert a.calls == [] and await a.registry.managers() == {}
 
 
 async def test_a_dead_manager_loses_its_pools_once_its_leases_expire(managers: Callable[[str], Manager]) -> None:
