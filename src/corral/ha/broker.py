@@ -85,10 +85,10 @@ class Broker:
     async def observe(self, stop_requested: bool, within: float) -> Snapshot:
         """Renew the held leases, probe the store and the providers and read the other managers,
         all at once and within ``within`` seconds; then the snapshot for the agent."""
-        t0 = self.clock()
-        renewed, pinged, managers = False, False, None
         if within <= 0:  # the deadline of the pools acted on has passed: stop them before any call
             return self.snapshot(stop_requested, store_ok=self.store_error is None)
+        t0 = self.clock()
+        renewed, pinged, managers = False, False, None
         try:
             async with asyncio.timeout(within):
                 renewed, pinged, managers, self.providers_up = await asyncio.gather(
