@@ -149,3 +149,20 @@ async def test_sites_keep_apart(client: Redis, redis_site: str) -> None:
     one, other = Leases(client, Keys(redis_site + "-1")), Leases(client, Keys(redis_site + "-2"))
     assert await one.acquire(["a"], "m1", TTL_MS) == {"a": 1}
     assert await other.acquire(["a"], "m2", TTL_MS) == {"a": 1}
+
+
+async def test_every_operation_is_one_script_call_whatever_the_number_of_pools(leases: Leases, client: Redis) -> None:
+    pools = [f"p{i}" for i in range(500)]
+    await leases.acquire(["warm"], "m1", TTL_MS)  # loads the scripts once
+    await leases.renew(["warm"], "m1", TTL_MS)
+    await leases.release(["warm"], "m1")
+
+    async def calls() -> int:
+        stats = await client.info("commandstats")
+        return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+    for operation in (leases.acquire(pools, "m1", TTL_MS), leases.renew(pools, "m1", TTL_MS),
+                      leases.release(pools, "m1")):
+        before = await calls()
+        await operation
+        assert await calls() == before + 1
