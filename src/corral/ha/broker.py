@@ -85,6 +85,8 @@ class Broker:
     async def observe(self, stop_requested: bool, within: float) -> Snapshot:
         """Renew the held leases, probe the store and the providers and read the other managers,
         all at once and within ``within`` seconds; then the snapshot for the agent."""
+        if within <= 0:  # the deadline of the pools acted on has passed: stop them before any call
+            return self.snapshot(stop_requested, store_ok=self.store_error is None)
         t0 = self.clock()
         renewed, pinged, managers = False, False, None
         try:
@@ -99,11 +101,17 @@ class Broker:
         store_ok = renewed and pinged and managers is not None
         if store_ok:
             self.recovered()
+        return self.snapshot(stop_requested, store_ok, managers)
+
+    def snapshot(self, stop_requested: bool, store_ok: bool,
+                 managers: Mapping[str, Mapping[str, Any]] | None = None) -> Snapshot:
+        """The snapshot of what was observed; the spreading is computed again when the other
+        managers were read (else the last one stands)."""
         data = Snapshot(now=self.clock(), stop_requested=stop_requested, store_ok=store_ok,
                         providers_up=self.providers_up, providers_total=len(self.providers),
                         error_rate=self.error_rate(), load=self.load(), held=self.held, deadline=self.deadline)
         self.score = score(data)
-        if managers is not None:  # without the others' scores, the last spreading stands
+        if managers is not None:
             scores = {m: published_score(info) for m, info in managers.items() if m != self.me}
             scores[self.me] = self.score
             self.wanted = assign(self.pools(), scores, self.settings.score_threshold)[self.me]

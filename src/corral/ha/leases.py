@@ -115,14 +115,14 @@ class Leases:
         """Take every pool that is free or already mine, for ``ttl_ms``: pool -> fencing token.
         A new acquisition gets the pool's counter after its INCR; one already mine keeps its
         token. Pools held by another manager are left out."""
-        return await self.tokens(self.acquire_script, pools, me, ttl_ms)
+        return await self.scripted(self.acquire_script, pools, me, ttl_ms)
 
     async def renew(self, pools: Iterable[str], me: str, ttl_ms: int) -> dict[str, int]:
         """Extend the leases still mine by ``ttl_ms``: pool -> its token (unchanged). Pools whose
         lease expired or went to another are left out."""
-        return await self.tokens(self.renew_script, pools, me, ttl_ms)
+        return await self.scripted(self.renew_script, pools, me, ttl_ms)
 
-    async def tokens(self, script: AsyncScript, pools: Iterable[str], me: str, ttl_ms: int) -> dict[str, int]:
+    async def scripted(self, script: AsyncScript, pools: Iterable[str], me: str, ttl_ms: int) -> dict[str, int]:
         names = list(dict.fromkeys(pools))
         if not names:
             return {}

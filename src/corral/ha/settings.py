@@ -17,7 +17,8 @@ DEFAULT_SCORE_THRESHOLD = 50
 
 @dataclass(frozen=True, slots=True)
 class HaSettings:
-    """``manager_id``: this process's name among the managers of a site (unique per process).
+    """``manager_id``: this process's name among the managers of a site, unique per process
+    (a lease already held under the id is taken over as the process's own, with its token).
     ``ttl_s``: a lease's life in Redis. ``renew_every_s``: the tick of the loop (renew, probe,
     decide, act). ``safety``: the share of ``ttl_s`` the manager acts on a lease after taking
     the time before the call that set it (0 < safety < 1). ``score_threshold``: managers
