@@ -68,10 +68,28 @@ async def test_a_failed_stop_does_not_keep_the_next_service_from_starting() -> N
     assert log == ["start a", "stop a", "start b"] and s.acting == frozenset({"b"})
 
 
-async def test_only_pools_acted_on_are_looked_at() -> None:
+async def test_only_pools_acted_on_are_looked_at_once_per_burst_of_wakes() -> None:
     s = switch([])
     s.look_at("a")  # nothing runs yet: nothing to look
-    await s.apply(frozenset({"a"}))
-    s.look_at("a")
+    await s.apply(frozenset({"a", "c"}))
+    for _ in range(50):  # a burst of checkouts: one look
+        s.look_at("a")
     s.look_at("b")
-    assert isinstance(s.service, Run) and s.service.looked == ["a"]
+    s.look_at("c")
+    assert isinstance(s.service, Run) and s.service.looked == []  # gathering
+    await asyncio.sleep(s.gather_s * 3)
+    assert s.service.looked == ["a", "c"] and s.looks == 2
+    s.look_at("a")
+    await asyncio.sleep(s.gather_s * 3)
+    assert s.service.looked == ["a", "c", "a"]
+
+
+async def test_a_pool_handed_over_while_gathering_is_not_looked_at() -> None:
+    s = switch([])
+    await s.apply(frozenset({"a"}))
+    first = s.service
+    s.look_at("a")
+    await s.apply(frozenset({"b"}))
+    await asyncio.sleep(s.gather_s * 3)
+    assert isinstance(first, Run) and first.looked == []
+    assert isinstance(s.service, Run) and s.service.looked == []

@@ -31,12 +31,16 @@ class PoolRun(Protocol):
 class ServiceSwitch:
     """Runs ``make(pools)`` for the pools acted on, started and stopped as the set changes."""
 
-    def __init__(self, make: Callable[[frozenset[str]], PoolRun]) -> None:
+    def __init__(self, make: Callable[[frozenset[str]], PoolRun], *, gather_s: float = 0.02) -> None:
         self.make = make
         self.acting: frozenset[str] = frozenset()
         self.service: PoolRun | None = None
         self.switches = 0  # how many times the set changed
+        self.gather_s = gather_s  # wakes arriving within this are looked at once, together
+        self.looks = 0  # looks at a pool (after gathering)
         self._lock = asyncio.Lock()
+        self._woken: set[str] = set()
+        self._gathering: asyncio.TimerHandle | None = None
 
     async def apply(self, acting: frozenset[str]) -> None:
         """Act on ``acting`` from now on; returns once the old service has stopped and the new
@@ -61,8 +65,22 @@ class ServiceSwitch:
             log.info("acting on pools", extra={"pools": ",".join(sorted(acting))})
 
     def look_at(self, pool: str) -> None:
-        """A pool's stock or settings changed in another process: its service looks (if it is ours)."""
-        if self.service is not None and pool in self.acting:
+        """A pool's stock or settings changed in another process: its service looks (if it is
+        ours), once for all the wakes of the pool that arrive within ``gather_s``: under load the
+        API processes publish one wake per checkout and return."""
+        if self.service is None or pool not in self.acting:
+            return
+        self._woken.add(pool)
+        if self._gathering is None:
+            self._gathering = asyncio.get_running_loop().call_later(self.gather_s, self._look)
+
+    def _look(self) -> None:
+        self._gathering = None
+        woken, self._woken = self._woken, set()
+        for pool in sorted(woken):
+            if self.service is None or pool not in self.acting:
+                continue
+            self.looks += 1
             try:
                 self.service.look_at(pool)
             except Exception:
