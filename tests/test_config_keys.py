@@ -53,7 +53,7 @@ def test_judging_an_unknown_key(key, rule, quiet, elsewhere, level, message):
 
 def test_every_section_of_the_file_has_a_rule():
     assert set(Config.model_fields) == set(SECTIONS) | {"providers", "tagfilter"}
-    assert {k for k, rule in SECTIONS.items() if rule.strict} == {"store", "monitoring", "scheduling", "runner"}
+    assert {k for k, rule in SECTIONS.items() if rule.strict} == {"store", "monitoring", "scheduling", "runner", "ha"}
 
 
 
@@ -64,6 +64,7 @@ def test_every_section_of_the_file_has_a_rule():
         ({":store": {"paht": "x.db"}}, "store.paht: not a known key; did you mean 'path'?"),
         ({":monitoring": {"reconcile_every": 5}}, "monitoring.reconcile_every: not a known key"),
         ({":scheduling": {"polcy": "pack"}}, "scheduling.polcy: not a known key; did you mean 'policy'?"),
+        ({":ha": {"lease_tll": 5}}, "ha.lease_tll: not a known key; did you mean 'lease_ttl'?"),
         ({":runner": {"task_limit": 3}},
          "runner.task_limit: not read in :runner:; corral reads 'task_limit' in :config:"),
         ({":providers": {":sim": {"provider_class": "sim", "hostz": 3}}},

@@ -113,6 +113,7 @@ SECTIONS: dict[str, Rule] = {
     "monitoring": Rule(":monitoring:", strict=True),
     "scheduling": Rule(":scheduling:", strict=True),
     "runner": Rule(":runner:", strict=True),
+    "ha": Rule(":ha:", strict=True),
     "redis": Rule(":redis:"),
     "auth": Rule(":auth:"),
     "rate_limits": Rule(":rate_limits:"),
