@@ -22,6 +22,7 @@ from typing import Any
 from corral.domain.models import Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
 from corral.store.base import StoreError, TransitionRejected
+from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from corral.store.sqlite_conn import BUSY_TIMEOUT_S, Session
 from corral.store.sqlite_conn import immediate as _immediate
 from corral.store.sqlite_conn import run as _run
@@ -144,6 +145,7 @@ class SqliteStore(SqliteMeta):
             except OSError as err:
                 raise StoreOpenError(self.path, directory_problem(str(directory), err)) from None
         self._session = Session(repr(self))
+        self._checkpointer: Checkpointer | None = None
         try:
             # isolation_level=None: autocommit; each single statement is its own atomic
             # transaction and multi-statement writes say BEGIN IMMEDIATE themselves.
@@ -156,6 +158,9 @@ class SqliteStore(SqliteMeta):
             )
             with self._session as conn:
                 self._setup(conn)
+            if self.path != ":memory:":
+                self._checkpointer = Checkpointer(self.path)
+                self._checkpointer.start()
         except BaseException as err:
             self.close()
             cause = err if isinstance(err, sqlite3.Error) else err.__cause__  # a StoreError of the session
@@ -175,6 +180,8 @@ class SqliteStore(SqliteMeta):
         # killed; only an OS crash or power loss may lose the last commits, and it never
         # corrupts the database. FULL would fsync on every commit for little gain.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints run in a thread of their own (sqlite_checkpoint); this is the backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         (version,) = _run(conn, "PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
@@ -197,6 +204,8 @@ class SqliteStore(SqliteMeta):
         return _vm_from_row(rows[0]) if rows else None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._session.close()
 
     def __enter__(self) -> SqliteStore:
