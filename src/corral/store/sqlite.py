@@ -23,7 +23,7 @@ from corral.domain.models import Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
 from corral.store.base import StoreError, TransitionRejected
 from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
-from corral.store.sqlite_conn import BUSY_TIMEOUT_S, Session
+from corral.store.sqlite_conn import BUSY_TIMEOUT_S, LaterCommits, Session
 from corral.store.sqlite_conn import immediate as _immediate
 from corral.store.sqlite_conn import run as _run
 from corral.store.sqlite_meta import SqliteMeta, purge_history
@@ -46,7 +46,9 @@ from corral.store.sqlite_schema import (
     update_sql,
 )
 
-__all__ = ["BUSY_TIMEOUT_S", "COLUMNS", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
+__all__ = ["BUSY_TIMEOUT_S", "COLUMNS", "LATER_S", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
+
+LATER_S = 0.005  # the longest a move left for later (transition_soon) waits for its commit
 
 
 def _dump_tags(tags: object) -> str:
@@ -158,6 +160,7 @@ class SqliteStore(SqliteMeta):
             )
             with self._session as conn:
                 self._setup(conn)
+            self._later = self._session.later = LaterCommits(self._session, within_s=LATER_S)
             if self.path != ":memory:":
                 self._checkpointer = Checkpointer(self.path)
                 self._checkpointer.start()
@@ -269,6 +272,23 @@ class SqliteStore(SqliteMeta):
         _check_fields(fields)
         params = [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
         return self._one(update_sql(tuple(fields), len(src)), params)
+
+    def transition_soon(
+        self,
+        name: str,
+        expected: Iterable[VmState],
+        new: VmState,
+        **fields: object,
+    ) -> Vm | None:
+        """:meth:`transition`, committed with the next write or within :data:`LATER_S`, not on
+        its own: for moves a crash may lose because recovery redoes them. Cheaper than a
+        commit of its own; a write that returns after it commits it too."""
+        dst, src = _move(expected, new)
+        _check_fields(fields)
+        params = [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
+        with self._later as conn:
+            rows = _run(conn, update_sql(tuple(fields), len(src)), params).fetchall()
+        return _vm_from_row(rows[0]) if rows else None
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         _check_fields(fields)
