@@ -186,10 +186,12 @@ class LaterCommits:
             with self._due:
                 while not self._waiting and not self._stopped:
                     self._due.wait()
-                if self._stopped:
-                    return
                 self._waiting = False
-            time.sleep(self.within_s)
+                deadline = time.monotonic() + self.within_s
+                while not self._stopped and (left := deadline - time.monotonic()) > 0:
+                    self._due.wait(left)  # stop() ends the wait early
+                if self._stopped:
+                    return  # closing the session commits what is left
             self.flush()
 
     def flush(self) -> None:
