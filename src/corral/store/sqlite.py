@@ -8,6 +8,12 @@ on-demand requests and history come from :mod:`corral.store.sqlite_meta`; the ta
 the SQL text live in :mod:`corral.store.sqlite_schema`.
 Several processes may open one file: sqlite's write lock serialises them, and a writer
 waits for it (up to BUSY_TIMEOUT_S) instead of failing.
+
+A write is committed before its method returns, with one exception: a move recovery redoes
+if a crash loses it (:meth:`SqliteStore.transition_soon`) waits for the next write, which
+commits it with its own in one commit, or a few milliseconds at most
+(:class:`~corral.store.sqlite_conn.LaterCommits`). WAL checkpoints run in a thread of their
+own (:mod:`corral.store.sqlite_checkpoint`), never inside a caller's commit.
 """
 
 from __future__ import annotations

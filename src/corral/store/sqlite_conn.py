@@ -163,8 +163,10 @@ class LaterCommits:
                 with self._due:
                     self._waiting = True
                     self._due.notify()
-        except BaseException:
+        except BaseException as err:
             self.session.lock.release()
+            if isinstance(err, sqlite3.Error):
+                raise StoreError(f"{self.session.owner}: {err}") from err
             raise
         self.left += 1
         return conn
