@@ -11,7 +11,9 @@ changes nothing a commit promises: a committed transaction is in the WAL file wh
 returns, checkpointed or not. The writers' connection keeps an automatic checkpoint with a
 high threshold (:data:`BACKSTOP_PAGES`) as a backstop: under a steady stream of commits the
 log is only rewound from its start after a checkpoint that caught up with every commit, which
-the backstop provides (cheaply, the thread having copied nearly everything already).
+the backstop provides. Each checkpoint syncs the log and the database file (two fsyncs, a few
+ms each), so the backstop is set high: it stalls a writer rarely, and copies little then, the
+thread having copied nearly everything already.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 log = logging.getLogger("corral.store")
 
 INTERVAL_S = 0.05  # how often the thread checkpoints what was committed meanwhile
-BACKSTOP_PAGES = 8000  # the writers' own automatic checkpoint (sqlite's default is 1000 pages)
+BACKSTOP_PAGES = 16000  # the writers' own automatic checkpoint, ~64 MiB of WAL (sqlite's default: 1000 pages)
 
 
 class Checkpointer:

@@ -150,7 +150,8 @@ class LaterCommits:
         self.left = 0  # writes left for later so far
         self.failures = 0  # commits of the thread that failed (their writes were rolled back)
         self._due = threading.Condition(threading.Lock())
-        self._waiting = False
+        self._waiting = False  # a transaction was opened that the thread has not yet taken up
+        self._idle = False  # the thread waits for such a transaction (only then is it woken)
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"sqlite-commit {session.owner}", daemon=True)
         self._thread.start()
@@ -162,7 +163,8 @@ class LaterCommits:
                 run(conn, "BEGIN IMMEDIATE")
                 with self._due:
                     self._waiting = True
-                    self._due.notify()
+                    if self._idle:  # a thread counting down already takes it up after its commit
+                        self._due.notify()
         except BaseException as err:
             self.session.lock.release()
             if isinstance(err, sqlite3.Error):
@@ -187,8 +189,9 @@ class LaterCommits:
         while True:
             with self._due:
                 while not self._waiting and not self._stopped:
+                    self._idle = True
                     self._due.wait()
-                self._waiting = False
+                self._idle = self._waiting = False
                 deadline = time.monotonic() + self.within_s
                 while not self._stopped and (left := deadline - time.monotonic()) > 0:
                     self._due.wait(left)  # stop() ends the wait early
