@@ -1,5 +1,6 @@
 """Moves left for later (``transition_soon``): committed with the next write, by a thread within
-a few milliseconds, or at close; never visible to other processes before they are committed."""
+a few milliseconds, or at close; never visible to other processes before they are committed.
+A block that only reads leaves them for later."""
 
 from __future__ import annotations
 
@@ -89,9 +90,17 @@ def test_the_next_write_commits_the_writes_left_for_later_with_its_own(db: Path)
             conn.execute("UPDATE vms SET state = 'ready' WHERE name = 'vm-1'")
         assert later.left == 1
         assert state_seen_by_another_handle(db, "vm-1") == "pending"  # not committed yet
-        with session as conn:  # a read sees it, and commits it too
+        with session as conn:  # a read sees it, and leaves it for later
             assert conn.execute("SELECT state FROM vms WHERE name = 'vm-1'").fetchone() == ("ready",)
+        assert state_seen_by_another_handle(db, "vm-1") == "pending"
+        with session as conn:  # a write that changes nothing leaves it too
+            conn.execute("UPDATE vms SET state = 'running' WHERE name = 'no-such-vm'")
+        assert state_seen_by_another_handle(db, "vm-1") == "pending"
+        with session as conn:  # a write commits it with its own
+            conn.execute("INSERT INTO vms (name, pool, template, state, created_at) VALUES ('vm-2', 'p', 't', "
+                         "'pending', 1.0)")
         assert state_seen_by_another_handle(db, "vm-1") == "ready"
+        assert state_seen_by_another_handle(db, "vm-2") == "pending"
     finally:
         session.close()
 

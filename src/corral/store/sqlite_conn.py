@@ -77,18 +77,20 @@ class Session:
     raised as :class:`StoreError` naming ``owner`` (the store). A plain class: cheaper than
     ``contextlib`` per call.
 
-    Writes left for later (``with session.later() as conn``, see :class:`LaterCommits`) stay
+    Writes left for later (``with session.later as conn``, see :class:`LaterCommits`) stay
     in an open transaction; the next ordinary block that writes commits them with its own
     writes, in one commit, before it returns: what a caller was told is written is durable.
+    A block that only reads leaves them for later (it sees them: one connection).
     """
 
-    __slots__ = ("conn", "later", "lock", "owner")
+    __slots__ = ("changes", "conn", "later", "lock", "owner")
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self.later: LaterCommits | None = None
+        self.changes = 0  # the connection's count of changed rows when the block began
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
@@ -96,12 +98,14 @@ class Session:
         if conn is None:
             self.lock.release()
             raise StoreError(f"{self.owner} is closed")
+        self.changes = conn.total_changes
         return conn
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         try:
             conn = self.conn
-            if conn is not None and conn.in_transaction:  # writes left for later, perhaps ours too
+            # writes left for later, and this block wrote (in their transaction): commit both
+            if conn is not None and conn.in_transaction and conn.total_changes != self.changes:
                 commit(conn)
         except sqlite3.Error as err:
             exc = exc or err
