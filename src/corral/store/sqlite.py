@@ -133,6 +133,14 @@ def _move(expected: Iterable[VmState], new: VmState) -> tuple[str, tuple[str, ..
     return dst.value, tuple(s.value for s in src)
 
 
+def _move_statement(name: str, expected: Iterable[VmState], new: VmState,
+                    fields: dict[str, object]) -> tuple[str, list[object]]:
+    """The compare-and-set UPDATE of a move, and its parameters."""
+    dst, src = _move(expected, new)
+    _check_fields(fields)
+    return update_sql(tuple(fields), len(src)), [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
+
+
 class _Short(Exception):
     """A pool had too few ready VMs: roll the checkout_many transaction back."""
 
@@ -274,10 +282,7 @@ class SqliteStore(SqliteMeta):
         new: VmState,
         **fields: object,
     ) -> Vm | None:
-        dst, src = _move(expected, new)
-        _check_fields(fields)
-        params = [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
-        return self._one(update_sql(tuple(fields), len(src)), params)
+        return self._one(*_move_statement(name, expected, new, fields))
 
     def transition_soon(
         self,
@@ -289,11 +294,8 @@ class SqliteStore(SqliteMeta):
         """:meth:`transition`, committed with the next write or within :data:`LATER_S`, not on
         its own: for moves a crash may lose because recovery redoes them. Cheaper than a
         commit of its own; a write that returns after it commits it too."""
-        dst, src = _move(expected, new)
-        _check_fields(fields)
-        params = [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
         with self._later as conn:
-            rows = _run(conn, update_sql(tuple(fields), len(src)), params).fetchall()
+            rows = _run(conn, *_move_statement(name, expected, new, fields)).fetchall()
         return _vm_from_row(rows[0]) if rows else None
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
