@@ -21,6 +21,7 @@ def test_a_short_run_measures_both_servers_without_errors() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ok"] is True and result["errors"] == 0
     assert result["target_met"] is None  # 32 clients were not measured
+    assert result["targets_met"] == {"pairs_per_s_32": None, "p99_ms_32": None}
     assert [row["clients"] for row in result["rows"]] == [1, 3]
     for row in result["rows"]:
         for side in ("corral", "baseline"):
@@ -44,10 +45,16 @@ def test_ratios_target_and_ok() -> None:
     result = ApiBenchResult(duration_s=5, warmup_s=1, pool_size=100, rows=[row])
     assert row.throughput_ratio == 0.25 and row.p99_ratio == 4.0
     assert result.ok and result.target_met is True
+    assert result.targets_met == {"pairs_per_s_32": True, "p99_ms_32": True}
     slow = ApiBenchResult(duration_s=5, warmup_s=1, pool_size=100,
                           rows=[ApiRow(clients=32, corral=load(1400, 20, errors=1), baseline=load(8000, 5))])
     assert not slow.ok and slow.target_met is False
-    assert json.loads(json.dumps(slow.as_dict()))["errors"] == 1
+    assert slow.targets_met == {"pairs_per_s_32": False, "p99_ms_32": True}
+    answer = json.loads(json.dumps(slow.as_dict()))
+    assert answer["errors"] == 1 and answer["targets_met"] == {"pairs_per_s_32": False, "p99_ms_32": True}
+    late = ApiBenchResult(duration_s=5, warmup_s=1, pool_size=100,
+                          rows=[ApiRow(clients=32, corral=load(1600, 25.5), baseline=load(8000, 5))])
+    assert late.target_met is False and late.targets_met == {"pairs_per_s_32": True, "p99_ms_32": False}
 
 
 def test_record_adds_rows_under_one_table(tmp_path: Path) -> None:

@@ -58,6 +58,9 @@ class Ledger:
                  spawn: Callable[[Coroutine[Any, Any, object], str], None], pool_changed: Callable[[str], None],
                  queued: Callable[[str], bool], withdraw: Callable[[str], bool]) -> None:
         self.store = store
+        # A move a crash may lose because recovery redoes it (a VM found ready, a destroy found
+        # done) need not be committed on its own where the store can wait (sqlite).
+        self.transition_soon: Callable[..., Vm | None] = getattr(store, "transition_soon", store.transition)
         self.providers = providers
         self.publish = publish
         self.clock = clock
@@ -81,11 +84,13 @@ class Ledger:
 
     def move(self, name: str, expected: tuple[VmState, ...], new: VmState,
              fields: Mapping[str, object] | None = None, *, was: VmState | None = None, note: str | None = None,
-             publish: bool = True, **more: object) -> Vm | None:
+             publish: bool = True, soon: bool = False, **more: object) -> Vm | None:
         """Move ``name`` from one of ``expected`` to ``new`` (compare-and-set), setting ``fields`` and
         ``more``, and publish it as a move from ``was`` (default: the first expected state), ``note``
-        its reason. None: not moved."""
-        moved = self.store.transition(name, expected, new, **{**(fields or {}), **more})
+        its reason. None: not moved. ``soon``: a move recovery redoes if a crash loses it, which
+        the store may commit with its next write."""
+        write = self.transition_soon if soon else self.store.transition
+        moved = write(name, expected, new, **{**(fields or {}), **more})
         if moved is not None and publish:
             self.lifecycle(moved, was if was is not None else expected[0], note)
         return moved
@@ -116,8 +121,9 @@ class Ledger:
     def mark_ready(self, name: str, ip: str | None) -> Vm | None:
         """Move a pending VM to ready, with its clone time; records its boot time."""
         now = self.clock()
-        done = self.store.transition(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
-                                     cloned_at=self._cloned.pop(name, None))
+        # a crash may lose it: recovery checks the readiness of pending VMs whose guest is up
+        done = self.transition_soon(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
+                                    cloned_at=self._cloned.pop(name, None))
         if done is not None:
             self.lifecycle(done, VmState.PENDING)
             self.timing(TimingKind.BOOT, done.pool, name, now - done.created_at, now)
@@ -237,7 +243,8 @@ class Ledger:
                 "attempts": decision.failure.attempts, "retry_in": decision.failure.delay_s or None})
             return False
         now = self.clock()
-        gone = self.move(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, was=vm.state, destroyed_at=now)
+        # a crash may lose it: recovery destroys the VM again and finds it gone
+        gone = self.move(vm.name, DESTROY_INTENT_STATES, VmState.DESTROYED, was=vm.state, destroyed_at=now, soon=True)
         if gone is not None:
             self.stats.destroyed += 1
             log.log(decision.level, decision.message or "destroyed", extra={

@@ -8,6 +8,12 @@ on-demand requests and history come from :mod:`corral.store.sqlite_meta`; the ta
 the SQL text live in :mod:`corral.store.sqlite_schema`.
 Several processes may open one file: sqlite's write lock serialises them, and a writer
 waits for it (up to BUSY_TIMEOUT_S) instead of failing.
+
+A write is committed before its method returns, with one exception: a move recovery redoes
+if a crash loses it (:meth:`SqliteStore.transition_soon`) waits for the next write, which
+commits it with its own in one commit, or a few milliseconds at most
+(:class:`~corral.store.sqlite_conn.LaterCommits`). WAL checkpoints run in a thread of their
+own (:mod:`corral.store.sqlite_checkpoint`), never inside a caller's commit.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 from corral.domain.models import Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
 from corral.store.base import StoreError, TransitionRejected
-from corral.store.sqlite_conn import BUSY_TIMEOUT_S, Session
+from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
+from corral.store.sqlite_conn import BUSY_TIMEOUT_S, LaterCommits, Session
 from corral.store.sqlite_conn import immediate as _immediate
 from corral.store.sqlite_conn import run as _run
 from corral.store.sqlite_meta import SqliteMeta, purge_history
@@ -45,7 +52,9 @@ from corral.store.sqlite_schema import (
     update_sql,
 )
 
-__all__ = ["BUSY_TIMEOUT_S", "COLUMNS", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
+__all__ = ["BUSY_TIMEOUT_S", "COLUMNS", "LATER_S", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
+
+LATER_S = 0.005  # the longest a move left for later (transition_soon) waits for its commit
 
 
 def _dump_tags(tags: object) -> str:
@@ -124,6 +133,14 @@ def _move(expected: Iterable[VmState], new: VmState) -> tuple[str, tuple[str, ..
     return dst.value, tuple(s.value for s in src)
 
 
+def _move_statement(name: str, expected: Iterable[VmState], new: VmState,
+                    fields: dict[str, object]) -> tuple[str, list[object]]:
+    """The compare-and-set UPDATE of a move, and its parameters."""
+    dst, src = _move(expected, new)
+    _check_fields(fields)
+    return update_sql(tuple(fields), len(src)), [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
+
+
 class _Short(Exception):
     """A pool had too few ready VMs: roll the checkout_many transaction back."""
 
@@ -144,6 +161,7 @@ class SqliteStore(SqliteMeta):
             except OSError as err:
                 raise StoreOpenError(self.path, directory_problem(str(directory), err)) from None
         self._session = Session(repr(self))
+        self._checkpointer: Checkpointer | None = None
         try:
             # isolation_level=None: autocommit; each single statement is its own atomic
             # transaction and multi-statement writes say BEGIN IMMEDIATE themselves.
@@ -156,6 +174,10 @@ class SqliteStore(SqliteMeta):
             )
             with self._session as conn:
                 self._setup(conn)
+            self._later = self._session.later = LaterCommits(self._session, within_s=LATER_S)
+            if self.path != ":memory:":
+                self._checkpointer = Checkpointer(self.path)
+                self._checkpointer.start()
         except BaseException as err:
             self.close()
             cause = err if isinstance(err, sqlite3.Error) else err.__cause__  # a StoreError of the session
@@ -175,6 +197,8 @@ class SqliteStore(SqliteMeta):
         # killed; only an OS crash or power loss may lose the last commits, and it never
         # corrupts the database. FULL would fsync on every commit for little gain.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints run in a thread of their own (sqlite_checkpoint); this is the backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         (version,) = _run(conn, "PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
@@ -197,6 +221,8 @@ class SqliteStore(SqliteMeta):
         return _vm_from_row(rows[0]) if rows else None
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._session.close()
 
     def __enter__(self) -> SqliteStore:
@@ -256,10 +282,21 @@ class SqliteStore(SqliteMeta):
         new: VmState,
         **fields: object,
     ) -> Vm | None:
-        dst, src = _move(expected, new)
-        _check_fields(fields)
-        params = [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
-        return self._one(update_sql(tuple(fields), len(src)), params)
+        return self._one(*_move_statement(name, expected, new, fields))
+
+    def transition_soon(
+        self,
+        name: str,
+        expected: Iterable[VmState],
+        new: VmState,
+        **fields: object,
+    ) -> Vm | None:
+        """:meth:`transition`, committed with the next write or within :data:`LATER_S`, not on
+        its own: for moves a crash may lose because recovery redoes them. Cheaper than a
+        commit of its own; a write that returns after it commits it too."""
+        with self._later as conn:
+            rows = _run(conn, *_move_statement(name, expected, new, fields)).fetchall()
+        return _vm_from_row(rows[0]) if rows else None
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         _check_fields(fields)

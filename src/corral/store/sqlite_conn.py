@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import threading
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from corral.store.base import StoreError
+
+log = logging.getLogger("corral.store")
 
 BUSY_TIMEOUT_S = 10.0  # how long a statement waits for another process's write lock
 _RETRY_FIRST_S, _RETRY_MAX_S = 20e-6, 1e-3
@@ -43,7 +46,22 @@ def run(conn: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor:
 
 @contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+    """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error.
+
+    Inside a transaction already open (writes left for later, see :class:`Session`) it is a
+    savepoint instead: released on success, its writes alone undone on an error; the session
+    commits the whole when the block that holds it ends.
+    """
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT corral_write")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO corral_write")
+            raise
+        finally:
+            conn.execute("RELEASE corral_write")
+        return
     run(conn, "BEGIN IMMEDIATE")
     try:
         yield
@@ -57,14 +75,22 @@ class Session:
     """A store's connection (``conn``, None until opened and once closed) and the lock that
     guards it. ``with session as conn``: the lock held, the connection open, sqlite errors
     raised as :class:`StoreError` naming ``owner`` (the store). A plain class: cheaper than
-    ``contextlib`` per call."""
+    ``contextlib`` per call.
 
-    __slots__ = ("conn", "lock", "owner")
+    Writes left for later (``with session.later as conn``, see :class:`LaterCommits`) stay
+    in an open transaction; the next ordinary block that writes commits them with its own
+    writes, in one commit, before it returns: what a caller was told is written is durable.
+    A block that only reads leaves them for later (it sees them: one connection).
+    """
+
+    __slots__ = ("changes", "conn", "later", "lock", "owner")
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
+        self.later: LaterCommits | None = None
+        self.changes = 0  # the connection's count of changed rows when the block began
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
@@ -72,16 +98,120 @@ class Session:
         if conn is None:
             self.lock.release()
             raise StoreError(f"{self.owner} is closed")
+        self.changes = conn.total_changes
         return conn
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.lock.release()
+        try:
+            conn = self.conn
+            # writes left for later, and this block wrote (in their transaction): commit both
+            if conn is not None and conn.in_transaction and conn.total_changes != self.changes:
+                commit(conn)
+        except sqlite3.Error as err:
+            exc = exc or err
+        finally:
+            self.lock.release()
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"{self.owner}: {exc}") from exc
 
     def close(self) -> None:
-        """Close the connection (once the lock is free); the session answers "closed" after."""
+        """Commit what was left for later, close the connection (once the lock is free); the
+        session answers "closed" after."""
+        if self.later is not None:
+            self.later.stop()
         with self.lock:
             conn, self.conn = self.conn, None
+            if conn is not None and conn.in_transaction:
+                commit(conn)
         if conn is not None:
             conn.close()
+
+
+def commit(conn: sqlite3.Connection) -> None:
+    """COMMIT the open transaction; if that fails, roll it back and raise."""
+    try:
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+class LaterCommits:
+    """Writes that may wait for the next commit: a crash may lose them, so only writes whose
+    loss recovery repairs (a VM found ready, a destroy found done) are left for later.
+
+    ``with later as conn`` opens a write transaction if none is open and leaves it open; the
+    session's next ordinary write commits it, or a thread of its own does within
+    ``within_s`` seconds. Meanwhile other processes wait for sqlite's write lock, so the wait
+    is kept short.
+    """
+
+    def __init__(self, session: Session, *, within_s: float) -> None:
+        if within_s <= 0:
+            raise ValueError(f"the wait for a later commit must be > 0 s, not {within_s}")
+        self.session = session
+        self.within_s = within_s
+        self.left = 0  # writes left for later so far
+        self.failures = 0  # commits of the thread that failed (their writes were rolled back)
+        self._due = threading.Condition(threading.Lock())
+        self._waiting = False  # a transaction was opened that the thread has not yet taken up
+        self._idle = False  # the thread waits for such a transaction (only then is it woken)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"sqlite-commit {session.owner}", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn = self.session.__enter__()
+        try:
+            if not conn.in_transaction:
+                run(conn, "BEGIN IMMEDIATE")
+                with self._due:
+                    self._waiting = True
+                    if self._idle:  # a thread counting down already takes it up after its commit
+                        self._due.notify()
+        except BaseException as err:
+            self.session.lock.release()
+            if isinstance(err, sqlite3.Error):
+                raise StoreError(f"{self.session.owner}: {err}") from err
+            raise
+        self.left += 1
+        return conn
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.session.lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{self.session.owner}: {exc}") from exc
+
+    def stop(self) -> None:
+        with self._due:
+            self._stopped = True
+            self._due.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._due:
+                while not self._waiting and not self._stopped:
+                    self._idle = True
+                    self._due.wait()
+                self._idle = self._waiting = False
+                deadline = time.monotonic() + self.within_s
+                while not self._stopped and (left := deadline - time.monotonic()) > 0:
+                    self._due.wait(left)  # stop() ends the wait early
+                if self._stopped:
+                    return  # closing the session commits what is left
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit what is left for later now (nothing if it is committed already)."""
+        with self.session.lock:
+            conn = self.session.conn
+            if conn is None or not conn.in_transaction:
+                return
+            try:
+                commit(conn)
+            except sqlite3.Error as err:
+                self.failures += 1
+                log.warning("writes left for later could not be committed; recovery redoes them",
+                            extra={"error": str(err)})
