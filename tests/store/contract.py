@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -155,6 +156,23 @@ class StoreContract:
             store.transition(name, [S.RUNNING, S.MIGRATING], S.COMPLETED, reason="expired")
         assert [v.name for v in store.list_vms(states=[S.COMPLETED])] == ["m-1", "m-2"]
         assert store.get_vm("m-1").reason == "expired" and store.get_vm("m-3").reason is None
+
+    def test_transition_soon_is_a_compare_and_set_every_handle_sees_moments_later(
+            self, store: Store, store_factory: Any) -> None:
+        store.add_vm(make_vm("soon-1"))
+        assert store.transition_soon("soon-1", [S.READY], S.RUNNING) is None
+        moved = store.transition_soon("soon-1", [S.PENDING], S.READY, ready_at=2000.5)
+        assert moved is not None and moved.state is S.READY and moved.ready_at == 2000.5
+        with pytest.raises(TransitionRejected):
+            store.transition_soon("soon-1", [S.READY], S.PENDING)
+        other = store_factory()
+        try:
+            deadline = time.monotonic() + 2
+            while (seen := other.get_vm("soon-1")) is None or seen.state is not S.READY:
+                assert time.monotonic() < deadline, f"another handle still sees {seen}"
+                time.sleep(0.005)
+        finally:
+            other.close()
 
     def test_transition_of_missing_vm_is_none(self, store: Store) -> None:
         assert store.transition("ghost", [S.PENDING], S.READY) is None

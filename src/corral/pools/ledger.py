@@ -58,9 +58,6 @@ class Ledger:
                  spawn: Callable[[Coroutine[Any, Any, object], str], None], pool_changed: Callable[[str], None],
                  queued: Callable[[str], bool], withdraw: Callable[[str], bool]) -> None:
         self.store = store
-        # A move a crash may lose because recovery redoes it (a VM found ready, a destroy found
-        # done) need not be committed on its own where the store can wait (sqlite).
-        self.transition_soon: Callable[..., Vm | None] = getattr(store, "transition_soon", store.transition)
         self.providers = providers
         self.publish = publish
         self.clock = clock
@@ -89,7 +86,7 @@ class Ledger:
         ``more``, and publish it as a move from ``was`` (default: the first expected state), ``note``
         its reason. None: not moved. ``soon``: a move recovery redoes if a crash loses it, which
         the store may commit with its next write."""
-        write = self.transition_soon if soon else self.store.transition
+        write = self.store.transition_soon if soon else self.store.transition
         moved = write(name, expected, new, **{**(fields or {}), **more})
         if moved is not None and publish:
             self.lifecycle(moved, was if was is not None else expected[0], note)
@@ -122,7 +119,7 @@ class Ledger:
         """Move a pending VM to ready, with its clone time; records its boot time."""
         now = self.clock()
         # a crash may lose it: recovery checks the readiness of pending VMs whose guest is up
-        done = self.transition_soon(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
+        done = self.store.transition_soon(name, (VmState.PENDING,), VmState.READY, ready_at=now, ip=ip,
                                     cloned_at=self._cloned.pop(name, None))
         if done is not None:
             self.lifecycle(done, VmState.PENDING)

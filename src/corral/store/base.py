@@ -82,6 +82,17 @@ class Store(Protocol):
         ``fields`` are :class:`~corral.domain.models.Vm` attribute names.
         """
 
+    def transition_soon(
+        self,
+        name: str,
+        expected: Iterable[VmState],
+        new: VmState,
+        **fields: object,
+    ) -> Vm | None:
+        """:meth:`transition`, for a move recovery redoes if a crash loses it (a VM found ready,
+        a destroy found done): the store may commit it with its next write, a few milliseconds
+        later at most (sqlite), or at once (Redis)."""
+
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         """Set fields (never ``state``) on a VM; returns it, or None if missing."""
 

@@ -194,6 +194,10 @@ class RedisStore(RedisMeta):
         check_fields(fields)
         return self._set(name, [dst, str(len(src)), *src], fields)
 
+    def transition_soon(self, name: str, expected: Iterable[VmState], new: VmState, **fields: object) -> Vm | None:
+        """:meth:`transition`: one script, as every write here (nothing to gather)."""
+        return self.transition(name, expected, new, **fields)
+
     def update_vm(self, name: str, **fields: object) -> Vm | None:
         check_fields(fields)
         if not fields:  # nothing to write: a read
