@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from corral.bench.redisd import RedisServer
@@ -45,18 +44,6 @@ class SlowLeases(Leases):
     async def renew(self, pools: Iterable[str], me: str, ttl_ms: int) -> dict[str, int]:
         self.clock.now += self.slow
         return await super().renew(pools, me, ttl_ms)
-
-
-@pytest_asyncio.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    conn = Redis.from_url(redis_server.url)
-    yield conn
-    await conn.aclose()
-
-
-@pytest.fixture
-def keys(redis_site: str) -> Keys:
-    return Keys(redis_site)
 
 
 def broker(client: Redis, keys: Keys, clock: Clock, **kw: object) -> Broker:

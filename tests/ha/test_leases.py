@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from corral.bench.redisd import RedisServer
@@ -14,18 +12,6 @@ from corral.ha.leases import Leases, Registry
 from corral.store.redis_keys import Keys
 
 TTL_MS = 10_000
-
-
-@pytest_asyncio.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    conn = Redis.from_url(redis_server.url)
-    yield conn
-    await conn.aclose()
-
-
-@pytest.fixture
-def keys(redis_site: str) -> Keys:
-    return Keys(redis_site)
 
 
 @pytest.fixture

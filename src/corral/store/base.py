@@ -19,6 +19,19 @@ class StoreError(Exception):
     """The store could not carry out an operation."""
 
 
+def checkout_totals(wanted: list[tuple[str, int]], lifetimes: dict[str, float]) -> dict[str, int]:
+    """How many VMs of each pool a ``checkout_many`` takes (a pool may be named more than once);
+    :class:`StoreError` for a negative count or a pool without a lifetime."""
+    totals: dict[str, int] = {}
+    for pool, count in wanted:
+        if count < 0:
+            raise StoreError(f"cannot check out {count} VMs of pool {pool!r}")
+        if pool not in lifetimes:
+            raise StoreError(f"no lifetime given for pool {pool!r}")
+        totals[pool] = totals.get(pool, 0) + count
+    return totals
+
+
 class TransitionRejected(StoreError):
     """A state move that the lifecycle does not allow was asked for."""
 

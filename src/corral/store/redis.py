@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from corral.domain.models import TimingKind, Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
-from corral.store.base import StoreError, TransitionRejected
+from corral.store.base import StoreError, TransitionRejected, checkout_totals
 from corral.store.redis_codec import (
     check_fields,
     decode_vm,
@@ -241,13 +241,7 @@ class RedisStore(RedisMeta):
         token: str | None = None,
         user: str | None = None,
     ) -> list[Vm] | None:
-        totals: dict[str, int] = {}
-        for pool, count in wanted:
-            if count < 0:
-                raise StoreError(f"cannot check out {count} VMs of pool {pool!r}")
-            if pool not in lifetimes:
-                raise StoreError(f"no lifetime given for pool {pool!r}")
-            totals[pool] = totals.get(pool, 0) + count
+        totals = checkout_totals(wanted, lifetimes)
         taken = self._checkout(totals, now, lifetimes, token, user)
         if taken is None:
             return None

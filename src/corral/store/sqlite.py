@@ -27,7 +27,7 @@ from typing import Any
 
 from corral.domain.models import Vm
 from corral.domain.states import TRANSITIONS, VmState, can_move
-from corral.store.base import StoreError, TransitionRejected
+from corral.store.base import StoreError, TransitionRejected, checkout_totals
 from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from corral.store.sqlite_conn import BUSY_TIMEOUT_S, LaterCommits, Session
 from corral.store.sqlite_conn import immediate as _immediate
@@ -327,13 +327,7 @@ class SqliteStore(SqliteMeta):
         token: str | None = None,
         user: str | None = None,
     ) -> list[Vm] | None:
-        totals: dict[str, int] = {}
-        for pool, count in wanted:
-            if count < 0:
-                raise StoreError(f"cannot check out {count} VMs of pool {pool!r}")
-            if pool not in lifetimes:
-                raise StoreError(f"no lifetime given for pool {pool!r}")
-            totals[pool] = totals.get(pool, 0) + count
+        totals = checkout_totals(wanted, lifetimes)
         if len(wanted) == 1 and wanted[0][1] == 1:  # one statement is atomic on its own
             pool = wanted[0][0]
             vm = self.checkout(pool, now=now, lifetime_s=lifetimes[pool], token=token, user=user)
