@@ -167,7 +167,10 @@ class _Run:
                     await asyncio.sleep(0.01)
                     continue
                 ended = time.perf_counter()
-                if ok and started >= self.measure_from and ended <= self.stop_at:
+                if not ok:
+                    await asyncio.sleep(0.01)  # a refusal (a pool run dry, say) is not retried at once
+                    continue
+                if started >= self.measure_from and ended <= self.stop_at:
                     self.latencies.append(ended - started)
                     self.pairs_by_url[target.url] += 1
         finally:

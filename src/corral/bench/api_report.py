@@ -127,7 +127,9 @@ class ApiBenchResult:
         if not several:
             return ""
         setup = max(several, key=lambda name: int(name.rpartition("-")[2]))
-        clients = max(r.clients for r in self.rows if r.setup == setup and self.row(REDIS, r.clients))
+        clients = max((r.clients for r in self.rows if r.setup == setup and self.row(REDIS, r.clients)), default=None)
+        if clients is None:
+            return ""
         return scaling_note(self.row(setup, clients), self.row(REDIS, clients), self.cores)
 
     def as_dict(self) -> dict[str, Any]:
