@@ -193,8 +193,10 @@ class ApiBenchResult:
             for row in self.rows:
                 for name, load in (("baseline", row.baseline), (row.setup, row.corral)):
                     lines += [f"  {name} at {row.clients} clients: {sample}" for sample in load.error_samples]
-        if any(row.corral.statuses.get("POST 503") for row in self.rows):
-            lines.append("corral answered 503: its pool ran dry; a bigger --pool-size keeps it from running dry")
+        dry = list(dict.fromkeys(row.setup for row in self.rows if row.corral.statuses.get("POST 503")))
+        if dry:
+            lines.append(f"corral answered 503 in {', '.join(dry)}: its pool ran dry, handed out faster than its "
+                         "manager refilled it; a bigger --pool-size keeps it from running dry for a run this long")
         for name, per in self.comparisons.items():
             lines.append(f"pairs/s {name}: " + ", ".join(f"{v:.2f} at {n} clients" for n, v in per.items()))
         if self.scaling:
