@@ -168,6 +168,11 @@ def test_scaling_note_says_what_bounds_it(cpu: dict[str, float], why: str) -> No
     assert note.startswith(f"On 2 cores at 32 clients, redis-2 did 1.20x the pairs/s of redis-1; with the load "
                            f"client its processes kept {busy:.2f} of 2 cores busy (")
     assert "against 1.20 for redis-1" in note and why in note
+    assert "refused" not in note
+    dry = load(1200, 25, cpu=cpu)
+    dry.statuses = {"POST 200": 7200, "DELETE 200": 7200, "POST 503": 345}
+    assert "redis-1 (345 checkouts refused: its pool ran dry, so this is its manager's refill rate more than its " \
+           "API's); with the load client" in scaling_note(ApiRow(32, dry, base, "redis-2"), one, 2)
     assert scaling_note(several, None, 2) == ""
     assert scaling_note(ApiRow(32, load(1200, 25), base, "redis-2"), one, 2).endswith("could not be read).")
 

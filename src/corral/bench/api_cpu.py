@@ -35,13 +35,18 @@ def cores_busy(load: LoadResult) -> dict[str, float]:
 
 def scaling_note(several: Measured | None, one: Measured | None, cores: int) -> str:
     """One sentence: the pairs/s of ``several`` (N API processes) against ``one`` (one process,
-    same store, same clients), the cores each process kept busy, and what bounds the scaling:
-    the machine's cores all busy, one saturated process, or neither. Empty without both."""
+    same store, same clients), whether its pool ran dry, the cores each process kept busy, and
+    what bounds the scaling: the machine's cores all busy, one saturated process, or neither.
+    Empty without both."""
     if several is None or one is None or not one.corral.pairs_per_s:
         return ""
     ratio = several.corral.pairs_per_s / one.corral.pairs_per_s
     head = (f"On {cores} cores at {several.clients} clients, {several.setup} did {ratio:.2f}x the pairs/s of "
             f"{one.setup}")
+    refused = several.corral.statuses.get("POST 503", 0)
+    if refused:
+        head += (f" ({refused} checkouts refused: its pool ran dry, so this is its manager's refill rate "
+                 "more than its API's)")
     busy = cores_busy(several.corral)
     if not busy:
         return head + " (the CPU of its processes could not be read)."
