@@ -4,6 +4,7 @@ Redis, one and two API processes), its comparisons, targets and records."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from corral.bench.api_client import LoadResult, host_port
 from corral.bench.api_cpu import cores_busy, scaling_note
 from corral.bench.api_report import API_TABLE_HEADER, API_TABLE_HEADER_ONE_STORE, ApiBenchResult, ApiRow
-from corral.bench.api_setups import Setup, choose_setups
+from corral.bench.api_setups import Setup, choose_setups, profile_path
 
 
 def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -81,9 +82,20 @@ def test_setups_chosen(store: str, processes: list[int], names: list[str]) -> No
     assert [s.name for s in choose_setups(store, processes)] == names
 
 
-def test_setup_labels() -> None:
+def test_setup_labels_and_profile_files() -> None:
     assert Setup("sqlite", 1).label == "sqlite, 1 process"
     assert Setup("redis", 2).label == "redis, 2 API processes + 1 manager"
+    assert profile_path(Path("/tmp/x/api.prof"), Setup("redis", 2), 2) == Path("/tmp/x/api.redis-2.2.prof")
+    assert profile_path(Path("out"), Setup("sqlite", 1), 1) == Path("out.sqlite-1.1")
+
+
+def test_a_redis_server_that_cannot_start_is_an_error_of_one_line() -> None:
+    env = {**os.environ, "CORRAL_REDIS_SERVER": "/bin/false"}
+    done = subprocess.run([sys.executable, "-m", "corral.cli", "bench", "api", "--store", "redis", "--clients", "1",
+                           "--duration", "0.2", "--warmup", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith(
+        "error: redis-server exited at start")
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(("url", "expected"), [

@@ -119,7 +119,7 @@ def bench_api(
     """
     from corral.bench.api import check_settings, profile_summary, run_api
     from corral.bench.api_setups import choose_setups, profile_path
-    from corral.bench.redisd import RedisUnavailable
+    from corral.bench.redisd import RedisUnavailable, binary
 
     try:
         counts = [int(c) for c in clients.split(",") if c.strip()]
@@ -135,6 +135,8 @@ def bench_api(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
+        if any(setup.store == "redis" for setup in setups):
+            binary()  # before anything is measured: redis-server is there
         result = run_api(clients=counts, setups=setups, duration=duration, warmup=warmup, pool_size=pool_size,
                          profile=profile, progress=_progress(as_json))
     except RedisUnavailable as exc:
