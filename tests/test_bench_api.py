@@ -128,11 +128,12 @@ def test_ratios_target_and_ok() -> None:
     row = ApiRow(clients=32, corral=load(2000, 20), baseline=load(8000, 5))
     result = result_of(row)
     assert row.throughput_ratio == 0.25 and row.p99_ratio == 4.0
-    assert result.ok and result.target_met is None  # Redis was not measured
+    assert result.ok and result.target_met is True  # of the targets measured (not Redis)
     assert result.targets_met == {"pairs_per_s_32": True, "p99_ms_32": True, "redis_vs_sqlite_32": None}
     slow = result_of(ApiRow(clients=32, corral=load(1400, 20, errors=1), baseline=load(8000, 5)))
     assert not slow.ok and slow.targets_met == {"pairs_per_s_32": False, "p99_ms_32": True,
                                                 "redis_vs_sqlite_32": None}
+    assert slow.target_met is False
     answer = json.loads(json.dumps(slow.as_dict()))
     assert answer["errors"] == 1 and answer["targets_met"]["pairs_per_s_32"] is False
 
@@ -144,6 +145,8 @@ def test_redis_against_sqlite_target(redis_rate: float, met: bool) -> None:
     assert result.targets_met["redis_vs_sqlite_32"] is met
     assert result.target_met is met
     assert result.comparisons == {"redis-1/sqlite-1": {32: round(redis_rate / 2000, 3)}}
+    alone = result_of(ApiRow(32, load(redis_rate, 20), base, "redis-1"))  # nothing to compare with
+    assert alone.target_met is None and set(alone.targets_met.values()) == {None} and alone.comparisons == {}
 
 
 def test_comparisons_per_client_count_and_errors_of_a_shared_baseline_once() -> None:
