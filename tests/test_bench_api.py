@@ -13,7 +13,7 @@ import pytest
 
 from corral.bench.api_client import LoadResult, host_port
 from corral.bench.api_cpu import cores_busy, scaling_note
-from corral.bench.api_report import API_TABLE_HEADER, API_TABLE_HEADER_ONE_STORE, ApiBenchResult, ApiRow
+from corral.bench.api_report import API_TABLE_HEADER, ApiBenchResult, ApiRow
 from corral.bench.api_setups import Setup, choose_setups, profile_path
 
 
@@ -192,19 +192,18 @@ def test_scaling_note_says_what_bounds_it(cpu: dict[str, float], why: str) -> No
     assert scaling_note(ApiRow(32, load(1200, 25), base, "redis-2"), one, 2).endswith("could not be read).")
 
 
-def test_record_adds_rows_under_one_table_after_the_one_store_table(tmp_path: Path) -> None:
+def test_record_adds_rows_under_one_table_in_a_section_of_its_own(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
-    old_row = "| 2026-11-23 | 1 | 2000 | 5 | 638 | 1.36 | 6.99 | 1.46 | 5,359 | 0.29 | 0.12 | 24.11 | 0 | `x` |\n"
-    doc.write_text(f"# Benchmarks\n\n## api\n\n{API_TABLE_HEADER_ONE_STORE}{old_row}\nText after the old table.\n")
+    before = "# Benchmarks\n\n## api\n\n| date | clients |\n|---|---|\n| 2026-11-23 | 1 |\n\nText after its table.\n"
+    doc.write_text(before)
     base = load(7000, 0.3)
     first = result_of(ApiRow(1, load(500, 3), base, "sqlite-1"), ApiRow(1, load(400, 4), base, "redis-1"),
                       ApiRow(1, load(600, 3), base, "redis-2"))
     first.append_markdown(doc, "corral bench api --record")
     first.append_markdown(doc, "corral bench api --record --duration 10")
     text = doc.read_text()
-    assert text.startswith(f"# Benchmarks\n\n## api\n\n{API_TABLE_HEADER_ONE_STORE}{old_row}\n### Both stores")
-    assert text.count(API_TABLE_HEADER) == 1 and text.count("### Both stores") == 1
-    assert text.endswith("\nText after the old table.\n")
+    assert text.startswith(before + "\n## `corral bench api` on both stores, in one and in several processes\n")
+    assert text.count(API_TABLE_HEADER) == 1 and text.count("on both stores") == 1
     rows = [line for line in text.split(API_TABLE_HEADER)[1].splitlines() if line.startswith("|")]
     assert len(rows) == 6
     assert [r.split(" | ")[1:5] for r in rows[:3]] == [["sqlite-1", "1", "100", "5"], ["redis-1", "1", "100", "5"],

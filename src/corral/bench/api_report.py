@@ -15,7 +15,7 @@ from typing import Any
 
 from corral.bench.api_client import LoadResult
 from corral.bench.api_cpu import cores_busy, scaling_note
-from corral.bench.common import append_row, format_ratio, machine
+from corral.bench.common import append_row, format_ratio, machine, paragraph
 
 TARGET_CLIENTS = 32
 TARGET_PAIRS_PER_S = 1500.0
@@ -222,30 +222,24 @@ class ApiBenchResult:
                     f"{c.pairs_per_s:,.0f} | {c.p50_ms:.2f} | {c.p99_ms:.2f} | {cpu} | {b.pairs_per_s:,.0f} | "
                     f"{b.p99_ms:.2f} | {row.throughput_ratio:.2f} | {row.p99_ratio:.2f} | {vs_sqlite} | {vs_one} | "
                     f"{c.errors + b.errors} | {self.cores} | `{command}` |\n")
-            append_row(path, API_TABLE_HEADER, line, intro=API_SECTION_INTRO, after=API_TABLE_HEADER_ONE_STORE)
+            append_row(path, API_TABLE_HEADER, line, intro=API_SECTION_INTRO)
 
 
 def _met(value: bool | None) -> str:
     return "met" if value else "NOT met"
 
 
-# the table of the runs that measured sqlite in one process only: the new table goes after it
-API_TABLE_HEADER_ONE_STORE = (
-    "| date | clients | pool | s | corral pairs/s | corral p50 ms | corral p99 ms | corral CPU ms/pair | "
-    "baseline pairs/s | baseline p99 ms | pairs/s corral/baseline | p99 corral/baseline | errors | command |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-)
 API_TABLE_HEADER = (
     "| date | setup | clients | pool | s | corral pairs/s | corral p50 ms | corral p99 ms | corral CPU ms/pair | "
     "baseline pairs/s | baseline p99 ms | pairs/s corral/baseline | p99 corral/baseline | pairs/s vs sqlite-1 | "
     "pairs/s vs 1 process | errors | cores | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
-API_SECTION_INTRO = (
-    "### Both stores, one and several processes\n\n"
-    "Set-ups: `sqlite-1` (one `--role all` process on sqlite), `redis-1` (one on a redis-server with "
-    "persistence), `redis-N` (N `--role api` processes and one `--role manager` on it, the client's "
-    "connections spread over the N ports). CPU ms/pair counts every server-side process, the "
-    "redis-server included. See the module docstrings of `corral.bench.api` and "
-    "`corral.bench.api_setups`.\n\n"
+API_SECTION_INTRO = "## `corral bench api` on both stores, in one and in several processes\n\n" + paragraph(
+    "Checkout + return pairs as in the section on `corral bench api` above, one run measuring each set-up "
+    "against the same baseline. Set-ups: `sqlite-1` (one `--role all` process on sqlite), `redis-1` (one on a "
+    "redis-server with persistence), `redis-N` (N `--role api` processes and one `--role manager` on it, the "
+    "client's connections spread over the N ports). CPU ms/pair counts every server-side process, the "
+    "redis-server included; the last columns compare pairs/s with `sqlite-1` and with one process of the same "
+    "store. See the module docstrings of `corral.bench.api` and `corral.bench.api_setups`."
 )
