@@ -1,11 +1,12 @@
 """The load client of ``corral bench api``: N keep-alive connections doing checkout + return.
 
-Run as ``python -m corral.bench.api_client --port N --pool P --clients C --duration S``, it
-opens ``C`` HTTP/1.1 connections to 127.0.0.1 and on each, in a loop, sends
+Run as ``python -m corral.bench.api_client --url URL [--url URL ...] --pool P --clients C
+--duration S``, it opens ``C`` HTTP/1.1 connections, spread over the URLs round robin (the
+first connection to the first URL, the second to the second, ...), and on each, in a loop, sends
 ``POST /api/v3/vm/<pool>``, reads the hostname from the answer
 (``{"ok": true, "<pool>": {"hostname": "<name>"}}``) and sends ``DELETE /api/v3/vm/<name>``.
 A pair counts when it starts after the warm-up and ends before the run does. It prints one
-JSON object (:class:`LoadResult`).
+JSON object (:class:`LoadResult`), with the pairs each URL served and the CPU the client used.
 
 It is a minimal client on asyncio streams and uvloop: a general HTTP library costs more
 per request than the servers it measures. It understands just what both servers send:
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from corral.bench.common import percentile
 
@@ -42,7 +44,13 @@ class LoadResult:
     errors: int  # failed connections, timeouts, non-200 answers, answers without a hostname
     statuses: dict[str, int] = field(default_factory=dict)  # "POST 200": count, for every request
     error_samples: list[str] = field(default_factory=list)
-    server_cpu_ms_per_pair: float | None = None  # filled in by the orchestrator, which sees the server
+    pairs_by_url: dict[str, int] = field(default_factory=dict)  # measured pairs per server URL
+    run_s: float | None = None  # seconds the connections ran, warm-up and measured part
+    client_cpu_s: float | None = None  # CPU the client process used meanwhile
+    # filled in by the orchestrator, which sees the servers: CPU per checkout of every server-side
+    # process together, and the CPU seconds of each over the client's run
+    server_cpu_ms_per_pair: float | None = None
+    process_cpu_s: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,9 +82,28 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
+def host_port(url: str) -> tuple[str, int]:
+    """The host and port of ``http://host:port``; ValueError naming the URL otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"expected a URL like http://127.0.0.1:8080, got {url!r}")
+    return parts.hostname, parts.port
+
+
+class _Target:
+    """One server: where to connect, and the checkout request for it."""
+
+    def __init__(self, url: str, pool: str) -> None:
+        self.url = url
+        self.host, self.port = host_port(url)
+        self.host_header = f"{self.host}:{self.port}".encode()
+        self.post = b"POST /api/v3/vm/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n" % (
+            pool.encode(), self.host_header)
+
+
 class _Run:
-    def __init__(self, port: int, pool: str, warmup: float, duration: float, timeout: float) -> None:
-        self.port = port
+    def __init__(self, urls: list[str], pool: str, warmup: float, duration: float, timeout: float) -> None:
+        self.targets = [_Target(url, pool) for url in urls]
         self.pool = pool
         self.timeout = timeout
         now = time.perf_counter()
@@ -86,9 +113,7 @@ class _Run:
         self.statuses: Counter[str] = Counter()
         self.errors = 0
         self.error_samples: list[str] = []
-        self._host = f"127.0.0.1:{port}".encode()
-        self._post = b"POST /api/v3/vm/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n" % (
-            pool.encode(), self._host)
+        self.pairs_by_url: Counter[str] = Counter()
 
     def error(self, what: str) -> None:
         if time.perf_counter() >= self.measure_from:
@@ -103,8 +128,8 @@ class _Run:
         self.statuses[f"{method} {status}"] += 1
         return status, body
 
-    async def _pair(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        status, body = await self._request(reader, writer, "POST", self._post)
+    async def _pair(self, target: _Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        status, body = await self._request(reader, writer, "POST", target.post)
         if status != 200:
             self.error(f"POST {status}: {body[:200].decode(errors='replace')}")
             return False
@@ -114,23 +139,25 @@ class _Run:
             self.error(f"POST 200 without a hostname: {body[:200].decode(errors='replace')}")
             return False
         delete = b"DELETE /api/v3/vm/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n" % (
-            hostname.encode(), self._host)
+            hostname.encode(), target.host_header)
         status, body = await self._request(reader, writer, "DELETE", delete)
         if status != 200:
             self.error(f"DELETE {hostname} {status}: {body[:200].decode(errors='replace')}")
             return False
         return True
 
-    async def connection(self) -> None:
-        """One client: pairs back to back on one connection, reconnecting after an error."""
+    async def connection(self, index: int) -> None:
+        """Client ``index``: pairs back to back on one connection to its URL (round robin over
+        the URLs), reconnecting after an error."""
+        target = self.targets[index % len(self.targets)]
         writer: asyncio.StreamWriter | None = None
         try:
             while (started := time.perf_counter()) < self.stop_at:
                 try:
                     async with asyncio.timeout(self.timeout):
                         if writer is None:
-                            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                        ok = await self._pair(reader, writer)
+                            reader, writer = await asyncio.open_connection(target.host, target.port)
+                        ok = await self._pair(target, reader, writer)
                 except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError,
                         TimeoutError) as exc:
                     self.error(f"{type(exc).__name__}: {exc}")
@@ -140,8 +167,12 @@ class _Run:
                     await asyncio.sleep(0.01)
                     continue
                 ended = time.perf_counter()
-                if ok and started >= self.measure_from and ended <= self.stop_at:
+                if not ok:
+                    await asyncio.sleep(0.01)  # a refusal (a pool run dry, say) is not retried at once
+                    continue
+                if started >= self.measure_from and ended <= self.stop_at:
                     self.latencies.append(ended - started)
+                    self.pairs_by_url[target.url] += 1
         finally:
             if writer is not None:
                 writer.close()
@@ -161,20 +192,29 @@ class _Run:
             errors=self.errors,
             statuses=dict(self.statuses),
             error_samples=self.error_samples,
+            pairs_by_url=dict(self.pairs_by_url),
         )
 
 
-async def run_load(port: int, pool: str, clients: int, duration: float, warmup: float = 1.0,
+async def run_load(urls: list[str], pool: str, clients: int, duration: float, warmup: float = 1.0,
                    timeout: float = 10.0) -> LoadResult:
-    """Run ``clients`` connections for ``warmup`` + ``duration`` seconds; measure the last ``duration``."""
-    run = _Run(port, pool, warmup, duration, timeout)
-    await asyncio.gather(*(run.connection() for _ in range(clients)))
-    return run.result(clients, duration)
+    """Run ``clients`` connections, spread over ``urls`` round robin, for ``warmup`` + ``duration``
+    seconds; measure the last ``duration``."""
+    if not urls:
+        raise ValueError("the load client needs at least one server URL")
+    cpu_before, started = time.process_time(), time.perf_counter()
+    run = _Run(urls, pool, warmup, duration, timeout)
+    await asyncio.gather(*(run.connection(i) for i in range(clients)))
+    result = run.result(clients, duration)
+    result.run_s = round(time.perf_counter() - started, 3)
+    result.client_cpu_s = round(time.process_time() - cpu_before, 3)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m corral.bench.api_client")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--url", action="append", required=True, dest="urls",
+                        help="a server, http://host:port; repeat it to spread the connections round robin")
     parser.add_argument("--pool", required=True)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
@@ -183,7 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvloop
 
-    result = uvloop.run(run_load(args.port, args.pool, args.clients, args.duration, args.warmup, args.timeout))
+    for url in args.urls:
+        try:
+            host_port(url)
+        except ValueError as exc:
+            parser.error(str(exc))
+    result = uvloop.run(run_load(args.urls, args.pool, args.clients, args.duration, args.warmup, args.timeout))
     print(json.dumps(result.as_dict()))
 
 

@@ -1,7 +1,8 @@
 """The servers ``corral bench api`` measures, each run in a process of its own.
 
-``python -m corral.bench.api_server corral --config FILE --port N`` serves a real corral
-(the same assembly as ``corral serve``: configuration, service, FastAPI app);
+``python -m corral.bench.api_server corral --config FILE --port N [--role all|api]`` serves a
+real corral (the same assembly as ``corral serve``: configuration, service, FastAPI app; with
+``--role api`` on the Redis store, the API only, the managers being other processes);
 ``python -m corral.bench.api_server baseline --port N`` serves :func:`baseline_app`, which
 answers the same two requests with canned JSON and does no work: the ceiling of the HTTP
 stack. Both run uvicorn with the same settings (uvloop, httptools, no access log), on
@@ -69,14 +70,15 @@ async def baseline_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send(body)
 
 
-def corral_app(config_path: Path) -> Any:
-    """The corral app for a configuration file, as ``corral serve`` builds it."""
+def corral_app(config_path: Path, role: str = "all", manager_id: str | None = None) -> Any:
+    """The corral app for a configuration file, as ``corral serve --role ROLE`` builds it."""
     from corral.api import create_app
     from corral.config import load_config
+    from corral.ha.roles import Role
     from corral.runtime import build_service
 
     config, _warnings = load_config(config_path)
-    return create_app(build_service(config), server_gc=True)
+    return create_app(build_service(config, Role(role), manager_id), server_gc=True)
 
 
 def _print_tasks(*_: Any) -> None:
@@ -116,12 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("kind", choices=["corral", "baseline"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config", type=Path, help="corral's configuration file (for kind corral)")
+    parser.add_argument("--role", choices=["all", "api"], default="all", help="corral's role (api: Redis only)")
+    parser.add_argument("--manager-id", help="corral's manager name (role all on Redis)")
     parser.add_argument("--profile", type=Path, help="run under cProfile and write the statistics here")
     args = parser.parse_args(argv)
     if args.kind == "corral":
         if args.config is None:
             parser.error("corral needs --config")
-        app = corral_app(args.config)
+        app = corral_app(args.config, args.role, args.manager_id)
     else:
         app = baseline_app
     serve(app, args.port, args.profile)

@@ -95,33 +95,59 @@ def bench_fill(
 @bench_app.command("api")
 def bench_api(
     clients: Annotated[str, typer.Option(help="Comma-separated client counts, one run each.")] = "1,32",
+    store: Annotated[str, typer.Option(help="The stores measured: sqlite, redis or both (Redis on a "
+                                            "redis-server the run starts, with persistence).")] = "both",
+    processes: Annotated[str, typer.Option(help="Comma-separated API process counts: 1 is one --role all "
+                                                "process; N > 1 is N --role api processes and one --role "
+                                                "manager, the clients spread over them. sqlite only ever runs "
+                                                "1 process: corral refuses a second process on sqlite.")] = "1,2",
     duration: Annotated[float, typer.Option(help="Seconds measured per run.")] = 5.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
     pool_size: Annotated[int, typer.Option(help="Ready VMs in corral's pool at the start of a run.")] = 2000,
     as_json: JsonOption = False,
     record: RecordOption = False,
     output: OutputOption = BENCHMARKS_MD,
-    profile: Annotated[Path | None, typer.Option(help="Run the corral server under cProfile, write the "
-                                                      "statistics here and print the hotspots.")] = None,
+    profile: Annotated[Path | None, typer.Option(help="Run corral's API processes under cProfile, write the "
+                                                      "statistics next to this file (one per process, named "
+                                                      "after it: FILE.sqlite-1.1.prof) and print the hotspots.")]
+    = None,
 ) -> None:
-    """Checkout + return pairs over HTTP against a real corral and a bare-HTTP baseline."""
+    """Checkout + return pairs over HTTP against a real corral, on sqlite and on Redis, in one
+    and in several processes, and against a bare-HTTP baseline.
+
+    Example: corral bench api --store both --processes 1,2 --clients 1,32 --json
+    """
     from corral.bench.api import check_settings, profile_summary, run_api
+    from corral.bench.api_setups import choose_setups, profile_path
+    from corral.bench.redisd import RedisUnavailable, binary
 
     try:
         counts = [int(c) for c in clients.split(",") if c.strip()]
+        numbers = [int(p) for p in processes.split(",") if p.strip()]
     except ValueError:
-        typer.echo(f"error: --clients must be whole numbers separated by commas, got {clients!r}", err=True)
+        typer.echo(f"error: --clients and --processes must be whole numbers separated by commas, "
+                   f"got {clients!r} and {processes!r}", err=True)
         raise typer.Exit(2) from None
     try:
         check_settings(counts, duration, warmup, pool_size)
+        setups = choose_setups(store, numbers)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    result = run_api(clients=counts, duration=duration, warmup=warmup, pool_size=pool_size, profile=profile,
-                     progress=_progress(as_json))
-    finish(result, [result.table()], as_json=as_json, record=record, output=output)
+    try:
+        if any(setup.store == "redis" for setup in setups):
+            binary()  # before anything is measured: redis-server is there
+        result = run_api(clients=counts, setups=setups, duration=duration, warmup=warmup, pool_size=pool_size,
+                         profile=profile, progress=_progress(as_json))
+    except RedisUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if profile is not None and not as_json:
-        typer.echo(profile_summary(profile), err=True)
+        for setup in setups:
+            for index in range(1, setup.processes + 1):
+                if (path := profile_path(profile, setup, index)).exists():
+                    typer.echo(f"-- {path}\n{profile_summary(path)}", err=True)
     if not result.ok:
         raise typer.Exit(1)
 
