@@ -161,7 +161,7 @@ def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None 
         return Service(config=config, pools=build_pool_service(config), authenticator=authenticator)
     site = shared_site(config)
     providers = build_providers(config)
-    front = PoolService(config.domain_pools(), providers, site.store, manager_settings(config),
+    front = PoolService(config.domain_pools(), providers, site.store.waking(), manager_settings(config),
                         monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes)
     cluster = build_cluster(config, site, providers, manager_id) if role is Role.ALL else None
     return Service(config=config, pools=front, authenticator=authenticator, cluster=cluster,

@@ -69,10 +69,12 @@ class Submitted(Enum):
 
 
 class Owners(Protocol):
-    """The processes that run the pools, as one that only answers the API sees them."""
+    """The processes that run the pools, as one that only answers the API sees them. A change
+    of stock (a checkout, a return) is announced by the store itself (``RedisStore.waking``);
+    a change of a pool's settings through this."""
 
     def wake(self, pools: Iterable[str]) -> None:
-        """Tell the owners of ``pools`` that their stock or settings changed in the store."""
+        """Tell the owners of ``pools`` that their settings changed in the store."""
 
 
 class Elsewhere(Exception):
@@ -221,18 +223,12 @@ class PoolService:
     def checkout(self, wanted: Mapping[str, int], *, token: str | None = None,
                  user: str | None = None) -> Taken | Short:
         """Every VM asked for (pool names or aliases), or none."""
-        result = self._allocator.checkout(wanted, token=token, user=user)
-        if isinstance(result, Taken):
-            self._wake({vm.pool for _, vm in result.vms})
-        return result
+        return self._allocator.checkout(wanted, token=token, user=user)
 
     def return_vm(self, name: str) -> bool:
         """Destroy a checked-out VM (here, or by the process that runs its pool); False if it is
         not checked out."""
-        vm = self._manager.return_vm(name, destroy=self.owners is None)
-        if vm is not None:
-            self._wake((vm.pool,))
-        return vm is not None
+        return self._manager.return_vm(name, destroy=self.owners is None) is not None
 
     def retry_destroy(self, name: str) -> bool:
         """Ask again for the destroy of a VM whose destroy failed; False if none failed."""

@@ -87,6 +87,7 @@ class RedisStore(RedisMeta):
         self._guard = Guard(f"{host}:{port}", scrubber(password))
         self._scripts = Scripts(self._client, self.keys)
         self._token_of: TokenOf | None = None
+        self._wake: list[str] = []  # the wake channel, in a waking view (see waking())
         self._pool_of: dict[str, str] = {}
         self._owner = True
 
@@ -105,6 +106,15 @@ class RedisStore(RedisMeta):
         view = copy.copy(self)
         view._token_of = token_of
         view._pool_of = {}
+        view._owner = False
+        return view
+
+    def waking(self) -> RedisStore:
+        """A view on the same connections whose checkouts and moves of a VM's state publish the
+        VM's pool on the site's wake channel (``Keys.wake``), in the same script: a process that
+        only answers the API wakes the pool's manager with no round trip of its own."""
+        view = copy.copy(self)
+        view._wake = [self.keys.wake]
         view._owner = False
         return view
 
@@ -218,7 +228,7 @@ class RedisStore(RedisMeta):
                         return None
                 fence = ["=" + pool, self._token(pool)]
             with self._guard:
-                reply = self._scripts.set(keys=[], args=[name, *fence, *tail])
+                reply = self._scripts.set(keys=self._wake, args=[name, *fence, *tail])
             refused(reply)
             if reply[0] == "moved":
                 self._pool_of[name] = reply[1]
@@ -261,7 +271,7 @@ class RedisStore(RedisMeta):
         if len(args) == 3:
             return []
         with self._guard:
-            reply = self._scripts.checkout(keys=[], args=args)
+            reply = self._scripts.checkout(keys=self._wake, args=args)
         if reply[0] != "ok":
             return None
         return [self._decode(flat) for flat in reply[1:]]

@@ -146,6 +146,7 @@ return {'ok'}
 # ARGV: name, '=' and the pool to fence for ('' when unfenced), its token, new state ('' to keep it), the
 # number of expected states, the states, the number of set strings, field/value strings,
 # then the fields to drop.
+# KEYS: none, or the wake channel (a waking view): a move of state publishes the VM's pool on it.
 SET = r"""
 local name, token, new = ARGV[1], ARGV[3], ARGV[4]
 local vm = load(name)
@@ -168,10 +169,14 @@ if new ~= '' then sets = {'state', new} end
 local m = tonumber(ARGV[at])
 for i = at + 1, at + m do sets[#sets + 1] = ARGV[i] end
 for i = at + m + 1, #ARGV do drops[#drops + 1] = ARGV[i] end
-return {'ok', rewrite(name, vm, sets, drops)}
+local pool = vm.pool
+local out = {'ok', rewrite(name, vm, sets, drops)}
+if new ~= '' and #KEYS > 0 then redis.call('PUBLISH', KEYS[1], pool) end
+return out
 """
 
 # ARGV: now, token, user (each '=' and the value, or '' for None), then (pool, count, lifetime) triples. All or nothing.
+# KEYS: none, or the wake channel (a waking view): each pool a VM was taken from is published on it.
 CHECKOUT = r"""
 local now, token, user = ARGV[1], ARGV[2]:sub(2), ARGV[3]:sub(2)
 local picks = {}
@@ -179,7 +184,7 @@ for at = 4, #ARGV, 3 do
   local pool, count = ARGV[at], tonumber(ARGV[at + 1])
   local names = redis.call('ZRANGE', fill(K.ready, pool), 0, count - 1)
   if #names < count then return {'short'} end
-  picks[#picks + 1] = {names, ARGV[at + 2]}
+  picks[#picks + 1] = {names, ARGV[at + 2], pool}
 end
 local sets, drops = {'checkout_at', now}, {}
 if ARGV[2] ~= '' then sets[#sets + 1] = 'token'; sets[#sets + 1] = token else drops[#drops + 1] = 'token' end
@@ -190,6 +195,7 @@ for _, pick in ipairs(picks) do
     local fields = {'state', 'running', 'lifetime_s', pick[2], unpack(sets)}
     out[#out + 1] = rewrite(name, load(name), fields, drops)
   end
+  if #KEYS > 0 then redis.call('PUBLISH', KEYS[1], pick[3]) end
 end
 return out
 """
