@@ -37,3 +37,11 @@ def test_bad_values_are_named(doc: dict[str, object], problem: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({":ha": doc})
     assert any(problem in p for p in err.value.problems), err.value.problems
+
+
+def test_a_blank_name_from_the_command_line_is_a_config_error() -> None:
+    cfg, _ = parse_config({})
+    with pytest.raises(ConfigError) as err:
+        ha_settings(cfg, "  ")
+    assert err.value.problems == ["ha: HaSettings: manager_id is empty; every manager of a site needs a name "
+                                  "of its own"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,7 @@ class Service:
     started_at: float = field(default_factory=time.time)
     cluster: Cluster | None = None
     managers: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
+    site: SharedSite | None = None  # the connections to a site on Redis, closed last
 
     @property
     def tokens(self) -> TokenStore:
@@ -85,6 +87,8 @@ class Service:
             await self.cluster.stop()
         await self.pools.stop()
         self.pools.close()
+        if self.site is not None:
+            await self.site.close()
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
@@ -163,9 +167,13 @@ def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None 
     providers = build_providers(config)
     front = PoolService(config.domain_pools(), providers, site.store.waking(), manager_settings(config),
                         monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes)
-    cluster = build_cluster(config, site, providers, manager_id) if role is Role.ALL else None
+    cluster = build_cluster(config, site, providers, manager_id, close=nothing) if role is Role.ALL else None
     return Service(config=config, pools=front, authenticator=authenticator, cluster=cluster,
-                   managers=site.registry.managers)
+                   managers=site.registry.managers, site=site)
+
+
+async def nothing() -> None:
+    """A close with nothing to close (the service closes the site once its manager has drained)."""
 
 
 @dataclass
@@ -179,10 +187,10 @@ class SharedSite:
     registry: Registry
 
     async def close(self) -> None:
-        """Close the connections of the loop, the listener and the wakes (the store is closed by
-        the pool service that serves the API, or by :func:`build_manager`'s close)."""
+        """Close every connection: the loop's and the listener's, the wakes', the store's."""
         await self.client.aclose()
         self.wakes.client.close()
+        self.store.close()
 
 
 def shared_site(config: Config) -> SharedSite:
@@ -218,10 +226,15 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
     broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: names, ping=ping)
     fenced = site.store.fenced(broker.token)
 
+    # a start waits for the providers at most half the time a lease is trusted for after its
+    # renewal; a provider slower than that comes in later. A start that took longer would let
+    # the lease's deadline pass before the next renewal: the pools stopped again at once.
+    run = dataclasses.replace(manager_settings(config),
+                              connect_wait_s=min(manager_settings(config).connect_wait_s, settings.io_timeout_s / 2))
+
     def make(acting: frozenset[str]) -> PoolService:
         return PoolService([p for p in pools if p.name in acting], providers, cast(Store, Scoped(fenced, acting)),
-                           manager_settings(config), monitor=monitor_settings(config),
-                           checkout=checkout_settings(config))
+                           run, monitor=monitor_settings(config), checkout=checkout_settings(config))
 
     switch = ServiceSwitch(make)
     return Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
@@ -234,9 +247,4 @@ def build_manager(config: Config, manager_id: str | None = None) -> Cluster:
         raise ConfigError(["--role manager: several processes need a shared store; set :store: type: redis "
                            "(the sqlite store serves one process, --role all)"])
     site = shared_site(config)
-
-    async def close() -> None:
-        await site.close()
-        site.store.close()
-
-    return build_cluster(config, site, build_providers(config), manager_id, close)
+    return build_cluster(config, site, build_providers(config), manager_id, site.close)

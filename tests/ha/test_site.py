@@ -92,10 +92,8 @@ def test_kill_9_of_the_owner_mid_fill_moves_its_pools_within_two_ttls(site: Site
         time.sleep(1.0)
         lost = spread(site)["m1"]
         m1.kill9()
-        killed = time.monotonic()
         taken = wait_for(lambda: all(site.owners().get(p) == "m2" for p in lost), 2 * TTL + 1, "takeover")
         assert taken <= 2 * TTL, f"m2 took m1's pools {taken:.1f} s after the kill"
-        assert time.monotonic() - killed >= 0
         time.sleep(1.0)
     finally:
         load.stop()

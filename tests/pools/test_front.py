@@ -108,3 +108,19 @@ async def test_the_owner_ignores_a_wake_for_a_pool_it_does_not_run(pair: Pair) -
     pair.owner.look_at("nonesuch")
     pair.front.look_at("a")  # the front runs no pool
     assert pair.states("a").get(VmState.READY) == 2
+
+
+async def test_two_api_processes_see_each_others_settings(pair: Pair, tmp_path: Path) -> None:
+    """A change made through one API process is what another shows and compares against: setting
+    a size back through the other is a change, not a no-op against its stale copy."""
+    other = PoolService(list(pair.front.configured.values()), {"sim": SimProvider("sim", sim_settings())},
+                        pair.store, SETTINGS, owners=Owners())
+    await other.start()
+    try:
+        assert pair.front.change([SetSize("b", 3)]) == 1
+        assert other.pool("b").size == 1 and other.pools["b"].size == 3  # reading the pools takes it in
+        assert other.change([SetSize("b", 1)]) == 1
+        assert pair.store.pool_overrides()["b"]["size"] == 1
+        assert {s.name: s.size for s in pair.front.stock().pools}["b"] == 1
+    finally:
+        await other.stop()

@@ -182,6 +182,9 @@ def test_indexes_agree_with_sqlite_under_random_work(store: RedisStore, tmp_path
          "Redis at h:1 refused the password: it has none configured"),
         (redis.exceptions.ConnectionError(f"cannot log in as default:{SECRET}"), StoreUnavailable,
          "Redis at h:1 cannot be reached: cannot log in as default:<redacted>"),
+        (redis.exceptions.ReadOnlyError("READONLY You can't write against a read only replica."), StoreUnavailable,
+         "Redis at h:1 does not take writes now (a replica or a failover under way): READONLY You can't write "
+         "against a read only replica."),
         (redis.exceptions.ResponseError("ERR Error running script"), StoreError,
          "Redis at h:1: ERR Error running script"),
     ],

@@ -65,8 +65,3 @@ def test_checkouts_and_moves_publish_their_pools(store: RedisStore, listener: re
     assert store.transition("other", [S.READY], S.RUNNING) is not None
     assert heard(listener) == []
     assert repr(waking) == repr(store) and waking.get_vm(vm.name) == store.get_vm(vm.name)
-
-
-def test_closing_the_view_leaves_the_store_open(store: RedisStore) -> None:
-    store.waking().close()
-    assert store.ping() >= 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 
+from corral.config.errors import ConfigError
 from corral.config.schema import Config
 from corral.ha.settings import HaSettings
 from corral.inventory import MonitorSettings
@@ -94,5 +95,8 @@ def ha_settings(config: Config, manager_id: str | None = None) -> HaSettings:
     name, and without either the name is ``host:pid``."""
     h = config.ha
     name = manager_id or h.manager_id or f"{socket.gethostname()}:{os.getpid()}"
-    return HaSettings(manager_id=name, ttl_s=h.lease_ttl, renew_every_s=h.renew_every, safety=h.safety,
-                      score_threshold=h.score_threshold)
+    try:
+        return HaSettings(manager_id=name, ttl_s=h.lease_ttl, renew_every_s=h.renew_every, safety=h.safety,
+                          score_threshold=h.score_threshold)
+    except ValueError as exc:  # a blank --manager-id; the file's values are checked when it is read
+        raise ConfigError([f"ha: {exc}"]) from None

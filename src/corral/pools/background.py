@@ -24,10 +24,14 @@ class Background:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and isinstance(task.exception(), Fenced):
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, Fenced):
             # another manager runs the pool now: the store refused this step's write, and this
             # manager stops acting on the pool at its next tick
-            log.warning("write refused by fencing", extra={"task": task.get_name(), "error": str(task.exception())})
+            log.warning("write refused by fencing", extra={"task": task.get_name(), "error": str(exc)})
+        else:  # retrieving the exception above silences asyncio's own report of it: report it here
+            log.error("background step failed", extra={"task": task.get_name()}, exc_info=exc)
 
     def __len__(self) -> int:
         return len(self._tasks)

@@ -163,7 +163,16 @@ class PoolService:
     @property
     def pools(self) -> Mapping[str, Pool]:
         """The pools as they run now (with changes made at the API)."""
+        self._fresh()
         return self._manager.pools
+
+    def _fresh(self) -> None:
+        """In a process that only answers the API, take in the pool settings other processes
+        stored since (each API process keeps its own copy of the pools)."""
+        if self.owners is not None:
+            stored = self.store.pool_overrides()
+            for pool in self.configured:
+                self._editor.sync(pool, stored.get(pool, {}))
 
     def pool(self, name: str) -> Pool | None:
         return self._manager.pools.get(name)
@@ -177,12 +186,14 @@ class PoolService:
 
     def change(self, changes: Sequence[PoolChange]) -> int:
         """Store and apply each change of a pool setting; how many changed a value."""
+        self._fresh()
         changed = self._editor.apply(changes)
         self._wake(c.pool for c in changes)
         return changed
 
     def reset_setting(self, pool: str, setting: Setting) -> Reset:
         """Put ``setting`` of ``pool`` back as configured."""
+        self._fresh()
         reset = self._editor.reset(pool, setting)
         self._wake((pool,))
         return reset
@@ -300,6 +311,7 @@ class PoolService:
     # -- status ----------------------------------------------------------------------------------
     def stock(self) -> Stock:
         """Each pool's VMs by state and the totals, from one reading of the store."""
+        self._fresh()
         return views.stock(self._manager.pools, self.store.counts(), self._manager.placer.failures)
 
     @property

@@ -77,6 +77,9 @@ class Guard:
             return StoreUnavailable(f"Redis at {self.server} is loading its data and cannot answer yet")
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
             return StoreUnavailable(f"Redis at {self.server} cannot be reached: {cause}")
+        if isinstance(exc, ResponseError) and cause.startswith(("READONLY", "MASTERDOWN")):
+            return StoreUnavailable(f"Redis at {self.server} does not take writes now (a replica or a "
+                                    f"failover under way): {cause}")
         return StoreError(f"Redis at {self.server}: {cause}")
 
 
