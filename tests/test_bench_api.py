@@ -24,7 +24,7 @@ def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 def test_a_short_run_measures_both_stores_and_two_processes_without_errors(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
-    done = bench("--clients", "3", "--duration", "1", "--warmup", "0.2", "--pool-size", "1500", "--json",
+    done = bench("--clients", "3", "--duration", "0.6", "--warmup", "0.2", "--pool-size", "2500", "--json",
                  "--record", "--output", str(doc))
     assert done.returncode == 0, done.stderr + done.stdout
     result = json.loads(done.stdout.strip().splitlines()[-1])

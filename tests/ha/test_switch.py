@@ -13,6 +13,7 @@ class Run:
     def __init__(self, pools: frozenset[str], log: list[str], *, fail_stop: bool = False) -> None:
         self.pools, self.log, self.fail_stop = pools, log, fail_stop
         self.looked: list[str] = []
+        self.settings: list[str] = []
 
     async def start(self) -> None:
         await asyncio.sleep(0)
@@ -24,8 +25,10 @@ class Run:
         if self.fail_stop:
             raise RuntimeError("provider close failed")
 
-    def look_at(self, pool: str) -> None:
+    def look_at(self, pool: str, settings: bool = False) -> None:
         self.looked.append(pool)
+        if settings:
+            self.settings.append(pool)
 
 
 def switch(log: list[str], **kw: bool) -> ServiceSwitch:
@@ -81,7 +84,12 @@ async def test_only_pools_acted_on_are_looked_at_once_per_burst_of_wakes() -> No
     assert s.service.looked == ["a", "c"] and s.looks == 2
     s.look_at("a")
     await asyncio.sleep(s.gather_s * 3)
-    assert s.service.looked == ["a", "c", "a"]
+    assert s.service.looked == ["a", "c", "a"] and s.service.settings == []
+    s.look_at("a")
+    s.look_at("a", settings=True)  # one look, about the settings too
+    s.look_at("a")
+    await asyncio.sleep(s.gather_s * 3)
+    assert s.service.looked == ["a", "c", "a", "a"] and s.service.settings == ["a"]
 
 
 async def test_a_pool_handed_over_while_gathering_is_not_looked_at() -> None:

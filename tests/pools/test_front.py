@@ -81,11 +81,13 @@ async def test_a_setting_is_stored_here_and_taken_in_by_the_owner(pair: Pair) ->
     assert pair.front.change([SetSize("b", 3)]) == 1
     assert pair.front.pool("b").size == 3 and pair.owners.woken == ["b"]
     assert pair.owner.pool("b").size == 1  # until it looks
-    pair.owner.look_at("b")
+    pair.owner.look_at("b")  # a wake about stock: the settings are not read
+    assert pair.owner.pool("b").size == 1
+    pair.owner.look_at("b", settings=True)
     assert pair.owner.pool("b").size == 3
     await eventually(lambda: pair.states("b").get(VmState.READY) == 3)
     pair.front.reset_setting("b", Setting.SIZE)
-    pair.owner.look_at("b")
+    pair.owner.look_at("b", settings=True)
     assert pair.front.pool("b").size == 1 and pair.owner.pool("b").size == 1
 
 

@@ -25,7 +25,7 @@ class PoolRun(Protocol):
 
     async def stop(self) -> None: ...
 
-    def look_at(self, pool: str) -> None: ...
+    def look_at(self, pool: str, settings: bool = False) -> None: ...
 
 
 class ServiceSwitch:
@@ -39,7 +39,7 @@ class ServiceSwitch:
         self.gather_s = gather_s  # wakes arriving within this are looked at once, together
         self.looks = 0  # looks at a pool (after gathering)
         self._lock = asyncio.Lock()
-        self._woken: set[str] = set()
+        self._woken: dict[str, bool] = {}  # pool -> whether a wake was about its settings
         self._gathering: asyncio.TimerHandle | None = None
 
     async def apply(self, acting: frozenset[str]) -> None:
@@ -64,24 +64,24 @@ class ServiceSwitch:
             self.service, self.acting = service, acting
             log.info("acting on pools", extra={"pools": ",".join(sorted(acting))})
 
-    def look_at(self, pool: str) -> None:
-        """A pool's stock or settings changed in another process: its service looks (if it is
-        ours), once for all the wakes of the pool that arrive within ``gather_s``: under load the
-        API processes publish one wake per checkout and return."""
+    def look_at(self, pool: str, settings: bool = False) -> None:
+        """A pool's stock (or ``settings``) changed in another process: its service looks (if it
+        is ours), once for all the wakes of the pool that arrive within ``gather_s``: under load
+        the API processes publish one wake per checkout and return."""
         if self.service is None or pool not in self.acting:
             return
-        self._woken.add(pool)
+        self._woken[pool] = self._woken.get(pool, False) or settings
         if self._gathering is None:
             self._gathering = asyncio.get_running_loop().call_later(self.gather_s, self._look)
 
     def _look(self) -> None:
         self._gathering = None
-        woken, self._woken = self._woken, set()
+        woken, self._woken = self._woken, {}
         for pool in sorted(woken):
             if self.service is None or pool not in self.acting:
                 continue
             self.looks += 1
             try:
-                self.service.look_at(pool)
+                self.service.look_at(pool, woken[pool])
             except Exception:
                 log.exception("looking at a woken pool failed", extra={"pool": pool})

@@ -1,10 +1,14 @@
 """Waking a pool's owner when another process changed the pool in the store.
 
 A process that only answers the API records a checkout, a return or a setting change in
-Redis and publishes the pool's name on the site's wake channel; the manager that owns the
-pool hears it and looks at the pool at once (refill, destroy what was returned, take in the
-setting). A message is best effort: one lost while the manager was reconnecting is made up
-for by the manager's sweep (every ``check_interval``), which looks at every pool it owns.
+Redis, and the pool's name is published on the site's wake channel: by the store's own script
+for a checkout or a return (``RedisStore.waking``), as ``settings:<pool>`` by :class:`Wakes` for
+a setting (a pool name has no ``:``). The manager that owns the pool hears it and looks at the
+pool at once (refill, destroy what was returned, and for a setting, take it in).
+
+A message is best effort. A lost wake about stock is made up for by the manager's sweep
+(every ``check_interval``), which refills every pool it runs and destroys what was returned;
+a lost wake about a setting is taken in when the manager next starts its pools.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from corral.store.redis_keys import Keys
 log = logging.getLogger("corral.ha")
 
 
+SETTINGS = "settings:"  # the prefix of a wake about a pool's settings
+
+
 class Wakes:
-    """Publishes wakes with ``client`` (a synchronous redis-py client)."""
+    """Publishes wakes about pools' settings with ``client`` (a synchronous redis-py client)."""
 
     def __init__(self, client: Any, keys: Keys) -> None:
         self.client = client
@@ -35,7 +42,7 @@ class Wakes:
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for pool in names:
-                    pipe.publish(self.keys.wake, pool)
+                    pipe.publish(self.keys.wake, SETTINGS + pool)
                 pipe.execute()
             self.sent += len(names)
         except Exception as exc:  # the owner's sweep makes up for it
@@ -43,9 +50,10 @@ class Wakes:
             log.debug("wake not published", extra={"pools": ",".join(names), "error": type(exc).__name__})
 
 
-async def listen(client: Any, keys: Keys, on_pool: Callable[[str], None], *, retry_s: float = 1.0,
+async def listen(client: Any, keys: Keys, on_pool: Callable[[str, bool], None], *, retry_s: float = 1.0,
                  subscribed: asyncio.Event | None = None) -> None:
-    """Call ``on_pool`` for each pool woken, until cancelled (``client``: a redis.asyncio client).
+    """Call ``on_pool(pool, settings)`` for each pool woken, until cancelled (``client``: a
+    redis.asyncio client; ``settings``: the wake is about the pool's settings).
     A lost connection is subscribed again after ``retry_s``; ``subscribed`` is set once listening."""
     while True:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -56,7 +64,8 @@ async def listen(client: Any, keys: Keys, on_pool: Callable[[str], None], *, ret
             async for message in pubsub.listen():
                 data = message.get("data")
                 if message.get("type") == "message" and isinstance(data, (bytes, str)):
-                    on_pool(data.decode() if isinstance(data, bytes) else data)
+                    text = data.decode() if isinstance(data, bytes) else data
+                    on_pool(text.removeprefix(SETTINGS), text.startswith(SETTINGS))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

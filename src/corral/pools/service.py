@@ -203,12 +203,14 @@ class PoolService:
         self._here("a pool reset")
         return self._manager.reset_pool(pool)
 
-    def look_at(self, pool: str) -> None:
-        """Another process changed ``pool`` in the store (a checkout, a return, a setting): take
-        in its settings as stored, destroy the VMs returned there, and refill."""
+    def look_at(self, pool: str, settings: bool = False) -> None:
+        """Another process changed ``pool`` in the store (a checkout, a return, or its
+        ``settings``): take in its settings as stored (when they changed), destroy the VMs
+        returned there, and refill."""
         if pool not in self.configured or self.owners is not None:
             return
-        self._editor.sync(pool, self.store.pool_overrides().get(pool, {}))
+        if settings:
+            self._editor.sync(pool, self.store.pool_overrides().get(pool, {}))
         self._manager.finish_returns(pool)
         self._manager.pool_changed(pool)
 
