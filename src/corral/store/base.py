@@ -8,15 +8,44 @@ check out one VM). Methods are synchronous and thread-safe; they are short local
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from corral.domain.models import OndemandRequest, RequestStatus, TimingKind, TokenRecord, Vm
-from corral.domain.states import VmState
+from corral.domain.states import TRANSITIONS, VmState, can_move
 
 
 class StoreError(Exception):
     """The store could not carry out an operation."""
+
+
+#: The VM attributes a write may set (``state`` changes only by a move).
+SETTABLE_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(Vm)) - {"name", "state"}
+
+
+def check_fields(fields: Mapping[str, object]) -> None:
+    """:class:`StoreError` naming a field a write may not set."""
+    for name in fields.keys() - SETTABLE_FIELDS:
+        hint = "; states change only by transition()" if name == "state" else ""
+        raise StoreError(f"unknown or read-only VM field {name!r}{hint}")
+
+
+def checked_move(expected: Iterable[VmState], new: VmState) -> tuple[str, tuple[str, ...]]:
+    """The new and expected states as stored values; rejects a move the lifecycle forbids."""
+    states = (expected,) if isinstance(expected, str) else tuple(expected)
+    try:
+        src = tuple(dict.fromkeys(VmState(s) for s in states))
+        dst = VmState(new)
+    except ValueError as err:
+        raise TransitionRejected(str(err)) from None
+    if not src:
+        raise TransitionRejected(f"no expected state given for a move to {dst.value!r}")
+    forbidden = [s.value for s in src if not can_move(s, dst)]
+    if forbidden:
+        allowed = {s.value: sorted(d.value for d in TRANSITIONS[s]) for s in src}
+        raise TransitionRejected(f"the lifecycle forbids {', '.join(forbidden)} -> {dst.value} (allowed: {allowed})")
+    return dst.value, tuple(s.value for s in src)
 
 
 def checkout_totals(wanted: list[tuple[str, int]], lifetimes: dict[str, float]) -> dict[str, int]:

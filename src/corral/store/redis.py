@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from corral.domain.models import TimingKind, Vm
-from corral.domain.states import TRANSITIONS, VmState, can_move
-from corral.store.base import StoreError, TransitionRejected, checkout_totals
+from corral.domain.states import VmState
+from corral.store.base import StoreError, check_fields, checked_move, checkout_totals
 from corral.store.redis_codec import (
-    check_fields,
     decode_vm,
     field_args,
     number,
@@ -37,23 +36,6 @@ __all__ = ["RedisStore", "TokenOf"]
 TokenOf = Callable[[str], int | None]
 _POOL_CACHE_MAX = 100_000  # VM name -> pool guesses a fenced view keeps
 _MOVED_TRIES = 3
-
-
-def _move(expected: Iterable[VmState], new: VmState) -> tuple[str, tuple[str, ...]]:
-    """The new and expected states as stored values; rejects a move the lifecycle forbids."""
-    states = (expected,) if isinstance(expected, str) else tuple(expected)
-    try:
-        src = tuple(dict.fromkeys(VmState(s) for s in states))
-        dst = VmState(new)
-    except ValueError as err:
-        raise TransitionRejected(str(err)) from None
-    if not src:
-        raise TransitionRejected(f"no expected state given for a move to {dst.value!r}")
-    forbidden = [s.value for s in src if not can_move(s, dst)]
-    if forbidden:
-        allowed = {s.value: sorted(d.value for d in TRANSITIONS[s]) for s in src}
-        raise TransitionRejected(f"the lifecycle forbids {', '.join(forbidden)} -> {dst.value} (allowed: {allowed})")
-    return dst.value, tuple(s.value for s in src)
 
 
 def _optional(value: str | None) -> str:
@@ -200,7 +182,7 @@ class RedisStore(RedisMeta):
         return sorted(vms, key=lambda v: (v.created_at, v.name))
 
     def transition(self, name: str, expected: Iterable[VmState], new: VmState, **fields: object) -> Vm | None:
-        dst, src = _move(expected, new)
+        dst, src = checked_move(expected, new)
         check_fields(fields)
         return self._set(name, [dst, str(len(src)), *src], fields)
 

@@ -26,7 +26,6 @@ if frozenset(FIELDS) != _FLOATS | _STRINGS | _OTHERS:  # pragma: no cover - guar
     raise ImportError("corral.store.redis_codec: the field kinds no longer match the Vm dataclass")
 
 # Fields a caller may set with transition() / update_vm(): everything but the key and state.
-SETTABLE_FIELDS: frozenset[str] = frozenset(FIELDS) - {"name", "state"}
 _REQUIRED = frozenset({"name", "pool", "template", "state", "provider", "created_at", "tags", "migrated",
                        "disks", "snapshots"})
 
@@ -77,12 +76,6 @@ def encode(name: str, value: object) -> str | None:
         return _ENCODERS[name](value)
     except (TypeError, ValueError) as err:
         raise StoreError(f"bad value for VM field {name!r}: {err}") from None
-
-
-def check_fields(fields: Mapping[str, object]) -> None:
-    for name in fields.keys() - SETTABLE_FIELDS:
-        hint = "; states change only by transition()" if name == "state" else ""
-        raise StoreError(f"unknown or read-only VM field {name!r}{hint}")
 
 
 def field_args(fields: Mapping[str, object]) -> tuple[list[str], list[str]]:

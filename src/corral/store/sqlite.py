@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.domain.models import Vm
-from corral.domain.states import TRANSITIONS, VmState, can_move
-from corral.store.base import StoreError, TransitionRejected, checkout_totals
+from corral.domain.states import VmState
+from corral.store.base import SETTABLE_FIELDS, StoreError, check_fields, checked_move, checkout_totals
 from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 from corral.store.sqlite_conn import BUSY_TIMEOUT_S, LaterCommits, Session
 from corral.store.sqlite_conn import immediate as _immediate
@@ -45,7 +45,6 @@ from corral.store.sqlite_schema import (
     PURGE_VMS_SQL,
     REQUEST_VMS_SQL,
     SCHEMA_VERSION,
-    SETTABLE_FIELDS,
     UPGRADES,
     list_sql,
     statements,
@@ -108,36 +107,11 @@ def _vm_from_row(row: tuple[Any, ...]) -> Vm:
     return Vm(*values)
 
 
-def _check_fields(fields: dict[str, object]) -> None:
-    for name in fields.keys() - SETTABLE_FIELDS:
-        hint = "; states change only by transition()" if name == "state" else ""
-        raise StoreError(f"unknown or read-only VM field {name!r}{hint}")
-
-
-def _move(expected: Iterable[VmState], new: VmState) -> tuple[str, tuple[str, ...]]:
-    """The new and expected states as stored values; rejects a move the lifecycle forbids."""
-    states = (expected,) if isinstance(expected, str) else tuple(expected)
-    try:
-        src = tuple(dict.fromkeys(VmState(s) for s in states))
-        dst = VmState(new)
-    except ValueError as err:
-        raise TransitionRejected(str(err)) from None
-    if not src:
-        raise TransitionRejected(f"no expected state given for a move to {dst.value!r}")
-    forbidden = [s.value for s in src if not can_move(s, dst)]
-    if forbidden:
-        allowed = {s.value: sorted(d.value for d in TRANSITIONS[s]) for s in src}
-        raise TransitionRejected(
-            f"the lifecycle forbids {', '.join(forbidden)} -> {dst.value} (allowed: {allowed})"
-        )
-    return dst.value, tuple(s.value for s in src)
-
-
 def _move_statement(name: str, expected: Iterable[VmState], new: VmState,
                     fields: dict[str, object]) -> tuple[str, list[object]]:
     """The compare-and-set UPDATE of a move, and its parameters."""
-    dst, src = _move(expected, new)
-    _check_fields(fields)
+    dst, src = checked_move(expected, new)
+    check_fields(fields)
     return update_sql(tuple(fields), len(src)), [dst, *(_encode(n, v) for n, v in fields.items()), name, *src]
 
 
@@ -299,7 +273,7 @@ class SqliteStore(SqliteMeta):
         return _vm_from_row(rows[0]) if rows else None
 
     def update_vm(self, name: str, **fields: object) -> Vm | None:
-        _check_fields(fields)
+        check_fields(fields)
         if not fields:
             return self.get_vm(name)
         params = [*(_encode(n, v) for n, v in fields.items()), name]

@@ -43,7 +43,6 @@ if tuple(COLUMN_TYPES) != COLUMNS:  # pragma: no cover - guards a Vm change with
     raise ImportError("corral.store.sqlite: the vms table no longer matches the Vm dataclass")
 
 # Fields a caller may set with transition() / update_vm(): everything but the key and state.
-SETTABLE_FIELDS: frozenset[str] = frozenset(COLUMNS) - {"name", "state"}
 
 # Tables and indexes that version 2 added; CREATE ... IF NOT EXISTS, so an upgrade runs them too.
 _V2_TABLES = """
