@@ -132,13 +132,18 @@ def build_store(config: Config) -> Store:
         raise ConfigError([f"store.path: cannot open the sqlite store {str(path)!r}: {detail}"]) from None
 
 
-def build_redis_store(config: Config) -> Store:
-    """The Redis store of ``:redis:`` (defaults: localhost:6379, no password) for
-    ``:store: site``; one line naming the server and the cause if Redis cannot be reached or
-    refuses the password. The password goes to the client only."""
+def redis_endpoint(config: Config) -> tuple[str, int, str | None]:
+    """Host, port and password of ``:redis:`` (defaults: localhost:6379, no password); the
+    password goes to clients only."""
     settings = config.redis or RedisSettings()
     password = settings.password.get_secret_value() if settings.password is not None else None
-    store = RedisStore(settings.server, settings.port or DEFAULT_REDIS_PORT, password, site=config.store.site)
+    return settings.server, settings.port or DEFAULT_REDIS_PORT, password
+
+
+def build_redis_store(config: Config) -> Store:
+    """The Redis store of ``:redis:`` for ``:store: site``; one line naming the server and the
+    cause if Redis cannot be reached or refuses the password."""
+    store = RedisStore(*redis_endpoint(config), site=config.store.site)
     try:
         store.ping()
     except StoreError as exc:
@@ -196,12 +201,10 @@ class SharedSite:
 def shared_site(config: Config) -> SharedSite:
     store = build_store(config)
     assert isinstance(store, RedisStore)
-    r = config.redis or RedisSettings()
-    password = r.password.get_secret_value() if r.password is not None else None
+    host, port, password = redis_endpoint(config)
     keys = Keys(config.store.site)
-    port = r.port or DEFAULT_REDIS_PORT
-    client = aioredis.Redis(host=r.server, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
-    wakes = Wakes(sync_client(r.server, port, password), keys)
+    client = aioredis.Redis(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
+    wakes = Wakes(sync_client(host, port, password), keys)
     return SharedSite(store=store, keys=keys, client=client, wakes=wakes, registry=Registry(client, keys))
 
 
@@ -229,8 +232,8 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
     # a start waits for the providers at most half the time a lease is trusted for after its
     # renewal; a provider slower than that comes in later. A start that took longer would let
     # the lease's deadline pass before the next renewal: the pools stopped again at once.
-    run = dataclasses.replace(manager_settings(config),
-                              connect_wait_s=min(manager_settings(config).connect_wait_s, settings.io_timeout_s / 2))
+    configured = manager_settings(config)
+    run = dataclasses.replace(configured, connect_wait_s=min(configured.connect_wait_s, settings.io_timeout_s / 2))
 
     def make(acting: frozenset[str]) -> PoolService:
         return PoolService([p for p in pools if p.name in acting], providers, cast(Store, Scoped(fenced, acting)),
