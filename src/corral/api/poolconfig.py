@@ -30,8 +30,9 @@ def pool_configuration(service: Service) -> list[dict[str, Any]]:
     """Each pool's declared, safe keys (see :mod:`corral.config.safe`), with its live size,
     template and clone target."""
     out = []
+    pools = service.pools.pools  # read once: a process that only answers the API reads the store for it
     for settings in service.config.pools:
-        live = service.pools.pools[settings.name]
+        live = pools[settings.name]
         entry = model_view(settings)
         entry.update(size=live.size, template=live.template, provider=live.provider,
                      clone_target=live.clone_target, template_ready=True)
@@ -66,7 +67,7 @@ def _reset(request: Request, pool: str, setting: Setting) -> Reset:
     experimental(request)
     token_record(request, required=True)
     service = service_of(request)
-    if pool not in service.pools.pools:
+    if pool not in service.pools.configured:
         raise ApiError(404, f"unknown pool {pool[:100]!r}")
     return service.pools.reset_setting(pool, setting)
 
@@ -96,7 +97,7 @@ def build(router: APIRouter, version: Version) -> None:
         """``{"pool": size}``: 201 if a size changed, 200 if none did."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p in body if p not in service.pools.pools]
+        bad = [p for p in body if p not in service.pools.configured]
         sizes: dict[str, int] = {}
         for pool, size in body.items():
             try:
@@ -120,7 +121,7 @@ def build(router: APIRouter, version: Version) -> None:
         """``{"pool": "template"}``: the pool's ready and pending VMs are replaced."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p, t in body.items() if p not in service.pools.pools or type(t) is not str
+        bad = [p for p, t in body.items() if p not in service.pools.configured or type(t) is not str
                or not t.strip() or t.startswith("/") or t.endswith("/") or len(t) > 255 or not t.isprintable()]
         if bad:
             raise ApiError(400, f"unknown pool or bad template: {', '.join(bad)}", bad_templates=bad)
@@ -158,7 +159,7 @@ def build(router: APIRouter, version: Version) -> None:
         """Replace the ready and pending VMs of the pools named in ``{"pool": ...}``."""
         service = service_of(request)
         body = await _changes(request)
-        bad = [p for p in body if p not in service.pools.pools]
+        bad = [p for p in body if p not in service.pools.configured]
         if bad:
             raise ApiError(400, f"unknown pool: {', '.join(bad)}", bad_pools=bad)
         for pool in body:

@@ -211,7 +211,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.get("/vm", include_in_schema=schema)
     async def list_pools(request: Request) -> JSONResponse:
         """The pools VMs can be checked out from."""
-        return respond(list(service_of(request).pools.pools))
+        return respond(list(service_of(request).pools.configured))
 
     @router.post("/vm", include_in_schema=schema)
     async def checkout_body(request: Request) -> JSONResponse:
