@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from corral.bench.common import free_port
 from corral.config import ConfigError, parse_config
 from corral.domain.models import Pool
 from corral.domain.states import VmState
@@ -112,14 +113,6 @@ class Harness:
         await eventually(lambda: all(ready_counts(self.store).get(n, 0) == s for n, s in want.items()), timeout)
 
 
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def quick_config(tmp_path: Path, pools: list[dict[str, Any]], **config: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from corral.bench.redisd import RedisServer, free_port
+from corral.bench.common import free_port
+from corral.bench.redisd import RedisServer
 from corral.config import ConfigError, parse_config
 from corral.config.view import safe_view
 from corral.runtime import build_store

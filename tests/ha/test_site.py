@@ -49,19 +49,12 @@ def site(tmp_path: Path, redis_server: RedisServer):  # type: ignore[no-untyped-
     s.stop_all()
 
 
-def spread(site: Site) -> dict[str, set[str]]:
-    owners: dict[str, set[str]] = {}
-    for pool, manager in site.owners().items():
-        owners.setdefault(manager, set()).add(pool)
-    return owners
-
-
 def test_pools_spread_over_the_managers_and_are_served_by_any_api(site: Site) -> None:
     site.manager("m1")
     site.manager("m2")
     api = site.api("a1")
     site.wait_converged(60)
-    wait_for(lambda: set(spread(site)) == {"m1", "m2"}, 10, "both managers holding pools")
+    wait_for(lambda: set(site.holdings()) == {"m1", "m2"}, 10, "both managers holding pools")
     owners = site.owners()
     assert set(owners) == set(POOLS)
     body = httpx.get(f"{api.url}/status?view=managers", timeout=5).json()["managers"]
@@ -86,11 +79,11 @@ def test_kill_9_of_the_owner_mid_fill_moves_its_pools_within_two_ttls(site: Site
     m1 = site.manager("m1")
     site.manager("m2")
     api = site.api("a1")
-    wait_for(lambda: len(site.owners()) == len(POOLS) and len(spread(site)) == 2, 30, "pools spread")
+    wait_for(lambda: len(site.owners()) == len(POOLS) and len(site.holdings()) == 2, 30, "pools spread")
     load = Load([api.url], list(POOLS), clients=4)  # checkouts and returns keep the managers filling
     try:
         time.sleep(1.0)
-        lost = spread(site)["m1"]
+        lost = site.holdings()["m1"]
         m1.kill9()
         taken = wait_for(lambda: all(site.owners().get(p) == "m2" for p in lost), 2 * TTL + 1, "takeover")
         assert taken <= 2 * TTL, f"m2 took m1's pools {taken:.1f} s after the kill"
@@ -112,8 +105,8 @@ def test_sigstop_past_the_lease_is_fenced_and_the_old_owner_rejoins_as_standby(t
         api = site.api("a1")
         site.wait_converged(60)
         site.manager("m2")
-        wait_for(lambda: len(spread(site)) == 2, 15, "m2 taking its share")
-        mine = sorted(spread(site)["m1"])
+        wait_for(lambda: len(site.holdings()) == 2, 15, "m2 taking its share")
+        mine = sorted(site.holdings()["m1"])
         old_tokens = {p: site.fence(p) for p in POOLS}
         for pool in mine:  # m1 starts refilling these...
             assert httpx.post(f"{api.url}/vm/{pool}+{pool}+{pool}", timeout=5).status_code == 200
@@ -138,7 +131,7 @@ def test_sigstop_past_the_lease_is_fenced_and_the_old_owner_rejoins_as_standby(t
         # provider are found by the owners' reconcile and destroyed: nothing leaks, nothing doubles
         wait_for(lambda: site.managers().get("m1", {}).get("state") in ("Standby", "Acquiring", "Active"), 15,
                  "m1 back in the registry")
-        wait_for(lambda: len(spread(site)) == 2, 20, "m1 holding pools again")
+        wait_for(lambda: len(site.holdings()) == 2, 20, "m1 holding pools again")
         site.wait_converged(90)
     finally:
         site.stop_all()
@@ -149,8 +142,8 @@ def test_sigterm_hands_the_pools_over_at_once(site: Site) -> None:
     site.manager("m2")
     site.api("a1")
     site.wait_converged(60)
-    wait_for(lambda: len(spread(site)) == 2, 15, "pools spread")
-    mine = spread(site)["m1"]
+    wait_for(lambda: len(site.holdings()) == 2, 15, "pools spread")
+    mine = site.holdings()["m1"]
     start = time.monotonic()
     m1.signal(signal.SIGTERM)
     moved = wait_for(lambda: all(site.owners().get(p) == "m2" for p in mine), TTL, "handover")

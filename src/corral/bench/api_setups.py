@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from corral.bench.common import process_cpu_seconds
-from corral.bench.redisd import RedisServer, free_port
+from corral.bench.common import free_port, process_cpu_seconds
+from corral.bench.redisd import RedisServer
 
 POOL = "bench"
 START_TIMEOUT_S = 60.0

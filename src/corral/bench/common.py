@@ -20,6 +20,7 @@ import gc
 import logging
 import os
 import platform
+import socket
 import sys
 import textwrap
 import time
@@ -36,6 +37,14 @@ BENCHMARKS_MD = Path("docs/benchmarks.md")
 def sayer(progress: Say | None) -> Say:
     """``progress``, or a function that says nothing."""
     return progress or (lambda _m: None)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 # -- figures --------------------------------------------------------------------------------

@@ -118,27 +118,25 @@ def first_new_vm(site: Site, pools: set[str], since: float, timeout: float) -> f
     raise TimeoutError(f"no new VM in {sorted(pools)} within {timeout:.0f} s of the kill")
 
 
-def held_by(site: Site) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for pool, manager in site.owners().items():
-        out.setdefault(manager, set()).add(pool)
-    return out
+def take_one_of_each(api: Process, pools: set[str]) -> None:
+    """Check a VM out of each of ``pools``, so that each needs a new one."""
+    with httpx.Client(timeout=5) as client:
+        for pool in pools:
+            client.post(f"{api.url}/vm/{pool}")
 
 
 def kill_and_time(site: Site, victim: Process, api: Process, pools: set[str], timeout: float) -> float:
     """kill -9 ``victim``, take a VM out of each of ``pools``, and time the first new VM."""
     victim.kill9()
     killed = time.time()
-    with httpx.Client(timeout=5) as client:
-        for pool in pools:
-            client.post(f"{api.url}/vm/{pool}")
+    take_one_of_each(api, pools)
     return first_new_vm(site, pools, killed, timeout)
 
 
 def settle(site: Site, managers: int, timeout: float = 60) -> None:
     site.wait_converged(timeout)
     deadline = time.monotonic() + timeout
-    while len(site.owners()) < len(site.pools) or len(held_by(site)) < managers:
+    while len(site.owners()) < len(site.pools) or len(site.holdings()) < managers:
         if time.monotonic() > deadline:
             raise TimeoutError("the managers did not share the pools")
         time.sleep(0.05)
@@ -161,7 +159,7 @@ def run_failover(kills: int = 10, ttl_s: float = 5.0, *, progress: Say | None = 
                     api = site.api("api")
                     settle(site, len(names))
                     for i in range(kills):
-                        owners = held_by(site)
+                        owners = site.holdings()
                         name = max(owners, key=lambda m: len(owners[m]))
                         seconds = kill_and_time(site, procs[name], api, owners[name], timeout) \
                             if mode == "takeover" else restart_and_time(site, procs, name, api, owners[name],
@@ -182,7 +180,5 @@ def restart_and_time(site: Site, procs: dict[str, Process], name: str, api: Proc
     procs[name].kill9()
     killed = time.time()
     procs[name] = site.manager(name)
-    with httpx.Client(timeout=5) as client:
-        for pool in pools:
-            client.post(f"{api.url}/vm/{pool}")
+    take_one_of_each(api, pools)
     return first_new_vm(site, pools, killed, timeout)

@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from corral.bench.common import free_port
+
 
 class RedisUnavailable(RuntimeError):
     """redis-server cannot be found or started here; the message says what is missing."""
@@ -27,13 +29,6 @@ def binary() -> str:
     if found is None:
         raise RedisUnavailable("redis-server is not installed: apt-get install redis-server (make test installs it)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class RedisServer:

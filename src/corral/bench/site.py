@@ -22,7 +22,8 @@ import httpx
 import redis
 import yaml
 
-from corral.bench.redisd import RedisServer, free_port
+from corral.bench.common import free_port
+from corral.bench.redisd import RedisServer
 from corral.domain.models import Vm
 from corral.domain.states import ACTIVE_STATES, VmState
 from corral.store.redis import RedisStore
@@ -147,6 +148,13 @@ class Site:
             names = list(self.pools)
             holders = client.mget([self.keys.lease(p) for p in names])
         return {p: h.decode() for p, h in zip(names, holders, strict=True) if h is not None}
+
+    def holdings(self) -> dict[str, set[str]]:
+        """manager -> the pools whose lease it holds."""
+        out: dict[str, set[str]] = {}
+        for pool, manager in self.owners().items():
+            out.setdefault(manager, set()).add(pool)
+        return out
 
     def fence(self, pool: str) -> int:
         with self.client() as client:
