@@ -35,7 +35,6 @@ class ServiceSwitch:
         self.make = make
         self.acting: frozenset[str] = frozenset()
         self.service: PoolRun | None = None
-        self.switches = 0  # how many times the set changed
         self.gather_s = gather_s  # wakes arriving within this are looked at once, together
         self.looks = 0  # looks at a pool (after gathering)
         self._lock = asyncio.Lock()
@@ -55,7 +54,6 @@ class ServiceSwitch:
                     await old.stop()
                 except Exception:
                     log.exception("stopping the pool service failed")
-            self.switches += 1
             if not acting:
                 log.info("acting on no pool")
                 return
