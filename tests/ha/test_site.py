@@ -57,7 +57,13 @@ def test_pools_spread_over_the_managers_and_are_served_by_any_api(site: Site) ->
     wait_for(lambda: set(site.holdings()) == {"m1", "m2"}, 10, "both managers holding pools")
     owners = site.owners()
     assert set(owners) == set(POOLS)
-    body = httpx.get(f"{api.url}/status?view=managers", timeout=5).json()["managers"]
+
+    def managers() -> dict:  # type: ignore[type-arg]
+        return httpx.get(f"{api.url}/status?view=managers", timeout=5).json()["managers"]
+
+    # a manager that has just taken a pool publishes Acquiring until its next tick acts on it
+    wait_for(lambda: all(m.get("state") == "Active" for m in managers()["live"].values()), 10, "both Active")
+    body = managers()
     assert set(body["live"]) == {"m1", "m2"} and body["me"] is None
     assert all(body["live"][m]["state"] == "Active" for m in ("m1", "m2"))
     # a checkout through the API process is refilled and a return destroyed by the pool's owner
