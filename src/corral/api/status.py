@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse
 
 from corral.api.common import ApiError, Version, respond, service_of
 from corral.domain.models import TimingKind
-from corral.pools.service import MonitoringStatus, PoolStatus, ProviderStatus, RunnerStatus, SchedulingStatus
+from corral.pools.service import HostStatus, MonitoringStatus, PoolStatus, ProviderStatus, RunnerStatus, SchedulingStatus
 from corral.runtime import Service
 from corral.store.base import StoreUnavailable
 
-STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner")
+STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner", "hosts")
 DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
@@ -85,6 +85,8 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
         body["scheduling"] = scheduling_json(pools.scheduling())
     if "runner" in wanted:
         body["runner"] = runner_json(pools.runner())
+    if "hosts" in wanted:
+        body["hosts"] = hosts_json(pools.hosts())
     body["status"] = status
     return dict(sorted(body.items()))
 
@@ -153,6 +155,18 @@ def runner_json(r: RunnerStatus) -> dict[str, Any]:
         hosts_avoided.setdefault(b.provider, {})[b.host] = b.retry_in
     return {**dataclasses.asdict(r.queue),
             "hosts_avoided": hosts_avoided, "ha_restarts": r.ha_restarts, "ha_failures": r.ha_failures}
+
+
+def hosts_json(rows: tuple[HostStatus, ...]) -> dict[str, dict[str, Any]]:
+    """corral's own: provider -> host -> its size and use, ``up`` (as the provider reports it),
+    ``down`` (declared down by the inventory), maintenance, health, VMs on it and the runner's
+    calls to it in flight."""
+    out: dict[str, dict[str, Any]] = {}
+    for h in rows:
+        row = dataclasses.asdict(h)
+        del row["provider"], row["name"]
+        out.setdefault(h.provider, {})[h.name] = row
+    return out
 
 
 def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:

@@ -211,6 +211,12 @@ class ProviderMonitor:
     def vm(self, name: str) -> ProviderVm | None:
         return self.repo.vm(name)
 
+    def all_hosts(self) -> list[tuple[HostInfo, bool]]:
+        """Every host the feed knows, sorted by name, each with whether the analyser declared
+        it down (for the status view; :meth:`hosts` is what placement reads)."""
+        down = self.analyser.down
+        return [(h, h.name in down) for h in sorted(self.repo.hosts.values(), key=lambda h: h.name)]
+
     def hosts(self) -> list[HostInfo]:
         """Hosts that can take VMs now (up, not declared down)."""
         down = self.analyser.down

@@ -42,6 +42,7 @@ from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, descr
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
 from corral.pools.views import (
+    HostStatus,
     MigrationStatus,
     MonitoringStatus,
     PlacementStatus,
@@ -344,6 +345,11 @@ class PoolService:
     def runner(self) -> RunnerStatus:
         return views.runner(self._manager)
 
+    def hosts(self) -> tuple[HostStatus, ...]:
+        """Every host of every provider, as the inventory sees it now (none in a process that
+        only answers the API)."""
+        return views.hosts(self._manager)
+
     # -- events ----------------------------------------------------------------------------------
     def stream(self, name: str, *, accepts: Callable[[Event], bool] | None = None,
                queue_size: int | None = None) -> Subscription:
@@ -356,7 +362,7 @@ class PoolService:
 
 
 __all__ = [
-    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "MigrationStatus",
+    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "HostStatus", "MigrationStatus",
     "MonitoringStatus", "Owners",
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",

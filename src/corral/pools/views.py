@@ -105,6 +105,29 @@ class RunnerStatus:
     ha_failures: int
 
 
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    """A host as the inventory sees it: its size, its use, whether placement may use it, and
+    the runner's calls to it now in flight (the field names are the JSON keys)."""
+
+    provider: str
+    name: str
+    cluster: str
+    cores: int
+    mhz: int
+    memory_mb: int
+    cpu_used_mhz: float
+    memory_used_mb: float
+    cpu_percent: float
+    memory_percent: float
+    up: bool  # connected and responding, as the provider reports it
+    down: bool  # declared down by the inventory (after the grace time)
+    maintenance: bool
+    health: str
+    vms: int
+    calls_in_flight: int
+
+
 # -- built from the manager -------------------------------------------------------------------------
 def _count(counts: Mapping[str, Mapping[VmState, int]], *states: VmState) -> int:
     return sum(c.get(s, 0) for c in counts.values() for s in states)
@@ -153,3 +176,17 @@ def scheduling(manager: PoolManager) -> SchedulingStatus:
 def runner(manager: PoolManager) -> RunnerStatus:
     creator = manager.creator
     return RunnerStatus(queue=manager.runner.view(), ha_restarts=creator.ha_restarts, ha_failures=creator.ha_failures)
+
+
+def hosts(manager: PoolManager) -> tuple[HostStatus, ...]:
+    calls = manager.runner.calls_by_host()
+    rows = []
+    for provider, monitor in sorted(manager.inventory.monitors.items()):
+        for h, down in monitor.all_hosts():
+            rows.append(HostStatus(provider=provider, name=h.name, cluster=h.cluster, cores=h.cores, mhz=h.mhz,
+                                   memory_mb=h.memory_mb, cpu_used_mhz=round(h.cpu_used_mhz, 1),
+                                   memory_used_mb=round(h.memory_used_mb, 1), cpu_percent=round(h.cpu_percent, 1),
+                                   memory_percent=round(h.memory_percent, 1), up=h.up, down=down,
+                                   maintenance=h.maintenance, health=str(h.health.value), vms=h.vm_count,
+                                   calls_in_flight=calls.get((provider, h.name), 0)))
+    return tuple(rows)

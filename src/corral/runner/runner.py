@@ -396,6 +396,11 @@ class Runner:
         )
 
 
+    def calls_by_host(self) -> dict[tuple[str, str], int]:
+        """(provider, host) -> the runner's calls to that host now in flight."""
+        return {key: n for key, n in self.gate.per_host.items() if isinstance(key, tuple) and n > 0}
+
+
 async def _wait(event: asyncio.Event, timeout: float | None) -> None:
     if timeout is None:
         await event.wait()
