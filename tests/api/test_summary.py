@@ -31,7 +31,14 @@ def test_status_when_full_and_views(server):
     resp = server.client.get("/status")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling", "runner"}
+    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling", "runner",
+                         "hosts"}
+    hosts = body["hosts"]["sim"]
+    assert len(hosts) == 4 and sum(h["vms"] for h in hosts.values()) == 3  # the feed's hosts and its three VMs
+    for h in hosts.values():
+        assert h["up"] is True and h["down"] is False and h["maintenance"] is False and h["calls_in_flight"] == 0
+        assert h["cores"] > 0 and h["memory_mb"] > 0 and 0 <= h["memory_percent"] <= 100
+        assert abs(h["cpu_percent"] - 100 * h["cpu_used_mhz"] / (h["cores"] * h["mhz"])) <= 0.1
     runner = body["runner"]
     assert runner["queued"] == 0 and runner["calls_in_flight"] == 0 and runner["created"] >= 3
     assert runner["calls"] >= 1 and runner["vms_sent"] == runner["created"] and runner["failed"] == 0

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 
 from corral.api.common import ApiError, Version, respond, service_of
 from corral.domain.models import TimingKind
-from corral.pools.service import HostStatus, MonitoringStatus, PoolStatus, ProviderStatus, RunnerStatus, SchedulingStatus
+from corral.pools.service import (
+    HostStatus,
+    MonitoringStatus,
+    PoolStatus,
+    ProviderStatus,
+    RunnerStatus,
+    SchedulingStatus,
+)
 from corral.runtime import Service
 from corral.store.base import StoreUnavailable
 
