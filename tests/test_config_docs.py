@@ -7,7 +7,7 @@ import sys
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from corral.config.docs import COMMAND, KeyRow, SectionDoc, default_text, fill, model_rows, sections, type_text
 from corral.config.load import normalise
@@ -120,8 +120,13 @@ def test_a_corral_only_model_marks_the_models_inside_it():
     assert not {row.key: row for row in model_rows(Inner)}["depth"].corral
 
 
+class Plain(BaseModel):
+    endpoint: str = Field("/metrics", description="a plain pydantic model's key")
+
+
 class Root(SettingsModel):
     known_unused = frozenset({"statsd"})
+    plain: Plain | None = Field(None, description="a section that is a plain pydantic model")
     outer: Outer = Field(default_factory=Outer, description="the outer section")
     own: Own = Field(default_factory=Own, description="corral's section")
     tags: dict[str, str] = Field(default_factory=dict, description="tag → pattern")
@@ -148,6 +153,7 @@ def test_fill_places_each_section_and_puts_the_others_in_rest():
     assert "### `:own:`" in rest and "`inner.depth`" in rest and "| corral only |" in rest
     assert "### `:tags:`" in rest and "| `NAME` | string |" in rest
     assert "### `:outer:`" not in rest
+    assert "| `endpoint` | string | `/metrics` | same key | yes | a plain pydantic model's key |" in rest
     unused = page.split("<!-- keys unused -->")[1]
     assert "| the top level | `:statsd:` |" in unused
     assert "| `:outer:` | `old`, `nested.old_inner` |" in unused

@@ -180,11 +180,11 @@ def default_text(value: Any) -> str:
 # -- walking the model ---------------------------------------------------------------------
 
 
-def _models_in(annotation: Any) -> list[tuple[str, type[SettingsModel]]]:
-    """Where settings models sit in a type: ("model", M), ("list", M) or ("dict", M)."""
+def _models_in(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
+    """Where models sit in a type: ("model", M), ("list", M) or ("dict", M)."""
     while get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
-    if isclass(annotation) and issubclass(annotation, SettingsModel):
+    if _is_model(annotation):
         return [("model", annotation)]
     origin, args = get_origin(annotation), get_args(annotation)
     if origin in (Union, types.UnionType):
@@ -203,33 +203,39 @@ def _only_a_model(annotation: Any) -> bool:
     if get_origin(annotation) in (Union, types.UnionType):
         rest = [arg for arg in get_args(annotation) if arg is not type(None)]
         return len(rest) == 1 and _only_a_model(rest[0])
-    return isclass(annotation) and issubclass(annotation, SettingsModel)
+    return _is_model(annotation)
+
+
+def _marks(model: type[BaseModel]) -> tuple[frozenset[str], frozenset[str], bool, frozenset[str]]:
+    """``known_unused``, ``corral_keys``, ``corral_only`` and ``not_acted_on`` of a model (see
+    :class:`SettingsModel`); a plain pydantic model has none of them: vmpooler's keys, acted on."""
+    return (getattr(model, "known_unused", frozenset()), getattr(model, "corral_keys", frozenset()),
+            bool(getattr(model, "corral_only", False)), getattr(model, "not_acted_on", frozenset()))
 
 
 def _default(info: FieldInfo, name: str, defaults: BaseModel | None) -> Any:
     if defaults is not None:
         return getattr(defaults, name)
-    if info.default_factory is not None:
-        return info.default_factory()  # type: ignore[call-arg]
-    return info.default
+    return info.get_default(call_default_factory=True, validated_data={})
 
 
 def _meaning(info: FieldInfo) -> str:
     return " ".join((info.description or "").split()).replace("|", "\\|")
 
 
-def model_rows(model: type[SettingsModel], defaults: BaseModel | None = None, prefix: str = "", *,
+def model_rows(model: type[BaseModel], defaults: BaseModel | None = None, prefix: str = "", *,
                corral: bool = False, acts: bool = True) -> list[KeyRow]:
     """The rows of ``model``'s keys, those of the models inside it after each (a section in
     a section: ``latency.boot``; a list of entries: ``hosts[].name``; a map of named entries:
     ``templates.NAME.cpus``). ``defaults``: an instance whose values are the defaults (a section
     whose default differs from its model's own); ``corral``/``acts``: what the enclosing key is."""
-    corral = corral or model.corral_only
+    _, corral_keys, corral_only, not_acted_on = _marks(model)
+    corral = corral or corral_only
     rows: list[KeyRow] = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
-        own_corral = corral or name in model.corral_keys
-        own_acts = acts and name not in model.not_acted_on
+        own_corral = corral or name in corral_keys
+        own_acts = acts and name not in not_acted_on
         default = _default(info, name, defaults)
         inside = _models_in(info.annotation)
         if _only_a_model(info.annotation):
@@ -247,9 +253,9 @@ def model_rows(model: type[SettingsModel], defaults: BaseModel | None = None, pr
     return rows
 
 
-def _quiet(model: type[SettingsModel], prefix: str = "", seen: frozenset[type] = frozenset()) -> list[str]:
+def _quiet(model: type[BaseModel], prefix: str = "", seen: frozenset[type] = frozenset()) -> list[str]:
     """``known_unused`` of ``model`` and of the models inside it, as paths in the section."""
-    found = [f"{prefix}{key}" for key in sorted(model.known_unused)]
+    found = [f"{prefix}{key}" for key in sorted(_marks(model)[0])]
     for name, info in model.model_fields.items():
         for kind, sub in _models_in(info.annotation):
             if sub in seen:
@@ -270,7 +276,7 @@ def sections(root: type[SettingsModel] = Config) -> list[SectionDoc]:
         if inside:
             kind, model = inside[0]
             rows = model_rows(model, default if isinstance(default, model) else None,
-                              corral=model.corral_only or name in root.corral_keys)
+                              corral=name in root.corral_keys, acts=name not in root.not_acted_on)
             quiet = tuple((key, "") for key in _quiet(model))
         else:  # a map of plain values (``:tagfilter:``): one row for its entries
             value_type = get_args(info.annotation)[-1] if get_args(info.annotation) else info.annotation

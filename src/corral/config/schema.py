@@ -128,22 +128,21 @@ class Config(Section):
 
     known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "tracing", "vsphere"})
 
-    config: GlobalSettings = Field(default_factory=GlobalSettings, description="global settings")
-    providers: dict[str, ProviderSettings] = Field(default_factory=dict, description="where VMs run, by name")
-    pools: list[PoolSettings] = Field(default_factory=list, description="the pools")
-    store: StoreSettings = Field(default_factory=StoreSettings, description="corral's durable state")
-    redis: RedisSettings | None = Field(None, description="where the Redis store is")
-    ha: HaConfig = Field(default_factory=HaConfig, description="several managers on one Redis")
-    auth: AuthSettings | None = Field(None, description="who may create API tokens")
+    config: GlobalSettings = Field(default_factory=GlobalSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    pools: list[PoolSettings] = Field(default_factory=list)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    redis: RedisSettings | None = None
+    ha: HaConfig = Field(default_factory=HaConfig)
+    auth: AuthSettings | None = None
     tagfilter: dict[str, str] = Field(
         default_factory=dict, description="tag name → regular expression: when the tag is set, its value is "
         "replaced by what the pattern's groups capture, if it matches")
-    rate_limits: RateLimits = Field(default_factory=RateLimits, description="per-client request limits")
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings,
-                                           description="the live inventory and its events")
-    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings, description="where new VMs go")
-    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="how VMs are created and restarted")
-    dns_configs: DnsConfigs = Field(default_factory=dict, description="the domain of a pool's VMs, by DNS config")
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    dns_configs: DnsConfigs = Field(default_factory=dict)
 
     @field_validator("tagfilter")
     @classmethod
