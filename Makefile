@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv test-deps vcsim bench clean
+.PHONY: run test lint venv test-deps vcsim bench docs clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -33,6 +33,10 @@ test: test-deps vcsim lint
 
 bench: venv
 	.venv/bin/corral bench fill --output docs/benchmarks.md
+
+# docs/configuration.md's tables of keys, from the configuration model (a test checks them)
+docs: venv
+	.venv/bin/python -m corral.config.docs --output docs/configuration.md
 
 clean:
 	rm -rf .venv var .pytest_cache build

@@ -44,8 +44,12 @@ class DnsConfig(SettingsModel):
     """One entry of ``:dns_configs:``: a DNS plugin's settings. Keys other than these two
     belong to the plugin; they are kept, never shown, never warned about."""
 
-    dns_class: str | None = Field(None, description="the plugin (dynamic-dns, gcp …); corral manages no records")
-    domain: DomainName | None = Field(None, description="appended to the names of the VMs of pools using this entry")
+    not_acted_on = frozenset({"dns_class"})
+
+    dns_class: str | None = Field(None, description="the plugin: `dynamic-dns`, `gcp` … (accepted; corral manages "
+                                  "no records); none: the entry's name")
+    domain: DomainName | None = Field(None, description="the domain of the VMs of pools using this entry, such as "
+                                      "`example.com`")
 
 
 def _entries(value: Any) -> Any:

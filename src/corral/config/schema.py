@@ -41,7 +41,9 @@ from corral.providers.registry import find_class
 class ProviderSettings(Section):
     """One entry of ``:providers:``; the class-specific keys are checked by the provider."""
 
-    provider_class: str | None = None
+    provider_class: str | None = Field(
+        None, description="the entry's kind: `sim` (the simulator; `dummy`, vmpooler's test provider, is read as "
+        "`sim`), `vsphere` or `libvirt` (planned: accepted by the check, not run); none: the entry's name")
 
 
 #: A pool name or alias, as the API accepts it (see :mod:`corral.domain.names`).
@@ -58,29 +60,53 @@ class PoolSettings(Section):
         }
     )
 
-    name: PoolName
-    template: str = Field(min_length=1)
-    size: int = Field(ge=0)
-    alias: list[PoolName] = Field(default_factory=list)
-    provider: str | None = None
-    timeout: float | None = Field(None, gt=0)
-    ready_ttl: float | None = Field(None, gt=0)
-    vm_lifetime: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS)
-    folder: str | None = None
-    clone_target: str | None = None
-    domain: DomainName | None = None
-    dns_plugin: str | None = Field(None, description="the :dns_configs: entry whose domain the pool's VMs get")
+    corral_keys = frozenset({"domain", "anti_affinity", "ha", "priority"})
+    not_acted_on = frozenset({"datacenter"})
+
+    name: PoolName = Field(description="the pool's name")
+    template: str = Field(min_length=1, description="what VMs are cloned from; for vSphere, the template's path "
+                          "below the datacenter's VM folder (e.g. `Templates/debian-12`), or its bare name when that "
+                          "is unique")
+    size: int = Field(ge=0, description="ready + pending VMs to keep")
+    alias: list[PoolName] = Field(default_factory=list, description="other names the pool can be requested by (a "
+                                  "string or a list)")
+    provider: str | None = Field(None, description="the `:providers:` entry that manages the pool; none: the only "
+                                 "provider, else `vsphere`")
+    timeout: float | None = Field(None, gt=0, description="minutes a VM may stay pending, for this pool; none: "
+                                  "`:config: timeout`")
+    ready_ttl: float | None = Field(None, gt=0, description="minutes a VM may stay ready, for this pool; none: "
+                                    "`:config: ready_ttl`")
+    vm_lifetime: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS, description="hours a checked-out VM lives, "
+                                      "for this pool; none: `:config: vm_lifetime`")
+    folder: str | None = Field(None, description="provider folder for the pool's VMs (vSphere: a path below the "
+                               "datacenter's VM folder, e.g. `Pooled VMs/debian-12`)")
+    clone_target: str | None = Field(None, description="cluster or host to clone into; none: `:config: "
+                                     "clone_target`")
+    domain: DomainName | None = Field(None, description="the domain of this pool's hostnames, ahead of its DNS "
+                                      "config's (see `:dns_configs:`)")
+    dns_plugin: str | None = Field(None, description="the `:dns_configs:` entry whose `domain` the pool's VMs get "
+                                   "(vmpooler 3); none: the only entry there is. A name that is not there is an "
+                                   "error naming it")
     anti_affinity: bool | int | None = Field(
-        None, description="true: at most one VM of the pool per host; N: at most N; false: no limit"
+        None, description="`true` places at most one of the pool's VMs on a host, a number `N` (≥ 1) at most `N`; "
+        "`false` or none: no limit"
     )
     # read by the vSphere provider
-    datastore: str | None = Field(None, description="vSphere: the datastore clones are placed on")
-    datacenter: str | None = Field(None, description="vSphere: accepted; the provider's datacenter is used")
-    create_linked_clone: bool | None = Field(None, description="vSphere: linked clones of the template's snapshot")
-    snapshot_mainMem_ioBlockPages: str | int | None = None  # vSphere extraConfig mainMem.ioBlockPages
-    snapshot_mainMem_iowait: str | int | None = None  # vSphere extraConfig mainMem.iowait
-    ha: bool = Field(False, description="restart checked-out VMs on another host when theirs goes down")
-    priority: int = Field(0, description="within a class of work, pools with a higher priority go first")
+    datastore: str | None = Field(None, description="vSphere: the datastore clones are placed on (an unknown name "
+                                  "fails the clone, naming it); none: the template's")
+    datacenter: str | None = Field(None, description="vSphere: accepted; corral manages the provider's "
+                                   "`datacenter`")
+    create_linked_clone: bool | None = Field(None, description="vSphere: linked clones of the template's snapshot "
+                                             "for this pool; none: the provider's or `:config:`'s "
+                                             "`create_linked_clones`")
+    snapshot_mainMem_ioBlockPages: str | int | None = Field(None, description="vSphere: set as the clones' "
+                                                            "`mainMem.ioBlockPages` extraConfig")
+    snapshot_mainMem_iowait: str | int | None = Field(None, description="vSphere: set as the clones' "
+                                                      "`mainMem.iowait` extraConfig")
+    ha: bool = Field(False, description="when a host goes down, the pool's checked-out VMs on it are restarted on "
+                     "another host at the runner's top priority (their disks must be on shared storage)")
+    priority: int = Field(0, description="within a class of the runner's work (see `:runner:`), VMs of pools with a "
+                          "higher number go first; equal numbers go first come, first served")
 
     @field_validator("anti_affinity", mode="before")
     @classmethod
@@ -109,7 +135,9 @@ class Config(Section):
     redis: RedisSettings | None = None
     ha: HaConfig = Field(default_factory=HaConfig)
     auth: AuthSettings | None = None
-    tagfilter: dict[str, str] = Field(default_factory=dict)
+    tagfilter: dict[str, str] = Field(
+        default_factory=dict, description="tag name → regular expression: when the tag is set, its value is "
+        "replaced by what the pattern's groups capture, if it matches")
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)

@@ -46,58 +46,112 @@ class GlobalSettings(Section):
         }
     )
 
-    site_name: str = "vmpooler"
-    task_limit: int = Field(10, ge=1)
-    timeout: float = Field(15, gt=0, description="minutes a VM may stay pending")
-    ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready")
-    vm_lifetime: float = Field(24, gt=0, le=MAX_LIFETIME_HOURS, description="hours a checked-out VM lives")
-    prefix: str = ""
-    domain: DomainName | None = Field(None, description="vmpooler 2: the domain of pools that get none otherwise")
+    corral_keys = frozenset({"check_interval", "ready_check_port", "ready_check_timeout", "ready_check_address",
+                             "data_ttl"})
+
+    site_name: str = Field("vmpooler", description="the name of the deployment")
+    task_limit: int = Field(
+        10, ge=1, description="provider calls that create or start VMs in flight at once, across all pools and "
+        "providers. A call carries one VM, or, where the provider has a bulk call (the simulator), every VM sent "
+        "to one host together")
+    timeout: float = Field(15, gt=0, description="minutes a VM may stay pending before it is failed, destroyed "
+                           "and replaced")
+    ready_ttl: float | None = Field(60, gt=0, description="minutes a VM may stay ready before it is recycled")
+    vm_lifetime: float = Field(24, gt=0, le=MAX_LIFETIME_HOURS,
+                               description="hours a checked-out VM lives before it is destroyed")
+    prefix: str = Field("", description="prefix of every new VM's hostname (include a separator)")
+    domain: DomainName | None = Field(
+        None, description="vmpooler 2's domain: appended to the hostnames of pools that get none from their own "
+        "`domain` or a DNS config (see `:dns_configs:`); vmpooler 3 refuses this key, corral still reads it")
     # placement, as vmpooler's vSphere provider reads these keys
     migration_limit: int = Field(
-        0, ge=0, description="migrations at checkout in flight at once; 0 turns migration at checkout off"
+        0, ge=0, description="migrations at checkout in flight at once: when above 0, a VM being checked out is "
+        "moved to a less loaded compatible host if its own is busier; `0` turns migration at checkout off"
     )
     utilization_limit: float = Field(
-        90, gt=0, le=100, description="percent of CPU or memory a host may reach with a new VM"
+        90, gt=0, le=100, description="percent of CPU or memory a host may reach with a new VM; a host that would "
+        "go over is not chosen (see `:scheduling:`)"
     )
-    clone_target: str | None = Field(None, description="the cluster every pool clones into unless it names one")
-    max_tries: int = Field(3, ge=1, description="attempts to create (or HA-restart) one VM, each on another host")
+    clone_target: str | None = Field(None, description="the cluster every pool clones into unless it names its "
+                                     "own `clone_target`")
+    max_tries: int = Field(3, ge=1, description="attempts to create one VM (or HA-restart one), each on a host it "
+                           "has not tried; an error the provider calls permanent (unknown template, bad spec) is "
+                           "not retried")
     # vmpooler's circuit breaker keys; corral keeps one breaker per host
-    circuit_breaker_enabled: bool = True
+    circuit_breaker_enabled: bool = Field(
+        True, description="per-host circuit breakers: a host on which `circuit_breaker_failure_threshold` VMs in a "
+        "row failed gets no new VMs for `circuit_breaker_timeout` seconds (vmpooler keeps one breaker per "
+        "provider; corral keeps one per host)")
     circuit_breaker_failure_threshold: int = Field(
-        5, ge=1, description="VMs failed in a row that open a host's breaker"
+        5, ge=1, description="VMs failed in a row (a failed whole call counts once) that open a host's breaker"
     )
-    circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its host")
-    circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes that close a half-open breaker")
+    circuit_breaker_timeout: float = Field(30, gt=0, description="seconds an open breaker keeps new VMs off its "
+                                           "host; then the host is tried again (half-open)")
+    circuit_breaker_half_open_attempts: int = Field(3, ge=1, description="successes on a half-open host that close "
+                                                    "its breaker; one failure opens it again")
     # vmpooler's vSphere keys, defaults for every vSphere provider
-    create_folders: bool = Field(False, description="create a pool's folder when it is missing")
-    create_linked_clones: bool = Field(True, description="linked clones of the template's snapshot")
+    create_folders: bool = Field(False, description="vSphere: create a pool's `folder` (every missing level) when "
+                                 "it does not exist; otherwise a missing folder fails the clone with an error "
+                                 "naming it")
+    create_linked_clones: bool = Field(
+        True, description="vSphere: clone as linked clones of the template's current snapshot (a template "
+        "without a snapshot gets full clones, with one warning, unless `create_template_delta_disks` is on); a "
+        "pool's `create_linked_clone` or the provider's `create_linked_clones` overrides it")
     create_template_delta_disks: bool = Field(
-        False, description="snapshot a template that has none, once, so that its clones can be linked"
+        False, description="vSphere: when linked clones are asked for and the template has no snapshot, snapshot "
+        "the template once (named `corral linked clones`) and make every clone of it a linked clone of that "
+        "snapshot; clones that start meanwhile wait for it. A snapshot that cannot be made is logged once with "
+        "the reason, and that template's clones are full clones until corral restarts. The provider's "
+        "`create_template_delta_disks` overrides it"
     )
-    purge_unconfigured_resources: bool = Field(False, description="destroy folders beside pool folders no pool uses")
-    purge_unconfigured_folders: bool = Field(False, description="the older name of purge_unconfigured_resources")
+    purge_unconfigured_resources: bool = Field(
+        False, description="vSphere: at start, destroy every folder (with its VMs) beside a pool folder that no "
+        "pool uses and that is not in the provider's `resources_allowlist`")
+    purge_unconfigured_folders: bool = Field(False, description="vmpooler's older name of "
+                                             "`purge_unconfigured_resources`")
     # corral's own keys
-    check_interval: float = Field(5.0, gt=0, description="seconds between safety-net sweeps")
-    ready_check_port: int = Field(22, ge=1, le=65535)
-    ready_check_timeout: float = Field(5.0, gt=0)
+    check_interval: float = Field(
+        5.0, gt=0, description="seconds between safety-net sweeps (timers, destroy retries, readiness of VMs the "
+        "change feed said nothing about); a failed destroy is tried again after one interval, then after twice "
+        "the last wait up to an hour, and not at all after a permanent error until a restart or `DELETE /vm/<h>`")
+    ready_check_port: int = Field(22, ge=1, le=65535, description="TCP port probed to decide a VM on a real "
+                                  "provider (vSphere) is reachable; a vSphere provider's own key overrides it")
+    ready_check_timeout: float = Field(5.0, gt=0, description="seconds one reachability probe may take; a vSphere "
+                                       "provider's own key overrides it")
     ready_check_address: Literal["name", "guest_ip"] = Field(
-        "name", description="vSphere: readiness connects to the VM's name (domain appended) or its guest IP"
+        "name", description="vSphere: what readiness connects to: `name`, the VM's name with its pool's domain "
+        "appended (vmpooler's rule), or `guest_ip`, the address VMware Tools report; a vSphere provider's own "
+        "key overrides it"
     )
-    data_ttl: float = Field(168, ge=0, description="hours destroyed VMs are kept as history")
+    data_ttl: float = Field(
+        168, ge=0, description="hours a destroyed VM's record, task timings, tag records and ended on-demand "
+        "requests are kept as history. When it is not given, vmpooler's `:redis: data_ttl` is used; when both "
+        "are given and differ, this one is used and a warning names both")
     # the API
     vm_lifetime_auth: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
-                                           description="hours; lifetime of a VM checked out with a token")
-    max_lifetime_upper_limit: float | None = Field(None, gt=0, le=MAX_LIFETIME_HOURS,
-                                                   description="hours a lifetime may be extended to")
-    allowed_tags: list[str] | None = None
-    experimental_features: bool = False
-    backend_weight: dict[str, float] = Field(default_factory=dict)
-    max_ondemand_instances_per_request: int = Field(10, ge=1)
-    ondemand_request_ttl: float = Field(5, gt=0, description="minutes an on-demand request may take")
-    ondemand_clone_limit: int = Field(10, ge=1)
-    rate_limiting_enabled: bool = False
-    request_logger: bool = False
+                                           description="hours a VM lives when it is checked out (or built on "
+                                           "demand) with a valid token")
+    max_lifetime_upper_limit: float | None = Field(
+        None, gt=0, le=MAX_LIFETIME_HOURS, description="hours: `PUT /vm/<h>` may not set a `lifetime` above this "
+        "(400); without it the hard cap of 87,600 hours (ten years) applies")
+    allowed_tags: list[str] | None = Field(None, description="the only tag names `PUT /vm/<h>` accepts; none: any")
+    experimental_features: bool = Field(
+        False, description="enables `POST/DELETE /config/poolsize`, `/config/pooltemplate`, "
+        "`POST /config/clonetarget` and `POST /poolreset` (405 otherwise)")
+    backend_weight: dict[str, float] = Field(
+        default_factory=dict, description="clone target → weight (> 0): when every pool behind a requested alias "
+        "has a weighted `clone_target`, VMs are picked from them in proportion to the weights (otherwise at "
+        "random)")
+    max_ondemand_instances_per_request: int = Field(
+        10, ge=1, description="VMs of one pool a single on-demand request may ask for (403 above)")
+    ondemand_request_ttl: float = Field(5, gt=0, description="minutes an on-demand request may take; after that "
+                                        "it has failed and its VMs are destroyed")
+    ondemand_clone_limit: int = Field(10, ge=1, description="on-demand VMs queued or being created at once; more "
+                                      "wait for their turn")
+    rate_limiting_enabled: bool = Field(False, description="turns on per-client request limits (see "
+                                        "`:rate_limits:`)")
+    request_logger: bool = Field(False, description="log one line per API request (method, path, status, "
+                                 "duration; never headers or bodies)")
 
     @field_validator("backend_weight")
     @classmethod
@@ -111,23 +165,39 @@ class GlobalSettings(Section):
 class StoreSettings(Section):
     """corral's ``:store:`` section: the embedded sqlite file, or Redis (``:redis:`` says where)."""
 
-    type: Literal["sqlite", "redis"] = Field("sqlite", description="sqlite (one file) or redis (shared)")
-    path: str = Field("var/corral.db", description="the sqlite file (type sqlite)")
+    corral_only = True
+
+    type: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="the store kind: `sqlite` (the embedded default: one file, for one corral process or "
+        "several on one machine) or `redis` (one Redis server shared by several corral processes; `:redis:` says "
+        "where)")
+    path: str = Field("var/corral.db", description="the sqlite file, relative to the working directory; its folder "
+                      "is created (type `sqlite`)")
     site: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
-                      description="the Redis key prefix corral:<site>: (type redis); one per corral deployment")
+                      description="the name of this corral deployment in Redis (type `redis`): every key it writes "
+                      "starts with `corral:<site>:`, so several deployments (or a vmpooler) can share one Redis")
 
 
 class HaConfig(Section):
     """corral's ``:ha:`` section: how the managers of a site on one Redis share its pools (see
     docs/operations.md). Only read with ``:store: type: redis``."""
 
-    lease_ttl: float = Field(5, gt=0, le=300, description="seconds a pool's lease lives in Redis without renewal")
-    renew_every: float = Field(1, gt=0, description="seconds between two renewals (and decisions) of a manager")
-    safety: float = Field(0.6, gt=0, lt=1, description="share of lease_ttl a manager acts after its last renewal")
+    corral_only = True
+
+    lease_ttl: float = Field(5, gt=0, le=300, description="seconds a pool's lease lives in Redis without renewal; "
+                             "another manager takes the pool within about twice this after its manager dies")
+    renew_every: float = Field(1, gt=0, description="seconds between two renewals (and decisions) of a manager; "
+                               "below `lease_ttl × safety`")
+    safety: float = Field(0.6, gt=0, lt=1, description="the share of `lease_ttl` a manager keeps acting on a pool "
+                          "after the moment it asked for its last renewal: a manager that cannot renew stops "
+                          "acting before the lease can expire")
     manager_id: str | None = Field(None, min_length=1, max_length=200,
-                                   description="this process's name among the managers (default: host:pid)")
-    score_threshold: int = Field(50, ge=0, le=100, description="managers scoring lower take pools only "
-                                                               "when none scores this")
+                                   description="this process's name among the site's managers (none: "
+                                   "`host:pid`); must differ between processes")
+    score_threshold: int = Field(50, ge=0, le=100, description="a manager scoring below this takes pools only when "
+                                 "no manager scores this much. The score falls to 0 when the manager cannot reach "
+                                 "Redis; provider health and error rates are not fed into it yet, so today every "
+                                 "manager that reaches Redis scores 100")
 
     @model_validator(mode="after")
     def _renewal_fits(self) -> HaConfig:
@@ -141,29 +211,48 @@ class HaConfig(Section):
 class MonitoringSettings(Section):
     """corral's ``:monitoring:`` section: the live inventory, its events and the safety nets."""
 
-    host_down_grace: float = Field(60, ge=0, description="seconds a host must stay unresponsive before it is down")
-    reconcile_interval: float = Field(300, gt=0, description="seconds between full drift repairs")
-    over_utilized_percent: float = Field(80, gt=0, le=100, description="CPU or memory use that raises an event")
-    feed_timeout: float = Field(30, gt=0, le=600, description="seconds one change-feed long poll may wait")
-    subscriber_queue: int = Field(10_000, ge=10, description="events one subscriber may hold before it resyncs")
-    event_history: int = Field(1_000, ge=0, description="events kept for event-stream clients that reconnect")
-    event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on /events")
+    corral_only = True
+
+    host_down_grace: float = Field(60, ge=0, description="seconds a host must stay unresponsive (or unreported) "
+                                   "before it is declared down; its ready and pending VMs are then replaced. A host "
+                                   "back within the grace changes nothing")
+    reconcile_interval: float = Field(300, gt=0, description="seconds between full drift repairs (the inventory "
+                                      "against a fresh snapshot, the store against the inventory); what they repair "
+                                      "is counted in `/status` under `monitoring.reconcile` and is expected to stay 0")
+    over_utilized_percent: float = Field(80, gt=0, le=100, description="CPU or memory use (percent) at which a host "
+                                         "raises `host.overutilized`; it raises it again only after dropping 5 "
+                                         "points below")
+    feed_timeout: float = Field(30, gt=0, le=600, description="seconds one long poll of a change feed may wait for "
+                                "a change")
+    subscriber_queue: int = Field(10_000, ge=10, description="events one subscriber (the pool manager, each "
+                                  "event-stream client) may have waiting; beyond that its queue is emptied and it "
+                                  "resyncs")
+    event_history: int = Field(1_000, ge=0, description="recent events kept for event-stream clients that reconnect "
+                               "with `Last-Event-ID`")
+    event_stream_keepalive: float = Field(15, gt=0, description="seconds between keep-alive comments on an idle "
+                                          "event stream")
 
 
 class RunnerConfig(Section):
     """corral's ``:runner:`` section: how VM creates and HA restarts are queued and sent."""
 
+    corral_only = True
+
     aggregation_window: float = Field(
-        0.1, ge=0, le=10, description="seconds works wait for others to be placed and sent together"
+        0.1, ge=0, le=10, description="seconds a VM waits for others to be placed and sent with it"
     )
-    batch_size: int = Field(1000, ge=1, description="works taken at once; a full batch does not wait out the window")
+    batch_size: int = Field(1000, ge=1, description="VMs taken at once; when this many wait, they go without "
+                            "waiting out the window")
     host_task_limit: int = Field(4, ge=1, description="provider calls in flight at once on one host")
-    queue_limit: int = Field(10_000, ge=1, description="VMs waiting to be created or started at most")
+    queue_limit: int = Field(10_000, ge=1, description="VMs waiting at most; an on-demand request that does not fit "
+                             "is refused with 503 and the reason. HA restarts and reruns are always taken")
     refill_share: float = Field(
-        0.5, gt=0, le=1, description="share of the queue pool refills may fill; the rest is kept for requests"
+        0.5, gt=0, le=1, description="share of `queue_limit` pool refills may fill; the rest is kept for on-demand "
+        "requests"
     )
-    retry_delay: float = Field(1.0, ge=0, description="seconds before the first rerun of a failed VM; doubled after")
-    retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries")
+    retry_delay: float = Field(1.0, ge=0, description="seconds before the first rerun of a failed VM; doubled for "
+                               "each later one")
+    retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries, in seconds")
 
 
 #: The weights ``:scheduling: weights`` may set, and the policies ``policy`` may name: the scheduler's.
@@ -178,24 +267,33 @@ def _one_of(names: tuple[str, ...]) -> str:
 class SchedulingSettings(Section):
     """corral's ``:scheduling:`` section: how new VMs are placed on hosts, and rebalancing."""
 
+    corral_only = True
+
     policy: str = Field(
         "even",
-        description="even: spread CPU (factor 2) and memory (factor 1); pack: fill the busiest host "
-        "that still fits; count: spread the number of VMs",
+        description="`even`: spread CPU use (factor 2) and memory use (factor 1) over the hosts; `pack`: power "
+        "saving, fill the busiest host that still fits; `count`: even the number of VMs per host (vmpooler "
+        "before least-used placement)",
     )
     weights: dict[str, float] = Field(
-        default_factory=dict, description="factors overriding the policy's: cpu, memory, count, pack"
+        default_factory=dict, description="explicit factors (≥ 0) that replace the policy's, by name: `cpu`, "
+        "`memory`, `count`, `pack`; e.g. `{cpu: 1, memory: 1}`"
     )
-    memory_overcommit: float = Field(1.0, gt=0, description="VM memory may reach host memory times this")
+    memory_overcommit: float = Field(1.0, gt=0, description="memory configured for a host's VMs (powered on or off) "
+                                     "may reach its memory times this")
     vcpu_load: float = Field(
-        0.25, gt=0, le=1, description="share of one core's MHz a new VM's vCPU is expected to use"
+        0.25, gt=0, le=1, description="share of one core's MHz each vCPU of a new VM is expected to use; a "
+        "placement counts that much CPU on its host"
     )
     reservation_timeout: float = Field(
-        600, gt=0, description="seconds a placement holds CPU and memory if the VM never shows up"
+        600, gt=0, description="seconds a placement keeps holding its CPU and memory on the host if the VM never "
+        "shows up in the inventory (or its CPU, if the host's figures never change after it showed up)"
     )
-    rebalance: bool = False
-    rebalance_threshold: float = Field(80, gt=0, le=100, description="percent CPU or memory that calls for a move")
-    rebalance_sustain: float = Field(120, ge=0, description="seconds a host stays over the threshold before acting")
+    rebalance: bool = Field(False, description="move VMs off hosts that stay busy")
+    rebalance_threshold: float = Field(80, gt=0, le=100, description="percent of CPU or memory above which a host "
+                                       "is too busy")
+    rebalance_sustain: float = Field(120, ge=0, description="seconds a host must stay over the threshold before VMs "
+                                     "are moved off it")
     rebalance_interval: float = Field(60, gt=0, description="seconds between rebalancing rounds")
 
     @field_validator("policy", mode="before")
@@ -221,17 +319,23 @@ class SchedulingSettings(Section):
 
 
 class RateLimit(Section):
-    limit: int = Field(ge=1)
-    period: float = Field(gt=0, description="seconds")
+    """One kind of request's limit: ``limit`` requests per ``period`` seconds per client."""
+
+    limit: int = Field(ge=1, description="requests a client may make per period")
+    period: float = Field(gt=0, description="seconds of one window, counted from a client's first request")
 
 
 class RateLimits(Section):
     """``:rate_limits:``: requests per period, per client (token or IP), by kind of request."""
 
-    global_per_ip: RateLimit = Field(default_factory=lambda: RateLimit(limit=100, period=60))
-    authenticated: RateLimit = Field(default_factory=lambda: RateLimit(limit=500, period=60))
-    vm_creation: RateLimit = Field(default_factory=lambda: RateLimit(limit=20, period=60))
-    vm_deletion: RateLimit = Field(default_factory=lambda: RateLimit(limit=50, period=60))
+    global_per_ip: RateLimit = Field(default_factory=lambda: RateLimit(limit=100, period=60),
+                                     description="requests without a token, per client address")
+    authenticated: RateLimit = Field(default_factory=lambda: RateLimit(limit=500, period=60),
+                                     description="requests that carry a token, other than the two kinds below")
+    vm_creation: RateLimit = Field(default_factory=lambda: RateLimit(limit=20, period=60),
+                                   description="POST requests on `/vm` paths (checkouts, disks, snapshots)")
+    vm_deletion: RateLimit = Field(default_factory=lambda: RateLimit(limit=50, period=60),
+                                   description="DELETE requests on `/vm` paths")
 
 
 class RedisSettings(Section):
@@ -239,8 +343,11 @@ class RedisSettings(Section):
         {"username", "redis_connection_pool_size", "redis_connection_pool_timeout", "reconnect_attempts",
          "connection_pool_size", "connection_pool_timeout"}
     )
-    server: str = "localhost"
-    port: int | None = Field(None, ge=1, le=65535, description="default 6379")
-    password: SecretStr | None = None
-    data_ttl: float = Field(168, ge=0, description="hours of history; see Config.history_ttl_hours")
+    server: str = Field("localhost", description="the Redis host")
+    port: int | None = Field(None, ge=1, le=65535, description="its port; none: 6379")
+    password: SecretStr | None = Field(
+        None, description="the password Redis asks for (`requirepass`); it goes to the Redis client only and is "
+        "never logged, shown by `/config`, `/full_config` or `corral config check`, nor put in an error")
+    data_ttl: float = Field(168, ge=0, description="hours of history; read even with the sqlite store; see "
+                            "`:config: data_ttl`")
 

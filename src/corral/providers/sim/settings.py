@@ -24,28 +24,31 @@ DEFAULT_CPU_FLAGS = ("sse4_2", "avx", "avx2", "aes")
 class SimHostSettings(SettingsModel):
     """One simulated host. ``name`` is needed only in an explicit ``hosts`` list."""
 
-    name: str = ""
-    cluster: str = ""  # empty: ``sim-cluster-NN``, filled ``hosts_per_cluster`` hosts at a time
-    cpu_model: str = DEFAULT_CPU_MODEL  # the CPU's description, as vSphere's cpuPkg[0].description
-    cpu_vendor: str = "GenuineIntel"
-    cpu_family: int | None = 6
-    cpu_flags: list[str] = Field(default_factory=lambda: list(DEFAULT_CPU_FLAGS))
-    cores: int = Field(32, ge=1)
-    mhz: int = Field(2600, ge=1)
-    memory_mb: int = Field(262144, ge=1)
+    name: str = Field("", description="the host's name (needed in a `hosts` list)")
+    cluster: str = Field("", description="the host's cluster; empty: `sim-cluster-01`, `-02`… "
+                         "`hosts_per_cluster` hosts at a time")
+    cpu_model: str = Field(DEFAULT_CPU_MODEL, description="the CPU's description (as vSphere's); its fifth word is "
+                           "the model word templates are matched against")
+    cpu_vendor: str = Field("GenuineIntel", description="the CPU's vendor")
+    cpu_family: int | None = Field(6, description="the CPU's family")
+    cpu_flags: list[str] = Field(default_factory=lambda: list(DEFAULT_CPU_FLAGS), description="the CPU's feature "
+                                 "flags")
+    cores: int = Field(32, ge=1, description="CPU cores")
+    mhz: int = Field(2600, ge=1, description="MHz of one core")
+    memory_mb: int = Field(262144, ge=1, description="memory, in MB")
 
 
 class SimHostOverride(SettingsModel):
     """Per-host changes to the host defaults; only the keys given are changed."""
 
-    cluster: str | None = None
-    cpu_model: str | None = None
-    cpu_vendor: str | None = None
-    cpu_family: int | None = None
-    cpu_flags: list[str] | None = None
-    cores: int | None = Field(None, ge=1)
-    mhz: int | None = Field(None, ge=1)
-    memory_mb: int | None = Field(None, ge=1)
+    cluster: str | None = Field(None, description="as in `host_defaults`, for this host")
+    cpu_model: str | None = Field(None, description="as in `host_defaults`, for this host")
+    cpu_vendor: str | None = Field(None, description="as in `host_defaults`, for this host")
+    cpu_family: int | None = Field(None, description="as in `host_defaults`, for this host")
+    cpu_flags: list[str] | None = Field(None, description="as in `host_defaults`, for this host")
+    cores: int | None = Field(None, ge=1, description="as in `host_defaults`, for this host")
+    mhz: int | None = Field(None, ge=1, description="as in `host_defaults`, for this host")
+    memory_mb: int | None = Field(None, ge=1, description="as in `host_defaults`, for this host")
 
 
 class SimTemplate(SettingsModel):
@@ -55,40 +58,44 @@ class SimTemplate(SettingsModel):
     through ``template_info`` but does not enforce them itself.
     """
 
-    cpus: int = Field(2, ge=1)
-    memory_mb: int = Field(4096, ge=1)
-    cpu_vendor: str = ""  # e.g. "GenuineIntel"
-    cpu_family: int | None = None
-    cpu_flags: list[str] = Field(default_factory=list)  # every one must be offered by the host
-    cpu_model: str = ""  # a model word: the fifth word of the host's CPU description, e.g. "v4"
+    cpus: int = Field(2, ge=1, description="vCPUs of a VM cloned from the template")
+    memory_mb: int = Field(4096, ge=1, description="memory of such a VM, in MB")
+    cpu_vendor: str = Field("", description="the CPU vendor a host must have (e.g. `GenuineIntel`); empty: any")
+    cpu_family: int | None = Field(None, description="the CPU family a host must have; none: any")
+    cpu_flags: list[str] = Field(default_factory=list, description="CPU flags a host must offer, every one")
+    cpu_model: str = Field("", description="a model word (the fifth word of a host's CPU description, e.g. `v4`) "
+                           "a host must have; empty: any")
 
 
 class SimLatency(SettingsModel):
     """How long each operation takes, in seconds, before ``time_scale`` and jitter."""
 
-    create_call: Seconds = 0.5  # fixed cost of one create_vms call
-    create_per_vm: Seconds = 2.0  # one clone; a host runs ``host_clone_slots`` clones side by side
-    start_call: Seconds = 0.5  # fixed cost of one start_vms call (an HA restart)
-    start_per_vm: Seconds = 0.5  # one start; a host runs ``host_clone_slots`` of them side by side
-    boot: Seconds = 10.0  # from create (or power on) until the guest is ready
-    destroy: Seconds = 1.0
-    migrate: Seconds = 5.0
-    power: Seconds = 0.5
-    disk: Seconds = 1.0  # attach one new disk
-    snapshot: Seconds = 2.0  # take a snapshot
-    revert: Seconds = 3.0  # return to a snapshot
+    create_call: Seconds = Field(0.5, description="seconds one bulk create call costs")
+    create_per_vm: Seconds = Field(2.0, description="seconds one clone takes; a host runs `host_clone_slots` clones "
+                                   "of one call side by side")
+    start_call: Seconds = Field(0.5, description="seconds one bulk start call costs (restarting VMs of a failed "
+                                "host on another, as HA does)")
+    start_per_vm: Seconds = Field(0.5, description="seconds one VM's start takes; a host runs `host_clone_slots` "
+                                  "starts of one call side by side")
+    boot: Seconds = Field(10.0, description="seconds from create or power-on until the guest is up")
+    destroy: Seconds = Field(1.0, description="seconds one destroy takes")
+    migrate: Seconds = Field(5.0, description="seconds one migration takes")
+    power: Seconds = Field(0.5, description="seconds one power operation takes")
+    disk: Seconds = Field(1.0, description="seconds attaching one new disk takes")
+    snapshot: Seconds = Field(2.0, description="seconds taking a snapshot takes")
+    revert: Seconds = Field(3.0, description="seconds returning to a snapshot takes")
 
 
 class SimFailureRates(SettingsModel):
     """Probability that one VM's create, destroy, boot, migration, disk, snapshot or revert fails."""
 
-    create: Probability = 0.0
-    destroy: Probability = 0.0
-    boot: Probability = 0.0  # the guest never becomes ready
-    migrate: Probability = 0.0
-    disk: Probability = 0.0
-    snapshot: Probability = 0.0
-    revert: Probability = 0.0
+    create: Probability = Field(0.0, description="probability that one VM's create fails")
+    destroy: Probability = Field(0.0, description="probability that one VM's destroy fails")
+    boot: Probability = Field(0.0, description="probability that one VM's guest never becomes ready")
+    migrate: Probability = Field(0.0, description="probability that one VM's migration fails")
+    disk: Probability = Field(0.0, description="probability that adding a disk fails")
+    snapshot: Probability = Field(0.0, description="probability that taking a snapshot fails")
+    revert: Probability = Field(0.0, description="probability that reverting to a snapshot fails")
 
 
 def _with_changes(base: SimHostSettings, changes: BaseModel) -> SimHostSettings:
@@ -110,23 +117,41 @@ def _host_names(hosts: int | list[SimHostSettings]) -> list[str]:
 class SimSettings(SettingsModel):
     """Everything the simulator can be told; see the package docstring."""
 
-    time_scale: float = Field(1.0, gt=0)
-    hosts: Annotated[int, Field(ge=1)] | list[SimHostSettings] = 4
-    hosts_per_cluster: int = Field(32, ge=1)
-    host_defaults: SimHostSettings = Field(default_factory=SimHostSettings)
-    host_overrides: dict[str, SimHostOverride] = Field(default_factory=dict)
-    templates: dict[str, SimTemplate] = Field(default_factory=dict)
-    template_defaults: SimTemplate = Field(default_factory=SimTemplate)
-    strict_templates: bool = False
-    latency: SimLatency = Field(default_factory=SimLatency)
-    jitter: Probability = 0.0
-    failure_rates: SimFailureRates = Field(default_factory=SimFailureRates)
-    concurrency: int = Field(8, ge=1)
-    bulk_calls: bool = True  # what the provider reports: many VMs per create/start call is one call
-    host_clone_slots: int = Field(8, ge=1)
-    vm_cpu_load: float = Field(0.25, ge=0)
-    state_file: str | None = None
-    seed: int | None = None
+    corral_only = True
+
+    time_scale: float = Field(1.0, gt=0, description="every latency is multiplied by it; `0.01` makes a 10 s boot "
+                              "take 0.1 s")
+    hosts: Annotated[int, Field(ge=1)] | list[SimHostSettings] = Field(
+        4, description="a count (hosts named `sim-host-01`…, each as `host_defaults`) or a list of hosts, each with "
+        "a `name` and any key of `host_defaults`")
+    hosts_per_cluster: int = Field(32, ge=1, description="hosts without a `cluster` are put in `sim-cluster-01`, "
+                                   "`-02`… this many at a time")
+    host_defaults: SimHostSettings = Field(default_factory=SimHostSettings, description="what every host is unless "
+                                           "its list entry or override says otherwise")
+    host_overrides: dict[str, SimHostOverride] = Field(default_factory=dict, description="per host name: any of "
+                                                       "the `host_defaults` keys; the host must exist")
+    templates: dict[str, SimTemplate] = Field(
+        default_factory=dict, description="per template name: what a VM cloned from it costs its host, and what it "
+        "asks of the host's CPU for placement. The simulator reports the CPU needs to the scheduler but does not "
+        "refuse an incompatible host itself")
+    template_defaults: SimTemplate = Field(default_factory=SimTemplate, description="sizing (and CPU needs) of "
+                                           "templates not listed")
+    strict_templates: bool = Field(False, description="when true, cloning an unlisted template fails")
+    latency: SimLatency = Field(default_factory=SimLatency, description="how long each operation takes")
+    jitter: Probability = Field(0.0, description="each latency is multiplied by a random factor in `1 ± jitter`")
+    failure_rates: SimFailureRates = Field(default_factory=SimFailureRates, description="probability that one VM's "
+                                           "operation fails")
+    concurrency: int = Field(8, ge=1, description="provider calls in flight at once, like one endpoint session's "
+                             "limit")
+    bulk_calls: bool = Field(True, description="whether the simulated endpoint creates and starts many VMs in one "
+                             "call; when false, the central runner sends one VM per call, concurrently (the "
+                             "simulator itself accepts either)")
+    host_clone_slots: int = Field(8, ge=1, description="clones one host runs at once within a create call; also the "
+                                  "starts it runs at once within a start call")
+    vm_cpu_load: float = Field(0.25, ge=0, description="share of its vCPUs' MHz a running VM uses on its host")
+    state_file: str | None = Field(None, description="an sqlite file the simulated VMs persist in, so they survive "
+                                   "a restart of corral")
+    seed: int | None = Field(None, description="seed of the random numbers (jitter, failure rates)")
 
     @field_validator("hosts")
     @classmethod

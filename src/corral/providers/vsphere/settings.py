@@ -29,40 +29,59 @@ class VsphereSettings(SettingsModel):
     """One vSphere endpoint (a vCenter) as ``:providers:`` describes it."""
 
     model_config = ConfigDict(extra="forbid")
+    corral_keys = frozenset({"port", "protocol", "concurrency", "call_timeout", "keepalive_interval",
+                             "feed_max_wait", "task_timeout", "ready_check_address", "ready_check_port",
+                             "ready_check_timeout"})
+    not_acted_on = frozenset(IGNORED_KEYS)
 
     provider_class: str | None = None
     server: str = Field(min_length=1, description="the vCenter's host name")
     # the account is nobody's business either: marked secret, it is not shown by the API or in errors
-    username: str = Field(min_length=1, json_schema_extra={"secret": True})
-    password: SecretStr
-    insecure: bool = Field(False, description="accept a certificate that does not verify")
-    datacenter: str | None = Field(None, description="the datacenter to manage; default: the whole vCenter")
+    username: str = Field(min_length=1, json_schema_extra={"secret": True},
+                          description="the account corral logs in with; never shown")
+    password: SecretStr = Field(description="its password; it never appears in logs, errors or API answers")
+    insecure: bool = Field(False, description="accept a TLS certificate that does not verify")
+    datacenter: str | None = Field(None, description="the datacenter whose hosts, folders and templates corral "
+                                   "uses; none: the whole vCenter. An unknown one stops the start with an error "
+                                   "naming it")
     # corral's own keys
-    port: int | None = Field(None, ge=1, le=65535, description="default: 443 for https, 80 for http")
-    protocol: Literal["https", "http"] = "https"
-    concurrency: int = Field(10, ge=1, le=100, description="calls to the vCenter in flight at once")
-    call_timeout: float = Field(300, gt=0, description="seconds one call to the vCenter may take")
-    keepalive_interval: float = Field(300, gt=0, description="seconds of quiet after which the session is pinged")
-    feed_max_wait: int = Field(10, ge=1, le=600, description="seconds one WaitForUpdatesEx long poll may wait")
-    task_timeout: float = Field(600, gt=0, description="seconds a vCenter task may run before it is given up")
+    port: int | None = Field(None, ge=1, le=65535, description="the endpoint's port; none: 443 for https, 80 for "
+                             "http")
+    protocol: Literal["https", "http"] = Field("https", description="`http` for a plain-http endpoint (such as "
+                                               "vcsim)")
+    concurrency: int = Field(10, ge=1, le=100, description="calls to the vCenter in flight at once on the one "
+                             "session")
+    call_timeout: float = Field(300, gt=0, description="seconds one call may take (the socket timeout)")
+    keepalive_interval: float = Field(300, gt=0, description="seconds without a call after which `CurrentTime` "
+                                      "keeps the session alive")
+    feed_max_wait: int = Field(10, ge=1, le=600, description="seconds one `WaitForUpdatesEx` long poll may wait")
+    task_timeout: float = Field(600, gt=0, description="seconds a vCenter task (clone, move, power) may run before "
+                                "corral gives up on it")
     # readiness: each key overrides :config:'s of the same name (see resolve_ready_check)
     ready_check_address: Literal["name", "guest_ip"] | None = Field(
-        None, description="what readiness connects to: the VM's name (domain appended) or the guest IP"
+        None, description="what readiness connects to: the VM's `name` with the pool's domain appended "
+        "(vmpooler's rule), or the `guest_ip` that VMware Tools report; none: `:config:`'s"
     )
-    ready_check_port: int | None = Field(None, ge=1, le=65535, description="the TCP port readiness connects to")
-    ready_check_timeout: float | None = Field(None, gt=0, description="seconds one readiness probe may take")
-    create_linked_clones: bool | None = Field(None, description="default for every pool; :config: sets it too")
-    create_template_delta_disks: bool | None = Field(
-        None, description="snapshot a template without one so its clones can be linked; :config: sets it too")
-    create_folders: bool | None = None
-    purge_unconfigured_resources: bool | None = None
-    purge_unconfigured_folders: bool | None = None  # vmpooler's older name of the key above
-    resources_allowlist: list[str] | None = None
-    folder_whitelist: list[str] | None = None  # vmpooler's older name of the key above
+    ready_check_port: int | None = Field(None, ge=1, le=65535, description="the TCP port readiness connects to, "
+                                         "for this vCenter; none: `:config:`'s")
+    ready_check_timeout: float | None = Field(None, gt=0, description="seconds one readiness probe may take, for "
+                                              "this vCenter; none: `:config:`'s")
+    create_linked_clones: bool | None = Field(None, description="as in `:config:`, for this vCenter; a pool's "
+                                              "`create_linked_clone` overrides it")
+    create_template_delta_disks: bool | None = Field(None, description="as in `:config:`, for this vCenter")
+    create_folders: bool | None = Field(None, description="as in `:config:`, for this vCenter")
+    purge_unconfigured_resources: bool | None = Field(None, description="as in `:config:`, for this vCenter")
+    purge_unconfigured_folders: bool | None = Field(None, description="vmpooler's older name of "
+                                                    "`purge_unconfigured_resources`")
+    resources_allowlist: list[str] | None = Field(None, description="folder names or paths that purging leaves "
+                                                  "alone")
+    folder_whitelist: list[str] | None = Field(None, description="vmpooler's older name of `resources_allowlist`")
     # accepted and ignored (see IGNORED_KEYS)
-    connection_pool_size: int | None = None
-    connection_pool_timeout: float | None = None
-    skip_dns_check_before_creating_vm: bool | None = None
+    connection_pool_size: int | None = Field(None, description="accepted and ignored, with a warning at start: "
+                                             "one session per vCenter")
+    connection_pool_timeout: float | None = Field(None, description="accepted and ignored, with a warning at start")
+    skip_dns_check_before_creating_vm: bool | None = Field(None, description="accepted and ignored, with a warning "
+                                                           "at start: corral does not check DNS")
 
     def ignored(self) -> list[str]:
         """Notices for the keys that were given but are ignored."""
