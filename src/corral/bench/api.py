@@ -35,7 +35,7 @@ from pathlib import Path
 from corral.bench.api_client import LoadResult
 from corral.bench.api_report import ApiBenchResult, ApiRow
 from corral.bench.api_setups import POOL, Deployment, Setup, baseline, deploy
-from corral.bench.common import Say, process_cpu_seconds, sayer
+from corral.bench.common import Say, counter, process_cpu_seconds, sayer
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
@@ -99,7 +99,8 @@ def run_api(*, clients: list[int], setups: list[Setup] | None = None, duration: 
     process) at each client count."""
     check_settings(clients, duration, warmup, pool_size)
     setups = setups or [Setup("sqlite", 1)]
-    say = sayer(progress)
+    say, count = sayer(progress), counter(progress)
+    runs = len(clients) * (1 + len(setups))
     rows = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-api-") as tmp:
         directory = Path(tmp)
@@ -108,6 +109,7 @@ def run_api(*, clients: list[int], setups: list[Setup] | None = None, duration: 
             for n in clients:
                 say(f"baseline: {n} clients for {warmup:g} + {duration:g} s ...")
                 baselines[n] = _said(say, run_client(base, n, duration, warmup))
+                count(len(baselines), runs)
             for setup in setups:
                 say(f"{setup.label}: starting ...")
                 with deploy(setup, directory / setup.name, pool_size, profile) as corral:
@@ -117,6 +119,7 @@ def run_api(*, clients: list[int], setups: list[Setup] | None = None, duration: 
                         say(f"{setup.name}: {n} clients for {warmup:g} + {duration:g} s ...")
                         ours = _said(say, run_client(corral, n, duration, warmup))
                         rows.append(ApiRow(clients=n, corral=ours, baseline=baselines[n], setup=setup.name))
+                        count(len(baselines) + len(rows), runs)
     return ApiBenchResult(duration_s=duration, warmup_s=warmup, pool_size=pool_size, rows=rows)
 
 

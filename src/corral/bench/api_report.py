@@ -11,11 +11,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.bench.api_client import LoadResult
 from corral.bench.api_cpu import cores_busy, scaling_note
 from corral.bench.common import append_row, format_ratio, machine, paragraph
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TARGET_CLIENTS = 32
 TARGET_PAIRS_PER_S = 1500.0
@@ -185,6 +188,22 @@ class ApiBenchResult:
 
     def tables(self) -> list[Any]:
         return [self.table(), self.cpu_table()]
+
+    def figure(self) -> Figure:
+        """pairs/s and p99 against clients: one curve per set-up and one for the baseline."""
+        from corral.bench.plots import ThroughputCurve, api_figure
+
+        def curve(label: str, loads: dict[int, LoadResult]) -> ThroughputCurve:
+            counts = sorted(loads)
+            return ThroughputCurve(label, counts, [loads[n].pairs_per_s for n in counts],
+                                   [loads[n].p99_ms for n in counts])
+
+        curves = [curve(setup, {r.clients: r.corral for r in self.rows if r.setup == setup})
+                  for setup in dict.fromkeys(r.setup for r in self.rows)]
+        curves.append(curve("baseline", {r.clients: r.baseline for r in self.rows}))
+        return api_figure(curves, target_clients=TARGET_CLIENTS, target_pairs_per_s=TARGET_PAIRS_PER_S,
+                          target_p99_ms=TARGET_P99_MS,
+                          title=f"Checkout + return over HTTP, {self.duration_s:g} s per point; {self.machine}")
 
     def summary(self) -> str:
         lines = []
