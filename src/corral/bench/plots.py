@@ -112,7 +112,7 @@ def inventory_figure(corral: Sequence[LatencyPoint], baseline: LatencyPoint | No
     axes.set_yscale("log")
     axes.set_xlabel("changes/s")
     axes.set_ylabel("change-to-event latency, ms")
-    axes.set_title(title)
+    axes.set_title(title, fontsize="medium")
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(fontsize="small")
     return figure
@@ -139,7 +139,7 @@ def api_figure(curves: Sequence[ThroughputCurve], *, target_clients: int, target
         axes.set_ylabel(label)
         axes.grid(True, which="major", alpha=0.3)
         axes.legend(fontsize="small")
-    figure.suptitle(title)
+    figure.suptitle(title, fontsize="medium")
     return figure
 
 
@@ -156,7 +156,7 @@ def fill_figure(curves: Sequence[ReadyCurve], *, vms: int, ideal_s: float, title
     axes.set_ylabel("VMs ready")
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
-    axes.set_title(title)
+    axes.set_title(title, fontsize="medium")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="best")
     return figure
