@@ -9,12 +9,25 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from corral.bench.common import Counting, counter, link_plot, plot_path
+from corral.bench.common import Counting, counted, counter, link_plot, plot_path
 from corral.bench.fill import Timeline, thin
 from corral.bench.progress import Bar, Lines, bar, shown
 
 HEADER = "| a | b |\n|---|---|\n"
 IMAGE = "![fill, the last run recorded (2026-12-03)](benchmarks/fill.png)"
+
+
+@pytest.mark.parametrize(("n", "noun", "plural", "text"), [
+    (1, "VM", None, "1 VM"),
+    (0, "VM", None, "0 VMs"),
+    (2500, "host", None, "2,500 hosts"),
+    (1.0, "client", None, "1 client"),
+    (2.0, "client", None, "2 clients"),
+    (1, "process", "processes", "1 process"),
+    (3, "process", "processes", "3 processes"),
+])
+def test_counted_says_one_in_the_singular(n: float, noun: str, plural: str | None, text: str) -> None:
+    assert counted(n, noun, plural) == text
 
 
 @pytest.mark.parametrize(("output", "name", "path"), [

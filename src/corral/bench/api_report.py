@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.bench.api_client import LoadResult
 from corral.bench.api_cpu import cores_busy, scaling_note
-from corral.bench.common import append_row, format_ratio, machine, paragraph
+from corral.bench.common import append_row, counted, format_ratio, machine, paragraph
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -208,16 +208,17 @@ class ApiBenchResult:
     def summary(self) -> str:
         lines = []
         if not self.ok:
-            lines.append(f"NOT OK: {self.errors} errors")
+            lines.append(f"NOT OK: {counted(self.errors, 'error')}")
             for row in self.rows:
                 for name, load in (("baseline", row.baseline), (row.setup, row.corral)):
-                    lines += [f"  {name} at {row.clients} clients: {sample}" for sample in load.error_samples]
+                    at = counted(row.clients, "client")
+                    lines += [f"  {name} at {at}: {sample}" for sample in load.error_samples]
         dry = list(dict.fromkeys(row.setup for row in self.rows if row.corral.statuses.get("POST 503")))
         if dry:
             lines.append(f"corral answered 503 in {', '.join(dry)}: its pool ran dry, handed out faster than its "
                          "manager refilled it; a bigger --pool-size keeps it from running dry for a run this long")
         for name, per in self.comparisons.items():
-            lines.append(f"pairs/s {name}: " + ", ".join(f"{v:.2f} at {n} clients" for n, v in per.items()))
+            lines.append(f"pairs/s {name}: " + ", ".join(f"{v:.2f} at {counted(n, 'client')}" for n, v in per.items()))
         if self.scaling:
             lines.append(self.scaling)
         met = self.targets_met

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -37,29 +37,24 @@ class BenchResult(Protocol):
     def append_markdown(self, path: Path, command: str) -> None: ...
 
 
-class Plotted(BenchResult, Protocol):
-    """A result with a figure (``--plot``)."""
-
-    def figure(self) -> Figure: ...
-
-
 @dataclass(frozen=True)
 class Plot:
-    """The figure of a benchmark: its file's name and, in the markdown file, the table it is
-    shown beside and its caption."""
+    """The figure of a result (``--plot``): how to draw it, its file's name and, in the markdown
+    file, the table it is shown beside and its caption."""
 
+    figure: Callable[[], Figure]
     name: str
     header: str
     caption: str
 
 
-def draw(result: Plotted, plot: Plot, *, record: bool, output: Path) -> Path:
-    """Write ``result``'s figure: with ``record``, beside ``output`` (docs/benchmarks/NAME.png)
+def draw(plot: Plot, *, record: bool, output: Path) -> Path:
+    """Write ``plot``'s figure: with ``record``, beside ``output`` (docs/benchmarks/NAME.png)
     and shown after its table there; else as corral-bench-NAME.png in the current directory."""
     from corral.bench.plots import save_png
 
     path = plot_path(output, plot.name) if record else Path(f"corral-bench-{plot.name}.png")
-    save_png(result.figure(), path)
+    save_png(plot.figure(), path)
     if record and output.exists():
         caption = f"{plot.caption}, the last run recorded ({time.strftime('%Y-%m-%d')})"
         output.write_text(link_plot(output.read_text(), plot.header, path.relative_to(output.parent).as_posix(),
@@ -70,12 +65,12 @@ def draw(result: Plotted, plot: Plot, *, record: bool, output: Path) -> Path:
 def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record: bool, output: Path,
            plot: Plot | None = None) -> None:
     """What every recorded benchmark does with its result: append it to the markdown file
-    ``output`` when asked, draw its figure when asked (``plot``; ``result`` then has a
-    ``figure``), then print it as one JSON object or as ``rich`` tables and a summary line."""
+    ``output`` when asked, draw its figure when asked (``plot``), then print it as one JSON
+    object or as ``rich`` tables and a summary line."""
     if record:
         result.append_markdown(output, command_line())
     if plot is not None:
-        path = draw(result, plot, record=record, output=output)  # type: ignore[arg-type]
+        path = draw(plot, record=record, output=output)
         typer.echo(f"figure written to {path}", err=True)
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
@@ -182,8 +177,8 @@ def bench_fill(
     with shown(as_json) as progress:
         result = run_fill(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale, progress=progress)
     finish(result, result.tables(), as_json=as_json, record=record, output=output,
-           plot=Plot("fill", FILL_TABLE_HEADER, "VMs ready over time, corral against the vmpooler-style loop")
-           if plot else None)
+           plot=Plot(result.figure, "fill", FILL_TABLE_HEADER,
+                     "VMs ready over time, corral against the vmpooler-style loop") if plot else None)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -240,8 +235,8 @@ def bench_api(
     except RedisUnavailable as exc:
         raise _fail(str(exc)) from None
     finish(result, result.tables(), as_json=as_json, record=record, output=output,
-           plot=Plot("api", API_TABLE_HEADER, "Pairs/s and p99 against clients, each set-up and the bare HTTP server")
-           if plot else None)
+           plot=Plot(result.figure, "api", API_TABLE_HEADER,
+                     "Pairs/s and p99 against clients, each set-up and the bare HTTP server") if plot else None)
     if profile is not None and not as_json:
         for setup in setups:
             for index in range(1, setup.processes + 1):
@@ -293,8 +288,8 @@ def bench_inventory(
         result = run_inventory(settings, progress=progress)
     tables = [result.table(), *([result.steps_table()] if result.corral.steps else [])]
     finish(result, tables, as_json=as_json, record=record, output=output,
-           plot=Plot("inventory", INVENTORY_TABLE_HEADER, "Change-to-event latency against the change rate")
-           if plot else None)
+           plot=Plot(result.figure, "inventory", INVENTORY_TABLE_HEADER,
+                     "Change-to-event latency against the change rate") if plot else None)
     if not result.ok:
         raise typer.Exit(1)
 

@@ -3,7 +3,7 @@
 - progress (:data:`Say`, :func:`sayer`; :class:`Counting` and :func:`counter` for a count
   of done against total, which a progress bar shows);
 - figures: :func:`percentile`, :func:`format_ratio`, :func:`process_cpu_seconds`,
-  :func:`ready_vms`;
+  :func:`ready_vms`; :func:`counted` for "1 VM", "2 VMs";
 - the machine line of every result (:func:`machine`);
 - ``docs/benchmarks.md``: :func:`paragraph` for section texts, :func:`append_row` and
   :func:`after_table` for tables, :func:`command_line` for the command column,
@@ -76,6 +76,13 @@ def percentile(ordered: Sequence[float], q: float) -> float:
         return 0.0
     rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
     return float(ordered[int(rank) - 1])
+
+
+def counted(n: float, noun: str, plural: str | None = None) -> str:
+    """``n`` with thousands separators and ``noun``, in the plural unless ``n`` is 1: "1 VM",
+    "2,500 VMs", "1 process" / "2 processes" (``plural`` when adding an s is not it)."""
+    number = f"{n:,}" if isinstance(n, int) or n != int(n) else f"{int(n):,}"
+    return f"{number} {noun if n == 1 else plural or noun + 's'}"
 
 
 def format_ratio(value: float | None) -> str:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.bench.common import Count, Say, append_row, counter, ready_vms, sayer
+from corral.bench.common import Count, Say, append_row, counted, counter, ready_vms, sayer
 from corral.domain.models import Pool, VmSpec
 from corral.pools.manager import PoolManager
 from corral.pools.names import new_hostname
@@ -106,7 +106,8 @@ class FillResult:
         return [self.report()]
 
     def summary(self) -> str:
-        return f"corral filled {self.vms:,} VMs {self.baseline_vs_corral:.2f} x faster than the vmpooler-style loop"
+        return (f"corral filled {counted(self.vms, 'VM')} {self.baseline_vs_corral:.2f} x faster than the "
+                "vmpooler-style loop")
 
     def figure(self) -> Figure:
         """VMs ready over time, corral against the vmpooler-style loop, with the ideal."""
@@ -115,12 +116,15 @@ class FillResult:
         return fill_figure([ReadyCurve("corral", self.corral_ready),
                             ReadyCurve("vmpooler-style loop (baseline)", self.baseline_ready)],
                            vms=self.vms, ideal_s=self.ideal_s,
-                           title=f"Filling {self.vms:,} VMs in {self.pools} pools, task_limit {self.task_limit}, "
-                                 f"time_scale {self.time_scale:g}")
+                           title=f"Filling {self.sizes}, task_limit {self.task_limit}, time_scale {self.time_scale:g}")
+
+    @property
+    def sizes(self) -> str:
+        return f"{counted(self.vms, 'VM')} in {counted(self.pools, 'pool')}"
 
     def report(self) -> str:
         return (
-            f"fill {self.vms} VMs in {self.pools} pools, task_limit {self.task_limit}, time_scale {self.time_scale}\n"
+            f"fill {self.sizes}, task_limit {self.task_limit}, time_scale {self.time_scale}\n"
             f"  ideal    {self.ideal_s:8.3f} s\n"
             f"  corral   {self.corral_s:8.3f} s  ({self.corral_vs_ideal:.2f} x ideal, "
             f"{self.corral_calls_per_vm:.2f} provider calls per VM)\n"
@@ -175,7 +179,7 @@ def run_fill(*, vms: int = 500, pools: int = 10, task_limit: int = 10, time_scal
     say = sayer(progress)
     settings = sim_settings(vms, time_scale)
     count = counter(progress)
-    say(f"corral: filling {vms} VMs in {pools} pools ...")
+    say(f"corral: filling {counted(vms, 'VM')} in {counted(pools, 'pool')} ...")
     corral_s, corral_calls, corral_ready = asyncio.run(_corral_fill(vms, pools, task_limit, settings, say, count))
     say(f"corral: {corral_s:.3f} s; baseline: filling the same pools ...")
     baseline_s, baseline_calls, baseline_ready = asyncio.run(

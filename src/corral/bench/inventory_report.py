@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.bench.common import append_row, format_ratio
+from corral.bench.common import append_row, counted, format_ratio
 from corral.bench.inventory_settings import MAX_HOSTS, MAX_VMS, TARGET_RATE, InventoryBenchSettings
 
 TARGET_LOAD_S = 5.0
@@ -88,7 +88,8 @@ class PhaseResult:
         if self.p99_last_third_ms > SUSTAIN_GROWTH * self.p99_first_third_ms + SUSTAIN_SLACK_S * 1000:
             problems.append(f"lag grew: p99 {self.p99_first_third_ms:.1f} -> {self.p99_last_third_ms:.1f} ms")
         if self.oldest_unseen_end_ms > SUSTAIN_OLDEST_S * 1000:
-            problems.append(f"backlog of {self.backlog_end} changes, oldest {self.oldest_unseen_end_ms:,.0f} ms")
+            problems.append(f"backlog of {counted(self.backlog_end, 'change')}, "
+                            f"oldest {self.oldest_unseen_end_ms:,.0f} ms")
         self.sustained = not problems
         self.why = "; ".join(problems)
 
@@ -240,8 +241,8 @@ class InventoryBenchResult:
         b = self.baseline.churn
         s = self.settings
         return inventory_figure(corral, LatencyPoint(b.rate, b.p50_ms, b.p99_ms), target_p99_ms=TARGET_P99_MS,
-                                title=f"Live inventory, {s.hosts:,} hosts and {s.vms:,} VMs: corral's change feed "
-                                      f"against re-polling every {s.poll_interval:g} s")
+                                title=f"Live inventory, {counted(s.hosts, 'host')} and {counted(s.vms, 'VM')}: "
+                                      f"corral's change feed against re-polling every {s.poll_interval:g} s")
 
     def table(self) -> Any:
         from rich.table import Table

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from corral.bench.common import Say, machine, quiet_logs, sayer, server_gc, until
+from corral.bench.common import Say, counted, machine, quiet_logs, sayer, server_gc, until
 from corral.bench.massrun_ha import run_ha, settle
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
 from corral.bench.massrun_settings import WAIT_LIMIT_S, MassRunSettings, limit_seconds, sim_settings, split
@@ -82,7 +82,7 @@ async def corral_mass_run(s: MassRunSettings, say: Say) -> MassRunResult:
         await manager.start()
         try:
             await settle(manager)
-            say(f"corral: raising {s.pools} pools to {s.vms:,} VMs ...")
+            say(f"corral: raising {counted(s.pools, 'pool')} to {counted(s.vms, 'VM')} ...")
             calls_before = len(sim.call_log)
             runner = manager.runner
             t0 = time.perf_counter()

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from corral.bench.common import counted
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -129,9 +131,9 @@ def api_figure(curves: Sequence[ThroughputCurve], *, target_clients: int, target
         throughput.plot(curve.clients, curve.pairs_per_s, style, marker="o", label=curve.label)
         latency.plot(curve.clients, curve.p99_ms, style, marker="o", label=curve.label)
     throughput.plot([target_clients], [target_pairs_per_s], "*", color="black", markersize=12,
-                    label=f"target: at least {target_pairs_per_s:,.0f} at {target_clients} clients")
+                    label=f"target: at least {target_pairs_per_s:,.0f} at {counted(target_clients, 'client')}")
     latency.plot([target_clients], [target_p99_ms], "*", color="black", markersize=12,
-                 label=f"target: at most {target_p99_ms:g} ms at {target_clients} clients")
+                 label=f"target: at most {target_p99_ms:g} ms at {counted(target_clients, 'client')}")
     for axes, label in ((throughput, "checkout + return pairs/s"), (latency, "p99 of a pair, ms")):
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
@@ -151,7 +153,7 @@ def fill_figure(curves: Sequence[ReadyCurve], *, vms: int, ideal_s: float, title
     for curve in curves:
         axes.step([t for t, _ in curve.points], [n for _, n in curve.points], where="post", label=curve.label)
     axes.axvline(ideal_s, linestyle="--", color="grey", label=f"ideal: {ideal_s:.2f} s")
-    axes.axhline(vms, linestyle=":", color="grey", label=f"{vms:,} VMs asked for")
+    axes.axhline(vms, linestyle=":", color="grey", label=f"{counted(vms, 'VM')} asked for")
     axes.set_xlabel("seconds since the start")
     axes.set_ylabel("VMs ready")
     axes.set_xlim(left=0)
