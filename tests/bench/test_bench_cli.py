@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +91,36 @@ def test_plot_without_record_writes_into_the_current_directory(tmp_path: Path) -
     assert "corral filled 30 VMs" in out.stdout.splitlines()[-1]
     assert "\x1b" not in out.stdout + out.stderr, "no terminal: no colours, no bar"
     assert "corral: filling 30 VMs in 3 pools ..." in out.stderr.splitlines(), "the progress lines, one a line"
+
+
+def test_a_terminal_sees_a_bar_on_stderr_and_stdout_stays_one_json_object(tmp_path: Path) -> None:
+    main, terminal = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "100"}
+    proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "bench", "fill", "--vms", "30", "--pools", "3",
+                             "--task-limit", "5", "--time-scale", "0.004", "--json"],
+                            stdout=subprocess.PIPE, stderr=terminal, cwd=tmp_path, env=env)
+    os.close(terminal)
+    shown = b""
+    while True:  # read the terminal until the process closes it
+        if select.select([main], [], [], 1.0)[0]:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main)
+    out = proc.stdout.read().decode()  # type: ignore[union-attr]
+    assert proc.wait(60) == 0, shown.decode(errors="replace")
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["vms"] == 30
+    text = shown.decode(errors="replace")
+    assert "\r" in text and "━" in text, "a bar redrawn in place"
+    assert "100%" in text and "baseline:" in text, "the count and the latest progress line"
+    assert text.rstrip().endswith("\x1b[2K"), "the bar is cleared when the run ends"
 
 
 def test_plot_without_matplotlib_fails_before_measuring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

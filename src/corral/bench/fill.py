@@ -213,6 +213,7 @@ async def _corral_fill(vms: int, pools: int, task_limit: int, settings: SimSetti
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
             timeline.note(ready, started + elapsed)
+            count(ready, vms)
             calls = sum(n for name, n in provider.calls.items() if name != "wait_for_updates")
         finally:
             await manager.stop()
@@ -274,6 +275,7 @@ async def _baseline_fill(vms: int, pools: int, task_limit: int, settings: SimSet
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
         timeline.note(done, started + elapsed)
+        count(done, vms)
     finally:
         for task in [*loops, *tasks]:
             task.cancel()
