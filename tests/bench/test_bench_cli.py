@@ -133,6 +133,22 @@ def test_plot_without_matplotlib_fails_before_measuring(monkeypatch: pytest.Monk
     assert "Traceback" not in out.output and list(tmp_path.iterdir()) == []
 
 
+def test_without_matplotlib_a_bench_without_plot_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = CliRunner().invoke(app, ["bench", "fill", "--vms", "10", "--pools", "2", "--time-scale", "0.002", "--json",
+                                   "--record", "--output", str(tmp_path / "b.md")])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output.strip().splitlines()[-1])["ok"] is True
+    assert "| 10 | 2 |" in (tmp_path / "b.md").read_text()
+
+
+def test_corral_loads_without_matplotlib() -> None:
+    code = "import sys, corral.cli, corral.bench.cli; assert 'matplotlib' not in sys.modules"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert out.returncode == 0, out.stderr
+
+
 @pytest.mark.parametrize(("args", "complaint"), [
     (["--vms", "3", "--pools", "4"], "--pools (4) cannot be more than --vms (3)"),
     (["--vms", "0"], "--vms"),

@@ -12,5 +12,6 @@ imports pointing down only:
   :mod:`corral.bench.plots` the figures ``--plot`` draws (matplotlib, imported only then) and
   :mod:`corral.bench.progress` how a run shows its progress on stderr.
 
-``fill`` is one module. Only ``scheduler`` needs numpy (the ``corral[bench]`` extra).
+``fill`` is one module. Only ``scheduler`` needs numpy and only ``--plot`` matplotlib (the
+``corral[bench]`` extra).
 """
