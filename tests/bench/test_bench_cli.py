@@ -93,6 +93,14 @@ def test_plot_without_record_writes_into_the_current_directory(tmp_path: Path) -
     assert "corral: filling 30 VMs in 3 pools ..." in out.stderr.splitlines(), "the progress lines, one a line"
 
 
+def test_a_figure_that_cannot_be_written_is_an_error_after_the_result(tmp_path: Path) -> None:
+    (tmp_path / "corral-bench-fill.png").mkdir()  # a folder where the PNG should go
+    out = fill("--plot", "--json", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "error: the figure could not be written: " in out.stderr and "corral-bench-fill.png" in out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["vms"] == 30, "the result is still printed"
+
+
 def test_a_terminal_sees_a_bar_on_stderr_and_stdout_stays_one_json_object(tmp_path: Path) -> None:
     main, terminal = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "COLUMNS": "100"}

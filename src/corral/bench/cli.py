@@ -66,15 +66,29 @@ def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record:
            plot: Plot | None = None) -> None:
     """What every recorded benchmark does with its result: append it to the markdown file
     ``output`` when asked, draw its figure when asked (``plot``), then print it as one JSON
-    object or as ``rich`` tables and a summary line."""
+    object or as ``rich`` tables and a summary line. A figure that cannot be written is said on
+    stderr and the exit status is 1, after the result is printed."""
     if record:
         result.append_markdown(output, command_line())
+    failed = False
     if plot is not None:
-        path = draw(plot, record=record, output=output)
-        typer.echo(f"figure written to {path}", err=True)
+        try:
+            path = draw(plot, record=record, output=output)
+            typer.echo(f"figure written to {path}", err=True)
+        except OSError as exc:
+            typer.echo(f"error: the figure could not be written: {exc}", err=True)
+            failed = True
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
-        return
+    else:
+        _print_tables(tables, result.summary())
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_tables(tables: Sequence[Any], summary: str) -> None:
+    """``tables`` with ``rich`` on stdout, at least 130 columns wide when it is not a terminal,
+    then the summary."""
     from rich.console import Console
 
     console = Console()
@@ -82,7 +96,7 @@ def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record:
         console.width = max(console.width, 130)
     for table in tables:
         console.print(table)
-    typer.echo(result.summary())
+    typer.echo(summary)
 
 
 # -- help: flags show no type (typer would write <bool> after each) --
