@@ -160,7 +160,7 @@ def test_comparisons_per_client_count_and_errors_of_a_shared_baseline_once() -> 
     assert result.errors == 2  # the baseline at 1 client, shared by three set-ups, counted once
     assert result.targets_met == {"pairs_per_s_32": True, "p99_ms_32": True, "redis_vs_sqlite_32": True}
     assert result.scaling.startswith("On 2 cores at 32 clients, redis-2 did 1.50x the pairs/s of redis-1")
-    assert "pairs/s redis-2/redis-1: 0.90 at 1 clients, 1.50 at 32 clients" in result.summary()
+    assert "pairs/s redis-2/redis-1: 0.90 at 1 client, 1.50 at 32 clients" in result.summary()
 
 
 def test_cores_busy_is_cpu_over_the_run() -> None:

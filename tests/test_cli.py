@@ -229,7 +229,7 @@ def test_log_lines_carry_the_facts_and_hide_secrets():
 
 def test_bench_fill_prints_json_last(tmp_path: Path):
     out = corral("bench", "fill", "--vms", "40", "--pools", "4", "--task-limit", "5", "--time-scale", "0.005",
-                 "--json", "--output", str(tmp_path / "b.md"))
+                 "--json", "--record", "--output", str(tmp_path / "b.md"))
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["vms"] == 40 and result["pools"] == 4

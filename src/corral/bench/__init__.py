@@ -8,7 +8,10 @@ imports pointing down only:
 - ``X_settings.py`` its settings, which both of the above import (api's are the arguments of
   ``run_api``);
 - :mod:`corral.bench.common` what every benchmark shares; :mod:`corral.bench.cli` the
-  ``corral bench`` commands, which import a benchmark only when it runs.
+  ``corral bench`` commands, which import a benchmark only when it runs;
+  :mod:`corral.bench.plots` the figures ``--plot`` draws (matplotlib, imported only then) and
+  :mod:`corral.bench.progress` how a run shows its progress on stderr.
 
-``fill`` is one module. Only ``scheduler`` needs numpy (the ``corral[bench]`` extra).
+``fill`` is one module. Only ``scheduler`` needs numpy and only ``--plot`` matplotlib (the
+``corral[bench]`` extra).
 """

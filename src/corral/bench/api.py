@@ -35,7 +35,7 @@ from pathlib import Path
 from corral.bench.api_client import LoadResult
 from corral.bench.api_report import ApiBenchResult, ApiRow
 from corral.bench.api_setups import POOL, Deployment, Setup, baseline, deploy
-from corral.bench.common import Say, process_cpu_seconds, sayer
+from corral.bench.common import Say, counted, counter, process_cpu_seconds, sayer
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float | None]:
@@ -88,7 +88,7 @@ def check_settings(clients: list[int], duration: float, warmup: float, pool_size
 
 
 def _said(say: Say, load: LoadResult) -> LoadResult:
-    say(f"  {load.pairs_per_s:,.0f} pairs/s, p99 {load.p99_ms:.2f} ms, {load.errors} errors")
+    say(f"  {load.pairs_per_s:,.0f} pairs/s, p99 {load.p99_ms:.2f} ms, {counted(load.errors, 'error')}")
     return load
 
 
@@ -99,24 +99,27 @@ def run_api(*, clients: list[int], setups: list[Setup] | None = None, duration: 
     process) at each client count."""
     check_settings(clients, duration, warmup, pool_size)
     setups = setups or [Setup("sqlite", 1)]
-    say = sayer(progress)
+    say, count = sayer(progress), counter(progress)
+    runs = len(clients) * (1 + len(setups))
     rows = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-api-") as tmp:
         directory = Path(tmp)
         with baseline(directory) as base:
             baselines = {}
             for n in clients:
-                say(f"baseline: {n} clients for {warmup:g} + {duration:g} s ...")
+                say(f"baseline: {counted(n, 'client')} for {warmup:g} + {duration:g} s ...")
                 baselines[n] = _said(say, run_client(base, n, duration, warmup))
+                count(len(baselines), runs)
             for setup in setups:
                 say(f"{setup.label}: starting ...")
                 with deploy(setup, directory / setup.name, pool_size, profile) as corral:
                     for n in clients:
                         say(f"{setup.name}: waiting for {pool_size} ready VMs ...")
                         say(f"  full after {corral.wait_full(pool_size):.1f} s")
-                        say(f"{setup.name}: {n} clients for {warmup:g} + {duration:g} s ...")
+                        say(f"{setup.name}: {counted(n, 'client')} for {warmup:g} + {duration:g} s ...")
                         ours = _said(say, run_client(corral, n, duration, warmup))
                         rows.append(ApiRow(clients=n, corral=ours, baseline=baselines[n], setup=setup.name))
+                        count(len(baselines) + len(rows), runs)
     return ApiBenchResult(duration_s=duration, warmup_s=warmup, pool_size=pool_size, rows=rows)
 
 

@@ -11,11 +11,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.bench.api_client import LoadResult
 from corral.bench.api_cpu import cores_busy, scaling_note
-from corral.bench.common import append_row, format_ratio, machine, paragraph
+from corral.bench.common import append_row, counted, format_ratio, machine, paragraph
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TARGET_CLIENTS = 32
 TARGET_PAIRS_PER_S = 1500.0
@@ -186,19 +189,36 @@ class ApiBenchResult:
     def tables(self) -> list[Any]:
         return [self.table(), self.cpu_table()]
 
+    def figure(self) -> Figure:
+        """pairs/s and p99 against clients: one curve per set-up and one for the baseline."""
+        from corral.bench.plots import ThroughputCurve, api_figure
+
+        def curve(label: str, loads: dict[int, LoadResult]) -> ThroughputCurve:
+            counts = sorted(loads)
+            return ThroughputCurve(label, counts, [loads[n].pairs_per_s for n in counts],
+                                   [loads[n].p99_ms for n in counts])
+
+        curves = [curve(setup, {r.clients: r.corral for r in self.rows if r.setup == setup})
+                  for setup in dict.fromkeys(r.setup for r in self.rows)]
+        curves.append(curve("baseline", {r.clients: r.baseline for r in self.rows}))
+        return api_figure(curves, target_clients=TARGET_CLIENTS, target_pairs_per_s=TARGET_PAIRS_PER_S,
+                          target_p99_ms=TARGET_P99_MS,
+                          title=f"Checkout + return over HTTP, {self.duration_s:g} s per point; {self.machine}")
+
     def summary(self) -> str:
         lines = []
         if not self.ok:
-            lines.append(f"NOT OK: {self.errors} errors")
+            lines.append(f"NOT OK: {counted(self.errors, 'error')}")
             for row in self.rows:
                 for name, load in (("baseline", row.baseline), (row.setup, row.corral)):
-                    lines += [f"  {name} at {row.clients} clients: {sample}" for sample in load.error_samples]
+                    at = counted(row.clients, "client")
+                    lines += [f"  {name} at {at}: {sample}" for sample in load.error_samples]
         dry = list(dict.fromkeys(row.setup for row in self.rows if row.corral.statuses.get("POST 503")))
         if dry:
             lines.append(f"corral answered 503 in {', '.join(dry)}: its pool ran dry, handed out faster than its "
                          "manager refilled it; a bigger --pool-size keeps it from running dry for a run this long")
         for name, per in self.comparisons.items():
-            lines.append(f"pairs/s {name}: " + ", ".join(f"{v:.2f} at {n} clients" for n, v in per.items()))
+            lines.append(f"pairs/s {name}: " + ", ".join(f"{v:.2f} at {counted(n, 'client')}" for n, v in per.items()))
         if self.scaling:
             lines.append(self.scaling)
         met = self.targets_met

@@ -4,16 +4,24 @@ benchmark when it runs, so that the rest of ``corral`` does not load them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from corral.bench.common import BENCHMARKS_MD, Say, command_line
+from corral.bench.common import BENCHMARKS_MD, command_line, link_plot, plot_path
+from corral.bench.progress import shown
 
-# -- the end of a run: ``--record`` appends the result to ``--output``, then ``--json`` prints its
-# one JSON object (``ok``, and ``targets_met`` where the benchmark has targets) or the tables --
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# -- the end of a run: ``--record`` appends the result to ``--output``, ``--plot`` draws its figure,
+# then ``--json`` prints its one JSON object (``ok``, and ``targets_met`` where the benchmark has
+# targets) or the tables --
 
 
 class BenchResult(Protocol):
@@ -29,15 +37,58 @@ class BenchResult(Protocol):
     def append_markdown(self, path: Path, command: str) -> None: ...
 
 
-def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record: bool, output: Path) -> None:
+@dataclass(frozen=True)
+class Plot:
+    """The figure of a result (``--plot``): how to draw it, its file's name and, in the markdown
+    file, the table it is shown beside and its caption."""
+
+    figure: Callable[[], Figure]
+    name: str
+    header: str
+    caption: str
+
+
+def draw(plot: Plot, *, record: bool, output: Path) -> Path:
+    """Write ``plot``'s figure: with ``record``, beside ``output`` (docs/benchmarks/NAME.png)
+    and shown after its table there; else as corral-bench-NAME.png in the current directory."""
+    from corral.bench.plots import save_png
+
+    path = plot_path(output, plot.name) if record else Path(f"corral-bench-{plot.name}.png")
+    save_png(plot.figure(), path)
+    if record and output.exists():
+        caption = f"{plot.caption}, the last run recorded ({time.strftime('%Y-%m-%d')})"
+        output.write_text(link_plot(output.read_text(), plot.header, path.relative_to(output.parent).as_posix(),
+                                    caption))
+    return path
+
+
+def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record: bool, output: Path,
+           plot: Plot | None = None) -> None:
     """What every recorded benchmark does with its result: append it to the markdown file
-    ``output`` when asked, then print it as one JSON object or as ``rich`` tables and a
-    summary line."""
+    ``output`` when asked, draw its figure when asked (``plot``), then print it as one JSON
+    object or as ``rich`` tables and a summary line. A figure that cannot be written is said on
+    stderr and the exit status is 1, after the result is printed."""
     if record:
         result.append_markdown(output, command_line())
+    failed = False
+    if plot is not None:
+        try:
+            path = draw(plot, record=record, output=output)
+            typer.echo(f"figure written to {path}", err=True)
+        except OSError as exc:
+            typer.echo(f"error: the figure could not be written: {exc}", err=True)
+            failed = True
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
-        return
+    else:
+        _print_tables(tables, result.summary())
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_tables(tables: Sequence[Any], summary: str) -> None:
+    """``tables`` with ``rich`` on stdout, at least 130 columns wide when it is not a terminal,
+    then the summary."""
     from rich.console import Console
 
     console = Console()
@@ -45,15 +96,43 @@ def finish(result: BenchResult, tables: Sequence[Any], *, as_json: bool, record:
         console.width = max(console.width, 130)
     for table in tables:
         console.print(table)
-    typer.echo(result.summary())
+    typer.echo(summary)
 
 
-bench_app = typer.Typer(help="Benchmarks on the simulator.", no_args_is_help=True)
+# -- help: flags show no type (typer would write <bool> after each) --
 
 
-def _progress(as_json: bool) -> Say | None:
-    """Progress lines go to stderr, unless the output is one JSON object."""
-    return None if as_json else lambda m: typer.echo(m, err=True)
+def _flags_without_type(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_type(super().get_params(ctx))
+
+
+bench_app = typer.Typer(
+    cls=_Group, no_args_is_help=True,
+    help="Benchmarks: corral against a baseline on the same simulated cluster, in one run.\n\n"
+         "Example: corral bench fill --vms 100 --pools 5")
+
+
+def _command(name: str) -> Any:
+    return bench_app.command(name, cls=_Command)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Say ``message`` as an error on stderr; the exit (status 2) to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
 
 
 def _need_numpy(command: str) -> None:
@@ -61,38 +140,64 @@ def _need_numpy(command: str) -> None:
     try:
         import numpy  # noqa: F401
     except ImportError:
-        typer.echo(f"error: corral bench {command} needs numpy, which is not installed; "
-                   "install it with: pip install 'corral[bench]'", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"corral bench {command} needs numpy, which is not installed; "
+                    "install it with: pip install 'corral[bench]'") from None
+
+
+def _need_matplotlib(plot: bool) -> None:
+    """With ``--plot``, exit 2 with one line saying how to install matplotlib when it is missing,
+    before anything is measured."""
+    from corral.bench.plots import MatplotlibMissing, check_matplotlib
+
+    if plot:
+        try:
+            check_matplotlib()
+        except MatplotlibMissing as exc:
+            raise _fail(str(exc)) from None
 
 
 # The output options every recorded benchmark takes.
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object, nothing else, on stdout.")]
 RecordOption = Annotated[bool, typer.Option("--record", help="Append the result to the markdown file --output.")]
 OutputOption = Annotated[Path, typer.Option(help="The markdown file --record appends to.")]
+PlotOption = Annotated[bool, typer.Option(
+    "--plot", help="Also draw the result as a PNG (needs matplotlib). With --record it goes into a folder named "
+                   "after --output (docs/benchmarks/NAME.png) and is shown after the table; otherwise it is "
+                   "written as corral-bench-NAME.png in the current directory.")]
 
 
-@bench_app.command("fill")
+@_command("fill")
 def bench_fill(
-    vms: Annotated[int, typer.Option(help="VMs in all pools together.")] = 500,
-    pools: Annotated[int, typer.Option(help="Number of pools.")] = 10,
-    task_limit: Annotated[int, typer.Option(help="Clones in flight at most.")] = 10,
-    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).")] = 0.02,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
-    output: Annotated[Path | None, typer.Option(help="Append a result row to this markdown file.")] = None,
+    vms: Annotated[int, typer.Option(help="VMs in all pools together.", min=1, max=100_000)] = 500,
+    pools: Annotated[int, typer.Option(help="Number of pools, at most one per VM.", min=1, max=10_000)] = 10,
+    task_limit: Annotated[int, typer.Option(help="Clone calls in flight at most.", min=1, max=1000)] = 10,
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).", min=0.0001,
+                                              max=10.0)] = 0.02,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+    plot: PlotOption = False,
 ) -> None:
-    """Fill pools on the simulator and compare the time with the ideal of one bulk call per host."""
-    from corral.bench.fill import run_fill
+    """Fill empty pools on the simulator, with corral and with a vmpooler-style loop, and compare
+    both times with the ideal of one bulk clone call per host.
 
-    result = run_fill(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale, progress=_progress(as_json))
-    if output is not None:
-        result.append_markdown(output, command_line())
-    typer.echo(result.report())
-    if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+    Example: corral bench fill --vms 500 --pools 10 --record --plot
+    """
+    from corral.bench.fill import FILL_TABLE_HEADER, run_fill
+
+    if pools > vms:
+        raise _fail(f"--pools ({pools}) cannot be more than --vms ({vms}): every pool needs a VM")
+    _need_matplotlib(plot)
+    with shown(as_json) as progress:
+        result = run_fill(vms=vms, pools=pools, task_limit=task_limit, time_scale=time_scale, progress=progress)
+    finish(result, result.tables(), as_json=as_json, record=record, output=output,
+           plot=Plot(result.figure, "fill", FILL_TABLE_HEADER,
+                     "VMs ready over time, corral against the vmpooler-style loop") if plot else None)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
-@bench_app.command("api")
+@_command("api")
 def bench_api(
     clients: Annotated[str, typer.Option(help="Comma-separated client counts, one run each.")] = "1,32",
     store: Annotated[str, typer.Option(help="The stores measured: sqlite, redis or both (Redis on a "
@@ -107,17 +212,19 @@ def bench_api(
     as_json: JsonOption = False,
     record: RecordOption = False,
     output: OutputOption = BENCHMARKS_MD,
+    plot: PlotOption = False,
     profile: Annotated[Path | None, typer.Option(help="Run corral's API processes under cProfile, write the "
                                                       "statistics next to this file (one per process, named "
                                                       "after it: FILE.sqlite-1.1.prof) and print the hotspots.")]
     = None,
 ) -> None:
     """Checkout + return pairs over HTTP against a real corral, on sqlite and on Redis, in one
-    and in several processes, and against a bare-HTTP baseline.
+    and in several processes, and against a bare HTTP server that does no work.
 
-    Example: corral bench api --store both --processes 1,2 --clients 1,32 --json
+    Example: corral bench api --store both --processes 1,2 --clients 1,8,32 --plot
     """
     from corral.bench.api import check_settings, profile_summary, run_api
+    from corral.bench.api_report import API_TABLE_HEADER
     from corral.bench.api_setups import choose_setups, profile_path
     from corral.bench.redisd import RedisUnavailable, binary
 
@@ -125,24 +232,25 @@ def bench_api(
         counts = [int(c) for c in clients.split(",") if c.strip()]
         numbers = [int(p) for p in processes.split(",") if p.strip()]
     except ValueError:
-        typer.echo(f"error: --clients and --processes must be whole numbers separated by commas, "
-                   f"got {clients!r} and {processes!r}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"--clients and --processes must be whole numbers separated by commas, "
+                    f"got {clients!r} and {processes!r}") from None
+    _need_matplotlib(plot)
     try:
         check_settings(counts, duration, warmup, pool_size)
         setups = choose_setups(store, numbers)
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
     try:
         if any(setup.store == "redis" for setup in setups):
             binary()  # before anything is measured: redis-server is there
-        result = run_api(clients=counts, setups=setups, duration=duration, warmup=warmup, pool_size=pool_size,
-                         profile=profile, progress=_progress(as_json))
+        with shown(as_json) as progress:
+            result = run_api(clients=counts, setups=setups, duration=duration, warmup=warmup, pool_size=pool_size,
+                             profile=profile, progress=progress)
     except RedisUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finish(result, result.tables(), as_json=as_json, record=record, output=output)
+        raise _fail(str(exc)) from None
+    finish(result, result.tables(), as_json=as_json, record=record, output=output,
+           plot=Plot(result.figure, "api", API_TABLE_HEADER,
+                     "Pairs/s and p99 against clients, each set-up and the bare HTTP server") if plot else None)
     if profile is not None and not as_json:
         for setup in setups:
             for index in range(1, setup.processes + 1):
@@ -152,7 +260,7 @@ def bench_api(
         raise typer.Exit(1)
 
 
-@bench_app.command("inventory")
+@_command("inventory")
 def bench_inventory(
     hosts: Annotated[int, typer.Option(help="Simulated hosts (vCenter's maximum: 2,500).")] = 2500,
     vms: Annotated[int, typer.Option(help="Simulated powered-on VMs (vCenter's maximum: 45,000).")] = 45000,
@@ -170,9 +278,15 @@ def bench_inventory(
     as_json: JsonOption = False,
     record: RecordOption = False,
     output: OutputOption = BENCHMARKS_MD,
+    plot: PlotOption = False,
 ) -> None:
-    """Initial load, memory, change-to-event latency and CPU of the live inventory, against re-polling."""
+    """Initial load, memory, change-to-event latency and CPU of the live inventory, against
+    polling every host again and again.
+
+    Example: corral bench inventory --hosts 100 --vms 2000 --steps 2000,10000 --plot
+    """
     from corral.bench.inventory import run_inventory
+    from corral.bench.inventory_report import INVENTORY_TABLE_HEADER
     from corral.bench.inventory_settings import InventoryBenchSettings
 
     try:
@@ -182,16 +296,19 @@ def bench_inventory(
                                           step_duration=step_duration)
         settings.check()
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    result = run_inventory(settings, progress=_progress(as_json))
+        raise _fail(str(exc)) from None
+    _need_matplotlib(plot)
+    with shown(as_json) as progress:
+        result = run_inventory(settings, progress=progress)
     tables = [result.table(), *([result.steps_table()] if result.corral.steps else [])]
-    finish(result, tables, as_json=as_json, record=record, output=output)
+    finish(result, tables, as_json=as_json, record=record, output=output,
+           plot=Plot(result.figure, "inventory", INVENTORY_TABLE_HEADER,
+                     "Change-to-event latency against the change rate") if plot else None)
     if not result.ok:
         raise typer.Exit(1)
 
 
-@bench_app.command("scheduler")
+@_command("scheduler")
 def bench_scheduler(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (200 hosts / 1,000 VMs, 16 hosts / 300 VMs), "
                                                         "for tests.")] = False,
@@ -201,19 +318,23 @@ def bench_scheduler(
     output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """Placements/s of the scheduler against greedy baselines (same answers required), and how
-    evenly it loads hosts against vmpooler's rules."""
+    evenly it loads hosts against vmpooler's rules.
+
+    Example: corral bench scheduler --quick --json
+    """
     _need_numpy("scheduler")
     from corral.bench.scheduler import run_scheduler
     from corral.bench.scheduler_settings import SchedulerBenchSettings
 
     settings = SchedulerBenchSettings.quick_settings(seed) if quick else SchedulerBenchSettings(seed=seed)
-    result = run_scheduler(settings, progress=_progress(as_json))
+    with shown(as_json) as progress:
+        result = run_scheduler(settings, progress=progress)
     finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)
 
 
-@bench_app.command("massrun")
+@_command("massrun")
 def bench_massrun(
     time_scale: Annotated[float | None, typer.Option(help="Simulator time scale (1.0 = real seconds); "
                                                           "default 0.1, 0.01 with --quick.")] = None,
@@ -230,7 +351,10 @@ def bench_massrun(
     output: OutputOption = BENCHMARKS_MD,
 ) -> None:
     """1,000 VMs created through the central runner against one call per VM and the physical
-    limit, and HA restarts after a host goes down, alone and with 1,000 refills queued."""
+    limit, and HA restarts after a host goes down, alone and with 1,000 refills queued.
+
+    Example: corral bench massrun --quick
+    """
     from corral.bench.massrun import run_massrun
     from corral.bench.massrun_settings import MassRunSettings
 
@@ -244,19 +368,20 @@ def bench_massrun(
     try:
         settings.check()
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    result = run_massrun(settings, progress=_progress(as_json))
+        raise _fail(str(exc)) from None
+    with shown(as_json) as progress:
+        result = run_massrun(settings, progress=progress)
     finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)
 
 
-@bench_app.command("failover")
+@_command("failover")
 def bench_failover(
     kills: Annotated[int, typer.Option(help="kill -9 rounds, for the standby takeover and for the baseline.",
                                        min=1, max=100)] = 10,
-    ttl: Annotated[float, typer.Option(help="Lease TTL in seconds (:ha: lease_ttl).", min=1.0, max=60.0)] = 5.0,
+    ttl: Annotated[float, typer.Option(help="Lease time to live in seconds (lease_ttl of the ha section).",
+                                       min=1.0, max=60.0)] = 5.0,
     as_json: JsonOption = False,
     record: RecordOption = False,
     output: OutputOption = BENCHMARKS_MD,
@@ -270,16 +395,16 @@ def bench_failover(
     from corral.bench.redisd import RedisUnavailable
 
     try:
-        result = run_failover(kills, ttl, progress=_progress(as_json))
+        with shown(as_json) as progress:
+            result = run_failover(kills, ttl, progress=progress)
     except RedisUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
     finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)
 
 
-@bench_app.command("vsphere")
+@_command("vsphere")
 def bench_vsphere(
     pools: Annotated[int, typer.Option(help="Pools filled from empty.")] = 10,
     vms_per_pool: Annotated[int, typer.Option(help="VMs per pool.")] = 20,
@@ -293,7 +418,10 @@ def bench_vsphere(
 ) -> None:
     """Fill pools on vcsim with one vCenter session for every pool against one session per pool
     (vmpooler's model) and against the floor (the same clones through one bare pyvmomi session):
-    wall time, where each VM's time goes, peak sessions and vSphere calls."""
+    wall time, where each VM's time goes, peak sessions and vSphere calls.
+
+    Example: corral bench vsphere --pools 2 --vms-per-pool 5 --clone-delay-ms 200 --no-wide
+    """
     from corral.bench.vcsim import VcsimUnavailable
     from corral.bench.vsphere import run_vsphere
     from corral.bench.vsphere_settings import VsphereBenchSettings
@@ -303,13 +431,12 @@ def bench_vsphere(
     try:
         settings.check()
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
     try:
-        result = run_vsphere(settings, progress=_progress(as_json))
+        with shown(as_json) as progress:
+            result = run_vsphere(settings, progress=progress)
     except VcsimUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
     finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)

@@ -1,11 +1,13 @@
 """What every benchmark shares, one copy each:
 
-- progress (:data:`Say`, :func:`sayer`);
+- progress (:data:`Say`, :func:`sayer`; :class:`Counting` and :func:`counter` for a count
+  of done against total, which a progress bar shows);
 - figures: :func:`percentile`, :func:`format_ratio`, :func:`process_cpu_seconds`,
-  :func:`ready_vms`;
+  :func:`ready_vms`; :func:`counted` for "1 VM", "2 VMs";
 - the machine line of every result (:func:`machine`);
 - ``docs/benchmarks.md``: :func:`paragraph` for section texts, :func:`append_row` and
-  :func:`after_table` for tables, :func:`command_line` for the command column;
+  :func:`after_table` for tables, :func:`command_line` for the command column,
+  :func:`plot_path` and :func:`link_plot` for the figure beside a table;
 - timing: :func:`until` (poll a condition against a deadline), :func:`server_gc` (the
   garbage collector as ``corral serve`` sets it) and :func:`quiet_logs`.
 
@@ -26,6 +28,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from corral.domain.states import VmState
 from corral.store.base import Store
@@ -37,6 +40,23 @@ BENCHMARKS_MD = Path("docs/benchmarks.md")
 def sayer(progress: Say | None) -> Say:
     """``progress``, or a function that says nothing."""
     return progress or (lambda _m: None)
+
+
+@runtime_checkable
+class Counting(Protocol):
+    """A progress reporter that also shows how much of a phase is done."""
+
+    def __call__(self, message: str) -> None: ...
+
+    def count(self, done: float, total: float) -> None: ...
+
+
+Count = Callable[[float, float], None]
+
+
+def counter(progress: Say | None) -> Count:
+    """``progress.count`` when ``progress`` shows counts, else a function that does nothing."""
+    return progress.count if isinstance(progress, Counting) else (lambda _done, _total: None)
 
 
 def free_port() -> int:
@@ -56,6 +76,13 @@ def percentile(ordered: Sequence[float], q: float) -> float:
         return 0.0
     rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100)
     return float(ordered[int(rank) - 1])
+
+
+def counted(n: float, noun: str, plural: str | None = None) -> str:
+    """``n`` with thousands separators and ``noun``, in the plural unless ``n`` is 1: "1 VM",
+    "2,500 VMs", "1 process" / "2 processes" (``plural`` when adding an s is not it)."""
+    number = f"{n:,}" if isinstance(n, int) or n != int(n) else f"{int(n):,}"
+    return f"{number} {noun if n == 1 else plural or noun + 's'}"
 
 
 def format_ratio(value: float | None) -> str:
@@ -137,6 +164,29 @@ def after_table(text: str, header: str, block: str) -> str:
     n = next((i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))
     rest = "".join(lines[n:]).lstrip("\n")
     return head + header + "".join(lines[:n]) + "\n" + block + ("\n" + rest if rest else "")
+
+
+def plot_path(output: Path, name: str) -> Path:
+    """Where ``--record --plot`` writes figure ``name``: beside the markdown file ``output``,
+    in a folder named after it (docs/benchmarks.md: docs/benchmarks/NAME.png)."""
+    return output.parent / output.stem / f"{name}.png"
+
+
+def link_plot(text: str, header: str, target: str, caption: str) -> str:
+    """``text`` with the image ``target`` shown after the table that starts with ``header``.
+
+    A line already showing ``target`` is replaced (its caption may have changed) wherever it
+    is; otherwise the image goes after the table, blank lines around it. Without the table,
+    ``text`` is returned as it is."""
+    line = f"![{caption}]({target})"
+    lines = text.splitlines(keepends=True)
+    for i, old in enumerate(lines):
+        if old.rstrip("\n").endswith(f"]({target})") and old.startswith("!["):
+            lines[i] = line + "\n"
+            return "".join(lines)
+    if header not in text:
+        return text
+    return after_table(text, header, line + "\n")
 
 
 def command_line() -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from corral.bench.common import Say, append_row, machine, sayer
+from corral.bench.common import Say, append_row, counter, machine, sayer
 from corral.bench.redisd import RedisServer
 from corral.bench.site import Process, Site
 
@@ -143,7 +143,7 @@ def settle(site: Site, managers: int, timeout: float = 60) -> None:
 
 
 def run_failover(kills: int = 10, ttl_s: float = 5.0, *, progress: Say | None = None) -> FailoverResult:
-    say = sayer(progress)
+    say, count = sayer(progress), counter(progress)
     result = FailoverResult(kills=kills, ttl_s=ttl_s)
     renew = min(1.0, ttl_s / 5)
     timeout = 4 * ttl_s + 30
@@ -166,6 +166,7 @@ def run_failover(kills: int = 10, ttl_s: float = 5.0, *, progress: Say | None = 
                                                                         timeout)
                         (result.takeovers_s if mode == "takeover" else result.restarts_s).append(seconds)
                         say(f"{mode} {i + 1}/{kills}: {seconds:.2f} s")
+                        count(len(result.takeovers_s) + len(result.restarts_s), 2 * kills)
                         if mode == "takeover":
                             procs[name] = site.manager(name)
                         settle(site, len(names))

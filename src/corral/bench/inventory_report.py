@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.bench.common import append_row, format_ratio
+from corral.bench.common import append_row, counted, format_ratio
 from corral.bench.inventory_settings import MAX_HOSTS, MAX_VMS, TARGET_RATE, InventoryBenchSettings
 
 TARGET_LOAD_S = 5.0
@@ -29,6 +29,9 @@ TARGET_P99_MS = 50.0
 SUSTAIN_ACHIEVED = 0.95  # sustained: the driver made at least this share of the changes asked
 SUSTAIN_GROWTH = 2.0  # ... and p99(last third) <= SUSTAIN_GROWTH * p99(first third) + SUSTAIN_SLACK_S
 SUSTAIN_SLACK_S = 0.010
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 SUSTAIN_OLDEST_S = 0.25  # ... and the oldest unseen change at the end of the step was this young
 
 
@@ -85,7 +88,8 @@ class PhaseResult:
         if self.p99_last_third_ms > SUSTAIN_GROWTH * self.p99_first_third_ms + SUSTAIN_SLACK_S * 1000:
             problems.append(f"lag grew: p99 {self.p99_first_third_ms:.1f} -> {self.p99_last_third_ms:.1f} ms")
         if self.oldest_unseen_end_ms > SUSTAIN_OLDEST_S * 1000:
-            problems.append(f"backlog of {self.backlog_end} changes, oldest {self.oldest_unseen_end_ms:,.0f} ms")
+            problems.append(f"backlog of {counted(self.backlog_end, 'change')}, "
+                            f"oldest {self.oldest_unseen_end_ms:,.0f} ms")
         self.sustained = not problems
         self.why = "; ".join(problems)
 
@@ -225,7 +229,20 @@ class InventoryBenchResult:
                 "corral": self.corral.as_dict(), "baseline": self.baseline.as_dict(),
                 "ratios": {k: None if v is None else round(v, 4) for k, v in self.ratios().items()}}
 
-    # -- text ------------------------------------------------------------------------------
+    # -- text and figure -------------------------------------------------------------------
+
+    def figure(self) -> Figure:
+        """Latency against change rate: corral's steps (its churn phase when there were none)
+        against the baseline's churn phase."""
+        from corral.bench.plots import LatencyPoint, inventory_figure
+
+        phases = self.corral.steps or [self.corral.churn]
+        corral = [LatencyPoint(p.rate, p.p50_ms, p.p99_ms, p.sustained is not False) for p in phases]
+        b = self.baseline.churn
+        s = self.settings
+        return inventory_figure(corral, LatencyPoint(b.rate, b.p50_ms, b.p99_ms), target_p99_ms=TARGET_P99_MS,
+                                title=f"Live inventory, {counted(s.hosts, 'host')} and {counted(s.vms, 'VM')}: "
+                                      f"corral's change feed against re-polling every {s.poll_interval:g} s")
 
     def table(self) -> Any:
         from rich.table import Table

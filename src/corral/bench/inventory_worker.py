@@ -23,7 +23,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from corral.bench.common import Say, percentile
+from corral.bench.common import Say, counted, percentile
 from corral.bench.inventory_report import PhaseResult, SystemResult
 from corral.bench.inventory_settings import InventoryBenchSettings
 
@@ -248,7 +248,8 @@ class Worker:
         provider, names = await self._build()
         setup = time.perf_counter() - t0
         rss_sim = rss_mb()
-        say(f"{self.system}: {s.hosts:,} hosts and {s.vms:,} VMs simulated in {setup:.1f} s, RSS {rss_sim:.0f} MB")
+        say(f"{self.system}: {counted(s.hosts, 'host')} and {counted(s.vms, 'VM')} simulated in {setup:.1f} s, "
+            f"RSS {rss_sim:.0f} MB")
         settings = MonitorSettings()
         self.bus = bus = EventBus(queue_size=settings.queue_size, history=settings.history)
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -263,8 +264,8 @@ class Worker:
             hosts, vms = self.poller.hosts, self.poller.vms
         load_cpu = time.process_time() - cpu0
         rss_loaded, hwm_loaded = rss_mb(), hwm_mb()
-        say(f"{self.system}: loaded {hosts:,} hosts and {vms:,} VMs in {load:.3f} s, RSS {rss_loaded:.0f} MB "
-            f"(peak {hwm_loaded:.0f} MB)")
+        say(f"{self.system}: loaded {counted(hosts, 'host')} and {counted(vms, 'VM')} in {load:.3f} s, "
+            f"RSS {rss_loaded:.0f} MB (peak {hwm_loaded:.0f} MB)")
         tune_gc()
         self.churner = Churn(provider, names, s.seed)
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from corral.bench.common import Say, machine, quiet_logs, sayer, server_gc, until
+from corral.bench.common import Say, counted, counter, machine, quiet_logs, sayer, server_gc, until
 from corral.bench.massrun_ha import run_ha, settle
 from corral.bench.massrun_report import MassRunBenchResult, MassRunResult, SerialResult
 from corral.bench.massrun_settings import WAIT_LIMIT_S, MassRunSettings, limit_seconds, sim_settings, split
@@ -54,10 +54,12 @@ async def serial_creates(s: MassRunSettings, say: Say) -> SerialResult:
     try:
         hosts = sorted(h.name for h in await sim.list_hosts())
         say(f"serial: {s.serial_sample} create calls of one VM each, one after another ...")
+        count = counter(say)
         last = time.perf_counter()
         started = time.perf_counter()
         for i in range(s.serial_sample):
             await sim.create_vms(hosts[i % len(hosts)], [VmSpec(f"serial-{i:05d}", "serial", "tmpl")])
+            count(i + 1, s.serial_sample)
             if time.perf_counter() - last > 5.0:
                 last = time.perf_counter()
                 say(f"  serial: {i + 1}/{s.serial_sample} calls")
@@ -82,7 +84,7 @@ async def corral_mass_run(s: MassRunSettings, say: Say) -> MassRunResult:
         await manager.start()
         try:
             await settle(manager)
-            say(f"corral: raising {s.pools} pools to {s.vms:,} VMs ...")
+            say(f"corral: raising {counted(s.pools, 'pool')} to {counted(s.vms, 'VM')} ...")
             calls_before = len(sim.call_log)
             runner = manager.runner
             t0 = time.perf_counter()

@@ -46,7 +46,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from corral.bench.common import Say, machine, sayer, server_gc
+from corral.bench.common import Say, counted, machine, sayer, server_gc
 from corral.bench.scheduler_baselines import (
     numpy_greedy,
     place_by_count,
@@ -213,9 +213,9 @@ def run_speed(settings: SchedulerBenchSettings, say: Say) -> SpeedResult:
         return time.perf_counter() - start, out
 
     with server_gc():
-        say(f"speed: {s.hosts:,} hosts, {s.vms:,} VMs; corral, {s.repeats} repeats")
+        say(f"speed: {counted(s.hosts, 'host')}, {counted(s.vms, 'VM')}; corral, {counted(s.repeats, 'repeat')}")
         corral_times, ours = _timed(corral, s.repeats)
-        say(f"speed: numpy greedy, {s.numpy_repeats} repeats")
+        say(f"speed: numpy greedy, {counted(s.numpy_repeats, 'repeat')}")
         numpy_times, theirs = _timed(vectorised, s.numpy_repeats)
         say(f"speed: plain greedy on the first {s.plain_vms:,} VMs")
         scheduler = Scheduler(SchedulerSettings())

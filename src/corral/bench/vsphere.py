@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from corral.bench.common import Say, machine, process_cpu_seconds, quiet_logs, ready_vms, sayer
+from corral.bench.common import Say, counter, machine, process_cpu_seconds, quiet_logs, ready_vms, sayer
 from corral.bench.vcsim import Listener, SessionWatch, Vcsim
 from corral.bench.vsphere_floor import measure_floor
 from corral.bench.vsphere_report import RunResult, VsphereBenchResult
@@ -109,7 +109,9 @@ async def fill(sim: Vcsim, s: VsphereBenchSettings, *, label: str, per_pool: boo
             await manager.start()
             connected = time.perf_counter()
             last = connected
+            count = counter(say)
             while (ready := ready_vms(store)) < s.vms:
+                count(ready, s.vms)
                 now = time.perf_counter()
                 if now - started > limit_s:
                     raise RuntimeError(f"{label}: {ready}/{s.vms} VMs ready after {limit_s:.0f} s")
