@@ -362,8 +362,8 @@ class PoolService:
 
 
 __all__ = [
-    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "HostStatus", "MigrationStatus",
-    "MonitoringStatus", "Owners",
+    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "HostStatus",
+    "MigrationStatus", "MonitoringStatus", "Owners",
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
