@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from helpers import ServerThread, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -156,3 +159,30 @@ def test_names_are_shown_as_text(make_server, browser):
     assert page.eval_on_selector_all("img, b", "found => found.length") == 0
     assert page.evaluate("window.pwned") is None
     assert watched.problems == []
+
+
+def test_the_page_reconnects_after_a_restart_and_reads_everything_again(make_server, browser):
+    pools = [{"name": "plain", "template": "t/plain", "size": 2}]
+    server = make_server(pools)
+    watched = Watched(browser)
+    page = watched.page
+    page.goto(server.url + "/dashboard/")
+    wait_for_live(page)
+    server.stop()
+    page.wait_for_selector("#link:not([data-state='live'])", timeout=5000)
+
+    again = ServerThread(server.document)  # the same store and port: a restart
+    again.port, again.url = server.thread.port, server.url
+    with again:
+        wait_until(lambda: again.service.pools.running, timeout=10)
+        with httpx.Client(base_url=f"{again.url}/api/v3", timeout=10) as client:
+            assert client.post("/vm/plain").status_code == 200
+            page.wait_for_selector("#link[data-state='live']", timeout=10_000)
+            page.wait_for_function(
+                "() => document.querySelector(\"#pools tr[data-pool='plain'] td.running\").textContent === '1'",
+                timeout=5000)
+            running = client.get("/status", params={"view": "pools"}).json()["pools"]["plain"]["running"]
+            assert running == 1
+    # only the stream's and the status's failed connections while the server was down
+    assert all("ERR_CONNECTION_REFUSED" in p or "status could not be read" in p for p in watched.problems), \
+        watched.problems

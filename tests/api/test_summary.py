@@ -31,7 +31,8 @@ def test_status_when_full_and_views(server):
     resp = server.client.get("/status")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling", "runner", "hosts"}
+    assert set(body) == {"boot", "capacity", "clone", "pools", "queue", "status", "monitoring", "scheduling", "runner",
+                         "hosts"}
     runner = body["runner"]
     assert runner["queued"] == 0 and runner["calls_in_flight"] == 0 and runner["created"] >= 3
     assert runner["calls"] >= 1 and runner["vms_sent"] == runner["created"] and runner["failed"] == 0
