@@ -179,7 +179,8 @@
   }
 
   // -- the charts: each clone or boot time of the last hour, against when it ended --------------------
-  const SPANS = [60, 120, 300, 600, 900, 1800, 3600]; // the x axis: the shortest that holds every point
+  // the x axis: the shortest span that holds every point; a quarter of each is a round time
+  const SPANS = [20, 60, 120, 240, 600, 1200, 2400, 3600];
 
   function niceMax(value) {
     if (value <= 0) return 1;
@@ -189,7 +190,7 @@
   }
 
   function ago(s) {
-    return s >= 120 && s % 60 === 0 ? `-${s / 60} min` : `-${Math.round(s)} s`;
+    return s >= 60 ? `-${Number((s / 60).toFixed(1))} min` : `-${Math.round(s)} s`;
   }
 
   function renderChart(id, points, today) {
