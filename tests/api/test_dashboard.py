@@ -107,3 +107,17 @@ def test_the_timings_view_is_bounded():
     rows = [(float(i), "p", 1.0) for i in range(RECENT_MAX * 3)]
     latest = latest_durations(rows, RECENT_MAX)
     assert len(latest) == RECENT_MAX and latest[-1]["at"] == RECENT_MAX * 3 - 1
+
+
+def test_the_package_ships_every_file_of_the_dashboard():
+    import tomllib
+    from fnmatch import fnmatchcase
+
+    from helpers import REPO
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["corral"]
+    package = REPO / "src" / "corral"
+    files = [p.relative_to(package).as_posix() for p in (package / "api" / "dashboard").rglob("*")
+             if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert "api/dashboard/page.html" in files and "api/dashboard/static/dashboard.js" in files
+    assert [f for f in files if not any(fnmatchcase(f, pattern) for pattern in patterns)] == []
