@@ -10,6 +10,7 @@ documentation).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -186,3 +187,15 @@ def test_the_page_reconnects_after_a_restart_and_reads_everything_again(make_ser
     # only the stream's and the status's failed connections while the server was down
     assert all("ERR_CONNECTION_REFUSED" in p or "status could not be read" in p for p in watched.problems), \
         watched.problems
+
+
+def test_a_refused_status_read_is_shown_and_retried_later(make_server, browser):
+    # the page and its two files pass; the status read and the stream are over the limit
+    server = make_server([{"name": "plain", "template": "t/plain", "size": 1}], rate_limiting_enabled=True,
+                         extra={":rate_limits": {"global_per_ip": {"limit": 3, "period": 60}}})
+    page = Watched(browser).page
+    page.goto(server.url + "/dashboard/")
+    page.wait_for_selector("#problem:not([hidden])", timeout=5000)
+    text = page.text_content("#problem")
+    assert "HTTP 429: Rate limit exceeded" in text and re.search(r"trying again in (5\d|60) s", text), text
+    assert page.text_content("#pools tbody") == "", "nothing is made up while the status cannot be read"

@@ -44,7 +44,7 @@
     if (s === 0) return "0";
     if (s < 0.01) return `${(s * 1000).toFixed(1)} ms`;
     if (s < 1) return `${Math.round(s * 1000)} ms`;
-    if (s < 120) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+    if (s < 120) return `${Number(s.toFixed(s < 10 ? 2 : 1))} s`;
     return `${(s / 60).toFixed(1)} min`;
   }
 
