@@ -40,12 +40,23 @@ HOSTS = [{"name": f"esx-{n:02d}.lab", "cluster": "cluster-a" if n <= 3 else "clu
 SIM = {"time_scale": 0.02, "jitter": 0.4, "hosts": HOSTS, "template_defaults": {"cpus": 2, "memory_mb": 4096}}
 
 
+def require_chromium(path: Path) -> None:
+    """Fail the test, saying what to install, when there is no Chromium at ``path``."""
+    if not path.is_file():
+        pytest.fail(f"Chromium is not installed at {path}: the dashboard tests need Debian's 'chromium' "
+                    "package (make test-deps installs it, from scripts/system-packages.txt)", pytrace=False)
+
+
+def test_a_missing_chromium_fails_with_what_to_install(tmp_path):
+    with pytest.raises(pytest.fail.Exception, match="Chromium is not installed at .*nowhere.*'chromium'"):
+        require_chromium(tmp_path / "nowhere" / "chromium")
+    require_chromium(CHROMIUM)  # and the real one is there
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
     """A fresh headless Chromium profile; fails (never skips) when Chromium is not installed."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: the dashboard tests need Debian's 'chromium' "
-                    "package (make test-deps installs it, from scripts/system-packages.txt)")
+    require_chromium(CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
