@@ -210,3 +210,27 @@ def test_a_refused_status_read_is_shown_and_retried_later(make_server, browser):
     text = page.text_content("#problem")
     assert "HTTP 429: Rate limit exceeded" in text and re.search(r"trying again in (5\d|60) s", text), text
     assert page.text_content("#pools tbody") == "", "nothing is made up while the status cannot be read"
+
+
+def test_hosts_in_maintenance_or_down_show_at_once(make_server, browser):
+    server = make_server([{"name": "plain", "template": "t/plain", "size": 2}],
+                         extra={":monitoring": {"host_down_grace": 0.1}})
+    watched = Watched(browser)
+    page = watched.page
+    page.goto(server.url + "/dashboard/")
+    wait_for_live(page)
+
+    def badge(host: str) -> str:
+        return str(page.text_content(f"#hosts tr[data-host='{host}'] .badge"))
+
+    assert badge("sim-host-02") == badge("sim-host-03") == "green"
+    server.sim.controls.set_host_maintenance("sim-host-02")  # plain flag flips, safe from this thread
+    server.sim.controls.set_host_down("sim-host-03")
+    page.wait_for_selector("#hosts tr[data-host='sim-host-02'] .badge:text-is('maintenance')", timeout=2000)
+    page.wait_for_selector("#hosts tr[data-host='sim-host-03'] .badge:text-is('down')", timeout=2000)
+    page.wait_for_selector("#events li[data-kind='host.maintenance']", timeout=1000)
+    page.wait_for_selector("#events li[data-kind='host.down']", timeout=1000)
+    hosts = server.client.get("/status", params={"view": "hosts"}).json()["hosts"]["sim"]
+    assert hosts["sim-host-02"]["maintenance"] and hosts["sim-host-03"]["down"]
+    assert badge("sim-host-01") == "green"
+    assert watched.problems == []

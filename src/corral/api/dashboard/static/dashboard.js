@@ -288,7 +288,6 @@
   }
 
   // -- the event stream -------------------------------------------------------------------------
-  const shown = [];
   let pending = [], flushTimer = null, total = 0;
 
   function describe(kind, e) {
@@ -307,6 +306,8 @@
         return `${e.vm}${where} on ${e.host}`;
       case "host.down":
         return `${e.host} (${e.provider})${e.reason ? `: ${e.reason}` : ""}`;
+      case "host.up":
+        return `${e.host} (${e.provider}) responds again`;
       case "host.maintenance":
         return `${e.host} (${e.provider}) ${e.maintenance ? "entered" : "left"} maintenance`;
       case "host.overutilized":
