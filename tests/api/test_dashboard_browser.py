@@ -234,3 +234,23 @@ def test_hosts_in_maintenance_or_down_show_at_once(make_server, browser):
     assert hosts["sim-host-02"]["maintenance"] and hosts["sim-host-03"]["down"]
     assert badge("sim-host-01") == "green"
     assert watched.problems == []
+
+
+def test_the_managers_of_a_site_on_redis_are_shown(make_server, browser, redis_server, redis_site):
+    server = make_server([{"name": "plain", "template": "t/plain", "size": 1}],
+                         extra={":store": {"type": "redis", "site": redis_site},
+                                ":redis": {"server": "127.0.0.1", "port": redis_server.port}})
+    watched = Watched(browser)
+    page = watched.page
+    page.goto(server.url + "/dashboard/")
+    wait_for_live(page)
+    me = server.service.cluster.me
+    server.wait(lambda: server.client.get("/status", params={"view": "managers"}).json()["managers"]["live"]
+                .get(me, {}).get("state") == "Active")
+    assert server.client.post("/vm/plain").status_code == 200  # an event, so the page reads again
+    page.wait_for_selector("#managers-card:not([hidden])", timeout=2000)
+    page.wait_for_function("me => document.querySelector(`#managers tr[data-manager='${me}']`)"
+                           ".cells[1].textContent === 'Active'", arg=me, timeout=2000)
+    cells = page.eval_on_selector_all(f"#managers tr[data-manager='{me}'] td", "cells => cells.map(c => c.textContent)")
+    assert cells[0] == f"{me}this process" and cells[3] == "plain"
+    assert watched.problems == []
