@@ -68,7 +68,7 @@ def test_a_stale_token_does_not_block_a_vm_checked_out_without_one(make_server):
     assert server.client.delete(f"/vm/{owned}", headers=tok(token)).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/api/v3/status", "/api/v3/vm", "/healthcheck", "/api/v1/status/",
+@pytest.mark.parametrize("path", ["/dashboard/", "/api/v3/status", "/api/v3/vm", "/healthcheck", "/api/v1/status/",
                                   "/api/v3/summary", "/api/v3/config", "/api/v3/totalrunning"])
 def test_head_answers_as_get_without_a_body(server, path):
     get = server.root.get(path)
@@ -84,9 +84,11 @@ def test_head_of_the_event_stream_ends(server):
     assert server.root.head("/api/v3/events?type=nonsense").status_code == 400
 
 
-def test_root_answers(server):
-    resp = server.root.get("/")
-    assert resp.status_code == 200 and resp.json() == {"ok": True}
+def test_root_answers_with_the_dashboard(server):
+    """As vmpooler: ``/`` redirects to the dashboard, which a client that follows it gets with a 200."""
+    resp = server.root.get("/", follow_redirects=True)
+    assert resp.status_code == 200 and [r.status_code for r in resp.history] == [302]
+    assert str(resp.url) == f"{server.url}/dashboard/" and resp.headers["content-type"].startswith("text/html")
 
 
 @pytest.mark.parametrize("lifetime", [10**20, str(10**20), 10**309, "9" * 5000, MAX_LIFETIME_HOURS + 1, 1e30])

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request as StarletteRequest
 
 from corral import __version__
-from corral.api import events, ondemand, openapi, poolconfig, status, tokens, vms
+from corral.api import dashboard, events, ondemand, openapi, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
@@ -171,15 +171,12 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     for prefix, name in VERSIONS.items():
         app.include_router(build_router(Version(name)), prefix=prefix)
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> JSONResponse:  # the health check, until there is a dashboard to send people to
-        return JSONResponse({"ok": True})
-
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi_alias() -> JSONResponse:
         return JSONResponse(app.openapi())
 
     openapi.install(app)  # the completed description, and Swagger UI at /api/docs without a CDN
+    dashboard.install(app)  # /dashboard, and / sends browsers there
 
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

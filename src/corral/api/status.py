@@ -26,6 +26,10 @@ from corral.runtime import Service
 from corral.store.base import StoreUnavailable
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner", "hosts")
+# Views given only when named in ``?view=``, never in the default answer.
+ON_REQUEST_VIEWS = ("timings",)
+RECENT_S = 3600.0  # the timings view covers the last hour
+RECENT_MAX = 100  # and at most the latest this many clone and boot times each
 DAY = 86400.0
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
@@ -94,6 +98,10 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
         body["runner"] = runner_json(pools.runner())
     if "hosts" in wanted:
         body["hosts"] = hosts_json(pools.hosts())
+    if "timings" in wanted:
+        now = time.time()
+        body["timings"] = {task.value: latest_durations(pools.durations(task, now - RECENT_S, now + 1), RECENT_MAX)
+                           for task in (TimingKind.CLONE, TimingKind.BOOT)}
     body["status"] = status
     return dict(sorted(body.items()))
 
@@ -174,6 +182,13 @@ def hosts_json(rows: tuple[HostStatus, ...]) -> dict[str, dict[str, Any]]:
         del row["provider"], row["name"]
         out.setdefault(h.provider, {})[h.name] = row
     return out
+
+
+def latest_durations(rows: list[tuple[float, str, float]], limit: int) -> list[dict[str, Any]]:
+    """corral's own ``timings`` view: the latest ``limit`` of ``rows`` (when, pool, seconds),
+    oldest first, as {"at", "pool", "seconds"} (for the dashboard's clone and boot charts)."""
+    latest = sorted(rows, key=lambda row: row[0])[-limit:] if limit > 0 else []
+    return [{"at": round(at, 3), "pool": pool, "seconds": round(seconds, 3)} for at, pool, seconds in latest]
 
 
 def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:
