@@ -21,6 +21,7 @@ from corral.config.settings import (
     checkout_settings,
     ha_settings,
     manager_settings,
+    metrics_settings,
     monitor_settings,
     provider_context,
 )
@@ -32,6 +33,7 @@ from corral.ha.loop import HaLoop
 from corral.ha.roles import Role
 from corral.ha.switch import ServiceSwitch
 from corral.ha.wake import Wakes, listen
+from corral.metrics import Metrics
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
@@ -60,9 +62,9 @@ class TokenStore(Protocol):
 
 @dataclass
 class Service:
-    """What the API serves: the configuration, the pool service and the login guard; with
-    several processes on Redis, also this process's manager (``cluster``) and the registry of
-    the site's managers (``managers``)."""
+    """What the API serves: the configuration, the pool service, the login guard and the
+    metrics; with several processes on Redis, also this process's manager (``cluster``) and the
+    registry of the site's managers (``managers``)."""
 
     config: Config
     pools: PoolService
@@ -71,6 +73,18 @@ class Service:
     cluster: Cluster | None = None
     managers: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
     site: SharedSite | None = None  # the connections to a site on Redis, closed last
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        cluster = self.cluster
+
+        def running() -> PoolService | None:
+            if self.site is None:
+                return self.pools  # one process runs every pool
+            acting = cluster.switch.service if cluster is not None else None
+            return acting if isinstance(acting, PoolService) else None
+
+        self.metrics = Metrics(metrics_settings(self.config), self.pools, running, self.managers)
 
     @property
     def tokens(self) -> TokenStore:
@@ -81,8 +95,10 @@ class Service:
         await self.pools.start()
         if self.cluster is not None:
             await self.cluster.start()
+        await self.metrics.start()
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.pools.stop()

@@ -311,6 +311,10 @@ class PoolService:
         """pool -> why its last VM could not be placed."""
         return dict(self._manager.placer.failures)
 
+    def placement_rejections(self) -> Mapping[str, int]:
+        """Hosts rejected for VMs no host could take, by the kind of reason (the filter's name)."""
+        return dict(sorted(self._manager.placer.rejections.items()))
+
     # -- status ----------------------------------------------------------------------------------
     def stock(self) -> Stock:
         """Each pool's VMs by state and the totals, from one reading of the store."""

@@ -1,0 +1,118 @@
+"""The metrics of one corral process: the recorder, the Prometheus exposition, the statsd and
+graphite pushers, and the task that feeds the recorder from the event bus. Started and stopped
+with the service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from corral.metrics.prometheus import Exposition
+from corral.metrics.push import GraphitePusher, StatsdPusher
+from corral.metrics.readings import Reading, Views, manager_readings, view_readings
+from corral.metrics.recorder import Recorder, Sink
+from corral.metrics.settings import MetricsSettings
+from corral.pools.service import PoolService, Resync, SubscriptionClosed
+
+__all__ = ["Metrics", "read_views"]
+
+log = logging.getLogger("corral.metrics")
+
+Managers = Callable[[], Awaitable[Mapping[str, Mapping[str, Any]]]]
+#: events the recorder may hold before it resyncs (it then misses the times of the VMs in between)
+QUEUE = 10_000
+
+
+def read_views(stock_from: PoolService, running: PoolService | None) -> Views:
+    """The stock as ``stock_from``'s store has it (every pool), and the rest from the service
+    that runs the pools here (``running``; None: this process runs none)."""
+    stock = stock_from.stock()
+    if running is None:
+        return Views(stock=stock)
+    return Views(stock=stock, monitoring=running.monitoring(), scheduling=running.scheduling(),
+                 runner=running.runner(), hosts=running.hosts(), rejections=running.placement_rejections())
+
+
+class Metrics:
+    """``front``: the pool service the API answers with; ``running()``: the one running the
+    pools in this process, if any (the same one on sqlite; a manager's current one on Redis);
+    ``managers``: the site's live managers (on Redis)."""
+
+    def __init__(self, settings: MetricsSettings, front: PoolService,
+                 running: Callable[[], PoolService | None], managers: Managers | None = None) -> None:
+        self.settings = settings
+        self.front = front
+        self.running = running
+        self.managers = managers
+        self.statsd: StatsdPusher | None = None
+        self.graphite: GraphitePusher | None = None
+        sinks: list[Sink] = []
+        if settings.statsd is not None:
+            self.statsd = StatsdPusher(settings.statsd, self.readings)
+            sinks.append(self.statsd)
+        self.recorder = Recorder(sinks)
+        if settings.graphite is not None:
+            self.graphite = GraphitePusher(settings.graphite, self.readings, self.recorder)
+        self.exposition = Exposition(self.recorder, settings.prometheus)
+        self._follow: asyncio.Task[None] | None = None
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The paths of the exposition: the configured one and /metrics."""
+        return tuple(dict.fromkeys((self.settings.prometheus.endpoint, "/metrics")))
+
+    async def readings(self) -> list[Reading]:
+        out = view_readings(read_views(self.front, self.running()))
+        if self.managers is not None:
+            out += manager_readings(await self.managers())
+        return out
+
+    async def scrape(self) -> bytes:
+        return self.exposition.render(await self.readings())
+
+    # -- life ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._follow is not None:
+            return
+        self._follow = asyncio.create_task(self._follow_events(), name="metrics-events")
+        for pusher in (self.statsd, self.graphite):
+            if pusher is not None:
+                await pusher.start()
+                log.info("pushing metrics", extra={"to": pusher.errors.what,
+                                                    "every_s": pusher.target.interval_s})
+
+    async def stop(self) -> None:
+        task, self._follow = self._follow, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for pusher in (self.statsd, self.graphite):
+            if pusher is not None:
+                await pusher.stop()
+
+    async def _follow_events(self) -> None:
+        """Feed the recorder from the event bus of the service running the pools; a service
+        started again (or another one) has a new bus, which is followed once it runs."""
+        while True:
+            service = self.running()
+            if service is None or not service.running:
+                await asyncio.sleep(0.2)
+                continue
+            sub = service.stream("metrics", queue_size=QUEUE)
+            try:
+                while True:
+                    _, item = await sub.get()
+                    if not isinstance(item, Resync):
+                        self.recorder.see(item)
+            except SubscriptionClosed:
+                pass
+            except Exception:
+                log.exception("metrics: reading an event failed")
+            finally:
+                sub.close()
+            await asyncio.sleep(0.2)
