@@ -92,10 +92,10 @@ class Service:
         return self.pools.store
 
     async def start(self) -> None:
+        await self.metrics.start()  # first: it hears the first fill
         await self.pools.start()
         if self.cluster is not None:
             await self.cluster.start()
-        await self.metrics.start()
 
     async def stop(self) -> None:
         await self.metrics.stop()

@@ -8,6 +8,7 @@ defaults are kept; see :mod:`corral.config.schema` for the whole file.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -288,14 +289,21 @@ class PrometheusConfig(Section):
 class PushConfig(Section):
     """What ``:statsd:`` and ``:graphite:`` share."""
 
-    server: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9_.:-]+$",
-                        description="the host name or address of the server")
+    server: str = Field(min_length=1, max_length=253, description="the host name or address of the server")
     prefix: str = Field("vmpooler", max_length=200, pattern=DOTTED_PREFIX,
                         description="the first part of every metric path")
     interval: float = Field(10, ge=1, le=3600, description="corral's own: seconds between two pushes of every "
                                                            "gauge (graphite: of everything)")
     timeout: float = Field(2, gt=0, le=60, description="corral's own: seconds a name lookup, a connection or "
                                                        "a push may take")
+
+
+    @field_validator("server")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+            raise ValueError("must be a host name or an address (not a URL; the port is a key of its own)")
+        return value
 
 
 class StatsdConfig(PushConfig):

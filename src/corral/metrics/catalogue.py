@@ -62,8 +62,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("checkout_success", C, POOL, "VMs handed out by checkouts, by pool", vmpooler=True),
     Metric("checkout_empty", C, POOL, "checkouts refused because the name asked for had too few ready VMs",
            vmpooler=True),
-    Metric("checkout_invalid", C, POOL, "checkouts naming no pool or alias (the name if it is a valid name, "
-           "up to 50 distinct ones, then 'other')", vmpooler=True),
+    Metric("checkout_invalid", C, POOL, "names asked for that are no pool or alias, all under poolname "
+           "'unknown' (the name asked for may be anything)", vmpooler=True),
     Metric("delete_success", C, (), "VMs returned with DELETE /vm/<hostname>", vmpooler=True),
     Metric("delete_failed", C, (), "returns refused (no such checked-out VM, or not the owner's)", vmpooler=True),
     Metric("errors_markedasfailed", C, ("template_name",), "pending VMs marked failed (clone or boot failed "

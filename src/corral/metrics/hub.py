@@ -14,7 +14,7 @@ from corral.metrics.push import GraphitePusher, StatsdPusher
 from corral.metrics.readings import Reading, Views, manager_readings, view_readings
 from corral.metrics.recorder import Recorder, Sink
 from corral.metrics.settings import MetricsSettings
-from corral.pools.service import PoolService, Resync, SubscriptionClosed
+from corral.pools.service import PoolService, Resync, Subscription, SubscriptionClosed
 
 __all__ = ["Metrics", "read_views"]
 
@@ -74,9 +74,11 @@ class Metrics:
 
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Start following the events (before the pool service starts, its first fill is
+        timed too) and the pushers."""
         if self._follow is not None:
             return
-        self._follow = asyncio.create_task(self._follow_events(), name="metrics-events")
+        self._follow = asyncio.create_task(self._follow_events(self._subscribe()), name="metrics-events")
         for pusher in (self.statsd, self.graphite):
             if pusher is not None:
                 await pusher.start()
@@ -95,24 +97,34 @@ class Metrics:
             if pusher is not None:
                 await pusher.stop()
 
-    async def _follow_events(self) -> None:
+    def _subscribe(self) -> Subscription | None:
+        service = self.running()
+        if service is None or not service.bus_live:
+            return None
+        return service.stream("metrics", queue_size=QUEUE)
+
+    async def _follow_events(self, sub: Subscription | None) -> None:
         """Feed the recorder from the event bus of the service running the pools; a service
-        started again (or another one) has a new bus, which is followed once it runs."""
-        while True:
-            service = self.running()
-            if service is None or not service.running:
-                await asyncio.sleep(0.2)
-                continue
-            sub = service.stream("metrics", queue_size=QUEUE)
-            try:
-                while True:
-                    _, item = await sub.get()
-                    if not isinstance(item, Resync):
-                        self.recorder.see(item)
-            except SubscriptionClosed:
-                pass
-            except Exception:
-                log.exception("metrics: reading an event failed")
-            finally:
+        started again (or another one) has a new bus, which is followed once it is there."""
+        try:
+            while True:
+                if sub is None:
+                    await asyncio.sleep(0.2)
+                    sub = self._subscribe()
+                    continue
+                try:
+                    while True:
+                        _, item = await sub.get()
+                        if not isinstance(item, Resync):
+                            self.recorder.see(item)
+                except SubscriptionClosed:
+                    pass
+                except Exception:
+                    log.exception("metrics: reading an event failed")
+                    await asyncio.sleep(0.2)
+                finally:
+                    sub.close()
+                    sub = None
+        finally:
+            if sub is not None:
                 sub.close()
-            await asyncio.sleep(0.2)

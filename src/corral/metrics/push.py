@@ -126,6 +126,7 @@ class _Pusher:
                 pass
 
     async def _loop(self) -> None:
+        await self.prepare()
         while True:
             await asyncio.sleep(self.target.interval_s)
             try:
@@ -135,14 +136,18 @@ class _Pusher:
             except Exception as exc:  # a failed reading or push waits for the next interval
                 self.errors.failed(exc)
 
+    async def prepare(self) -> None:
+        """What the pusher does once, before its first interval."""
+
     async def push_once(self) -> None:
         raise NotImplementedError
 
 
 class StatsdPusher(_Pusher):
     """Counts and times as they happen (a :class:`~corral.metrics.recorder.Sink`); every
-    reading as a gauge every ``interval_s``. The server's address is looked up at start and
-    again after a failure, never on the sending path."""
+    reading as a gauge every ``interval_s``. The server's address is looked up in the background
+    at start and again after a failure, never on the sending path (until it is known, lines are
+    dropped and counted)."""
 
     def __init__(self, target: PushTarget, read: Read) -> None:
         super().__init__(target, read, f"statsd {target.server}:{target.port}")
@@ -152,9 +157,8 @@ class StatsdPusher(_Pusher):
         self.family = socket.AF_INET
         self.dropped = 0  # lines not sent: no address yet, or a send failed
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
         await self._resolve()
-        await super().start()
 
     async def stop(self) -> None:
         await super().stop()

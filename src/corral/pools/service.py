@@ -360,6 +360,12 @@ class PoolService:
         """A subscription to the event bus that the caller reads (and closes) itself."""
         return self._manager.bus.stream(name, accepts=accepts, queue_size=queue_size)
 
+    @property
+    def bus_live(self) -> bool:
+        """Whether a stream taken now hears the events of this run (or of the next start, when
+        it has not started yet); False after a stop, until a start builds a new manager."""
+        return not self._stale
+
     def events_since(self, seq: int) -> list[tuple[int, Event]] | None:
         """Events after number ``seq`` still kept; None if some are gone already."""
         return self._manager.bus.since(seq)
