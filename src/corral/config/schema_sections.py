@@ -282,7 +282,7 @@ class PrometheusConfig(Section):
         path = value.rstrip("/") or "/"
         taken = [p for p in RESERVED_PATHS if path == p or path.startswith(p + "/")]
         if taken or ".." in path.split("/"):
-            raise ValueError(f"{value!r} is a path of the API; choose another (default /prometheus)")
+            raise ValueError("this path is the API's or the dashboard's; choose another (default /prometheus)")
         return path
 
 
