@@ -123,3 +123,28 @@ def test_statsd_and_graphite_that_are_down_do_not_stop_serving(make_server: Any)
         server.wait_full()
     assert scrape(server)[pool_sample("vmpooler_checkout_success_total", "a")] == 3
     assert httpx.get(f"{server.url}/api/v3/status", timeout=5).status_code == 200
+
+
+def test_on_redis_the_managers_and_the_service_acting_on_the_pools_are_read(
+        make_server: Any, redis_server: Any, redis_site: str) -> None:
+    extra = {":store": {"type": "redis", "site": redis_site},
+             ":redis": {"server": "127.0.0.1", "port": redis_server.port}}
+    server = make_server([{"name": "a", "template": "t", "size": 2}], extra=extra)
+    me = server.service.cluster.me
+    server.wait(lambda: server.client.get("/status", params={"view": "managers"}).json()["managers"]["live"]
+                .get(me, {}).get("state") == "Active")
+    vm = server.client.post("/vm/a").json()["a"]["hostname"]
+    assert server.client.delete(f"/vm/{vm}").status_code == 200
+
+    def read() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        samples = scrape(server)
+        timed = [samples.get(pool_sample(f"vmpooler_{name}_count", "a"), 0) for name in ("time_to_ready_state",
+                                                                                        "clone", "destroy")]
+        return samples if min(timed) >= 1 else {}
+
+    # the refill, timed by the manager's pool service; the destroy begun by the API's return
+    samples = server.wait(read)
+    assert samples[("corral_manager_state", (("manager", me), ("state", "Active")))] == 1
+    assert samples[("corral_manager_pools", (("manager", me),))] == 1
+    assert samples[("corral_runner_calls_total", ())] >= 1
+    assert samples[pool_sample("vmpooler_checkout_success_total", "a")] == 1

@@ -23,6 +23,9 @@ log = logging.getLogger("corral.metrics")
 Managers = Callable[[], Awaitable[Mapping[str, Mapping[str, Any]]]]
 #: events the recorder may hold before it resyncs (it then misses the times of the VMs in between)
 QUEUE = 10_000
+SUBSCRIBER = "metrics"
+#: seconds between two looks for a bus to follow (a service started again, a new one)
+FOLLOW_EVERY_S = 0.2
 
 
 def read_views(stock_from: PoolService, running: PoolService | None) -> Views:
@@ -74,11 +77,14 @@ class Metrics:
 
     # -- life ----------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start following the events (before the pool service starts, its first fill is
-        timed too) and the pushers."""
+        """Start following the events (subscribed before the pool service starts, so its first
+        fill is timed too) and the pushers."""
         if self._follow is not None:
             return
-        self._follow = asyncio.create_task(self._follow_events(self._subscribe()), name="metrics-events")
+        first = {service: service.stream(SUBSCRIBER, queue_size=QUEUE) for service in self._sources()
+                 if service.bus_live}
+        self._follow = asyncio.create_task(self._follow_events(first), name="metrics-events")
+        log.info("metrics served", extra={"paths": ",".join(self.endpoints)})
         for pusher in (self.statsd, self.graphite):
             if pusher is not None:
                 await pusher.start()
@@ -97,34 +103,38 @@ class Metrics:
             if pusher is not None:
                 await pusher.stop()
 
-    def _subscribe(self) -> Subscription | None:
-        service = self.running()
-        if service is None or not service.bus_live:
-            return None
-        return service.stream("metrics", queue_size=QUEUE)
+    def _sources(self) -> list[PoolService]:
+        """The services whose event buses say what happens in this process, each once: the
+        API's (on Redis its checkouts and returns) and the one running the pools."""
+        return [s for s in dict.fromkeys((self.front, self.running())) if s is not None]
 
-    async def _follow_events(self, sub: Subscription | None) -> None:
-        """Feed the recorder from the event bus of the service running the pools; a service
-        started again (or another one) has a new bus, which is followed once it is there."""
+    async def _read(self, sub: Subscription) -> None:
         try:
             while True:
-                if sub is None:
-                    await asyncio.sleep(0.2)
-                    sub = self._subscribe()
-                    continue
-                try:
-                    while True:
-                        _, item = await sub.get()
-                        if not isinstance(item, Resync):
-                            self.recorder.see(item)
-                except SubscriptionClosed:
-                    pass
-                except Exception:
-                    log.exception("metrics: reading an event failed")
-                    await asyncio.sleep(0.2)
-                finally:
-                    sub.close()
-                    sub = None
+                _, item = await sub.get()
+                if not isinstance(item, Resync):
+                    self.recorder.see(item)
+        except SubscriptionClosed:
+            pass
+        except Exception:
+            log.exception("metrics: reading an event failed")
         finally:
-            if sub is not None:
-                sub.close()
+            sub.close()
+
+    async def _follow_events(self, first: dict[PoolService, Subscription]) -> None:
+        """Feed the recorder from the buses of :meth:`_sources`; a service started again (or a
+        new one, a manager acting on a new set of pools) has a new bus, followed once it is there."""
+        readers = {service: asyncio.create_task(self._read(sub)) for service, sub in first.items()}
+        try:
+            while True:
+                await asyncio.sleep(FOLLOW_EVERY_S)
+                for service in [s for s, task in readers.items() if task.done()]:
+                    del readers[service]
+                for service in self._sources():
+                    if service not in readers and service.bus_live:
+                        sub = service.stream(SUBSCRIBER, queue_size=QUEUE)
+                        readers[service] = asyncio.create_task(self._read(sub))
+        finally:
+            for task in readers.values():
+                task.cancel()
+            await asyncio.gather(*readers.values(), return_exceptions=True)
