@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from corral.metrics.prometheus import Exposition
-from corral.metrics.push import GraphitePusher, StatsdPusher
+from corral.metrics.push import FailureLog, GraphitePusher, StatsdPusher
 from corral.metrics.readings import Reading, Views, manager_readings, view_readings
 from corral.metrics.recorder import Recorder, Sink
 from corral.metrics.settings import MetricsSettings
@@ -59,6 +59,8 @@ class Metrics:
         if settings.graphite is not None:
             self.graphite = GraphitePusher(settings.graphite, self.readings, self.recorder)
         self.exposition = Exposition(self.recorder, settings.prometheus)
+        self.managers_failing = FailureLog("reading the managers from the store",
+                                           "the managers' metrics are left out until it works again")
         self._follow: asyncio.Task[None] | None = None
 
     @property
@@ -67,9 +69,17 @@ class Metrics:
         return tuple(dict.fromkeys((self.settings.prometheus.endpoint, "/metrics")))
 
     async def readings(self) -> list[Reading]:
+        """Every reading of the views now; the managers' are left out (and the failure logged
+        once per streak) when the store cannot say who they are."""
         out = view_readings(read_views(self.front, self.running()))
         if self.managers is not None:
-            out += manager_readings(await self.managers())
+            try:
+                managers = await self.managers()
+            except Exception as exc:
+                self.managers_failing.failed(exc)
+            else:
+                self.managers_failing.ok()
+                out += manager_readings(managers)
         return out
 
     async def scrape(self) -> bytes:

@@ -83,8 +83,9 @@ def graphite_lines(prefix: str, readings: Iterable[Reading], recorder: Recorder,
 class FailureLog:
     """Logs the first failure of a streak and the first success after it; counts failures."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, meanwhile: str = "metrics are not sent until it works again") -> None:
         self.what = what
+        self.meanwhile = meanwhile
         self.failing = False
         self.failures = 0
 
@@ -93,7 +94,7 @@ class FailureLog:
         if not self.failing:
             self.failing = True
             cause = error if isinstance(error, str) else f"{type(error).__name__}: {error}".rstrip(": ")
-            log.warning("%s failed; metrics are not sent until it works again", self.what, extra={"error": cause})
+            log.warning("%s failed; %s", self.what, self.meanwhile, extra={"error": cause})
 
     def ok(self) -> None:
         if self.failing:
@@ -151,10 +152,8 @@ class StatsdPusher(_Pusher):
 
     def __init__(self, target: PushTarget, read: Read) -> None:
         super().__init__(target, read, f"statsd {target.server}:{target.port}")
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
+        self.sock: socket.socket | None = None  # made once the address is known, of its family
         self.address: tuple[str, int] | None = None
-        self.family = socket.AF_INET
         self.dropped = 0  # lines not sent: no address yet, or a send failed
 
     async def prepare(self) -> None:
@@ -162,7 +161,9 @@ class StatsdPusher(_Pusher):
 
     async def stop(self) -> None:
         await super().stop()
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
     async def _resolve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -173,15 +174,15 @@ class StatsdPusher(_Pusher):
             self.errors.failed(exc if isinstance(exc, OSError) else "the name lookup timed out")
             return
         family, _, _, _, address = found[0]
-        if family != self.family:
-            self.sock.close()
+        if self.sock is None or self.sock.family != family:
+            if self.sock is not None:
+                self.sock.close()
             self.sock = socket.socket(family, socket.SOCK_DGRAM)
             self.sock.setblocking(False)
-            self.family = family
         self.address = (str(address[0]), int(address[1]))
 
     def _send(self, lines: list[str]) -> bool:
-        if self.address is None:
+        if self.address is None or self.sock is None:
             self.dropped += len(lines)
             return False
         try:
