@@ -76,15 +76,9 @@ class Service:
     metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
-        cluster = self.cluster
-
-        def running() -> PoolService | None:
-            if self.site is None:
-                return self.pools  # one process runs every pool
-            acting = cluster.switch.service if cluster is not None else None
-            return acting if isinstance(acting, PoolService) else None
-
-        self.metrics = Metrics(metrics_settings(self.config), self.pools, running, self.managers)
+        self.metrics = Metrics(metrics_settings(self.config), self.pools,
+                               running_pools(self.pools, shared=self.site is not None, cluster=self.cluster),
+                               self.managers)
 
     @property
     def tokens(self) -> TokenStore:
@@ -105,6 +99,22 @@ class Service:
         self.pools.close()
         if self.site is not None:
             await self.site.close()
+
+
+def running_pools(front: PoolService, *, shared: bool,
+                  cluster: Cluster | None) -> Callable[[], PoolService | None]:
+    """The pool service that runs the pools in this process, now: on sqlite the API's own; on
+    a shared Redis the one this process's manager acts with (none while it acts on no pool, or
+    in a process that only answers the API)."""
+    if not shared:
+        return lambda: front
+    switch = cluster.switch if cluster is not None else None
+
+    def acting() -> PoolService | None:
+        service = switch.service if switch is not None else None
+        return service if isinstance(service, PoolService) else None
+
+    return acting
 
 
 def build_providers(config: Config) -> dict[str, Provider]:
