@@ -9,7 +9,7 @@ defaults are kept; see :mod:`corral.config.schema` for the whole file.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -288,6 +288,8 @@ class PrometheusConfig(Section):
 
 class PushConfig(Section):
     """What ``:statsd:`` and ``:graphite:`` share."""
+
+    corral_keys: ClassVar[frozenset[str]] = frozenset({"interval", "timeout"})  # vmpooler has neither
 
     server: str = Field(min_length=1, max_length=253, description="the host name or address of the server")
     prefix: str = Field("vmpooler", max_length=200, pattern=DOTTED_PREFIX,
