@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.domain.events import HostDown, MigrationDone, VmCreated, VmLifecycle
+from corral.domain.events import HostDown, MigrationDone, VmCreated, VmLifecycle, VmMoved
 from corral.domain.states import VmState
 from corral.inventory.bus import BusStatus, SubscriberCounts
 from corral.inventory.monitor import FeedStatus
@@ -110,7 +110,8 @@ def test_every_reading_is_of_a_metric_with_its_labels() -> None:
         assert m.kind is not Kind.HISTOGRAM and len(r.labels) == len(m.labels), r
     keys = {r.key for r in readings}
     recorded = {"checkout_success", "checkout_empty", "checkout_invalid", "delete_success", "delete_failed",
-                "errors_markedasfailed", "time_to_ready_state", "clone", "destroy", "migrate"}
+                "errors_markedasfailed", "time_to_ready_state", "clone", "destroy", "migrate", "migrate_from",
+                "migrate_to"}
     assert keys | recorded == {m.key for m in METRICS}  # every metric is read or recorded somewhere
 
 
@@ -168,9 +169,13 @@ P, R, RUN, C, F, D = (VmState.PENDING, VmState.READY, VmState.RUNNING, VmState.C
     ([life(100, "v", None, VmState.DISCOVERED), life(102, "v", VmState.DISCOVERED, D)],
      [Observation("destroy", ("a",), 2)]),
     ([life(100, "v", C, D)], []),  # the destroy intent was before: not timed
-    ([MigrationDone(10, provider="sim", vm="v", pool="a", host="h2", seconds=7.5)],
-     [Observation("migrate", ("a",), 7.5)]),
-    ([MigrationDone(10, provider="sim", vm="v", pool=None, host="h2", seconds=7.5)], []),  # not a pool's VM
+    ([VmMoved(10, provider="sim", vm="v", pool="a", host="h2", old_host="h1"),
+      MigrationDone(10, provider="sim", vm="v", pool="a", host="h2", seconds=7.5)],
+     [Observation("migrate_to", ("h2",), 1), Observation("migrate_from", ("h1",), 1),
+      Observation("migrate", ("a",), 7.5)]),
+    ([VmMoved(10, provider="sim", vm="v", pool="a", host="h2", old_host="h1")], []),  # a move corral did not ask for
+    ([MigrationDone(10, provider="sim", vm="v", pool=None, host="h2", seconds=7.5)],
+     [Observation("migrate_to", ("h2",), 1)]),  # not a pool's VM: not timed by pool
     ([HostDown(10, provider="sim", host="h")], []),
 ])
 def test_events_become_observations(events: list[object], observations: list[Observation]) -> None:

@@ -75,6 +75,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("destroy", H, POOL, "seconds from a VM's destroy intent until it is gone", vmpooler=True,
            buckets=CLONE_BUCKETS),
     Metric("migrate", H, POOL, "seconds a migration corral asked for took", vmpooler=True, buckets=CLONE_BUCKETS),
+    Metric("migrate_from", C, ("host_name",), "VMs corral migrated away from the host", vmpooler=True),
+    Metric("migrate_to", C, ("host_name",), "VMs corral migrated onto the host", vmpooler=True),
     # -- pools -----------------------------------------------------------------------------------
     Metric("pool_size", G, POOL, "the pool's size (ready VMs it keeps)"),
     Metric("pool_unplaceable", G, POOL, "1 when the pool's last VM could not be placed on any host"),
@@ -130,7 +132,8 @@ METRICS: tuple[Metric, ...] = (
 _VMPOOLER_PATHS = {"checkout_success": "checkout.success", "checkout_empty": "checkout.empty",
                    "checkout_invalid": "checkout.invalid", "delete_success": "delete.success",
                    "delete_failed": "delete.failed", "errors_markedasfailed": "errors.markedasfailed",
-                   "time_to_ready_state": "time_to_ready_state"}
+                   "time_to_ready_state": "time_to_ready_state", "migrate_from": "migrate_from",
+                   "migrate_to": "migrate_to"}
 
 _BY_KEY = {m.key: m for m in METRICS}
 

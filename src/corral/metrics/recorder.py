@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from corral.domain.events import Event, MigrationDone, VmCreated, VmLifecycle
+from corral.domain.events import Event, MigrationDone, VmCreated, VmLifecycle, VmMoved
 from corral.domain.states import VmState
 from corral.metrics.catalogue import Kind, metric
 
@@ -73,14 +73,17 @@ class Observation:
 class LifecycleTimer:
     """Turns events into observations: a VM's create request (a new pending record) starts its
     clone and ready clocks, its appearance at the provider stops the first, ready the second; a
-    destroy intent starts the destroy clock and ``destroyed`` stops it. Follows at most
-    ``limit`` VMs of each kind (the oldest are forgotten)."""
+    destroy intent starts the destroy clock and ``destroyed`` stops it; a migration corral asked
+    for counts its source and target hosts (the move's :class:`VmMoved` comes just before its
+    :class:`MigrationDone`) and times it. Follows at most ``limit`` VMs of each kind (the oldest
+    are forgotten)."""
 
     def __init__(self, limit: int = FOLLOWED) -> None:
         self.limit = limit
         self.created: dict[str, tuple[float, str]] = {}  # VM -> (create request, pool)
         self.cloning: set[str] = set()  # of those, the VMs the provider does not show yet
         self.ending: dict[str, tuple[float, str]] = {}  # VM -> (destroy intent, pool)
+        self.moved: dict[str, str] = {}  # VM -> the host of its last move left (the move's MigrationDone follows)
 
     def _remember(self, table: dict[str, tuple[float, str]], name: str, value: tuple[float, str]) -> None:
         table[name] = value
@@ -96,8 +99,19 @@ class LifecycleTimer:
             self.cloning.discard(event.vm)
             at, pool = self.created[event.vm]
             return [Observation("clone", (pool,), max(event.at - at, 0.0))]
-        if isinstance(event, MigrationDone) and event.pool:
-            return [Observation("migrate", (event.pool,), max(event.seconds, 0.0))]
+        if isinstance(event, VmMoved):
+            self.moved[event.vm] = event.old_host
+            while len(self.moved) > self.limit:
+                del self.moved[next(iter(self.moved))]
+            return []
+        if isinstance(event, MigrationDone):
+            out = [Observation("migrate_to", (event.host,), 1.0)]
+            source = self.moved.pop(event.vm, None)
+            if source:
+                out.append(Observation("migrate_from", (source,), 1.0))
+            if event.pool:
+                out.append(Observation("migrate", (event.pool,), max(event.seconds, 0.0)))
+            return out
         return []
 
     def _lifecycle(self, e: VmLifecycle) -> list[Observation]:
