@@ -121,7 +121,10 @@ def test_statsd_and_graphite_that_are_down_do_not_stop_serving(make_server: Any)
         assert got.status_code == 200
         assert server.client.delete(f"/vm/{got.json()['a']['hostname']}").status_code == 200
         server.wait_full()
-    assert scrape(server)[pool_sample("vmpooler_checkout_success_total", "a")] == 3
+    samples = scrape(server)
+    assert samples[pool_sample("vmpooler_checkout_success_total", "a")] == 3
+    assert samples[("corral_push_failures_total", (("to", "graphite"),))] >= 1  # said, not silently dropped
+    assert ("corral_push_dropped_total", (("to", "statsd"),)) in samples
     assert httpx.get(f"{server.url}/api/v3/status", timeout=5).status_code == 200
 
 

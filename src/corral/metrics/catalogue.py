@@ -123,6 +123,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("ha_restart_failures", C, (), "such restarts that failed"),
     Metric("events_published", C, (), "events published on the event bus"),
     Metric("event_overflows", C, (), "times a subscriber's queue overflowed (it resyncs)"),
+    # -- the pushers ------------------------------------------------------------------------------
+    Metric("push_failures", C, ("to",), "failed sends or pushes to the statsd or graphite server"),
+    Metric("push_dropped", C, ("to",), "statsd lines not sent (the server's address not known yet, or a send failed)"),
     # -- managers (several processes on Redis) ----------------------------------------------------
     Metric("manager_state", G, ("manager", "state"), "1 for each live manager's state (Active, Standby, ...)"),
     Metric("manager_pools", G, ("manager",), "pools each live manager holds the lease of"),

@@ -72,6 +72,11 @@ class Metrics:
         """Every reading of the views now; the managers' are left out (and the failure logged
         once per streak) when the store cannot say who they are."""
         out = view_readings(read_views(self.front, self.running()))
+        if self.statsd is not None:
+            out += [Reading("push_failures", ("statsd",), self.statsd.errors.failures),
+                    Reading("push_dropped", ("statsd",), self.statsd.dropped)]
+        if self.graphite is not None:
+            out.append(Reading("push_failures", ("graphite",), self.graphite.errors.failures))
         if self.managers is not None:
             try:
                 managers = await self.managers()
