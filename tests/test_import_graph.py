@@ -8,7 +8,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 # rank of each top-level room of corral: a module imports only its own room and lower ranks
 RANK = {"domain": 0, "logs": 1, "providers": 1, "store": 1, "inventory": 2, "scheduling": 3, "runner": 4,
-        "pools": 5, "ha": 6, "auth": 6, "config": 7, "runtime": 8, "api": 9, "bench": 10, "cli": 11}
+        "pools": 5, "ha": 6, "auth": 6, "metrics": 6, "config": 7, "runtime": 8, "api": 9, "bench": 10, "cli": 11}
 ONLY_DOMAIN = {"providers", "store"}  # besides themselves
 
 
@@ -67,8 +67,8 @@ def test_no_import_circles() -> None:
             visit(module)
 
 
-@pytest.mark.parametrize("module", sorted(m for m in EDGES if room(m) in ("api", "cli")))
-def test_api_and_cli_use_pools_through_the_service(module: str) -> None:
+@pytest.mark.parametrize("module", sorted(m for m in EDGES if room(m) in ("api", "cli", "metrics")))
+def test_api_cli_and_metrics_use_pools_through_the_service(module: str) -> None:
     inside = sorted(t for t in EDGES[module]
                     if room(t) == "pools" and t not in ("corral.pools", "corral.pools.service"))
-    assert not inside, f"{module} imports {inside}: api/ and cli use pools/ through corral.pools.service"
+    assert not inside, f"{module} imports {inside}: api/, cli and metrics/ use pools/ through corral.pools.service"

@@ -21,6 +21,7 @@ from corral.config.settings import (
     checkout_settings,
     ha_settings,
     manager_settings,
+    metrics_settings,
     monitor_settings,
     provider_context,
 )
@@ -32,6 +33,7 @@ from corral.ha.loop import HaLoop
 from corral.ha.roles import Role
 from corral.ha.switch import ServiceSwitch
 from corral.ha.wake import Wakes, listen
+from corral.metrics import Metrics
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
 from corral.providers.registry import PROVIDERS
@@ -60,9 +62,9 @@ class TokenStore(Protocol):
 
 @dataclass
 class Service:
-    """What the API serves: the configuration, the pool service and the login guard; with
-    several processes on Redis, also this process's manager (``cluster``) and the registry of
-    the site's managers (``managers``)."""
+    """What the API serves: the configuration, the pool service, the login guard and the
+    metrics; with several processes on Redis, also this process's manager (``cluster``) and the
+    registry of the site's managers (``managers``)."""
 
     config: Config
     pools: PoolService
@@ -71,6 +73,12 @@ class Service:
     cluster: Cluster | None = None
     managers: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
     site: SharedSite | None = None  # the connections to a site on Redis, closed last
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(metrics_settings(self.config), self.pools,
+                               running_pools(self.pools, shared=self.site is not None, cluster=self.cluster),
+                               self.managers)
 
     @property
     def tokens(self) -> TokenStore:
@@ -78,17 +86,35 @@ class Service:
         return self.pools.store
 
     async def start(self) -> None:
+        await self.metrics.start()  # first: it hears the first fill
         await self.pools.start()
         if self.cluster is not None:
             await self.cluster.start()
 
     async def stop(self) -> None:
+        await self.metrics.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.pools.stop()
         self.pools.close()
         if self.site is not None:
             await self.site.close()
+
+
+def running_pools(front: PoolService, *, shared: bool,
+                  cluster: Cluster | None) -> Callable[[], PoolService | None]:
+    """The pool service that runs the pools in this process, now: on sqlite the API's own; on
+    a shared Redis the one this process's manager acts with (none while it acts on no pool, or
+    in a process that only answers the API)."""
+    if not shared:
+        return lambda: front
+    switch = cluster.switch if cluster is not None else None
+
+    def acting() -> PoolService | None:
+        service = switch.service if switch is not None else None
+        return service if isinstance(service, PoolService) else None
+
+    return acting
 
 
 def build_providers(config: Config) -> dict[str, Provider]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from corral.domain.states import VmState
 from helpers import ServerThread, quick_config
@@ -40,3 +41,11 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
         status = client.get("/status", params={"view": "scheduling"}).json()["scheduling"]
         assert status["migrations"]["done"] == 1 and status["migrations"]["not_needed"] == 1
         assert status["migrations"]["limit"] == 1
+        # and the exposition counts it by host and times it, under vmpooler's names
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(httpx.get(f"{srv.url}/prometheus").text) for s in f.samples}
+        instance = ("vmpooler_instance", "vmpooler")
+        assert metrics[("vmpooler_migrate_from_total", (("host_name", "h1"), instance))] == 1
+        assert metrics[("vmpooler_migrate_to_total", (("host_name", "h2"), instance))] == 1
+        assert metrics[("vmpooler_migrate_count", (("poolname", "a"), instance))] == 1
+        assert ("corral_migrations_total", (("outcome", "done"),)) in metrics

@@ -11,7 +11,7 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
     pools = [{"name": "a", "alias": ["alpha"], "template": "t/a", "size": 1, "ssh_passphrase": "Pass-Phrase-5"},
              {"name": "b", "template": "t/b", "size": 2}]
     extra = {
-        ":statsd": {"server": "udp://metrics:Statsd-Pw-4@statsd.example.com:8125", "prefix": "corral"},
+        ":statsd": {"server": "statsd.example.com", "prefix": "corral", "shared_secret": "Statsd-Pw-4"},
         ":credentials": {"user": "admin", "password": "Cred-Pw-3"},
         ":redis": {"server": "redis://ruser:Redis-Pw-6@redis.example.com/0", "data_ttl": 24},
     }
@@ -27,7 +27,7 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
     for body in (config.text, full.text):
         for secret in SECRETS:
             assert secret not in body, f"{secret} leaked"
-        for key in ("pasword", "vcenter_pwd", "credentials", "ssh_passphrase", "statsd", "api_pass", "tokn",
+        for key in ("pasword", "vcenter_pwd", "credentials", "ssh_passphrase", "shared_secret", "api_pass", "tokn",
                     "root_pw"):
             assert f'"{key}"' not in body, f"unknown key {key} shown"
 
@@ -37,6 +37,7 @@ def test_planted_secrets_are_absent_from_config_and_full_config(make_server):
     data = full.json()["full_config"]
     assert data["config"]["task_limit"] == 7 and data["config"]["prefix"] == "poolvm-"
     assert data["redis"]["server"] == "redis://redis.example.com/0" and data["redis"]["data_ttl"] == 24
+    assert data["statsd"]["server"] == "statsd.example.com" and data["statsd"]["prefix"] == "corral"
     assert {p["name"] for p in data["pools"]} == {"a", "b"}
     sim_view = data["providers"]["sim"]
     assert sim_view["provider_class"] == "dummy" and sim_view["time_scale"] == 0.001

@@ -71,6 +71,8 @@ async def test_clone_target_keeps_a_pool_in_its_cluster(harness, pool_factory):
     await eventually(lambda: "b" in manager.placer.failures)
     why = manager.placer.failures["b"]
     assert "(4 hosts rejected): cluster x4" in why and "no-such-cluster" in why
+    rejected = manager.placer.rejections  # counted by the kind of reason, for the metrics
+    assert set(rejected) == {"cluster"} and rejected["cluster"] >= 4 and rejected["cluster"] % 4 == 0
     manager.set_clone_target("b", None)
     manager.pool_changed("b")
     await harness.wait_full()

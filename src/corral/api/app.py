@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request as StarletteRequest
 
 from corral import __version__
-from corral.api import dashboard, events, ondemand, openapi, poolconfig, status, tokens, vms
+from corral.api import dashboard, events, metrics, ondemand, openapi, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
@@ -175,6 +175,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     async def openapi_alias() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    metrics.install(app, service)  # the Prometheus exposition
     openapi.install(app)  # the completed description, and Swagger UI at /api/docs without a CDN
     dashboard.install(app)  # /dashboard, and / sends browsers there
 

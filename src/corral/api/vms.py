@@ -58,13 +58,17 @@ def checkout_answer(service: Service, version: Version, taken: list[tuple[str, V
 
 async def _checkout(request: Request, version: Version, wanted: dict[str, int]) -> JSONResponse:
     service = service_of(request)
+    recorder = service.metrics.recorder
     bad = service.pools.unknown_labels(list(wanted))
     if bad:
+        recorder.checkout_invalid(bad)
         raise ApiError(404, f"unknown pool or alias: {', '.join(bad)}")
     record = token_record(request, required=False)
     result = service.pools.checkout(wanted, token=record.hash if record else None, user=record.user if record else None)
     if isinstance(result, Short):
+        recorder.checkout_empty(result.short or wanted)
         return respond(empty_answer(result.short), 503)
+    recorder.checkout_success(vm.pool for _, vm in result.vms)
     return respond(checkout_answer(service, version, list(result.vms)))
 
 
@@ -82,7 +86,19 @@ async def checkout_by_path(request: Request, version: Version, pools: str) -> JS
 
 
 async def return_one(request: Request, name: str) -> JSONResponse:
-    """Return a checked-out VM; for a VM whose destroy failed, ask for the destroy again."""
+    """Return a checked-out VM; for a VM whose destroy failed, ask for the destroy again.
+    Counted as vmpooler counts deletes: a success, or a failure (any refusal)."""
+    recorder = service_of(request).metrics.recorder
+    try:
+        response = _return_one(request, name)
+    except ApiError:
+        recorder.returned(False)
+        raise
+    recorder.returned(True)
+    return response
+
+
+def _return_one(request: Request, name: str) -> JSONResponse:
     service = service_of(request)
     short = check_hostname(name)
     pools = service.pools

@@ -118,6 +118,9 @@ SECTIONS: dict[str, Rule] = {
     "auth": Rule(":auth:"),
     "rate_limits": Rule(":rate_limits:"),
     "dns_configs": Rule("a :dns_configs: entry", open=True),
+    "prometheus": Rule(":prometheus:"),
+    "statsd": Rule(":statsd:"),
+    "graphite": Rule(":graphite:"),
 }
 
 # -- the model's shape -------------------------------------------------------------------------

@@ -23,13 +23,16 @@ from corral.config.errors import checked_by
 from corral.config.providers import default_provider, raw_provider_class
 from corral.config.schema_sections import (
     GlobalSettings,
+    GraphiteConfig,
     HaConfig,
     MonitoringSettings,
+    PrometheusConfig,
     RateLimits,
     RedisSettings,
     RunnerConfig,
     SchedulingSettings,
     Section,
+    StatsdConfig,
     StoreSettings,
 )
 from corral.domain.limits import MAX_LIFETIME_HOURS
@@ -126,7 +129,7 @@ class PoolSettings(Section):
 class Config(Section):
     """The whole configuration file."""
 
-    known_unused = frozenset({"statsd", "graphite", "graphs", "prometheus", "tracing", "vsphere"})
+    known_unused = frozenset({"graphs", "tracing", "vsphere"})
 
     config: GlobalSettings = Field(default_factory=GlobalSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
@@ -143,6 +146,10 @@ class Config(Section):
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     dns_configs: DnsConfigs = Field(default_factory=dict)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig,
+                                         description="the Prometheus exposition's names and path")
+    statsd: StatsdConfig | None = Field(None, description="a statsd server to send metrics to")
+    graphite: GraphiteConfig | None = Field(None, description="a graphite server to push metrics to")
 
     @field_validator("tagfilter")
     @classmethod

@@ -1,5 +1,6 @@
 """The sections of the configuration beside its pools and providers: ``:config:``, ``:store:``,
-``:monitoring:``, ``:runner:``, ``:scheduling:``, ``:rate_limits:`` and ``:redis:``.
+``:monitoring:``, ``:runner:``, ``:scheduling:``, ``:rate_limits:``, ``:redis:``, and the metrics'
+``:prometheus:``, ``:statsd:`` and ``:graphite:``.
 
 vmpooler's units (``timeout`` and ``ready_ttl`` in minutes, ``vm_lifetime`` in hours) and
 defaults are kept; see :mod:`corral.config.schema` for the whole file.
@@ -7,7 +8,8 @@ defaults are kept; see :mod:`corral.config.schema` for the whole file.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -16,8 +18,9 @@ from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.settings_model import SettingsModel
 from corral.scheduling.weights import POLICIES, WEIGHTS
 
-__all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "MonitoringSettings", "RateLimit",
-           "HaConfig", "RateLimits", "RedisSettings", "RunnerConfig", "SchedulingSettings", "Section", "StoreSettings"]
+__all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "GraphiteConfig", "HaConfig",
+           "MonitoringSettings", "PrometheusConfig", "RateLimit", "RateLimits", "RedisSettings", "RunnerConfig",
+           "SchedulingSettings", "Section", "StatsdConfig", "StoreSettings"]
 
 
 class Section(SettingsModel):
@@ -351,3 +354,76 @@ class RedisSettings(Section):
     data_ttl: float = Field(168, ge=0, description="hours of history; read even with the sqlite store; see "
                             "`:config: data_ttl`")
 
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+#: A dotted path prefix for statsd and graphite: words of letters, digits, ``_`` and ``-``.
+DOTTED_PREFIX = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+#: Paths the exposition may not take: the API's and the dashboard's.
+RESERVED_PATHS = ("/api", "/vm", "/token", "/status", "/summary", "/poolstat", "/totalrunning", "/healthcheck",
+                  "/config", "/ondemandvm", "/dashboard", "/openapi.json")
+
+
+class PrometheusConfig(Section):
+    """vmpooler's ``:prometheus:`` section. corral always serves the exposition (at
+    ``prometheus_endpoint`` and at ``/metrics``); this section names and labels it."""
+
+    prefix: str = Field("vmpooler", min_length=1, max_length=200,
+                        description="the value of the vmpooler_instance label on vmpooler's metrics")
+    prometheus_prefix: str = Field("vmpooler", min_length=1, max_length=100, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$",
+                                   description="the name prefix of vmpooler's metrics (corral's own start "
+                                               "with corral_)")
+    prometheus_endpoint: str = Field("/prometheus", max_length=200, pattern=r"^/[A-Za-z0-9_./-]+$",
+                                     description="the path the exposition is served at, besides /metrics")
+
+    @field_validator("prefix")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must be printable text (no control characters)")
+        return value
+
+    @field_validator("prometheus_endpoint")
+    @classmethod
+    def _not_the_apis(cls, value: str) -> str:
+        path = value.rstrip("/") or "/"
+        taken = [p for p in RESERVED_PATHS if path == p or path.startswith(p + "/")]
+        if taken or ".." in path.split("/"):
+            raise ValueError("this path is the API's or the dashboard's; choose another (default /prometheus)")
+        return path
+
+
+class PushConfig(Section):
+    """What ``:statsd:`` and ``:graphite:`` share."""
+
+    corral_keys: ClassVar[frozenset[str]] = frozenset({"interval", "timeout"})  # vmpooler has neither
+
+    server: str = Field(min_length=1, max_length=253, description="the host name or address of the server")
+    prefix: str = Field("vmpooler", max_length=200, pattern=DOTTED_PREFIX,
+                        description="the first part of every metric path")
+    interval: float = Field(10, ge=1, le=3600, description="corral's own: seconds between two pushes of every "
+                                                           "gauge (graphite: of everything)")
+    timeout: float = Field(2, gt=0, le=60, description="corral's own: seconds a name lookup, a connection or "
+                                                       "a push may take")
+
+
+    @field_validator("server")
+    @classmethod
+    def _a_host(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+            raise ValueError("must be a host name or an address (not a URL; the port is a key of its own)")
+        return value
+
+
+class StatsdConfig(PushConfig):
+    """vmpooler's ``:statsd:`` section: counts and times sent over UDP as they happen, gauges
+    every ``interval``."""
+
+    port: int = Field(8125, ge=1, le=65535, description="the UDP port of the statsd server")
+
+
+class GraphiteConfig(PushConfig):
+    """vmpooler's ``:graphite:`` section: every metric pushed over TCP every ``interval``, in
+    graphite's plaintext protocol."""
+
+    port: int = Field(2003, ge=1, le=65535, description="the TCP port of graphite's plaintext listener")

@@ -11,6 +11,7 @@ from corral.config.errors import ConfigError
 from corral.config.schema import Config
 from corral.ha.settings import HaSettings
 from corral.inventory import MonitorSettings
+from corral.metrics.settings import MetricsSettings, PrometheusSettings, PushTarget
 from corral.pools.service import CheckoutSettings
 from corral.pools.settings import ManagerSettings
 from corral.providers.registry import ProviderContext
@@ -18,8 +19,8 @@ from corral.runner import RunnerSettings
 from corral.runner.breaker import BreakerSettings
 from corral.scheduling import SchedulerSettings
 
-__all__ = ["ha_settings", "manager_settings", "monitor_settings", "provider_context", "runner_settings",
-           "scheduler_settings"]
+__all__ = ["ha_settings", "manager_settings", "metrics_settings", "monitor_settings", "provider_context",
+           "runner_settings", "scheduler_settings"]
 
 
 def provider_context(config: Config, name: str) -> ProviderContext:
@@ -100,3 +101,14 @@ def ha_settings(config: Config, manager_id: str | None = None) -> HaSettings:
                           score_threshold=h.score_threshold)
     except ValueError as exc:  # a blank --manager-id; the file's values are checked when it is read
         raise ConfigError([f"ha: {exc}"]) from None
+
+
+def metrics_settings(config: Config) -> MetricsSettings:
+    """The metrics' settings (``:prometheus:``, ``:statsd:``, ``:graphite:``)."""
+    p = config.prometheus
+    prometheus = PrometheusSettings(instance=p.prefix, name_prefix=p.prometheus_prefix,
+                                    endpoint=p.prometheus_endpoint)
+    targets = [None if c is None else PushTarget(server=c.server, port=c.port, prefix=c.prefix, interval_s=c.interval,
+                                                 timeout_s=c.timeout)
+               for c in (config.statsd, config.graphite)]
+    return MetricsSettings(prometheus=prometheus, statsd=targets[0], graphite=targets[1])

@@ -31,6 +31,10 @@ class Placed:
     why: str | None = None
 
 
+#: The reason counted when no host was up to consider at all.
+NO_HOSTS = "no hosts up"
+
+
 class Placer:
     def __init__(self, providers: Mapping[str, Provider], inventory: Inventory,
                  settings: SchedulerSettings | None = None) -> None:
@@ -40,6 +44,7 @@ class Placer:
         self.schedulers = {name: Scheduler(self.settings) for name in providers}
         self.templates: dict[tuple[str, str], TemplateInfo] = {}
         self.failures: dict[str, str] = {}  # pool -> why its last VM could not be placed
+        self.rejections: dict[str, int] = {}  # hosts rejected for VMs no host took, by the kind of reason
 
     async def learn(self, pools: list[Pool]) -> None:
         """Ask the providers about the templates of ``pools`` that are not known yet."""
@@ -111,6 +116,10 @@ class Placer:
             self.failures.pop(pool.name, None)
             return Placed(name, pool.name, placement.host)
         why = placement.why()
+        for reason in (placement.rejected or {}).values():
+            self.rejections[reason.kind] = self.rejections.get(reason.kind, 0) + 1
+        if not placement.rejected:
+            self.rejections[NO_HOSTS] = self.rejections.get(NO_HOSTS, 0) + 1
         if self.failures.get(pool.name) != why:
             log.warning("no host can take a VM", extra={"pool": pool.name, "reason": why})
         self.failures[pool.name] = why

@@ -311,6 +311,10 @@ class PoolService:
         """pool -> why its last VM could not be placed."""
         return dict(self._manager.placer.failures)
 
+    def placement_rejections(self) -> Mapping[str, int]:
+        """Hosts rejected for VMs no host could take, by the kind of reason (the filter's name)."""
+        return dict(sorted(self._manager.placer.rejections.items()))
+
     # -- status ----------------------------------------------------------------------------------
     def stock(self) -> Stock:
         """Each pool's VMs by state and the totals, from one reading of the store."""
@@ -355,6 +359,12 @@ class PoolService:
                queue_size: int | None = None) -> Subscription:
         """A subscription to the event bus that the caller reads (and closes) itself."""
         return self._manager.bus.stream(name, accepts=accepts, queue_size=queue_size)
+
+    @property
+    def bus_live(self) -> bool:
+        """Whether a stream taken now hears the events of this run (or of the next start, when
+        it has not started yet); False after a stop, until a start builds a new manager."""
+        return not self._stale
 
     def events_since(self, seq: int) -> list[tuple[int, Event]] | None:
         """Events after number ``seq`` still kept; None if some are gone already."""
