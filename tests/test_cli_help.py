@@ -295,3 +295,37 @@ def test_runner_and_status_lines_count_right() -> None:
                     "1 VM created, 2 failures")
     assert status_line({"ok": False, "message": "Found 1 empty pools.", "empty": ["a"]}) == "1 empty pool: a"
     assert status_line({"ok": True, "message": "fine"}) == "fine"
+
+
+def test_config_check_of_a_big_file_shows_a_status_line_on_a_terminal_only(tmp_path: Path) -> None:
+    from helpers import corral_with_terminal_stderr
+
+    doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1, "provider": "sim"}])
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(doc) + "# a comment line that makes the file bigger than a megabyte\n" * 20_000)
+    code, out, terminal = corral_with_terminal_stderr(["config", "check", str(big)], {**os.environ, "COLUMNS": "120"})
+    assert code == 0 and out == f"{big}: ok: 1 pool, 1 VM, 1 provider, store sqlite\n"
+    assert f"checking {big} (1.2 MB)" in terminal
+    piped = corral("config", "check", str(big))
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout == out
+
+
+def test_the_readme_shows_every_command_with_an_example() -> None:
+    from helpers import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Commands"):]
+    section = section[:section.index("\n## ", 1)]
+    leaves = [p for p in PATHS if p and not getattr(command_at(p), "commands", None)]
+    for path in leaves:
+        name = " ".join(path)
+        row = next((line for line in section.splitlines() if line.startswith(f"| `{name}` |")), None)
+        assert row is not None, f"README's Commands section has no row for corral {name}"
+        assert f"corral {name}" in row, f"the README row of corral {name} has no example"
+
+
+def command_at(path: tuple[str, ...]) -> Any:
+    cmd = command()
+    for word in path:
+        cmd = cmd.commands[word]
+    return cmd

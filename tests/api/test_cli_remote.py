@@ -179,3 +179,17 @@ def test_status_shows_pools_hosts_and_the_runner(make_server: Any) -> None:
     assert text.rstrip().endswith(server.client.get("/status").json()["status"]["message"])
     body = json.loads(corral("status", "--json", url=server.url).stdout)
     assert set(body["hosts"]["sim"]) == set(hosts) and body["pools"]["deb"]["max"] == 3
+
+
+def test_checkout_wait_shows_what_it_waits_for_on_a_terminal(make_server: Any) -> None:
+    from helpers import corral_with_terminal_stderr
+
+    server = make_server([{"name": "slow", "template": "t", "size": 1}], sim={"time_scale": 0.2}, wait=False)
+    server.wait_full(timeout=30)
+    server.client.post("/vm/slow")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}, "COLUMNS": "150"}
+    code, out, terminal = corral_with_terminal_stderr(
+        ["checkout", "slow", "--wait", "--timeout", "60", "--url", server.url], env)
+    assert code == 0, terminal
+    assert out.startswith("slow ") and len(out.splitlines()) == 1, "the progress stays off standard output"
+    assert "waiting for 1 slow: not enough ready VMs: slow has 0 ready" in terminal
