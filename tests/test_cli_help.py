@@ -291,7 +291,7 @@ def test_host_state(row: dict[str, Any], state: str) -> None:
 def test_runner_and_status_lines_count_right() -> None:
     line = runner_line({"queued": 1, "queued_by_class": {"clone": 1, "destroy": 0}, "queue_limit": 500,
                         "calls_in_flight": 1, "calls_waiting": 0, "created": 1, "failed": 2})
-    assert line == ("runner: 1 work queued (clone 1) of at most 500; 1 call in flight, 0 waiting; "
+    assert line == ("runner: 1 work item queued (clone 1) of at most 500; 1 call in flight, 0 waiting; "
                     "1 VM created, 2 failures")
     assert status_line({"ok": False, "message": "Found 1 empty pools.", "empty": ["a"]}) == "1 empty pool: a"
     assert status_line({"ok": True, "message": "fine"}) == "fine"

@@ -167,7 +167,7 @@ def auth_hash_password(
         if stdin or not is_terminal(sys.stdin):
             password = read_password(sys.stdin)
         else:
-            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)  # never empty
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)  # never empty
     except CliProblem as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(int(exc.code)) from None

@@ -36,7 +36,7 @@ def host_state(row: Mapping[str, Any]) -> str:
 def runner_line(runner: Mapping[str, Any]) -> str:
     """The runner's queue and calls in one sentence."""
     by_class = runner.get("queued_by_class") or {}
-    queued = count(int(runner.get("queued", 0)), "work")
+    queued = count(int(runner.get("queued", 0)), "work item")
     classes = ", ".join(f"{name} {n}" for name, n in sorted(by_class.items()) if n)
     return (f"runner: {queued} queued{f' ({classes})' if classes else ''} of at most {runner.get('queue_limit', '?')}; "
             f"{count(int(runner.get('calls_in_flight', 0)), 'call')} in flight, "

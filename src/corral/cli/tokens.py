@@ -44,7 +44,7 @@ def credentials(user: str | None, password_stdin: bool) -> dict[str, str]:
     if password_stdin or not is_terminal(sys.stdin):
         password = read_password(sys.stdin)
     else:
-        password = typer.prompt(f"Password for {name}", hide_input=True)
+        password = typer.prompt(f"Password for {name}", hide_input=True, err=True)  # stdout keeps the answer
     return basic_header(name, password)
 
 

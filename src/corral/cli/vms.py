@@ -93,10 +93,11 @@ def checkout_until(remote: Remote, wanted: Mapping[str, int], *, wait: bool, tim
             elapsed = clock() - start
             if not (wait and worth_waiting(answer)):
                 return answer
-            if elapsed + RETRY_S > timeout:
+            left = timeout - elapsed
+            if left <= 0:
                 raise CliProblem(f"no VMs after {timeout:g} s of waiting: {reason_of(answer.body)}", Exit.LATER)
             waiting.update(elapsed, reason_of(answer.body))
-            sleep(RETRY_S)
+            sleep(min(RETRY_S, left))  # the last try is at the deadline
 
 
 def checkout(
