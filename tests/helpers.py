@@ -163,3 +163,37 @@ class ServerThread:
 
     def wait(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
         return wait_until(check, timeout)
+
+
+def corral_with_terminal_stderr(args: list[str], env: dict[str, str], timeout: float = 90.0) -> tuple[int, str, str]:
+    """Run ``python -m corral.cli *args`` with standard error on a pseudo-terminal (what a user
+    at a terminal sees there) and standard output a pipe: (exit code, stdout, the terminal's text)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    main, side = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "corral.cli", *args], stdout=subprocess.PIPE, stderr=side,
+                          stdin=subprocess.DEVNULL, env=env) as proc:
+        os.close(side)
+        seen = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # the other side closed: the process has ended
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        code = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+    os.close(main)
+    return code, out, seen.decode(errors="replace")

@@ -111,22 +111,23 @@ def test_list_pools(server):
 
 
 def test_cli_status_and_checkout_against_a_running_corral(server):
+    import os
     import subprocess
     import sys
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "corral.cli", *args, "--url", server.url],
-                              capture_output=True, text=True, timeout=60, env={"COLUMNS": "120", "PATH": ""})
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"})
 
     status = cli("status")
     assert status.returncode == 0, status.stderr
     assert "debian-12" in status.stdout and "ubuntu" in status.stdout
-    out = cli("checkout", "debian", "ubuntu")
+    out = cli("checkout", "debian", "ubuntu", "--json")
     assert out.returncode == 0, out.stderr
     assert '"ok": true' in out.stdout and ".example.com" in out.stdout
     assert server.client.get("/status").json()["queue"]["running"] == 2
     short = cli("checkout", "never")
-    assert short.returncode == 1 and '"ok": false' in short.stdout
+    assert short.returncode == 5 and "answered 503: not enough ready VMs: never has 0 ready" in short.stderr
 
 
 # -- versions ------------------------------------------------------------------------------------

@@ -16,15 +16,13 @@ from fastapi.responses import JSONResponse
 from corral.auth.base import AuthUnavailable
 from corral.auth.guard import LoginRefused
 from corral.auth.tokens import hash_token
+from corral.domain.limits import MAX_VMS_PER_POOL
 from corral.domain.models import TokenRecord, Vm
-from corral.domain.names import pool_name_problem
+from corral.domain.names import HOSTNAME_RE, TOKEN_FORMAT_RE, pool_name_problem
 from corral.runtime import Service
 
 MAX_BODY_BYTES = 10_240
 MAX_JSON_DEPTH = 5
-MAX_VMS_PER_POOL = 100
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
-TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 INTEGER_RE = re.compile(r"^[0-9]+\Z")
 TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,50}\Z")
 # vmpooler's rule for tag values: ASCII letters, digits, space and _ . @ : / - (no tabs, line

@@ -13,6 +13,10 @@ from collections.abc import Collection, Mapping
 
 POOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")
 POOL_NAME_RULE = "must be 1 to 100 letters, digits, '.', '_' or '-'"
+# A VM's hostname or FQDN as clients name it (DNS labels, matched in any case).
+HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z", re.I)
+# What a token handed out by corral looks like (anything else is never looked up).
+TOKEN_FORMAT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 def pool_name_problem(name: object) -> str | None:
