@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from corral.bench.common import BENCHMARKS_MD, command_line, link_plot, plot_path
 from corral.bench.progress import shown
@@ -99,34 +98,14 @@ def _print_tables(tables: Sequence[Any], summary: str) -> None:
     typer.echo(summary)
 
 
-# -- help: flags show no type (typer would write <bool> after each) --
-
-
-def _flags_without_type(params: list[Any]) -> list[Any]:
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class _Command(TyperCommand):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_without_type(super().get_params(ctx))
-
-
-class _Group(TyperGroup):
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _flags_without_type(super().get_params(ctx))
-
-
 bench_app = typer.Typer(
-    cls=_Group, no_args_is_help=True,
+    no_args_is_help=True,
     help="Benchmarks: corral against a baseline on the same simulated cluster, in one run.\n\n"
          "Example: corral bench fill --vms 100 --pools 5")
 
 
 def _command(name: str) -> Any:
-    return bench_app.command(name, cls=_Command)
+    return bench_app.command(name)
 
 
 def _fail(message: str) -> typer.Exit:
