@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.metrics.catalogue import METRICS, prometheus_name
@@ -92,6 +93,25 @@ def test_the_configured_endpoint_prefix_and_instance(make_server: Any) -> None:
     assert samples[pool_sample("pooler_ready", "a", "staging")] == 1
     assert scrape(server, "/metrics").keys() == samples.keys()
     assert server.root.get("/prometheus").status_code == 404
+
+
+def test_no_path_of_the_app_can_be_the_exposition(make_server: Any) -> None:
+    """Every route the app serves (its fixed part, before any parameter) is refused as
+    prometheus_endpoint, so the exposition can never hide behind a route or hide one."""
+    from pydantic import ValidationError
+
+    from corral.config.schema_sections import PrometheusConfig
+
+    server = make_server([{"name": "a", "template": "t", "size": 1}])
+    app = server.thread.server.config.app
+    from fastapi.routing import iter_route_contexts
+
+    paths = {str(r.path or "").split("{", 1)[0].rstrip("/") for r in iter_route_contexts(app.routes)}
+    checked = sorted(p for p in paths if p and p not in ("/prometheus", "/metrics"))
+    assert "/full_config" in checked and "/dashboard" in checked and "/api/v3/vm" in checked
+    for path in checked:
+        with pytest.raises(ValidationError):
+            PrometheusConfig(prometheus_endpoint=path)
 
 
 def test_no_secret_reaches_the_exposition(make_server: Any) -> None:

@@ -196,3 +196,16 @@ async def test_a_statsd_server_that_cannot_be_found_drops_lines_without_an_error
         assert pusher.address is None and pusher.errors.failing
     finally:
         await pusher.stop()
+
+
+@pytest.mark.parametrize(("short", "empty", "raced"), [
+    (["a"], {("a",): 1.0}, None),
+    (["a", "b"], {("a",): 1.0, ("b",): 1.0}, None),
+    ([], None, {(): 1.0}),  # the last VMs went to other checkouts: no pool is counted empty
+])
+def test_a_refused_checkout_counts_the_short_names_or_one_race(short: list[str], empty: dict | None,
+                                                              raced: dict | None) -> None:
+    recorder = Recorder()
+    recorder.checkout_empty(short)
+    assert recorder.counters.get("checkout_empty") == empty
+    assert recorder.counters.get("checkout_raced") == raced

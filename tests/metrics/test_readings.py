@@ -109,7 +109,8 @@ def test_every_reading_is_of_a_metric_with_its_labels() -> None:
         m = metric(r.key)
         assert m.kind is not Kind.HISTOGRAM and len(r.labels) == len(m.labels), r
     keys = {r.key for r in readings}
-    recorded = {"checkout_success", "checkout_empty", "checkout_invalid", "delete_success", "delete_failed",
+    recorded = {"checkout_success", "checkout_empty", "checkout_invalid", "checkout_raced", "delete_success",
+                "delete_failed",
                 "errors_markedasfailed", "time_to_ready_state", "clone", "destroy", "migrate", "migrate_from",
                 "migrate_to", "push_failures", "push_dropped"}  # the last two: the pushers' own (api/test_metrics)
     assert keys | recorded == {m.key for m in METRICS}  # every metric is read or recorded somewhere

@@ -66,7 +66,7 @@ async def _checkout(request: Request, version: Version, wanted: dict[str, int]) 
     record = token_record(request, required=False)
     result = service.pools.checkout(wanted, token=record.hash if record else None, user=record.user if record else None)
     if isinstance(result, Short):
-        recorder.checkout_empty(result.short or wanted)
+        recorder.checkout_empty(result.short)
         return respond(empty_answer(result.short), 503)
     recorder.checkout_success(vm.pool for _, vm in result.vms)
     return respond(checkout_answer(service, version, list(result.vms)))
@@ -91,7 +91,7 @@ async def return_one(request: Request, name: str) -> JSONResponse:
     recorder = service_of(request).metrics.recorder
     try:
         response = _return_one(request, name)
-    except ApiError:
+    except Exception:  # refused, the store unreachable, the VM's owner elsewhere: all failed deletes
         recorder.returned(False)
         raise
     recorder.returned(True)

@@ -183,9 +183,11 @@ class Answer:
         return 200 <= self.status < 300
 
     def problem(self, url: str, doing: str) -> CliProblem:
+        """What a refusal means; a success that cannot be used (``ok`` but not the answer
+        expected) is an answer corral does not give, never exit code 0."""
         reason = reason_of(self.body) or "no reason given"
-        return CliProblem(f"{doing}: corral at {shown_url(url)} answered {self.status}: {reason}",
-                          exit_for(self.status))
+        code = Exit.UNREACHABLE if self.ok else exit_for(self.status)
+        return CliProblem(f"{doing}: corral at {shown_url(url)} answered {self.status}: {reason}", code)
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,9 @@ class Remote:
         except ValueError:
             raise CliProblem(f"{shown_url(self.url)} answered {resp.status_code} with something other than JSON: "
                              "is it corral?", Exit.UNREACHABLE) from None
+        if not isinstance(decoded, dict):  # every answer of corral's API is a JSON object
+            raise CliProblem(f"{shown_url(self.url)} answered {resp.status_code} with JSON that is not an object: "
+                             "is it corral?", Exit.UNREACHABLE)
         return Answer(resp.status_code, decoded)
 
 
@@ -246,8 +251,13 @@ def connect(url: str, token: str | None = None) -> Remote:
 @contextmanager
 def reported() -> Iterator[None]:
     """A ``CliProblem`` raised in the block is printed as ``error: ...`` and ends the command
-    with its exit code."""
+    with its exit code. An answer whose parts have shapes corral never gives (a list where a
+    mapping belongs, a string where a number does) fails while it is shown: that is said too,
+    with exit code 3, not a traceback."""
     try:
         yield
     except CliProblem as exc:
         fail(str(exc), exc.code)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        fail(f"the answer is not one corral gives ({type(exc).__name__} while reading it): is it corral?",
+             Exit.UNREACHABLE)

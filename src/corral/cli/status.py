@@ -56,50 +56,52 @@ def status(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False)
         answer = remote.call("GET", "/status", params={"view": VIEWS})
         if not answer.ok or not isinstance(answer.body, Mapping):
             raise answer.problem(remote.url, "status")
-    body = answer.body
-    if as_json:
-        typer.echo(json.dumps(body, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+        body = answer.body
+        if as_json:
+            typer.echo(json.dumps(body, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
 
-    console = Console()
-    pools = body.get("pools") or {}
-    table = Table(title=f"corral at {shown_url(remote.url)}: {count(len(pools), 'pool')}")
-    for col in ("pool", "ready", "pending", "running", "size"):
-        table.add_column(col, justify="left" if col == "pool" else "right")
-    for name, p in sorted(pools.items()):
-        table.add_row(cell(name), cell(p.get("ready")), cell(p.get("pending")), cell(p.get("running")),
-                      cell(p.get("max")))
-    console.print(table)
-    hosts = body.get("hosts") or {}
-    rows = [(provider, name, row) for provider, named in sorted(hosts.items()) for name, row in sorted(named.items())]
-    if rows:
-        shown = Table(title=count(len(rows), "host"))
-        for col in ("provider", "host", "cluster", "cpu", "memory", "VMs", "calls", "state"):
-            shown.add_column(col, justify="right" if col in ("cpu", "memory", "VMs", "calls") else "left")
-        for provider, name, row in rows:
-            shown.add_row(cell(provider), cell(name), cell(row.get("cluster")), cell(_percent(row.get("cpu_percent"))),
-                          cell(_percent(row.get("memory_percent"))), cell(row.get("vms")),
-                          cell(row.get("calls_in_flight")), cell(host_state(row)))
-        console.print(shown)
-    runner = body.get("runner")
-    if isinstance(runner, Mapping):
-        typer.echo(runner_line(runner))
-    managers = body.get("managers")
-    if isinstance(managers, Mapping) and isinstance(managers.get("live"), Mapping):
-        live = managers["live"]
-        held = Table(title=count(len(live), "manager"))
-        for col in ("manager", "state", "score", "pools", "acting", "lease left s"):
-            held.add_column(col, justify="right" if col in ("score", "lease left s") else "left")
-        for name, m in sorted(live.items()):
-            left = m.get("lease_left_s")
-            me = " (this process)" if name == managers.get("me") else ""
-            held.add_row(cell(name + me), cell(m.get("state")), cell(m.get("score")),
-                         cell(", ".join(m.get("pools", []))), cell(", ".join(m.get("acting", []))),
-                         cell("" if left is None else f"{left:.1f}"))
-        console.print(held)
-    typer.echo(status_line(body.get("status")))
+        console = Console()
+        pools = body.get("pools") or {}
+        table = Table(title=f"corral at {shown_url(remote.url)}: {count(len(pools), 'pool')}")
+        for col in ("pool", "ready", "pending", "running", "size"):
+            table.add_column(col, justify="left" if col == "pool" else "right")
+        for name, p in sorted(pools.items()):
+            table.add_row(cell(name), cell(p.get("ready")), cell(p.get("pending")), cell(p.get("running")),
+                          cell(p.get("max")))
+        console.print(table)
+        hosts = body.get("hosts") or {}
+        rows = [(provider, name, row) for provider, named in sorted(hosts.items())
+                for name, row in sorted(named.items())]
+        if rows:
+            shown = Table(title=count(len(rows), "host"))
+            for col in ("provider", "host", "cluster", "cpu", "memory", "VMs", "calls", "state"):
+                shown.add_column(col, justify="right" if col in ("cpu", "memory", "VMs", "calls") else "left")
+            for provider, name, row in rows:
+                shown.add_row(cell(provider), cell(name), cell(row.get("cluster")),
+                              cell(_percent(row.get("cpu_percent"))), cell(_percent(row.get("memory_percent"))),
+                              cell(row.get("vms")),
+                              cell(row.get("calls_in_flight")), cell(host_state(row)))
+            console.print(shown)
+        runner = body.get("runner")
+        if isinstance(runner, Mapping):
+            typer.echo(runner_line(runner))
+        managers = body.get("managers")
+        if isinstance(managers, Mapping) and isinstance(managers.get("live"), Mapping):
+            live = managers["live"]
+            held = Table(title=count(len(live), "manager"))
+            for col in ("manager", "state", "score", "pools", "acting", "lease left s"):
+                held.add_column(col, justify="right" if col in ("score", "lease left s") else "left")
+            for name, m in sorted(live.items()):
+                left = m.get("lease_left_s")
+                me = " (this process)" if name == managers.get("me") else ""
+                held.add_row(cell(name + me), cell(m.get("state")), cell(m.get("score")),
+                             cell(", ".join(m.get("pools", []))), cell(", ".join(m.get("acting", []))),
+                             cell("" if left is None else f"{left:.1f}"))
+            console.print(held)
+        typer.echo(status_line(body.get("status")))
 
 
 def status_line(status: Any) -> str:

@@ -59,7 +59,7 @@ def create(user: User = None, password_stdin: PasswordStdin = False, url: Url = 
         token = answer.body.get("token") if isinstance(answer.body, Mapping) else None
         if not isinstance(token, str):
             raise CliProblem(f"corral at {shown_url(remote.url)} answered without a token", Exit.UNREACHABLE)
-    typer.echo(token)
+        typer.echo(token)
 
 
 @token_app.command("list", epilog="Example: printf '%s\\n' \"$PASSWORD\" | corral token list --user alice")
@@ -75,21 +75,21 @@ def list_tokens(user: User = None, password_stdin: PasswordStdin = False, url: U
         none = answer.status == 404 and body.get("ok") is False and len(body) == 1  # no tokens, not no auth
         if not answer.ok and not none:
             raise answer.problem(remote.url, "token list")
-    if as_json:
-        import json
+        if as_json:
+            import json
 
-        typer.echo(json.dumps(body, indent=2))
-        return
-    rows = [(hint, info) for hint, info in body.items() if isinstance(info, Mapping)]
-    from rich.console import Console
-    from rich.table import Table
+            typer.echo(json.dumps(body, indent=2))
+            return
+        rows = [(hint, info) for hint, info in body.items() if isinstance(info, Mapping)]
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(title=f"{name}: {count(len(rows), 'token')}")
-    for col in ("token", "created", "last used"):
-        table.add_column(col)
-    for hint, info in rows:
-        table.add_row(cell(hint), cell(info.get("created")), cell(info.get("last")))
-    Console().print(table)
+        table = Table(title=f"{name}: {count(len(rows), 'token')}")
+        for col in ("token", "created", "last used"):
+            table.add_column(col)
+        for hint, info in rows:
+            table.add_row(cell(hint), cell(info.get("created")), cell(info.get("last")))
+        Console().print(table)
 
 
 @token_app.command("delete", epilog="Example: corral token delete --user alice \"$TOKEN\"")
@@ -107,4 +107,4 @@ def delete(
         answer = remote.call("DELETE", f"/token/{checked}", headers=credentials(user, password_stdin))
         if not answer.ok:
             raise answer.problem(remote.url, "token delete")
-    typer.echo("deleted the token")
+        typer.echo("deleted the token")

@@ -124,11 +124,14 @@ def checkout(
         answer = checkout_until(remote, wanted, wait=wait, timeout=timeout, waiting=waiting)
         if not answer.ok:
             raise answer.problem(remote.url, "checkout")
-    if as_json:
-        typer.echo(json.dumps(answer.body, indent=2))
-        return
-    for label, name in hostnames(answer.body):
-        typer.echo(f"{label} {name}")
+        if as_json:
+            typer.echo(json.dumps(answer.body, indent=2))
+            return
+        got = hostnames(answer.body)
+        if not got:
+            raise answer.problem(remote.url, "checkout")  # a success without a VM: not an answer corral gives
+        for label, name in got:
+            typer.echo(f"{label} {name}")
 
 
 def return_vms(
@@ -145,19 +148,19 @@ def return_vms(
         remote = connect(url, token)
         for host in hosts:
             check_host(host)
-    worst = Exit.OK
-    for host in hosts:
-        try:
-            answer = remote.call("DELETE", f"/vm/{host}")
-            if not answer.ok:
-                raise answer.problem(remote.url, f"return {host}")
-        except CliProblem as exc:
-            typer.echo(f"error: {exc}", err=True)
-            worst = worst or exc.code
-            continue
-        typer.echo(f"returned {host}")
-    if worst:
-        raise typer.Exit(int(worst))
+        worst = Exit.OK
+        for host in hosts:
+            try:
+                answer = remote.call("DELETE", f"/vm/{host}")
+                if not answer.ok:
+                    raise answer.problem(remote.url, f"return {host}")
+            except CliProblem as exc:
+                typer.echo(f"error: {exc}", err=True)
+                worst = worst or exc.code
+                continue
+            typer.echo(f"returned {host}")
+        if worst:
+            raise typer.Exit(int(worst))
 
 
 INFO_ORDER = ("state", "template", "fqdn", "ip", "host", "lifetime", "running", "remaining", "start_time",
@@ -197,19 +200,19 @@ def vm(
         answer = remote.call("GET", f"/vm/{check_host(host)}")
         if not answer.ok:
             raise answer.problem(remote.url, f"vm {host}")
-    if as_json:
-        typer.echo(json.dumps(answer.body, indent=2))
-        return
-    entries = [(name, info) for name, info in answer.body.items() if isinstance(info, Mapping)]
-    if not entries:
-        fail(f"corral at {shown_url(remote.url)} answered without a VM record", Exit.UNREACHABLE)
-    from rich.console import Console
-    from rich.table import Table
+        if as_json:
+            typer.echo(json.dumps(answer.body, indent=2))
+            return
+        entries = [(name, info) for name, info in answer.body.items() if isinstance(info, Mapping)]
+        if not entries:
+            fail(f"corral at {shown_url(remote.url)} answered without a VM record", Exit.UNREACHABLE)
+        from rich.console import Console
+        from rich.table import Table
 
-    name, info = entries[0]
-    table = Table(title=cell(name), show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for label, text in info_rows(info):
-        table.add_row(cell(label), cell(text))
-    Console().print(table)
+        name, info = entries[0]
+        table = Table(title=cell(name), show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for label, text in info_rows(info):
+            table.add_row(cell(label), cell(text))
+        Console().print(table)

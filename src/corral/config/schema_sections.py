@@ -360,8 +360,9 @@ class RedisSettings(Section):
 #: A dotted path prefix for statsd and graphite: words of letters, digits, ``_`` and ``-``.
 DOTTED_PREFIX = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 #: Paths the exposition may not take: the API's and the dashboard's.
+#: (tests/api/test_metrics.py holds this list to the app's routes)
 RESERVED_PATHS = ("/api", "/vm", "/token", "/status", "/summary", "/poolstat", "/totalrunning", "/healthcheck",
-                  "/config", "/ondemandvm", "/dashboard", "/openapi.json")
+                  "/config", "/full_config", "/poolreset", "/ondemandvm", "/events", "/dashboard", "/openapi.json")
 
 
 class PrometheusConfig(Section):

@@ -78,6 +78,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("migrate_from", C, ("host_name",), "VMs corral migrated away from the host", vmpooler=True),
     Metric("migrate_to", C, ("host_name",), "VMs corral migrated onto the host", vmpooler=True),
     # -- pools -----------------------------------------------------------------------------------
+    Metric("checkout_raced", C, (), "checkouts refused because other checkouts took the last ready VMs "
+           "first (a 503: try again); not counted as empty"),
     Metric("pool_size", G, POOL, "the pool's size (ready VMs it keeps)"),
     Metric("pool_unplaceable", G, POOL, "1 when the pool's last VM could not be placed on any host"),
     # -- the runner ------------------------------------------------------------------------------

@@ -170,8 +170,13 @@ class Recorder:
             self.count("checkout_success", (pool,))
 
     def checkout_empty(self, names: Iterable[str]) -> None:
-        for name in names:
+        """One count per name that had too few ready VMs; none named (the last VMs went to
+        other checkouts meanwhile): one count of ``checkout_raced``."""
+        named = list(names)
+        for name in named:
             self.count("checkout_empty", (name,))
+        if not named:
+            self.count("checkout_raced")
 
     def checkout_invalid(self, names: Iterable[str]) -> None:
         """One count per name that is no pool or alias, all under :data:`UNKNOWN`."""
@@ -179,6 +184,7 @@ class Recorder:
             self.count("checkout_invalid", (UNKNOWN,))
 
     def returned(self, ok: bool) -> None:
+        """A return done (``ok``) or refused for any reason (vmpooler's delete.failed)."""
         self.count("delete_success" if ok else "delete_failed")
 
     # -- what the event bus reports ----------------------------------------------------------------
