@@ -27,7 +27,7 @@ from corral.runner.breaker import OpenBreaker
 from corral.runner.runner import RunnerView
 
 FEED = FeedStatus(answers=7, changes=12, events=5, feed_errors=1, resnapshots=0, reconciles=2, reconcile_skips=0,
-                  repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"))
+                  repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"), lag_s=0.25)
 MONITORING = MonitoringStatus(
     reconciles=2, store_repairs=1, vanished=4, orphans_destroyed=0, host_drops=1,
     destroy_failures=DestroyFailures(retrying=1, held=1, vms={
@@ -44,7 +44,8 @@ MONITORING_JSON = (
     '"attempts":1,"retry_in":null},"vm-0":{"error":"down","permanent":false,"attempts":3,"retry_in":2.5}}},'
     '"providers":{"sim":{"connected":true,"error":null,"attempts":1,"retry_in":null,"answers":7,"changes":12,'
     '"events":5,"feed_errors":1,"resnapshots":0,"reconciles":2,"reconcile_skips":0,"repairs":3,"last_repairs":1,'
-    '"vms":40,"hosts":4,"hosts_down":["h2","h9"]},"vc":{"connected":false,"error":"cannot connect","attempts":3,'
+    '"vms":40,"hosts":4,"hosts_down":["h2","h9"],"lag_s":0.25},"vc":{"connected":false,"error":"cannot connect",'
+    '"attempts":3,'
     '"retry_in":0.25}},"events":{"published":9,"subscribers":{"api":{"delivered":2,"errors":0,"overflows":1,'
     '"resyncs":1,"peak_queued":5},"pool-manager":{"delivered":9,"errors":0,"overflows":0,"resyncs":0,'
     '"peak_queued":3}}}}')

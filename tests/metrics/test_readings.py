@@ -37,7 +37,7 @@ QUEUE = RunnerView(queued=3, queued_by_class={"ha restart": 1, "refill": 2}, que
                    restarted=1, reruns=2, failed=1, permanent_failures=1, unplaced=6, cancelled=7,
                    hosts_avoided=(OpenBreaker("sim", "h1", 10.0),))
 FEED = FeedStatus(answers=7, changes=12, events=5, feed_errors=1, resnapshots=2, reconciles=2, reconcile_skips=0,
-                  repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"))
+                  repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"), lag_s=0.25)
 MONITORING = MonitoringStatus(
     reconciles=2, store_repairs=1, vanished=4, orphans_destroyed=5, host_drops=1,
     destroy_failures=DestroyFailures(retrying=1, held=2, vms={}),
@@ -88,6 +88,7 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
     ("provider_connect_attempts", ("sim",), 1), ("provider_connect_attempts", ("vc",), 3),
     ("provider_feed_errors", ("sim",), 1), ("provider_resnapshots", ("sim",), 2),
     ("provider_inventory_repairs", ("sim",), 3), ("provider_vms", ("sim",), 40), ("provider_hosts_down", ("sim",), 2),
+    ("provider_feed_lag_seconds", ("sim",), 0.25),
     ("reconciles", (), 2), ("reconcile_repairs", (), 1), ("vanished", (), 4), ("orphans_destroyed", (), 5),
     ("destroy_failures", ("retrying",), 1), ("destroy_failures", ("held",), 2), ("events_published", (), 9),
     ("event_overflows", (), 3),

@@ -74,6 +74,9 @@ class FeedStatus:
     vms: int
     hosts: int
     hosts_down: tuple[str, ...]  # sorted
+    # seconds the inventory may be behind the provider: every change made before that long ago
+    # is in it (the start of the last feed read that was applied); None before the first load
+    lag_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +206,9 @@ class ProviderMonitor:
 
     def status(self) -> FeedStatus:
         """This feed's counters, records and down hosts, as ``/status`` shows them."""
+        lag = None if self.as_of is None else round(max(0.0, self.clock() - self.as_of), 3)
         return FeedStatus(**asdict(self.stats), vms=len(self.repo.vms), hosts=len(self.repo.hosts),
-                          hosts_down=tuple(sorted(self.analyser.down)))
+                          hosts_down=tuple(sorted(self.analyser.down)), lag_s=lag)
 
     # -- reads for the layers above ---------------------------------------------------------
 

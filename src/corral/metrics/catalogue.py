@@ -116,6 +116,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("provider_inventory_repairs", C, ("provider",), "inventory records a reconcile repaired"),
     Metric("provider_vms", G, ("provider",), "VMs in the provider's inventory"),
     Metric("provider_hosts_down", G, ("provider",), "hosts declared down"),
+    Metric("provider_feed_lag_seconds", G, ("provider",), "seconds the inventory may be behind the provider: "
+           "every change made before then is in it (a long-poll feed that is idle shows up to its wait)"),
     Metric("reconciles", C, (), "full reconciles of the store against the providers"),
     Metric("reconcile_repairs", C, (), "store records a reconcile found wrong (expected 0)"),
     Metric("vanished", C, (), "VMs that left a provider behind corral's back"),

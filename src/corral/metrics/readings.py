@@ -110,6 +110,8 @@ def _monitoring(m: MonitoringStatus) -> list[Reading]:
                     Reading("provider_inventory_repairs", provider, f.repairs),
                     Reading("provider_vms", provider, f.vms),
                     Reading("provider_hosts_down", provider, len(f.hosts_down))]
+            if f.lag_s is not None:
+                out.append(Reading("provider_feed_lag_seconds", provider, f.lag_s))
     out += [Reading("reconciles", (), m.reconciles), Reading("reconcile_repairs", (), m.store_repairs),
             Reading("vanished", (), m.vanished), Reading("orphans_destroyed", (), m.orphans_destroyed),
             Reading("destroy_failures", ("retrying",), m.destroy_failures.retrying),
