@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from corral import __version__
-from corral.cli.remote import CliProblem, read_password
+from corral.cli.remote import CliProblem, PasswordStdin, read_password
 from corral.cli.text import count, is_terminal, slow_status
 from corral.ha.roles import Role
 
@@ -153,13 +153,12 @@ def config_check(path: Annotated[Path, typer.Argument(help="Configuration file t
 
 
 def auth_hash_password(
-    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from the first line of standard "
-                                                        "input, also when it is a terminal.")] = False,
+    stdin: PasswordStdin = False,
 ) -> None:
     """Print a password hash for the users of the static auth provider.
 
     Asks for the password twice on a terminal; reads the first line of standard input when it
-    is not a terminal (a pipe or a file) or with --stdin. The password itself is never printed.
+    is not a terminal (a pipe or a file) or with --password-stdin. The password itself is never printed.
     """
     from corral.auth.passwords import hash_password
 

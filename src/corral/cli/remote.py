@@ -241,6 +241,9 @@ Token = Annotated[str | None, typer.Option("--token", help="A token, sent as the
                                            envvar="CORRAL_TOKEN", show_envvar=False, show_default=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the server's JSON answer instead of a table.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: every command that reads a password takes it from standard input with the same flag
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", "--stdin", help="Read the password from the first "
+                                             "line of standard input, also when it is a terminal.")]
 
 
 def connect(url: str, token: str | None = None) -> Remote:

@@ -17,6 +17,7 @@ from corral.cli.remote import (
     AsJson,
     CliProblem,
     Exit,
+    PasswordStdin,
     Url,
     basic_header,
     check_token,
@@ -33,9 +34,6 @@ token_app = typer.Typer(help="Create, list and delete your tokens (needs the ser
 
 User = Annotated[str | None, typer.Option("--user", "-u", help="Your user name (also CORRAL_USER).",
                                           envvar="CORRAL_USER", show_envvar=False, show_default=False)]
-PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from the first line of "
-                                                                      "standard input, also when it is a "
-                                                                      "terminal.")]
 
 
 def credentials(user: str | None, password_stdin: bool) -> dict[str, str]:
