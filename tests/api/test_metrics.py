@@ -156,6 +156,12 @@ def test_on_redis_the_managers_and_the_service_acting_on_the_pools_are_read(
     me = server.service.cluster.me
     server.wait(lambda: server.client.get("/status", params={"view": "managers"}).json()["managers"]["live"]
                 .get(me, {}).get("state") == "Active")
+
+    def followed() -> bool:  # the manager's new pool service is followed within 0.2 s of its start
+        running = server.service.metrics.running()
+        return running is not None and "metrics" in running.monitoring().events.subscribers
+
+    server.wait(followed)
     vm = server.client.post("/vm/a").json()["a"]["hostname"]
     assert server.client.delete(f"/vm/{vm}").status_code == 200
 
