@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from corral.api.common import respond
-from corral.api.status import monitoring_json, runner_json, scheduling_json
+from corral.api.status import LastBoots, monitoring_json, runner_json, scheduling_json
 from corral.inventory.bus import BusStatus, SubscriberCounts
 from corral.inventory.monitor import FeedStatus
 from corral.pools.migrations import MigrationCounts
@@ -92,3 +92,43 @@ def test_a_view_becomes_its_json(body: dict[str, Any], expected: str) -> None:
 
 def test_a_provider_not_yet_brought_in_counts_no_repairs() -> None:
     assert MONITORING.providers["vc"].repairs == 0 and MONITORING.providers["sim"].repairs == 3
+
+
+# -- lastBoot: a week read once, then only what is new -----------------------------------------------
+WEEK = 7 * 86400.0
+
+
+class Boots:
+    """Boot times in a store: (at, pool, seconds); remembers each window it was asked for."""
+
+    def __init__(self, rows: list[tuple[float, str, float]]) -> None:
+        self.rows = rows
+        self.asked: list[tuple[float, float]] = []
+
+    def read(self, since: float, until: float) -> list[tuple[float, str, float]]:
+        self.asked.append((since, until))
+        return [r for r in self.rows if since <= r[0] < until]
+
+
+@pytest.mark.parametrize(("reads", "added", "expected", "windows"), [
+    # one read: the whole week, each pool's latest
+    ([1_000_000.0], [], {"a": 999_000.0, "b": 990_000.0}, [(1_000_000.0 - WEEK, 1_000_001.0)]),
+    # a second read asks only for what is new, with 300 s of overlap, and sees a boot stored late
+    ([1_000_000.0, 1_000_100.0], [(999_950.0, "b", 5.0)], {"a": 999_000.0, "b": 999_950.0},
+     [(1_000_000.0 - WEEK, 1_000_001.0), (999_700.0, 1_000_101.0)]),
+    # a week later the old boots are gone, and nothing older than a week is read
+    ([1_000_000.0, 1_000_000.0 + WEEK - 5_000], [], {"a": 999_000.0},
+     [(1_000_000.0 - WEEK, 1_000_001.0), (999_700.0, 1_000_001.0 + WEEK - 5_000)]),
+])
+def test_last_boots_read_a_week_once_then_what_is_new(reads: list[float], added: list[tuple[float, str, float]],
+                                                       expected: dict[str, float],
+                                                       windows: list[tuple[float, float]]) -> None:
+    boots = Boots([(999_000.0, "a", 3.0), (990_000.0, "b", 4.0), (1_000_000.0 - WEEK - 1, "c", 2.0)])
+    last = LastBoots()
+    got: dict[str, float] = {}
+    for i, now in enumerate(reads):
+        if i == 1:
+            boots.rows += added
+        got = dict(last.update(boots.read, now))
+    assert got == expected
+    assert boots.asked == windows

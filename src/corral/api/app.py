@@ -168,6 +168,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
                               "'domain' key).")
     app.state.service = service
     app.state.streams = events.Streams()
+    app.state.last_boots = status.LastBoots()
     for prefix, name in VERSIONS.items():
         app.include_router(build_router(Version(name)), prefix=prefix)
 

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -61,7 +62,7 @@ def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dic
     return block
 
 
-def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
+def _status(service: Service, wanted: set[str], last_boots: LastBoots) -> dict[str, Any]:
     pools = service.pools
     pools.flush_timings()  # clone and boot times are stored in batches: store what is waiting
     stock = pools.stock()
@@ -89,7 +90,7 @@ def _status(service: Service, wanted: set[str]) -> dict[str, Any]:
             if task.value in wanted:
                 body[task.value] = _task_metrics(pools.durations(task, today, today + DAY), by_pool=False)
     if "pools" in wanted:
-        body["pools"] = _pools(service, stock.pools)
+        body["pools"] = _pools(service, stock.pools, last_boots)
     if "monitoring" in wanted:
         body["monitoring"] = monitoring_json(pools.monitoring())
     if "scheduling" in wanted:
@@ -119,10 +120,38 @@ async def managers_json(service: Service) -> dict[str, Any]:
             "live": {name: managers[name] for name in sorted(managers)}}
 
 
-def _pools(service: Service, rows: tuple[PoolStatus, ...]) -> dict[str, Any]:
-    last_boot: dict[str, float] = {}
-    for at, pool, _ in service.pools.durations(TimingKind.BOOT, time.time() - 7 * DAY, time.time() + 1):
-        last_boot[pool] = max(at, last_boot.get(pool, 0.0))
+#: ``lastBoot`` shows a pool's latest boot within this many seconds (vmpooler's week)
+LAST_BOOT_WINDOW = 7 * DAY
+#: boot times stored this late (in a batch, by another process) are still seen
+LATE_S = 300.0
+
+
+class LastBoots:
+    """Each pool's latest boot time within :data:`LAST_BOOT_WINDOW`, for ``lastBoot`` in
+    ``/status``: the week of boot times is read once, and after that only the times stored
+    since the last read (with :data:`LATE_S` of overlap); a status read during a busy fill no
+    longer reads a week of records each time."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.read_until: float | None = None
+
+    def update(self, read: Callable[[float, float], Iterable[tuple[float, str, float]]],
+               now: float) -> dict[str, float]:
+        """Read what is new with ``read(since, until)`` and answer pool -> latest boot."""
+        oldest = now - LAST_BOOT_WINDOW
+        since = oldest if self.read_until is None else max(self.read_until - LATE_S, oldest)
+        for at, pool, _ in read(since, now + 1):
+            if at > self.at.get(pool, 0.0):
+                self.at[pool] = at
+        self.read_until = now
+        self.at = {pool: at for pool, at in self.at.items() if at >= oldest}
+        return self.at
+
+
+def _pools(service: Service, rows: tuple[PoolStatus, ...], last_boots: LastBoots) -> dict[str, Any]:
+    last_boot = last_boots.update(lambda since, until: service.pools.durations(TimingKind.BOOT, since, until),
+                                  time.time())
     pools: dict[str, Any] = {}
     for row in rows:
         name = row.name
@@ -291,7 +320,7 @@ def build(router: APIRouter, version: Version) -> None:
         """The live state: capacity, queue, clone, boot, pools and status (``?view=a,b`` picks)."""
         service = service_of(request)
         wanted = {v.strip() for v in view.split(",")} if view else {*STATUS_VIEWS, "managers"}
-        body = _status(service, wanted)
+        body = _status(service, wanted, request.app.state.last_boots)
         if "managers" in wanted and service.managers is not None:
             body["managers"] = await managers_json(service)
         return respond(dict(sorted(body.items())))
