@@ -79,6 +79,14 @@ class Service:
         self.metrics = Metrics(metrics_settings(self.config), self.pools,
                                running_pools(self.pools, shared=self.site is not None, cluster=self.cluster),
                                self.managers)
+        if self.site is not None and self.cluster is not None:
+            metrics = self.metrics
+
+            def announced(service: object) -> None:
+                if isinstance(service, PoolService):
+                    metrics.follow(service)
+
+            self.cluster.switch.on_new = announced  # the manager's services are followed from their start
 
     @property
     def tokens(self) -> TokenStore:

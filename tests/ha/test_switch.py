@@ -71,6 +71,22 @@ async def test_a_failed_stop_does_not_keep_the_next_service_from_starting() -> N
     assert log == ["start a", "stop a", "start b"] and s.acting == frozenset({"b"})
 
 
+async def test_each_new_service_is_announced_before_it_starts_and_a_failing_listener_stops_nothing() -> None:
+    log: list[str] = []
+    s = switch(log)
+    s.on_new = lambda run: log.append("new " + ",".join(sorted(run.pools)))  # type: ignore[attr-defined]
+    await s.apply(frozenset({"a"}))
+    await s.apply(frozenset({"a", "b"}))
+
+    def broken(run: object) -> None:
+        raise RuntimeError("listener failed")
+
+    s.on_new = broken
+    await s.apply(frozenset({"c"}))
+    assert log == ["new a", "start a", "stop a", "new a,b", "start a,b", "stop a,b", "start c"]
+    assert s.acting == frozenset({"c"})
+
+
 async def test_only_pools_acted_on_are_looked_at_once_per_burst_of_wakes() -> None:
     s = switch([])
     s.look_at("a")  # nothing runs yet: nothing to look

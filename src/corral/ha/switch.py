@@ -40,6 +40,9 @@ class ServiceSwitch:
         self._lock = asyncio.Lock()
         self._woken: dict[str, bool] = {}  # pool -> whether a wake was about its settings
         self._gathering: asyncio.TimerHandle | None = None
+        # told of each new service before it starts (its event bus exists, nothing happened yet):
+        # what follows its events then hears its first fill too
+        self.on_new: Callable[[PoolRun], None] | None = None
 
     async def apply(self, acting: frozenset[str]) -> None:
         """Act on ``acting`` from now on; returns once the old service has stopped and the new
@@ -58,6 +61,11 @@ class ServiceSwitch:
                 log.info("acting on no pool")
                 return
             service = self.make(acting)
+            if self.on_new is not None:
+                try:
+                    self.on_new(service)
+                except Exception:
+                    log.exception("telling of a new pool service failed")
             await service.start()
             self.service, self.acting = service, acting
             log.info("acting on pools", extra={"pools": ",".join(sorted(acting))})

@@ -62,6 +62,8 @@ class Metrics:
         self.managers_failing = FailureLog("reading the managers from the store",
                                            "the managers' metrics are left out until it works again")
         self._follow: asyncio.Task[None] | None = None
+        self._readers: dict[PoolService, asyncio.Task[None]] = {}  # a reader of each bus followed
+        self._live = False  # between start and stop
 
     @property
     def endpoints(self) -> tuple[str, ...]:
@@ -96,9 +98,10 @@ class Metrics:
         fill is timed too) and the pushers."""
         if self._follow is not None:
             return
-        first = {service: service.stream(SUBSCRIBER, queue_size=QUEUE) for service in self._sources()
-                 if service.bus_live}
-        self._follow = asyncio.create_task(self._follow_events(first), name="metrics-events")
+        self._live = True
+        for service in self._sources():
+            self.follow(service)
+        self._follow = asyncio.create_task(self._follow_events(), name="metrics-events")
         log.info("metrics served", extra={"paths": ",".join(self.endpoints)})
         for pusher in (self.statsd, self.graphite):
             if pusher is not None:
@@ -107,6 +110,7 @@ class Metrics:
                                                     "every_s": pusher.target.interval_s})
 
     async def stop(self) -> None:
+        self._live = False
         task, self._follow = self._follow, None
         if task is not None:
             task.cancel()
@@ -136,20 +140,28 @@ class Metrics:
         finally:
             sub.close()
 
-    async def _follow_events(self, first: dict[PoolService, Subscription]) -> None:
+    def follow(self, service: PoolService) -> None:
+        """Follow ``service``'s event bus from now on (nothing if it is followed already or its
+        bus is gone). A manager's pool service is told here before it starts, so its first fill
+        is timed."""
+        if not self._live or service in self._readers or not service.bus_live:
+            return
+        self._readers[service] = asyncio.create_task(self._read(service.stream(SUBSCRIBER, queue_size=QUEUE)))
+
+    async def _follow_events(self) -> None:
         """Feed the recorder from the buses of :meth:`_sources`; a service started again (or a
-        new one, a manager acting on a new set of pools) has a new bus, followed once it is there."""
-        readers = {service: asyncio.create_task(self._read(sub)) for service, sub in first.items()}
+        new one that was not announced) has a new bus, followed once it is there."""
+        readers = self._readers
         try:
             while True:
                 await asyncio.sleep(FOLLOW_EVERY_S)
                 for service in [s for s, task in readers.items() if task.done()]:
                     del readers[service]
                 for service in self._sources():
-                    if service not in readers and service.bus_live:
-                        sub = service.stream(SUBSCRIBER, queue_size=QUEUE)
-                        readers[service] = asyncio.create_task(self._read(sub))
+                    self.follow(service)
         finally:
-            for task in readers.values():
+            tasks = list(readers.values())
+            readers.clear()
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*readers.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
