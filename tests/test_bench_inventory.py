@@ -24,6 +24,7 @@ def test_a_tiny_run_measures_both_systems() -> None:
     assert result["ok"] is True and result["at_maximums"] is False
     assert result["settings"]["hosts"] == 20 and result["settings"]["vms"] == 300
     assert set(result["targets"]["met"]) == {"load", "rss", "p99"}
+    assert result["targets_met"] == result["targets"]["met"]  # the verdict every benchmark gives at its top
     for side in ("corral", "baseline"):
         system = result[side]
         assert system["system"] == side

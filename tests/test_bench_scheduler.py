@@ -34,6 +34,7 @@ def test_the_quick_run_places_as_the_greedies_do_and_best_and_records_it(tmp_pat
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ok"] is True and result["settings"]["quick"] is True
     speed = result["speed"]
+    assert result["targets_met"] == {"placements_per_s": speed["target_met"]}
     assert speed["hosts"] == 200 and speed["vms"] == 1000 and len(speed["templates"]) == 5
     assert speed["identical"] is True and speed["numpy_mismatches"] == 0 and speed["plain_mismatches"] == 0
     assert speed["placed"] == 1000 and 0 < speed["usable_hosts"] < 200

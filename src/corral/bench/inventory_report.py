@@ -222,8 +222,8 @@ class InventoryBenchResult:
                    for p in (self.corral.churn, self.baseline.churn))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "settings": asdict(self.settings), "machine": self.machine,
-                "at_maximums": self.at_maximums,
+        return {"ok": self.ok, "targets_met": self.targets(), "settings": asdict(self.settings),
+                "machine": self.machine, "at_maximums": self.at_maximums,
                 "targets": {"load_s": TARGET_LOAD_S, "rss_mb": TARGET_RSS_MB, "p99_ms": TARGET_P99_MS,
                             "met": self.targets()},
                 "corral": self.corral.as_dict(), "baseline": self.baseline.as_dict(),

@@ -153,7 +153,8 @@ class SchedulerBenchResult:
         return self.speed.identical and self.quality.ok
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "settings": asdict(self.settings), "machine": self.machine,
+        return {"ok": self.ok, "targets_met": {"placements_per_s": self.speed.target_met},
+                "settings": asdict(self.settings), "machine": self.machine,
                 "speed": self.speed.as_dict(), "quality": self.quality.as_dict()}
 
     # -- text ------------------------------------------------------------------------------
