@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from corral.metrics.prometheus import Exposition
-from corral.metrics.push import FailureLog, GraphitePusher, StatsdPusher
+from corral.metrics.push import FailureLog, GraphitePusher, StatsdPusher, cancelled
 from corral.metrics.readings import Reading, Views, manager_readings, view_readings
 from corral.metrics.recorder import Recorder, Sink
 from corral.metrics.settings import MetricsSettings
@@ -112,12 +112,7 @@ class Metrics:
     async def stop(self) -> None:
         self._live = False
         task, self._follow = self._follow, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancelled(task)
         for pusher in (self.statsd, self.graphite):
             if pusher is not None:
                 await pusher.stop()

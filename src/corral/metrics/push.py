@@ -105,6 +105,16 @@ class FailureLog:
 Read = Callable[[], Awaitable[list[Reading]]]
 
 
+async def cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
 class _Pusher:
     def __init__(self, target: PushTarget, read: Read, what: str) -> None:
         self.target = target
@@ -119,12 +129,7 @@ class _Pusher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancelled(task)
 
     async def _loop(self) -> None:
         await self.prepare()
