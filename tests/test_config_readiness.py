@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from corral.config import parse_config
-from corral.providers.vsphere.settings import ReadyCheck, resolve_ready_check
+from corral.providers.probe import ReadyCheck, resolve_ready_check
 from corral.runtime import build_providers
 
 GLOBAL = ReadyCheck(port=22, timeout=5.0, address="name")

@@ -125,8 +125,8 @@ def _vsphere_settings() -> type[SettingsModel]:
 
 def _build_vsphere(name: str, settings: Any, context: ProviderContext) -> Provider:
     """A vSphere provider with the vSphere keys of the pools that use it and ``:config:``'s defaults."""
+    from corral.providers.probe import ReadyCheck
     from corral.providers.vsphere import VsphereProvider, vsphere_pools
-    from corral.providers.vsphere.settings import ReadyCheck
 
     g = context.config
     pools = vsphere_pools(context.pools, settings, create_linked_clones=g["create_linked_clones"],

@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
 from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError, VmNotFound
 from corral.providers.changefeed import ChangeFeed
-from corral.providers.probe import tcp_reachable
+from corral.providers.probe import ReadyCheck, resolve_ready_check, tcp_reachable
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.calls import Calls
 from corral.providers.vsphere.cloning import Cloner
@@ -29,7 +29,7 @@ from corral.providers.vsphere.objects import Obj, moid
 from corral.providers.vsphere.operations import VmOperations
 from corral.providers.vsphere.scope import Scope
 from corral.providers.vsphere.session import Session
-from corral.providers.vsphere.settings import ReadyCheck, VspherePool, VsphereSettings, resolve_ready_check
+from corral.providers.vsphere.settings import VspherePool, VsphereSettings
 
 log = logging.getLogger("corral.providers.vsphere")
 

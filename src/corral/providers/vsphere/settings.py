@@ -101,25 +101,6 @@ class VsphereSettings(SettingsModel):
 
 
 @dataclass(frozen=True, slots=True)
-class ReadyCheck:
-    """How a vSphere provider decides a VM is ready: a TCP connection to ``port`` of its name
-    (with its pool's domain) or of its guest IP (``address``), within ``timeout`` seconds."""
-
-    port: int = 22
-    timeout: float = 5.0
-    address: Literal["name", "guest_ip"] = "name"
-
-
-def resolve_ready_check(global_check: ReadyCheck, *, port: int | None = None, timeout: float | None = None,
-                        address: Literal["name", "guest_ip"] | None = None) -> ReadyCheck:
-    """One provider's readiness check: each ``ready_check_*`` key the provider gives (not None)
-    overrides the one of ``:config:`` (``global_check``)."""
-    return ReadyCheck(port=global_check.port if port is None else port,
-                      timeout=global_check.timeout if timeout is None else timeout,
-                      address=global_check.address if address is None else address)
-
-
-@dataclass(frozen=True, slots=True)
 class VspherePool:
     """What the vSphere provider needs to know about one pool to clone its VMs."""
 
