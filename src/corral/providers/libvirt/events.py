@@ -14,12 +14,18 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import libvirt
 import libvirtaio
 
 __all__ = ["ensure_event_loop"]
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+
+
+def _quiet(_context: object, _error: object) -> None:
+    """libvirt prints every error to standard error unless a handler takes it; corral raises
+    them as exceptions and logs what matters, so the printing is switched off."""
 
 
 def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
@@ -35,6 +41,7 @@ def ensure_event_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None:
+            libvirt.registerErrorHandler(_quiet, None)
             loop = asyncio.new_event_loop()
             started = threading.Event()
             thread = threading.Thread(target=_serve, args=(loop, started), name="libvirt-events", daemon=True)

@@ -46,7 +46,7 @@ from corral.providers.libvirt.domxml import (
     volume_overlay_xml,
     with_disk,
 )
-from corral.providers.libvirt.errors import classify
+from corral.providers.libvirt.errors import Fault, classify
 from corral.providers.libvirt.hostfigures import HostCpu, cpu_busy, describe_cpu, memory_used_mb, parse_capabilities
 from corral.providers.libvirt.settings import LibvirtPool, LibvirtSettings
 from corral.providers.probe import ReadyCheck, tcp_reachable
@@ -64,6 +64,7 @@ _ON_EVENTS = frozenset({libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVE
 _OFF_EVENTS = frozenset({libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_CRASHED})
 _ARRIVALS = frozenset({libvirt.VIR_DOMAIN_EVENT_DEFINED, libvirt.VIR_DOMAIN_EVENT_STARTED})
 _UNDEFINE = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+DEFAULT_READY = ReadyCheck()  # :config:'s readiness check when the caller gives none
 TEST_DRIVER_CANNOT_MIGRATE = "libvirt's test driver cannot migrate domains"
 
 
@@ -113,6 +114,25 @@ class Template:
     volumes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # target -> (storage pool, volume facts)
 
 
+class Lookups:
+    """One create call's storage pools and template volumes, each looked up once."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._pools: dict[str, Any] = {}
+        self._volumes: dict[tuple[str, str], Any] = {}
+
+    def pool(self, name: str) -> Any:
+        if name not in self._pools:
+            self._pools[name] = self.conn.storagePoolLookupByName(name)
+        return self._pools[name]
+
+    def volume(self, pool: str, name: str) -> Any:
+        if (pool, name) not in self._volumes:
+            self._volumes[pool, name] = self.pool(pool).storageVolLookupByName(name)
+        return self._volumes[pool, name]
+
+
 @dataclass(slots=True)
 class Pending:
     """A VM being created, known before its first event arrives."""
@@ -134,7 +154,8 @@ class LibvirtProvider(Provider):
     probes_readiness = True  # running is not enough: vm_ready connects to the guest
 
     def __init__(self, name: str, settings: LibvirtSettings, pools: dict[str, LibvirtPool] | None = None, *,
-                 ready: ReadyCheck = ReadyCheck(), probe: Probe = tcp_reachable, opener: Opener = libvirt.open) -> None:
+                 ready: ReadyCheck = DEFAULT_READY, probe: Probe = tcp_reachable,
+                 opener: Opener = libvirt.open) -> None:
         self.name = name
         self.settings = settings
         self.pools = pools or {}
@@ -515,7 +536,8 @@ class LibvirtProvider(Provider):
         xml_text = await asyncio.to_thread(Path(template).read_text) if from_file else None
 
         def read(c: Any) -> Template:
-            xml = xml_text if xml_text is not None else c.lookupByName(template).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            xml = xml_text if xml_text is not None else \
+                c.lookupByName(template).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             facts = parse_domain(xml)
             volumes: dict[str, tuple[str, Any]] = {}
             for disk in facts.disks:
@@ -536,7 +558,8 @@ class LibvirtProvider(Provider):
             raise ProviderError(f"libvirt provider {self.name!r}: template file {template!r} unreadable: "
                                 f"{exc.strerror}", retryable=False) from None
         except ValueError as exc:
-            raise ProviderError(f"libvirt template {template!r} on host {conn.name!r}: {exc}", retryable=False) from None
+            raise ProviderError(f"libvirt template {template!r} on host {conn.name!r}: {exc}",
+                                retryable=False) from None
         self.templates[key] = found
         return found
 
@@ -574,8 +597,8 @@ class LibvirtProvider(Provider):
         for spec in todo:
             self.pending[spec.name] = Pending(host, spec, now)
         try:
-            made = await conn.call("create", f"{len(todo)} VMs", lambda c: [
-                self._create_one(c, conn, spec, templates[spec.template], now) for spec in todo]) if todo else []
+            made = await conn.call("create", f"{len(todo)} VMs", lambda c: self._create_all(
+                Lookups(c), conn.name, todo, templates, now)) if todo else []
         finally:
             for spec in todo:
                 self.pending.pop(spec.name, None)
@@ -603,8 +626,24 @@ class LibvirtProvider(Provider):
         self.changes.touch("vm", spec.name)
         self.changes.touch("host", host)
 
-    def _create_one(self, c: Any, conn: HostConnection, spec: VmSpec, template: Template,
-                    now: float) -> tuple[CreateResult, str | None, str | None]:
+    def _create_all(self, c: Lookups, host: str, specs: list[VmSpec], templates: dict[str, Template],
+                    now: float) -> list[tuple[CreateResult, str | None, str | None]]:
+        """Every VM of one create call, one after the other on the host's connection; a lost
+        connection fails the VMs not yet made (retryably) instead of trying each."""
+        out: list[tuple[CreateResult, str | None, str | None]] = []
+        lost: str | None = None
+        for spec in specs:
+            if lost is not None:
+                out.append((CreateResult(spec.name, False, lost), None, None))
+                continue
+            result, fault = self._create_one(c, host, spec, templates[spec.template], now)
+            out.append(result)
+            if fault is not None and fault.connection_lost:
+                lost = fault.message
+        return out
+
+    def _create_one(self, c: Lookups, host: str, spec: VmSpec, template: Template,
+                    now: float) -> tuple[tuple[CreateResult, str | None, str | None], Fault | None]:
         """One VM, in a worker thread: clone its disks, define it, start it; undone on failure."""
         pool = self.pools.get(spec.pool) or LibvirtPool(spec.pool, spec.template)
         made: list[Any] = []
@@ -615,13 +654,13 @@ class LibvirtProvider(Provider):
             for target, (source_pool, volume) in template.volumes.items():
                 target_pool = pool.storage_pool or source_pool
                 name = volume_name_for(spec.name, target, volume.name)
-                storage = c.storagePoolLookupByName(target_pool)
+                storage = c.pool(target_pool)
                 if pool.linked_clone:
                     made.append(storage.createXML(volume_overlay_xml(name, volume.capacity_bytes, volume.path,
                                                                      volume.format), 0))
                     fmt: str | None = "qcow2"
                 else:
-                    original = c.storagePoolLookupByName(source_pool).storageVolLookupByName(volume.name)
+                    original = c.volume(source_pool, volume.name)
                     made.append(storage.createXMLFrom(volume_clone_xml(name, volume.capacity_bytes, volume.format),
                                                       original, 0))
                     fmt = volume.format
@@ -629,15 +668,16 @@ class LibvirtProvider(Provider):
             xml = clone_domain(template.xml, name=spec.name, disks=disks, pool=spec.pool, template=spec.template,
                                created_at=now)
             stage = "define"
-            dom = c.defineXML(xml)
+            dom = c.conn.defineXML(xml)
             stage = "start"
             dom.create()
-            return CreateResult(spec.name, True), dom.UUIDString(), xml
+            return (CreateResult(spec.name, True), dom.UUIDString(), xml), None
         except libvirt.libvirtError as exc:
             fault = classify(exc.get_error_code() or 0, exc.get_error_message() or str(exc),
-                             operation=stage, subject=spec.name, host=conn.name)
-            self._undo(dom, made)
-            return CreateResult(spec.name, False, fault.message, retryable=fault.retryable), None, None
+                             operation=stage, subject=spec.name, host=host)
+            if not fault.connection_lost:
+                self._undo(dom, made)
+            return (CreateResult(spec.name, False, fault.message, retryable=fault.retryable), None, None), fault
 
     @staticmethod
     def _undo(dom: Any, volumes: list[Any]) -> None:
