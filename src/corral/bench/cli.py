@@ -419,3 +419,38 @@ def bench_vsphere(
     finish(result, result.tables(), as_json=as_json, record=record, output=output)
     if not result.ok:
         raise typer.Exit(1)
+
+
+@_command("libvirt")
+def bench_libvirt(
+    vms: Annotated[int, typer.Option(help="VMs per host (3 hosts).")] = 200,
+    changes: Annotated[int, typer.Option(help="Domain changes timed to the change feed, corral and baseline "
+                                               "each.")] = 500,
+    poll_interval: Annotated[float, typer.Option(help="Baseline: seconds between its polls of every host "
+                                                      "(oVirt's VdsRefreshRate: 3).")] = 3.0,
+    task_limit: Annotated[int, typer.Option(help="Create calls in flight: corral's runner, the baseline's "
+                                                 "threads.")] = 10,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """Fill 3 hosts of libvirt's test driver through the real pool manager, counting libvirt calls
+    per VM against a naive client (one call per operation, states learnt by polling), and time
+    domain changes to the provider's change feed against the naive client's polls.
+
+    Example: corral bench libvirt --vms 50 --changes 200 --poll-interval 1
+    """
+    from corral.bench.libvirt import run_libvirt
+    from corral.bench.libvirt_settings import LibvirtBenchSettings
+
+    settings = LibvirtBenchSettings(vms_per_host=vms, changes=changes, poll_interval=poll_interval,
+                                    task_limit=task_limit)
+    try:
+        settings.check()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with shown(as_json) as progress:
+        result = run_libvirt(settings, progress=progress)
+    finish(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
