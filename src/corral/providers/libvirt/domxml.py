@@ -279,6 +279,7 @@ def set_source(disk: ET.Element, source: DiskSource) -> None:
         target = disk.find("target")
         disk.insert(list(disk).index(target) if target is not None else len(disk), element)
     else:
+        element.tail = current.tail
         disk.insert(list(disk).index(current), element)
         disk.remove(current)
     if source.format:
@@ -306,6 +307,12 @@ def disk_device_xml(target: str, source: DiskSource) -> str:
     return ET.tostring(disk_element(target, source), encoding="unicode")
 
 
+def write(root: ET.Element) -> str:
+    """The XML text of a domain, indented as libvirt writes it."""
+    ET.indent(root, "  ")
+    return ET.tostring(root, encoding="unicode")
+
+
 def with_disk(xml: str, target: str, source: DiskSource) -> str:
     """The domain's XML with ``source`` appended to its ``<devices>`` as ``target`` (for drivers that
     cannot plug a disk into a defined domain)."""
@@ -316,7 +323,7 @@ def with_disk(xml: str, target: str, source: DiskSource) -> str:
     if devices is None:
         devices = ET.SubElement(root, "devices")
     devices.append(disk_element(target, source))
-    return ET.tostring(root, encoding="unicode")
+    return write(root)
 
 
 # --- cloning ---------------------------------------------------------------------------------------------
@@ -397,7 +404,7 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
                 os_element.remove(nvram)
     free_graphics_ports(root)
     set_metadata(root, pool=pool, template=template, created_at=created_at)
-    return ET.tostring(root, encoding="unicode")
+    return write(root)
 
 
 # --- volumes ---------------------------------------------------------------------------------------------

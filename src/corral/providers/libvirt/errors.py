@@ -74,6 +74,7 @@ BY_CODE: dict[int, FaultKind] = {
 
 # codes whose text decides: the connection broke, or something already exists
 VAGUE = (INTERNAL_ERROR, OPERATION_FAILED, SYSTEM_ERROR)
+DUPLICATE_WORDS = ("already exists", "already defined")  # a name taken; a UUID taken by another name
 CONNECTION_WORDS = ("connection", "socket", "closed", "end of file", "broken pipe", "keepalive")
 NO_SPACE_WORDS = ("no space left", "not enough space", "disk quota exceeded")
 
@@ -124,7 +125,7 @@ def kind_of(code: int, text: str) -> FaultKind:
     if code in BY_CODE:
         return BY_CODE[code]
     if code in VAGUE:
-        if "already exists" in lower:
+        if any(word in lower for word in DUPLICATE_WORDS):
             return "duplicate"
         if any(word in lower for word in CONNECTION_WORDS):
             return "connection"
