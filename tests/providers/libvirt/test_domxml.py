@@ -24,11 +24,12 @@ from corral.providers.libvirt.domxml import (
     volume_overlay_xml,
     with_disk,
 )
-from tests.providers.libvirt.samples import KVM_DOMAIN, TEST_DOMAIN, VOLUME
+from .samples import KVM_DOMAIN, TEST_DOMAIN, VOLUME
 
 CORRAL = f"{{{METADATA_NS}}}"
 LIBOSINFO = "{http://libosinfo.org/xmlns/libvirt/domain/1.0}"
 NEW_VDA = DiskSource("vda", "default", "p-abc-vda.qcow2", None, "qcow2")
+FILE_VDA = DiskSource("vda", None, None, "/x/p-def.img", "raw")
 
 
 def domain(body: str, head: str = "<domain type='test'>") -> str:
@@ -135,8 +136,7 @@ def test_parse_domain_refuses(xml: str, message: str) -> None:
 
 KVM_CLONE = clone_domain(KVM_DOMAIN, name="p-abc", disks={"vda": NEW_VDA}, pool="p", template="debian12",
                          created_at=1700000000.5)
-TEST_CLONE = clone_domain(TEST_DOMAIN, name="p-def", disks={"vda": DiskSource("vda", None, None, "/x/p-def.img", "raw")},
-                          pool="q", template="tmpl", created_at=3)
+TEST_CLONE = clone_domain(TEST_DOMAIN, name="p-def", disks={"vda": FILE_VDA}, pool="q", template="tmpl", created_at=3)
 
 
 def tree(xml: str) -> ET.Element:
