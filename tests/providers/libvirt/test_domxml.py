@@ -24,6 +24,7 @@ from corral.providers.libvirt.domxml import (
     volume_overlay_xml,
     with_disk,
 )
+
 from .samples import KVM_DOMAIN, TEST_DOMAIN, VOLUME
 
 CORRAL = f"{{{METADATA_NS}}}"
