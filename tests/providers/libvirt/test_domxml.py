@@ -71,6 +71,12 @@ TEST_VDA = DiskSource("vda", None, None, "/default-pool/tmpl.img", None)
     (domain(""), "memory_mb", 0),
     (domain(""), "vcpus", 1),
     (domain(""), "disks", ()),
+    (domain(""), "has_nvram", False),
+    (domain("<os><type>hvm</type></os>"), "has_nvram", False),
+    (domain("<os firmware='efi'><type>hvm</type></os>"), "has_nvram", True),  # libvirt picks the NVRAM at start
+    (domain("<os><loader readonly='yes' type='pflash'>/c.fd</loader></os>"), "has_nvram", True),
+    (domain("<os><loader readonly='no' type='pflash'>/c.fd</loader></os>"), "has_nvram", False),  # writable: none
+    (domain("<os><loader type='rom'>/bios.bin</loader></os>"), "has_nvram", False),
     (domain("<currentMemory unit='MiB'>300</currentMemory>"), "memory_mb", 300),
     (domain("<devices><disk type='block' device='disk'><source dev='/dev/vg/a'/><target dev='sda'/></disk>"
             "</devices>"), "disks", (DiskSource("sda", None, None, "/dev/vg/a", None),)),
@@ -233,6 +239,24 @@ def test_clone_of_a_clone_replaces_corral_metadata_only() -> None:
     assert [(vm.findtext(f"{CORRAL}pool"), vm.findtext(f"{CORRAL}template")) for vm in mine] == [("p2", "other")]
     assert again.find(f"metadata/{LIBOSINFO}libosinfo") is not None
     assert again.find("devices/disk/source").attrib == {"pool": "default", "volume": "p-abc-vda.qcow2"}
+
+
+SYSINFO = """<sysinfo type='smbios'><system><entry name='manufacturer'>Acme</entry>
+<entry name='uuid'>2f3c1a5e-7f0e-4a1b-9c55-0d7c2b1e9a10</entry></system></sysinfo>"""
+
+
+@pytest.mark.parametrize(("xml", "look", "expected"), [
+    (domain("<genid>43dc0cf8-809b-4adb-9bea-a9abb5f3d90d</genid>"), text("genid"), ""),  # libvirt makes one
+    (domain("<genid/>"), count("genid"), 1),
+    (domain(SYSINFO), count("sysinfo/system/entry"), 1),
+    (domain(SYSINFO), text("sysinfo/system/entry"), "Acme"),
+    (domain("<devices><interface type='ethernet'><target dev='tap-t' managed='no'/></interface></devices>"),
+     count("devices/interface/*"), 0),
+    (domain("<devices><interface type='network'><source network='n'/><target dev='vnet3'/></interface></devices>"),
+     attrs("devices/interface/source"), {"network": "n"}),
+])
+def test_clone_makes_unique_ids_afresh(xml: str, look: Callable[[ET.Element], Any], expected: Any) -> None:
+    assert look(tree(clone_domain(xml, name="c", disks={}, pool="p", template="t", created_at=0))) == expected
 
 
 @pytest.mark.parametrize(("os", "nvram"), [

@@ -74,7 +74,7 @@ class DomainFacts:
     memory_mb: int  # <memory> converted from its unit (default KiB) to MiB
     vcpus: int
     disks: tuple[DiskSource, ...]  # device="disk" only (no cdrom/floppy)
-    has_nvram: bool  # <os><nvram> present (UEFI): undefine needs the NVRAM flag
+    has_nvram: bool  # UEFI (<os><nvram>, <os firmware="efi">, a read-only pflash loader): undefine needs the NVRAM flag
     pool: str | None = None  # from corral's metadata, None when the domain is not corral's
     template: str | None = None
     created_at: float = 0.0
@@ -169,6 +169,16 @@ def disk_source(disk: ET.Element) -> DiskSource:
     )
 
 
+def uefi(root: ET.Element) -> bool:
+    """Whether the domain boots UEFI and so has (or will have once started) an NVRAM file."""
+    os_element = root.find("os")
+    if os_element is None:
+        return False
+    loader = os_element.find("loader")
+    return os_element.find("nvram") is not None or os_element.get("firmware") == "efi" or \
+        (loader is not None and loader.get("type") == "pflash" and loader.get("readonly") == "yes")
+
+
 def parse_domain(xml: str) -> DomainFacts:
     """The facts of a domain's XML (as ``virDomainGetXMLDesc`` gives it)."""
     root = read_xml(xml, "domain", "domain")
@@ -206,7 +216,7 @@ def parse_domain(xml: str) -> DomainFacts:
         memory_mb=memory_mb,
         vcpus=whole_number(root.findtext("vcpu"), f"<vcpu> of domain {name!r}", 1),
         disks=disks,
-        has_nvram=root.find("os/nvram") is not None,
+        has_nvram=uefi(root),
         pool=pool,
         template=template,
         created_at=created,
@@ -371,7 +381,9 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
     <created>…</created></corral:vm></metadata> (replacing any corral metadata of the template,
     keeping other apps' metadata).
 
-    A key of ``disks`` that names no disk of the template is a ValueError."""
+    Also made afresh by libvirt: a fixed <genid> (emptied), the UUID of <sysinfo> (removed: libvirt
+    would take it for the clone's), an interface's <target> (the host's tap device name). A key of
+    ``disks`` that names no disk of the template is a ValueError."""
     if not name.strip():
         raise ValueError("a clone needs a name")
     root = read_xml(template_xml, "template's domain", "domain")
@@ -383,9 +395,14 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
     name_element.text = name
     for uuid in root.findall("uuid"):
         root.remove(uuid)
+    for genid in root.findall("genid"):
+        genid.text = None  # empty: libvirt makes one
+    for system in root.iterfind("sysinfo/system"):
+        for entry in system.findall("entry[@name='uuid']"):  # libvirt would take it for the clone's UUID
+            system.remove(entry)
     for interface in root.iterfind("devices/interface"):
-        for mac in interface.findall("mac"):
-            interface.remove(mac)
+        for element in interface.findall("mac") + interface.findall("target"):  # the MAC and the host's tap name
+            interface.remove(element)
     found = set()
     for disk in root.iterfind("devices/disk"):
         target = disk.find("target")
