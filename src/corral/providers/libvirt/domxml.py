@@ -3,8 +3,8 @@
 A domain's XML gives its name, size and disks, and, in a ``<metadata>`` element of corral's
 namespace (:data:`METADATA_NS`), the pool and template it was made for: a domain without that
 element is not corral's. A clone is its template's XML with what must be unique to one domain
-taken out (libvirt makes a new UUID, new MAC addresses, a fresh NVRAM file, a free display
-port) and its disks pointed at the new volumes. The metadata of other applications, and
+taken out (libvirt makes a new UUID and generation ID, new MAC addresses and tap devices, a
+fresh NVRAM file, a free display port) and its disks pointed at the new volumes. The metadata of other applications, and
 their namespace prefixes, pass through unchanged.
 
 Every function is pure: XML text in, values or XML text out; XML that cannot be read raises
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 __all__ = [
-    "METADATA_NS", "DiskSource", "DomainFacts", "VolumeFacts", "clone_domain", "cpu_vendor", "disk_device_xml",
-    "disk_target_name", "new_volume_xml", "next_disk_target", "parse_domain", "parse_volume", "to_bytes",
-    "volume_clone_xml", "volume_name_for", "volume_overlay_xml", "with_disk",
+    "METADATA_NS", "VENDORS", "DiskSource", "DomainFacts", "VolumeFacts", "clone_domain", "cpu_vendor",
+    "disk_device_xml", "disk_target_name", "new_volume_xml", "next_disk_target", "parse_domain", "parse_volume",
+    "read_xml", "to_bytes", "volume_clone_xml", "volume_name_for", "volume_overlay_xml", "whole_number", "with_disk",
 ]
 
 METADATA_NS = "urn:corral:vm:1"  # the namespace of corral's <metadata> element in a domain's XML
@@ -32,7 +32,7 @@ ET.register_namespace(PREFIX, METADATA_NS)
 
 VM = f"{{{METADATA_NS}}}vm"
 
-# libvirt's size units (https://libvirt.org/formatdomain.html#memory-allocation): powers of 1000 for
+# libvirt's size units, in bytes: powers of 1000 for
 # KB/MB/..., of 1024 for K/KiB/M/MiB/...; a size without a unit is in the element's default unit
 UNITS: dict[str, int] = {
     "b": 1, "bytes": 1,
