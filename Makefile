@@ -12,9 +12,10 @@ venv:
 run: venv
 	.venv/bin/corral serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
+# the Debian packages first: libvirt-python (the libvirt extra) is compiled against libvirt-dev
 test-deps:
-	@scripts/bootstrap.sh test,bench
 	@scripts/system-packages.sh
+	@scripts/bootstrap.sh test,bench,libvirt
 
 # vcsim, VMware's vCenter simulator, for the vSphere tests (Go and govmomi from Debian)
 build/vcsim: tools/vcsim/main.go
