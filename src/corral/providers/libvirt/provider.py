@@ -462,6 +462,7 @@ class LibvirtProvider(Provider):
             vm_count=sum(1 for d in (*ours, *others) if d.active),
             id=host,
             cpu_vendor=cpu.vendor if cpu is not None else "",
+            cpu_family=cpu.family if cpu is not None else None,
             cpu_flags=cpu.features if cpu is not None else frozenset(),
             memory_allocated_mb=float(allocated),
         )
@@ -521,8 +522,10 @@ class LibvirtProvider(Provider):
             except ProviderError:
                 continue
             facts = found.facts
+            # a template's <cpu><model> is libvirt's CPU model name, not a word of the host's
+            # description the model filter could match: the vendor and features say what it needs
             return TemplateInfo(name=template, cpus=facts.vcpus, memory_mb=facts.memory_mb, cpu_vendor=facts.cpu_vendor,
-                                cpu_flags=facts.cpu_flags, cpu_model=facts.cpu_model)
+                                cpu_flags=facts.cpu_flags)
         return None
 
     async def _template(self, conn: HostConnection, template: str) -> Template:
