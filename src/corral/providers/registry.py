@@ -206,8 +206,7 @@ PROVIDERS: dict[str, ProviderClass] = {
     "libvirt": ProviderClass("libvirt", "a libvirt provider", _libvirt_settings, _build_libvirt),
 }
 
-#: Classes a file may name that this version of corral cannot run: none today (each class
-#: vmpooler has is in :data:`PROVIDERS`).
+#: Classes a file may name that this version of corral cannot run: none today.
 PLANNED: tuple[str, ...] = ()
 
 
