@@ -49,3 +49,22 @@ def test_a_vm_checked_out_on_a_busy_host_moves_and_says_so(tmp_path: Path) -> No
         assert metrics[("vmpooler_migrate_to_total", (("host_name", "h2"), instance))] == 1
         assert metrics[("vmpooler_migrate_count", (("poolname", "a"), instance))] == 1
         assert ("corral_migrations_total", (("outcome", "done"),)) in metrics
+
+
+def test_a_provider_that_cannot_migrate_says_why_in_the_status(tmp_path: Path) -> None:
+    reason = "the endpoint cannot move VMs between hosts"
+    doc = quick_config(tmp_path, [{"name": "a", "template": "t/a", "size": 2}], migration_limit=1,
+                       experimental_features=True)
+    with ServerThread(doc) as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=10) as client:
+        store, provider = srv.service.pools.store, srv.service.pools.manager.providers["sim"]
+        provider.cannot_migrate = reason
+        srv.wait(lambda: len(store.list_vms(pool="a", states=[VmState.READY])) == 2)
+        for _ in range(2):
+            assert client.post("/vm/a").json()["ok"] is True
+        status = client.get("/status", params={"view": "scheduling"}).json()["scheduling"]["migrations"]
+        assert status["cannot_migrate"] == {"sim": reason}
+        assert (status["unsupported"], status["queued"], status["not_needed"], status["failed"]) == (2, 0, 0, 0)
+        assert provider.calls["migrate_vm"] == 0
+        metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(httpx.get(f"{srv.url}/prometheus").text) for s in f.samples}
+        assert metrics[("corral_migrations_total", (("outcome", "unsupported"),))] == 2

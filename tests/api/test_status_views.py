@@ -56,13 +56,15 @@ SCHEDULING = SchedulingStatus(
                "vc": PlacementStatus(placed=0, unplaced=0, reserved=0, reservations_expired=3)},
     placement_errors={"a": "no host can take it"},
     migrations=MigrationStatus(limit=2, in_flight=1, counts=MigrationCounts(
-        queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1)))
+        queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1, unsupported=5),
+        cannot_migrate={"kvm": "the test driver cannot migrate VMs"}))
 # "queued" is the count of migrations queued so far (the status has never shown the queue's length)
 SCHEDULING_JSON = (
     '{"policy":"even","providers":{"sim":{"placed":10,"unplaced":2,"reserved":1,"reservations_expired":0},'
     '"vc":{"placed":0,"unplaced":0,"reserved":0,"reservations_expired":3}},'
     '"placement_errors":{"a":"no host can take it"},"migrations":{"limit":2,"in_flight":1,"queued":4,'
-    '"started":3,"done":2,"failed":1,"not_needed":1,"dropped":0,"rebalanced":1}}')
+    '"started":3,"done":2,"failed":1,"not_needed":1,"dropped":0,"rebalanced":1,"unsupported":5,'
+    '"cannot_migrate":{"kvm":"the test driver cannot migrate VMs"}}}')
 
 QUEUE = RunnerView(queued=3, queued_by_class={"ha restart": 1, "rerun": 0, "ondemand": 0, "refill": 2},
                    queue_limit=1000, calls_in_flight=2, calls_waiting=1, task_limit=10, host_limit=4, refused=0,

@@ -49,7 +49,8 @@ MONITORING = MonitoringStatus(
 SCHEDULING = SchedulingStatus(
     policy="even", providers={"sim": PlacementStatus(placed=10, unplaced=2, reserved=1, reservations_expired=0)},
     placement_errors={}, migrations=MigrationStatus(limit=2, in_flight=1, counts=MigrationCounts(
-        queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1)))
+        queued=4, started=3, done=2, failed=1, not_needed=1, dropped=0, rebalanced=1, unsupported=6),
+    cannot_migrate={"kvm": "the endpoint cannot move VMs"}))
 HOST = HostStatus(provider="sim", name="h1.example.com", cluster="c1", cores=8, mhz=2000, memory_mb=1024,
                   cpu_used_mhz=1.0, memory_used_mb=2.0, cpu_percent=12.5, memory_percent=50.0, up=True, down=False,
                   maintenance=True, health="green", vms=3, calls_in_flight=2)
@@ -84,6 +85,7 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
     ("placement_rejections", ("memory",), 4), ("placement_rejections", ("in maintenance",), 1),
     ("migrations_in_flight", (), 1), ("migrations", ("done",), 2), ("migrations", ("failed",), 1),
     ("migrations", ("not_needed",), 1), ("migrations", ("dropped",), 0), ("migrations", ("rebalanced",), 1),
+    ("migrations", ("unsupported",), 6),
     ("provider_connected", ("sim",), 1), ("provider_connected", ("vc",), 0),
     ("provider_connect_attempts", ("sim",), 1), ("provider_connect_attempts", ("vc",), 3),
     ("provider_feed_errors", ("sim",), 1), ("provider_resnapshots", ("sim",), 2),

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from corral.domain.events import VmLifecycle
 from corral.domain.states import VmState
-from corral.pools.migrations import MigrationCounts, MigrationStats
+from corral.pools.migrations import MigrationCounts, MigrationStats, cannot_migrate
 from corral.pools.settings import ManagerSettings
+from corral.pools.views import scheduling
+from corral.providers.sim import SimProvider
 from helpers import QUICK_RUNNER, eventually, sim_settings
 
 BASE = dict(task_limit=20, check_interval=0.05, feed_timeout=1.0, runner=QUICK_RUNNER)
@@ -150,4 +155,88 @@ def test_the_counters_are_read_as_one_frozen_reading() -> None:
     stats = MigrationStats(queued=3, started=2, done=1, rebalanced=1)
     counts = stats.counts()
     stats.done += 1
-    assert counts == MigrationCounts(queued=3, started=2, done=1, failed=0, not_needed=0, dropped=0, rebalanced=1)
+    assert counts == MigrationCounts(queued=3, started=2, done=1, failed=0, not_needed=0, dropped=0, rebalanced=1,
+                                     unsupported=0)
+
+
+REASON = "the endpoint cannot move VMs between hosts"
+REBALANCING = dict(rebalance=True, rebalance_threshold=60.0, rebalance_sustain_s=0.3, rebalance_interval_s=0.1)
+
+
+@pytest.mark.parametrize(("reasons", "expected"), [
+    ({}, {}),
+    ({"sim": None}, {}),
+    ({"sim": REASON}, {"sim": REASON}),
+    ({"vc": None, "kvm": "no shared storage", "sim": REASON}, {"kvm": "no shared storage", "sim": REASON}),
+    ({"b": "", "a": REASON}, {"a": REASON, "b": ""}),  # an empty reason still says it cannot
+], ids=["none", "can", "cannot", "mixed", "empty-reason"])
+def test_the_providers_that_cannot_migrate_are_listed_with_their_reasons(
+        reasons: dict[str, str | None], expected: dict[str, str]) -> None:
+    providers = {name: SimProvider(name) for name in reasons}
+    for name, reason in reasons.items():
+        providers[name].cannot_migrate = reason
+    listed = cannot_migrate(providers)
+    assert listed == expected and list(listed) == sorted(expected)
+
+
+def skipped_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.provider, r.reason) for r in caplog.records
+            if r.name == "corral.migration" and hasattr(r, "reason") and hasattr(r, "provider")]
+
+
+async def test_a_provider_that_cannot_migrate_leaves_checked_out_vms_where_they_are(
+        harness, pool_factory, caplog: pytest.LogCaptureFixture) -> None:
+    manager = await harness.start([pool_factory("a", 4)], settings=ManagerSettings(**BASE, migration_limit=2),
+                                  sim=sim_settings(**SIM))
+    await harness.wait_full()
+    harness.provider.cannot_migrate = REASON
+    await load_host(harness, manager, "sim-host-01")
+    with caplog.at_level(logging.INFO, logger="corral.migration"):
+        vms = manager.checkout(["a", "a"]) + manager.checkout(["a", "a"])
+        await asyncio.sleep(0.5)
+    hosts = {v.name: v.host for v in vms}
+    assert sorted(hosts.values()).count("sim-host-01") == 2  # two would move off the busy host (see the first test)
+    assert harness.provider.calls["migrate_vm"] == 0
+    stats = manager.migrations.stats
+    assert (stats.unsupported, stats.queued, stats.started, stats.not_needed, stats.failed) == (4, 0, 0, 0, 0)
+    for name, host in hosts.items():
+        record = harness.store.get_vm(name)
+        assert record.state is VmState.RUNNING and record.host == host and not record.migrated
+    assert skipped_lines(caplog) == [("sim", REASON)]  # once for the provider, not once per checkout
+    assert scheduling(manager).migrations.cannot_migrate == {"sim": REASON}
+    assert manager.placer.reserved("sim") == 0
+
+
+async def test_rebalancing_plans_nothing_for_a_provider_that_cannot_migrate(
+        harness, pool_factory, caplog: pytest.LogCaptureFixture) -> None:
+    manager = await harness.start([pool_factory("a", 2)], settings=ManagerSettings(**BASE, **REBALANCING),
+                                  sim=sim_settings(**SIM))
+    await harness.wait_full()
+    on_busy = {v.name for v in harness.store.list_vms(states=[VmState.READY]) if v.host == "sim-host-01"}
+    assert on_busy
+    harness.provider.cannot_migrate = REASON
+    with caplog.at_level(logging.INFO, logger="corral.migration"):
+        await load_host(harness, manager, "sim-host-01")  # over the threshold from now on
+        await asyncio.sleep(1.0)  # the host stayed busy for 0.3 s long ago: several cycles would have moved VMs
+    assert harness.provider.calls["migrate_vm"] == 0
+    assert (manager.migrations.stats.rebalanced, manager.migrations.stats.queued) == (0, 0)
+    assert all(harness.store.get_vm(n).host == "sim-host-01" for n in on_busy)
+    assert skipped_lines(caplog) == [("sim", REASON)]
+    # once the provider can migrate again, the same cycles move the VMs
+    harness.provider.cannot_migrate = None
+    await eventually(lambda: manager.migrations.stats.done == len(on_busy), timeout=10)
+    assert harness.provider.calls["migrate_vm"] == len(on_busy)
+    assert scheduling(manager).migrations.cannot_migrate == {}
+
+
+async def test_vms_queued_before_the_provider_said_it_cannot_migrate_stay(harness, pool_factory) -> None:
+    manager = await harness.start([pool_factory("a", 4)], settings=ManagerSettings(**BASE, migration_limit=1),
+                                  sim=sim_settings(**SIM))
+    await harness.wait_full()
+    await load_host(harness, manager, "sim-host-01")
+    vms = manager.checkout(["a", "a", "a", "a"])
+    harness.provider.cannot_migrate = REASON  # learnt (say, on a reconnect) before their turn came
+    await eventually(lambda: manager.migrations.stats.unsupported == 4 and not manager.migrations.in_flight)
+    assert (manager.migrations.stats.queued, manager.migrations.stats.started) == (4, 0)
+    assert harness.provider.calls["migrate_vm"] == 0
+    assert all(harness.store.get_vm(v.name).host == v.host for v in vms)

@@ -24,6 +24,7 @@ class Bare(Provider):
 def test_optional_members(provider: Provider, bulk_calls: bool, probes_readiness: bool) -> None:
     assert isinstance(provider, Provider)
     assert (provider.bulk_calls, provider.probes_readiness) == (bulk_calls, probes_readiness)
+    assert provider.cannot_migrate is None  # every provider can migrate unless it says otherwise
 
 
 def test_vsphere_clones_one_vm_per_call_and_probes_readiness() -> None:

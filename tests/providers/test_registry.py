@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
-import types
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from corral.config import ConfigError, parse_config
-from corral.providers.libvirt.settings import LibvirtPool, LibvirtSettings
+from corral.providers.libvirt.provider import LibvirtProvider
+from corral.providers.libvirt.settings import LibvirtPool
 from corral.providers.probe import ReadyCheck
 from corral.providers.registry import (
     LIBVIRT_MISSING,
@@ -93,22 +93,6 @@ LIBVIRT_CONFIG = {"ready_check_port": 22, "ready_check_timeout": 5.0, "ready_che
                   "create_linked_clones": True, "domain": "example.com"}
 
 
-class MadeProvider:
-    """Stands in for the libvirt provider: what the factory built it with."""
-
-    def __init__(self, name: str, settings: LibvirtSettings, pools: dict[str, LibvirtPool], *,
-                 ready: ReadyCheck) -> None:
-        self.name, self.settings, self.pools, self.ready = name, settings, pools, ready
-
-
-@pytest.fixture
-def made_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The factory imports ``corral.providers.libvirt.provider``: here it finds MadeProvider."""
-    module = types.ModuleType("corral.providers.libvirt.provider")
-    module.LibvirtProvider = MadeProvider  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-
-
 def build_libvirt(entry: dict[str, Any], pools: tuple[dict[str, Any], ...] = (),
                   **config: Any) -> Any:
     cls = PROVIDERS["libvirt"]
@@ -122,18 +106,17 @@ def pool_keys(name: str, **keys: Any) -> dict[str, Any]:
             "create_linked_clone": None, **keys}
 
 
-@pytest.mark.usefixtures("made_provider")
 def test_the_libvirt_factory_reads_pools_and_config_from_its_context():
     pools = (pool_keys("a", datastore="fast", create_linked_clone=False), pool_keys("b", domain="lab.example.net"))
     provider = build_libvirt({"storage_pool": "pooled"}, pools)
-    assert provider.name == "kvm" and [h.host_name for h in provider.settings.hosts] == ["system"]
+    assert isinstance(provider, LibvirtProvider)
+    assert provider.name == "kvm" and list(provider.hosts) == ["system"]
     assert provider.pools == {
         "a": LibvirtPool("a", "debian-12", linked_clone=False, storage_pool="fast", domain="example.com"),
         "b": LibvirtPool("b", "debian-12", linked_clone=True, storage_pool="pooled", domain="lab.example.net"),
     }
 
 
-@pytest.mark.usefixtures("made_provider")
 @pytest.mark.parametrize(
     ("own", "config", "expected"),
     [

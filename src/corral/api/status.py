@@ -221,14 +221,15 @@ def latest_durations(rows: list[tuple[float, str, float]], limit: int) -> list[d
 
 
 def scheduling_json(s: SchedulingStatus) -> dict[str, Any]:
-    """corral's own: placements, reservations held, placement failures and migrations."""
+    """corral's own: placements, reservations held, placement failures and migrations (with, per
+    provider that cannot move VMs between hosts, why)."""
     migrations = s.migrations
     return {
         "policy": s.policy,
         "providers": {name: dataclasses.asdict(p) for name, p in s.providers.items()},
         "placement_errors": dict(s.placement_errors),
         "migrations": {"limit": migrations.limit, "in_flight": migrations.in_flight,
-                       **dataclasses.asdict(migrations.counts)},
+                       **dataclasses.asdict(migrations.counts), "cannot_migrate": dict(migrations.cannot_migrate)},
     }
 
 

@@ -107,7 +107,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("placement_rejections", C, ("reason",), "hosts rejected for a VM no host could take, by the "
            "filter that rejected them"),
     Metric("migrations_in_flight", G, (), "migrations under way"),
-    Metric("migrations", C, ("outcome",), "migrations by outcome: done, failed, not_needed, dropped, rebalanced"),
+    Metric("migrations", C, ("outcome",), "migrations by outcome: done, failed, not_needed, dropped, rebalanced, "
+           "unsupported"),
     # -- providers and the inventory --------------------------------------------------------------
     Metric("provider_connected", G, ("provider",), "1 when the provider's session is up"),
     Metric("provider_connect_attempts", C, ("provider",), "attempts to connect the provider"),

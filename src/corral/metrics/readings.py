@@ -92,7 +92,7 @@ def _scheduling(s: SchedulingStatus) -> list[Reading]:
     out.append(Reading("migrations_in_flight", (), m.in_flight))
     c = m.counts
     outcomes = {"done": c.done, "failed": c.failed, "not_needed": c.not_needed, "dropped": c.dropped,
-                "rebalanced": c.rebalanced}
+                "rebalanced": c.rebalanced, "unsupported": c.unsupported}
     out += [Reading("migrations", (outcome,), n) for outcome, n in outcomes.items()]
     return out
 

@@ -301,7 +301,7 @@ class PoolManager:
             self.pool_changed(name)
         for vm in vms or ():
             log.info("checked out", extra={"pool": vm.pool, "vm": vm.name, "host": vm.host})
-            self.migrations.checked_out(vm.name)
+            self.migrations.checked_out(vm)
         return vms
 
     def return_vm(self, name: str, *, destroy: bool = True) -> Vm | None:

@@ -7,6 +7,10 @@ judged again when their turn comes. A running VM is recorded ``migrating`` while
 (the intent, for crash recovery) and ``running`` again after, with its new ``host``,
 ``migrated``, ``migrated_at`` and ``migration_s``, as vmpooler keeps them. The target holds
 a reservation until the inventory shows the VM there.
+
+A provider that cannot move VMs between hosts says why (``Provider.cannot_migrate``): its
+VMs are not queued at checkout (counted ``unsupported``), rebalancing plans nothing for it,
+and the status shows the reason; the log says it once per provider, not per checkout.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from corral.domain.models import Pool
+from corral.domain.models import Pool, Vm
 from corral.domain.states import VmState
 from corral.inventory import Inventory
 from corral.pools.ledger import Ledger
@@ -37,6 +41,12 @@ def _on_host(movable_on: dict[tuple[str, str], list[tuple[str, Demand]]], provid
     return movable_on.get((provider, host), [])
 
 
+def cannot_migrate(providers: Mapping[str, Provider]) -> dict[str, str]:
+    """The providers that cannot move VMs between hosts, by name, each with its reason."""
+    return {name: reason for name, provider in sorted(providers.items())
+            if (reason := provider.cannot_migrate) is not None}
+
+
 @dataclass(slots=True)
 class MigrationStats:
     queued: int = 0
@@ -46,6 +56,7 @@ class MigrationStats:
     not_needed: int = 0  # judged when its turn came: the VM's host was fine
     dropped: int = 0  # the queue was full
     rebalanced: int = 0  # migrations started by rebalancing
+    unsupported: int = 0  # not tried: the VM's provider cannot migrate
 
     def counts(self) -> MigrationCounts:
         return MigrationCounts(**asdict(self))
@@ -62,6 +73,7 @@ class MigrationCounts:
     not_needed: int
     dropped: int
     rebalanced: int
+    unsupported: int
 
 
 class Migrations:
@@ -82,15 +94,36 @@ class Migrations:
         self.queue: deque[tuple[str, str | None]] = deque()  # (VM, target chosen by rebalancing)
         self.in_flight: set[str] = set()
         self.stats = MigrationStats()
+        self.told: dict[str, str] = {}  # provider -> the reason it cannot migrate, as last logged
 
     @property
     def enabled(self) -> bool:
         return self.limit > 0
 
-    def checked_out(self, name: str) -> None:
-        """A VM was handed out: queue it to be judged (never waits)."""
-        if self.enabled:
-            self._offer(name, None)
+    def checked_out(self, vm: Vm) -> None:
+        """A VM was handed out: queue it to be judged (never waits), unless its provider cannot move it."""
+        if not self.enabled:
+            return
+        if self._refuses(vm.provider):
+            self.stats.unsupported += 1
+            return
+        self._offer(vm.name, None)
+
+    def cannot_migrate(self) -> dict[str, str]:
+        """Each provider that cannot move VMs between hosts, with its reason (for the status)."""
+        return cannot_migrate(self.providers)
+
+    def _refuses(self, provider: str) -> bool:
+        """True when ``provider`` cannot migrate; the first time (and when its reason changes) the log says why."""
+        known = self.providers.get(provider)
+        reason = known.cannot_migrate if known is not None else None
+        if reason is None:
+            self.told.pop(provider, None)
+            return False
+        if self.told.get(provider) != reason:
+            self.told[provider] = reason
+            log.info("migration skipped for this provider's VMs", extra={"provider": provider, "reason": reason})
+        return True
 
     def _offer(self, name: str, target: str | None) -> None:
         if name in self.in_flight or any(queued == name for queued, _ in self.queue):
@@ -129,6 +162,9 @@ class Migrations:
         vm = self.store.get_vm(name)
         if vm is None or vm.state not in (VmState.RUNNING, VmState.READY) or vm.host is None or self.ledger.busy(name):
             return None  # gone, returned or busy meanwhile
+        if self._refuses(vm.provider):  # it learnt so since the VM was queued (a reconnect)
+            self.stats.unsupported += 1
+            return None
         pool = self.pools.get(vm.pool)
         if pool is None:
             return None
@@ -192,6 +228,8 @@ class Migrations:
                 movable_on.setdefault((vm.provider, vm.host), []).append((vm.name, demands[vm.pool]))
         moves: list[Decision] = []
         for provider in self.providers:
+            if self._refuses(provider):
+                continue
             planned = self.rebalancer.plan(self.placer.schedulers[provider], self.inventory[provider].hosts(),
                                            self.ledger.clock(), functools.partial(_on_host, movable_on, provider))
             for move in planned:

@@ -88,6 +88,7 @@ class MigrationStatus:
     limit: int
     in_flight: int
     counts: MigrationCounts  # migrations queued so far, done, failed, ... (the migration queue's counters)
+    cannot_migrate: Mapping[str, str]  # provider -> why it cannot move VMs between hosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,7 @@ def scheduling(manager: PoolManager) -> SchedulingStatus:
                    for name, s in placer.schedulers.items()},
         placement_errors=dict(sorted(placer.failures.items())),
         migrations=MigrationStatus(limit=migrations.limit, in_flight=len(migrations.in_flight),
-                                   counts=migrations.stats.counts()))
+                                   counts=migrations.stats.counts(), cannot_migrate=migrations.cannot_migrate()))
 
 
 def runner(manager: PoolManager) -> RunnerStatus:

@@ -83,6 +83,10 @@ class Provider(Protocol):
     #: True when :meth:`vm_ready` is more than the guest being up (it connects to the VM), so
     #: a guest the feed reports up is still asked; False when the feed's word is enough.
     probes_readiness: bool = False
+    #: Why this provider cannot move VMs between hosts (shown in the status); None: it can. A
+    #: provider may set it once connected, when it learns it from the endpoint. Migration at
+    #: checkout and rebalancing then leave its VMs where they are.
+    cannot_migrate: str | None = None
 
     async def connect(self) -> None:
         """Open the (single, shared) session. Idempotent."""

@@ -73,6 +73,8 @@ class LibvirtSettings(SettingsModel):
     reconnect_min: float = Field(0.5, gt=0, description="seconds before the first attempt to reopen a lost "
                                  "connection; doubled at each failure")
     reconnect_max: float = Field(30, gt=0, description="the longest wait between attempts to reopen a connection")
+    host_stats_interval: float = Field(20, gt=0, le=3600, description="seconds between readings of each host's "
+                                       "CPU and memory use (libvirt sends no events for them)")
     storage_pool: str | None = Field(None, min_length=1, description="the libvirt storage pool new disks go to; "
                                      "none: the template's volume's pool (a pool's `datastore` overrides it)")
     create_linked_clones: bool | None = Field(None, description="as in `:config:`, for these hosts: a clone's disk "
