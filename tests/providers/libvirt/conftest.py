@@ -73,3 +73,22 @@ async def provider() -> AsyncIterator[LibvirtProvider]:
     await provider.connect()
     yield provider
     await provider.close()
+
+
+def raw(provider: LibvirtProvider, host: str = "host1") -> Any:
+    """The provider's own libvirt connection to ``host``, unwrapped: calls made on it are not
+    counted and happen behind the provider's back (as another program's would)."""
+    conn = provider.hosts[host].conn
+    assert conn is not None, f"{host} is not connected"
+    return conn.wrapped
+
+
+def foreign_domain_xml(name: str, *, pool: str | None = None, template: str = TEMPLATE, memory_mib: int = 512) -> str:
+    """A small domain of the test driver, with corral's metadata when ``pool`` is given (as a
+    domain corral made would have it) and without (as anyone else's)."""
+    metadata = "" if pool is None else (
+        f"<metadata><corral:vm xmlns:corral='urn:corral:vm:1'><corral:pool>{pool}</corral:pool>"
+        f"<corral:template>{template}</corral:template><corral:created>1700000000</corral:created></corral:vm>"
+        "</metadata>")
+    return (f"<domain type='test'><name>{name}</name>{metadata}<memory unit='MiB'>{memory_mib}</memory>"
+            "<vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>")
