@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest_asyncio
 
+from corral.domain.models import VmSpec
 from corral.providers.libvirt.connection import Opener
 from corral.providers.libvirt.provider import LibvirtProvider
 from corral.providers.libvirt.settings import LibvirtPool, LibvirtSettings
@@ -92,3 +93,9 @@ def foreign_domain_xml(name: str, *, pool: str | None = None, template: str = TE
         "</metadata>")
     return (f"<domain type='test'><name>{name}</name>{metadata}<memory unit='MiB'>{memory_mib}</memory>"
             "<vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>")
+
+
+async def made(provider: LibvirtProvider, *names: str, host: str = "host1", pool: str = POOL) -> None:
+    """Create VMs of ``pool`` on ``host`` in one call; each must succeed."""
+    results = await provider.create_vms(host, [VmSpec(name=name, pool=pool, template=TEMPLATE) for name in names])
+    assert all(r.ok for r in results), results

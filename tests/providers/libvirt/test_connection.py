@@ -16,10 +16,9 @@ import pytest
 
 from corral.domain.models import VmSpec
 from corral.providers.base import HostUnavailable, ProviderError
-from corral.providers.libvirt.provider import LibvirtProvider
 
 from ..contract import FeedReader
-from .conftest import POOL, TEMPLATE, foreign_domain_xml, host_file, host_uri, host_uris, make_provider, raw
+from .conftest import POOL, TEMPLATE, foreign_domain_xml, host_file, host_uri, host_uris, made, make_provider, raw
 
 HOST1, HOST2 = host_uris(["host1", "host2"])
 
@@ -27,11 +26,6 @@ HOST1, HOST2 = host_uris(["host1", "host2"])
 def unreachable(_uri: str) -> Any:
     """An open that fails as libvirt fails it (a host file that is not there)."""
     return libvirt.open("test:///nonexistent/corral-host.xml")
-
-
-async def made(provider: LibvirtProvider, *names: str, host: str = "host1") -> None:
-    results = await provider.create_vms(host, [VmSpec(name=name, pool=POOL, template=TEMPLATE) for name in names])
-    assert all(r.ok for r in results), results
 
 
 def host_file_with_a_vm(tmp_path: Path, vm: str) -> Path:

@@ -15,14 +15,9 @@ from corral.providers.libvirt.settings import LibvirtPool
 from corral.providers.probe import ReadyCheck
 
 from ..contract import FeedReader
-from .conftest import POOL, TEMPLATE, Probes, foreign_domain_xml, make_provider, raw
+from .conftest import POOL, TEMPLATE, Probes, foreign_domain_xml, made, make_provider, raw
 
 EVENT_TIMEOUT = 1.0  # seconds within which a change made behind the provider's back reaches the feed
-
-
-async def made(provider: LibvirtProvider, *names: str, host: str = "host1", pool: str = POOL) -> None:
-    results = await provider.create_vms(host, [VmSpec(name=name, pool=pool, template=TEMPLATE) for name in names])
-    assert all(r.ok for r in results), results
 
 
 # -- events ------------------------------------------------------------------------------------
