@@ -322,9 +322,11 @@ class LibvirtProvider(Provider):
                 return cpu, None, False
 
         cpu, memory, supported = await conn.call("read host use", conn.name, read)
+        before = (figures.cpu_stats is None, figures.busy, figures.memory_stats)
         figures.busy = cpu_busy(figures.cpu_stats, cpu)
         figures.cpu_stats, figures.memory_stats, figures.memory_stats_supported = dict(cpu), memory, supported
-        self.changes.touch("host", conn.name)
+        if before != (False, figures.busy, figures.memory_stats):  # a reading that changes nothing is no update
+            self.changes.touch("host", conn.name)
 
     async def _read_stats(self) -> None:
         """Every ``host_stats_interval``: each host's CPU and memory use (and whether it still answers)."""
