@@ -132,14 +132,18 @@ def test_serve_starts_without_a_vcenter_it_cannot_reach_and_keeps_trying(tmp_pat
     assert "Traceback" not in text and "not-a-real-password" not in text
 
 
-def test_serve_refuses_a_provider_it_does_not_have(tmp_path: Path):
+def test_serve_without_libvirt_python_refuses_a_libvirt_provider_saying_how_to_install_it(tmp_path: Path):
     doc = quick_config(tmp_path, [{"name": "p", "template": "t", "size": 1, "provider": "kvm"}])
-    doc[":providers"][":kvm"] = {"provider_class": "libvirt"}
+    doc[":providers"][":kvm"] = {"provider_class": "libvirt", "hosts": ["qemu+ssh://root@kvm1/system"]}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(doc))
-    out = corral("serve", "--config", str(cfg), "--port", str(free_port()))
+    blocked = "import sys; sys.modules['libvirt'] = None; sys.argv[0] = 'corral'; from corral.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", blocked, "serve", "--config", str(cfg), "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert "'libvirt' provider is not available" in out.stderr
+    assert ("providers.kvm: the libvirt provider needs libvirt-python: pip install 'corral[libvirt]' "
+            "(and Debian's libvirt-dev to build it)") in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_serve_names_a_store_it_cannot_open(tmp_path: Path):

@@ -20,9 +20,28 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_examples_load():
-    for name in ("quickstart.yaml", "vmpooler.yaml"):
+    for name in ("quickstart.yaml", "vmpooler.yaml", "libvirt-kvm.yaml"):
         config, warnings = load_config(REPO / "examples" / name)
         assert config.pools and warnings == [], (name, warnings)
+
+
+def test_the_libvirt_example_names_two_hosts_and_two_pools():
+    config, _ = load_config(REPO / "examples" / "libvirt-kvm.yaml")
+    assert config.provider_class("kvm") == "libvirt"
+    settings = config.provider_settings("kvm")
+    assert [h.host_name for h in settings.hosts] == ["kvm1.example.net", "kvm2"]  # type: ignore[attr-defined]
+    assert {p.name: (p.template, p.datastore) for p in config.pools} == {
+        "debian-12-x86_64": ("debian-12", "pooled"), "centos-9-x86_64": ("centos-9", "pooled")}
+
+
+def test_config_check_reads_a_libvirt_configuration_without_libvirt_python():
+    blocked = ("import sys; sys.modules['libvirt'] = sys.modules['libvirtaio'] = None; "
+               "sys.argv = ['corral', 'config', 'check', sys.argv[1]]; "
+               "from corral.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", blocked, str(REPO / "examples" / "libvirt-kvm.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith(": ok: 2 pools, 6 VMs, 1 provider, store sqlite\n"), out.stdout
 
 
 def test_vmpooler_style_file_with_symbol_keys():

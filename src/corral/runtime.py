@@ -36,7 +36,7 @@ from corral.ha.wake import Wakes, listen
 from corral.metrics import Metrics
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
-from corral.providers.registry import PROVIDERS
+from corral.providers.registry import PROVIDERS, ProviderUnavailable
 from corral.store.base import Store, StoreError
 from corral.store.redis import RedisStore
 from corral.store.redis_keys import Keys
@@ -143,9 +143,13 @@ def build_providers(config: Config) -> dict[str, Provider]:
 
 
 def build_provider(config: Config, name: str) -> Provider:
-    """Provider ``name``, built by its class's factory (see :mod:`corral.providers.registry`)."""
+    """Provider ``name``, built by its class's factory (see :mod:`corral.providers.registry`);
+    a ConfigError when a package its class needs is not installed."""
     cls = PROVIDERS[config.provider_class(name)]
-    return cls.build(name, config.provider_settings(name), provider_context(config, name))
+    try:
+        return cls.build(name, config.provider_settings(name), provider_context(config, name))
+    except ProviderUnavailable as exc:
+        raise ConfigError([f"providers.{name}: {exc}"]) from None
 
 
 def build_store(config: Config) -> Store:

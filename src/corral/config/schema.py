@@ -46,7 +46,7 @@ class ProviderSettings(Section):
 
     provider_class: str | None = Field(
         None, description="the entry's kind: `sim` (the simulator; `dummy`, vmpooler's test provider, is read as "
-        "`sim`), `vsphere` or `libvirt` (planned: accepted by the check, not run); none: the entry's name")
+        "`sim`), `vsphere` or `libvirt`; none: the entry's name")
 
 
 #: A pool name or alias, as the API accepts it (see :mod:`corral.domain.names`).
@@ -69,7 +69,8 @@ class PoolSettings(Section):
     name: PoolName = Field(description="the pool's name")
     template: str = Field(min_length=1, description="what VMs are cloned from; for vSphere, the template's path "
                           "below the datacenter's VM folder (e.g. `Templates/debian-12`), or its bare name when that "
-                          "is unique")
+                          "is unique; for libvirt, a shut-off domain defined on every host, or the absolute path "
+                          "of a domain XML file")
     size: int = Field(ge=0, description="ready + pending VMs to keep")
     alias: list[PoolName] = Field(default_factory=list, description="other names the pool can be requested by (a "
                                   "string or a list)")
@@ -94,13 +95,15 @@ class PoolSettings(Section):
         None, description="`true` places at most one of the pool's VMs on a host, a number `N` (≥ 1) at most `N`; "
         "`false` or none: no limit"
     )
-    # read by the vSphere provider
+    # read by the vSphere provider (and the libvirt one: datastore, create_linked_clone)
     datastore: str | None = Field(None, description="vSphere: the datastore clones are placed on (an unknown name "
-                                  "fails the clone, naming it); none: the template's")
+                                  "fails the clone, naming it); libvirt: the storage pool of the clones' disks; "
+                                  "none: the template's")
     datacenter: str | None = Field(None, description="vSphere: accepted; corral manages the provider's "
                                    "`datacenter`")
-    create_linked_clone: bool | None = Field(None, description="vSphere: linked clones of the template's snapshot "
-                                             "for this pool; none: the provider's or `:config:`'s "
+    create_linked_clone: bool | None = Field(None, description="linked clones for this pool (vSphere: of the "
+                                             "template's snapshot; libvirt: qcow2 overlays on the template's "
+                                             "volumes); none: the provider's or `:config:`'s "
                                              "`create_linked_clones`")
     snapshot_mainMem_ioBlockPages: str | int | None = Field(None, description="vSphere: set as the clones' "
                                                             "`mainMem.ioBlockPages` extraConfig")

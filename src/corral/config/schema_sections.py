@@ -98,7 +98,8 @@ class GlobalSettings(Section):
                                  "naming it")
     create_linked_clones: bool = Field(
         True, description="vSphere: clone as linked clones of the template's current snapshot (a template "
-        "without a snapshot gets full clones, with one warning, unless `create_template_delta_disks` is on); a "
+        "without a snapshot gets full clones, with one warning, unless `create_template_delta_disks` is on); "
+        "libvirt: a clone's disks are qcow2 overlays on the template's volumes instead of full copies; a "
         "pool's `create_linked_clone` or the provider's `create_linked_clones` overrides it")
     create_template_delta_disks: bool = Field(
         False, description="vSphere: when linked clones are asked for and the template has no snapshot, snapshot "
@@ -118,13 +119,13 @@ class GlobalSettings(Section):
         "change feed said nothing about); a failed destroy is tried again after one interval, then after twice "
         "the last wait up to an hour, and not at all after a permanent error until a restart or `DELETE /vm/<h>`")
     ready_check_port: int = Field(22, ge=1, le=65535, description="TCP port probed to decide a VM on a real "
-                                  "provider (vSphere) is reachable; a vSphere provider's own key overrides it")
-    ready_check_timeout: float = Field(5.0, gt=0, description="seconds one reachability probe may take; a vSphere "
+                                  "provider (vSphere, libvirt) is reachable; a provider's own key overrides it")
+    ready_check_timeout: float = Field(5.0, gt=0, description="seconds one reachability probe may take; a "
                                        "provider's own key overrides it")
     ready_check_address: Literal["name", "guest_ip"] = Field(
-        "name", description="vSphere: what readiness connects to: `name`, the VM's name with its pool's domain "
-        "appended (vmpooler's rule), or `guest_ip`, the address VMware Tools report; a vSphere provider's own "
-        "key overrides it"
+        "name", description="what readiness connects to on a real provider: `name`, the VM's name with its pool's "
+        "domain appended (vmpooler's rule), or `guest_ip`, the address the provider reports (vSphere: VMware "
+        "Tools; libvirt: the DHCP lease, else the guest agent); a provider's own key overrides it"
     )
     data_ttl: float = Field(
         168, ge=0, description="hours a destroyed VM's record, task timings, tag records and ended on-demand "

@@ -1,4 +1,4 @@
-"""VM providers: the simulator (embedded default), and later vSphere and libvirt."""
+"""VM providers: the simulator (the embedded default), vSphere and libvirt."""
 
 from corral.providers.base import (
     InventoryUpdate,

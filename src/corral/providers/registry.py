@@ -9,7 +9,11 @@ The configuration loader checks entries, and the runtime builds providers, by lo
 
 A class may have other names (vmpooler's ``dummy`` is the simulator), each with the keys of
 vmpooler's own provider of that name that corral accepts without a word. :data:`PLANNED` are
-classes vmpooler has that a file may name but this version of corral cannot run.
+classes a file may name but this version of corral cannot run (none today).
+
+A factory whose provider needs a package that is not installed raises
+:class:`ProviderUnavailable` (the runtime reports it as a configuration problem); a class's
+settings never need that package, so a configuration is checked without it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from corral.providers.sim import SimProvider, SimSettings
 
 __all__ = [
     "DUMMY_KEYS",
+    "LIBVIRT_MISSING",
     "PLANNED",
     "PROVIDERS",
     "VMPOOLER_PROVIDER_KEYS",
@@ -33,6 +38,7 @@ __all__ = [
     "ProviderClass",
     "ProviderContext",
     "ProviderFactory",
+    "ProviderUnavailable",
     "class_names",
     "find_class",
 ]
@@ -142,6 +148,54 @@ def _build_vsphere(name: str, settings: Any, context: ProviderContext) -> Provid
     )
 
 
+# -- libvirt ---------------------------------------------------------------------------------
+# The provider needs libvirt-python, an optional extra compiled against libvirt's C library; the
+# settings do not, so `corral config check` reads a libvirt entry without it.
+
+#: What a libvirt configuration is told when libvirt-python is not installed.
+LIBVIRT_MISSING = ("the libvirt provider needs libvirt-python: pip install 'corral[libvirt]' "
+                   "(and Debian's libvirt-dev to build it)")
+
+
+class ProviderUnavailable(Exception):
+    """A provider class cannot run here: a package it needs is missing; the message says which
+    and how to install it."""
+
+
+def _libvirt_settings() -> type[SettingsModel]:
+    from corral.providers.libvirt.settings import LibvirtSettings
+
+    return LibvirtSettings
+
+
+def _import_libvirt() -> None:
+    """Raise :class:`ProviderUnavailable` when libvirt-python cannot be imported."""
+    try:
+        import libvirt  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "libvirt":
+            raise
+        raise ProviderUnavailable(LIBVIRT_MISSING) from None
+    except ImportError as exc:  # installed, but its C library cannot be loaded
+        raise ProviderUnavailable(f"the libvirt provider cannot load libvirt-python: {exc}") from None
+
+
+def _build_libvirt(name: str, settings: Any, context: ProviderContext) -> Provider:
+    """A libvirt provider with the pools that use it, ``:config:``'s defaults under the entry's own."""
+    _import_libvirt()
+    from corral.providers.libvirt.provider import LibvirtProvider
+    from corral.providers.libvirt.settings import libvirt_pools
+    from corral.providers.probe import ReadyCheck, resolve_ready_check
+
+    g = context.config
+    pools = libvirt_pools(context.pools, settings, create_linked_clones=g["create_linked_clones"],
+                          global_domain=g["domain"], dns_domains=context.dns_domains)
+    ready = resolve_ready_check(ReadyCheck(g["ready_check_port"], g["ready_check_timeout"], g["ready_check_address"]),
+                                port=settings.ready_check_port, timeout=settings.ready_check_timeout,
+                                address=settings.ready_check_address)
+    return LibvirtProvider(name, settings, pools, ready=ready)
+
+
 # -- the registry ----------------------------------------------------------------------------
 
 #: Every provider class corral can run, by name.
@@ -149,10 +203,11 @@ PROVIDERS: dict[str, ProviderClass] = {
     "sim": ProviderClass("sim", "a simulator provider", _sim_settings, _build_sim,
                          aliases=(ProviderAlias("dummy", "a dummy provider", DUMMY_KEYS),)),
     "vsphere": ProviderClass("vsphere", "a vSphere provider", _vsphere_settings, _build_vsphere),
+    "libvirt": ProviderClass("libvirt", "a libvirt provider", _libvirt_settings, _build_libvirt),
 }
 
-#: Classes a file may name that this version of corral cannot run (vmpooler has them).
-PLANNED: tuple[str, ...] = ("libvirt",)
+#: Classes a file may name that this version of corral cannot run: none today.
+PLANNED: tuple[str, ...] = ()
 
 
 def find_class(name: str) -> ProviderClass | None:

@@ -3,8 +3,8 @@
 A domain's XML gives its name, size and disks, and, in a ``<metadata>`` element of corral's
 namespace (:data:`METADATA_NS`), the pool and template it was made for: a domain without that
 element is not corral's. A clone is its template's XML with what must be unique to one domain
-taken out (libvirt makes a new UUID, new MAC addresses, a fresh NVRAM file, a free display
-port) and its disks pointed at the new volumes. The metadata of other applications, and
+taken out (libvirt makes a new UUID and generation ID, new MAC addresses and tap devices, a
+fresh NVRAM file, a free display port) and its disks pointed at the new volumes. The metadata of other applications, and
 their namespace prefixes, pass through unchanged.
 
 Every function is pure: XML text in, values or XML text out; XML that cannot be read raises
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 __all__ = [
-    "METADATA_NS", "DiskSource", "DomainFacts", "VolumeFacts", "clone_domain", "cpu_vendor", "disk_device_xml",
-    "disk_target_name", "new_volume_xml", "next_disk_target", "parse_domain", "parse_volume", "to_bytes",
-    "volume_clone_xml", "volume_name_for", "volume_overlay_xml", "with_disk",
+    "METADATA_NS", "VENDORS", "DiskSource", "DomainFacts", "VolumeFacts", "clone_domain", "cpu_vendor",
+    "disk_device_xml", "disk_target_name", "new_volume_xml", "next_disk_target", "parse_domain", "parse_volume",
+    "read_xml", "to_bytes", "volume_clone_xml", "volume_name_for", "volume_overlay_xml", "whole_number", "with_disk",
 ]
 
 METADATA_NS = "urn:corral:vm:1"  # the namespace of corral's <metadata> element in a domain's XML
@@ -32,7 +32,7 @@ ET.register_namespace(PREFIX, METADATA_NS)
 
 VM = f"{{{METADATA_NS}}}vm"
 
-# libvirt's size units (https://libvirt.org/formatdomain.html#memory-allocation): powers of 1000 for
+# libvirt's size units, in bytes: powers of 1000 for
 # KB/MB/..., of 1024 for K/KiB/M/MiB/...; a size without a unit is in the element's default unit
 UNITS: dict[str, int] = {
     "b": 1, "bytes": 1,
@@ -74,7 +74,7 @@ class DomainFacts:
     memory_mb: int  # <memory> converted from its unit (default KiB) to MiB
     vcpus: int
     disks: tuple[DiskSource, ...]  # device="disk" only (no cdrom/floppy)
-    has_nvram: bool  # <os><nvram> present (UEFI): undefine needs the NVRAM flag
+    has_nvram: bool  # UEFI (<os><nvram>, <os firmware="efi">, a read-only pflash loader): undefine needs the NVRAM flag
     pool: str | None = None  # from corral's metadata, None when the domain is not corral's
     template: str | None = None
     created_at: float = 0.0
@@ -169,6 +169,16 @@ def disk_source(disk: ET.Element) -> DiskSource:
     )
 
 
+def uefi(root: ET.Element) -> bool:
+    """Whether the domain boots UEFI and so has (or will have once started) an NVRAM file."""
+    os_element = root.find("os")
+    if os_element is None:
+        return False
+    loader = os_element.find("loader")
+    return os_element.find("nvram") is not None or os_element.get("firmware") == "efi" or \
+        (loader is not None and loader.get("type") == "pflash" and loader.get("readonly") == "yes")
+
+
 def parse_domain(xml: str) -> DomainFacts:
     """The facts of a domain's XML (as ``virDomainGetXMLDesc`` gives it)."""
     root = read_xml(xml, "domain", "domain")
@@ -206,7 +216,7 @@ def parse_domain(xml: str) -> DomainFacts:
         memory_mb=memory_mb,
         vcpus=whole_number(root.findtext("vcpu"), f"<vcpu> of domain {name!r}", 1),
         disks=disks,
-        has_nvram=root.find("os/nvram") is not None,
+        has_nvram=uefi(root),
         pool=pool,
         template=template,
         created_at=created,
@@ -279,6 +289,7 @@ def set_source(disk: ET.Element, source: DiskSource) -> None:
         target = disk.find("target")
         disk.insert(list(disk).index(target) if target is not None else len(disk), element)
     else:
+        element.tail = current.tail
         disk.insert(list(disk).index(current), element)
         disk.remove(current)
     if source.format:
@@ -306,6 +317,12 @@ def disk_device_xml(target: str, source: DiskSource) -> str:
     return ET.tostring(disk_element(target, source), encoding="unicode")
 
 
+def write(root: ET.Element) -> str:
+    """The XML text of a domain, indented as libvirt writes it."""
+    ET.indent(root, "  ")
+    return ET.tostring(root, encoding="unicode")
+
+
 def with_disk(xml: str, target: str, source: DiskSource) -> str:
     """The domain's XML with ``source`` appended to its ``<devices>`` as ``target`` (for drivers that
     cannot plug a disk into a defined domain)."""
@@ -316,7 +333,7 @@ def with_disk(xml: str, target: str, source: DiskSource) -> str:
     if devices is None:
         devices = ET.SubElement(root, "devices")
     devices.append(disk_element(target, source))
-    return ET.tostring(root, encoding="unicode")
+    return write(root)
 
 
 # --- cloning ---------------------------------------------------------------------------------------------
@@ -364,7 +381,9 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
     <created>…</created></corral:vm></metadata> (replacing any corral metadata of the template,
     keeping other apps' metadata).
 
-    A key of ``disks`` that names no disk of the template is a ValueError."""
+    Also made afresh by libvirt: a fixed <genid> (emptied), the UUID of <sysinfo> (removed: libvirt
+    would take it for the clone's), an interface's <target> (the host's tap device name). A key of
+    ``disks`` that names no disk of the template is a ValueError."""
     if not name.strip():
         raise ValueError("a clone needs a name")
     root = read_xml(template_xml, "template's domain", "domain")
@@ -376,9 +395,14 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
     name_element.text = name
     for uuid in root.findall("uuid"):
         root.remove(uuid)
+    for genid in root.findall("genid"):
+        genid.text = None  # empty: libvirt makes one
+    for system in root.iterfind("sysinfo/system"):
+        for entry in system.findall("entry[@name='uuid']"):  # libvirt would take it for the clone's UUID
+            system.remove(entry)
     for interface in root.iterfind("devices/interface"):
-        for mac in interface.findall("mac"):
-            interface.remove(mac)
+        for element in interface.findall("mac") + interface.findall("target"):  # the MAC and the host's tap name
+            interface.remove(element)
     found = set()
     for disk in root.iterfind("devices/disk"):
         target = disk.find("target")
@@ -397,7 +421,7 @@ def clone_domain(template_xml: str, *, name: str, disks: Mapping[str, DiskSource
                 os_element.remove(nvram)
     free_graphics_ports(root)
     set_metadata(root, pool=pool, template=template, created_at=created_at)
-    return ET.tostring(root, encoding="unicode")
+    return write(root)
 
 
 # --- volumes ---------------------------------------------------------------------------------------------

@@ -74,7 +74,9 @@ BY_CODE: dict[int, FaultKind] = {
 
 # codes whose text decides: the connection broke, or something already exists
 VAGUE = (INTERNAL_ERROR, OPERATION_FAILED, SYSTEM_ERROR)
+DUPLICATE_WORDS = ("already exists", "already defined")  # a name taken; a UUID taken by another name
 CONNECTION_WORDS = ("connection", "socket", "closed", "end of file", "broken pipe", "keepalive")
+GUEST_CHANNELS = ("monitor", "agent")  # a guest's channel that broke, not the host's connection
 NO_SPACE_WORDS = ("no space left", "not enough space", "disk quota exceeded")
 
 RETRYABLE: dict[FaultKind, bool] = {
@@ -98,7 +100,7 @@ REASONS: dict[FaultKind, str] = {
     "other": "",
 }
 
-URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*")
+URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*?(?=[.,:;)]*(?:[\s'\"]|$))")  # less trailing punctuation
 USER_AT = re.compile(r"\b[A-Za-z0-9_.-]+@(?=[A-Za-z0-9])")
 
 
@@ -124,9 +126,9 @@ def kind_of(code: int, text: str) -> FaultKind:
     if code in BY_CODE:
         return BY_CODE[code]
     if code in VAGUE:
-        if "already exists" in lower:
+        if any(word in lower for word in DUPLICATE_WORDS):
             return "duplicate"
-        if any(word in lower for word in CONNECTION_WORDS):
+        if any(word in lower for word in CONNECTION_WORDS) and not any(word in lower for word in GUEST_CHANNELS):
             return "connection"
     return "other"
 
@@ -134,12 +136,12 @@ def kind_of(code: int, text: str) -> FaultKind:
 def classify(code: int, text: str, *, operation: str, subject: str, host: str) -> Fault:
     """What libvirt's error ``code`` with ``text`` means for ``operation`` on ``subject`` at ``host``.
 
-    ``operation`` is a verb ("define", "start"), ``subject`` what it works on: a bare name is
-    quoted ("p-abc" -> 'p-abc'), words already quoted are used as given ("domain 'p-abc'"); an
-    empty subject is left out. E.g. "libvirt host 'host1': cannot define domain 'p-abc': it
+    ``operation`` is a verb ("define", "start"), ``subject`` what it works on: a single word is
+    quoted as a name ("p-abc" -> 'p-abc'), several words are used as given ("domain 'p-abc'",
+    "the connection"); an empty subject is left out. E.g. "libvirt host 'host1': cannot define domain 'p-abc': it
     already exists (operation failed: domain 'p-abc' already exists with uuid ...)"."""
     kind = kind_of(code, text)
-    what = subject if not subject or "'" in subject or '"' in subject else repr(subject)
+    what = repr(subject) if subject and not any(mark in subject for mark in " '\"") else subject
     action = " ".join(part for part in (operation, what) if part)
     words = scrub(text)
     reason = REASONS[kind]

@@ -1,26 +1,33 @@
-"""libvirt's event loop: libvirtaio on an asyncio loop of its own thread, once per process.
+"""libvirt's event loop: libvirt's own (default) event implementation, run on a thread of its
+own, once per process.
 
 libvirt takes one event implementation per process, for good: a second registration is refused.
 corral's own loop is not a safe home for it, because a process may run more than one asyncio
 loop over its life (a test suite, a service embedded in another program) and libvirt would keep
-calling into the first one after it closed. So the first connection opened starts this thread,
-which registers libvirtaio on its loop before the connection opens; every connection's events
-and keepalives are served there, and each callback hands its event to the loop of the provider
-that asked for it (``call_soon_threadsafe``), which is where the inventory lives.
+calling into the first one after it closed. libvirt's asyncio adapter (libvirtaio) is no
+answer either: libvirt adds and changes its timers and watches from whichever thread makes a
+call (corral's calls run on each host's worker threads), and that adapter touches its asyncio
+loop from those threads without waking it, so an event queued by a call could wait for ever.
+libvirt's default implementation is made for that: any thread may change it, and it wakes its
+poll when one does. So the first connection opened starts this thread, which registers the
+default implementation and then runs it; every connection's events and keepalives are served
+there, and each callback hands its event to the loop of the provider that asked for it
+(``call_soon_threadsafe``), which is where the inventory lives.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import threading
 
 import libvirt
-import libvirtaio
 
 __all__ = ["ensure_event_loop"]
 
+log = logging.getLogger("corral.providers.libvirt")
+
 _lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 
 
 def _quiet(_context: object, _error: object) -> None:
@@ -28,25 +35,21 @@ def _quiet(_context: object, _error: object) -> None:
     them as exceptions and logs what matters, so the printing is switched off."""
 
 
-def _serve(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
-    asyncio.set_event_loop(loop)
-    libvirtaio.virEventRegisterAsyncIOImpl(loop=loop)
-    loop.call_soon(started.set)
-    loop.run_forever()
+def _serve() -> None:
+    while True:
+        if libvirt.virEventRunDefaultImpl() < 0:
+            log.warning("libvirt's event loop failed one round")
 
 
-def ensure_event_loop() -> asyncio.AbstractEventLoop:
-    """Start libvirt's event thread if it is not running yet; returns its loop. Call it before
-    the first connection opens (libvirt only watches connections opened after)."""
-    global _loop
+def ensure_event_loop() -> threading.Thread:
+    """Start libvirt's event thread if it is not running yet; returns it. Call it before the
+    first connection opens (libvirt only watches connections opened after)."""
+    global _thread
     with _lock:
-        if _loop is None:
+        if _thread is None:
             libvirt.registerErrorHandler(_quiet, None)
-            loop = asyncio.new_event_loop()
-            started = threading.Event()
-            thread = threading.Thread(target=_serve, args=(loop, started), name="libvirt-events", daemon=True)
+            libvirt.virEventRegisterDefaultImpl()
+            thread = threading.Thread(target=_serve, name="libvirt-events", daemon=True)
             thread.start()
-            if not started.wait(10):
-                raise RuntimeError("libvirt's event thread did not start")
-            _loop = loop
-        return _loop
+            _thread = thread
+        return _thread
