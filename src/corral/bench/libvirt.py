@@ -144,11 +144,11 @@ async def corral_changes(s: LibvirtBenchSettings, provider: LibvirtProvider, say
     latencies = Latencies()
     update = await provider.wait_for_updates(None, 0)  # a snapshot: where the feed stands
     version = update.version
-    vms = sorted(provider.domains.values(), key=lambda d: d.name)
+    vms = sorted(update.vms, key=lambda vm: vm.name)
     if not vms:
         return latencies
-    handles = {d.name: provider.hosts[d.host].conn.wrapped.lookupByName(d.name) for d in vms}
-    active = {d.name: d.active for d in vms}
+    handles = {vm.name: provider.hosts[vm.host].conn.wrapped.lookupByName(vm.name) for vm in vms}
+    active = {vm.name: vm.powered_on for vm in vms}
     wanted: dict[str, bool] = {}
     seen_at: dict[str, float] = {}
     arrived = asyncio.Event()
@@ -244,13 +244,16 @@ class Watch:
             return len(self.wanted)
 
 
-def baseline_fill(s: LibvirtBenchSettings, client: NaiveClient, watch: Watch, say: Say) -> tuple[float, dict[str, set[str]]]:
+Made = tuple[float, dict[str, set[str]]]
+
+
+def baseline_fill(s: LibvirtBenchSettings, client: NaiveClient, watch: Watch, say: Say) -> Made:
     """Make every VM with the naive client until its poller has seen them all running; the wall
     seconds and the VMs by host."""
-    hosts = list(client.conns)
-    names = {host: {f"baseline-{host}-{i:05d}" for i in range(s.vms_per_host)} for host in hosts}
-    work = [(host, name) for i in range(s.vms_per_host) for host in hosts
-            for name in [f"baseline-{host}-{i:05d}"]]
+    work = [(host, f"baseline-{host}-{i:05d}") for i in range(s.vms_per_host) for host in client.conns]
+    names: dict[str, set[str]] = {host: set() for host in client.conns}
+    for host, name in work:
+        names[host].add(name)
     for host, name in work:
         watch.want(host, name, True)
     say(f"baseline: filling {HOSTS} hosts × {s.vms_per_host} VMs, one call per operation ...")

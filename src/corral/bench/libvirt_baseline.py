@@ -36,6 +36,7 @@ __all__ = ["CREATE_CALLS", "NaiveClient", "Poller"]
 
 CREATE_CALLS = 8  # libvirt calls of one create for a template with one disk
 BASELINE_POOL = "baseline"
+Seen = Callable[[str, dict[str, bool], float], None]  # a host, its domains' states, when the poll returned
 
 
 class NaiveClient:
@@ -86,11 +87,12 @@ class Poller:
     """Polls every host of ``client`` every ``interval`` seconds in a thread of its own, one host
     after the other; ``seen`` gets each host's answer and the time the poll of that host returned."""
 
-    def __init__(self, client: NaiveClient, interval: float, seen: Callable[[str, dict[str, bool], float], None]) -> None:
+    def __init__(self, client: NaiveClient, interval: float, seen: Seen) -> None:
         self.client = client
         self.interval = interval
         self.seen = seen
         self.cycles = 0
+        self.errors: list[str] = []  # polls that failed (the cycle goes on with the next host)
         self.starts: list[float] = []  # perf_counter at each cycle's start
         self.cycle_seconds: list[float] = []
         self._stop = threading.Event()
@@ -106,7 +108,11 @@ class Poller:
             started = time.perf_counter()
             self.starts.append(started)
             for host in list(self.client.conns):
-                states = self.client.poll(host)
+                try:
+                    states = self.client.poll(host)
+                except libvirt.libvirtError as exc:
+                    self.errors.append(f"{host}: {exc}")
+                    continue
                 self.seen(host, states, time.perf_counter())
             self.cycles += 1
             self.cycle_seconds.append(time.perf_counter() - started)

@@ -24,6 +24,14 @@ def _r(value: float) -> float:
     return round(value, 3)
 
 
+def spread(per_host: dict[str, int]) -> str:
+    """VMs per host, short: "200 each" when every host has as many, else "199·201·200"."""
+    counts = list(per_host.values())
+    if counts and len(set(counts)) == 1:
+        return f"{counts[0]} each"
+    return "·".join(map(str, counts))
+
+
 @dataclass
 class Latencies:
     """Domain changes timed from the libvirt call's return to the change feed (or poll) showing them."""
@@ -135,7 +143,7 @@ class LibvirtBenchResult:
             table.add_column(col, justify="left" if col == "run" else "right")
         for r in (self.corral, self.baseline):
             figures = r.latency.figures()
-            table.add_row(r.label, f"{r.ready}/{r.vms}", " / ".join(str(n) for n in r.per_host.values()),
+            table.add_row(r.label, f"{r.ready}/{r.vms}", spread(r.per_host),
                           str(r.leaked), f"{r.wall_s:.2f}", f"{r.total_calls:,}", f"{r.calls_per_vm:.2f}",
                           f"{r.poll_calls_per_vm:.2f}", f"{len(r.latency.seen)}/{r.latency.changes}",
                           f"{figures['p50_ms']:.1f}", f"{figures['p99_ms']:.1f}", f"{figures['max_ms']:.1f}",
@@ -167,7 +175,7 @@ class LibvirtBenchResult:
         ]
         if not self.ok:
             lines.append("NOT OK: " + "; ".join(
-                f"{r.label}: {r.ready}/{r.vms} ready ({' / '.join(map(str, r.per_host.values()))} per host), "
+                f"{r.label}: {r.ready}/{r.vms} ready ({spread(r.per_host)} per host), "
                 f"{r.leaked_domains} domains and {r.leaked_volumes} volumes leaked, {r.lost} VMs lost, "
                 f"{r.latency.missing} changes unseen" for r in (c, b) if not r.ok))
         return "\n".join(lines)
