@@ -102,7 +102,7 @@ def _limit_s(s: LibvirtBenchSettings) -> float:
 async def corral_fill(s: LibvirtBenchSettings, folder: Path, say: Say) -> tuple[SideResult, HeldProvider]:
     """Fill the pool through the real manager; the provider comes back still connected."""
     uris = write_hosts(folder / "hosts")
-    provider = HeldProvider("libvirt", LibvirtSettings(hosts=list(uris.values())),
+    provider = HeldProvider("libvirt", LibvirtSettings.model_validate({"hosts": list(uris.values())}),
                             {POOL: LibvirtPool(POOL, TEMPLATE)}, probe=say_yes)
     pool = Pool(name=POOL, template=TEMPLATE, size=s.vms, provider="libvirt", max_per_host=s.vms_per_host)
     store = SqliteStore(folder / "bench.db")
@@ -221,7 +221,7 @@ class Watch:
         self.lock = threading.Lock()
         self.wanted: dict[tuple[str, str], bool] = {}
         self.returned: dict[tuple[str, str], float] = {}
-        self.seen: dict[tuple[str, str], float] = {}  # seconds from the call's return (or the start)
+        self.seen: list[float] = []  # seconds from each change's call returning to a poll showing it
 
     def want(self, host: str, name: str, active: bool) -> None:
         with self.lock:
@@ -236,7 +236,7 @@ class Watch:
             for key in [k for k in self.wanted if k[0] == host]:
                 if states.get(key[1]) == self.wanted[key]:
                     del self.wanted[key]
-                    self.seen[key] = at - self.returned.pop(key, at)
+                    self.seen.append(at - self.returned.pop(key, at))
 
     @property
     def waiting(self) -> int:
@@ -306,7 +306,7 @@ def baseline_changes(s: LibvirtBenchSettings, client: NaiveClient, names: dict[s
         time.sleep(0.005)
     latencies.calls = sum(client.calls.values()) - before
     with watch.lock:
-        latencies.seen = list(watch.seen.values())
+        latencies.seen = list(watch.seen)
     return latencies
 
 
