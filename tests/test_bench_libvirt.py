@@ -5,6 +5,7 @@ and the row it records."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,3 +126,12 @@ def test_percentiles_of_the_changes_seen() -> None:
     assert latencies.missing == 0
     assert latencies.figures() == {"p50_ms": 2.0, "p99_ms": 4.0, "max_ms": 4.0}
     assert Latencies(changes=1).figures() == {"p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+
+
+def test_without_libvirt_python_the_command_says_in_one_line_how_to_install_it() -> None:
+    code = ("import sys; sys.modules['libvirt'] = None; "  # every later ``import libvirt`` fails
+            "sys.argv = ['corral', 'bench', 'libvirt', '--vms', '1']; from corral.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["error: corral bench libvirt: the libvirt provider needs libvirt-python: "
+                                        "pip install 'corral[libvirt]' (and Debian's libvirt-dev to build it)"]

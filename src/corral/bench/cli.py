@@ -440,8 +440,14 @@ def bench_libvirt(
 
     Example: corral bench libvirt --vms 50 --changes 200 --poll-interval 1
     """
-    from corral.bench.libvirt import run_libvirt
     from corral.bench.libvirt_settings import LibvirtBenchSettings
+    from corral.providers.registry import LIBVIRT_MISSING
+
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        raise _fail(f"corral bench libvirt: {LIBVIRT_MISSING}") from None
+    from corral.bench.libvirt import run_libvirt
 
     settings = LibvirtBenchSettings(vms_per_host=vms, changes=changes, poll_interval=poll_interval,
                                     task_limit=task_limit)
