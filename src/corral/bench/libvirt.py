@@ -112,22 +112,23 @@ async def corral_fill(s: LibvirtBenchSettings, folder: Path, say: Say) -> tuple[
     count = counter(say)
     started = time.perf_counter()
     try:
-        await manager.start()
-        while (ready := ready_vms(store)) < s.vms:
-            count(ready, s.vms)
-            if time.perf_counter() - started > _limit_s(s):
-                break
-            await asyncio.sleep(0.005)
-        wall = time.perf_counter() - started
-        calls = dict(sorted(provider.calls.items()))
-        records = store.list_vms(pool=POOL)
-        await manager.stop()
+        try:
+            await manager.start()
+            while (ready := ready_vms(store)) < s.vms:
+                count(ready, s.vms)
+                if time.perf_counter() - started > _limit_s(s):
+                    break
+                await asyncio.sleep(0.005)
+            wall = time.perf_counter() - started
+            calls = dict(sorted(provider.calls.items()))
+            records = store.list_vms(pool=POOL)
+        finally:
+            await manager.stop()  # the provider stays connected: held
+            store.close()
     except BaseException:
         provider.held = False
         await provider.close()
         raise
-    finally:
-        store.close()
     names = {host: {vm.name for vm in records if vm.host == host} for host in uris}
     counts = [leftovers(provider.hosts[host].conn.wrapped, names[host]) for host in uris]
     result = SideResult(label="corral", vms=s.vms, ready=ready, wall_s=wall, calls=calls,
