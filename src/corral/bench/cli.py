@@ -114,6 +114,26 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+class Checked(Protocol):
+    """A benchmark's settings: ``check`` raises ValueError saying what a run cannot use."""
+
+    def check(self) -> None: ...
+
+
+def measure(settings: Checked, run: Callable[..., Any], *, as_json: bool, record: bool, output: Path) -> None:
+    """Check ``settings`` (exit 2 saying what is wrong), run the benchmark (``run(settings,
+    progress=...)``), :func:`finish` with its tables, and exit 1 when its result is not ok."""
+    try:
+        settings.check()
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with shown(as_json) as progress:
+        result = run(settings, progress=progress)
+    finish(result, result.tables(), as_json=as_json, record=record, output=output)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _need_numpy(command: str) -> None:
     """Exit 2 with one line saying how to install numpy when it is missing."""
     try:
@@ -344,15 +364,7 @@ def bench_massrun(
         settings.serial_sample = serial_sample
     if repeats is not None:
         settings.repeats = repeats
-    try:
-        settings.check()
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    with shown(as_json) as progress:
-        result = run_massrun(settings, progress=progress)
-    finish(result, result.tables(), as_json=as_json, record=record, output=output)
-    if not result.ok:
-        raise typer.Exit(1)
+    measure(settings, run_massrun, as_json=as_json, record=record, output=output)
 
 
 @_command("failover")
@@ -451,12 +463,4 @@ def bench_libvirt(
 
     settings = LibvirtBenchSettings(vms_per_host=vms, changes=changes, poll_interval=poll_interval,
                                     task_limit=task_limit)
-    try:
-        settings.check()
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    with shown(as_json) as progress:
-        result = run_libvirt(settings, progress=progress)
-    finish(result, result.tables(), as_json=as_json, record=record, output=output)
-    if not result.ok:
-        raise typer.Exit(1)
+    measure(settings, run_libvirt, as_json=as_json, record=record, output=output)
