@@ -42,6 +42,12 @@ from corral.providers.libvirt.errors import classify, scrub
     (4, "Cannot resolve address kvm1: Name or service not known", "connection", True, True),
     (85, "Cannot recv data: Host key verification failed.", "connection", True, True),
     (38, "cannot open file '/x': Permission denied", "other", True, False),
+    # failing to reach something else is not the host's connection breaking
+    (9, "operation failed: Failed to connect to remote libvirt URI qemu+tcp://kvm2/system: Connection refused",
+     "other", True, False),
+    (38, "unable to connect to server at 'kvm2:49152': Connection refused", "other", True, False),
+    (1, "internal error: migration closed the socket", "other", True, False),
+    (38, "cannot open file '/var/lib/closed/x.qcow2': No such file or directory", "other", True, False),
     (9, "operation failed: job 'x' failed", "other", True, False),
     (1, "internal error: process exited while connecting to monitor", "other", True, False),
     (38, "Unable to read from monitor: Connection reset by peer", "other", True, False),  # the guest's, not ours

@@ -111,11 +111,21 @@ class DomainCache:
 
     # -- full reads ------------------------------------------------------------------------
 
-    def apply_list(self, host: str, listed: Iterable[Listed]) -> None:
-        """A full list of one host replaces what corral knew of it."""
+    def apply_list(self, host: str, listed: Iterable[Listed], since: int) -> None:
+        """A full list of one host, asked for at version ``since``, replaces what corral knew of
+        it; except for the VMs that changed while the list was read (an event, a create or a
+        destroy since then is newer than the list), and the VMs being created."""
+        changed = self.changes.since(since)
+        if changed is None:  # more changed meanwhile than the log holds: the list is only news of new VMs
+            fresh: set[str] | None = None
+        else:
+            fresh = set(changed.vms)
         seen: set[str] = set()
         others: dict[str, Domain] = {}
         for name, uuid, state, xml in listed:
+            if (name in fresh) if fresh is not None else (name in self.domains):
+                seen.add(name)  # what corral has is newer than the list
+                continue
             facts = self.known.get(uuid)
             if facts is None:
                 if xml is None:
@@ -143,7 +153,7 @@ class DomainCache:
                 self.domains[name] = domain
                 self.changes.touch("vm", name)
         for name in [n for n, d in self.domains.items() if d.host == host and n not in seen]:
-            if name not in self.pending:
+            if name not in self.pending and fresh is not None and name not in fresh:
                 del self.domains[name]
                 self.changes.touch("vm", name)
         self.others[host] = others
@@ -187,8 +197,10 @@ class DomainCache:
         if event.event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             if domain.ours and self.domains.get(name) is domain:
                 del self.domains[name]
+                self.known.pop(domain.uuid, None)
                 self.changes.touch("vm", name)
-            self.others.get(host, {}).pop(name, None)
+            if self.others.get(host, {}).pop(name, None) is not None:
+                self.known.pop(domain.uuid, None)
             self.changes.touch("host", host)
             return False
         if event.event in _ON_EVENTS:
@@ -247,7 +259,7 @@ class DomainCache:
         """An HA restart: the VM was defined again and started on ``host``."""
         domain = self.domains[name]
         self.known[uuid] = domain.facts
-        domain.host, domain.uuid, domain.active = host, uuid, True
+        domain.host, domain.uuid, domain.active, domain.ip = host, uuid, True, None
         self.touch_vm(name, host)
 
     def set_active(self, name: str, active: bool) -> None:
@@ -264,9 +276,17 @@ class DomainCache:
             self.changes.touch("host", source)
 
     def forget(self, name: str) -> None:
-        """A VM this provider destroyed."""
+        """A VM this provider destroyed, or found gone."""
         domain = self.domains.pop(name, None)
+        if domain is not None:
+            self.known.pop(domain.uuid, None)
         self.touch_vm(name, domain.host if domain is not None else None)
+
+    def redefined(self, name: str, xml: str) -> None:
+        """The VM's definition changed (a disk added): the one kept for an HA restart follows."""
+        domain = self.domains.get(name)
+        if domain is not None:
+            domain.xml = xml
 
     # -- views -----------------------------------------------------------------------------
 

@@ -144,9 +144,13 @@ def _create_one(c: Lookups, host: str, spec: VmSpec, template: Template, pool: L
     except libvirt.libvirtError as exc:
         fault = classify(exc.get_error_code() or 0, exc.get_error_message() or str(exc),
                          operation=stage, subject=spec.name, host=host)
-        if not fault.connection_lost:
+        if not fault.connection_lost:  # nothing can be undone on a connection that is gone; a reconcile finds it
             undo(dom, made)
         return Made(CreateResult(spec.name, False, fault.message, retryable=fault.retryable)), fault
+    except Exception as exc:  # XML corral could not make from the template: this VM fails, the others go on
+        undo(dom, made)
+        message = f"libvirt host {host!r}: cannot {stage} {spec.name!r}: {exc}"
+        return Made(CreateResult(spec.name, False, message, retryable=False)), None
 
 
 def undo(dom: Any, volumes: list[Any]) -> None:

@@ -13,6 +13,7 @@ connection's generation, so an event of a connection since replaced is recognise
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import libvirt
 
 from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
 from corral.providers.libvirt.counting import Counted
-from corral.providers.libvirt.errors import Fault, classify
+from corral.providers.libvirt.errors import NO_DOMAIN, NO_SUPPORT, Fault, classify
 from corral.providers.libvirt.events import ensure_event_loop
 
 __all__ = ["DomainEvent", "HostConnection", "LibvirtFault", "Opener"]
@@ -34,8 +35,6 @@ log = logging.getLogger("corral.providers.libvirt")
 T = TypeVar("T")
 Opener = Callable[[str], Any]  # a URI -> an open libvirt connection (libvirt.open)
 
-NO_SUPPORT = 3  # VIR_ERR_NO_SUPPORT: the driver lacks the call (keepalive on local drivers)
-NO_DOMAIN = 42  # VIR_ERR_NO_DOMAIN
 
 
 class LibvirtFault(ProviderError):
@@ -63,6 +62,8 @@ class HostConnection:
     host's name when its connection is lost and when it is open again; all run on the loop that
     opened the connection."""
 
+    CLOSE_WAIT = 5.0  # seconds a close waits for a free thread
+
     def __init__(self, name: str, uri: str, *, concurrency: int, call_timeout: float, keepalive: tuple[int, int],
                  backoff: tuple[float, float], calls: Counter[str], on_event: Callable[[DomainEvent], None],
                  on_down: Callable[[str], None], on_up: Callable[[str], None], opener: Opener = libvirt.open) -> None:
@@ -83,6 +84,7 @@ class HostConnection:
         self.error: str | None = None  # why the host is down
         self.driver = ""  # the connection's driver ("QEMU", "Test" …)
         self._callbacks: list[int] = []
+        self._attempts = itertools.count(1)
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -95,28 +97,43 @@ class HostConnection:
         conn = self.conn
         if conn is None or not self.up:
             raise HostUnavailable(f"libvirt host {self.name!r} is not connected ({self.error or 'connecting'})")
-        return await self._run(operation, subject, lambda: fn(conn), vm=vm)
+        generation = self.generation
+        try:
+            return await self._run(operation, subject, lambda: fn(conn), self.call_timeout)
+        except libvirt.libvirtError as exc:
+            raise self.fault(exc, operation, subject, generation, vm=vm) from None
 
-    async def _run(self, operation: str, subject: str, fn: Callable[[], T], *, vm: str | None = None) -> T:
+    def submit(self, fn: Callable[[Any], T]) -> asyncio.Future[T]:
+        """Start ``fn(connection)`` on one of the host's threads and return its future, for work
+        that must be seen to its end even when nobody waits for it any more (a create)."""
+        conn = self.conn
+        if conn is None or not self.up:
+            raise HostUnavailable(f"libvirt host {self.name!r} is not connected ({self.error or 'connecting'})")
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, conn)
+
+    async def _run(self, operation: str, subject: str, fn: Callable[[], T], timeout: float) -> T:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.call_timeout):
+            async with asyncio.timeout(timeout):
                 return await loop.run_in_executor(self.executor, fn)
         except TimeoutError:
             raise ProviderError(f"libvirt host {self.name!r}: {operation} of {subject!r} took longer than "
-                                f"{self.call_timeout:g} s") from None
-        except libvirt.libvirtError as exc:
-            raise self.fault(exc, operation, subject, vm=vm) from None
+                                f"{timeout:g} s") from None
+        except ValueError as exc:  # XML corral could not read or make
+            raise ProviderError(f"libvirt host {self.name!r}: {operation} of {subject!r}: {exc}",
+                                retryable=False) from None
 
-    def fault(self, exc: libvirt.libvirtError, operation: str, subject: str, *,
+    def fault(self, exc: libvirt.libvirtError, operation: str, subject: str, generation: int, *,
               vm: str | None = None) -> ProviderError:
-        """The error a failed call raises; a lost connection is noticed here (on the loop)."""
+        """The error a failed call raises; a lost connection is noticed here (on the loop), when
+        the call was made on the connection that is current (``generation``) and was not a
+        migration (whose errors speak of the connection to the other host)."""
         code = exc.get_error_code() or 0
         if code == NO_DOMAIN and vm is not None:
             return VmNotFound(vm)
         fault = classify(code, exc.get_error_message() or str(exc), operation=operation, subject=subject,
                          host=self.name)
-        if fault.connection_lost:
+        if fault.connection_lost and generation == self.generation and operation != "migrate":
             self.lost(fault.message)
         return LibvirtFault(fault)
 
@@ -126,7 +143,7 @@ class HostConnection:
         """Open the connection and register for domain events; raises :class:`ProviderError`."""
         loop = asyncio.get_running_loop()
         ensure_event_loop()  # libvirt watches only connections opened after its event loop exists
-        generation = self.generation + 1
+        generation = next(self._attempts)  # an attempt given up on never shares a number with a later one
 
         def lifecycle(_conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
             happened = DomainEvent(self.name, generation, dom.name(), dom.UUIDString(), event, detail)
@@ -156,11 +173,32 @@ class HostConnection:
                 conn.close()
                 raise
 
-        conn, ids, driver = await self._run("connect", self.name, opening)
+        future = loop.run_in_executor(self.executor, opening)
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                conn, ids, driver = await asyncio.shield(future)
+        except TimeoutError:
+            future.add_done_callback(self._abandoned)
+            raise ProviderError(f"libvirt host {self.name!r}: no connection within {self.call_timeout:g} s") from None
+        except asyncio.CancelledError:
+            future.add_done_callback(self._abandoned)
+            raise
+        except libvirt.libvirtError as exc:
+            raise self.fault(exc, "connect", self.name, generation) from None
         self.conn, self._callbacks, self.driver = conn, ids, driver
         self.generation = generation
         self.up = True
         self.error = None
+
+    def _abandoned(self, future: asyncio.Future[tuple[Any, list[int], str]]) -> None:
+        """An open nobody waits for any more finished after all: close what it opened."""
+        if future.cancelled() or future.exception() is not None:
+            return
+        conn, ids, _ = future.result()
+        try:
+            self.executor.submit(self._closing, conn, ids)
+        except RuntimeError:  # the executor is shut down
+            self._closing(conn, ids)
 
     def _closed_by_libvirt(self, generation: int, reason: int) -> None:
         if generation == self.generation:
@@ -200,25 +238,26 @@ class HostConnection:
         if conn is None:
             return
         ids, self._callbacks = self._callbacks, []
-
-        def closing() -> None:
-            for callback in ids:
-                try:
-                    conn.domainEventDeregisterAny(callback)
-                except libvirt.libvirtError:
-                    pass
-            try:
-                conn.unregisterCloseCallback()
-            except libvirt.libvirtError:
-                pass
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass
-
         try:
-            await asyncio.get_running_loop().run_in_executor(self.executor, closing)
-        except RuntimeError:  # the executor is shut down
+            async with asyncio.timeout(self.CLOSE_WAIT):  # calls in flight may hold every thread for long
+                await asyncio.get_running_loop().run_in_executor(self.executor, self._closing, conn, ids)
+        except (RuntimeError, TimeoutError):  # the executor is shut down, or busy: the close runs when it can
+            pass
+
+    @staticmethod
+    def _closing(conn: Any, ids: list[int]) -> None:
+        for callback in ids:
+            try:
+                conn.domainEventDeregisterAny(callback)
+            except libvirt.libvirtError:
+                pass
+        try:
+            conn.unregisterCloseCallback()
+        except libvirt.libvirtError:
+            pass
+        try:
+            conn.close()
+        except libvirt.libvirtError:
             pass
 
     def start_reopening(self, why: str) -> None:

@@ -7,6 +7,7 @@ counted."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
 
@@ -17,6 +18,8 @@ __all__ = ["Counted"]
 _OBJECTS = (libvirt.virConnect, libvirt.virDomain, libvirt.virStoragePool, libvirt.virStorageVol,
             libvirt.virDomainSnapshot, libvirt.virNetwork)
 
+
+_COUNTING = threading.Lock()
 
 #: methods libvirt answers locally, without a message to the host
 LOCAL = frozenset({"name", "UUID", "UUIDString", "ID", "connect", "getName"})
@@ -52,7 +55,8 @@ class Counted:
         calls = self.calls
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            calls[name] += 1
+            with _COUNTING:  # the host's worker threads count into one Counter
+                calls[name] += 1
             return _wrap(attr(*map(_unwrap, args), **{k: _unwrap(v) for k, v in kwargs.items()}), calls)
 
         return call

@@ -75,7 +75,10 @@ BY_CODE: dict[int, FaultKind] = {
 # codes whose text decides: the connection broke, or something already exists
 VAGUE = (INTERNAL_ERROR, OPERATION_FAILED, SYSTEM_ERROR)
 DUPLICATE_WORDS = ("already exists", "already defined")  # a name taken; a UUID taken by another name
-CONNECTION_WORDS = ("connection", "socket", "closed", "end of file", "broken pipe", "keepalive")
+# what libvirt's RPC layer says when the connection itself broke; a failure to reach something
+# else (a migration's peer, a guest's console) says "connection refused" and is not one of these
+CONNECTION_WORDS = ("cannot recv data", "cannot write data", "end of file while reading", "client socket is closed",
+                    "broken pipe", "keepalive", "connection reset by peer")
 GUEST_CHANNELS = ("monitor", "agent")  # a guest's channel that broke, not the host's connection
 NO_SPACE_WORDS = ("no space left", "not enough space", "disk quota exceeded")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import libvirt
 
@@ -36,9 +37,15 @@ def _quiet(_context: object, _error: object) -> None:
 
 
 def _serve() -> None:
+    failures = 0
     while True:
         if libvirt.virEventRunDefaultImpl() < 0:
-            log.warning("libvirt's event loop failed one round")
+            failures += 1
+            if failures == 1 or failures % 100 == 0:
+                log.warning("libvirt's event loop failed a round", extra={"failures": failures})
+            time.sleep(min(0.01 * failures, 1.0))  # no busy loop while it keeps failing
+        else:
+            failures = 0
 
 
 def ensure_event_loop() -> threading.Thread:

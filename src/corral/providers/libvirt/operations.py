@@ -24,7 +24,7 @@ from corral.providers.libvirt.domxml import (
     parse_domain,
     with_disk,
 )
-from corral.providers.libvirt.errors import classify
+from corral.providers.libvirt.errors import NO_DOMAIN, classify
 
 __all__ = ["HostRead", "UseRead", "add_disk", "define_and_start", "destroy", "guest_address", "migrate", "read_domain",
            "read_host", "read_use", "revert", "snapshot"]
@@ -55,8 +55,15 @@ def read_host(c: Any, known: Collection[str]) -> HostRead:
     listed = []
     for dom, stats in c.getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0):
         uuid = dom.UUIDString()
-        listed.append(Listed(dom.name(), uuid, int(stats.get("state.state", 0)),
-                             None if uuid in known else dom.XMLDesc(0)))
+        xml = None
+        if uuid not in known:
+            try:
+                xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == NO_DOMAIN:
+                    continue  # gone since the list was made
+                raise
+        listed.append(Listed(dom.name(), uuid, int(stats.get("state.state", 0)), xml))
     return HostRead(c.getInfo(), c.getCapabilities(), listed)
 
 
@@ -82,7 +89,7 @@ def read_use(c: Any, host: str, want_memory: bool) -> UseRead:
 
 def read_domain(c: Any, name: str) -> Listed:
     dom = c.lookupByName(name)
-    return Listed(name, dom.UUIDString(), dom.state(0)[0], dom.XMLDesc(0))
+    return Listed(name, dom.UUIDString(), dom.state(0)[0], dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
 def guest_address(c: Any, name: str) -> str | None:
@@ -105,8 +112,14 @@ def guest_address(c: Any, name: str) -> str | None:
 
 def destroy(c: Any, name: str, host: str) -> None:
     """Power off, undefine (snapshots, managed save and NVRAM included) and delete the volumes
-    that are the VM's own (named after it)."""
-    dom = c.lookupByName(name)
+    that are the VM's own (named after it). A VM whose domain is gone already still has its
+    volumes looked for (a destroy that failed after the undefine left them), then is not found."""
+    try:
+        dom = c.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == NO_DOMAIN:
+            delete_own_volumes(c, name, host)
+        raise
     facts = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     if dom.isActive():
         dom.destroy()
@@ -120,6 +133,22 @@ def destroy(c: Any, name: str, host: str) -> None:
                     raise
 
 
+def delete_own_volumes(c: Any, name: str, host: str) -> list[str]:
+    """Delete the volumes named after VM ``name`` (``name-vda.qcow2`` …) in every active
+    storage pool; the names deleted."""
+    deleted = []
+    for pool in c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        for vol in pool.listAllVolumes(0):
+            if vol.name().startswith(f"{name}-"):
+                try:
+                    vol.delete(0)
+                    deleted.append(vol.name())
+                except libvirt.libvirtError as exc:
+                    if _kind(exc, host) != "not_found":
+                        raise
+    return deleted
+
+
 def define_and_start(c: Any, xml: str) -> str:
     """Define a domain from ``xml`` and start it (an HA restart); its UUID."""
     dom = c.defineXML(xml)
@@ -131,9 +160,9 @@ def migrate(c: Any, name: str, uri: str) -> None:
     c.lookupByName(name).migrateToURI3(uri, {}, MIGRATE_FLAGS)
 
 
-def add_disk(c: Any, name: str, host: str, size_gb: int, default_pool: str | None) -> None:
+def add_disk(c: Any, name: str, host: str, size_gb: int, default_pool: str | None) -> str:
     """A new empty qcow2 volume beside the VM's first disk, attached live where the driver
-    can, else added to the definition (it is there from the next boot)."""
+    can, else added to the definition (it is there from the next boot). The definition after."""
     dom = c.lookupByName(name)
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     facts = parse_domain(xml)
@@ -159,6 +188,7 @@ def add_disk(c: Any, name: str, host: str, size_gb: int, default_pool: str | Non
         except libvirt.libvirtError:
             pass
         raise
+    return str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
 def snapshot(c: Any, name: str, snapshot: str) -> None:

@@ -28,7 +28,7 @@ from corral.providers.base import CreateResult, HostUnavailable, InventoryUpdate
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.libvirt import operations
 from corral.providers.libvirt.cache import Domain, DomainCache, HostFigures, Pending
-from corral.providers.libvirt.cloning import Lookups, Template, create_all, read_template
+from corral.providers.libvirt.cloning import Lookups, Made, Template, create_all, read_template
 from corral.providers.libvirt.connection import DomainEvent, HostConnection, LibvirtFault, Opener
 from corral.providers.libvirt.hostfigures import cpu_busy, parse_capabilities
 from corral.providers.libvirt.settings import LibvirtPool, LibvirtSettings
@@ -110,7 +110,11 @@ class LibvirtProvider(Provider):
                 raise exc
             log.warning("libvirt host unreachable at start; retrying", extra={"provider": self.name,
                                                                              "provider_host": name, "error": str(exc)})
-            self.hosts[name].start_reopening(str(exc))
+            conn = self.hosts[name]
+            if conn.up:  # opened, but its first read failed: open it again, as after any loss
+                conn.lost(str(exc))
+            else:
+                conn.start_reopening(str(exc))
             self.cache.changes.touch("host", name)
         self._connected = True
         self._stats_task = asyncio.get_running_loop().create_task(self._read_stats(), name=f"libvirt-stats-{self.name}")
@@ -128,8 +132,7 @@ class LibvirtProvider(Provider):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        for conn in self.hosts.values():
-            await conn.close()
+        await asyncio.gather(*(conn.close() for conn in self.hosts.values()))
         self.hosts = self._connections()
         self.cache.changes.wake_all()
 
@@ -146,7 +149,8 @@ class LibvirtProvider(Provider):
         host = conn.name
         if conn.driver.lower() == "test":
             self.cannot_migrate = TEST_DRIVER_CANNOT_MIGRATE
-        known = self.cache.known
+        known = set(self.cache.known)  # a copy: the loop changes the cache while the thread reads
+        since = self.cache.changes.version
         read = await conn.call("read", host, lambda c: operations.read_host(c, known))
         figures = self.cache.figures.setdefault(host, HostFigures())
         info = read.info
@@ -156,7 +160,7 @@ class LibvirtProvider(Provider):
             figures.cpu = parse_capabilities(read.capabilities)
         except ValueError as exc:
             log.warning("libvirt host capabilities unreadable", extra={"provider_host": host, "error": str(exc)})
-        self.cache.apply_list(host, read.domains)
+        self.cache.apply_list(host, read.domains, since)
         await self._read_use(conn)
 
     async def _read_use(self, conn: HostConnection) -> None:
@@ -193,6 +197,7 @@ class LibvirtProvider(Provider):
             await self._read_host(self.hosts[host])
         except ProviderError as exc:
             log.warning("libvirt host not read after reconnecting", extra={"provider_host": host, "error": str(exc)})
+            self.cache.changes.touch("host", host)  # up again all the same, as the feed must say
 
     # -- events ----------------------------------------------------------------------------
 
@@ -300,23 +305,46 @@ class LibvirtProvider(Provider):
                 results[spec.name] = refused
             else:
                 todo.append(spec)
-        now = time.time()
-        pending = self.cache.pending
+        if todo:
+            results.update(await self._create(conn, todo, templates))
+        return [results[spec.name] for spec in specs]
+
+    async def _create(self, conn: HostConnection, todo: list[VmSpec],
+                      templates: dict[str, Template]) -> dict[str, CreateResult]:
+        """One pass over the host's connection. It may take ``call_timeout`` per VM; a pass that
+        takes longer is reported failed (not retryable: it may still make them) and is seen to its
+        end, whose VMs then reach the inventory like any other."""
+        host, now, pending = conn.name, time.time(), self.cache.pending
         for spec in todo:
             pending[spec.name] = Pending(host, spec, now)
-        try:
-            made = await conn.call("create", f"{len(todo)} VMs", lambda c: create_all(
-                Lookups(c), host, todo, templates, self.pools, now)) if todo else []
-        finally:
+        future = conn.submit(lambda c: create_all(Lookups(c), host, todo, templates, self.pools, now))
+
+        def finish(done: asyncio.Future[list[Made]]) -> dict[str, CreateResult]:
             for spec in todo:
                 pending.pop(spec.name, None)
-        for spec, (result, uuid, xml) in zip(todo, made, strict=True):
-            results[spec.name] = result
-            if result.ok and uuid is not None and xml is not None:
-                self.cache.created(host, spec, uuid, xml)
-            elif not result.ok:
-                self.cache.undone(host, spec.name)
-        return [results[spec.name] for spec in specs]
+            if done.cancelled() or done.exception() is not None:
+                return {}
+            out = {}
+            for spec, (result, uuid, xml) in zip(todo, done.result(), strict=True):
+                out[spec.name] = result
+                if result.ok and uuid is not None and xml is not None:
+                    self.cache.created(host, spec, uuid, xml)
+                elif not result.ok:
+                    self.cache.undone(host, spec.name)
+            return out
+
+        budget = self.settings.call_timeout * len(todo)
+        try:
+            async with asyncio.timeout(budget):
+                await asyncio.shield(future)
+        except TimeoutError:
+            future.add_done_callback(finish)
+            why = f"libvirt host {host!r}: the create call took longer than {budget:g} s; it goes on"
+            return {spec.name: CreateResult(spec.name, False, why, retryable=False) for spec in todo}
+        except libvirt.libvirtError as exc:  # the pass itself failed (a create's own faults are results)
+            finish(future)
+            raise conn.fault(exc, "create", f"{len(todo)} VMs", conn.generation) from None
+        return finish(future)
 
     async def _refusal(self, conn: HostConnection, spec: VmSpec, templates: dict[str, Template],
                        batch: set[str]) -> CreateResult | None:
@@ -384,7 +412,11 @@ class LibvirtProvider(Provider):
         """Power off, undefine (snapshots, managed save and NVRAM included) and delete the disks
         that are the VM's own (volumes named after it)."""
         conn = self._where(name)
-        await conn.call("destroy", name, lambda c: operations.destroy(c, name, conn.name), vm=name)
+        try:
+            await conn.call("destroy", name, lambda c: operations.destroy(c, name, conn.name), vm=name)
+        except VmNotFound:
+            self.cache.forget(name)
+            raise
         self.cache.forget(name)
 
     async def power_on(self, name: str) -> None:
@@ -441,8 +473,9 @@ class LibvirtProvider(Provider):
         can, else added to the definition (it is there from the next boot)."""
         conn = self._where(name)
         default_pool = self.settings.storage_pool
-        await conn.call("add disk", name, lambda c: operations.add_disk(c, name, conn.name, size_gb, default_pool),
-                        vm=name)
+        xml = await conn.call("add disk", name,
+                              lambda c: operations.add_disk(c, name, conn.name, size_gb, default_pool), vm=name)
+        self.cache.redefined(name, xml)
 
     async def create_snapshot(self, name: str, snapshot: str) -> None:
         await self._where(name).call("snapshot", name, lambda c: operations.snapshot(c, name, snapshot), vm=name)

@@ -37,8 +37,11 @@ class LibvirtHost(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(min_length=1, max_length=1000, description="the host's libvirt URI, e.g. "
-                     "`qemu+ssh://root@kvm1.example.net/system`")
+    # it may name the account (root@…), which is nobody's business: marked secret, it is not
+    # shown by the API or in errors (a host is named by its `name`, or its position)
+    uri: str = Field(min_length=1, max_length=1000, json_schema_extra={"secret": True},
+                     description="the host's libvirt URI, e.g. `qemu+ssh://root@kvm1.example.net/system`; never "
+                     "shown")
     name: str | None = Field(None, min_length=1, max_length=255, description="what corral calls the host; none: "
                              "the URI's host part (or the file name of a `test:///` URI)")
 
@@ -46,7 +49,7 @@ class LibvirtHost(BaseModel):
     @classmethod
     def _has_scheme(cls, uri: str) -> str:
         if "://" not in uri:
-            raise ValueError(f"{uri!r} is not a libvirt URI (such as qemu+ssh://host/system)")
+            raise ValueError("is not a libvirt URI (such as qemu+ssh://host/system)")
         return uri
 
     @property
@@ -96,12 +99,12 @@ class LibvirtSettings(SettingsModel):
 
     @model_validator(mode="after")
     def _distinct(self) -> LibvirtSettings:
-        seen: dict[str, str] = {}
-        for host in self.hosts:
-            if host.host_name in seen:
-                raise ValueError(f"two hosts are called {host.host_name!r} ({seen[host.host_name]} and {host.uri}); "
+        seen: dict[str, int] = {}
+        for number, host in enumerate(self.hosts, 1):
+            if host.host_name in seen:  # named by position: a URI may carry a user name
+                raise ValueError(f"hosts {seen[host.host_name]} and {number} are both called {host.host_name!r}; "
                                  "give one of them a `name`")
-            seen[host.host_name] = host.uri
+            seen[host.host_name] = number
         if self.reconnect_max < self.reconnect_min:
             raise ValueError("reconnect_max is below reconnect_min")
         return self
