@@ -218,13 +218,13 @@ async def test_a_create_pass_over_its_budget_fails_for_good_keeps_its_names_and_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = Gate()
-    original = cloning._create_one
+    original = cloning.clone_domain
 
-    def create_one(*args: Any, **kwargs: Any) -> Any:
-        gate.hold()  # a full clone of a real disk takes long
+    def clone_domain(*args: Any, **kwargs: Any) -> str:
+        gate.hold()  # after its disks are cloned: a full clone of a real disk takes long
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cloning, "_create_one", create_one)
+    monkeypatch.setattr(cloning, "clone_domain", clone_domain)
     provider = make_provider([HOST1, HOST2], host_stats_interval=60, call_timeout=0.25)
     await provider.connect()
     try:
