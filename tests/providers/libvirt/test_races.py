@@ -22,6 +22,7 @@ import pytest
 from corral.domain.models import VmSpec
 from corral.providers.base import ProviderError, VmNotFound
 from corral.providers.libvirt import cloning, operations
+from corral.providers.libvirt.domxml import clone_domain
 from corral.providers.libvirt.errors import INVALID_CONN
 from corral.providers.libvirt.provider import LibvirtProvider
 
@@ -218,13 +219,13 @@ async def test_a_create_pass_over_its_budget_fails_for_good_keeps_its_names_and_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate = Gate()
-    original = cloning.clone_domain
+    original = clone_domain
 
-    def clone_domain(*args: Any, **kwargs: Any) -> str:
+    def held_clone(*args: Any, **kwargs: Any) -> str:
         gate.hold()  # after its disks are cloned: a full clone of a real disk takes long
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(cloning, "clone_domain", clone_domain)
+    monkeypatch.setattr(cloning, "clone_domain", held_clone)
     provider = make_provider([HOST1, HOST2], host_stats_interval=60, call_timeout=0.25)
     await provider.connect()
     try:
@@ -254,14 +255,14 @@ async def test_a_create_pass_over_its_budget_fails_for_good_keeps_its_names_and_
 async def test_a_clone_whose_xml_cannot_be_made_fails_alone_and_leaves_no_volume(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = cloning.clone_domain
+    original = clone_domain
 
-    def clone_domain(xml: str, *, name: str, **kwargs: Any) -> str:
+    def failing_clone(xml: str, *, name: str, **kwargs: Any) -> str:
         if name == "unmakeable":
             raise ValueError("the template has no <devices>")
         return original(xml, name=name, **kwargs)
 
-    monkeypatch.setattr(cloning, "clone_domain", clone_domain)
+    monkeypatch.setattr(cloning, "clone_domain", failing_clone)
     provider = make_provider([HOST1], host_stats_interval=60)
     await provider.connect()
     try:
