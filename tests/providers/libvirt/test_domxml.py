@@ -21,6 +21,7 @@ from corral.providers.libvirt.domxml import (
     parse_volume,
     volume_clone_xml,
     volume_name_for,
+    volume_of,
     volume_overlay_xml,
     with_disk,
 )
@@ -436,3 +437,20 @@ def test_volume_refuses(make: Callable[[], str], message: str) -> None:
 ])
 def test_volume_name_for(vm: str, target: str, template_volume: str, name: str) -> None:
     assert volume_name_for(vm, target, template_volume) == name
+    assert volume_of(vm, name)
+
+
+@pytest.mark.parametrize(("vm", "volume", "its"), [
+    ("half", "half-vda.qcow2", True),
+    ("half", "half-vdb", True),
+    ("half", "half-sdaa.img", True),
+    ("half", "half-2-vda.qcow2", False),  # VM half-2's
+    ("half", "half-vda-vda.qcow2", False),  # VM half-vda's
+    ("half", "half-.qcow2", False),
+    ("half", "halfway-vda.qcow2", False),
+    ("half", "other-half-vda.qcow2", False),
+    ("a.b", "axb-vda.qcow2", False),  # the name is matched as it is written
+    ("a.b", "a.b-vda.qcow2", True),
+])
+def test_a_volume_is_a_vms_when_named_as_its_disks_are(vm: str, volume: str, its: bool) -> None:
+    assert volume_of(vm, volume) is its

@@ -23,7 +23,8 @@ from pathlib import PurePosixPath
 __all__ = [
     "METADATA_NS", "VENDORS", "DiskSource", "DomainFacts", "VolumeFacts", "clone_domain", "cpu_vendor",
     "disk_device_xml", "disk_target_name", "new_volume_xml", "next_disk_target", "parse_domain", "parse_volume",
-    "read_xml", "to_bytes", "volume_clone_xml", "volume_name_for", "volume_overlay_xml", "whole_number", "with_disk",
+    "read_xml", "to_bytes", "volume_clone_xml", "volume_name_for", "volume_of", "volume_overlay_xml", "whole_number",
+    "with_disk",
 ]
 
 METADATA_NS = "urn:corral:vm:1"  # the namespace of corral's <metadata> element in a domain's XML
@@ -476,3 +477,9 @@ def volume_name_for(vm: str, target: str, template_volume: str) -> str:
     ("pool-abc", "vda", "debian.qcow2") -> "pool-abc-vda.qcow2"."""
     suffix = PurePosixPath(template_volume).suffix
     return f"{vm}-{target}{suffix if VOLUME_SUFFIX.fullmatch(suffix) else ''}"
+
+
+def volume_of(vm: str, volume: str) -> bool:
+    """Whether ``volume`` is named as a disk of ``vm`` is (:func:`volume_name_for`): "pool-abc-vda.qcow2"
+    is pool-abc's, "pool-abc-2-vda.qcow2" is not (it is pool-abc-2's)."""
+    return re.fullmatch(rf"{re.escape(vm)}-[A-Za-z0-9_]+({VOLUME_SUFFIX.pattern})?", volume) is not None

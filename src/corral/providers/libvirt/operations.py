@@ -22,6 +22,7 @@ from corral.providers.libvirt.domxml import (
     new_volume_xml,
     next_disk_target,
     parse_domain,
+    volume_of,
     with_disk,
 )
 from corral.providers.libvirt.errors import NO_DOMAIN, classify
@@ -125,7 +126,7 @@ def destroy(c: Any, name: str, host: str) -> None:
         dom.destroy()
     dom.undefineFlags(UNDEFINE | (libvirt.VIR_DOMAIN_UNDEFINE_NVRAM if facts.has_nvram else 0))
     for disk in facts.disks:
-        if disk.pool and disk.volume and disk.volume.startswith(f"{name}-"):
+        if disk.pool and disk.volume and volume_of(name, disk.volume):
             try:
                 c.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.volume).delete(0)
             except libvirt.libvirtError as exc:
@@ -134,12 +135,12 @@ def destroy(c: Any, name: str, host: str) -> None:
 
 
 def delete_own_volumes(c: Any, name: str, host: str) -> list[str]:
-    """Delete the volumes named after VM ``name`` (``name-vda.qcow2`` …) in every active
-    storage pool; the names deleted."""
+    """Delete the volumes named after VM ``name`` (``name-vda.qcow2`` …, not ``name-2-vda.qcow2``)
+    in every active storage pool; the names deleted."""
     deleted = []
     for pool in c.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
         for vol in pool.listAllVolumes(0):
-            if vol.name().startswith(f"{name}-"):
+            if volume_of(name, vol.name()):
                 try:
                     vol.delete(0)
                     deleted.append(vol.name())
