@@ -305,6 +305,35 @@ async def test_destroying_a_vm_whose_domain_is_gone_deletes_its_volumes_only_and
         await provider.close()
 
 
+async def test_a_destroy_that_failed_after_the_undefine_leaves_no_volume_once_it_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = make_provider([HOST1], host_stats_interval=60)
+    await provider.connect()
+    try:
+        await made(provider, "torn", "torn-2")
+
+        def stops_after_the_undefine(c: Any, name: str, host: str) -> None:
+            dom = c.lookupByName(name)
+            dom.destroy()
+            dom.undefineFlags(0)
+            raise ProviderError("the disk is busy")  # as a volume delete that failed
+
+        monkeypatch.setattr(operations, "destroy", stops_after_the_undefine)
+        with pytest.raises(ProviderError, match="busy"):
+            await provider.destroy_vm("torn")
+        monkeypatch.undo()
+        await until(lambda: "torn" not in provider.cache.domains)  # the undefine's event arrived
+        assert "torn-vda.qcow2" in volumes(provider)
+
+        with pytest.raises(VmNotFound):  # the retry finds no domain, and still the volumes
+            await provider.destroy_vm("torn")
+        assert "torn-vda.qcow2" not in volumes(provider)
+        assert "torn-2-vda.qcow2" in volumes(provider) and "torn-2" in domains(provider)
+    finally:
+        await provider.close()
+
+
 async def test_a_vm_restarted_on_another_host_has_the_disk_added_to_it() -> None:
     host1_down = False
 

@@ -410,7 +410,12 @@ class LibvirtProvider(Provider):
 
     async def destroy_vm(self, name: str) -> None:
         """Power off, undefine (snapshots, managed save and NVRAM included) and delete the disks
-        that are the VM's own (volumes named after it)."""
+        that are the VM's own (volumes named after it). A VM corral no longer knows (its
+        domain went, perhaps by a destroy that failed after the undefine) has its volumes looked
+        for on every host that answers, then is not found."""
+        if name not in self.cache.domains:
+            await self._sweep(name)
+            raise VmNotFound(name)
         conn = self._where(name)
         try:
             await conn.call("destroy", name, lambda c: operations.destroy(c, name, conn.name), vm=name)
@@ -418,6 +423,20 @@ class LibvirtProvider(Provider):
             self.cache.forget(name)
             raise
         self.cache.forget(name)
+
+    async def _sweep(self, name: str) -> None:
+        """Delete the volumes named after ``name`` on every host that answers."""
+        for conn in [c for c in self.hosts.values() if c.up]:
+            try:
+                deleted = await conn.call("delete volumes", name,
+                                          lambda c, host=conn.name: operations.delete_own_volumes(c, name, host))
+            except ProviderError as exc:
+                log.info("volumes of a VM gone not looked for", extra={"provider_host": conn.name, "vm": name,
+                                                                       "error": str(exc)})
+                continue
+            if deleted:
+                log.info("deleted the volumes of a VM gone", extra={"provider_host": conn.name, "vm": name,
+                                                                    "volumes": deleted})
 
     async def power_on(self, name: str) -> None:
         await self._where(name).call("power on", name, lambda c: c.lookupByName(name).create(), vm=name)
