@@ -12,6 +12,7 @@ from corral.auth.passwords import hash_password
 from corral.config import parse_config
 from corral.config.diff import ConfigDiff, diff_configs
 
+HASH = hash_password("x", iterations=1000)
 BASE: dict[str, Any] = {
     ":providers": {":sim": {"provider_class": "sim"},
                    ":vs": {"provider_class": "vsphere", "server": "vc.example", "username": "u", "password": "p"}},
@@ -64,8 +65,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], ConfigDiff]] = [
      ConfigDiff(scheduling=("config.utilization_limit",))),
     ("rebalancing needs a restart", lambda d: d.update({":scheduling": {"rebalance": True}}),
      ConfigDiff(restart=("scheduling.rebalance",))),
-    ("auth", lambda d: d.update({":auth": {"provider": "static", "users": {"al": hash_password("x", iterations=1000)}}}),
-     ConfigDiff(auth=True, restart=())),
+    ("auth", lambda d: d.update({":auth": {"provider": "static", "users": {"al": HASH}}}), ConfigDiff(auth=True)),
     ("task limit needs a restart", lambda d: d[":config"].update(task_limit=3),
      ConfigDiff(restart=("config.task_limit",))),
     ("a section that needs a restart", lambda d: d.update({":runner": {"batch_size": 5}}),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -16,7 +18,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from corral.auth import LoginGuard, build_authenticator
-from corral.config import Config, ConfigError, RedisSettings
+from corral.config import Config, ConfigError, RedisSettings, load_config
+from corral.config.diff import ConfigDiff, diff_configs
 from corral.config.settings import (
     checkout_settings,
     ha_settings,
@@ -24,6 +27,7 @@ from corral.config.settings import (
     metrics_settings,
     monitor_settings,
     provider_context,
+    scheduler_settings,
 )
 from corral.domain.models import TokenRecord
 from corral.ha.broker import Broker
@@ -43,6 +47,8 @@ from corral.store.redis_keys import Keys
 from corral.store.scoped import Scoped
 
 DEFAULT_REDIS_PORT = 6379
+
+log = logging.getLogger("corral.config")
 
 
 class TokenStore(Protocol):
@@ -73,7 +79,10 @@ class Service:
     cluster: Cluster | None = None
     managers: Callable[[], Awaitable[dict[str, dict[str, Any]]]] | None = None
     site: SharedSite | None = None  # the connections to a site on Redis, closed last
+    path: Path | None = None  # the file the configuration was read from (reloaded from there)
+    plan: ManagerPlan | None = None  # what this process's manager builds its pool services from (Redis)
     metrics: Metrics = field(init=False)
+    _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(metrics_settings(self.config), self.pools,
@@ -98,6 +107,12 @@ class Service:
         await self.pools.start()
         if self.cluster is not None:
             await self.cluster.start()
+
+    async def reload(self) -> Reloaded:
+        """Read the file again and apply what changed (see :func:`reload_service`); a
+        :class:`~corral.config.ConfigError` naming every problem leaves everything as it was."""
+        async with self._reloading:
+            return await reload_service(self)
 
     async def stop(self) -> None:
         await self.metrics.stop()
@@ -198,8 +213,16 @@ def build_pool_service(config: Config) -> PoolService:
                        monitor=monitor_settings(config), checkout=checkout_settings(config))
 
 
-def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None = None) -> Service:
-    """What ``corral serve`` runs with an API (roles ``all`` and ``api``)."""
+def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None = None,
+                  path: Path | None = None) -> Service:
+    """What ``corral serve`` runs with an API (roles ``all`` and ``api``); ``path``, the file
+    ``config`` was read from, is the one a reload reads."""
+    service = _build_service(config, role, manager_id)
+    service.path = path
+    return service
+
+
+def _build_service(config: Config, role: Role, manager_id: str | None) -> Service:
     authenticator = build_authenticator(config.auth) if config.auth is not None else None
     if config.store.type != "redis":
         if role is not Role.ALL:
@@ -210,9 +233,10 @@ def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None 
     providers = build_providers(config)
     front = PoolService(config.domain_pools(), providers, site.store.waking(), manager_settings(config),
                         monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes)
-    cluster = build_cluster(config, site, providers, manager_id, close=nothing) if role is Role.ALL else None
+    plan = ManagerPlan(config, dict(providers))
+    cluster = build_cluster(config, site, providers, manager_id, close=nothing, plan=plan) if role is Role.ALL else None
     return Service(config=config, pools=front, authenticator=authenticator, cluster=cluster,
-                   managers=site.registry.managers, site=site)
+                   managers=site.registry.managers, site=site, plan=plan if cluster is not None else None)
 
 
 async def nothing() -> None:
@@ -253,18 +277,18 @@ def sync_client(host: str, port: int, password: str | None) -> redis.Redis:
 
 
 def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provider],
-                  manager_id: str | None = None, close: Callable[[], Awaitable[None]] | None = None) -> Cluster:
+                  manager_id: str | None = None, close: Callable[[], Awaitable[None]] | None = None,
+                  plan: ManagerPlan | None = None) -> Cluster:
     """This process's manager: the agent's loop over leases in Redis, running the pool service
     over the pools it holds (writes fenced by their tokens, reads scoped to them). ``close``
     (by default the site's connections) runs once the manager has drained."""
     settings = ha_settings(config, manager_id)
-    pools = config.domain_pools()
-    names = tuple(p.name for p in pools)
+    plan = plan or ManagerPlan(config, providers)
 
     async def ping() -> bool:
         return bool(await site.client.ping())
 
-    broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: names, ping=ping)
+    broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: plan.names, ping=ping)
     fenced = site.store.fenced(broker.token)
 
     # a start waits for the providers at most half the time a lease is trusted for after its
@@ -274,12 +298,32 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
     run = dataclasses.replace(configured, connect_wait_s=min(configured.connect_wait_s, settings.io_timeout_s / 2))
 
     def make(acting: frozenset[str]) -> PoolService:
-        return PoolService([p for p in pools if p.name in acting], providers, cast(Store, Scoped(fenced, acting)),
-                           run, monitor=monitor_settings(config), checkout=checkout_settings(config))
+        current = plan.config
+        return PoolService([p for p in plan.pools if p.name in acting], plan.providers,
+                           cast(Store, Scoped(fenced, acting)), dataclasses.replace(run, scheduling=scheduler_settings(
+                               current)), monitor=monitor_settings(current), checkout=checkout_settings(current))
 
     switch = ServiceSwitch(make)
-    return Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
-                   close or site.close)
+    cluster = Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
+                      close or site.close)
+    return cluster
+
+
+class ManagerPlan:
+    """What a manager builds its pool services from: the configuration and providers now (a
+    reload replaces them; the next service built takes them)."""
+
+    def __init__(self, config: Config, providers: dict[str, Provider]) -> None:
+        self.config = config
+        self.providers = providers
+        self.pools = config.domain_pools()
+        self.names = tuple(p.name for p in self.pools)
+
+    def update(self, config: Config, providers: Mapping[str, Provider]) -> None:
+        self.config = config
+        self.providers.update(providers)
+        self.pools = config.domain_pools()
+        self.names = tuple(p.name for p in self.pools)
 
 
 def build_manager(config: Config, manager_id: str | None = None) -> Cluster:
@@ -289,3 +333,86 @@ def build_manager(config: Config, manager_id: str | None = None) -> Cluster:
                            "(the sqlite store serves one process, --role all)"])
     site = shared_site(config)
     return build_cluster(config, site, build_providers(config), manager_id, site.close)
+
+
+# -- reloading the configuration -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reloaded:
+    """A reload that was applied: what changed (``diff.restart`` names what waits for a restart)
+    and the new file's warnings."""
+
+    diff: ConfigDiff
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": not self.diff.empty, **self.diff.as_dict(), "warnings": list(self.warnings)}
+
+
+def reconnected(old: Config, new: Config, diff: ConfigDiff) -> list[str]:
+    """The providers a reload builds anew: those a pool uses now and did not, those whose keys
+    changed, and those built with their pools' keys (vSphere, libvirt) when those changed."""
+    names = set(diff.providers_added) | set(diff.providers_changed)
+    for name in diff.pools_of_providers:
+        cls = PROVIDERS.get(new.provider_class(name))
+        if cls is not None and cls.reads_pools:
+            names.add(name)
+    return sorted(names)
+
+
+async def reload_service(service: Service) -> Reloaded:
+    """Read ``service.path`` again and apply it: pools added start filling, pools removed drain,
+    changed pools apply at once, providers whose keys changed are rebuilt and reconnected (each
+    alone), the scheduling policy, the checkout's weights and ``:auth:`` are replaced. Everything
+    is built before anything is applied: a ConfigError (an invalid file, a provider that cannot be
+    built) leaves the running configuration as it was. On a site on Redis this process's manager
+    restarts its pool service over the pools it holds (recovery takes over, as after a change of
+    leases); each process reloads its own file."""
+    if service.path is None:
+        raise ConfigError(["(reload): this corral was not started from a configuration file"])
+    new, warnings = load_config(service.path)
+    old = service.config
+    if new.store.type != old.store.type:
+        raise ConfigError([f"store.type: {old.store.type!r} cannot become {new.store.type!r} while corral runs; "
+                           "restart it"])
+    diff = diff_configs(old, new)
+    try:
+        providers = {name: build_provider(new, name) for name in reconnected(old, new, diff)}
+    except ValueError as exc:  # a provider refused its settings
+        raise ConfigError([f"providers: {exc}"]) from None
+    authenticator = build_authenticator(new.auth) if new.auth is not None else None
+    scheduling = scheduler_settings(new) if diff.scheduling else None
+    await service.pools.reload(new.domain_pools(), providers=providers, scheduling=scheduling,
+                               checkout=checkout_settings(new))
+    if service.plan is not None and service.cluster is not None:
+        service.plan.update(new, providers)
+        switch = service.cluster.switch
+        acting = switch.acting
+        await switch.apply(frozenset())
+        await switch.apply(acting & frozenset(service.plan.names))
+    if diff.auth:
+        service.authenticator = authenticator
+    service.config = new
+    log.info("configuration reloaded", extra={"path": str(service.path), "pools_added": ",".join(diff.pools_added),
+                                             "pools_removed": ",".join(diff.pools_removed),
+                                             "pools_changed": ",".join(diff.pools_changed),
+                                             "providers": ",".join(providers) or None,
+                                             "restart_needed": ",".join(diff.restart) or None})
+    return Reloaded(diff, warnings)
+
+
+async def reload_logged(service: Service) -> None:
+    """A reload asked for by a signal: its outcome goes to the log only (every problem of a
+    refused file on one line each)."""
+    try:
+        reloaded = await service.reload()
+    except ConfigError as exc:
+        log.error("configuration not reloaded: the file is invalid; the running configuration stays",
+                  extra={"path": str(service.path), "problems": len(exc.problems)})
+        for problem in exc.problems:
+            log.error("configuration problem", extra={"problem": problem})
+        return
+    except Exception:
+        log.exception("configuration reload failed")
+        return
+    for warning in reloaded.warnings:
+        log.warning("configuration warning", extra={"warning": warning})

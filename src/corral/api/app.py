@@ -3,9 +3,11 @@ unversioned paths, with vmpooler's error shapes. Starts the pool service with th
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +24,7 @@ from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.pools.service import Elsewhere
-from corral.runtime import Service
+from corral.runtime import Service, reload_logged
 from corral.store.base import StoreUnavailable
 
 log = logging.getLogger("corral.api")
@@ -143,10 +145,12 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bool = False) -> FastAPI:
+def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bool = False,
+               reload_on_hangup: bool = False) -> FastAPI:
     """The API for ``service``; with ``manage_lifecycle`` the app starts and stops it.
 
-    ``server_gc`` applies :func:`tune_gc` once the service has started (for ``corral serve``).
+    ``server_gc`` applies :func:`tune_gc` once the service has started (for ``corral serve``);
+    ``reload_on_hangup`` reloads the configuration file on SIGHUP (the main thread's loop only).
     """
 
     @asynccontextmanager
@@ -155,6 +159,8 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
             await service.start()
         if server_gc:
             tune_gc()
+        if reload_on_hangup:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
         try:
             yield
         finally:
@@ -167,6 +173,12 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
                               "'domain' key).")
     app.state.service = service
+    reloads: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP, kept until they end
+
+    def hangup() -> None:
+        task = asyncio.ensure_future(reload_logged(service))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
     app.state.streams = events.Streams()
     app.state.last_boots = status.LastBoots()
     for prefix, name in VERSIONS.items():

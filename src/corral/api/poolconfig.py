@@ -19,7 +19,7 @@ from corral.api.common import (
     service_of,
     token_record,
 )
-from corral.config import model_view, safe_view
+from corral.config import ConfigError, model_view, safe_view
 from corral.pools.service import Reset, SetCloneTarget, SetSize, SetTemplate, Setting
 from corral.runtime import Service
 
@@ -32,7 +32,9 @@ def pool_configuration(service: Service) -> list[dict[str, Any]]:
     out = []
     pools = service.pools.pools  # read once: a process that only answers the API reads the store for it
     for settings in service.config.pools:
-        live = pools[settings.name]
+        live = pools.get(settings.name)
+        if live is None:  # a reload under way: the pool is not running yet
+            continue
         entry = model_view(settings)
         entry.update(size=live.size, template=live.template, provider=live.provider,
                      clone_target=live.clone_target, template_ready=True)
@@ -153,6 +155,23 @@ def build(router: APIRouter, version: Version) -> None:
         reset = _reset(request, pool, Setting.CLONE_TARGET)
         return respond({"ok": True, "clone_target_before_overrides": reset.original,
                         "clone_target_before_reset": reset.before}, 201 if reset.changed else 200)
+
+    @router.post("/config/reload", include_in_schema=schema)
+    async def reload(request: Request) -> JSONResponse:
+        """Read the configuration file again and apply it: what changed (``restart_needed`` keys
+        wait for a restart), or 422 naming every problem of an invalid file, nothing changed.
+        Needs a token (and so ``:auth:``)."""
+        service = service_of(request)
+        if service.authenticator is None:
+            raise ApiError(403, "reloading over the API needs a token, and so :auth:; send SIGHUP to the "
+                                "corral process instead")
+        token_record(request, required=True)
+        try:
+            reloaded = await service.reload()
+        except ConfigError as exc:
+            raise ApiError(422, f"configuration not reloaded: {len(exc.problems)} problem(s); the running "
+                                "configuration stays", problems=exc.problems) from None
+        return respond({"ok": True, **reloaded.as_dict()})
 
     @router.post("/poolreset", include_in_schema=schema)
     async def pool_reset(request: Request) -> JSONResponse:

@@ -101,12 +101,12 @@ def serve(
         raise typer.Exit(1) from None
     with sock:
         try:
-            service = build_service(cfg, role, manager_id)
+            service = build_service(cfg, role, manager_id, path=config.resolve())
         except ConfigError as exc:
             for problem in exc.problems:
                 typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(2) from None
-        app = create_app(service, server_gc=True)
+        app = create_app(service, server_gc=True, reload_on_hangup=True)
         Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run(sockets=[sock])
 
 

@@ -64,6 +64,7 @@ class ConfigDiff:
         out = asdict(self)
         out["pools_changed"] = {k: list(v) for k, v in self.pools_changed.items()}
         out["providers_changed"] = {k: list(v) for k, v in self.providers_changed.items()}
+        out["restart_needed"] = out.pop("restart")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 

@@ -256,6 +256,23 @@ class Inventory:
         for name in self.monitors if names is None else names:
             self._tasks.append(asyncio.create_task(self.monitors[name].run(), name=f"feed-{name}"))
 
+    async def replace(self, name: str, provider: Provider) -> None:
+        """Follow ``provider`` as endpoint ``name`` from now on (a new session, or a new endpoint):
+        the old session's feed is stopped; the new one is loaded and run by its caller."""
+        feed = f"feed-{name}"
+        old = [task for task in self._tasks if task.get_name() == feed]
+        self._tasks = [task for task in self._tasks if task.get_name() != feed]
+        for task in old:
+            task.cancel()
+        for task in old:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if name in self.monitors:
+            self.monitors[name].stop()
+        self.providers[name] = provider
+        assert self.bus is not None
+        self.monitors[name] = ProviderMonitor(name, provider, self.bus, self.settings)
+
     async def reconcile(self) -> int:
         return sum([await m.reconcile() for m in self.monitors.values()])
 

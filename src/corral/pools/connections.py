@@ -131,6 +131,17 @@ class Connections:
             await self.attempt(name)
         self._retries.pop(name, None)
 
+    async def forget(self, name: str) -> None:
+        """Stop connecting ``name``'s session: the provider under its name is new (or was not
+        there); :meth:`keep_trying` then connects the new one."""
+        tasks = [t for t in (self._retries.pop(name, None), self._first.pop(name, None)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.links[name] = Link()
+
     async def stop(self) -> None:
         tasks = [*self._retries.values(), *self._first.values()]
         self._retries, self._first = {}, {}

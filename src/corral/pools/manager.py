@@ -276,6 +276,49 @@ class PoolManager:
     def set_clone_target(self, pool: str, clone_target: str | None) -> None:
         self.pools[pool] = dataclasses.replace(self.pools[pool], clone_target=clone_target)
 
+    # -- pools and providers changed by a reload of the configuration ---------------------------
+    def add_pool(self, pool: Pool) -> None:
+        """Run ``pool`` from now on: its template is learnt and it starts filling."""
+        self.pools[pool.name] = pool
+        self.spawn(self.placer.learn([pool]), f"template-{pool.name}")
+        self.pool_changed(pool.name)
+
+    def remove_pool(self, pool: str) -> int:
+        """Stop running ``pool``: its ready and pending VMs are destroyed (work not sent is taken
+        back); checked-out VMs keep their lifetime and are destroyed when returned or expired
+        (a record of a pool no longer run is swept as of size 0). How many VMs are destroyed."""
+        self.pools.pop(pool, None)
+        self.placer.failures.pop(pool, None)
+        return self.refiller.reset(pool, reason="pool removed")
+
+    def change_pool(self, pool: Pool) -> None:
+        """Run ``pool`` (changed in the configuration) as it is now: a new template replaces the
+        stock (as :meth:`set_pool_template`), a size or any other key applies at once."""
+        old = self.pools[pool.name]
+        self.pools[pool.name] = pool
+        if old.template != pool.template or old.provider != pool.provider:
+            self.spawn(self.placer.learn([pool]), f"template-{pool.name}")
+            self.reset_pool(pool.name, reason="pool template changed")
+        else:
+            self.pool_changed(pool.name)
+
+    async def replace_provider(self, name: str, provider: Provider) -> None:
+        """Use ``provider`` as endpoint ``name`` from now on (its connection keys changed, or it is
+        new): only that endpoint is reconnected. Its feed is followed anew, its VMs recovered
+        against the new session, and the old session is closed; a call under way on the old one
+        fails and is tried again as any failed call."""
+        old = self.providers.get(name)
+        await self.connections.forget(name)
+        self.providers[name] = provider
+        await self.inventory.replace(name, provider)
+        self.placer.use(name)
+        if self._running:
+            self.connections.keep_trying()
+        if old is not None and old is not provider:
+            with contextlib.suppress(Exception):
+                await old.close()
+        log.info("provider replaced", extra={"provider": name})
+
     def reset_pool(self, pool: str, *, reason: str = "pool reset") -> int:
         """Destroy the pool's ready and pending VMs (not those of on-demand requests); refill."""
         return self.refiller.reset(pool, reason)

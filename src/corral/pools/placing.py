@@ -65,6 +65,20 @@ class Placer:
                 info = TemplateInfo(pool.template)
             self.templates[key] = info
 
+    def use(self, provider: str) -> None:
+        """``provider`` has a new session (or is new): its templates are asked for again."""
+        self.schedulers.setdefault(provider, Scheduler(self.settings))
+        self.templates = {key: info for key, info in self.templates.items() if key[0] != provider}
+
+    def use_settings(self, settings: SchedulerSettings) -> None:
+        """Place with ``settings`` (a policy, weights or limits changed) from now on; the
+        reservations held and the counts are kept."""
+        self.settings = settings
+        for name, old in self.schedulers.items():
+            scheduler = Scheduler(settings, reservations=old.reservations)
+            scheduler.placed, scheduler.failed = old.placed, old.failed
+            self.schedulers[name] = scheduler
+
     def template(self, pool: Pool) -> TemplateInfo:
         return self.templates.get((pool.provider, pool.template)) or TemplateInfo(pool.template)
 

@@ -12,6 +12,7 @@ bus's subscription types are reachable here too, for the event stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from corral.pools.views import (
 )
 from corral.providers.base import Provider
 from corral.runner import QueueFull
+from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
 
 Duration = tuple[float, str, float]  # (when, pool, seconds)
@@ -97,8 +99,8 @@ class PoolService:
                  settings: ManagerSettings | None = None, *, monitor: MonitorSettings | None = None,
                  checkout: CheckoutSettings | None = None, clock: Callable[[], float] = time.time,
                  owners: Owners | None = None) -> None:
-        self.configured: Mapping[str, Pool] = {p.name: p for p in pools}
-        self.providers = providers
+        self.configured: dict[str, Pool] = {p.name: p for p in pools}
+        self.providers = dict(providers)
         self.store = store
         self.settings = settings or ManagerSettings()
         self.monitor = monitor
@@ -203,6 +205,57 @@ class PoolService:
         """Replace the pool's ready and pending VMs; how many are replaced."""
         self._here("a pool reset")
         return self._manager.reset_pool(pool)
+
+    async def reload(self, pools: Sequence[Pool], *, providers: Mapping[str, Provider] | None = None,
+                     scheduling: SchedulerSettings | None = None,
+                     checkout: CheckoutSettings | None = None) -> None:
+        """Run the configuration read again: ``pools`` as configured now (added ones start
+        filling, removed ones drain, changed ones apply at once; a setting changed at the API
+        keeps its override), ``providers`` replace the endpoints of those names (reconnected
+        one by one; an endpoint not named is left alone), ``scheduling`` and ``checkout`` the
+        placer's and the checkout's settings."""
+        async with self._life:
+            for name, provider in (providers or {}).items():
+                self.providers[name] = provider
+                if self.owners is None and self._running:
+                    await self._manager.replace_provider(name, provider)
+                else:
+                    self._manager.providers[name] = provider
+            if scheduling is not None:
+                self.settings = dataclasses.replace(self.settings, scheduling=scheduling)
+                self._manager.placer.use_settings(scheduling)
+            if checkout is not None:
+                self.checkout_settings = self._allocator.settings = checkout
+            if self.owners is None and not self._running:  # nothing runs: the next start runs it all
+                self.configured.clear()
+                self.configured.update((p.name, p) for p in pools)
+                self._build()
+                return
+            self._reload_pools(pools)
+
+    def _reload_pools(self, pools: Sequence[Pool]) -> None:
+        wanted = {p.name: p for p in pools}
+        overrides = self.store.pool_overrides()
+        live = self.owners is None
+        for name in [n for n in self.configured if n not in wanted]:
+            del self.configured[name]
+            if live:
+                self._manager.remove_pool(name)
+            else:
+                self._manager.pools.pop(name, None)
+        for name, pool in wanted.items():
+            known = name in self.configured
+            if known and self.configured[name] == pool:
+                continue
+            self.configured[name] = pool
+            stored = {k: v for k, v in overrides.get(name, {}).items() if k in {s.value for s in Setting}}
+            running = dataclasses.replace(pool, **stored)  # type: ignore[arg-type]
+            if not live:
+                self._manager.pools[name] = running
+            elif known:
+                self._manager.change_pool(running)
+            else:
+                self._manager.add_pool(running)
 
     def look_at(self, pool: str, settings: bool = False) -> None:
         """Another process changed ``pool`` in the store (a checkout, a return, or its

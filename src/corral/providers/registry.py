@@ -84,6 +84,7 @@ class ProviderClass:
     settings: Callable[[], type[SettingsModel]]
     build: ProviderFactory
     aliases: tuple[ProviderAlias, ...] = ()
+    reads_pools: bool = True  # built with its pools' keys (``ProviderContext.pools``): rebuilt when they change
 
     def settings_of(self, entry: Mapping[str, Any]) -> BaseModel:
         """The settings of one ``:providers:`` entry; ``provider_class`` is passed on only to a
@@ -201,7 +202,7 @@ def _build_libvirt(name: str, settings: Any, context: ProviderContext) -> Provid
 #: Every provider class corral can run, by name.
 PROVIDERS: dict[str, ProviderClass] = {
     "sim": ProviderClass("sim", "a simulator provider", _sim_settings, _build_sim,
-                         aliases=(ProviderAlias("dummy", "a dummy provider", DUMMY_KEYS),)),
+                         aliases=(ProviderAlias("dummy", "a dummy provider", DUMMY_KEYS),), reads_pools=False),
     "vsphere": ProviderClass("vsphere", "a vSphere provider", _vsphere_settings, _build_vsphere),
     "libvirt": ProviderClass("libvirt", "a libvirt provider", _libvirt_settings, _build_libvirt),
 }
