@@ -10,7 +10,7 @@ import typer
 from typer.main import get_command
 
 from corral.bench.cli import bench_app
-from corral.cli import local, status, tokens, vms
+from corral.cli import local, reload, status, tokens, vms
 from corral.cli.remote import EXIT_CODES_HELP
 from corral.cli.text import plain_flags
 
@@ -30,6 +30,8 @@ app.add_typer(tokens.token_app, name="token")
 config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True,
                          epilog="Example: corral config check vmpooler.yaml")
 config_app.command("check", epilog="Example: corral config check /etc/vmpooler/vmpooler.yaml")(local.config_check)
+config_app.command("reload", epilog="Example: corral config reload --url http://corral:8080 --token "
+                                    "\"$CORRAL_TOKEN\"")(reload.config_reload)
 app.add_typer(config_app, name="config")
 
 app.add_typer(bench_app, name="bench")

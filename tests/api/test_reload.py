@@ -1,0 +1,130 @@
+"""POST /api/v3/config/reload and ``corral config reload`` against a real server, and SIGHUP on
+a ``corral serve`` subprocess."""
+
+from __future__ import annotations
+
+import copy
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from api.conftest import tok
+from api.test_cli_remote import corral
+from helpers import free_port, quick_config, wait_until
+
+POOLS = [{"name": "a", "template": "t-a", "size": 2}, {"name": "b", "template": "t-b", "size": 1}]
+
+
+def from_file(server: Any, tmp_path: Path) -> Path:
+    """Have ``server`` reload from a file holding its document."""
+    path = tmp_path / "corral.yaml"
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+    server.service.path = path
+    return path
+
+
+def rewrite(path: Path, server: Any, **sizes: int) -> None:
+    for pool in server.document[":pools"]:
+        if pool["name"] in sizes:
+            pool["size"] = sizes[pool["name"]]
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+
+
+def test_reload_needs_a_token_and_answers_what_changed(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(copy.deepcopy(POOLS), auth="static")
+    path = from_file(server, tmp_path)
+    rewrite(path, server, a=3)
+    assert server.client.post("/config/reload").status_code == 401
+    assert server.client.post("/config/reload", headers=tok("not-a-token")).status_code == 401
+    assert server.service.pools.pools["a"].size == 2  # refused: nothing read
+    resp = server.client.post("/config/reload", headers=tok(server.token()))
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["ok"] is True and body["changed"] is True
+    assert body["pools_changed"] == {"a": ["size"]} and body["restart_needed"] == []
+    server.wait_full()
+    assert len(server.ready("a")) == 3
+    again = server.client.post("/config/reload", headers=tok(server.token())).json()
+    assert again["changed"] is False
+
+
+def test_reload_over_the_api_needs_auth(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(copy.deepcopy(POOLS))
+    path = from_file(server, tmp_path)
+    rewrite(path, server, a=3)
+    resp = server.client.post("/config/reload")
+    assert resp.status_code == 403 and "SIGHUP" in resp.json()["error"]
+    assert server.service.pools.pools["a"].size == 2
+
+
+def test_an_invalid_file_is_refused_with_every_problem(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(copy.deepcopy(POOLS), auth="static")
+    path = from_file(server, tmp_path)
+    server.document[":pools"][0]["size"] = -1
+    server.document[":pools"].append({"name": "c", "template": "t-c", "size": 1, "provider": "nowhere"})
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+    resp = server.client.post("/config/reload", headers=tok(server.token()))
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["ok"] is False and "running configuration stays" in body["error"]
+    assert any("pools[0].size" in p for p in body["problems"]) and any("nowhere" in p for p in body["problems"])
+    assert set(server.service.pools.pools) == {"a", "b"} and server.service.pools.pools["a"].size == 2
+
+
+def test_the_cli_reloads_and_names_problems(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(copy.deepcopy(POOLS), auth="static")
+    path = from_file(server, tmp_path)
+    token = server.token()
+    rewrite(path, server, b=2)
+    out = corral("config", "reload", url=server.url, token=token)
+    assert out.returncode == 0, out.stderr
+    assert "pools changed: b (size)" in out.stdout
+    server.wait_full()
+    assert len(server.ready("b")) == 2
+    out = corral("config", "reload", url=server.url)
+    assert out.returncode == 4 and "401" in out.stderr
+    server.document[":pools"][0]["size"] = "many"
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+    out = corral("config", "reload", url=server.url, token=token)
+    assert out.returncode == 2
+    assert "pools[0].size" in out.stderr and "running configuration stays" in out.stderr
+    assert server.service.pools.pools["a"].size == 2
+
+
+def test_sighup_reloads_a_served_corral(tmp_path: Path) -> None:
+    doc = quick_config(tmp_path, [{"name": "a", "template": "t-a", "size": 2}])
+    cfg, log, port = tmp_path / "c.yaml", tmp_path / "log.txt", free_port()
+    cfg.write_text(yaml.safe_dump(doc))
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--port",
+                                 str(port)], stderr=fh, stdout=fh)
+
+    def ready(pool: str) -> int | None:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/api/v3/status").json()["pools"].get(pool, {}).get("ready")
+        except httpx.HTTPError:
+            return None
+
+    try:
+        wait_until(lambda: ready("a") == 2, 30, interval=0.05)
+        doc[":pools"][0]["size"] = 4
+        doc[":pools"].append({"name": "b", "template": "t-b", "size": 1})
+        cfg.write_text(yaml.safe_dump(doc))
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: ready("a") == 4 and ready("b") == 1, 30, interval=0.05)
+        doc[":pools"][0]["size"] = "lots"
+        cfg.write_text(yaml.safe_dump(doc))
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration not reloaded" in log.read_text(), 10, interval=0.05)
+        assert proc.poll() is None and ready("a") == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    text = log.read_text()
+    assert "configuration reloaded" in text and "pools[0].size" in text and "Traceback" not in text
