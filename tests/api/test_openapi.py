@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from api.conftest import basic, tok
@@ -252,6 +253,9 @@ CASES: list[tuple[str, str, str, str | None, Any, set[int]]] = [
     ("auth", "POST", "/poolreset", "alice", {"zz": "1"}, {400}),
     ("auth", "POST", "/poolreset", None, {"a": "1"}, {401}),
     ("plain", "POST", "/poolreset", None, {"a": "1"}, {405}),
+    ("auth", "POST", "/config/reload", "alice", None, {200}),
+    ("auth", "POST", "/config/reload", None, None, {401}),
+    ("plain", "POST", "/config/reload", None, None, {403}),
     ("auth", "GET", "/events?type=vm.lifecycle", None, None, {200}),
     ("auth", "GET", "/events?type=nope", None, None, {400}),
 ]
@@ -261,6 +265,7 @@ NOT_PROVOKED = {
     ("POST", "/ondemandvm", 503), ("POST", "/ondemandvm/{pools}", 503),  # the runner's queue is full
     ("GET", "/events", 503),  # 1,000 streams are open
     ("GET", "/token", 503), ("DELETE", "/token/{token}", 503),  # LDAP is down: POST /token shows it
+    ("POST", "/config/reload", 400),  # an invalid file: tests/api/test_reload.py
 }
 
 
@@ -298,6 +303,8 @@ def test_every_answer_is_declared_and_every_declared_answer_happens(servers, mak
                                               "user_object": "uid", "timeout": 1}}
     ldap = make_server(POOLS, extra={":store": {"path": str(tmp_path / "ldap.db")}, ":auth": ldap_down})
     by_name = {"auth": server, "plain": plain, "ldap": ldap}
+    server.service.path = tmp_path / "auth.yaml"  # the file a reload reads: the server's own document
+    server.service.path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
     tokens = {"alice": server.token("alice"), "bob": server.token("bob")}
     values = {**tokens, "spare": server.token("alice"),
               "vm": server.client.post("/vm/a", headers=tok(tokens["alice"])).json()["a"]["hostname"]}

@@ -69,7 +69,7 @@ def test_an_invalid_file_is_refused_with_every_problem(make_server: Any, tmp_pat
     server.document[":pools"].append({"name": "c", "template": "t-c", "size": 1, "provider": "nowhere"})
     path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
     resp = server.client.post("/config/reload", headers=tok(server.token()))
-    assert resp.status_code == 422
+    assert resp.status_code == 400
     body = resp.json()
     assert body["ok"] is False and "running configuration stays" in body["error"]
     assert any("pools[0].size" in p for p in body["problems"]) and any("nowhere" in p for p in body["problems"])

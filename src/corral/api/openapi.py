@@ -235,6 +235,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
          401: NO_TOKEN, 405: NOT_EXPERIMENTAL},
         body=CLONE_TARGET_BODY, security="token"),
     ("DELETE", "/config/clonetarget/{pool}"): reset_operation("Back to the configured clone target."),
+    ("POST", "/config/reload"): Operation(
+        {200: "The configuration file was read again and applied: what changed (`pools_added`, `pools_removed`, "
+              "`pools_changed`, `providers_added`, `providers_changed`, `scheduling`, `auth`) and the keys that "
+              "wait for a restart (`restart_needed`).", 401: NO_TOKEN,
+         403: "The server has no `:auth:`: reload it with SIGHUP.",
+         400: "The file is invalid: every problem is named in `problems`; nothing was changed."},
+        body_required=False, security="token"),
     ("POST", "/poolreset"): Operation(
         {201: "The pools' ready and pending VMs are being replaced.", 400: BAD_INPUT + " Or an unknown pool.",
          401: NO_TOKEN, 405: NOT_EXPERIMENTAL},

@@ -159,7 +159,7 @@ def build(router: APIRouter, version: Version) -> None:
     @router.post("/config/reload", include_in_schema=schema)
     async def reload(request: Request) -> JSONResponse:
         """Read the configuration file again and apply it: what changed (``restart_needed`` keys
-        wait for a restart), or 422 naming every problem of an invalid file, nothing changed.
+        wait for a restart), or 400 naming every problem of an invalid file, nothing changed.
         Needs a token (and so ``:auth:``)."""
         service = service_of(request)
         if service.authenticator is None:
@@ -169,7 +169,7 @@ def build(router: APIRouter, version: Version) -> None:
         try:
             reloaded = await service.reload()
         except ConfigError as exc:
-            raise ApiError(422, f"configuration not reloaded: {len(exc.problems)} problem(s); the running "
+            raise ApiError(400, f"configuration not reloaded: {len(exc.problems)} problem(s); the running "
                                 "configuration stays", problems=exc.problems) from None
         return respond({"ok": True, **reloaded.as_dict()})
 

@@ -46,9 +46,10 @@ def config_reload(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson =
     with reported():
         remote = connect(url, token)
         answer = remote.call("POST", "/config/reload")
-        if answer.status == 422:
-            for warning in problems_of(answer.body):
-                typer.echo(f"  {warning}", err=True)
+        problems = problems_of(answer.body)
+        if answer.status == 400 and problems:
+            for problem in problems:
+                typer.echo(f"  {problem}", err=True)
             raise CliProblem(f"config reload: {reason_of(answer.body)}", Exit.USAGE)
         if not answer.ok:
             raise answer.problem(remote.url, "config reload")
