@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -326,13 +327,15 @@ class ManagerPlan:
         self.names = tuple(p.name for p in self.pools)
 
 
-def build_manager(config: Config, manager_id: str | None = None) -> Cluster:
-    """What ``corral serve --role manager`` runs: a manager with no API."""
+def build_manager(config: Config, manager_id: str | None = None, path: Path | None = None) -> ManagerRun:
+    """What ``corral serve --role manager`` runs: a manager with no API (``path``: the file a
+    reload reads)."""
     if config.store.type != "redis":
         raise ConfigError(["--role manager: several processes need a shared store; set :store: type: redis "
                            "(the sqlite store serves one process, --role all)"])
     site = shared_site(config)
-    return build_cluster(config, site, build_providers(config), manager_id, site.close)
+    plan = ManagerPlan(config, build_providers(config))
+    return ManagerRun(build_cluster(config, site, plan.providers, manager_id, site.close, plan), plan, path)
 
 
 # -- reloading the configuration -------------------------------------------------------------------
@@ -359,18 +362,23 @@ def reconnected(old: Config, new: Config, diff: ConfigDiff) -> list[str]:
     return sorted(names)
 
 
-async def reload_service(service: Service) -> Reloaded:
-    """Read ``service.path`` again and apply it: pools added start filling, pools removed drain,
-    changed pools apply at once, providers whose keys changed are rebuilt and reconnected (each
-    alone), the scheduling policy, the checkout's weights and ``:auth:`` are replaced. Everything
-    is built before anything is applied: a ConfigError (an invalid file, a provider that cannot be
-    built) leaves the running configuration as it was. On a site on Redis this process's manager
-    restarts its pool service over the pools it holds (recovery takes over, as after a change of
-    leases); each process reloads its own file."""
-    if service.path is None:
+@dataclass(frozen=True)
+class NextConfig:
+    """A configuration file read again, checked, compared with the running one, and the providers
+    it needs anew built (not connected): all of it before anything is applied."""
+
+    config: Config
+    warnings: list[str]
+    diff: ConfigDiff
+    providers: dict[str, Provider]
+
+
+def read_again(path: Path | None, old: Config) -> NextConfig:
+    """Read ``path`` again against the running ``old``; a ConfigError naming every problem (an
+    invalid file, a store of another kind, a provider that cannot be built) changes nothing."""
+    if path is None:
         raise ConfigError(["(reload): this corral was not started from a configuration file"])
-    new, warnings = load_config(service.path)
-    old = service.config
+    new, warnings = load_config(path)
     if new.store.type != old.store.type:
         raise ConfigError([f"store.type: {old.store.type!r} cannot become {new.store.type!r} while corral runs; "
                            "restart it"])
@@ -379,28 +387,76 @@ async def reload_service(service: Service) -> Reloaded:
         providers = {name: build_provider(new, name) for name in reconnected(old, new, diff)}
     except ValueError as exc:  # a provider refused its settings
         raise ConfigError([f"providers: {exc}"]) from None
+    return NextConfig(new, warnings, diff, providers)
+
+
+async def restart_manager(plan: ManagerPlan, cluster: Cluster, upcoming: NextConfig) -> None:
+    """A manager on Redis takes a reload by restarting its pool service over the pools it holds
+    that are still configured (recovery takes over, as after a change of leases); its agent bids
+    for the pools added at its next tick."""
+    plan.update(upcoming.config, upcoming.providers)
+    switch = cluster.switch
+    acting = switch.acting
+    await switch.apply(frozenset())
+    await switch.apply(acting & frozenset(plan.names))
+
+
+def log_reloaded(path: Path | None, upcoming: NextConfig) -> Reloaded:
+    diff = upcoming.diff
+    log.info("configuration reloaded", extra={"path": str(path), "pools_added": ",".join(diff.pools_added),
+                                             "pools_removed": ",".join(diff.pools_removed),
+                                             "pools_changed": ",".join(diff.pools_changed),
+                                             "providers": ",".join(upcoming.providers) or None,
+                                             "restart_needed": ",".join(diff.restart) or None})
+    return Reloaded(diff, upcoming.warnings)
+
+
+async def reload_service(service: Service) -> Reloaded:
+    """Read ``service.path`` again and apply it: pools added start filling, pools removed drain,
+    changed pools apply at once, providers whose keys changed are rebuilt and reconnected (each
+    alone), the scheduling policy, the checkout's weights and ``:auth:`` are replaced. On a site
+    on Redis this process's manager restarts its pool service (:func:`restart_manager`); each
+    process reloads its own file."""
+    upcoming = read_again(service.path, service.config)
+    new, diff = upcoming.config, upcoming.diff
     authenticator = build_authenticator(new.auth) if new.auth is not None else None
     scheduling = scheduler_settings(new) if diff.scheduling else None
-    await service.pools.reload(new.domain_pools(), providers=providers, scheduling=scheduling,
+    await service.pools.reload(new.domain_pools(), providers=upcoming.providers, scheduling=scheduling,
                                checkout=checkout_settings(new))
     if service.plan is not None and service.cluster is not None:
-        service.plan.update(new, providers)
-        switch = service.cluster.switch
-        acting = switch.acting
-        await switch.apply(frozenset())
-        await switch.apply(acting & frozenset(service.plan.names))
+        await restart_manager(service.plan, service.cluster, upcoming)
     if diff.auth:
         service.authenticator = authenticator
     service.config = new
-    log.info("configuration reloaded", extra={"path": str(service.path), "pools_added": ",".join(diff.pools_added),
-                                             "pools_removed": ",".join(diff.pools_removed),
-                                             "pools_changed": ",".join(diff.pools_changed),
-                                             "providers": ",".join(providers) or None,
-                                             "restart_needed": ",".join(diff.restart) or None})
-    return Reloaded(diff, warnings)
+    return log_reloaded(service.path, upcoming)
 
 
-async def reload_logged(service: Service) -> None:
+@dataclass
+class ManagerRun:
+    """What ``corral serve --role manager`` runs: a manager with no API, and what a reload
+    (SIGHUP) of its file replaces."""
+
+    cluster: Cluster
+    plan: ManagerPlan
+    path: Path | None = None
+    _reloading: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    async def reload(self) -> Reloaded:
+        async with self._reloading:
+            upcoming = read_again(self.path, self.plan.config)
+            await restart_manager(self.plan, self.cluster, upcoming)
+            return log_reloaded(self.path, upcoming)
+
+
+class Reloads(Protocol):
+    """A process whose configuration file can be read again."""
+
+    path: Path | None
+
+    async def reload(self) -> Reloaded: ...
+
+
+async def reload_logged(service: Reloads) -> None:
     """A reload asked for by a signal: its outcome goes to the log only (every problem of a
     refused file on one line each)."""
     try:
@@ -416,3 +472,16 @@ async def reload_logged(service: Service) -> None:
         return
     for warning in reloaded.warnings:
         log.warning("configuration warning", extra={"warning": warning})
+
+
+def reload_on_sighup(target: Reloads) -> None:
+    """Reload ``target``'s configuration on each SIGHUP (installed on the running loop, which
+    must be the main thread's); the outcome goes to the log."""
+    reloads: set[asyncio.Task[None]] = set()  # kept until they end
+
+    def hangup() -> None:
+        task = asyncio.ensure_future(reload_logged(target))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)

@@ -128,3 +128,19 @@ def test_sighup_reloads_a_served_corral(tmp_path: Path) -> None:
         proc.wait(15)
     text = log.read_text()
     assert "configuration reloaded" in text and "pools[0].size" in text and "Traceback" not in text
+
+
+def test_a_process_on_redis_reloads_its_own_pools(make_server: Any, redis_server: Any, redis_site: str,
+                                                  tmp_path: Path) -> None:
+    redis = {":store": {"type": "redis", "site": redis_site},
+             ":redis": {"server": "127.0.0.1", "port": redis_server.port}}
+    server = make_server(copy.deepcopy(POOLS), auth="static", extra=redis)
+    path = from_file(server, tmp_path)
+    server.document[":pools"][0]["size"] = 3
+    server.document[":pools"].append({"name": "c", "template": "t-c", "size": 2})
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+    resp = server.client.post("/config/reload", headers=tok(server.token()))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["pools_added"] == ["c"] and resp.json()["pools_changed"] == {"a": ["size"]}
+    server.wait_full(20)
+    assert len(server.ready("a")) == 3 and len(server.ready("c")) == 2

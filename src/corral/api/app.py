@@ -3,11 +3,9 @@ unversioned paths, with vmpooler's error shapes. Starts the pool service with th
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import re
-import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +22,7 @@ from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
 from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
 from corral.pools.service import Elsewhere
-from corral.runtime import Service, reload_logged
+from corral.runtime import Service, reload_on_sighup
 from corral.store.base import StoreUnavailable
 
 log = logging.getLogger("corral.api")
@@ -160,7 +158,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
         if server_gc:
             tune_gc()
         if reload_on_hangup:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
+            reload_on_sighup(service)
         try:
             yield
         finally:
@@ -173,12 +171,6 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
                               "'domain' key).")
     app.state.service = service
-    reloads: set[asyncio.Task[None]] = set()  # reloads asked for by SIGHUP, kept until they end
-
-    def hangup() -> None:
-        task = asyncio.ensure_future(reload_logged(service))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
     app.state.streams = events.Streams()
     app.state.last_boots = status.LastBoots()
     for prefix, name in VERSIONS.items():

@@ -92,7 +92,7 @@ def serve(
     setup_logging(log_format.value, log_level.value)
     cfg = load(config)
     if role is Role.MANAGER:
-        _run_manager(cfg, manager_id)
+        _run_manager(cfg, manager_id, config.resolve())
         return
     try:
         sock = listen_socket(host, port)
@@ -110,16 +110,17 @@ def serve(
         Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run(sockets=[sock])
 
 
-def _run_manager(cfg: Config, manager_id: str | None) -> None:
-    """Run a manager with no API until SIGTERM or SIGINT, then drain (hand its pools over)."""
+def _run_manager(cfg: Config, manager_id: str | None, path: Path) -> None:
+    """Run a manager with no API until SIGTERM or SIGINT, then drain (hand its pools over);
+    SIGHUP reloads its configuration file."""
     import asyncio
     import signal
 
     from corral.config import ConfigError
-    from corral.runtime import build_manager
+    from corral.runtime import build_manager, reload_on_sighup
 
     try:
-        cluster = build_manager(cfg, manager_id)
+        manager = build_manager(cfg, manager_id, path)
     except ConfigError as exc:
         for problem in exc.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -130,6 +131,8 @@ def _run_manager(cfg: Config, manager_id: str | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        reload_on_sighup(manager)
+        cluster = manager.cluster
         await cluster.start()
         ended = asyncio.ensure_future(cluster.wait())
         await asyncio.wait([ended, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
