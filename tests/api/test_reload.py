@@ -144,3 +144,35 @@ def test_a_process_on_redis_reloads_its_own_pools(make_server: Any, redis_server
     assert resp.json()["pools_added"] == ["c"] and resp.json()["pools_changed"] == {"a": ["size"]}
     server.wait_full(20)
     assert len(server.ready("a")) == 3 and len(server.ready("c")) == 2
+
+
+def test_sighup_reloads_a_manager_without_an_api(redis_server: Any, redis_site: str, tmp_path: Path) -> None:
+    from corral.domain.states import VmState
+    from corral.store.redis import RedisStore
+
+    doc = quick_config(tmp_path, [{"name": "a", "template": "t-a", "size": 2}])
+    doc.update({":store": {"type": "redis", "site": redis_site},
+                ":redis": {"server": "127.0.0.1", "port": redis_server.port}})
+    cfg, log = tmp_path / "c.yaml", tmp_path / "log.txt"
+    cfg.write_text(yaml.safe_dump(doc))
+    store = RedisStore("127.0.0.1", redis_server.port, None, site=redis_site)
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--role",
+                                 "manager"], stderr=fh, stdout=fh)
+
+    def ready(pool: str) -> int:
+        assert proc.poll() is None, log.read_text()
+        return store.counts().get(pool, {}).get(VmState.READY, 0)
+
+    try:
+        wait_until(lambda: ready("a") == 2, 30, interval=0.05)
+        doc[":pools"][0]["size"] = 3
+        doc[":pools"].append({"name": "b", "template": "t-b", "size": 2})
+        cfg.write_text(yaml.safe_dump(doc))
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: ready("a") == 3 and ready("b") == 2, 30, interval=0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        store.close()
+    assert "configuration reloaded" in log.read_text()
