@@ -7,6 +7,7 @@ import copy
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,30 @@ def test_the_cli_reloads_and_names_problems(make_server: Any, tmp_path: Path) ->
     assert server.service.pools.pools["a"].size == 2
 
 
+def serve(cfg: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``corral serve --config cfg *args`` in a process of its own, its output in ``log``."""
+    with log.open("w") as fh:
+        return subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), *args],
+                                stderr=fh, stdout=fh)
+
+
+def grow_and_hang_up(proc: subprocess.Popen[bytes], cfg: Path, doc: dict[str, Any],
+                     ready: Callable[[str], int | None], *, a: int, b: int) -> None:
+    """Once pool a has its 2 ready VMs: write a file where a has size ``a`` and a new pool b size
+    ``b``, send SIGHUP, and wait until both pools have those sizes ready."""
+    wait_until(lambda: ready("a") == 2, 30, interval=0.05)
+    doc[":pools"][0]["size"] = a
+    doc[":pools"].append({"name": "b", "template": "t-b", "size": b})
+    cfg.write_text(yaml.safe_dump(doc))
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: ready("a") == a and ready("b") == b, 30, interval=0.05)
+
+
 def test_sighup_reloads_a_served_corral(tmp_path: Path) -> None:
     doc = quick_config(tmp_path, [{"name": "a", "template": "t-a", "size": 2}])
     cfg, log, port = tmp_path / "c.yaml", tmp_path / "log.txt", free_port()
     cfg.write_text(yaml.safe_dump(doc))
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--port",
-                                 str(port)], stderr=fh, stdout=fh)
+    proc = serve(cfg, log, "--port", str(port))
 
     def ready(pool: str) -> int | None:
         assert proc.poll() is None, log.read_text()
@@ -112,12 +130,7 @@ def test_sighup_reloads_a_served_corral(tmp_path: Path) -> None:
             return None
 
     try:
-        wait_until(lambda: ready("a") == 2, 30, interval=0.05)
-        doc[":pools"][0]["size"] = 4
-        doc[":pools"].append({"name": "b", "template": "t-b", "size": 1})
-        cfg.write_text(yaml.safe_dump(doc))
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: ready("a") == 4 and ready("b") == 1, 30, interval=0.05)
+        grow_and_hang_up(proc, cfg, doc, ready, a=4, b=1)
         doc[":pools"][0]["size"] = "lots"
         cfg.write_text(yaml.safe_dump(doc))
         proc.send_signal(signal.SIGHUP)
@@ -156,21 +169,14 @@ def test_sighup_reloads_a_manager_without_an_api(redis_server: Any, redis_site: 
     cfg, log = tmp_path / "c.yaml", tmp_path / "log.txt"
     cfg.write_text(yaml.safe_dump(doc))
     store = RedisStore("127.0.0.1", redis_server.port, None, site=redis_site)
-    with log.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--config", str(cfg), "--role",
-                                 "manager"], stderr=fh, stdout=fh)
+    proc = serve(cfg, log, "--role", "manager")
 
     def ready(pool: str) -> int:
         assert proc.poll() is None, log.read_text()
         return store.counts().get(pool, {}).get(VmState.READY, 0)
 
     try:
-        wait_until(lambda: ready("a") == 2, 30, interval=0.05)
-        doc[":pools"][0]["size"] = 3
-        doc[":pools"].append({"name": "b", "template": "t-b", "size": 2})
-        cfg.write_text(yaml.safe_dump(doc))
-        proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: ready("a") == 3 and ready("b") == 2, 30, interval=0.05)
+        grow_and_hang_up(proc, cfg, doc, ready, a=3, b=2)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

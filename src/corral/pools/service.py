@@ -185,7 +185,8 @@ class PoolService:
         live = self._manager.pools.get(pool)
         if live is None:
             return None
-        return self._manager.inventory[live.provider].repo.clusters()
+        monitor = self._manager.inventory.monitors.get(live.provider)  # none: a provider added by a reload
+        return monitor.repo.clusters() if monitor is not None else []
 
     def change(self, changes: Sequence[PoolChange]) -> int:
         """Store and apply each change of a pool setting; how many changed a value."""
