@@ -351,15 +351,21 @@ class Reloaded:
         return {"changed": not self.diff.empty, **self.diff.as_dict(), "warnings": list(self.warnings)}
 
 
-def reconnected(old: Config, new: Config, diff: ConfigDiff) -> list[str]:
-    """The providers a reload builds anew: those a pool uses now and did not, those whose keys
-    changed, and those built with their pools' keys (vSphere, libvirt) when those changed."""
-    names = set(diff.providers_added) | set(diff.providers_changed)
+def reconnected(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """The providers a reload builds anew, and the configuration they are built from: ``new``
+    with the pools it removes kept (their VMs drain, and a provider that reads its pools must
+    still see them as its own). Built anew: the providers a pool uses now and none did, those
+    whose keys changed, and those built with their pools' keys (vSphere, libvirt) when those
+    changed."""
+    names = {p.name for p in new.pools}
+    built = new.model_copy(update={"pools": [*new.pools, *(p for p in old.pools if p.name not in names)]})
+    diff = diff_configs(old, built)
+    rebuilt = set(diff.providers_added) | set(diff.providers_changed)
     for name in diff.pools_of_providers:
         cls = PROVIDERS.get(new.provider_class(name))
         if cls is not None and cls.reads_pools:
-            names.add(name)
-    return sorted(names)
+            rebuilt.add(name)
+    return built, sorted(rebuilt)
 
 
 @dataclass(frozen=True)
@@ -383,8 +389,9 @@ def read_again(path: Path | None, old: Config) -> NextConfig:
         raise ConfigError([f"store.type: {old.store.type!r} cannot become {new.store.type!r} while corral runs; "
                            "restart it"])
     diff = diff_configs(old, new)
+    built, names = reconnected(old, new)
     try:
-        providers = {name: build_provider(new, name) for name in reconnected(old, new, diff)}
+        providers = {name: build_provider(built, name) for name in names}
     except ValueError as exc:  # a provider refused its settings
         raise ConfigError([f"providers: {exc}"]) from None
     return NextConfig(new, warnings, diff, providers)

@@ -238,3 +238,37 @@ async def test_what_needs_a_restart_is_named(running: Running) -> None:
     answer = await running.service.reload()
     assert answer.diff.restart == ("runner", "config.task_limit")
     assert answer.as_dict()["restart_needed"] == ["runner", "config.task_limit"]
+
+
+VSPHERE = {"provider_class": "vsphere", "server": "vc.example", "username": "u", "password": "p"}
+
+
+@pytest.mark.parametrize(("change", "rebuilt"), [
+    (lambda d: d[":pools"].append({"name": "c", "template": "t", "size": 1, "provider": "sim"}), []),
+    (lambda d: d[":pools"].append({"name": "w", "template": "t", "size": 1, "provider": "vs"}), ["vs"]),
+    (lambda d: d[":pools"].pop(2), []),
+    (lambda d: d[":pools"][2].update(datastore="ds2"), ["vs"]),
+    (lambda d: d[":pools"][2].update(folder="f2"), ["vs"]),
+    (lambda d: d[":pools"][2].update(size=4), []),
+    (lambda d: d[":pools"][2].update(template="t2"), []),
+    (lambda d: d[":pools"][0].update(size=9), []),
+    (lambda d: d[":providers"][":vs"].update(server="vc2.example"), ["vs"]),
+    (lambda d: d[":providers"][":sim"].update(hosts=2), ["sim"]),
+], ids=["sim pool added", "vSphere pool added", "vSphere pool removed", "datastore", "folder", "vSphere size",
+        "vSphere template", "sim size", "vCenter address", "sim settings"])
+def test_which_providers_a_reload_rebuilds(tmp_path: Path, change: Callable[[dict[str, Any]], None],
+                                           rebuilt: list[str]) -> None:
+    from corral.config import parse_config
+    from corral.config.settings import provider_context
+    from corral.runtime import reconnected
+
+    doc = document(tmp_path)
+    doc[":providers"][":vs"] = dict(VSPHERE)
+    doc[":pools"].append({"name": "v", "template": "t-v", "size": 1, "provider": "vs", "folder": "f"})
+    old, _ = parse_config(copy.deepcopy(doc))
+    change(doc)
+    new, _ = parse_config(doc)
+    built, names = reconnected(old, new)
+    assert names == rebuilt
+    seen = {p["name"] for p in provider_context(built, "vs").pools}
+    assert "v" in seen  # a pool removed drains: the provider still sees its VMs as its own
