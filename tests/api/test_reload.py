@@ -182,3 +182,23 @@ def test_sighup_reloads_a_manager_without_an_api(redis_server: Any, redis_site: 
         proc.wait(30)
         store.close()
     assert "configuration reloaded" in log.read_text()
+
+
+def test_every_view_answers_while_a_removed_pool_drains(make_server: Any, tmp_path: Path) -> None:
+    server = make_server(copy.deepcopy(POOLS), auth="static")
+    path = from_file(server, tmp_path)
+    token = server.token()
+    held = server.client.post("/vm/b", headers=tok(token)).json()["b"]["hostname"]
+    server.document[":pools"].pop(1)
+    path.write_text(yaml.safe_dump(server.document), encoding="utf-8")
+    assert server.client.post("/config/reload", headers=tok(token)).json()["pools_removed"] == ["b"]
+    for route in ("/status?view=pools,monitoring,scheduling,runner,hosts", "/config", "/full_config", "/summary",
+                  "/poolstat?pool=a", "/totalrunning", f"/vm/{held}"):
+        resp = server.client.get(route)
+        assert resp.status_code == 200, (route, resp.text)
+    assert server.root.get("/metrics").status_code == 200
+    assert server.client.get(f"/vm/{held}").json()[held]["state"] == "running"
+    assert "b" not in server.client.get("/vm").json()
+    assert server.client.post("/vm/b").status_code == 404
+    assert server.client.delete(f"/vm/{held}", headers=tok(token)).status_code == 200
+    server.wait(lambda: server.client.get(f"/vm/{held}").json()[held]["state"] == "destroyed")
