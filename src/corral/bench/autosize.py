@@ -35,7 +35,7 @@ from corral.bench.autosize_report import AutosizeBenchResult, StrategyResult
 from corral.bench.autosize_settings import AutosizeBenchSettings
 from corral.bench.autosize_trace import Trace, generate
 from corral.bench.common import Say, machine, sayer
-from corral.pools.autosize import AutosizeSettings, Autosizer, Demand, ReadyTime
+from corral.pools.autosize import Autosizer, AutosizeSettings, Demand, ReadyTime
 
 ARRIVE, READY, TICK = 0, 1, 2  # at the same time: the checkout first, then a VM becoming ready
 
@@ -53,6 +53,7 @@ class Pool:
     clones: int = 0
     surplus: int = 0  # VMs destroyed ready, the size having fallen
     waits: list[float] = field(default_factory=list)
+    empty_at: list[float] = field(default_factory=list)  # when each checkout that found it empty came
 
     def advance(self, now: float) -> None:
         self.idle_s += self.ready * (now - self.at)
@@ -101,7 +102,7 @@ class Replay:
                 pool.ready -= excess
                 pool.surplus += excess
 
-    def run(self) -> StrategyResult:
+    def run(self, name: str, label: str) -> StrategyResult:
         for at in self.trace.arrivals:
             self.push(at, ARRIVE)
         tick = self.settings.tick_s
@@ -122,7 +123,9 @@ class Replay:
                 pool.pending -= 1
                 self.ready_time.record(value)
                 if pool.waiting:
-                    pool.waits.append(now - pool.waiting.popleft())
+                    came = pool.waiting.popleft()
+                    pool.waits.append(now - came)
+                    pool.empty_at.append(came)
                 elif pool.ready + pool.pending < pool.size:
                     pool.ready += 1
                 else:
@@ -134,9 +137,9 @@ class Replay:
                 self.ready_points.append((now, pool.ready))
         pool.advance(self.trace.day_s)
         return StrategyResult(
-            checkouts=len(self.trace.arrivals), waits=sorted(pool.waits), idle_vm_hours=pool.idle_s / 3_600.0,
-            clones=pool.clones, surplus=pool.surplus, ready_points=self.ready_points, size_points=self.size_points,
-            name="", label="", size=None)
+            name=name, label=label, size=None if self.autosizer else pool.size, checkouts=len(self.trace.arrivals),
+            waits=sorted(pool.waits), empty_at=pool.empty_at, idle_vm_hours=pool.idle_s / 3_600.0, clones=pool.clones,
+            surplus=pool.surplus, ready_points=self.ready_points, size_points=self.size_points)
 
 
 def replay(trace: Trace, settings: AutosizeBenchSettings, name: str, label: str, size: int | None) -> StrategyResult:
@@ -145,9 +148,7 @@ def replay(trace: Trace, settings: AutosizeBenchSettings, name: str, label: str,
     if size is None:
         autosizer = Autosizer(AutosizeSettings(settings.min_size, settings.max_size, settings.target_wait,
                                                settings.scale_down_after), start=settings.min_size)
-    result = Replay(trace, settings, autosizer.size if autosizer else size or 0, autosizer).run()
-    result.name, result.label, result.size = name, label, size
-    return result
+    return Replay(trace, settings, autosizer.size if autosizer else size or 0, autosizer).run(name, label)
 
 
 def run_autosize(settings: AutosizeBenchSettings, progress: Say | None = None) -> AutosizeBenchResult:
@@ -157,9 +158,8 @@ def run_autosize(settings: AutosizeBenchSettings, progress: Say | None = None) -
     average, peak = trace.average_size(ready_s), trace.peak_size(ready_s)
     say(f"a day of {len(trace.arrivals):,} checkouts (seed {settings.seed}); {ready_s:.1f} s to ready; "
         f"average size {average}, peak {peak}")
-    strategies = [("average", f"fixed at the average ({average})", average),
-                  ("peak", f"fixed at the peak ({peak})", peak),
-                  ("autosize", "autosizing", None)]
+    strategies = [("average", f"(a) average, {average}", average), ("peak", f"(b) peak, {peak}", peak),
+                  ("autosize", "(c) autosized", None)]
     results = []
     for name, label, size in strategies:
         say(f"replaying: {label}")

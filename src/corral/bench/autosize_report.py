@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.bench.autosize_settings import AutosizeBenchSettings
-from corral.bench.autosize_trace import Trace
+from corral.bench.autosize_trace import BURST_SPAN_S, Trace
 from corral.bench.common import append_row, format_ratio, paragraph, percentile
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class StrategyResult:
     size: int | None
     checkouts: int
     waits: list[float]  # sorted: the wait of each checkout that found the pool empty, seconds
+    empty_at: list[float]  # when each of them came, seconds since midnight
     idle_vm_hours: float
     clones: int
     surplus: int  # ready VMs destroyed because the size fell
@@ -47,6 +48,10 @@ class StrategyResult:
     @property
     def empty_share(self) -> float:
         return self.empty / self.checkouts if self.checkouts else 0.0
+
+    def empty_in(self, spans: list[tuple[float, float]]) -> int:
+        """Of the checkouts that found the pool empty, those that came within one of ``spans``."""
+        return sum(any(start <= at <= end for start, end in spans) for at in self.empty_at)
 
     def wait(self, q: float) -> float:
         return percentile(self.waits, q)
@@ -67,6 +72,11 @@ class AutosizeBenchResult:
     ready_s: float
     strategies: list[StrategyResult]
     machine: str = ""
+
+    @property
+    def burst_spans(self) -> list[tuple[float, float]]:
+        """Each burst, from its start to one replenishment time after its minute."""
+        return [(start, start + BURST_SPAN_S + self.ready_s) for start in self.trace.bursts]
 
     def strategy(self, name: str) -> StrategyResult:
         return next(s for s in self.strategies if s.name == name)
@@ -95,9 +105,10 @@ class AutosizeBenchResult:
         return {"ok": self.ok, "targets_met": self.targets_met, "targets": self.targets(),
                 "settings": asdict(self.settings), "machine": self.machine,
                 "trace": {"checkouts": len(self.trace.arrivals), "bursts_at_s": [round(b) for b in self.trace.bursts],
-                          "day_s": self.trace.day_s},
+                          "day_s": self.trace.day_s, "held_most": self.trace.held_most()},
                 "ready_s": round(self.ready_s, 3), "idle_ratio": None if ratio is None else round(ratio, 4),
-                "strategies": [s.as_dict() for s in self.strategies]}
+                "strategies": [{**s.as_dict(), "found_empty_in_bursts": s.empty_in(self.burst_spans)}
+                               for s in self.strategies]}
 
     # -- text ------------------------------------------------------------------------------
 
@@ -107,16 +118,18 @@ class AutosizeBenchResult:
         s = self.settings
         table = Table(title=f"a simulated day replayed (discrete events, not real time): "
                             f"{len(self.trace.arrivals):,} checkouts, seed {s.seed}, {s.bursts} bursts of "
-                            f"{s.burst_size}; {self.ready_s:.1f} s to ready (± {s.jitter:g} per latency); "
+                            f"{s.burst_size}, at most {self.trace.held_most():,} checked out at once; "
+                            f"{self.ready_s:.1f} s to ready (± {s.jitter:g} per latency); "
                             f"autosizing: target_wait {s.target_wait:g}, min {s.min_size}, max {s.max_size}, "
                             f"scale_down_after {s.scale_down_after:g} s, window {s.window:g} s")
-        for col in ("strategy", "sizes", "checkouts", "found empty", "%", "wait p50 s", "wait p99 s", "wait max s",
-                    "idle ready VM-h", "clones made"):
+        for col in ("strategy", "sizes", "checkouts", "found empty", "%", "in bursts", "wait p50 s", "wait p99 s",
+                    "wait max s", "idle ready VM-h", "clones made"):
             table.add_column(col, justify="left" if col == "strategy" else "right")
         for r in self.strategies:
             sizes = sorted({size for _, size in r.size_points})
             table.add_row(r.label, f"{sizes[0]}–{sizes[-1]}" if len(sizes) > 1 else str(sizes[0]),
-                          f"{r.checkouts:,}", f"{r.empty:,}", f"{100 * r.empty_share:.2f}", f"{r.wait(50):.1f}",
+                          f"{r.checkouts:,}", f"{r.empty:,}", f"{100 * r.empty_share:.2f}",
+                          f"{r.empty_in(self.burst_spans):,}", f"{r.wait(50):.1f}",
                           f"{r.wait(99):.1f}", f"{r.wait(100):.1f}", f"{r.idle_vm_hours:,.1f}", f"{r.clones:,}")
         return [table]
 

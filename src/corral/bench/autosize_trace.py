@@ -47,6 +47,16 @@ class Trace:
         """The mean checkouts in one replenishment time over the day, rounded up; at least 1."""
         return max(1, math.ceil(len(self.arrivals) * ready_s / self.day_s))
 
+    def held_most(self) -> int:
+        """The most VMs checked out at once (each held from its checkout for its hold time)."""
+        ends = sorted(at + hold for at, hold in zip(self.arrivals, self.holds, strict=True))
+        most, done = 0, 0
+        for taken, at in enumerate(self.arrivals, start=1):
+            while done < len(ends) and ends[done] <= at:
+                done += 1
+            most = max(most, taken - done)
+        return most
+
     def peak_size(self, ready_s: float) -> int:
         """The most checkouts within any ``ready_s`` seconds of the day."""
         most, start = 0, 0
