@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.bench.autosize import replay
-from corral.bench.autosize_report import AUTOSIZE_TABLE_HEADER, verdict
+from corral.bench.autosize_report import AUTOSIZE_TABLE_HEADER, averaged, verdict
 from corral.bench.autosize_settings import AutosizeBenchSettings
 from corral.bench.autosize_trace import Trace, generate, rate_per_hour
 from corral.cli import app
@@ -138,3 +138,16 @@ def test_autosizing_rises_with_a_burst_and_falls_only_after_the_cooldown() -> No
 def test_settings_it_cannot_use_are_refused(args: list[str], complaint: str) -> None:
     done = CliRunner().invoke(app, ["bench", "autosize", *args, "--json"])
     assert done.exit_code == 2 and complaint in done.output
+
+
+@pytest.mark.parametrize(("points", "bins", "means"), [
+    ([(0.0, 2)], 4, [2.0, 2.0, 2.0, 2.0]),
+    ([(0.0, 0), (50.0, 4)], 2, [0.0, 4.0]),
+    ([(0.0, 0), (25.0, 4), (75.0, 0)], 2, [2.0, 2.0]),
+    ([(0.0, 1), (10.0, 3), (20.0, 1)], 1, [1.2]),
+])
+def test_ready_vms_are_drawn_as_their_mean_over_each_part_of_the_day(points: list[tuple[float, int]], bins: int,
+                                                                      means: list[float]) -> None:
+    drawn = averaged(points, 100.0, bins)
+    assert [mean for _, mean in drawn] == pytest.approx([*means, means[-1]])
+    assert [hour for hour, _ in drawn] == pytest.approx([i * 24 / bins for i in range(bins + 1)])

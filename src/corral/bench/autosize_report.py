@@ -159,19 +159,35 @@ class AutosizeBenchResult:
         from corral.bench.plots import DayCurve, autosize_figure
 
         hours = 24.0 / self.trace.day_s
-
-        def scaled(points: list[tuple[float, int]]) -> list[tuple[float, int]]:
-            return [(t * hours, n) for t, n in points] + [(24.0, points[-1][1])]
-
-        bins = [0] * 96  # checkouts per quarter of an hour of the clock
+        bins = [0] * FIGURE_BINS  # checkouts per quarter of an hour of the clock
         for at in self.trace.arrivals:
-            bins[min(int(at * hours * 4), 95)] += 1
-        curves = [DayCurve(r.label, scaled(r.ready_points)) for r in self.strategies]
-        auto = self.strategy("autosize")
-        return autosize_figure(curves, DayCurve("autosizing: size", scaled(auto.size_points)),
-                               [(i / 4, n) for i, n in enumerate(bins)],
+            bins[min(int(at * hours * 4), FIGURE_BINS - 1)] += 1
+        curves = [DayCurve(r.label, averaged(r.ready_points, self.trace.day_s, FIGURE_BINS)) for r in self.strategies]
+        sizes = self.strategy("autosize").size_points
+        size = DayCurve("(c) autosized: its size", [(t * hours, n) for t, n in sizes] + [(24.0, sizes[-1][1])])
+        return autosize_figure(curves, size, [(i * 24.0 / FIGURE_BINS, n) for i, n in enumerate(bins)],
                                title=f"one simulated day, {len(self.trace.arrivals):,} checkouts "
-                                     f"(seed {self.settings.seed}), {self.ready_s:.1f} s to ready")
+                                     f"(seed {self.settings.seed}), {self.ready_s:.1f} s to ready; ready VMs as "
+                                     "the mean of each quarter of an hour")
+
+
+FIGURE_BINS = 96  # quarters of an hour
+
+
+def averaged(points: list[tuple[float, int]], day_s: float, bins: int) -> list[tuple[float, float]]:
+    """The step function ``points`` (seconds, count from then on) as its mean over each of
+    ``bins`` equal parts of the day: (hour of the clock the part starts, mean)."""
+    width = day_s / bins
+    area = [0.0] * bins
+    ends = [t for t, _ in points[1:]] + [day_s]
+    for (start, count), end in zip(points, ends, strict=True):
+        at = start
+        while at < end:
+            part = min(int(at // width), bins - 1)
+            upto = min(end, (part + 1) * width)
+            area[part] += count * (upto - at)
+            at = upto if upto > at else end
+    return [(i * 24.0 / bins, a / width) for i, a in enumerate(area)] + [(24.0, area[-1] / width)]
 
 
 AUTOSIZE_TABLE_HEADER = (

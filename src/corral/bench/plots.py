@@ -74,7 +74,7 @@ class DayCurve:
     """A count over a day: each point (hour of the clock, count from then on)."""
 
     label: str
-    points: Sequence[tuple[float, int]]
+    points: Sequence[tuple[float, float]]
 
 
 def check_matplotlib() -> None:
@@ -184,7 +184,7 @@ def autosize_figure(ready: Sequence[DayCurve], size: DayCurve, checkouts: Sequen
     for curve in ready:
         top.step([h for h, _ in curve.points], [n for _, n in curve.points], where="post", label=curve.label,
                  linewidth=0.8)
-    top.set_ylabel("ready VMs")
+    top.set_ylabel("ready VMs (mean over 15 min)")
     top.set_ylim(bottom=0)
     top.set_title(title, fontsize="medium")
     top.legend(fontsize="small", loc="upper left")
