@@ -35,7 +35,7 @@ def test_a_short_day_reports_each_strategy_and_records_a_row_and_a_figure(tmp_pa
     average, peak, auto = rows["average"], rows["peak"], rows["autosize"]
     assert 1 <= average["size"] < peak["size"] and auto["size"] is None
     for row in rows.values():
-        assert row["checkouts"] == checkouts and row["idle_vm_hours"] > 0
+        assert row["checkouts"] == row["served"] == checkouts and row["idle_vm_hours"] > 0
         assert 0 <= row["found_empty_in_bursts"] <= row["found_empty"] <= checkouts
         assert row["wait_p50_s"] <= row["wait_p99_s"] <= row["wait_max_s"] <= 12.5 * 1.2
     for row in (average, peak):  # a fixed pool asks for one VM per checkout, and keeps its size
@@ -52,6 +52,7 @@ def test_a_short_day_reports_each_strategy_and_records_a_row_and_a_figure(tmp_pa
     assert AUTOSIZE_TABLE_HEADER in text and "## `corral bench autosize`" in text
     row = text.split(AUTOSIZE_TABLE_HEADER, 1)[1].splitlines()[0]
     assert row.startswith("| ") and f"| {average['size']} / {peak['size']} |" in row
+    assert f" / {auto['found_empty']} ({auto['found_empty_in_bursts']}) |" in row
     assert "](benchmarks/autosize.png)" in text and (tmp_path / "benchmarks" / "autosize.png").stat().st_size > 0
 
 
@@ -107,7 +108,15 @@ def test_a_checkout_finding_the_pool_empty_waits_for_the_next_vm() -> None:
     assert result.waits == [pytest.approx(11.5)] and result.empty_at == [2.0]
     # ready: 1 VM 0–1 s, none until the VM made for 2.0's checkout is ready at 14.5, then 1 to 100 s
     assert result.idle_vm_hours == pytest.approx((1.0 + 85.5) / 3600)
-    assert result.clones == 2 and result.surplus == 0
+    assert result.clones == 2 and result.surplus == 0 and result.served == 2
+
+
+def test_the_day_ends_at_its_end() -> None:
+    settings = AutosizeBenchSettings(jitter=0.0)
+    result = replay(fixed_day([95.0, 99.0]), settings, "one", "one", 1)  # 99.0 gets 95.0's replacement at 107.5
+    assert result.served == 2 and result.waits == [pytest.approx(8.5)]
+    assert result.idle_vm_hours == pytest.approx(95.0 / 3600)  # nothing counted past 100 s
+    assert all(at <= 100.0 for at, _ in result.ready_points)
 
 
 def test_autosizing_rises_with_a_burst_and_falls_only_after_the_cooldown() -> None:

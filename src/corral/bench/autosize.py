@@ -55,9 +55,13 @@ class Pool:
     waits: list[float] = field(default_factory=list)
     empty_at: list[float] = field(default_factory=list)  # when each checkout that found it empty came
 
+    served: int = 0  # checkouts that got a VM, at once or after their wait
+
     def advance(self, now: float) -> None:
-        self.idle_s += self.ready * (now - self.at)
-        self.at = now
+        """Count the ready VMs' time up to ``now`` (which a VM made after the day's end does not pass)."""
+        if now > self.at:
+            self.idle_s += self.ready * (now - self.at)
+            self.at = now
 
 
 class Replay:
@@ -111,12 +115,13 @@ class Replay:
         pool = self.pool
         while self.events:
             now, kind, _, value = heapq.heappop(self.events)
-            pool.advance(now)
+            pool.advance(min(now, self.trace.day_s))
             if kind == ARRIVE:
                 self.demand.arrive(now)
                 self.resize(now)
                 if pool.ready:
                     pool.ready -= 1
+                    pool.served += 1
                 else:
                     pool.waiting.append(now)
             elif kind == READY:
@@ -124,6 +129,7 @@ class Replay:
                 self.ready_time.record(value)
                 if pool.waiting:
                     came = pool.waiting.popleft()
+                    pool.served += 1
                     pool.waits.append(now - came)
                     pool.empty_at.append(came)
                 elif pool.ready + pool.pending < pool.size:
@@ -133,13 +139,13 @@ class Replay:
             else:
                 self.resize(now)
             self.refill(now)
-            if self.ready_points[-1][1] != pool.ready:
+            if self.ready_points[-1][1] != pool.ready and now <= self.trace.day_s:
                 self.ready_points.append((now, pool.ready))
         pool.advance(self.trace.day_s)
         return StrategyResult(
             name=name, label=label, size=None if self.autosizer else pool.size, checkouts=len(self.trace.arrivals),
-            waits=sorted(pool.waits), empty_at=pool.empty_at, idle_vm_hours=pool.idle_s / 3_600.0, clones=pool.clones,
-            surplus=pool.surplus, ready_points=self.ready_points, size_points=self.size_points)
+            served=pool.served, waits=sorted(pool.waits), empty_at=pool.empty_at, idle_vm_hours=pool.idle_s / 3_600.0,
+            clones=pool.clones, surplus=pool.surplus, ready_points=self.ready_points, size_points=self.size_points)
 
 
 def replay(trace: Trace, settings: AutosizeBenchSettings, name: str, label: str, size: int | None) -> StrategyResult:
