@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from corral.bench.autosize import replay
+from corral.bench.autosize import replay, run_autosize
 from corral.bench.autosize_report import AUTOSIZE_TABLE_HEADER, averaged, verdict
 from corral.bench.autosize_settings import AutosizeBenchSettings
 from corral.bench.autosize_trace import Trace, generate, rate_per_hour
@@ -160,3 +160,16 @@ def test_ready_vms_are_drawn_as_their_mean_over_each_part_of_the_day(points: lis
     drawn = averaged(points, 100.0, bins)
     assert [mean for _, mean in drawn] == pytest.approx([*means, means[-1]])
     assert [hour for hour, _ in drawn] == pytest.approx([i * 24 / bins for i in range(bins + 1)])
+
+
+def test_the_figure_draws_each_strategy_s_ready_vms_and_the_autosized_size() -> None:
+    result = run_autosize(AutosizeBenchSettings(day_hours=2, bursts=1))
+    figure = result.figure()
+    top, bottom, size = figure.axes
+    drawn = {str(line.get_label()): list(line.get_ydata()) for line in top.get_lines()}
+    assert list(drawn) == [s.label for s in result.strategies]
+    peak = result.strategy("peak")
+    assert max(drawn[peak.label]) <= peak.size and min(drawn[peak.label]) > 0
+    (sized,) = size.get_lines()
+    assert max(sized.get_ydata()) == max(n for _, n in result.strategy("autosize").size_points)
+    assert sum(bar.get_height() for bar in bottom.patches) == len(result.trace.arrivals)
