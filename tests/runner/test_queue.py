@@ -234,13 +234,29 @@ def test_works_turned_down_by_accept_stay_queued_in_their_order():
         seen.append(work)
         return work.pool.name == "b"
 
-    # service order: urgent_a, a0, b0, a1, b1, a2, b2; at most 4 turned down, at most 4 taken
-    assert q.take(4, now=0.0, accept=only_b) == b[:2]
-    assert seen == [urgent_a, a[0], b[0], a[1], b[1], a[2]], "accept is asked in order of service"
-    assert len(q) == 5
-    assert all(w.queued for w in a + [urgent_a, b[2]]) and not any(w.queued for w in b[:2])
-    assert q.by_class[Priority.HA_RESTART] == 1 and q.by_class[Priority.REFILL] == 4
-    assert q.take(10, now=0.0) == [urgent_a, a[0], a[1], a[2], b[2]]
+    # service order: urgent_a, a0, b0, a1, b1, a2, b2; a pool's refills turned down once are
+    # passed over for the rest of the take (the same provider would turn them down again)
+    assert q.take(4, now=0.0, accept=only_b) == b
+    assert seen == [urgent_a, a[0], b[0], b[1], b[2]], "accept is asked in order of service"
+    assert len(q) == 4
+    assert all(w.queued for w in a + [urgent_a]) and not any(w.queued for w in b)
+    assert q.by_class[Priority.HA_RESTART] == 1 and q.by_class[Priority.REFILL] == 3
+    assert q.take(10, now=0.0) == [urgent_a, a[0], a[1], a[2]]
+
+
+def test_accept_turns_down_at_most_count_refill_pools() -> None:
+    q = WorkQueue(20)
+    works = [make_work(Priority.REFILL, pool=f"p{i}") for i in range(5)]
+    for work in works:
+        q.put(work, now=0.0)
+    seen: list[Work] = []
+
+    def only_p4(work: Work) -> bool:
+        seen.append(work)
+        return work.pool.name == "p4"
+
+    assert q.take(3, now=0.0, accept=only_p4) == []
+    assert seen == works[:3], "three looks for a take of three"
 
 
 def test_accept_turning_everything_down_takes_nothing():
@@ -260,7 +276,7 @@ def test_take_looks_at_no_more_than_count_turned_down_works():
         q.put(work, now=0.0)
     asked: list[Work] = []
     assert q.take(3, now=0.0, accept=lambda w: asked.append(w) or False) == []
-    assert asked == works[:3]
+    assert asked == works[:1], "one pool's refills: its first turned down, the rest are passed over"
     assert len(q) == 50 and q.take(50, now=0.0) == works
 
 

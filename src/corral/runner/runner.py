@@ -58,16 +58,21 @@ class RunnerView:
 
 
 class Runner:
-    """Takes works, places them in batches, and sends them to the providers; see the module docstring."""
+    """Takes works, places them in batches, and sends them to the providers; see the module docstring.
+
+    ``need`` gives a pool's need for refills (lower: served first), read when works are taken
+    (:mod:`corral.runner.queue`); without it, or with ``refill_order`` "arrival", refills go first
+    come, first served."""
 
     def __init__(self, providers: Mapping[str, Provider], placer: Placing, client: RunnerClient,
-                 settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic,
+                 need: Callable[[str], float] | None = None) -> None:
         self.providers = providers
         self.placer = placer
         self.client = client
         self.settings = s = settings or RunnerSettings()
         self.clock = clock
-        self.queue = WorkQueue(s.queue_limit)
+        self.queue = WorkQueue(s.queue_limit, need if s.refill_order == "need" else None)
         self._arrived = asyncio.Event()  # work came, a rerun is due, or a call slot freed
         self.gate = Gate(s.task_limit, s.host_limit, on_free=self._arrived.set)
         self.stats = RunnerStats()
