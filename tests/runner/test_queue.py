@@ -430,3 +430,67 @@ def test_delayed_reruns_that_come_due_together_go_by_original_arrival():
     q.put(second, now=1.0, over_limit=True)
     q.put(first, now=2.0, over_limit=True)
     assert q.take(10, now=10.0) == [first, second]
+
+
+# --- refills in order of need -------------------------------------------------------------------
+
+def pools_of(works: list[Work]) -> list[str]:
+    return [w.pool.name for w in works]
+
+
+@pytest.mark.parametrize(("needs", "arrivals", "served"), [
+    # the neediest pool's refills first, whenever they arrived
+    ({"a": 0.5, "b": 0.5, "c": 0.0}, "aabbc", "cabab"),
+    # equally needy: round-robin, the pool with fewer taken first, then arrival
+    ({"a": 0.0, "b": 0.0}, "aaabbb", "ababab"),
+    # a pool arriving late among equals takes its turn at once
+    ({"a": 0.0, "b": 0.0, "c": 0.0}, "aaaabbbbc", "abcababab"),
+    # a lower need goes first
+    ({"a": 2.0, "b": 1.0}, "aabb", "bbaa"),
+])
+def test_refills_go_in_order_of_need(needs: dict[str, float], arrivals: str, served: str) -> None:
+    q = WorkQueue(100, need=needs.__getitem__)
+    for pool in arrivals:
+        q.put(make_work(pool=pool), now=0.0)
+    assert "".join(pools_of(q.take(100, now=0.0))) == served
+
+
+def test_need_is_read_when_works_are_taken_not_when_they_arrive() -> None:
+    needs = {"a": 0.0, "b": 1.0}
+    q = WorkQueue(100, need=needs.__getitem__)
+    works = [make_work(pool=p) for p in "aabb"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert pools_of(q.take(1, now=0.0)) == ["a"]
+    needs.update(a=1.0, b=0.0)  # b ran dry meanwhile
+    assert pools_of(q.take(2, now=0.0)) == ["b", "b"]
+    assert q.take(5, now=0.0) == [works[1]], "arrival order kept within a pool"
+
+
+def test_pool_priority_orders_refills_before_need() -> None:
+    q = WorkQueue(100, need={"low": 0.0, "high": 5.0}.__getitem__)
+    low, high = make_work(pool="low"), make_work(pool="high", pool_priority=3)
+    ondemand = make_work(Priority.ONDEMAND, pool="high")
+    for work in (low, high, ondemand):
+        q.put(work, now=0.0)
+    assert q.take(3, now=0.0) == [ondemand, high, low]
+
+
+def test_without_need_refills_go_by_arrival() -> None:
+    q = WorkQueue(100)
+    works = [make_work(pool=p) for p in "aabbc"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert q.take(100, now=0.0) == works
+
+
+def test_cancelled_refills_are_skipped_and_counts_kept() -> None:
+    q = WorkQueue(100, need={"a": 0.0, "b": 1.0}.__getitem__)
+    works = [make_work(pool=p) for p in "aabb"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert q.cancel(works[:2]) == 2
+    assert len(q) == 2 and q.by_class[Priority.REFILL] == 2
+    assert q.most_urgent(0.0) is Priority.REFILL
+    assert q.take(10, now=0.0) == works[2:]
+    assert q.most_urgent(0.0) is None and q.due(0.0) == 0 and q.oldest_arrival(0.0) is None

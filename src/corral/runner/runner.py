@@ -212,6 +212,9 @@ class Runner:
                         if self.held.get(work.name) is work and not work.sent:
                             self._forget(work)
                             self.client.failed(work, "internal error while placing")
+                # let the calls just made reach the gate, so that the next look sees their slots taken
+                # (else the whole queue would go to wait at the gate, in arrival order)
+                await asyncio.sleep(0)
 
     async def _until_due(self, now: float) -> None:
         """Sleep until work arrives, a call slot frees, or the next delayed work is due."""
