@@ -370,6 +370,33 @@ def bench_massrun(
     measure(settings, run_massrun, as_json=as_json, record=record, output=output)
 
 
+@_command("order")
+def bench_order(
+    busy_size: Annotated[int, typer.Option(help="Size of each of the two pools refilling from empty.",
+                                           min=1, max=10_000)] = 50,
+    empty_size: Annotated[int, typer.Option(help="Size of the full pool emptied by checkouts.",
+                                            min=1, max=1000)] = 5,
+    task_limit: Annotated[int, typer.Option(help="Create calls in flight at most.", min=1, max=1000)] = 10,
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).", min=0.0001,
+                                              max=10.0)] = 0.1,
+    repeats: Annotated[int, typer.Option(help="Runs of each order, alternating; the median counts.",
+                                         min=1, max=100)] = 3,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """How long a pool emptied while two others refill waits for its first VM, with refills in
+    order of need and first come, first served (one VM per create call, as on vSphere).
+
+    Example: corral bench order --record
+    """
+    from corral.bench.order import OrderSettings, run_order
+
+    measure(OrderSettings(busy_size=busy_size, empty_size=empty_size, task_limit=task_limit,
+                          time_scale=time_scale, repeats=repeats), run_order,
+            as_json=as_json, record=record, output=output)
+
+
 @_command("failover")
 def bench_failover(
     kills: Annotated[int, typer.Option(help="kill -9 rounds, for the standby takeover and for the baseline.",
