@@ -236,8 +236,14 @@ class PoolService:
 
     def checkout(self, wanted: Mapping[str, int], *, token: str | None = None,
                  user: str | None = None) -> Taken | Short:
-        """Every VM asked for (pool names or aliases), or none."""
-        return self._allocator.checkout(wanted, token=token, user=user)
+        """Every VM asked for (pool names or aliases), or none. A checkout that finds its pools
+        short counts into the demand of the first pool of each name (autosizing)."""
+        outcome = self._allocator.checkout(wanted, token=token, user=user)
+        if isinstance(outcome, Short) and self.owners is None:
+            for label, count in wanted.items():
+                if names := self._allocator.candidates(label):
+                    self._manager.demand_seen(names[0], count)
+        return outcome
 
     def return_vm(self, name: str) -> bool:
         """Destroy a checked-out VM (here, or by the process that runs its pool); False if it is
