@@ -141,10 +141,13 @@ class Sizing:
         s = sized.settings
         size = self.pools[name].size
         history = tuple(SizeChange(round(at, 3), size_, reason) for at, size_, reason in sized.sizer.history)
+        if sized.held:
+            reason = "held by a size set at the API"
+        else:
+            reason = last.reason if last is not None else "not decided yet"
         if last is None:
-            rate, ready_s = sized.demand.rate(now), sized.ready.seconds
-            return AutosizeView(size, size, round(rate * 3600, 2), round(ready_s, 2), None, "not decided yet",
-                                sized.held, s.min_size, s.max_size, s.target_wait, history)
-        return AutosizeView(size, last.needed, round(last.rate * 3600, 2), round(last.ready_s, 2), last.bound,
-                            last.reason if not sized.held else "held by a size set at the API",
+            rate, ready_s, need, bound = sized.demand.rate(now), sized.ready.seconds, size, None
+        else:
+            rate, ready_s, need, bound = last.rate, last.ready_s, last.needed, last.bound
+        return AutosizeView(size, need, round(rate * 3600, 2), round(ready_s, 2), bound, reason,
                             sized.held, s.min_size, s.max_size, s.target_wait, history)
