@@ -41,6 +41,7 @@ from corral.pools.checkout import (
 from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, describe
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
+from corral.pools.sizing import AutosizeView
 from corral.pools.views import (
     HostStatus,
     MigrationStatus,
@@ -355,6 +356,12 @@ class PoolService:
     def runner(self) -> RunnerStatus:
         return views.runner(self._manager)
 
+    def autosizing(self) -> dict[str, AutosizeView]:
+        """Each autosized pool's target, why, and its latest changes (in a process that only
+        answers the API: the starting sizes, as the owning manager decides)."""
+        self._fresh()
+        return views.autosizing(self._manager)
+
     def hosts(self) -> tuple[HostStatus, ...]:
         """Every host of every provider, as the inventory sees it now (none in a process that
         only answers the API)."""
@@ -378,8 +385,8 @@ class PoolService:
 
 
 __all__ = [
-    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "HostStatus",
-    "MigrationStatus", "MonitoringStatus", "Owners",
+    "AutosizeView", "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere",
+    "HostStatus", "MigrationStatus", "MonitoringStatus", "Owners",
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
