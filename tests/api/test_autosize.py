@@ -56,7 +56,8 @@ def test_status_shows_the_target_and_why_and_the_metrics_carry_it(make_server):
     assert history and history[-1]["size"] == auto["target"]
     metrics = server.root.get("/prometheus").text
     assert f'corral_pool_target_size{{poolname="a"}} {auto["target"]}' in metrics
-    assert 'corral_pool_demand_per_hour{poolname="a"}' in metrics and 'corral_pool_ready_seconds{poolname="a"}' in metrics
+    assert 'corral_pool_demand_per_hour{poolname="a"}' in metrics
+    assert 'corral_pool_ready_seconds{poolname="a"}' in metrics
     assert 'corral_pool_target_size{poolname="b"}' not in metrics
 
 
