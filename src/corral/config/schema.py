@@ -118,8 +118,8 @@ class PoolSettings(Section):
     min_size: int | None = Field(None, ge=0, description="autosizing: the fewest VMs the pool keeps; with "
                                  "`max_size`, turns autosizing on (`size` is then the starting size). See "
                                  "[Autosizing](#autosizing)")
-    max_size: int | None = Field(None, ge=1, description="autosizing: the most VMs the pool keeps; with `min_size` "
-                                 "(none: 0), turns autosizing on")
+    max_size: int | None = Field(None, ge=1, description="autosizing: the most VMs the pool keeps; turns autosizing on "
+                                 "(`min_size` none: 0)")
     target_wait: float | None = Field(None, gt=0, lt=1, description="autosizing: how rarely a checkout may find "
                                       "the pool empty, as a chance above 0 and below 1; none: 0.01")
     scale_down_after: float | None = Field(None, ge=0, description="autosizing: seconds after the last rise of the "
