@@ -226,6 +226,50 @@ def test_refill(levels: list[Level], room: int, refill: Refill, surplus: tuple[R
     assert (plan.refill, plan.surplus, plan.again) == (refill, surplus, again)
 
 
+NEED_REFILL_CASES = [
+    ("an empty pool goes first whatever its size", [Level("big", 10, ready=5), Level("small", 2)], 3,
+     Refill(("small", "big", "small")), ("big",)),
+    ("ready and pending VMs count, queued ones do not", [Level("a", 4, pending=3), Level("b", 4, ready=1, waiting=2)],
+     2, Refill(("b", "a")), ()),
+    ("expected demand, not the size, once a pool has history",
+     [Level("busy", 4, ready=2, expected=8.0), Level("quiet", 4, ready=1, expected=1.0)], 2,
+     Refill(("busy", "quiet")), ("busy", "quiet")),
+    ("equally needy pools keep their order, one each per round", [Level("b", 2), Level("a", 2)], 3,
+     Refill(("b", "a", "b")), ("a",)),
+    ("every short pool gets one per round while room allows", [Level("x", 4, ready=3), Level("y", 4)], 4,
+     Refill(("y", "x", "y", "y")), ("y",)),
+]
+
+
+@pytest.mark.parametrize(("levels", "room", "refill", "again"), [c[1:] for c in NEED_REFILL_CASES],
+                         ids=[c[0] for c in NEED_REFILL_CASES])
+def test_refill_serves_the_neediest_first(levels: list[Level], room: int, refill: Refill,
+                                          again: tuple[str, ...]) -> None:
+    plan = decide.refill(levels, room)
+    assert (plan.refill, plan.again) == (refill, again)
+
+
+@pytest.mark.parametrize(("rate", "ready_s", "size", "expected"), [
+    (None, 60.0, 5, 5.0),  # no demand history: the size
+    (0.5, 60.0, 5, 30.0),  # rate times replenishment time
+    (0.0, 60.0, 5, 0.0),  # history says nobody checks out
+    (-1.0, 60.0, 5, 0.0),  # never negative
+])
+def test_expected_demand(rate: float | None, ready_s: float, size: int, expected: float) -> None:
+    assert decide.expected_demand(rate, ready_s, size) == expected
+
+
+@pytest.mark.parametrize(("stock", "expected", "cover"), [
+    (0, 5.0, 0.0),  # dry
+    (5, 5.0, 1.0),  # just covered
+    (3, 2.0, 1.5),
+    (0, 0.0, 0.0),  # an empty pool nobody uses is dry too
+    (1, 0.0, 1 / decide.TINY_DEMAND),  # stock nobody is expected to use: far from dry
+])
+def test_cover(stock: int, expected: float, cover: float) -> None:
+    assert decide.cover(stock, expected) == pytest.approx(cover)
+
+
 def test_refill_counts_per_pool() -> None:
     assert Refill(("a", "b", "a")).count("a") == 2
 

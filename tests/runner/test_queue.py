@@ -234,13 +234,29 @@ def test_works_turned_down_by_accept_stay_queued_in_their_order():
         seen.append(work)
         return work.pool.name == "b"
 
-    # service order: urgent_a, a0, b0, a1, b1, a2, b2; at most 4 turned down, at most 4 taken
-    assert q.take(4, now=0.0, accept=only_b) == b[:2]
-    assert seen == [urgent_a, a[0], b[0], a[1], b[1], a[2]], "accept is asked in order of service"
-    assert len(q) == 5
-    assert all(w.queued for w in a + [urgent_a, b[2]]) and not any(w.queued for w in b[:2])
-    assert q.by_class[Priority.HA_RESTART] == 1 and q.by_class[Priority.REFILL] == 4
-    assert q.take(10, now=0.0) == [urgent_a, a[0], a[1], a[2], b[2]]
+    # service order: urgent_a, a0, b0, a1, b1, a2, b2; a pool's refills turned down once are
+    # passed over for the rest of the take (the same provider would turn them down again)
+    assert q.take(4, now=0.0, accept=only_b) == b
+    assert seen == [urgent_a, a[0], b[0], b[1], b[2]], "accept is asked in order of service"
+    assert len(q) == 4
+    assert all(w.queued for w in a + [urgent_a]) and not any(w.queued for w in b)
+    assert q.by_class[Priority.HA_RESTART] == 1 and q.by_class[Priority.REFILL] == 3
+    assert q.take(10, now=0.0) == [urgent_a, a[0], a[1], a[2]]
+
+
+def test_accept_turns_down_at_most_count_refill_pools() -> None:
+    q = WorkQueue(20)
+    works = [make_work(Priority.REFILL, pool=f"p{i}") for i in range(5)]
+    for work in works:
+        q.put(work, now=0.0)
+    seen: list[Work] = []
+
+    def only_p4(work: Work) -> bool:
+        seen.append(work)
+        return work.pool.name == "p4"
+
+    assert q.take(3, now=0.0, accept=only_p4) == []
+    assert seen == works[:3], "three looks for a take of three"
 
 
 def test_accept_turning_everything_down_takes_nothing():
@@ -260,7 +276,7 @@ def test_take_looks_at_no_more_than_count_turned_down_works():
         q.put(work, now=0.0)
     asked: list[Work] = []
     assert q.take(3, now=0.0, accept=lambda w: asked.append(w) or False) == []
-    assert asked == works[:3]
+    assert asked == works[:1], "one pool's refills: its first turned down, the rest are passed over"
     assert len(q) == 50 and q.take(50, now=0.0) == works
 
 
@@ -414,3 +430,67 @@ def test_delayed_reruns_that_come_due_together_go_by_original_arrival():
     q.put(second, now=1.0, over_limit=True)
     q.put(first, now=2.0, over_limit=True)
     assert q.take(10, now=10.0) == [first, second]
+
+
+# --- refills in order of need -------------------------------------------------------------------
+
+def pools_of(works: list[Work]) -> list[str]:
+    return [w.pool.name for w in works]
+
+
+@pytest.mark.parametrize(("needs", "arrivals", "served"), [
+    # the neediest pool's refills first, whenever they arrived
+    ({"a": 0.5, "b": 0.5, "c": 0.0}, "aabbc", "cabab"),
+    # equally needy: round-robin, the pool with fewer taken first, then arrival
+    ({"a": 0.0, "b": 0.0}, "aaabbb", "ababab"),
+    # a pool arriving late among equals takes its turn at once
+    ({"a": 0.0, "b": 0.0, "c": 0.0}, "aaaabbbbc", "abcababab"),
+    # a lower need goes first
+    ({"a": 2.0, "b": 1.0}, "aabb", "bbaa"),
+])
+def test_refills_go_in_order_of_need(needs: dict[str, float], arrivals: str, served: str) -> None:
+    q = WorkQueue(100, need=needs.__getitem__)
+    for pool in arrivals:
+        q.put(make_work(pool=pool), now=0.0)
+    assert "".join(pools_of(q.take(100, now=0.0))) == served
+
+
+def test_need_is_read_when_works_are_taken_not_when_they_arrive() -> None:
+    needs = {"a": 0.0, "b": 1.0}
+    q = WorkQueue(100, need=needs.__getitem__)
+    works = [make_work(pool=p) for p in "aabb"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert pools_of(q.take(1, now=0.0)) == ["a"]
+    needs.update(a=1.0, b=0.0)  # b ran dry meanwhile
+    assert pools_of(q.take(2, now=0.0)) == ["b", "b"]
+    assert q.take(5, now=0.0) == [works[1]], "arrival order kept within a pool"
+
+
+def test_pool_priority_orders_refills_before_need() -> None:
+    q = WorkQueue(100, need={"low": 0.0, "high": 5.0}.__getitem__)
+    low, high = make_work(pool="low"), make_work(pool="high", pool_priority=3)
+    ondemand = make_work(Priority.ONDEMAND, pool="high")
+    for work in (low, high, ondemand):
+        q.put(work, now=0.0)
+    assert q.take(3, now=0.0) == [ondemand, high, low]
+
+
+def test_without_need_refills_go_by_arrival() -> None:
+    q = WorkQueue(100)
+    works = [make_work(pool=p) for p in "aabbc"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert q.take(100, now=0.0) == works
+
+
+def test_cancelled_refills_are_skipped_and_counts_kept() -> None:
+    q = WorkQueue(100, need={"a": 0.0, "b": 1.0}.__getitem__)
+    works = [make_work(pool=p) for p in "aabb"]
+    for work in works:
+        q.put(work, now=0.0)
+    assert q.cancel(works[:2]) == 2
+    assert len(q) == 2 and q.by_class[Priority.REFILL] == 2
+    assert q.most_urgent(0.0) is Priority.REFILL
+    assert q.take(10, now=0.0) == works[2:]
+    assert q.most_urgent(0.0) is None and q.due(0.0) == 0 and q.oldest_arrival(0.0) is None

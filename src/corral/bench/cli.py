@@ -120,16 +120,19 @@ class Checked(Protocol):
     def check(self) -> None: ...
 
 
-def measure(settings: Checked, run: Callable[..., Any], *, as_json: bool, record: bool, output: Path) -> None:
+def measure(settings: Checked, run: Callable[..., Any], *, as_json: bool, record: bool, output: Path,
+            plot: tuple[str, str, str] | None = None) -> None:
     """Check ``settings`` (exit 2 saying what is wrong), run the benchmark (``run(settings,
-    progress=...)``), :func:`finish` with its tables, and exit 1 when its result is not ok."""
+    progress=...)``), :func:`finish` with its tables, and exit 1 when its result is not ok.
+    ``plot`` (the figure's name, the table's header, the caption) draws ``result.figure``."""
     try:
         settings.check()
     except ValueError as exc:
         raise _fail(str(exc)) from None
     with shown(as_json) as progress:
         result = run(settings, progress=progress)
-    finish(result, result.tables(), as_json=as_json, record=record, output=output)
+    finish(result, result.tables(), as_json=as_json, record=record, output=output,
+           plot=Plot(result.figure, *plot) if plot is not None else None)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -367,6 +370,33 @@ def bench_massrun(
     measure(settings, run_massrun, as_json=as_json, record=record, output=output)
 
 
+@_command("order")
+def bench_order(
+    busy_size: Annotated[int, typer.Option(help="Size of each of the two pools refilling from empty.",
+                                           min=1, max=10_000)] = 50,
+    empty_size: Annotated[int, typer.Option(help="Size of the full pool emptied by checkouts.",
+                                            min=1, max=1000)] = 5,
+    task_limit: Annotated[int, typer.Option(help="Create calls in flight at most.", min=1, max=1000)] = 10,
+    time_scale: Annotated[float, typer.Option(help="Simulator time scale (1.0 = real seconds).", min=0.0001,
+                                              max=10.0)] = 0.1,
+    repeats: Annotated[int, typer.Option(help="Runs of each order, alternating; the median counts.",
+                                         min=1, max=100)] = 3,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """How long a pool emptied while two others refill waits for its first VM, with refills in
+    order of need and first come, first served (one VM per create call, as on vSphere).
+
+    Example: corral bench order --record
+    """
+    from corral.bench.order import OrderSettings, run_order
+
+    measure(OrderSettings(busy_size=busy_size, empty_size=empty_size, task_limit=task_limit,
+                          time_scale=time_scale, repeats=repeats), run_order,
+            as_json=as_json, record=record, output=output)
+
+
 @_command("failover")
 def bench_failover(
     kills: Annotated[int, typer.Option(help="kill -9 rounds, for the standby takeover and for the baseline.",
@@ -464,3 +494,47 @@ def bench_libvirt(
     settings = LibvirtBenchSettings(vms_per_host=vms, changes=changes, poll_interval=poll_interval,
                                     task_limit=task_limit)
     measure(settings, run_libvirt, as_json=as_json, record=record, output=output)
+
+
+@_command("autosize")
+def bench_autosize(
+    seed: Annotated[int, typer.Option(help="Seed of the generated day.")] = 1,
+    day_hours: Annotated[float, typer.Option(help="The day's shape squeezed into this many hours, at the same "
+                                                  "rates per hour (a short trace for tests).")] = 24.0,
+    bursts: Annotated[int, typer.Option(help="Bursts of --burst-size checkouts within a minute, in working "
+                                             "hours.")] = 6,
+    burst_size: Annotated[int, typer.Option(help="Checkouts in one burst.")] = 50,
+    busy_per_hour: Annotated[float, typer.Option(help="Checkouts/h in working hours.")] = 180.0,
+    latency_scale: Annotated[float, typer.Option(help="The simulator's default latencies (create call, clone, "
+                                                      "boot) multiplied by it.")] = 1.0,
+    jitter: Annotated[float, typer.Option(help="Each latency times a random factor in 1 ± jitter.")] = 0.2,
+    min_size: Annotated[int, typer.Option(help="Autosizing: min_size.")] = 1,
+    max_size: Annotated[int, typer.Option(help="Autosizing: max_size.")] = 100,
+    target_wait: Annotated[float, typer.Option(help="Autosizing: target_wait, the chance of finding the pool "
+                                                    "empty during one replenishment time.")] = 0.01,
+    scale_down_after: Annotated[float, typer.Option(help="Autosizing: scale_down_after, seconds.")] = 900.0,
+    window: Annotated[float, typer.Option(help="Autosizing: the demand's long window, seconds.")] = 600.0,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+    plot: PlotOption = False,
+) -> None:
+    """A generated day of checkouts replayed in simulated time against a pool fixed at the
+    average demand, one fixed at the peak, and an autosized one: checkouts that found the pool
+    empty, their waits, idle ready VM-hours and clones made.
+
+    Example: corral bench autosize --record --plot
+    """
+    from corral.bench.autosize import run_autosize
+    from corral.bench.autosize_report import AUTOSIZE_TABLE_HEADER
+    from corral.bench.autosize_settings import AutosizeBenchSettings
+
+    settings = AutosizeBenchSettings(seed=seed, day_hours=day_hours, bursts=bursts, burst_size=burst_size,
+                                     busy_per_hour=busy_per_hour, latency_scale=latency_scale, jitter=jitter,
+                                     min_size=min_size, max_size=max_size, target_wait=target_wait,
+                                     scale_down_after=scale_down_after, window=window)
+    _need_matplotlib(plot)
+    measure(settings, run_autosize, as_json=as_json, record=record, output=output,
+            plot=("autosize", AUTOSIZE_TABLE_HEADER,
+                  "Ready VMs over one simulated day: fixed at the average, fixed at the peak, autosized")
+            if plot else None)

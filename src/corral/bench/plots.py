@@ -7,7 +7,9 @@ Three benchmarks have a curve that says more than their table:
 - :func:`api_figure`: checkout + return pairs/s and p99 against the number of clients, one
   curve per set-up and one for the bare HTTP stack;
 - :func:`fill_figure`: VMs ready over time, corral against the vmpooler-style loop, with the
-  ideal fill time.
+  ideal fill time;
+- :func:`autosize_figure`: one simulated day, each strategy's ready VMs, the autosized size and
+  the checkouts.
 
 Each builds a :class:`matplotlib.figure.Figure` of a fixed size on the Agg canvas (no
 pyplot, no display, no global state); :func:`save_png` writes it. matplotlib is imported
@@ -31,6 +33,7 @@ DPI = 100
 INVENTORY_SIZE = (8.0, 5.0)  # inches; at DPI: 800 x 500 pixels
 API_SIZE = (11.0, 4.5)
 FILL_SIZE = (8.0, 4.5)
+AUTOSIZE_SIZE = (11.0, 7.0)
 INSTALL_HINT = "pip install 'corral[bench]'"
 
 
@@ -64,6 +67,14 @@ class ReadyCurve:
 
     label: str
     points: Sequence[tuple[float, int]]
+
+
+@dataclass(frozen=True)
+class DayCurve:
+    """A count over a day: each point (hour of the clock, count from then on)."""
+
+    label: str
+    points: Sequence[tuple[float, float]]
 
 
 def check_matplotlib() -> None:
@@ -161,4 +172,35 @@ def fill_figure(curves: Sequence[ReadyCurve], *, vms: int, ideal_s: float, title
     axes.set_title(title, fontsize="medium")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small", loc="best")
+    return figure
+
+
+def autosize_figure(ready: Sequence[DayCurve], size: DayCurve, checkouts: Sequence[tuple[float, int]], *,
+                    title: str) -> Figure:
+    """Two panels over the hours of a day: each strategy's ready VMs (step lines), and the
+    checkouts per quarter of an hour with the autosized ``size`` over them."""
+    figure = _figure(AUTOSIZE_SIZE)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    for curve in ready:
+        top.step([h for h, _ in curve.points], [n for _, n in curve.points], where="post", label=curve.label,
+                 linewidth=0.8)
+    top.set_ylabel("ready VMs (mean over 15 min)")
+    top.set_ylim(bottom=0)
+    top.set_title(title, fontsize="medium")
+    top.legend(fontsize="small", loc="upper left")
+    bottom.bar([h for h, _ in checkouts], [n for _, n in checkouts], width=0.25, align="edge", color="tab:grey",
+               alpha=0.6, label="checkouts per 15 min")
+    bottom.set_ylabel("checkouts per 15 min")
+    sized = bottom.twinx()
+    sized.step([h for h, _ in size.points], [n for _, n in size.points], where="post", color="tab:green",
+               label=size.label)
+    sized.set_ylabel("autosized pool size")
+    sized.set_ylim(bottom=0)
+    bottom.set_xlabel("hour of the day")
+    bottom.set_xlim(0, 24)
+    bottom.set_xticks(range(0, 25, 2))
+    handles = [*bottom.get_legend_handles_labels()[0], *sized.get_legend_handles_labels()[0]]
+    bottom.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="upper left")
+    for axes in (top, bottom):
+        axes.grid(True, alpha=0.3)
     return figure

@@ -257,6 +257,11 @@ class RunnerConfig(Section):
     retry_delay: float = Field(1.0, ge=0, description="seconds before the first rerun of a failed VM; doubled for "
                                "each later one")
     retry_delay_max: float = Field(60, ge=0, description="longest wait between two tries, in seconds")
+    refill_order: Literal["need", "arrival"] = Field(
+        "need", description="order of pool refills waiting to be created: `need` serves the pool nearest to running "
+        "dry first (fewest ready and pending VMs against the checkouts expected while one VM is made), `arrival` "
+        "first come, first served. Pool `priority` orders pools before either"
+    )
 
 
 #: The weights ``:scheduling: weights`` may set, and the policies ``policy`` may name: the scheduler's.

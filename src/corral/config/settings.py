@@ -72,7 +72,7 @@ def runner_settings(config: Config) -> RunnerSettings:
     return RunnerSettings(window_s=r.aggregation_window, batch_size=r.batch_size, task_limit=config.config.task_limit,
                           host_limit=r.host_task_limit, queue_limit=r.queue_limit, refill_share=r.refill_share,
                           max_tries=config.config.max_tries, retry_delay_s=r.retry_delay,
-                          retry_delay_max_s=r.retry_delay_max, breakers=BreakerSettings(
+                          retry_delay_max_s=r.retry_delay_max, refill_order=r.refill_order, breakers=BreakerSettings(
                               enabled=g.circuit_breaker_enabled, failure_threshold=g.circuit_breaker_failure_threshold,
                               timeout_s=g.circuit_breaker_timeout,
                               half_open_attempts=g.circuit_breaker_half_open_attempts))

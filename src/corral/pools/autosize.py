@@ -10,7 +10,7 @@ smallest ``k`` with ``P(N > k) ≤ target_wait`` (:func:`needed`). Little's law 
 mean does not, at the chance the pool's ``target_wait`` allows.
 
 The inputs. :class:`Demand` is the arrival rate, an exponentially decayed count of checkouts
-over two windows: a short one (a minute), which follows a burst at once, and a long one
+over two windows: a short one (15 s), which follows a burst at once, and a long one
 (``window``), which remembers the day's level; the rate is the larger, so the size rises as a
 burst starts and falls only as the long window forgets it. :class:`ReadyTime` is the decayed
 mean of measured times from asking for a VM to its being ready.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 __all__ = ["AutosizeSettings", "Autosizer", "Demand", "ReadyTime", "Target", "needed"]
 
-SHORT_WINDOW = 60.0  # seconds: the window that follows a burst
+SHORT_WINDOW = 15.0  # seconds: the window that follows a burst
 HISTORY = 100  # changes of size kept per pool
 
 

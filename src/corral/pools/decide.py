@@ -93,7 +93,7 @@ class RemoveSurplus:
 
 @dataclass(frozen=True, slots=True)
 class Refill:
-    """Create one VM per entry of ``pools``, in that order (round-robin across the pools)."""
+    """Create one VM per entry of ``pools``, in that order (round-robin across the pools, neediest first)."""
 
     pools: tuple[str, ...]
 
@@ -260,6 +260,23 @@ def recover(records: Sequence[Vm], seen: Sequence[ProviderVm], facts: RecoveryFa
 
 
 # -- the refill --------------------------------------------------------------------------------
+TINY_DEMAND = 1e-6  # expected demand is never taken as less than this (no division by zero)
+
+
+def expected_demand(rate: float | None, ready_s: float, size: int) -> float:
+    """Checkouts expected during one replenishment: ``rate`` (per second) times ``ready_s`` (seconds
+    to make a ready VM); a pool with no demand history (``rate`` None) expects its ``size``."""
+    if rate is None:
+        return float(size)
+    return max(rate, 0.0) * max(ready_s, 0.0)
+
+
+def cover(stock: int, expected: float) -> float:
+    """How far a pool's stock (ready VMs and those on the way) covers the demand expected during one
+    replenishment: 0 is dry, 1 just covered. The lower, the needier; an empty pool is the neediest of all."""
+    return max(stock, 0) / max(expected, TINY_DEMAND)
+
+
 @dataclass(frozen=True, slots=True)
 class Level:
     """One pool as the refill sees it."""
@@ -270,10 +287,16 @@ class Level:
     pending: int = 0
     waiting: int = 0  # VMs the runner holds for the pool and has not recorded yet
     blocked: bool = False  # backing off, or its provider is down: the sweep looks again
+    expected: float | None = None  # checkouts expected during one replenishment; None: no history, the size
 
     @property
     def level(self) -> int:
         return self.ready + self.pending + self.waiting
+
+    @property
+    def cover(self) -> float:
+        """:func:`cover` of the VMs the pool has or has on the way (not those still queued)."""
+        return cover(self.ready + self.pending, self.size if self.expected is None else self.expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,10 +320,15 @@ def shortfall(levels: Sequence[Level]) -> tuple[tuple[RemoveSurplus, ...], dict[
     return tuple(surplus), deficits
 
 
-def share(deficits: Mapping[str, int], room: int) -> tuple[Refill, tuple[str, ...]]:
-    """The VMs to ask for within ``room``, one per pool per round so that no pool starves
-    another, and the pools still short after."""
-    left = dict(deficits)
+def share(deficits: Mapping[str, int], room: int, covers: Mapping[str, float] | None = None,
+          ) -> tuple[Refill, tuple[str, ...]]:
+    """The VMs to ask for within ``room``, one per pool per round so that no pool starves another,
+    each round neediest first (lowest of ``covers``; equally needy pools in the order given), and
+    the pools still short after."""
+    order = list(deficits)
+    if covers is not None:
+        order.sort(key=lambda name: covers.get(name, 0.0))  # stable: ties keep their order
+    left = {name: deficits[name] for name in order}
     wanted: list[str] = []
     while room > 0 and left:
         for name in list(left):
@@ -317,7 +345,7 @@ def share(deficits: Mapping[str, int], room: int) -> tuple[Refill, tuple[str, ..
 def refill(levels: Sequence[Level], room: int) -> RefillPlan:
     """:func:`shortfall` then :func:`share`: the whole refill round with ``room`` in the queue."""
     surplus, deficits = shortfall(levels)
-    wanted, again = share(deficits, room)
+    wanted, again = share(deficits, room, {lv.pool: lv.cover for lv in levels})
     return RefillPlan(wanted, surplus, again)
 
 

@@ -93,7 +93,8 @@ class PoolManager:
                                ondemand_inflight=ondemand_inflight, spawn=self.spawn, recheck=self.checks.recheck,
                                pool_changed=self.pool_changed)
         self.runner = Runner(providers, self.placer, self.creator,
-                             dataclasses.replace(s.runner, task_limit=s.task_limit))
+                             dataclasses.replace(s.runner, task_limit=s.task_limit),
+                             need=lambda pool: self.refiller.need(pool))
         self.ondemand = OndemandQueue(self.pools, store, self.ledger, self.runner, inflight=ondemand_inflight,
                                       create=self.creator.create, backing_off=self.backoff.backing_off,
                                       wake=self.wake, spawn=self.spawn, clone_limit=s.ondemand_clone_limit,

@@ -6,6 +6,12 @@ to the runner, round-robin across pools (:func:`corral.pools.decide.refill`). A 
 counts the VMs the runner holds for it and has not recorded yet; a pool that shrinks first
 takes back work the runner has not sent. Clones of a pool that keep failing wait
 (:class:`Backoff`), so a broken template causes no storm of create calls.
+
+Refill order follows need: each round notes every pool's cover (:func:`corral.pools.decide.cover`:
+its ready and pending VMs against the checkouts ``expected`` during one replenishment, the pool's
+size while it has no demand history). The round asks for the neediest pools' VMs first, and the
+runner, given :meth:`Refiller.need`, serves queued refills of a needier pool before those of a less
+needy one (:mod:`corral.runner.queue`).
 """
 
 from __future__ import annotations
@@ -51,12 +57,14 @@ class Backoff:
 
 class Refiller:
     """``create`` builds the works for new pool VMs; ``then`` runs after each round (on-demand fills);
-    ``provider_up`` says whether a provider is connected."""
+    ``provider_up`` says whether a provider is connected; ``expected`` gives a pool's checkouts expected
+    during one replenishment (None, or no callable: no demand history, the pool's size stands for it)."""
 
     def __init__(self, pools: Mapping[str, Pool], store: Store, ledger: Ledger, runner: Runner, backoff: Backoff, *,
                  create: Callable[[list[tuple[str, str | None]], Priority], list[Work]],
                  provider_up: Callable[[str], bool], then: Callable[[], None],
-                 spawn: Callable[[Coroutine[Any, Any, object], str], None], gather_s: float) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, object], str], None], gather_s: float,
+                 expected: Callable[[str], float | None] | None = None) -> None:
         self.pools = pools
         self.store = store
         self.ledger = ledger
@@ -67,6 +75,8 @@ class Refiller:
         self.then = then
         self.spawn = spawn
         self.gather_s = gather_s
+        self.expected = expected
+        self._covers: dict[str, float] = {}  # each pool's cover as its last round saw it
         self._dirty: set[str] = set(pools)
         self._wake = asyncio.Event()
 
@@ -81,6 +91,10 @@ class Refiller:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def need(self, pool: str) -> float:
+        """The pool's cover as its last round saw it (lower: needier); a pool not seen yet is dry."""
+        return self._covers.get(pool, 0.0)
 
     @property
     def waking(self) -> bool:
@@ -113,13 +127,16 @@ class Refiller:
             levels.append(decide.Level(
                 name, pool.size if pool is not None else 0, have.get(VmState.READY, 0), have.get(VmState.PENDING, 0),
                 self.runner.waiting(name),
-                self.backoff.backing_off(name) or (pool is not None and not self.provider_up(pool.provider))))
+                self.backoff.backing_off(name) or (pool is not None and not self.provider_up(pool.provider)),
+                self.expected(name) if self.expected is not None else None))
+        covers = {lv.pool: lv.cover for lv in levels}
+        self._covers.update(covers)
         surplus, deficits = decide.shortfall(levels)
         for extra in surplus:
             self.remove_surplus(extra.pool, extra.n)
         if not deficits:
             return
-        wanted, again = decide.share(deficits, self.runner.room(Priority.REFILL))
+        wanted, again = decide.share(deficits, self.runner.room(Priority.REFILL), covers)
         self._dirty.update(again)  # the queue is full: looked at again when work finishes
         if wanted.pools:
             self.runner.submit(self.create([(name, None) for name in wanted.pools], Priority.REFILL))

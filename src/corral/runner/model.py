@@ -22,11 +22,14 @@ class RunnerSettings:
     max_tries: int = 3  # attempts per VM, on different hosts
     retry_delay_s: float = 1.0  # backoff before the first rerun; doubled for each later one
     retry_delay_max_s: float = 60.0
+    refill_order: str = "need"  # "need": the neediest pool's refills first; "arrival": first come, first served
     breakers: BreakerSettings = field(default_factory=BreakerSettings)  # per host
 
     def __post_init__(self) -> None:
         if self.window_s < 0 or self.batch_size < 1 or self.max_tries < 1 or not 0 < self.refill_share <= 1:
             raise ValueError("window_s >= 0, batch_size >= 1, max_tries >= 1 and 0 < refill_share <= 1 are needed")
+        if self.refill_order not in ("need", "arrival"):
+            raise ValueError(f"refill_order is 'need' or 'arrival', not {self.refill_order!r}")
 
     def backoff(self, tries: int) -> float:
         return min(self.retry_delay_s * 2.0 ** max(tries - 1, 0), self.retry_delay_max_s)

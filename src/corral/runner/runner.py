@@ -58,16 +58,21 @@ class RunnerView:
 
 
 class Runner:
-    """Takes works, places them in batches, and sends them to the providers; see the module docstring."""
+    """Takes works, places them in batches, and sends them to the providers; see the module docstring.
+
+    ``need`` gives a pool's need for refills (lower: served first), read when works are taken
+    (:mod:`corral.runner.queue`); without it, or with ``refill_order`` "arrival", refills go first
+    come, first served."""
 
     def __init__(self, providers: Mapping[str, Provider], placer: Placing, client: RunnerClient,
-                 settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 settings: RunnerSettings | None = None, clock: Callable[[], float] = time.monotonic,
+                 need: Callable[[str], float] | None = None) -> None:
         self.providers = providers
         self.placer = placer
         self.client = client
         self.settings = s = settings or RunnerSettings()
         self.clock = clock
-        self.queue = WorkQueue(s.queue_limit)
+        self.queue = WorkQueue(s.queue_limit, need if s.refill_order == "need" else None)
         self._arrived = asyncio.Event()  # work came, a rerun is due, or a call slot freed
         self.gate = Gate(s.task_limit, s.host_limit, on_free=self._arrived.set)
         self.stats = RunnerStats()
@@ -207,6 +212,9 @@ class Runner:
                         if self.held.get(work.name) is work and not work.sent:
                             self._forget(work)
                             self.client.failed(work, "internal error while placing")
+                # let the calls just made reach the gate, so that the next look sees their slots taken
+                # (else the whole queue would go to wait at the gate, in arrival order)
+                await asyncio.sleep(0)
 
     async def _until_due(self, now: float) -> None:
         """Sleep until work arrives, a call slot frees, or the next delayed work is due."""

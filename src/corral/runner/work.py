@@ -65,7 +65,8 @@ class Work:
         return self.spec.request_id
 
     def key(self) -> tuple[int, int, int]:
-        """Order of service: class, then the pool's priority (higher first), then arrival."""
+        """Order of service: class, then the pool's priority (higher first), then arrival (the queue
+        orders waiting refills by their pool's need as well: :mod:`corral.runner.queue`)."""
         return (int(self.priority), -self.pool_priority, self.seq)
 
     def avoid(self) -> frozenset[str]:
