@@ -111,10 +111,11 @@ class PoolManager:
         self.recoverer = Recoverer(self.pools, store, self.ledger, self.inventory, self.stats, self.executor,
                                    self.connections.up)
         self.reactions = Reactions(self.pools, store, self.ledger, self.inventory, self.executor)
+        self.sizing = Sizing(self.pools, clock, self._room)
         self.refiller = Refiller(self.pools, store, self.ledger, self.runner, self.backoff,
                                  create=self.creator.create, provider_up=self.connections.up,
-                                 then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s)
-        self.sizing = Sizing(self.pools, clock, self._room)
+                                 then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s,
+                                 expected=self.sizing.expected)
         self.sweeper = Sweeper(self.pools, store, self.ledger, self.executor, providers_up=self._providers_up,
                                ondemand_sweep=self.ondemand.sweep, look_at=self._look_at,
                                reconcile=self.recoverer.reconcile, check_interval=s.check_interval,
