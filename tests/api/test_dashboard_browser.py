@@ -254,3 +254,21 @@ def test_the_managers_of_a_site_on_redis_are_shown(make_server, browser, redis_s
     cells = page.eval_on_selector_all(f"#managers tr[data-manager='{me}'] td", "cells => cells.map(c => c.textContent)")
     assert cells[0] == f"{me}this process" and cells[3] == "plain"
     assert watched.problems == []
+
+
+def test_an_autosized_pool_shows_its_target_and_reason(make_server, browser):
+    auto = {"name": "auto", "template": "t/auto", "size": 1, "min_size": 1, "max_size": 4, "target_wait": 0.001,
+            "scale_down_after": 600, "demand_window": 1}
+    server = make_server([auto, {"name": "plain", "template": "t/plain", "size": 1}], sim={"time_scale": 0.02})
+    for _ in range(3):
+        assert server.client.post("/vm/auto").status_code in (200, 503)  # an empty pool is demand too
+    target = server.client.get("/status").json()["pools"]["auto"]["autosize"]["target"]
+    assert target > 1
+    watched = Watched(browser)
+    page = watched.page
+    page.goto(server.url + "/dashboard")
+    wait_for_live(page)
+    shown = page.text_content("#pools tr[data-pool='auto'] .autosize")
+    assert shown.startswith(f"autosized: target {target} of 1–4; ") and "checkouts/h" in shown
+    assert page.query_selector("#pools tr[data-pool='plain'] .autosize") is None, "a fixed pool shows none"
+    assert watched.problems == []

@@ -14,6 +14,7 @@ from corral.metrics.readings import Reading, Views, manager_readings, view_readi
 from corral.metrics.recorder import UNKNOWN, Histogram, LifecycleTimer, Observation, Recorder
 from corral.pools.migrations import MigrationCounts
 from corral.pools.service import (
+    AutosizeView,
     DestroyFailures,
     HostStatus,
     MigrationStatus,
@@ -54,6 +55,8 @@ SCHEDULING = SchedulingStatus(
 HOST = HostStatus(provider="sim", name="h1.example.com", cluster="c1", cores=8, mhz=2000, memory_mb=1024,
                   cpu_used_mhz=1.0, memory_used_mb=2.0, cpu_percent=12.5, memory_percent=50.0, up=True, down=False,
                   maintenance=True, health="green", vms=3, calls_in_flight=2)
+AUTOSIZE = {"a": AutosizeView(target=3, needed=5, rate_per_hour=120.0, ready_s=42.5, bound="max_size", reason="r",
+                              held=False, min_size=1, max_size=3, target_wait=0.01, history=())}
 
 
 def as_table(readings: list[Reading]) -> dict[tuple[str, tuple[str, ...]], float]:
@@ -94,19 +97,22 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
     ("reconciles", (), 2), ("reconcile_repairs", (), 1), ("vanished", (), 4), ("orphans_destroyed", (), 5),
     ("destroy_failures", ("retrying",), 1), ("destroy_failures", ("held",), 2), ("events_published", (), 9),
     ("event_overflows", (), 3),
+    ("pool_target_size", ("a",), 3), ("pool_demand_per_hour", ("a",), 120.0), ("pool_ready_seconds", ("a",), 42.5),
 ])
 def test_a_view_becomes_its_readings(key: str, labels: tuple[str, ...], value: float) -> None:
     views = Views(stock=STOCK, monitoring=MONITORING, scheduling=SCHEDULING,
                   runner=RunnerStatus(queue=QUEUE, ha_restarts=8, ha_failures=9), hosts=(HOST,),
-                  rejections={"memory": 4, "in maintenance": 1})
+                  rejections={"memory": 4, "in maintenance": 1}, autosizing=AUTOSIZE)
     table = as_table(view_readings(views))
     assert table[(key, labels)] == value
     assert ("provider_vms", ("vc",)) not in table  # a provider not brought in has no feed yet
+    assert ("pool_target_size", ("b",)) not in table  # a pool that is not autosized has no target
 
 
 def test_every_reading_is_of_a_metric_with_its_labels() -> None:
     views = Views(stock=STOCK, monitoring=MONITORING, scheduling=SCHEDULING,
-                  runner=RunnerStatus(queue=QUEUE, ha_restarts=0, ha_failures=0), hosts=(HOST,), rejections={"x": 1})
+                  runner=RunnerStatus(queue=QUEUE, ha_restarts=0, ha_failures=0), hosts=(HOST,), rejections={"x": 1},
+                  autosizing=AUTOSIZE)
     readings = view_readings(views) + manager_readings({"m1": {"state": "Active", "score": 100, "pools": ["a"]}})
     for r in readings:
         m = metric(r.key)

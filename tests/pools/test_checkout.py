@@ -200,9 +200,11 @@ class FakeSetters:
     def __init__(self, pools: dict[str, Pool]) -> None:
         self.pools = pools
         self.calls: list[tuple[str, str, object]] = []
+        self.held: list[bool] = []  # of each size set: whether it holds an autosized pool
 
-    def set_pool_size(self, pool_name: str, size: int) -> None:
+    def set_pool_size(self, pool_name: str, size: int, *, held: bool = True) -> None:
         self.calls.append(("size", pool_name, size))
+        self.held.append(held)
 
     def set_pool_template(self, pool_name: str, template: str) -> None:
         self.calls.append(("template", pool_name, template))
@@ -252,6 +254,33 @@ def test_editor_reset(setting: Setting, live: Pool, applied: list[tuple[str, str
     assert setters.calls == applied
     assert store.cleared == [("debian", setting.value)]
     assert result.changed == bool(applied)
+
+
+AUTO = Pool(name="debian", template="t-debian", size=2, provider="sim", min_size=1, max_size=6)
+
+
+@pytest.mark.parametrize(("step", "stored", "calls", "held", "overrides"), [
+    # a size set for an autosized pool is stored and holds it, even when the size does not change
+    ("apply", {}, [("size", "debian", 2)], [True], [("debian", "size", 2)]),
+    # the reset keeps the size autosizing had reached and lets autosizing go on from there
+    ("reset", {}, [("size", "debian", 2)], [False], []),
+    # another process's override holds the pool; none lets autosizing go on
+    ("sync", {"size": 3}, [("size", "debian", 3)], [True], []),
+    ("sync", {}, [("size", "debian", 2)], [False], []),
+])
+def test_editor_on_an_autosized_pool(step: str, stored: dict[str, object], calls: list[tuple[str, str, object]],
+                                     held: list[bool], overrides: list[tuple[str, str, object]]) -> None:
+    setters, store = FakeSetters({"debian": AUTO}), FakeOverrides()
+    editor = PoolEditor({"debian": AUTO}, {"debian": AUTO}, setters, store)  # type: ignore[arg-type]
+    if step == "apply":
+        assert editor.apply([SetSize("debian", 2)]) == 1
+    elif step == "reset":
+        editor.reset("debian", Setting.SIZE)
+    else:
+        editor.sync("debian", stored)
+    assert [c for c in setters.calls if c[0] == "size"] == calls
+    assert setters.held == held
+    assert store.set == overrides
 
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [

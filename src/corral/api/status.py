@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from corral.api.common import ApiError, Version, respond, service_of
 from corral.domain.models import TimingKind
 from corral.pools.service import (
+    AutosizeView,
     HostStatus,
     MonitoringStatus,
     PoolStatus,
@@ -28,7 +29,7 @@ from corral.store.base import StoreUnavailable
 
 STATUS_VIEWS = ("capacity", "queue", "clone", "boot", "pools", "status", "monitoring", "scheduling", "runner", "hosts")
 # Views given only when named in ``?view=``, never in the default answer.
-ON_REQUEST_VIEWS = ("timings",)
+ON_REQUEST_VIEWS = ("timings", "autosize")
 RECENT_S = 3600.0  # the timings view covers the last hour
 RECENT_MAX = 100  # and at most the latest this many clone and boot times each
 DAY = 86400.0
@@ -91,6 +92,11 @@ def _status(service: Service, wanted: set[str], last_boots: LastBoots) -> dict[s
                 body[task.value] = _task_metrics(pools.durations(task, today, today + DAY), by_pool=False)
     if "pools" in wanted:
         body["pools"] = _pools(service, stock.pools, last_boots)
+        for name, view in pools.autosizing().items():
+            if name in body["pools"]:
+                body["pools"][name]["autosize"] = autosize_json(view, history=False)
+    if "autosize" in wanted:
+        body["autosize"] = {name: autosize_json(view) for name, view in pools.autosizing().items()}
     if "monitoring" in wanted:
         body["monitoring"] = monitoring_json(pools.monitoring())
     if "scheduling" in wanted:
@@ -163,6 +169,17 @@ def _pools(service: Service, rows: tuple[PoolStatus, ...], last_boots: LastBoots
         if row.placement_error is not None:
             pools[name]["placement_error"] = row.placement_error
     return pools
+
+
+def autosize_json(v: AutosizeView, *, history: bool = True) -> dict[str, Any]:
+    """corral's own: an autosized pool's ``target`` and why (``rate_per_hour`` of checkouts,
+    ``ready_s`` to make a VM ready, what the model ``needed``, the ``bound`` that applies and the
+    ``reason``), whether a size set at the API ``held`` it, its keys, and (in ``?view=autosize``)
+    the ``history`` of its changes, oldest first."""
+    row = dataclasses.asdict(v)
+    if not history:
+        del row["history"]
+    return row
 
 
 def monitoring_json(m: MonitoringStatus) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from corral.auth.settings import AuthSettings
 from corral.config.dns import DnsConfigs, DomainName
@@ -63,7 +63,8 @@ class PoolSettings(Section):
         }
     )
 
-    corral_keys = frozenset({"domain", "anti_affinity", "ha", "priority"})
+    corral_keys = frozenset({"domain", "anti_affinity", "ha", "priority", "min_size", "max_size", "target_wait",
+                             "scale_down_after", "demand_window"})
     not_acted_on = frozenset({"datacenter"})
 
     name: PoolName = Field(description="the pool's name")
@@ -113,6 +114,30 @@ class PoolSettings(Section):
                      "another host at the runner's top priority (their disks must be on shared storage)")
     priority: int = Field(0, description="within a class of the runner's work (see `:runner:`), VMs of pools with a "
                           "higher number go first; equal numbers go first come, first served")
+
+    min_size: int | None = Field(None, ge=0, description="autosizing: the fewest VMs the pool keeps; with "
+                                 "`max_size`, turns autosizing on (`size` is then the starting size). See "
+                                 "[Autosizing](#autosizing)")
+    max_size: int | None = Field(None, ge=1, description="autosizing: the most VMs the pool keeps; turns autosizing on "
+                                 "(`min_size` none: 0)")
+    target_wait: float | None = Field(None, gt=0, lt=1, description="autosizing: how rarely a checkout may find "
+                                      "the pool empty, as a chance above 0 and below 1; none: 0.01")
+    scale_down_after: float | None = Field(None, ge=0, description="autosizing: seconds after the last rise of the "
+                                           "size before it may fall; none: 900")
+    demand_window: float | None = Field(None, gt=0, description="autosizing: seconds over which the rate of "
+                                        "checkouts is remembered (it decays over this window); none: 600")
+
+    @model_validator(mode="after")
+    def _autosizing_keys(self) -> PoolSettings:
+        if self.max_size is None:
+            given = [k for k in ("min_size", "target_wait", "scale_down_after", "demand_window")
+                     if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} without max_size: autosizing needs max_size (the most VMs "
+                                 "the pool may keep)")
+        elif (self.min_size or 0) > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) is above max_size ({self.max_size})")
+        return self
 
     @field_validator("anti_affinity", mode="before")
     @classmethod
@@ -210,7 +235,7 @@ class Config(Section):
                 Pool(
                     name=p.name,
                     template=p.template,
-                    size=p.size,
+                    size=min(max(p.size, p.min_size or 0), p.max_size) if p.max_size is not None else p.size,
                     provider=self.pool_provider(p),
                     alias=tuple(p.alias),
                     timeout_s=(p.timeout or g.timeout) * 60.0,
@@ -222,9 +247,21 @@ class Config(Section):
                     max_per_host=max_per_host(p.anti_affinity),
                     ha=p.ha,
                     priority=p.priority,
+                    **autosizing(p),
                 )
             )
         return pools
+
+
+def autosizing(p: PoolSettings) -> dict[str, Any]:
+    """A pool's autosizing fields for :class:`Pool` (none when it keeps its fixed ``size``, which
+    is otherwise its starting size, clamped into ``min_size`` … ``max_size``)."""
+    if p.max_size is None:
+        return {}
+    return {"min_size": p.min_size or 0, "max_size": p.max_size,
+            "target_wait": p.target_wait if p.target_wait is not None else 0.01,
+            "scale_down_after_s": p.scale_down_after if p.scale_down_after is not None else 900.0,
+            "demand_window_s": p.demand_window if p.demand_window is not None else 600.0}
 
 
 def max_per_host(anti_affinity: bool | int | None) -> int | None:

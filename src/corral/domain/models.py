@@ -129,6 +129,16 @@ class Pool:
     max_per_host: int | None = None  # at most this many of the pool's VMs on one host; None: any
     ha: bool = False  # checked-out VMs are restarted on another host when theirs goes down
     priority: int = 0  # among works of one class, a pool with a higher priority goes first
+    # autosizing (on when min_size is set; then size is the starting size, and max_size is set too)
+    min_size: int | None = None
+    max_size: int | None = None
+    target_wait: float = 0.01  # the chance a checkout may find the pool empty
+    scale_down_after_s: float = 900.0  # no fall before this long after the last rise
+    demand_window_s: float = 600.0  # the long window of the decayed checkout rate
+
+    @property
+    def autosized(self) -> bool:
+        return self.min_size is not None and self.max_size is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,9 @@ METRICS: tuple[Metric, ...] = (
            "first (a 503: try again); not counted as empty"),
     Metric("pool_size", G, POOL, "the pool's size (ready VMs it keeps)"),
     Metric("pool_unplaceable", G, POOL, "1 when the pool's last VM could not be placed on any host"),
+    Metric("pool_target_size", G, POOL, "an autosized pool's target: the size autosizing keeps now"),
+    Metric("pool_demand_per_hour", G, POOL, "an autosized pool's rate of checkouts, per hour, as autosizing sees it"),
+    Metric("pool_ready_seconds", G, POOL, "an autosized pool's measured time from asking for a VM to its being ready"),
     # -- the runner ------------------------------------------------------------------------------
     Metric("runner_queued", G, ("class",), "works waiting in the runner's queue, by class"),
     Metric("runner_queue_limit", G, (), "works the queue holds at most"),

@@ -35,7 +35,8 @@ def read_views(stock_from: PoolService, running: PoolService | None) -> Views:
     if running is None:
         return Views(stock=stock)
     return Views(stock=stock, monitoring=running.monitoring(), scheduling=running.scheduling(),
-                 runner=running.runner(), hosts=running.hosts(), rejections=running.placement_rejections())
+                 runner=running.runner(), hosts=running.hosts(), rejections=running.placement_rejections(),
+                 autosizing=running.autosizing())
 
 
 class Metrics:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral.pools.service import HostStatus, MonitoringStatus, RunnerStatus, SchedulingStatus, Stock
+from corral.pools.service import AutosizeView, HostStatus, MonitoringStatus, RunnerStatus, SchedulingStatus, Stock
 
 __all__ = ["Reading", "Views", "manager_readings", "view_readings"]
 
@@ -31,6 +31,7 @@ class Views:
     runner: RunnerStatus | None = None
     hosts: tuple[HostStatus, ...] = ()
     rejections: Mapping[str, int] | None = None
+    autosizing: Mapping[str, AutosizeView] | None = None
 
 
 def _flag(value: bool) -> float:
@@ -48,6 +49,10 @@ def view_readings(views: Views) -> list[Reading]:
         add(Reading("pending", pool, p.pending))
         add(Reading("pool_size", pool, p.size))
         add(Reading("pool_unplaceable", pool, _flag(p.placement_error is not None)))
+    for name, auto in (views.autosizing or {}).items():
+        add(Reading("pool_target_size", (name,), auto.target))
+        add(Reading("pool_demand_per_hour", (name,), auto.rate_per_hour))
+        add(Reading("pool_ready_seconds", (name,), auto.ready_s))
     if views.runner is not None:
         out += _runner(views.runner)
     for h in views.hosts:

@@ -247,7 +247,7 @@ def current(pool: Pool, setting: Setting) -> object:
 class PoolSetters(Protocol):
     """What applies a change to the running pools (the pool manager)."""
 
-    def set_pool_size(self, pool: str, size: int) -> None: ...
+    def set_pool_size(self, pool: str, size: int, *, held: bool = True) -> None: ...
 
     def set_pool_template(self, pool: str, template: str) -> None: ...
 
@@ -262,7 +262,7 @@ class RecordOnly:
     def __init__(self, pools: dict[str, Pool]) -> None:
         self.pools = pools
 
-    def set_pool_size(self, pool: str, size: int) -> None:
+    def set_pool_size(self, pool: str, size: int, *, held: bool = True) -> None:
         self.pools[pool] = dataclasses.replace(self.pools[pool], size=size)
 
     def set_pool_template(self, pool: str, template: str) -> None:
@@ -286,7 +286,8 @@ class Reset:
 
 class PoolEditor:
     """Applies :data:`PoolChange` s: each one that changes a value is stored as an override (so
-    it outlives restarts) and applied to the running pools."""
+    it outlives restarts) and applied to the running pools. A size set for an autosized pool is
+    stored even when it equals the size now: it holds the pool (autosizing stops) until reset."""
 
     def __init__(self, pools: Mapping[str, Pool], configured: Mapping[str, Pool], setters: PoolSetters,
                  store: Store) -> None:
@@ -295,10 +296,10 @@ class PoolEditor:
         self.setters = setters
         self.store = store
 
-    def _set(self, item: PoolChange) -> None:
+    def _set(self, item: PoolChange, held: bool = True) -> None:
         match item:
             case SetSize(pool, size):
-                self.setters.set_pool_size(pool, size)
+                self.setters.set_pool_size(pool, size, held=held)
             case SetTemplate(pool, template):
                 self.setters.set_pool_template(pool, template)
             case SetCloneTarget(pool, target):
@@ -308,7 +309,7 @@ class PoolEditor:
         """Store and apply each change of a value; how many changed."""
         changed = 0
         for item in changes:
-            if current(self.pools[item.pool], item.setting) != item.value:
+            if current(self.pools[item.pool], item.setting) != item.value or self._holds(item.pool, item.setting):
                 self.store.set_pool_override(item.pool, item.setting.value, item.value)
                 self._set(item)
                 changed += 1
@@ -320,6 +321,12 @@ class PoolEditor:
         value. How many values changed."""
         changed = 0
         for setting in Setting:
+            if self._holds(pool, setting):  # autosized: the size is the autosizer's unless stored
+                size = stored.get(setting.value, self.pools[pool].size)
+                assert isinstance(size, int)
+                changed += current(self.pools[pool], setting) != size
+                self._set(SetSize(pool, size), held=setting.value in stored)
+                continue
             wanted = stored.get(setting.value, current(self.configured[pool], setting))
             if current(self.pools[pool], setting) != wanted:
                 self._set(change(setting, pool, wanted))
@@ -330,6 +337,13 @@ class PoolEditor:
         """Drop the override of ``setting``: the pool gets its configured value back."""
         before, original = current(self.pools[pool], setting), current(self.configured[pool], setting)
         self.store.clear_pool_override(pool, setting.value)
+        if self._holds(pool, setting):
+            self._set(SetSize(pool, before if isinstance(before, int) else 0), held=False)  # autosizing resumes
+            return Reset(original, before)
         if before != original:
             self._set(change(setting, pool, original))
         return Reset(original, before)
+
+    def _holds(self, pool: str, setting: Setting) -> bool:
+        """A size setting of an autosized pool (whose size an override holds, or autosizing sets)."""
+        return setting is Setting.SIZE and (live := self.pools.get(pool)) is not None and live.autosized

@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from corral.domain.events import Event, VmLifecycle
 from corral.domain.models import Pool, Vm
@@ -46,6 +46,7 @@ from corral.pools.reactions import Reactions, accepts
 from corral.pools.recovery import Recoverer, adopt_orphan
 from corral.pools.refill import Backoff, Refiller
 from corral.pools.settings import ManagerSettings
+from corral.pools.sizing import Sizing
 from corral.pools.stats import Stats
 from corral.pools.sweep import Sweeper
 from corral.pools.vmtasks import VmTasks
@@ -110,11 +111,13 @@ class PoolManager:
         self.recoverer = Recoverer(self.pools, store, self.ledger, self.inventory, self.stats, self.executor,
                                    self.connections.up)
         self.reactions = Reactions(self.pools, store, self.ledger, self.inventory, self.executor)
+        self.sizing = Sizing(self.pools, clock, self._room)
         self.refiller = Refiller(self.pools, store, self.ledger, self.runner, self.backoff,
                                  create=self.creator.create, provider_up=self.connections.up,
-                                 then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s)
+                                 then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s,
+                                 expected=self.sizing.expected)
         self.sweeper = Sweeper(self.pools, store, self.ledger, self.executor, providers_up=self._providers_up,
-                               ondemand_sweep=self.ondemand.sweep, look_at=self.refiller.look_at,
+                               ondemand_sweep=self.ondemand.sweep, look_at=self._look_at,
                                reconcile=self.recoverer.reconcile, check_interval=s.check_interval,
                                reconcile_interval=s.reconcile_interval, data_ttl_s=s.data_ttl_s)
         self.subscription: Subscription | None = None  # the manager's own on the event bus, once started
@@ -221,10 +224,39 @@ class PoolManager:
         return self.creator.restart(action.vm, action.pool, action.avoid)
 
     def _became_ready(self, vm: Vm) -> None:
+        self.sizing.became_ready(vm.pool, vm.boot_duration_s)
         if vm.request_id is not None:
             self.ondemand.vm_ready(vm)
         else:
             self.pool_changed(vm.pool)
+
+    def _look_at(self, pools: Iterable[str]) -> None:
+        """The sweep looks at every pool: autosized pools get their size first."""
+        self.resize()
+        self.refiller.look_at(pools)
+
+    def _room(self, pool: Pool) -> int | None:
+        """The largest size the hosts have room for: while no host could take the pool's last VM,
+        the VMs it holds now (ready, pending and being made); otherwise not known (None)."""
+        if pool.name not in self.placer.failures:
+            return None
+        have = self.store.counts().get(pool.name, {})
+        return have.get(VmState.READY, 0) + have.get(VmState.PENDING, 0) + self.runner.waiting(pool.name)
+
+    def resize(self, pools: list[str] | None = None) -> None:
+        """Set the autosized pools' sizes (of ``pools``; None: all) to their targets; the refill
+        makes or removes the VMs (removing only ready and pending ones)."""
+        for name, size in self.sizing.targets(pools).items():
+            view = self.sizing.view(name)
+            log.info("pool size set by autosizing",
+                     extra={"pool": name, "size": size, "reason": view.reason if view is not None else None})
+            self.pools[name] = dataclasses.replace(self.pools[name], size=size)
+            self.pool_changed(name)
+
+    def demand_seen(self, pool: str, count: int) -> None:
+        """``count`` checkouts of ``pool`` found it short: they count into its demand too."""
+        self.sizing.checked_out(pool, count)
+        self.resize([pool])
 
     def pool_changed(self, pool: str) -> None:
         """Something changed in ``pool``: look at it at once."""
@@ -262,8 +294,13 @@ class PoolManager:
         return await self.recoverer.reconcile()
 
     # -- pool settings changed at run time ---------------------------------------------------
-    def set_pool_size(self, pool: str, size: int) -> None:
+    def set_pool_size(self, pool: str, size: int, *, held: bool = True) -> None:
+        """Set the pool's size; for an autosized pool, ``held`` stops autosizing until a call with
+        ``held`` False (an override reset) resumes it."""
         self.pools[pool] = dataclasses.replace(self.pools[pool], size=size)
+        self.sizing.hold(pool, held)
+        if not held:
+            self.resize([pool])
         self.pool_changed(pool)
 
     def set_pool_template(self, pool: str, template: str) -> None:
@@ -331,6 +368,8 @@ class PoolManager:
                 continue
             changes = {k: v for k, v in values.items() if k in OVERRIDDEN}
             self.pools[pool] = dataclasses.replace(self.pools[pool], **changes)  # type: ignore[arg-type]
+            if "size" in changes:
+                self.sizing.hold(pool, True)
 
     # -- checkout and return ---------------------------------------------------------------
     def checkout(self, wanted: list[str], *, token: str | None = None, user: str | None = None,
@@ -341,6 +380,10 @@ class PoolManager:
         """
         lifetimes = {name: lifetime_s or self.pools[name].lifetime_s for name in wanted}
         vms = self.ledger.checkout(wanted, lifetimes=lifetimes, token=token, user=user)
+        if vms is not None:
+            for name in wanted:
+                self.sizing.checked_out(name)
+            self.resize(list(lifetimes))  # a rise is at once
         for name in lifetimes:
             self.pool_changed(name)
         for vm in vms or ():

@@ -42,6 +42,7 @@ from corral.pools.checkout import (
 from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, describe
 from corral.pools.manager import PoolManager
 from corral.pools.settings import ManagerSettings
+from corral.pools.sizing import AutosizeView
 from corral.pools.views import (
     HostStatus,
     MigrationStatus,
@@ -290,8 +291,14 @@ class PoolService:
 
     def checkout(self, wanted: Mapping[str, int], *, token: str | None = None,
                  user: str | None = None) -> Taken | Short:
-        """Every VM asked for (pool names or aliases), or none."""
-        return self._allocator.checkout(wanted, token=token, user=user)
+        """Every VM asked for (pool names or aliases), or none. A checkout that finds its pools
+        short counts into the demand of the first pool of each name (autosizing)."""
+        outcome = self._allocator.checkout(wanted, token=token, user=user)
+        if isinstance(outcome, Short) and self.owners is None:
+            for label, count in wanted.items():
+                if names := self._allocator.candidates(label):
+                    self._manager.demand_seen(names[0], count)
+        return outcome
 
     def return_vm(self, name: str) -> bool:
         """Destroy a checked-out VM (here, or by the process that runs its pool); False if it is
@@ -403,6 +410,12 @@ class PoolService:
     def runner(self) -> RunnerStatus:
         return views.runner(self._manager)
 
+    def autosizing(self) -> dict[str, AutosizeView]:
+        """Each autosized pool's target, why, and its latest changes (in a process that only
+        answers the API: the starting sizes, as the owning manager decides)."""
+        self._fresh()
+        return views.autosizing(self._manager)
+
     def hosts(self) -> tuple[HostStatus, ...]:
         """Every host of every provider, as the inventory sees it now (none in a process that
         only answers the API)."""
@@ -426,8 +439,8 @@ class PoolService:
 
 
 __all__ = [
-    "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere", "HostStatus",
-    "MigrationStatus", "MonitoringStatus", "Owners",
+    "AutosizeView", "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere",
+    "HostStatus", "MigrationStatus", "MonitoringStatus", "Owners",
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",

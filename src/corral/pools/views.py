@@ -13,6 +13,7 @@ from corral.inventory.monitor import FeedStatus
 from corral.pools.destroying import DestroyFailures
 from corral.pools.manager import PoolManager
 from corral.pools.migrations import MigrationCounts
+from corral.pools.sizing import AutosizeView
 from corral.runner.runner import RunnerView
 
 
@@ -191,3 +192,13 @@ def hosts(manager: PoolManager) -> tuple[HostStatus, ...]:
                                    maintenance=h.maintenance, health=str(h.health.value), vms=h.vm_count,
                                    calls_in_flight=calls.get((provider, h.name), 0)))
     return tuple(rows)
+
+
+def autosizing(manager: PoolManager) -> dict[str, AutosizeView]:
+    """Each autosized pool's target and why, by name."""
+    out = {}
+    for name in manager.pools:
+        view = manager.sizing.view(name)
+        if view is not None:
+            out[name] = view
+    return out

@@ -106,6 +106,12 @@
       const label = el("td", { class: "name", title: name }, name);
       if (Array.isArray(p.alias) && p.alias.length) label.append(el("span", { class: "alias" }, `also ${p.alias.join(", ")}`));
       if (p.placement_error) label.append(el("span", { class: "warn" }, String(p.placement_error)));
+      const auto = p.autosize;
+      if (auto && typeof auto === "object") {
+        const how = auto.held ? "held at the API" : `target ${num(auto.target)} of ${num(auto.min_size)}–${num(auto.max_size)}`;
+        label.append(el("span", { class: "autosize", title: String(auto.reason || "") },
+          `autosized: ${how}; ${String(auto.reason || "")}`));
+      }
       return el("tr", { "data-pool": name }, label,
         el("td", { class: "barcol" }, bar("stack", [["ready", pct(ready, scale)], ["pending", pct(pending, scale)],
           ["running", pct(running, scale)]], pct(size, scale))),
