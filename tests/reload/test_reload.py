@@ -272,3 +272,21 @@ def test_which_providers_a_reload_rebuilds(tmp_path: Path, change: Callable[[dic
     assert names == rebuilt
     seen = {p["name"] for p in provider_context(built, "vs").pools}
     assert "v" in seen  # a pool removed drains: the provider still sees its VMs as its own
+
+
+async def test_autosizing_keys_apply_at_once(running: Running) -> None:
+    # a fixed pool becomes autosized: its size is held within the new bounds (no demand: min_size)
+    running.edit(lambda d: running.pool("a").update(min_size=3, max_size=6, scale_down_after=0))
+    answer = await running.service.reload()
+    assert set(answer.diff.pools_changed["a"]) >= {"min_size", "max_size"}
+    await running.settled({"a": 3, "b": 2})
+    # its bounds change: the size follows
+    running.edit(lambda d: running.pool("a").update(min_size=1, max_size=1))
+    await running.service.reload()
+    await running.settled({"a": 1, "b": 2})
+    # autosizing off again: the fixed size rules
+    running.edit(lambda d: [running.pool("a").pop(key) for key in ("min_size", "max_size", "scale_down_after")])
+    running.pool("a")["size"] = 2
+    running.write()
+    await running.service.reload()
+    await running.settled({"a": 2, "b": 2})
