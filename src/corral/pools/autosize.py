@@ -144,9 +144,17 @@ class Autosizer:
 
     def __init__(self, settings: AutosizeSettings, start: int) -> None:
         self.settings = settings
-        self.size = min(max(start, settings.min_size), settings.max_size)
+        self.size = self._bounded(start)
         self.last_rise: float | None = None
         self.history: deque[tuple[float, int, str]] = deque(maxlen=HISTORY)
+
+    def _bounded(self, size: int) -> int:
+        return min(max(size, self.settings.min_size), self.settings.max_size)
+
+    def resume(self, size: int) -> None:
+        """Go on from ``size`` (held within the bounds): the size the pool has after it was set
+        from elsewhere (an override at the API, now reset)."""
+        self.size = self._bounded(size)
 
     def decide(self, now: float, rate: float, ready_s: float, capacity: int | None = None) -> Target:
         """The size to keep now; ``capacity`` is the largest size the hosts have room for (None:

@@ -296,7 +296,8 @@ class Level:
     @property
     def cover(self) -> float:
         """:func:`cover` of the VMs the pool has or has on the way (not those still queued)."""
-        return cover(self.ready + self.pending, self.size if self.expected is None else self.expected)
+        expected = expected_demand(None, 0.0, self.size) if self.expected is None else self.expected
+        return cover(self.ready + self.pending, expected)
 
 
 @dataclass(frozen=True, slots=True)

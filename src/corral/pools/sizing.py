@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from corral.domain.models import Pool
 from corral.pools.autosize import Autosizer, AutosizeSettings, Demand, ReadyTime, Target
+from corral.pools.decide import expected_demand
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +128,13 @@ class Sizing:
             measured.ready.record(seconds)
 
     def expected(self, pool: str) -> float | None:
-        """The checkouts of ``pool`` expected during one replenishment (rate × time to ready);
-        None before its first checkout (no demand history)."""
-        measured = self._measured.get(pool)
-        if measured is None or not measured.demand.seen:
+        """The checkouts of ``pool`` expected during one replenishment
+        (:func:`~corral.pools.decide.expected_demand`); None before its first checkout (no demand
+        history: the refill then takes its size)."""
+        measured, run = self._measured.get(pool), self.pools.get(pool)
+        if measured is None or run is None or not measured.demand.seen:
             return None
-        return measured.demand.rate(self.clock()) * measured.ready.seconds
+        return expected_demand(measured.demand.rate(self.clock()), measured.ready.seconds, run.size)
 
     def hold(self, pool: str, held: bool) -> None:
         """A size set at the API holds ``pool`` (True) or was reset (False: autosizing resumes
@@ -141,8 +143,7 @@ class Sizing:
         if sized is None:
             return
         if sized.held and not held:
-            size = self.pools[pool].size
-            sized.sizer.size = min(max(size, sized.settings.min_size), sized.settings.max_size)
+            sized.sizer.resume(self.pools[pool].size)
         sized.held = held
 
     def targets(self, names: list[str] | None = None) -> dict[str, int]:
