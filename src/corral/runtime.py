@@ -305,9 +305,8 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
                                current)), monitor=monitor_settings(current), checkout=checkout_settings(current))
 
     switch = ServiceSwitch(make)
-    cluster = Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
-                      close or site.close)
-    return cluster
+    return Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
+                   close or site.close)
 
 
 class ManagerPlan:
@@ -315,16 +314,17 @@ class ManagerPlan:
     reload replaces them; the next service built takes them)."""
 
     def __init__(self, config: Config, providers: dict[str, Provider]) -> None:
-        self.config = config
         self.providers = providers
-        self.pools = config.domain_pools()
-        self.names = tuple(p.name for p in self.pools)
+        self.update(config, {})
 
     def update(self, config: Config, providers: Mapping[str, Provider]) -> None:
         self.config = config
         self.providers.update(providers)
         self.pools = config.domain_pools()
-        self.names = tuple(p.name for p in self.pools)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.pools)
 
 
 def build_manager(config: Config, manager_id: str | None = None, path: Path | None = None) -> ManagerRun:

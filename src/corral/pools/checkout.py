@@ -185,6 +185,16 @@ class Setting(StrEnum):
     CLONE_TARGET = "clone_target"
 
 
+OVERRIDDEN = frozenset(s.value for s in Setting)  # the pool settings stored as overrides at the API
+
+
+def with_overrides(pool: Pool, stored: Mapping[str, object]) -> Pool:
+    """``pool`` with the settings changed at the API (``stored``: its overrides as the store keeps
+    them; other keys are left out)."""
+    changes = {k: v for k, v in stored.items() if k in OVERRIDDEN}
+    return dataclasses.replace(pool, **changes)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class SetSize:
     pool: str

@@ -31,7 +31,7 @@ from corral.domain.models import Pool, Vm
 from corral.domain.states import VmState
 from corral.inventory import Inventory, Subscription
 from corral.pools.background import Background
-from corral.pools.checkout import Setting
+from corral.pools.checkout import Setting, with_overrides
 from corral.pools.connections import Connections
 from corral.pools.creating import Creator
 from corral.pools.decide import Destroy, HaRestart
@@ -57,7 +57,6 @@ from corral.store.base import Store
 
 log = logging.getLogger("corral.pool")
 
-OVERRIDDEN = frozenset(s.value for s in Setting)  # the pool settings stored as overrides at the API
 
 
 class PoolManager:
@@ -366,9 +365,8 @@ class PoolManager:
         for pool, values in overrides.items():
             if pool not in self.pools:
                 continue
-            changes = {k: v for k, v in values.items() if k in OVERRIDDEN}
-            self.pools[pool] = dataclasses.replace(self.pools[pool], **changes)  # type: ignore[arg-type]
-            if "size" in changes:
+            self.pools[pool] = with_overrides(self.pools[pool], values)
+            if Setting.SIZE in values:
                 self.sizing.hold(pool, True)
 
     # -- checkout and return ---------------------------------------------------------------

@@ -38,6 +38,7 @@ from corral.pools.checkout import (
     Setting,
     Short,
     Taken,
+    with_overrides,
 )
 from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, describe
 from corral.pools.manager import PoolManager
@@ -250,8 +251,7 @@ class PoolService:
             if known and self.configured[name] == pool:
                 continue
             self.configured[name] = pool
-            stored = {k: v for k, v in overrides.get(name, {}).items() if k in {s.value for s in Setting}}
-            running = dataclasses.replace(pool, **stored)  # type: ignore[arg-type]
+            running = with_overrides(pool, overrides.get(name, {}))
             if not live:
                 self._manager.pools[name] = running
             elif known:
