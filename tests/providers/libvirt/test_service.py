@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import libvirt
 
 from corral.domain.states import VmState
 from corral.providers.libvirt.domxml import parse_domain
@@ -34,8 +35,10 @@ def document(tmp_path: Path) -> dict[str, Any]:
 
 
 def domains(provider: Any, host: str) -> dict[str, bool]:
-    """The domains on ``host`` (read behind the provider's back) and whether each runs."""
-    return {dom.name(): bool(dom.isActive()) for dom in raw(provider, host).listAllDomains(0)}
+    """The domains on ``host`` (read behind the provider's back) and whether each runs, in one call:
+    the server may undefine a domain between a list and a question about it."""
+    stats = raw(provider, host).getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+    return {dom.name(): state["state.state"] == libvirt.VIR_DOMAIN_RUNNING for dom, state in stats}
 
 
 def volumes(provider: Any, host: str) -> list[str]:
