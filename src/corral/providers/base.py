@@ -10,29 +10,51 @@ the version they are given, or an empty update when ``timeout`` passes with no c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
 
 
-class ProviderError(Exception):
-    """A provider call failed. ``retryable`` says whether trying again may help."""
+class Cause(StrEnum):
+    """Why a provider call (or one VM of a bulk call) failed: the label failures are counted by
+    in ``/status`` and in metrics. A small fixed set, so that counts stay comparable across
+    providers; a provider picks the closest, ``other`` when none fits."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    SESSION = "session"  # the endpoint's session expired or was ended (and could not be renewed at once)
+    UNREACHABLE = "unreachable"  # the endpoint (or a host's connection) could not be reached
+    TIMEOUT = "timeout"  # the call took longer than it is allowed
+    HOST = "host"  # the host is down, in maintenance, unknown, or failed the VM
+    NOT_FOUND = "not_found"  # the VM, template, snapshot or volume does not exist
+    REFUSED = "refused"  # the endpoint refused the request: bad input, no space, no permission, a conflict
+    FEED = "feed"  # the change feed's connection dropped
+    INJECTED = "injected"  # a failure a test injected into the simulator
+    OTHER = "other"
+
+
+class ProviderError(Exception):
+    """A provider call failed. ``retryable`` says whether trying again may help, ``cause`` why
+    it failed (see :class:`Cause`)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, cause: Cause = Cause.OTHER) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.cause = cause
 
 
 class VmNotFound(ProviderError):
     """The named VM does not exist at the provider."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"VM {name!r} not found", retryable=False)
+        super().__init__(f"VM {name!r} not found", retryable=False, cause=Cause.NOT_FOUND)
         self.name = name
 
 
 class HostUnavailable(ProviderError):
     """The host is down, in maintenance or unknown."""
+
+    def __init__(self, message: str, *, retryable: bool = True, cause: Cause = Cause.HOST) -> None:
+        super().__init__(message, retryable=retryable, cause=cause)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +87,7 @@ class CreateResult:
     ok: bool
     error: str | None = None
     retryable: bool = True  # for a failure: whether creating it again may succeed
+    cause: Cause | None = None  # for a failure: why (see :class:`Cause`); None reads as ``other``
 
 
 @runtime_checkable
