@@ -1,13 +1,16 @@
-"""What a vSphere fault means to corral: the VM gone, or an error retrying may mend or not."""
+"""What a vSphere fault means to corral: the VM gone, or an error retrying may mend or not, and its cause."""
 
 from __future__ import annotations
 
+import http.client
+import socket
 from typing import Any
 
 import pytest
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError, VmNotFound
+from corral.providers.base import Cause, ProviderError, VmNotFound
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.faults import call_error, is_gone, task_error
 from corral.providers.vsphere.tasks import TaskOutcome
 
@@ -54,3 +57,62 @@ def test_task_error(outcome: TaskOutcome, kind: type[ProviderError] | None, retr
         assert error is None
     else:
         assert type(error) is kind and error.retryable is retryable
+
+
+@pytest.mark.parametrize(("error", "cause"), [
+    (vim.fault.NotAuthenticated(), Cause.SESSION),  # a NoPermission, but the session's end
+    (TimeoutError("timed out"), Cause.TIMEOUT),  # an OSError, but a timeout
+    (vim.fault.Timedout(), Cause.TIMEOUT),
+    (vmodl.fault.HostNotConnected(), Cause.HOST),
+    (vmodl.fault.HostNotReachable(), Cause.HOST),
+    (vim.fault.InvalidHostState(), Cause.HOST),  # in maintenance
+    (vim.fault.InvalidHostConnectionState(), Cause.HOST),
+    (vim.fault.NoHost(), Cause.HOST),
+    (gone(VM), Cause.NOT_FOUND),
+    (vim.fault.NotFound(), Cause.NOT_FOUND),
+    (vim.fault.FileNotFound(), Cause.NOT_FOUND),
+    (vmodl.fault.InvalidArgument(), Cause.REFUSED),
+    (vim.fault.DuplicateName(), Cause.REFUSED),
+    (vim.fault.NoPermission(), Cause.REFUSED),
+    (vim.fault.InsufficientResourcesFault(), Cause.REFUSED),
+    (vim.fault.NoDiskSpace(), Cause.REFUSED),
+    (vim.fault.InvalidPowerState(), Cause.REFUSED),
+    (vim.fault.InvalidLogin(), Cause.REFUSED),
+    (ConnectionRefusedError(111, "refused"), Cause.UNREACHABLE),
+    (ConnectionResetError(104, "reset"), Cause.UNREACHABLE),
+    (socket.gaierror(-2, "no such name"), Cause.UNREACHABLE),
+    (http.client.RemoteDisconnected("closed"), Cause.UNREACHABLE),
+    (http.client.BadStatusLine("x"), Cause.UNREACHABLE),
+    (vmodl.fault.RequestCanceled(), Cause.OTHER),
+    (vim.fault.InvalidState(), Cause.OTHER),
+    (ValueError("?"), Cause.OTHER),
+    (None, Cause.OTHER),
+])
+def test_cause_of(error: Any, cause: Cause) -> None:
+    assert cause_of(error) is cause
+
+
+@pytest.mark.parametrize(("exc", "cause", "text"), [
+    (vim.fault.NotAuthenticated(), Cause.SESSION, "failed: NotAuthenticated"),
+    (TimeoutError("timed out"), Cause.TIMEOUT, "no answer in time (TimeoutError)"),
+    (ConnectionResetError(104, "reset"), Cause.UNREACHABLE, "vCenter unreachable (ConnectionResetError)"),
+    (vmodl.fault.HostNotConnected(), Cause.HOST, "failed: HostNotConnected"),
+    (gone(VM), Cause.NOT_FOUND, "v1"),
+    (gone(OTHER), Cause.NOT_FOUND, "the object is gone"),
+    (vim.fault.InsufficientResourcesFault(), Cause.REFUSED, "failed: InsufficientResourcesFault"),
+])
+def test_a_call_error_carries_its_cause(exc: BaseException, cause: Cause, text: str) -> None:
+    error = call_error("CloneVM_Task", exc, ("v1", VM))
+    assert error.cause is cause and text in str(error)
+
+
+@pytest.mark.parametrize(("fault", "cause"), [
+    (vim.fault.DuplicateName(), Cause.REFUSED),
+    (vim.fault.InvalidHostState(), Cause.HOST),
+    (vim.fault.Timedout(), Cause.TIMEOUT),
+    (vim.fault.TaskInProgress(), Cause.REFUSED),
+    (vim.fault.InvalidState(), Cause.OTHER),
+])
+def test_a_failed_task_carries_its_cause(fault: Any, cause: Cause) -> None:
+    error = task_error(TaskOutcome(ok=False, error="failed", fault=fault), "v1", "destroy")
+    assert error is not None and error.cause is cause

@@ -8,6 +8,7 @@ A task is started by a call and waits for the task loop to report its end
 from __future__ import annotations
 
 import asyncio
+import http.client
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ class Calls:
         whose disappearance is :class:`VmNotFound` rather than a failure of the call."""
         try:
             return await self.session.call(label, fn)
-        except (vmodl.MethodFault, OSError) as exc:
+        except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
             raise call_error(label, exc, about) from exc
 
     async def task(self, label: str, start: Callable[[], Any], *, about: About | None = None) -> TaskOutcome:

@@ -18,9 +18,10 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from corral.domain.models import VmSpec
-from corral.providers.base import CreateResult, ProviderError
+from corral.providers.base import Cause, CreateResult, ProviderError
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.calls import Calls
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.faults import NOT_RETRYABLE
 from corral.providers.vsphere.folders import Folders
 from corral.providers.vsphere.linked import TemplateSnapshots, clone_plan, snapshot_template
@@ -57,11 +58,11 @@ class Cloner:
         try:
             if self.cache.vm_obj(spec.name) is not None or spec.name in self.cache.made:
                 return CreateResult(spec.name, ok=False, error=f"a VM named {spec.name!r} already exists",
-                                    retryable=False)
+                                    retryable=False, cause=Cause.REFUSED)
             await self._snapshots.idle()  # a template being snapshotted is a VM for a moment
             template = self.lookups.template(pool.template)
             if template is None:
-                return CreateResult(spec.name, ok=False, retryable=False,
+                return CreateResult(spec.name, ok=False, retryable=False, cause=Cause.NOT_FOUND,
                                     error=f"template {pool.template!r} not found in vSphere provider {self.provider!r}")
             folder = await self.folders.folder(pool.folder or spec.folder)
             base = await self._linked_base(pool, template, target)
@@ -72,7 +73,8 @@ class Cloner:
             if not outcome.ok:
                 self.cache.known_pools.pop(spec.name, None)
                 retryable = not isinstance(outcome.fault, NOT_RETRYABLE)
-                return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable)
+                return CreateResult(spec.name, ok=False, error=f"clone failed: {outcome.error}", retryable=retryable,
+                                    cause=cause_of(outcome.fault))
             vm, cloned = outcome.result, True
             self.cache.remember(spec.name, vm, spec.pool)
             await self._settle(vm, target, clone_spec.config.annotation)
@@ -80,7 +82,7 @@ class Cloner:
         except ProviderError as exc:
             if not cloned:
                 self.cache.known_pools.pop(spec.name, None)
-            return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable)
+            return CreateResult(spec.name, ok=False, error=str(exc), retryable=exc.retryable, cause=exc.cause)
 
     async def _linked_base(self, pool: VspherePool, template: Obj, target: Obj) -> Any:
         """The snapshot a linked clone of ``template`` is made from; None for a full clone."""
@@ -163,6 +165,6 @@ class Cloner:
             outcome = await self.calls.task("ReconfigVM_Task",
                                             lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation=notes)))
             if not outcome.ok:
-                raise ProviderError(f"cannot annotate the clone: {outcome.error}")
+                raise ProviderError(f"cannot annotate the clone: {outcome.error}", cause=cause_of(outcome.fault))
         if props.get("runtime.powerState") != "poweredOn":
             await self.operations.power(vm, on=True)

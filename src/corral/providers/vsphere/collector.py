@@ -68,6 +68,7 @@ class CollectorLoop:
         self.ready = asyncio.Event()  # the first snapshot is in (or the loop failed for good: ``fatal``)
         self.snapshots = 0  # full snapshots read (1 + one per new collector)
         self.update_sets = 0
+        self.drops = 0  # rounds of the loop that failed (the long poll's connection or session lost, ...)
         self.error: str | None = None  # why the last loop round failed, if it did
         self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
         self._thread: ThreadPoolExecutor | None = None  # the loop's own thread, while it runs
@@ -157,10 +158,12 @@ class CollectorLoop:
             except vim.fault.NotAuthenticated:
                 if self._stopping:
                     return
+                self.drops += 1
                 await asyncio.get_running_loop().run_in_executor(self._thread, self.session.relogin, generation)
             except (vmodl.fault.ManagedObjectNotFound, vmodl.fault.RequestCanceled) as exc:
                 if self._stopping:
                     return
+                self.drops += 1
                 self._filter = None  # the collector is gone or was cancelled: build a new one
                 self.error = fault_message(exc)
             except Exception as exc:
@@ -170,6 +173,7 @@ class CollectorLoop:
                     self.fatal, self.error = exc, str(exc)
                     self.ready.set()
                     return
+                self.drops += 1
                 self.error = fault_message(exc)
                 log.warning("vSphere change feed failed; retrying",
                             extra={"provider": self.session.name, "collector": self.what, "error": self.error})

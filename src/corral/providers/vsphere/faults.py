@@ -5,7 +5,7 @@ Every call on a VM names the VM it works on (``about``: its name and reference).
 corral's back, before the feed saw it go): :class:`~corral.providers.base.VmNotFound`. Any
 other fault is a :class:`~corral.providers.base.ProviderError`, retryable unless it is one of
 :data:`NOT_RETRYABLE` (a name taken or invalid, an argument or object the vCenter rejects),
-which no retry mends.
+which no retry mends. Each carries its cause (:func:`~corral.providers.vsphere.causes.cause_of`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError, VmNotFound
+from corral.providers.base import Cause, ProviderError, VmNotFound
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.session import fault_message
 from corral.providers.vsphere.tasks import TaskOutcome
 
@@ -36,10 +37,14 @@ def call_error(label: str, exc: BaseException, about: About | None) -> ProviderE
     if isinstance(exc, vmodl.fault.ManagedObjectNotFound):
         if about is not None and is_gone(exc, about[1]):
             return VmNotFound(about[0])
-        return ProviderError(f"{label}: the object is gone ({fault_message(exc)})", retryable=False)
+        return ProviderError(f"{label}: the object is gone ({fault_message(exc)})", retryable=False,
+                             cause=cause_of(exc))
     if isinstance(exc, vmodl.MethodFault):
-        return ProviderError(f"{label} failed: {fault_message(exc)}", retryable=not isinstance(exc, NOT_RETRYABLE))
-    return ProviderError(f"{label}: vCenter unreachable ({type(exc).__name__})")
+        return ProviderError(f"{label} failed: {fault_message(exc)}", retryable=not isinstance(exc, NOT_RETRYABLE),
+                             cause=cause_of(exc))
+    cause = cause_of(exc)
+    what = "no answer in time" if cause is Cause.TIMEOUT else "vCenter unreachable"
+    return ProviderError(f"{label}: {what} ({type(exc).__name__})", cause=cause)
 
 
 def task_error(outcome: TaskOutcome, name: str, verb: str) -> ProviderError | None:
@@ -49,4 +54,4 @@ def task_error(outcome: TaskOutcome, name: str, verb: str) -> ProviderError | No
     if isinstance(outcome.fault, vmodl.fault.ManagedObjectNotFound):
         return VmNotFound(name)
     return ProviderError(f"cannot {verb} VM {name!r}: {outcome.error}",
-                         retryable=not isinstance(outcome.fault, NOT_RETRYABLE))
+                         retryable=not isinstance(outcome.fault, NOT_RETRYABLE), cause=cause_of(outcome.fault))

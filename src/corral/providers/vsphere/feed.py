@@ -23,7 +23,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.collector import CollectorLoop
@@ -76,7 +76,8 @@ class Feed(CollectorLoop):
         if self.datacenter:
             found = content.searchIndex.FindByInventoryPath(self.datacenter)
             if not isinstance(found, vim.Datacenter):
-                raise ProviderError(f"vSphere datacenter {self.datacenter!r} not found", retryable=False)
+                raise ProviderError(f"vSphere datacenter {self.datacenter!r} not found", retryable=False,
+                                    cause=Cause.NOT_FOUND)
             # the datacenter's contents, and the datacenter itself (not inside its own view)
             made = [self._own(generation, views.CreateContainerView(container=found, type=list(PROPERTIES),
                                                                     recursive=True)),

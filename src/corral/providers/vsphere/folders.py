@@ -14,9 +14,10 @@ from typing import Any
 
 from pyVmomi import vim
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.calls import Calls
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.lookups import Lookups
 from corral.providers.vsphere.objects import Obj, moid
 from corral.providers.vsphere.session import Session
@@ -52,7 +53,8 @@ class Folders:
                 if child is None:
                     if not self.create:
                         raise ProviderError(f"folder {path!r} not found in vSphere provider {self.provider!r} "
-                                            "(create_folders would create it)", retryable=False)
+                                            "(create_folders would create it)", retryable=False,
+                                            cause=Cause.NOT_FOUND)
                     made = await self._make(current.ref, part)
                     child = Obj("Folder", made, {"name": part})
                     self._made[(moid(current.ref), part)] = child  # no wait for the feed
@@ -95,7 +97,7 @@ class Folders:
             log.warning("purging unconfigured folder", extra={"provider": self.provider, "folder": path})
             outcome = await self.calls.task("Destroy_Task", obj.ref.Destroy_Task)
             if not outcome.ok:
-                raise ProviderError(f"cannot purge folder {path!r}: {outcome.error}")
+                raise ProviderError(f"cannot purge folder {path!r}: {outcome.error}", cause=cause_of(outcome.fault))
         return [path for path, _ in doomed]
 
 
@@ -111,5 +113,6 @@ def create_folder(parent: Any, name: str, search_index: Any) -> Any:
     except vim.fault.DuplicateName:
         found = search_index.FindChild(entity=parent, name=name)
         if not isinstance(found, vim.Folder):
-            raise ProviderError(f"cannot make folder {name!r}: something else has that name", retryable=False) from None
+            raise ProviderError(f"cannot make folder {name!r}: something else has that name", retryable=False,
+                                cause=Cause.REFUSED) from None
         return found

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from corral.providers.base import ProviderError
+from corral.providers.vsphere.causes import cause_of
 
 #: how to clone: "full" (linked clones not asked for), "linked" (from a known snapshot),
 #: "snapshot" (make the template's snapshot first), "full_warn" (no snapshot and the key is
@@ -111,7 +112,7 @@ async def snapshot_template(template: Any, pool: Any, host: Any, call: Call, tas
         try:
             await call("MarkAsTemplate", template.MarkAsTemplate)
         except ProviderError as exc:
-            raise ProviderError(f"the template is left as a VM: {exc}") from exc
+            raise ProviderError(f"the template is left as a VM: {exc}", cause=exc.cause) from exc
     if not outcome.ok:
-        raise ProviderError(f"CreateSnapshot_Task failed: {outcome.error}")
+        raise ProviderError(f"CreateSnapshot_Task failed: {outcome.error}", cause=cause_of(outcome.fault))
     return outcome.result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
+from corral.providers.base import Cause, HostUnavailable, ProviderError, VmNotFound
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.objects import Obj, moid, ref_id
 from corral.providers.vsphere.records import host_in_maintenance, host_up
@@ -49,14 +49,15 @@ class Lookups:
         """The resource pool of the host's cluster (or standalone compute resource)."""
         parent = self.cache.objects.get(ref_id(host.props.get("parent")) or "")
         if parent is None or parent.props.get("resourcePool") is None:
-            raise ProviderError(f"host {host.props.get('name')!r} has no resource pool")
+            raise ProviderError(f"host {host.props.get('name')!r} has no resource pool", cause=Cause.HOST)
         return parent.props["resourcePool"]
 
     def named(self, kind: str, name: str, what: str) -> Obj:
         """The first object of ``kind`` named ``name``; an error naming ``what`` otherwise."""
         for obj in self.cache.named(kind, name):
             return obj
-        raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.provider!r}", retryable=False)
+        raise ProviderError(f"{what} {name!r} not found in vSphere provider {self.provider!r}", retryable=False,
+                            cause=Cause.NOT_FOUND)
 
     def vm(self, name: str) -> Any:
         """The VM's reference: the feed's, or the clone's until the feed reports it; else VmNotFound."""
@@ -76,4 +77,5 @@ class Lookups:
                 folder = self.cache.objects.get(moid(obj.props["vmFolder"]))
                 if folder is not None:
                     return folder
-        raise ProviderError(f"vSphere provider {self.provider!r}: no datacenter found", retryable=False)
+        raise ProviderError(f"vSphere provider {self.provider!r}: no datacenter found", retryable=False,
+                            cause=Cause.NOT_FOUND)

@@ -12,9 +12,10 @@ from typing import Any
 
 from pyVmomi import vim
 
-from corral.providers.base import CreateResult, ProviderError, VmNotFound
+from corral.providers.base import Cause, CreateResult, ProviderError, VmNotFound
 from corral.providers.vsphere.cache import ObjectCache
 from corral.providers.vsphere.calls import Calls
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.faults import task_error
 from corral.providers.vsphere.lookups import Lookups
 from corral.providers.vsphere.objects import Obj
@@ -64,7 +65,8 @@ class VmOperations:
         about = (name, vm) if name is not None else None
         outcome = await self.calls.task("RelocateVM_Task", lambda: vm.RelocateVM_Task(spec=spec), about=about)
         if not outcome.ok:
-            raise ProviderError(f"moving VM to {target.props.get('name')} failed: {outcome.error}")
+            raise ProviderError(f"moving VM to {target.props.get('name')} failed: {outcome.error}",
+                                cause=cause_of(outcome.fault))
 
     async def power(self, vm: Any, *, on: bool, name: str | None = None) -> None:
         """Power ``vm`` on or off; a VM already in that state is left alone."""
@@ -77,7 +79,8 @@ class VmOperations:
                 return  # already in that state
             raise
         if not outcome.ok and not isinstance(outcome.fault, vim.fault.InvalidPowerState):
-            raise ProviderError(f"{'power on' if on else 'power off'} failed: {outcome.error}")
+            raise ProviderError(f"{'power on' if on else 'power off'} failed: {outcome.error}",
+                                cause=cause_of(outcome.fault))
 
     # -- HA restarts -----------------------------------------------------------------------
 
@@ -89,17 +92,18 @@ class VmOperations:
     async def _start(self, target: Obj, name: str) -> CreateResult:
         obj = self.cache.vm_obj(name)
         if obj is None:
-            return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False)
+            return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False,
+                                cause=Cause.NOT_FOUND)
         vm = self.cache.vm(name)
         current = self.cache.host(vm.host) if vm is not None and vm.host else None
         if vm is not None and vm.powered_on and current is not None and current.up:
-            return CreateResult(name, ok=False, retryable=False,
+            return CreateResult(name, ok=False, retryable=False, cause=Cause.REFUSED,
                                 error=f"VM {name!r} is still running on {vm.host}, which is up")
         try:
             await self.relocate(obj.ref, target, name)
             await self.power(obj.ref, on=True, name=name)
         except ProviderError as exc:
-            return CreateResult(name, ok=False, error=str(exc), retryable=exc.retryable)
+            return CreateResult(name, ok=False, error=str(exc), retryable=exc.retryable, cause=exc.cause)
         return CreateResult(name, ok=True)
 
     # -- disks and snapshots ---------------------------------------------------------------
@@ -112,7 +116,8 @@ class VmOperations:
                        and not isinstance(d, (vim.vm.device.VirtualIDEController, vim.vm.device.VirtualPCIController,
                                               vim.vm.device.VirtualPS2Controller, vim.vm.device.VirtualSIOController))]
         if not controllers:
-            raise ProviderError(f"VM {name!r} has no disk controller to attach a disk to", retryable=False)
+            raise ProviderError(f"VM {name!r} has no disk controller to attach a disk to", retryable=False,
+                                cause=Cause.REFUSED)
         controller = controllers[0]
         used = {d.unitNumber for d in devices if getattr(d, "controllerKey", None) == controller.key}
         unit = next(u for u in range(16) if u not in used and u != 7)  # 7 is the SCSI controller itself
@@ -138,7 +143,8 @@ class VmOperations:
         info = await self.calls.call("RetrieveProperties", lambda: vm.snapshot, about=(name, vm))
         found = find_snapshot(info.rootSnapshotList if info is not None else [], snapshot)
         if found is None:
-            raise ProviderError(f"VM {name!r} has no snapshot named {snapshot!r}", retryable=False)
+            raise ProviderError(f"VM {name!r} has no snapshot named {snapshot!r}", retryable=False,
+                                cause=Cause.NOT_FOUND)
         outcome = await self.calls.task("RevertToSnapshot_Task", found.RevertToSnapshot_Task)
         _check(outcome, name, "revert")
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pyVmomi import vim, vmodl
 
 from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
-from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError, VmNotFound
+from corral.providers.base import Cause, CreateResult, InventoryUpdate, Provider, ProviderError, VmNotFound
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.probe import ReadyCheck, resolve_ready_check, tcp_reachable
 from corral.providers.vsphere.cache import ObjectCache
@@ -117,7 +117,8 @@ class VsphereProvider(Provider):
                     await self.feed.ready.wait()
             except TimeoutError:
                 raise ProviderError(f"vSphere provider {self.name!r}: no inventory within "
-                                    f"{self.settings.call_timeout:g} s ({self.feed.error or 'no answer'})") from None
+                                    f"{self.settings.call_timeout:g} s ({self.feed.error or 'no answer'})",
+                                    cause=Cause.TIMEOUT) from None
             if self.feed.fatal is not None:
                 raise self.feed.fatal
         except BaseException:
@@ -149,7 +150,7 @@ class VsphereProvider(Provider):
 
     async def _full_read(self) -> ObjectCache:
         if not self.feed.views:
-            raise ProviderError(f"vSphere provider {self.name!r}: the inventory view is not ready")
+            raise ProviderError(f"vSphere provider {self.name!r}: the inventory view is not ready", cause=Cause.FEED)
 
         def read() -> dict[str, Obj]:
             spec = self.feed.filter_spec()
@@ -206,7 +207,7 @@ class VsphereProvider(Provider):
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
         """Answered from the feed's copy of the inventory: no call to the vCenter."""
         if not self._connected:
-            raise ProviderError(f"vSphere provider {self.name!r} is not connected")
+            raise ProviderError(f"vSphere provider {self.name!r} is not connected", cause=Cause.SESSION)
         changes = self.changes.since(version)
         if changes is not None and changes.empty:
             await self.changes.wait_past(self.changes.version, timeout)

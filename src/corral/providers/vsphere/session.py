@@ -24,7 +24,8 @@ from typing import Any, TypeVar
 from pyVim.connect import SmartConnect
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
+from corral.providers.vsphere.causes import cause_of
 from corral.providers.vsphere.settings import VsphereSettings
 
 log = logging.getLogger("corral.providers.vsphere")
@@ -96,10 +97,10 @@ class Session:
             )
         except vim.fault.InvalidLogin as exc:
             raise ProviderError(f"vSphere {self.describe()}: login refused (wrong user name or password)",
-                                retryable=False) from exc
+                                retryable=False, cause=Cause.REFUSED) from exc
         except Exception as exc:  # socket errors, TLS errors, SOAP faults: name the endpoint, not the secret
             raise ProviderError(f"vSphere {self.describe()}: cannot connect ({type(exc).__name__}: "
-                                f"{_safe(exc, s)})") from exc
+                                f"{_safe(exc, s)})", cause=cause_of(exc)) from exc
         self.si = si
         self.content = si.RetrieveContent()
         self.generation += 1
@@ -132,7 +133,7 @@ class Session:
         ``label`` names the vSphere method for :attr:`calls`, the count of calls per method.
         """
         if self._pool is None or self._closed:
-            raise ProviderError(f"vSphere provider {self.name!r} is not connected")
+            raise ProviderError(f"vSphere provider {self.name!r} is not connected", cause=Cause.SESSION)
         self.calls[label] += 1
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.invoke, fn, *args)
 
@@ -168,7 +169,8 @@ class Session:
             try:
                 self.content.sessionManager.Login(userName=s.username, password=s.password.get_secret_value())
             except vim.fault.InvalidLogin as exc:
-                raise ProviderError(f"vSphere {self.describe()}: login refused on re-login", retryable=False) from exc
+                raise ProviderError(f"vSphere {self.describe()}: login refused on re-login", retryable=False,
+                                    cause=Cause.SESSION) from exc
             self.generation += 1
             self.logins += 1
             self.relogins += 1

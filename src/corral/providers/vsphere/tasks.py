@@ -16,7 +16,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 from corral.providers.vsphere.collector import CollectorLoop
 from corral.providers.vsphere.objects import apply_change, moid
 from corral.providers.vsphere.session import Session, fault_message
@@ -72,7 +72,8 @@ class TaskFeed(CollectorLoop):
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(future)
         except TimeoutError:
-            raise ProviderError(f"vSphere task {key} did not finish within {timeout:g} s") from None
+            raise ProviderError(f"vSphere task {key} did not finish within {timeout:g} s",
+                                cause=Cause.TIMEOUT) from None
         finally:
             if future.done():
                 self._tasks.pop(key, None)
