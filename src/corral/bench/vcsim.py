@@ -123,6 +123,27 @@ class Vcsim:
         finally:
             view.DestroyView()
 
+    def vm_names(self) -> set[str]:
+        """The names of every VM (templates not among them), as the vCenter has them now."""
+        from pyVmomi import vim, vmodl
+
+        spec = vmodl.query.PropertyCollector
+        content = self.content
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        try:
+            found = content.propertyCollector.RetrieveContents([spec.FilterSpec(
+                objectSet=[spec.ObjectSpec(obj=view, skip=True, selectSet=[
+                    spec.TraversalSpec(name="view", type=vim.view.ContainerView, path="view", skip=False)])],
+                propSet=[spec.PropertySpec(type=vim.VirtualMachine, pathSet=["name", "config.template"])])])
+        finally:
+            view.DestroyView()
+        names = set()
+        for item in found or []:
+            props = {p.name: p.val for p in item.propSet or []}
+            if not props.get("config.template"):
+                names.add(props["name"])
+        return names
+
     def vm(self, name: str) -> Any:
         from pyVmomi import vim, vmodl
 

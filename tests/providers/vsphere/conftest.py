@@ -8,6 +8,8 @@ both what corral would connect to and the power-state logic around it.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from corral.bench.vcsim import Listener, Vcsim, VcsimUnavailable
+from corral.providers.probe import tcp_reachable
 from corral.providers.vsphere import VspherePool, VsphereProvider, VsphereSettings
 
 TEMPLATE = "Templates/corral-template"
@@ -48,6 +51,39 @@ async def listener() -> AsyncIterator[Listener]:
     await lst.start()
     yield lst
     await lst.close()
+
+
+class SshStandIn:
+    """A TCP listener in a thread, standing in for the guests' sshd (vcsim runs no guests)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.asked: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    async def probe(self, address: str, port: int, timeout: float) -> bool:
+        self.asked.append(f"{address}:{port}")
+        return await tcp_reachable("127.0.0.1", self.port, timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def ssh() -> Iterator[SshStandIn]:
+    stand_in = SshStandIn()
+    yield stand_in
+    stand_in.close()
 
 
 def make_provider(sim: Vcsim, listener: Listener | None = None, *, pools: dict[str, VspherePool] | None = None,

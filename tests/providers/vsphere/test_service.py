@@ -7,59 +7,21 @@ and a session terminated by the vCenter is replaced without any VM looking as if
 from __future__ import annotations
 
 import dataclasses
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pyVmomi import vim
 
 from corral.bench.vcsim import SessionWatch, Vcsim, wait_task
 from corral.domain.events import VmDisappeared
 from corral.domain.states import VmState
-from corral.providers.probe import tcp_reachable
 from helpers import ServerThread
 
-from .conftest import TEMPLATE, TOOLS_RUNNING
+from .conftest import TEMPLATE, TOOLS_RUNNING, SshStandIn
 
 POOLS = 10
-
-
-class SshStandIn:
-    """A TCP listener in a thread, standing in for the guests' sshd (vcsim runs no guests)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.asked: list[str] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    async def probe(self, address: str, port: int, timeout: float) -> bool:
-        self.asked.append(f"{address}:{port}")
-        return await tcp_reachable("127.0.0.1", self.port, timeout)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def ssh() -> Iterator[SshStandIn]:
-    stand_in = SshStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 def document(tmp_path: Path, sim: Vcsim) -> dict[str, Any]:

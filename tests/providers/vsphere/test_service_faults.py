@@ -1,0 +1,161 @@
+"""corral on vcsim under provider faults, end to end: the real server while the vCenter misbehaves.
+
+- The session is ended from outside (``SessionManager.TerminateSession`` on a second session of
+  the same user, as an administrator would) again and again while pools fill and clients check
+  VMs out and return them: every call renews the session and goes on, pools converge, and
+  vcsim's VMs are exactly the store's.
+- Clones and destroys stall for seconds in the vCenter (vcsim's ``DelayConfig``), longer than
+  corral lets one call take: pools still converge, a checkout of a ready VM is not slowed, the
+  timeouts carry their cause, and the clones vcsim finished after corral gave up are adopted
+  and destroyed: nothing leaks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.bench.vcsim import Vcsim
+from corral.domain.states import ACTIVE_STATES, VmState
+from helpers import ServerThread
+
+from .conftest import TEMPLATE, TOOLS_RUNNING, SshStandIn
+
+SEED = 22
+
+
+def document(tmp_path: Path, sim: Vcsim, pools: dict[str, int], *, provider: dict[str, Any] | None = None,
+             reconcile: float = 300) -> dict[str, Any]:
+    return {
+        ":providers": {":vsphere": sim.settings(feed_max_wait=1, **(provider or {}))},
+        ":store": {"path": str(tmp_path / "corral.db")},
+        ":config": {"check_interval": 0.2, "task_limit": 10, "domain": "pool.test", "create_folders": True},
+        ":monitoring": {"reconcile_interval": reconcile},
+        ":runner": {"aggregation_window": 0.01, "retry_delay": 0.1},
+        ":pools": [{"name": name, "template": TEMPLATE, "size": size, "folder": f"Pooled VMs/{name}"}
+                   for name, size in pools.items()],
+    }
+
+
+def serve(document: dict[str, Any], ssh: SshStandIn) -> tuple[ServerThread, Any]:
+    """The server, its vSphere provider probing the stand-in and its clones reporting running tools."""
+    server = ServerThread(document)
+    provider: Any = server.service.pools.providers["vsphere"]
+    provider.probe = ssh.probe  # the only stand-in: DNS and sshd of guests vcsim does not run
+    provider.pools = {name: dataclasses.replace(p, extra_config={**p.extra_config, **TOOLS_RUNNING})
+                      for name, p in provider.pools.items()}
+    return server, provider
+
+
+def full(store: Any, pools: dict[str, int]) -> bool:
+    return all(len(store.list_vms(pool=name, states=[VmState.READY])) == size for name, size in pools.items())
+
+
+def no_leak(sim: Vcsim, store: Any) -> bool:
+    """vcsim holds exactly the VMs the store has a live record of."""
+    return sim.vm_names() == {vm.name for vm in store.list_vms(states=list(ACTIVE_STATES))}
+
+
+class Clients:
+    """``count`` threads checking a VM of ``pool`` out and returning it, over and over: every
+    answer's status is counted, and every VM handed out is remembered (one VM twice fails)."""
+
+    def __init__(self, url: str, pool: str, count: int) -> None:
+        self.url = url
+        self.pool = pool
+        self.statuses: Counter[int] = Counter()
+        self.handed: list[str] = []
+        self.checkout_s: list[float] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+
+    def start(self) -> Clients:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"{self.url}/api/v3", timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                answer = client.post(f"/vm/{self.pool}")
+                took = time.monotonic() - started
+                with self._lock:
+                    self.statuses[answer.status_code] += 1
+                if answer.status_code != 200:
+                    self._stop.wait(0.1)
+                    continue
+                name = answer.json()[self.pool]["hostname"].split(".")[0]
+                with self._lock:
+                    self.handed.append(name)
+                    self.checkout_s.append(took)
+                self._stop.wait(0.05)
+                returned = client.delete(f"/vm/{name}")
+                with self._lock:
+                    self.statuses[returned.status_code] += 1
+
+    def errors(self) -> list[int]:
+        """The server errors answered (a 503 is an empty pool's answer, not an error)."""
+        return [s for s in self.statuses if s >= 500 and s != 503]
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.handed) - len(set(self.handed))
+
+
+def test_sessions_ended_again_and_again_are_renewed_and_pools_converge_without_leaks(
+    tmp_path: Path, vcsim: Vcsim, ssh: SshStandIn
+) -> None:
+    pools = {"a": 3, "b": 3}
+    server, provider = serve(document(tmp_path, vcsim, pools), ssh)
+    kills = 12
+    rng = random.Random(SEED)
+    with server as srv:
+        store = srv.service.pools.store
+        vcsim.sessions()  # the observer logs in now
+        ended = 0
+        clients = Clients(srv.url, "a", 2)
+        # the first kills while the pools fill, the rest while clients check out and return
+        for i in range(kills):
+            if i == kills // 3:
+                srv.wait(lambda: full(store, pools), timeout=30)
+                clients.start()
+            time.sleep(rng.uniform(0.2, 0.6))
+            ended += vcsim.terminate_sessions()
+        clients.stop()
+        srv.wait(lambda: full(store, pools), timeout=30)
+        srv.wait(lambda: no_leak(vcsim, store), timeout=30)
+        # every session ended was renewed once, by whichever call or long poll met its end first
+        srv.wait(lambda: provider.session.relogins == ended, timeout=10)
+        assert ended >= kills - 1  # a kill during a re-login may find no session to end
+        assert len(vcsim.sessions()) == 1
+        assert clients.duplicates == 0, clients.handed
+        assert not clients.errors(), clients.statuses
+        assert clients.statuses[200] >= 10, clients.statuses  # checkouts and returns went on
+        print(f"\nsession ended {ended} times: {provider.session.relogins} renewals, "
+              f"{len(clients.handed)} checkouts, statuses {dict(clients.statuses)}, "
+              f"feed rounds failed {provider.feed.drops} + {provider.feed.tasks.drops}")
+
+
+@pytest.fixture
+def stalling_vcsim() -> Any:
+    sim = Vcsim(hosts=3, delays={"CloneVM_Task": 3000, "Destroy_Task": 3000})
+    try:
+        sim.make_template(TEMPLATE, memory_mb=128)
+        yield sim
+    finally:
+        sim.close()
