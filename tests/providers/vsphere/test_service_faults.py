@@ -59,9 +59,11 @@ def full(store: Any, pools: dict[str, int]) -> bool:
     return all(len(store.list_vms(pool=name, states=[VmState.READY])) == size for name, size in pools.items())
 
 
-def no_leak(sim: Vcsim, store: Any) -> bool:
-    """vcsim holds exactly the VMs the store has a live record of."""
-    return sim.vm_names() == {vm.name for vm in store.list_vms(states=list(ACTIVE_STATES))}
+def settled(sim: Vcsim, store: Any) -> bool:
+    """Every VM returned is destroyed (no record waits for a destroy), and vcsim holds exactly the
+    VMs the store has a live record of: no leak either way."""
+    live = store.list_vms(states=list(ACTIVE_STATES))
+    return all(vm.state is VmState.READY for vm in live) and sim.vm_names() == {vm.name for vm in live}
 
 
 class Clients:
@@ -138,7 +140,7 @@ def test_sessions_ended_again_and_again_are_renewed_and_pools_converge_without_l
             ended += vcsim.terminate_sessions()
         clients.stop()
         srv.wait(lambda: full(store, pools), timeout=30)
-        srv.wait(lambda: no_leak(vcsim, store), timeout=30)
+        srv.wait(lambda: settled(vcsim, store), timeout=30)
         # every session ended was renewed once, by whichever call or long poll met its end first
         srv.wait(lambda: provider.session.relogins == ended, timeout=10)
         assert ended >= kills - 1  # a kill during a re-login may find no session to end
@@ -151,11 +153,47 @@ def test_sessions_ended_again_and_again_are_renewed_and_pools_converge_without_l
               f"feed rounds failed {provider.feed.drops} + {provider.feed.tasks.drops}")
 
 
+CLONE_STALL_MS = 1500  # within the call timeout: a slow clone that succeeds
+DESTROY_STALL_MS = 3000  # beyond it: the destroy call times out, and vcsim destroys the VM after all
+CALL_TIMEOUT_S = 2
+LOAD_S = 4
+
+
 @pytest.fixture
 def stalling_vcsim() -> Any:
-    sim = Vcsim(hosts=3, delays={"CloneVM_Task": 3000, "Destroy_Task": 3000})
+    sim = Vcsim(hosts=3, delays={"CloneVM_Task": CLONE_STALL_MS, "Destroy_Task": DESTROY_STALL_MS})
     try:
         sim.make_template(TEMPLATE, memory_mb=128)
         yield sim
     finally:
         sim.close()
+
+
+def test_stalled_clones_and_destroys_slow_no_checkout_and_leak_nothing(
+    tmp_path: Path, stalling_vcsim: Vcsim, ssh: SshStandIn
+) -> None:
+    sim = stalling_vcsim
+    pools = {"a": 4}
+    server, provider = serve(document(tmp_path, sim, pools, provider={"call_timeout": CALL_TIMEOUT_S}), ssh)
+    with server as srv:
+        store = srv.service.pools.store
+        started = time.monotonic()
+        srv.wait(lambda: full(store, pools), timeout=30)
+        fill_s = time.monotonic() - started
+        clients = Clients(srv.url, "a", 2).start()
+        time.sleep(LOAD_S)  # returns start destroys (stalled, timing out) and refills (stalled clones)
+        clients.stop()
+        stalled_calls = provider.session.in_flight
+        srv.wait(lambda: full(store, pools), timeout=40)
+        srv.wait(lambda: settled(sim, store), timeout=40)
+        converged_s = time.monotonic() - started - fill_s - LOAD_S
+        assert clients.duplicates == 0, clients.handed
+        assert not clients.errors(), clients.statuses
+        assert len(clients.handed) >= 4, clients.statuses
+        slowest = max(clients.checkout_s)
+        # a checkout takes a ready VM from the store: it waits for no vSphere call, however slow
+        assert slowest < 1.0, sorted(clients.checkout_s)
+        print(f"\nfill {fill_s:.1f} s with {CLONE_STALL_MS} ms clones; {len(clients.handed)} checkouts, slowest "
+              f"{slowest * 1000:.0f} ms, median {sorted(clients.checkout_s)[len(clients.checkout_s) // 2] * 1000:.0f} ms"
+              f" (calls in flight at the end of the load: {stalled_calls}); converged {converged_s:.1f} s later; "
+              f"statuses {dict(clients.statuses)}")
