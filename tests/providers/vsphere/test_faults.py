@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 import pytest
 from pyVmomi import vim, vmodl
@@ -83,6 +84,7 @@ def test_task_error(outcome: TaskOutcome, kind: type[ProviderError] | None, retr
     (socket.gaierror(-2, "no such name"), Cause.UNREACHABLE),
     (http.client.RemoteDisconnected("closed"), Cause.UNREACHABLE),
     (http.client.BadStatusLine("x"), Cause.UNREACHABLE),
+    (ExpatError("no element found"), Cause.UNREACHABLE),  # an answer cut off
     (vmodl.fault.RequestCanceled(), Cause.OTHER),
     (vim.fault.InvalidState(), Cause.OTHER),
     (ValueError("?"), Cause.OTHER),

@@ -23,11 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from corral.bench.vcsim import Vcsim
+from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.states import ACTIVE_STATES, VmState
 from helpers import ServerThread
 
 from .conftest import TEMPLATE, TOOLS_RUNNING, SshStandIn
+from .proxy import Proxy
 
 SEED = 22
 
@@ -190,10 +191,58 @@ def test_stalled_clones_and_destroys_slow_no_checkout_and_leak_nothing(
         assert clients.duplicates == 0, clients.handed
         assert not clients.errors(), clients.statuses
         assert len(clients.handed) >= 4, clients.statuses
-        slowest = max(clients.checkout_s)
+        slowest, median = max(clients.checkout_s), sorted(clients.checkout_s)[len(clients.checkout_s) // 2]
         # a checkout takes a ready VM from the store: it waits for no vSphere call, however slow
         assert slowest < 1.0, sorted(clients.checkout_s)
         print(f"\nfill {fill_s:.1f} s with {CLONE_STALL_MS} ms clones; {len(clients.handed)} checkouts, slowest "
-              f"{slowest * 1000:.0f} ms, median {sorted(clients.checkout_s)[len(clients.checkout_s) // 2] * 1000:.0f} ms"
+              f"{slowest * 1000:.0f} ms, median {median * 1000:.0f} ms"
               f" (calls in flight at the end of the load: {stalled_calls}); converged {converged_s:.1f} s later; "
               f"statuses {dict(clients.statuses)}")
+
+
+DOWN_S = 3
+
+
+def test_the_feed_resumes_after_its_connections_drop_and_after_the_vcenter_was_unreachable(
+    tmp_path: Path, vcsim: Vcsim, ssh: SshStandIn
+) -> None:
+    proxy = Proxy(vcsim.host, vcsim.port)
+    pools = {"a": 3}
+    server, provider = serve(document(tmp_path, vcsim, pools, provider={"port": proxy.port}), ssh)
+    try:
+        with server as srv, httpx.Client(base_url=f"{srv.url}/api/v3", timeout=30) as client:
+            store = srv.service.pools.store
+            inventory = srv.service.pools.manager.inventory["vsphere"]
+            srv.wait(lambda: full(store, pools), timeout=30)
+
+            # -- every connection to the vCenter is reset, the feed's long polls among them --------
+            drops, snapshots = provider.feed.drops, provider.feed.snapshots
+            assert proxy.cut() >= 2  # the inventory's and the tasks' long polls at least
+            # a VM deleted behind corral's back meanwhile reaches the inventory through the resumed feed
+            gone = store.list_vms(pool="a", states=[VmState.READY])[0].name
+            vm = vcsim.vm(gone)
+            wait_task(vm.PowerOffVM_Task())
+            wait_task(vm.Destroy_Task())
+            srv.wait(lambda: inventory.vm(gone) is None, timeout=15)
+            assert provider.feed.drops > drops and provider.feed.snapshots > snapshots
+            srv.wait(lambda: full(store, pools), timeout=30)  # and the pool refilled
+
+            # -- the vCenter cannot be reached for seconds while a VM is checked out and returned ---
+            proxy.down()
+            started = time.monotonic()
+            answer = client.post("/vm/a")  # from the store: no call to the vCenter
+            assert answer.status_code == 200, answer.text
+            name = answer.json()["a"]["hostname"].split(".")[0]
+            assert client.delete(f"/vm/{name}").json()["ok"]  # its destroy and the refill wait for the vCenter
+            time.sleep(max(0.0, DOWN_S - (time.monotonic() - started)))
+            reset_while_down = proxy.cuts
+            proxy.up()
+            srv.wait(lambda: vcsim.vm(name) is None, timeout=30)
+            srv.wait(lambda: full(store, pools), timeout=30)
+            srv.wait(lambda: settled(vcsim, store), timeout=30)
+            assert provider.session.relogins == 0  # the session outlived its connections
+            print(f"\nfeed rounds failed: {provider.feed.drops} + {provider.feed.tasks.drops}; snapshots "
+                  f"{provider.feed.snapshots}; connections reset {reset_while_down}; converged "
+                  f"{time.monotonic() - started - DOWN_S:.1f} s after the vCenter came back")
+    finally:
+        proxy.close()

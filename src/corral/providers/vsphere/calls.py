@@ -11,6 +11,7 @@ import asyncio
 import http.client
 from collections.abc import Callable
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from pyVmomi import vmodl
 
@@ -40,7 +41,7 @@ class Calls:
         whose disappearance is :class:`VmNotFound` rather than a failure of the call."""
         try:
             return await self.session.call(label, fn)
-        except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
+        except (vmodl.MethodFault, OSError, http.client.HTTPException, ExpatError) as exc:
             raise call_error(label, exc, about) from exc
 
     async def task(self, label: str, start: Callable[[], Any], *, about: About | None = None) -> TaskOutcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from pyVmomi import vim, vmodl
 
@@ -31,8 +32,9 @@ CAUSES: tuple[tuple[tuple[type[BaseException], ...], Cause], ...] = (
       vim.fault.InsufficientResourcesFault, vim.fault.NoDiskSpace, vim.fault.InvalidLogin,
       vmodl.fault.InvalidRequest, vmodl.fault.NotSupported, vim.fault.InvalidDatastore,
       vim.fault.InvalidPowerState, vim.fault.TaskInProgress), Cause.REFUSED),
-    # the vCenter could not be reached: refused, reset, closed, a name that does not resolve, TLS
-    ((OSError, http.client.HTTPException), Cause.UNREACHABLE),
+    # the vCenter could not be reached: refused, reset, closed, a name that does not resolve, TLS,
+    # an answer cut off
+    ((OSError, http.client.HTTPException, ExpatError), Cause.UNREACHABLE),
 )
 
 
