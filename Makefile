@@ -3,6 +3,8 @@ CONFIG ?= examples/quickstart.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# test processes running the suite at once (pytest-xdist); 1 runs it in this process, in order
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint venv test-deps vcsim bench docs clean
 
@@ -30,7 +32,7 @@ lint: test-deps
 	.venv/bin/mypy
 
 test: test-deps vcsim lint
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	.venv/bin/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 bench: venv
 	.venv/bin/corral bench fill --output docs/benchmarks.md

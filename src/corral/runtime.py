@@ -41,6 +41,7 @@ from corral.ha.wake import Wakes, listen
 from corral.metrics import Metrics
 from corral.pools.service import PoolService
 from corral.providers.base import Provider
+from corral.providers.counting import ProviderCounts, counted
 from corral.providers.registry import PROVIDERS, ProviderUnavailable
 from corral.store.base import Store, StoreError
 from corral.store.redis import RedisStore
@@ -208,10 +209,11 @@ def build_redis_store(config: Config) -> Store:
 
 def build_pool_service(config: Config) -> PoolService:
     """The pools of ``config`` on its providers and store, with the overrides stored at the API."""
-    providers = build_providers(config)
+    counts = ProviderCounts()
+    providers = counted(build_providers(config), counts)
     store = build_store(config)
     return PoolService(config.domain_pools(), providers, store, manager_settings(config),
-                       monitor=monitor_settings(config), checkout=checkout_settings(config))
+                       monitor=monitor_settings(config), checkout=checkout_settings(config), counts=counts)
 
 
 def build_service(config: Config, role: Role = Role.ALL, manager_id: str | None = None,
@@ -231,10 +233,12 @@ def _build_service(config: Config, role: Role, manager_id: str | None) -> Servic
                                "set :store: type: redis (the sqlite store serves one process, --role all)"])
         return Service(config=config, pools=build_pool_service(config), authenticator=authenticator)
     site = shared_site(config)
-    providers = build_providers(config)
+    counts = ProviderCounts()
+    providers = counted(build_providers(config), counts)
     front = PoolService(config.domain_pools(), providers, site.store.waking(), manager_settings(config),
-                        monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes)
-    plan = ManagerPlan(config, dict(providers))
+                        monitor=monitor_settings(config), checkout=checkout_settings(config), owners=site.wakes,
+                        counts=counts)
+    plan = ManagerPlan(config, dict(providers), counts)
     cluster = build_cluster(config, site, providers, manager_id, close=nothing, plan=plan) if role is Role.ALL else None
     return Service(config=config, pools=front, authenticator=authenticator, cluster=cluster,
                    managers=site.registry.managers, site=site, plan=plan if cluster is not None else None)
@@ -284,7 +288,7 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
     over the pools it holds (writes fenced by their tokens, reads scoped to them). ``close``
     (by default the site's connections) runs once the manager has drained."""
     settings = ha_settings(config, manager_id)
-    plan = plan or ManagerPlan(config, providers)
+    plan = plan or ManagerPlan(config, providers, ProviderCounts())
 
     async def ping() -> bool:
         return bool(await site.client.ping())
@@ -302,7 +306,8 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
         current = plan.config
         return PoolService([p for p in plan.pools if p.name in acting], plan.providers,
                            cast(Store, Scoped(fenced, acting)), dataclasses.replace(run, scheduling=scheduler_settings(
-                               current)), monitor=monitor_settings(current), checkout=checkout_settings(current))
+                               current)), monitor=monitor_settings(current), checkout=checkout_settings(current),
+                           counts=plan.counts)
 
     switch = ServiceSwitch(make)
     return Cluster(HaLoop(broker, switch.apply), switch, functools.partial(listen, site.client, site.keys),
@@ -311,10 +316,12 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
 
 class ManagerPlan:
     """What a manager builds its pool services from: the configuration and providers now (a
-    reload replaces them; the next service built takes them)."""
+    reload replaces them; the next service built takes them), and the counts of the providers'
+    failures (the process's, kept across reloads)."""
 
-    def __init__(self, config: Config, providers: dict[str, Provider]) -> None:
-        self.providers = providers
+    def __init__(self, config: Config, providers: dict[str, Provider], counts: ProviderCounts) -> None:
+        self.counts = counts
+        self.providers = counted(providers, counts)
         self.update(config, {})
 
     def update(self, config: Config, providers: Mapping[str, Provider]) -> None:
@@ -334,7 +341,7 @@ def build_manager(config: Config, manager_id: str | None = None, path: Path | No
         raise ConfigError(["--role manager: several processes need a shared store; set :store: type: redis "
                            "(the sqlite store serves one process, --role all)"])
     site = shared_site(config)
-    plan = ManagerPlan(config, build_providers(config))
+    plan = ManagerPlan(config, build_providers(config), ProviderCounts())
     return ManagerRun(build_cluster(config, site, plan.providers, manager_id, site.close, plan), plan, path)
 
 
@@ -379,9 +386,10 @@ class NextConfig:
     providers: dict[str, Provider]
 
 
-def read_again(path: Path | None, old: Config) -> NextConfig:
+def read_again(path: Path | None, old: Config, counts: ProviderCounts) -> NextConfig:
     """Read ``path`` again against the running ``old``; a ConfigError naming every problem (an
-    invalid file, a store of another kind, a provider that cannot be built) changes nothing."""
+    invalid file, a store of another kind, a provider that cannot be built) changes nothing. The
+    providers built anew count their failures in ``counts``."""
     if path is None:
         raise ConfigError(["(reload): this corral was not started from a configuration file"])
     new, warnings = load_config(path)
@@ -391,7 +399,7 @@ def read_again(path: Path | None, old: Config) -> NextConfig:
     diff = diff_configs(old, new)
     built, names = reconnected(old, new)
     try:
-        providers = {name: build_provider(built, name) for name in names}
+        providers = counted({name: build_provider(built, name) for name in names}, counts)
     except ValueError as exc:  # a provider refused its settings
         raise ConfigError([f"providers: {exc}"]) from None
     return NextConfig(new, warnings, diff, providers)
@@ -424,7 +432,7 @@ async def reload_service(service: Service) -> Reloaded:
     alone), the scheduling policy, the checkout's weights and ``:auth:`` are replaced. On a site
     on Redis this process's manager restarts its pool service (:func:`restart_manager`); each
     process reloads its own file."""
-    upcoming = read_again(service.path, service.config)
+    upcoming = read_again(service.path, service.config, service.pools.counts)
     new, diff = upcoming.config, upcoming.diff
     authenticator = build_authenticator(new.auth) if new.auth is not None else None
     scheduling = scheduler_settings(new) if diff.scheduling else None
@@ -450,7 +458,7 @@ class ManagerRun:
 
     async def reload(self) -> Reloaded:
         async with self._reloading:
-            upcoming = read_again(self.path, self.plan.config)
+            upcoming = read_again(self.path, self.plan.config, self.plan.counts)
             await restart_manager(self.plan, self.cluster, upcoming)
             return log_reloaded(self.path, upcoming)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from corral.api.common import respond
-from corral.api.status import LastBoots, monitoring_json, runner_json, scheduling_json
+from corral.api.status import LastBoots, monitoring_json, provider_failures_json, runner_json, scheduling_json
 from corral.inventory.bus import BusStatus, SubscriberCounts
 from corral.inventory.monitor import FeedStatus
 from corral.pools.migrations import MigrationCounts
@@ -19,6 +19,7 @@ from corral.pools.service import (
     MigrationStatus,
     MonitoringStatus,
     PlacementStatus,
+    ProviderFailures,
     ProviderStatus,
     RunnerStatus,
     SchedulingStatus,
@@ -71,14 +72,19 @@ QUEUE = RunnerView(queued=3, queued_by_class={"ha restart": 1, "rerun": 0, "onde
                    calls=17, vms_sent=30, created=28, restarted=1, reruns=2, failed=1, permanent_failures=1,
                    unplaced=0, cancelled=1,
                    hosts_avoided=(OpenBreaker("sim", "h1", 10.0), OpenBreaker("sim", "h3", 2.5),
-                                  OpenBreaker("vc", "esx-1", 0.1)))
+                                  OpenBreaker("vc", "esx-1", 0.1)), breakers_opened=4, breakers_closed=1)
 RUNNER_JSON = (
     '{"queued":3,"queued_by_class":{"ha restart":1,"rerun":0,"ondemand":0,"refill":2},"queue_limit":1000,'
     '"calls_in_flight":2,"calls_waiting":1,"task_limit":10,"host_limit":4,"refused":0,"calls":17,"vms_sent":30,'
     '"created":28,"restarted":1,"reruns":2,"failed":1,"permanent_failures":1,"unplaced":0,"cancelled":1,'
-    '"hosts_avoided":{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},"ha_restarts":1,"ha_failures":0}')
-QUIET_RUNNER_JSON = RUNNER_JSON.replace('{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},"ha_restarts":1',
-                                        '{},"ha_restarts":0')
+    '"hosts_avoided":{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},"breakers_opened":4,"breakers_closed":1,'
+    '"ha_restarts":1,"ha_failures":0}')
+QUIET_RUNNER_JSON = RUNNER_JSON.replace('{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-1":0.1}},',
+                                        '{},').replace('"ha_restarts":1', '"ha_restarts":0')
+FAILURES = ProviderFailures({"sim": {"create_vms": {"host": 2, "injected": 5}, "wait_for_updates": {"feed": 1}},
+                             "vc": {"connect": {"unreachable": 3}}}, {"vc": 2})
+FAILURES_JSON = ('{"provider_failures":{"sim":{"create_vms":{"host":2,"injected":5},"wait_for_updates":{"feed":1}},'
+                 '"vc":{"connect":{"unreachable":3}}},"sessions_renewed":{"vc":2}}')
 
 
 @pytest.mark.parametrize(("body", "expected"), [
@@ -87,7 +93,9 @@ QUIET_RUNNER_JSON = RUNNER_JSON.replace('{"sim":{"h1":10.0,"h3":2.5},"vc":{"esx-
     (runner_json(RunnerStatus(queue=QUEUE, ha_restarts=1, ha_failures=0)), RUNNER_JSON),
     (runner_json(RunnerStatus(queue=dataclasses.replace(QUEUE, hosts_avoided=()), ha_restarts=0, ha_failures=0)),
      QUIET_RUNNER_JSON),
-], ids=["monitoring", "scheduling", "runner", "runner-no-breakers"])
+    (provider_failures_json(FAILURES), FAILURES_JSON),
+    (provider_failures_json(ProviderFailures()), '{"provider_failures":{},"sessions_renewed":{}}'),
+], ids=["monitoring", "scheduling", "runner", "runner-no-breakers", "provider-failures", "no-provider-failures"])
 def test_a_view_becomes_its_json(body: dict[str, Any], expected: str) -> None:
     assert respond(body).body == expected.encode()
 

@@ -21,6 +21,7 @@ from corral.pools.service import (
     MonitoringStatus,
     PlacementStatus,
     PoolStatus,
+    ProviderFailures,
     ProviderStatus,
     RunnerStatus,
     SchedulingStatus,
@@ -36,7 +37,9 @@ STOCK = Stock(pools=(PoolStatus("a", 3, ("alias-a",), ready=2, pending=1, runnin
 QUEUE = RunnerView(queued=3, queued_by_class={"ha restart": 1, "refill": 2}, queue_limit=1000, calls_in_flight=2,
                    calls_waiting=1, task_limit=10, host_limit=4, refused=5, calls=17, vms_sent=30, created=28,
                    restarted=1, reruns=2, failed=1, permanent_failures=1, unplaced=6, cancelled=7,
-                   hosts_avoided=(OpenBreaker("sim", "h1", 10.0),))
+                   hosts_avoided=(OpenBreaker("sim", "h1", 10.0),), breakers_opened=3, breakers_closed=2)
+FAILURES = ProviderFailures({"sim": {"create_vms": {"injected": 5, "host": 1}}, "vc": {"connect": {"session": 2}}},
+                            {"vc": 4})
 FEED = FeedStatus(answers=7, changes=12, events=5, feed_errors=1, resnapshots=2, reconciles=2, reconcile_skips=0,
                   repairs=3, last_repairs=1, vms=40, hosts=4, hosts_down=("h2", "h9"), lag_s=0.25)
 MONITORING = MonitoringStatus(
@@ -76,6 +79,10 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
     ("runner_queued", ("ha restart",), 1), ("runner_queued", ("refill",), 2), ("runner_queue_limit", (), 1000),
     ("runner_calls_in_flight", (), 2), ("runner_calls_waiting", (), 1), ("runner_calls", (), 17),
     ("runner_vms_sent", (), 30), ("runner_hosts_avoided", (), 1), ("runner_works", ("created",), 28),
+    ("runner_breakers_opened", (), 3), ("runner_breakers_closed", (), 2),
+    ("provider_failures", ("sim", "create_vms", "injected"), 5),
+    ("provider_failures", ("sim", "create_vms", "host"), 1),
+    ("provider_failures", ("vc", "connect", "session"), 2), ("provider_sessions_renewed", ("vc",), 4),
     ("runner_works", ("restarted",), 1), ("runner_works", ("rerun",), 2), ("runner_works", ("failed",), 1),
     ("runner_works", ("permanent_failure",), 1), ("runner_works", ("unplaced",), 6),
     ("runner_works", ("cancelled",), 7), ("runner_works", ("refused",), 5), ("ha_restarts", (), 8),
@@ -102,7 +109,7 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
 def test_a_view_becomes_its_readings(key: str, labels: tuple[str, ...], value: float) -> None:
     views = Views(stock=STOCK, monitoring=MONITORING, scheduling=SCHEDULING,
                   runner=RunnerStatus(queue=QUEUE, ha_restarts=8, ha_failures=9), hosts=(HOST,),
-                  rejections={"memory": 4, "in maintenance": 1}, autosizing=AUTOSIZE)
+                  rejections={"memory": 4, "in maintenance": 1}, autosizing=AUTOSIZE, provider_failures=FAILURES)
     table = as_table(view_readings(views))
     assert table[(key, labels)] == value
     assert ("provider_vms", ("vc",)) not in table  # a provider not brought in has no feed yet
@@ -112,7 +119,7 @@ def test_a_view_becomes_its_readings(key: str, labels: tuple[str, ...], value: f
 def test_every_reading_is_of_a_metric_with_its_labels() -> None:
     views = Views(stock=STOCK, monitoring=MONITORING, scheduling=SCHEDULING,
                   runner=RunnerStatus(queue=QUEUE, ha_restarts=0, ha_failures=0), hosts=(HOST,), rejections={"x": 1},
-                  autosizing=AUTOSIZE)
+                  autosizing=AUTOSIZE, provider_failures=FAILURES)
     readings = view_readings(views) + manager_readings({"m1": {"state": "Active", "score": 100, "pools": ["a"]}})
     for r in readings:
         m = metric(r.key)

@@ -20,6 +20,7 @@ from corral.pools.service import (
     HostStatus,
     MonitoringStatus,
     PoolStatus,
+    ProviderFailures,
     ProviderStatus,
     RunnerStatus,
     SchedulingStatus,
@@ -98,7 +99,8 @@ def _status(service: Service, wanted: set[str], last_boots: LastBoots) -> dict[s
     if "autosize" in wanted:
         body["autosize"] = {name: autosize_json(view) for name, view in pools.autosizing().items()}
     if "monitoring" in wanted:
-        body["monitoring"] = monitoring_json(pools.monitoring())
+        body["monitoring"] = {**monitoring_json(pools.monitoring()),
+                              **provider_failures_json(pools.provider_failures())}
     if "scheduling" in wanted:
         body["scheduling"] = scheduling_json(pools.scheduling())
     if "runner" in wanted:
@@ -200,6 +202,16 @@ def monitoring_json(m: MonitoringStatus) -> dict[str, Any]:
     }
 
 
+def provider_failures_json(f: ProviderFailures) -> dict[str, Any]:
+    """corral's own, in the ``monitoring`` view: ``provider_failures``, every failed provider call
+    (and every VM a bulk create or start failed) since the process started, as provider ->
+    operation (the provider method) -> cause (session, unreachable, timeout, host, not_found,
+    refused, feed, injected, other) -> count; ``sessions_renewed``, provider -> sessions that
+    expired and were renewed (the call then went on: not failures)."""
+    return {"provider_failures": {p: {op: dict(causes) for op, causes in ops.items()} for p, ops in f.failures.items()},
+            "sessions_renewed": dict(f.sessions_renewed)}
+
+
 def _feed(p: ProviderStatus) -> dict[str, Any]:
     """A provider's inventory feed: its counters, ``vms``, ``hosts`` and ``hosts_down`` (nothing
     before the provider is brought in)."""
@@ -210,7 +222,8 @@ def _feed(p: ProviderStatus) -> dict[str, Any]:
 
 def runner_json(r: RunnerStatus) -> dict[str, Any]:
     """corral's own: the runner's queue, calls, slots, the hosts its breakers keep out
-    (``hosts_avoided``: provider -> {host: seconds until it is tried again}) and HA restarts."""
+    (``hosts_avoided``: provider -> {host: seconds until it is tried again}), how often a breaker
+    opened and closed (``breakers_opened``, ``breakers_closed``) and HA restarts."""
     hosts_avoided: dict[str, dict[str, float]] = {}
     for b in r.queue.hosts_avoided:
         hosts_avoided.setdefault(b.provider, {})[b.host] = b.retry_in

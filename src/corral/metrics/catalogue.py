@@ -95,6 +95,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("runner_works", C, ("outcome",), "works by outcome: created, restarted, rerun, failed, "
            "permanent_failure, unplaced, cancelled, refused"),
     Metric("runner_hosts_avoided", G, (), "hosts whose circuit breaker is open"),
+    Metric("runner_breakers_opened", C, (), "times a host's circuit breaker opened (no new VMs go there for a while)"),
+    Metric("runner_breakers_closed", C, (), "times a host's circuit breaker closed again (the host took VMs again)"),
     # -- hosts -----------------------------------------------------------------------------------
     Metric("host_calls_in_flight", G, HOST, "the runner's calls to the host under way"),
     Metric("host_cpu_percent", G, HOST, "CPU use of the host, percent"),
@@ -115,6 +117,11 @@ METRICS: tuple[Metric, ...] = (
     # -- providers and the inventory --------------------------------------------------------------
     Metric("provider_connected", G, ("provider",), "1 when the provider's session is up"),
     Metric("provider_connect_attempts", C, ("provider",), "attempts to connect the provider"),
+    Metric("provider_failures", C, ("provider", "operation", "cause"), "failed provider calls, and VMs a bulk "
+           "create or start failed, by the provider method and the cause (session, unreachable, timeout, host, "
+           "not_found, refused, feed, injected, other)"),
+    Metric("provider_sessions_renewed", C, ("provider",), "provider sessions that expired and were renewed (the "
+           "call then went on; not failures)"),
     Metric("provider_feed_errors", C, ("provider",), "change-feed reads that failed"),
     Metric("provider_resnapshots", C, ("provider",), "full inventory snapshots read again after a lost feed"),
     Metric("provider_inventory_repairs", C, ("provider",), "inventory records a reconcile repaired"),

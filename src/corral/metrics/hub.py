@@ -32,11 +32,12 @@ def read_views(stock_from: PoolService, running: PoolService | None) -> Views:
     """The stock as ``stock_from``'s store has it (every pool), and the rest from the service
     that runs the pools here (``running``; None: this process runs none)."""
     stock = stock_from.stock()
+    failures = stock_from.provider_failures()  # the process's providers, counted in one object
     if running is None:
-        return Views(stock=stock)
+        return Views(stock=stock, provider_failures=failures)
     return Views(stock=stock, monitoring=running.monitoring(), scheduling=running.scheduling(),
                  runner=running.runner(), hosts=running.hosts(), rejections=running.placement_rejections(),
-                 autosizing=running.autosizing())
+                 autosizing=running.autosizing(), provider_failures=failures)
 
 
 class Metrics:

@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral.pools.service import AutosizeView, HostStatus, MonitoringStatus, RunnerStatus, SchedulingStatus, Stock
+from corral.pools.service import (
+    AutosizeView,
+    HostStatus,
+    MonitoringStatus,
+    ProviderFailures,
+    RunnerStatus,
+    SchedulingStatus,
+    Stock,
+)
 
 __all__ = ["Reading", "Views", "manager_readings", "view_readings"]
 
@@ -32,6 +40,7 @@ class Views:
     hosts: tuple[HostStatus, ...] = ()
     rejections: Mapping[str, int] | None = None
     autosizing: Mapping[str, AutosizeView] | None = None
+    provider_failures: ProviderFailures | None = None  # the process's providers, whichever service runs
 
 
 def _flag(value: bool) -> float:
@@ -70,6 +79,15 @@ def view_readings(views: Views) -> list[Reading]:
         add(Reading("placement_rejections", (reason,), count))
     if views.monitoring is not None:
         out += _monitoring(views.monitoring)
+    if views.provider_failures is not None:
+        out += _provider_failures(views.provider_failures)
+    return out
+
+
+def _provider_failures(f: ProviderFailures) -> list[Reading]:
+    out = [Reading("provider_failures", (provider, operation, cause), n)
+           for provider, ops in f.failures.items() for operation, causes in ops.items() for cause, n in causes.items()]
+    out += [Reading("provider_sessions_renewed", (provider,), n) for provider, n in f.sessions_renewed.items()]
     return out
 
 
@@ -79,6 +97,8 @@ def _runner(r: RunnerStatus) -> list[Reading]:
     out += [Reading("runner_queue_limit", (), q.queue_limit), Reading("runner_calls_in_flight", (), q.calls_in_flight),
             Reading("runner_calls_waiting", (), q.calls_waiting), Reading("runner_calls", (), q.calls),
             Reading("runner_vms_sent", (), q.vms_sent), Reading("runner_hosts_avoided", (), len(q.hosts_avoided)),
+            Reading("runner_breakers_opened", (), q.breakers_opened),
+            Reading("runner_breakers_closed", (), q.breakers_closed),
             Reading("ha_restarts", (), r.ha_restarts), Reading("ha_restart_failures", (), r.ha_failures)]
     outcomes = {"created": q.created, "restarted": q.restarted, "rerun": q.reruns, "failed": q.failed,
                 "permanent_failure": q.permanent_failures, "unplaced": q.unplaced, "cancelled": q.cancelled,

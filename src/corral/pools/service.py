@@ -57,6 +57,7 @@ from corral.pools.views import (
     StockTotals,
 )
 from corral.providers.base import Provider
+from corral.providers.counting import ProviderCounts, ProviderFailures
 from corral.runner import QueueFull
 from corral.scheduling import SchedulerSettings
 from corral.store.base import Store
@@ -100,7 +101,7 @@ class PoolService:
     def __init__(self, pools: Sequence[Pool], providers: Mapping[str, Provider], store: Store,
                  settings: ManagerSettings | None = None, *, monitor: MonitorSettings | None = None,
                  checkout: CheckoutSettings | None = None, clock: Callable[[], float] = time.time,
-                 owners: Owners | None = None) -> None:
+                 owners: Owners | None = None, counts: ProviderCounts | None = None) -> None:
         self.configured: dict[str, Pool] = {p.name: p for p in pools}
         self.providers = dict(providers)
         self.store = store
@@ -111,6 +112,9 @@ class PoolService:
         # set: this process only answers the API; the pools run in the processes that own them
         # (the manager is built to read the pools and records, never started)
         self.owners = owners
+        # the failures and session renewals of the providers, counted by their wrappers
+        # (corral.providers.counting; the runtime wraps them): one object per process
+        self.counts = counts if counts is not None else ProviderCounts()
         self._running = False
         self._stale = False  # the manager has run and stopped: the next start builds a new one
         self._life = asyncio.Lock()  # one start or stop at a time
@@ -410,6 +414,11 @@ class PoolService:
     def runner(self) -> RunnerStatus:
         return views.runner(self._manager)
 
+    def provider_failures(self) -> ProviderFailures:
+        """The providers' failed calls (and VMs of bulk calls) by operation and cause, and their
+        sessions renewed, since this process started."""
+        return self.counts.view()
+
     def autosizing(self) -> dict[str, AutosizeView]:
         """Each autosized pool's target, why, and its latest changes (in a process that only
         answers the API: the starting sizes, as the owning manager decides)."""
@@ -441,7 +450,8 @@ class PoolService:
 __all__ = [
     "AutosizeView", "CheckoutSettings", "DestroyFailureStatus", "DestroyFailures", "Duration", "Elsewhere",
     "HostStatus", "MigrationStatus", "MonitoringStatus", "Owners",
-    "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderStatus", "Reset", "Resync", "RunnerStatus",
+    "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderFailures", "ProviderStatus", "Reset",
+    "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
 ]

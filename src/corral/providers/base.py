@@ -110,6 +110,11 @@ class Provider(Protocol):
     #: provider may set it once connected, when it learns it from the endpoint. Migration at
     #: checkout and rebalancing then leave its VMs where they are.
     cannot_migrate: str | None = None
+    #: Sessions renewed so far: the session had expired (or was ended by the endpoint), the
+    #: provider logged in again and the call went on. Not a failure, but counted in ``/status``
+    #: and metrics (see :mod:`corral.providers.counting`), so that a session that keeps
+    #: expiring is seen. A renewal that fails is a :class:`ProviderError` with ``Cause.SESSION``.
+    sessions_renewed: int = 0
 
     async def connect(self) -> None:
         """Open the (single, shared) session. Idempotent."""

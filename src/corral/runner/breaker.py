@@ -46,7 +46,8 @@ class HostBreakers:
         self.settings = settings or BreakerSettings()
         self.clock = clock
         self._breakers: dict[tuple[str, str], _Breaker] = {}
-        self.opened = 0  # times a breaker opened
+        self.opened = 0  # times a breaker opened (again, from half-open, included)
+        self.closed = 0  # times a half-open breaker closed: its host took VMs again
 
     def failed(self, provider: str, host: str, error: str) -> None:
         s = self.settings
@@ -73,6 +74,7 @@ class HostBreakers:
         breaker.successes += 1
         if breaker.successes >= self.settings.half_open_attempts:
             del self._breakers[(provider, host)]
+            self.closed += 1
             log.info("host works again", extra={"provider": provider, "host": host})
 
     def open_hosts(self, provider: str) -> frozenset[str]:

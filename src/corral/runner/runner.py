@@ -55,6 +55,8 @@ class RunnerView:
     unplaced: int
     cancelled: int
     hosts_avoided: tuple[OpenBreaker, ...]
+    breakers_opened: int = 0  # times a host's circuit breaker opened
+    breakers_closed: int = 0  # times one closed again (its host took VMs again)
 
 
 class Runner:
@@ -401,6 +403,8 @@ class Runner:
             unplaced=s.unplaced,
             cancelled=s.cancelled,
             hosts_avoided=self.breakers.view(),
+            breakers_opened=self.breakers.opened,
+            breakers_closed=self.breakers.closed,
         )
 
 

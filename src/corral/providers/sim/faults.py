@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 
 #: The operations hooks can name, and the provider methods each covers.
 OPERATIONS: dict[str, tuple[str, ...]] = {
@@ -56,8 +56,8 @@ class Faults:
         pending = self._failures.get(op)
         if pending:
             if pending.popleft():
-                raise ProviderError("injected failure")
-            raise ProviderError("injected failure (permanent)", retryable=False)
+                raise ProviderError("injected failure", cause=Cause.INJECTED)
+            raise ProviderError("injected failure (permanent)", retryable=False, cause=Cause.INJECTED)
 
     def fail_on_host(self, host: str, failing: bool) -> None:
         if failing:

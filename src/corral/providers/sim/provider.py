@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
-from corral.providers.base import CreateResult, InventoryUpdate, Provider, ProviderError
+from corral.providers.base import Cause, CreateResult, InventoryUpdate, Provider, ProviderError
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.sim.boots import Boots
 from corral.providers.sim.call_log import CALL_LOG_SIZE, SimCall
@@ -198,7 +198,7 @@ class SimProvider(Provider):
             await self._pacing.pause(self.settings.latency.destroy)
             vm = self._cluster.vm(name)
             if self._pacing.chance(self.settings.failure_rates.destroy):
-                raise ProviderError(f"simulated failure destroying VM {name!r}")
+                raise ProviderError(f"simulated failure destroying VM {name!r}", cause=Cause.INJECTED)
             self._remove(vm)
 
     async def power_on(self, name: str) -> None:
@@ -217,7 +217,7 @@ class SimProvider(Provider):
             vm = self._cluster.vm(name)
             self._cluster.target_host(host)
             if self._pacing.chance(self.settings.failure_rates.migrate):
-                raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}")
+                raise ProviderError(f"simulated failure migrating VM {name!r} to {host!r}", cause=Cause.INJECTED)
             if vm.host == host:
                 return
             source = vm.host
@@ -233,7 +233,8 @@ class SimProvider(Provider):
         """Attach a new, empty disk of ``size_gb`` GiB (at least 1); it uses no host memory."""
         async with self._call("add_disk", "disk"):
             if size_gb < 1:
-                raise ProviderError(f"a disk needs at least 1 GiB, not {size_gb}", retryable=False)
+                raise ProviderError(f"a disk needs at least 1 GiB, not {size_gb}", retryable=False,
+                                    cause=Cause.REFUSED)
             rate = self.settings.failure_rates.disk
             vm = await self._vm_op(name, self.settings.latency.disk, rate, "adding a disk to")
             vm.disks.append(size_gb)
@@ -245,7 +246,8 @@ class SimProvider(Provider):
             rate = self.settings.failure_rates.snapshot
             vm = await self._vm_op(name, self.settings.latency.snapshot, rate, "snapshotting")
             if snapshot in vm.snapshots:
-                raise ProviderError(f"VM {name!r} already has a snapshot {snapshot!r}", retryable=False)
+                raise ProviderError(f"VM {name!r} already has a snapshot {snapshot!r}", retryable=False,
+                                    cause=Cause.REFUSED)
             vm.snapshots[snapshot] = vm.take_snapshot()
             self._changed(vm)
 
@@ -302,7 +304,7 @@ class SimProvider(Provider):
 
     def _require_open(self) -> None:
         if not self._connected:
-            raise ProviderError(f"simulator {self.name!r} is not connected", retryable=False)
+            raise ProviderError(f"simulator {self.name!r} is not connected", retryable=False, cause=Cause.SESSION)
 
     def _persist(self, vms: list[SimVm]) -> None:
         if self._state is not None and vms:
@@ -315,7 +317,7 @@ class SimProvider(Provider):
         vm = self._cluster.vm(name)  # it may have been destroyed meanwhile
         self._cluster.usable_host(vm.host)
         if self._pacing.chance(failure_rate):
-            raise ProviderError(f"simulated failure {doing} VM {name!r}")
+            raise ProviderError(f"simulated failure {doing} VM {name!r}", cause=Cause.INJECTED)
         return vm
 
     @staticmethod
@@ -323,7 +325,8 @@ class SimProvider(Provider):
         try:
             return vm.snapshots[snapshot]
         except KeyError:
-            raise ProviderError(f"VM {vm.name!r} has no snapshot {snapshot!r}", retryable=False) from None
+            raise ProviderError(f"VM {vm.name!r} has no snapshot {snapshot!r}", retryable=False,
+                                cause=Cause.NOT_FOUND) from None
 
     def _changed(self, vm: SimVm) -> None:
         """Persist one changed VM and tell the feed."""
@@ -341,15 +344,18 @@ class SimProvider(Provider):
 
     def _create_one(self, host: str, spec: VmSpec) -> CreateResult:
         if spec.name in self._cluster.vms:
-            return CreateResult(spec.name, ok=False, error=f"VM {spec.name!r} already exists", retryable=False)
+            return CreateResult(spec.name, ok=False, error=f"VM {spec.name!r} already exists", retryable=False,
+                                cause=Cause.REFUSED)
         sizing = self.settings.template(spec.template)
         if sizing is None:
-            return CreateResult(spec.name, ok=False, error=f"template {spec.template!r} not found", retryable=False)
+            return CreateResult(spec.name, ok=False, error=f"template {spec.template!r} not found", retryable=False,
+                                cause=Cause.NOT_FOUND)
         host_failure = self._faults.host_failure(host)
         if host_failure is not None:
-            return CreateResult(spec.name, ok=False, error=host_failure)
+            return CreateResult(spec.name, ok=False, error=host_failure, cause=Cause.HOST)
         if self._pacing.chance(self.settings.failure_rates.create):
-            return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}")
+            return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}",
+                                cause=Cause.INJECTED)
         vm = SimVm(
             name=spec.name,
             host=host,
@@ -368,14 +374,14 @@ class SimProvider(Provider):
         """Move one VM to ``host`` and boot it there; add the host it left to ``sources``."""
         vm = self._cluster.vms.get(name)
         if vm is None:
-            return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False)
+            return CreateResult(name, ok=False, error=f"VM {name!r} not found", retryable=False, cause=Cause.NOT_FOUND)
         current = self._cluster.hosts.get(vm.host)
         if vm.powered_on and current is not None and current.up:
             error = f"VM {name!r} is still powered on on host {vm.host!r}, which is up"
-            return CreateResult(name, ok=False, error=error, retryable=False)
+            return CreateResult(name, ok=False, error=error, retryable=False, cause=Cause.REFUSED)
         host_failure = self._faults.host_failure(host)
         if host_failure is not None:
-            return CreateResult(name, ok=False, error=host_failure)
+            return CreateResult(name, ok=False, error=host_failure, cause=Cause.HOST)
         if vm.host != host:
             if current is not None:  # not a host dropped from the settings since (a state file's VM)
                 sources[vm.host] = None
