@@ -56,6 +56,17 @@ def serve(document: dict[str, Any], ssh: SshStandIn) -> tuple[ServerThread, Any]
     return server, provider
 
 
+def failures(url: str) -> tuple[dict[str, dict[str, int]], int]:
+    """The vSphere provider's failures (operation -> cause -> count) and sessions renewed, as
+    ``/status`` shows them."""
+    monitoring = httpx.get(f"{url}/api/v3/status?view=monitoring", timeout=10).json()["monitoring"]
+    return monitoring["provider_failures"].get("vsphere", {}), monitoring["sessions_renewed"].get("vsphere", 0)
+
+
+def by_cause(counts: dict[str, dict[str, int]]) -> Counter[str]:
+    return Counter({cause: n for causes in counts.values() for cause, n in causes.items()})
+
+
 def full(store: Any, pools: dict[str, int]) -> bool:
     return all(len(store.list_vms(pool=name, states=[VmState.READY])) == size for name, size in pools.items())
 
@@ -145,11 +156,17 @@ def test_sessions_ended_again_and_again_are_renewed_and_pools_converge_without_l
         # every session ended was renewed once, by whichever call or long poll met its end first
         srv.wait(lambda: provider.session.relogins == ended, timeout=10)
         assert ended >= kills - 1  # a kill during a re-login may find no session to end
+        # counted in /status: every renewal; no call failed for want of a session (each was renewed
+        # and went on); the feed's lost long polls are said as failures of the feed
+        srv.wait(lambda: failures(srv.url)[1] == ended, timeout=10)
+        failed, _ = failures(srv.url)
+        assert by_cause(failed)["session"] == 0, failed
+        assert failed.get("wait_for_updates", {}).get("feed", 0) >= 1, failed
         assert len(vcsim.sessions()) == 1
         assert clients.duplicates == 0, clients.handed
         assert not clients.errors(), clients.statuses
         assert clients.statuses[200] >= 10, clients.statuses  # checkouts and returns went on
-        print(f"\nsession ended {ended} times: {provider.session.relogins} renewals, "
+        print(f"\nsession ended {ended} times: {provider.session.relogins} renewals, failures {failed}, "
               f"{len(clients.handed)} checkouts, statuses {dict(clients.statuses)}, "
               f"feed rounds failed {provider.feed.drops} + {provider.feed.tasks.drops}")
 
@@ -191,13 +208,17 @@ def test_stalled_clones_and_destroys_slow_no_checkout_and_leak_nothing(
         assert clients.duplicates == 0, clients.handed
         assert not clients.errors(), clients.statuses
         assert len(clients.handed) >= 4, clients.statuses
+        failed, renewed = failures(srv.url)
+        # each destroy that outlived the call timeout was counted as a timeout, and tried again
+        assert failed.get("destroy_vm", {}).get("timeout", 0) >= 1, failed
+        assert renewed == 0
         slowest, median = max(clients.checkout_s), sorted(clients.checkout_s)[len(clients.checkout_s) // 2]
         # a checkout takes a ready VM from the store: it waits for no vSphere call, however slow
         assert slowest < 1.0, sorted(clients.checkout_s)
         print(f"\nfill {fill_s:.1f} s with {CLONE_STALL_MS} ms clones; {len(clients.handed)} checkouts, slowest "
               f"{slowest * 1000:.0f} ms, median {median * 1000:.0f} ms"
               f" (calls in flight at the end of the load: {stalled_calls}); converged {converged_s:.1f} s later; "
-              f"statuses {dict(clients.statuses)}")
+              f"statuses {dict(clients.statuses)}; failures {failed}")
 
 
 DOWN_S = 3
@@ -241,8 +262,12 @@ def test_the_feed_resumes_after_its_connections_drop_and_after_the_vcenter_was_u
             srv.wait(lambda: full(store, pools), timeout=30)
             srv.wait(lambda: settled(vcsim, store), timeout=30)
             assert provider.session.relogins == 0  # the session outlived its connections
+            failed, renewed = failures(srv.url)
+            causes = by_cause(failed)
+            assert causes["unreachable"] >= 1 and causes["feed"] >= 1, failed  # the destroy or refill, the feed
+            assert renewed == 0 and causes["session"] == 0, failed
             print(f"\nfeed rounds failed: {provider.feed.drops} + {provider.feed.tasks.drops}; snapshots "
                   f"{provider.feed.snapshots}; connections reset {reset_while_down}; converged "
-                  f"{time.monotonic() - started - DOWN_S:.1f} s after the vCenter came back")
+                  f"{time.monotonic() - started - DOWN_S:.1f} s after the vCenter came back; failures {failed}")
     finally:
         proxy.close()

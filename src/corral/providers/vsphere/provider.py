@@ -95,6 +95,12 @@ class VsphereProvider(Provider):
         self._counters: dict[str, int] | None = None  # performance counter keys by dotted name
         self._noticed = False  # the ignored settings were logged
         self._connected = False
+        self._drops_told = 0  # the feed's failed rounds wait_for_updates has reported
+
+    @property
+    def sessions_renewed(self) -> int:  # type: ignore[override]
+        """Sessions renewed so far (the session's re-logins, by a call or by the feed)."""
+        return self.session.relogins
 
     def _pool_of_folder(self, path: str) -> str | None:
         """The pool whose folder ``path`` is, when exactly one pool uses it."""
@@ -208,6 +214,11 @@ class VsphereProvider(Provider):
         """Answered from the feed's copy of the inventory: no call to the vCenter."""
         if not self._connected:
             raise ProviderError(f"vSphere provider {self.name!r} is not connected", cause=Cause.SESSION)
+        drops = self.feed.drops + self.feed.tasks.drops
+        if drops > self._drops_told:  # the loops resume on their own; the failure is said (and counted) once
+            lost, self._drops_told = drops - self._drops_told, drops
+            raise ProviderError(f"vSphere provider {self.name!r}: the change feed lost its connection or session "
+                                f"({lost}x); it resumes on its own", cause=Cause.FEED)
         changes = self.changes.since(version)
         if changes is not None and changes.empty:
             await self.changes.wait_past(self.changes.version, timeout)
