@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from corral.domain.models import HostInfo, ProviderVm, VmSpec
-from corral.providers.base import InventoryUpdate, Provider, ProviderError, VmNotFound
+from corral.providers.base import Cause, InventoryUpdate, Provider, ProviderError, VmNotFound
 
 SpecMaker = Callable[..., VmSpec]
 _serial = itertools.count(1)
@@ -55,9 +55,19 @@ class FeedReader:
         self.hosts: dict[str, HostInfo] = {}
         self.removed: set[str] = set()
         self.updates: list[InventoryUpdate] = []
+        self.drops = 0  # the feed's word that it lost its connection (and resumes)
 
     async def read(self, timeout: float = 0.1) -> InventoryUpdate:
-        update = await self.provider.wait_for_updates(self.version, timeout)
+        """One answer of the feed. A feed that says it lost its connection (cause ``feed``) is
+        asked again at once, as the inventory does after a pause: the feed resumes on its own."""
+        while True:
+            try:
+                update = await self.provider.wait_for_updates(self.version, timeout)
+                break
+            except ProviderError as exc:
+                if exc.cause is not Cause.FEED:
+                    raise
+                self.drops += 1
         self.updates.append(update)
         self.version = update.version
         if update.full:

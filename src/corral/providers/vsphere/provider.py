@@ -211,11 +211,17 @@ class VsphereProvider(Provider):
         return await self.probe(address, self.ready.port, self.ready.timeout)
 
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
-        """Answered from the feed's copy of the inventory: no call to the vCenter."""
+        """Answered from the feed's copy of the inventory: no call to the vCenter.
+
+        When the feed's loops lost their connection or session since the last answer, the next
+        read of changes says so once (a :class:`ProviderError` with cause ``feed``, counted like
+        any failure) and the caller asks again; the loops resume on their own meanwhile. A read
+        of the whole inventory (``version`` None) is answered as usual.
+        """
         if not self._connected:
             raise ProviderError(f"vSphere provider {self.name!r} is not connected", cause=Cause.SESSION)
         drops = self.feed.drops + self.feed.tasks.drops
-        if drops > self._drops_told:  # the loops resume on their own; the failure is said (and counted) once
+        if version is not None and drops > self._drops_told:  # said (and counted) once
             lost, self._drops_told = drops - self._drops_told, drops
             raise ProviderError(f"vSphere provider {self.name!r}: the change feed lost its connection or session "
                                 f"({lost}x); it resumes on its own", cause=Cause.FEED)
