@@ -4,10 +4,13 @@
   the same user, as an administrator would) again and again while pools fill and clients check
   VMs out and return them: every call renews the session and goes on, pools converge, and
   vcsim's VMs are exactly the store's.
-- Clones and destroys stall for seconds in the vCenter (vcsim's ``DelayConfig``), longer than
-  corral lets one call take: pools still converge, a checkout of a ready VM is not slowed, the
-  timeouts carry their cause, and the clones vcsim finished after corral gave up are adopted
-  and destroyed: nothing leaks.
+- Clones and destroys stall for seconds in the vCenter (vcsim's ``DelayConfig``), destroys longer
+  than corral lets one call take: pools still converge, a checkout of a ready VM is not slowed,
+  the timeouts carry their cause, and every VM returned is destroyed: nothing leaks.
+- Every connection to the vCenter is reset (a proxy the test cuts), then the vCenter cannot be
+  reached for seconds: the change feed resumes, what waited goes through, nothing leaks.
+
+Every failure is read by cause, with the sessions renewed, from ``/status`` (and metrics).
 """
 
 from __future__ import annotations
@@ -61,6 +64,17 @@ def failures(url: str) -> tuple[dict[str, dict[str, int]], int]:
     ``/status`` shows them."""
     monitoring = httpx.get(f"{url}/api/v3/status?view=monitoring", timeout=10).json()["monitoring"]
     return monitoring["provider_failures"].get("vsphere", {}), monitoring["sessions_renewed"].get("vsphere", 0)
+
+
+def metric(exposition: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` with exactly these labels in a Prometheus exposition."""
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in exposition.splitlines():
+        if line.startswith(name + "{"):
+            head, _, value = line.rpartition(" ")
+            if set(head[len(name) + 1:-1].split(",")) == wanted:
+                return float(value)
+    return None
 
 
 def by_cause(counts: dict[str, dict[str, int]]) -> Counter[str]:
@@ -267,6 +281,10 @@ def test_the_feed_resumes_after_its_connections_drop_and_after_the_vcenter_was_u
             causes = by_cause(failed)
             assert causes["unreachable"] >= 1 and causes["feed"] >= 1, failed  # the destroy or refill, the feed
             assert renewed == 0 and causes["session"] == 0, failed
+            # and in metrics, the same counts
+            exposition = httpx.get(f"{srv.url}/metrics", timeout=10).text
+            assert metric(exposition, "corral_provider_failures_total", provider="vsphere", operation="create_vms",
+                          cause="unreachable") == failed["create_vms"]["unreachable"]
             print(f"\nfeed rounds failed: {provider.feed.drops} + {provider.feed.tasks.drops}; snapshots "
                   f"{provider.feed.snapshots}; connections reset {reset_while_down}; converged "
                   f"{time.monotonic() - started - DOWN_S:.1f} s after the vCenter came back; failures {failed}")
