@@ -52,6 +52,12 @@ class Logs(logging.Handler):
         with self.guard:
             self.records.append(record)
 
+    def first(self, words: tuple[str, ...], after: float) -> float | None:
+        """When (time.time()) the first message with one of ``words`` was logged after ``after``."""
+        with self.guard:
+            return next((r.created for r in self.records if r.created >= after
+                         and any(w in r.getMessage() for w in words)), None)
+
     def messages(self, level: int = logging.DEBUG) -> list[str]:
         with self.guard:
             return [r.getMessage() for r in self.records if r.levelno >= level]
@@ -195,6 +201,13 @@ def check_after(service: Any, before: dict[str, VmState], url: str, token: str) 
     after = {vm.name: vm.state for vm in service.pools.store.list_vms()}
     assert not [name for name in before if name not in after], "records lost"
     assert created_names(service) <= set(after), "a VM was created that the store does not know"
+
+    sim = service.pools.providers["sim"]
+
+    def same_vms() -> bool:  # the simulator holds exactly the VMs the store knows as live
+        live = live_records(service)
+        return all((sim.controls.vm(name) is not None) == (name in live) for name in created_names(service))
+    wait_until(same_vms, 15, 0.05)
     return first_checkout_s, converged_s
 
 
@@ -290,16 +303,23 @@ def test_redis_stopped_for_10_s_and_for_60_s(tmp_path: Path, redis_persistent: R
                          REDIS_KINDS):
                 time.sleep(0.5)
                 redis_persistent.stop()  # SIGTERM: Redis writes its append-only file and exits
-                stopped_at = time.monotonic()
+                stopped_at, stopped_wall = time.monotonic(), time.time()
+                created_before = created_names(service)
                 time.sleep(outage_s)
-                calls_during = len(created_names(service))
+                calls_during = len(created_names(service) - created_before)  # records written before the stop
                 redis_persistent.start()
+                started_wall = time.time()
             assert not answers.bad, answers.bad[:5]
             assert answers.codes[503] > 0, answers.codes
             first_checkout_s, converged_s = check_after(service, before, server.url, token)
             errors = logs.messages(logging.ERROR)[errors_before:]
             assert not errors, errors[:5]
-            print(f"\nRedis stopped {outage_s:.0f} s ({time.monotonic() - stopped_at:.1f} s to now): answers "
-                  f"{dict(answers.codes)}, slowest {answers.slowest_s:.2f} s; create calls by then "
-                  f"{calls_during}; after the restart: checkout in {first_checkout_s:.2f} s, pool converged in "
-                  f"{converged_s:.2f} s; records before {len(before)}, all there after")
+            paused = logs.first(("the manager pauses", "acting on no pool"), stopped_wall)
+            resumed = logs.first(("acting on pools", "the manager resumes"), started_wall)
+            assert paused is not None and paused < started_wall and resumed is not None
+            assert len([m for m in logs.messages(logging.WARNING) if "answering 503" in m]) <= 2 + outage_s / 30
+            print(f"\nRedis stopped {outage_s:.0f} s ({time.monotonic() - stopped_at:.1f} s to now): manager "
+                  f"paused after {paused - stopped_wall:.2f} s, resumed {resumed - started_wall:.2f} s after the "
+                  f"restart; answers {dict(answers.codes)}, slowest {answers.slowest_s:.2f} s; VMs sent to the "
+                  f"simulator during the outage {calls_during}; after the restart: checkout in "
+                  f"{first_checkout_s:.2f} s, pool converged in {converged_s:.2f} s; records before {len(before)}, all there after")
