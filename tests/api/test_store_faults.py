@@ -322,4 +322,5 @@ def test_redis_stopped_for_10_s_and_for_60_s(tmp_path: Path, redis_persistent: R
                   f"paused after {paused - stopped_wall:.2f} s, resumed {resumed - started_wall:.2f} s after the "
                   f"restart; answers {dict(answers.codes)}, slowest {answers.slowest_s:.2f} s; VMs sent to the "
                   f"simulator during the outage {calls_during}; after the restart: checkout in "
-                  f"{first_checkout_s:.2f} s, pool converged in {converged_s:.2f} s; records before {len(before)}, all there after")
+                  f"{first_checkout_s:.2f} s, pool converged in {converged_s:.2f} s; records before {len(before)}, "
+                  "all there after")
