@@ -179,7 +179,7 @@ def build_store(config: Config) -> Store:
 
     path = Path(config.store.path)
     try:
-        return SqliteStore(path)
+        return SqliteStore(path, lock_wait_s=config.store.lock_wait)
     except StoreOpenError as exc:  # every StoreError of opening is one
         raise ConfigError([f"store.path: {exc}"]) from None
     except OSError as exc:

@@ -23,6 +23,7 @@ from corral.pools.service import (
     ProviderStatus,
     RunnerStatus,
     SchedulingStatus,
+    StoreStatus,
 )
 from corral.runner.breaker import OpenBreaker
 from corral.runner.runner import RunnerView
@@ -38,7 +39,9 @@ MONITORING = MonitoringStatus(
                "vc": ProviderStatus(connected=False, error="cannot connect", attempts=3, retry_in=0.25, feed=None)},
     events=BusStatus(published=9, subscribers={
         "api": SubscriberCounts(delivered=2, errors=0, overflows=1, resyncs=1, peak_queued=5),
-        "pool-manager": SubscriberCounts(delivered=9, errors=0, overflows=0, resyncs=0, peak_queued=3)}))
+        "pool-manager": SubscriberCounts(delivered=9, errors=0, overflows=0, resyncs=0, peak_queued=3)}),
+    store=StoreStatus(available=False, outages=1, unavailable_s=2.5, last_outage_s=None, writes_refused=4,
+                      error="Redis at r:6379 cannot be reached"))
 MONITORING_JSON = (
     '{"reconcile":{"runs":2,"store_repairs":1,"inventory_repairs":3},"vanished":4,"orphans_destroyed":0,'
     '"host_drops":1,"destroy_failures":{"retrying":1,"held":1,"vms":{"vm-x":{"error":"denied","permanent":true,'
@@ -49,7 +52,8 @@ MONITORING_JSON = (
     '"attempts":3,'
     '"retry_in":0.25}},"events":{"published":9,"subscribers":{"api":{"delivered":2,"errors":0,"overflows":1,'
     '"resyncs":1,"peak_queued":5},"pool-manager":{"delivered":9,"errors":0,"overflows":0,"resyncs":0,'
-    '"peak_queued":3}}}}')
+    '"peak_queued":3}}},"store":{"available":false,"outages":1,"unavailable_s":2.5,"last_outage_s":null,'
+    '"writes_refused":4,"error":"Redis at r:6379 cannot be reached"}}')
 
 SCHEDULING = SchedulingStatus(
     policy="even",

@@ -27,6 +27,7 @@ from corral.pools.service import (
     SchedulingStatus,
     Stock,
     StockTotals,
+    StoreStatus,
 )
 from corral.runner.breaker import OpenBreaker
 from corral.runner.runner import RunnerView
@@ -49,7 +50,9 @@ MONITORING = MonitoringStatus(
                "vc": ProviderStatus(connected=False, error="refused", attempts=3, retry_in=0.5, feed=None)},
     events=BusStatus(published=9, subscribers={
         "x": SubscriberCounts(delivered=2, errors=0, overflows=1, resyncs=1, peak_queued=5),
-        "y": SubscriberCounts(delivered=9, errors=0, overflows=2, resyncs=0, peak_queued=3)}))
+        "y": SubscriberCounts(delivered=9, errors=0, overflows=2, resyncs=0, peak_queued=3)}),
+    store=StoreStatus(available=False, outages=2, unavailable_s=1.5, last_outage_s=10.0, writes_refused=11,
+                      error="locked"))
 SCHEDULING = SchedulingStatus(
     policy="even", providers={"sim": PlacementStatus(placed=10, unplaced=2, reserved=1, reservations_expired=0)},
     placement_errors={}, migrations=MigrationStatus(limit=2, in_flight=1, counts=MigrationCounts(
@@ -103,7 +106,7 @@ def test_a_process_that_runs_no_pools_reads_only_the_stock() -> None:
     ("provider_feed_lag_seconds", ("sim",), 0.25),
     ("reconciles", (), 2), ("reconcile_repairs", (), 1), ("vanished", (), 4), ("orphans_destroyed", (), 5),
     ("destroy_failures", ("retrying",), 1), ("destroy_failures", ("held",), 2), ("events_published", (), 9),
-    ("event_overflows", (), 3),
+    ("event_overflows", (), 3), ("store_available", (), 0), ("store_outages", (), 2), ("store_steps_refused", (), 11),
     ("pool_target_size", ("a",), 3), ("pool_demand_per_hour", ("a",), 120.0), ("pool_ready_seconds", ("a",), 42.5),
 ])
 def test_a_view_becomes_its_readings(key: str, labels: tuple[str, ...], value: float) -> None:
@@ -128,7 +131,8 @@ def test_every_reading_is_of_a_metric_with_its_labels() -> None:
     recorded = {"checkout_success", "checkout_empty", "checkout_invalid", "checkout_raced", "delete_success",
                 "delete_failed",
                 "errors_markedasfailed", "time_to_ready_state", "clone", "destroy", "migrate", "migrate_from",
-                "migrate_to", "push_failures", "push_dropped"}  # the last two: the pushers' own (api/test_metrics)
+                "migrate_to", "push_failures", "push_dropped",  # these two: the pushers' own (api/test_metrics)
+                "store_unavailable_answers"}  # the API's (api/test_store_faults)
     assert keys | recorded == {m.key for m in METRICS}  # every metric is read or recorded somewhere
 
 

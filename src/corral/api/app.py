@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -120,12 +121,42 @@ async def _elsewhere(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"ok": False, "reason": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
 
+#: an outage's 503s are logged once, then at most once per this many seconds (with their count)
+UNAVAILABLE_LOG_EVERY_S = 30.0
+
+
+def log_again(last_at: float | None, last_reason: str | None, now: float, reason: str) -> bool:
+    """Whether a 503 for an unavailable store is logged: the first, one with a new reason, or
+    one :data:`UNAVAILABLE_LOG_EVERY_S` after the last logged."""
+    return last_at is None or reason != last_reason or now - last_at >= UNAVAILABLE_LOG_EVERY_S
+
+
+class UnavailableAnswers:
+    """The API's 503s for an unavailable store: counted (a metric), and logged once per streak."""
+
+    def __init__(self) -> None:
+        self.last_at: float | None = None
+        self.last_reason: str | None = None
+        self.since_logged = 0
+
+    def answered(self, reason: str, method: str, path: str) -> None:
+        self.since_logged += 1
+        now = time.monotonic()
+        if log_again(self.last_at, self.last_reason, now, reason):
+            log.warning("store unavailable: answering 503", extra={
+                "error": reason, "method": method, "path": path, "answers": self.since_logged})
+            self.last_at, self.last_reason, self.since_logged = now, reason, 0
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """The store cannot be reached (Redis down or restarting): a 503 that says so; the
-    message names the server and the cause, never a password."""
-    log.warning("store unavailable: %s", exc, extra={"method": request.method,
-                                                      "path": loggable_path(request.url.path)})
-    return JSONResponse({"ok": False, "reason": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+    """The store cannot be reached (Redis down or restarting) or is locked by another process
+    (sqlite): a 503 that says so, with Retry-After; the message names the store and the cause,
+    never a password."""
+    reason = str(exc)
+    state = request.app.state
+    state.service.metrics.recorder.count("store_unavailable_answers")
+    state.unavailable.answered(reason, request.method, loggable_path(request.url.path))
+    return JSONResponse({"ok": False, "reason": reason}, status_code=503, headers={"Retry-After": "1"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -173,6 +204,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
     app.state.service = service
     app.state.streams = events.Streams()
     app.state.last_boots = status.LastBoots()
+    app.state.unavailable = UnavailableAnswers()
     for prefix, name in VERSIONS.items():
         app.include_router(build_router(Version(name)), prefix=prefix)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import re
@@ -66,7 +67,8 @@ def _task_metrics(rows: list[tuple[float, str, float]], *, by_pool: bool) -> dic
 
 def _status(service: Service, wanted: set[str], last_boots: LastBoots) -> dict[str, Any]:
     pools = service.pools
-    pools.flush_timings()  # clone and boot times are stored in batches: store what is waiting
+    with contextlib.suppress(StoreUnavailable):  # kept for the next flush; the status is read anyway
+        pools.flush_timings()  # clone and boot times are stored in batches: store what is waiting
     stock = pools.stock()
     totals = stock.totals
     body: dict[str, Any] = {}
@@ -74,6 +76,10 @@ def _status(service: Service, wanted: set[str], last_boots: LastBoots) -> dict[s
     empty = [p.name for p in stock.pools if p.size > 0 and p.ready == 0]
     if empty:
         status.update(ok=False, message=f"Found {len(empty)} empty pools.", empty=empty)
+    store = pools.store_status()
+    if not store.available:
+        status.update(ok=False, message=f"The store is unavailable: {store.error}",
+                      store=dataclasses.asdict(store))
     status["uptime"] = round(time.time() - service.started_at, 1)
     if "capacity" in wanted:
         size = sum(p.size for p in stock.pools)
@@ -199,6 +205,7 @@ def monitoring_json(m: MonitoringStatus) -> dict[str, Any]:
         "host_drops": m.host_drops,
         "destroy_failures": dataclasses.asdict(m.destroy_failures),
         "providers": providers, "events": dataclasses.asdict(m.events),
+        "store": dataclasses.asdict(m.store),
     }
 
 

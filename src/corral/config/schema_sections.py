@@ -177,6 +177,11 @@ class StoreSettings(Section):
         "where)")
     path: str = Field("var/corral.db", description="the sqlite file, relative to the working directory; its folder "
                       "is created (type `sqlite`)")
+    lock_wait: float = Field(2.0, gt=0, le=60, description="seconds a write waits for the sqlite file's lock while "
+                             "another process holds it (type `sqlite`); the store is called on the API's event loop, "
+                             "so this bounds how long a request can be held up. A lock held longer makes the store "
+                             "unavailable: the API answers 503 naming the store, the pool manager pauses its writes, "
+                             "and both resume by themselves once the lock is released")
     site: str = Field("default", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="the name of this corral deployment in Redis (type `redis`): every key it writes "
                       "starts with `corral:<site>:`, so several deployments (or a vmpooler) can share one Redis")

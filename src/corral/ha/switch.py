@@ -15,6 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from corral.store.base import StoreUnavailable
+
 log = logging.getLogger("corral.ha")
 
 
@@ -89,5 +91,8 @@ class ServiceSwitch:
             self.looks += 1
             try:
                 self.service.look_at(pool, woken[pool])
+            except StoreUnavailable as exc:  # the loop says so once; the sweep makes up for the wake
+                log.debug("woken pool not looked at: the store is unavailable", extra={"pool": pool,
+                                                                                       "error": str(exc)})
             except Exception:
                 log.exception("looking at a woken pool failed", extra={"pool": pool})

@@ -55,12 +55,16 @@ async def listen(client: Any, keys: Keys, on_pool: Callable[[str, bool], None], 
     """Call ``on_pool(pool, settings)`` for each pool woken, until cancelled (``client``: a
     redis.asyncio client; ``settings``: the wake is about the pool's settings).
     A lost connection is subscribed again after ``retry_s``; ``subscribed`` is set once listening."""
+    lost = 0  # tries in a row that failed (the first is logged as a warning, the rest at debug)
     while True:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(keys.wake)
             if subscribed is not None:
                 subscribed.set()
+            if lost:
+                log.info("wake channel listened to again", extra={"tries": lost})
+                lost = 0
             async for message in pubsub.listen():
                 data = message.get("data")
                 if message.get("type") == "message" and isinstance(data, (bytes, str)):
@@ -71,7 +75,9 @@ async def listen(client: Any, keys: Keys, on_pool: Callable[[str, bool], None], 
         except Exception as exc:
             if subscribed is not None:
                 subscribed.clear()
-            log.warning("wake channel lost; listening again", extra={"error": type(exc).__name__})
+            lost += 1
+            log.log(logging.WARNING if lost == 1 else logging.DEBUG, "wake channel lost; listening again",
+                    extra={"error": type(exc).__name__, "tries": lost})
             await asyncio.sleep(retry_s)
         finally:
             try:

@@ -138,6 +138,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("ha_restart_failures", C, (), "such restarts that failed"),
     Metric("events_published", C, (), "events published on the event bus"),
     Metric("event_overflows", C, (), "times a subscriber's queue overflowed (it resyncs)"),
+    # -- the store -------------------------------------------------------------------------------
+    Metric("store_available", G, (), "1 while the pool manager's writes reach the store, 0 during an outage"),
+    Metric("store_outages", C, (), "times the store became unavailable to the pool manager (Redis down, the "
+           "sqlite file locked by another process past `lock_wait`)"),
+    Metric("store_steps_refused", C, (), "manager steps (a refill, a sweep, a create's intent, a destroy) that "
+           "failed on an unavailable store and wait for their next turn; no provider was called for them"),
+    Metric("store_unavailable_answers", C, (), "API requests answered 503 because the store was unavailable"),
     # -- the pushers ------------------------------------------------------------------------------
     Metric("push_failures", C, ("to",), "failed sends or pushes to the statsd or graphite server"),
     Metric("push_dropped", C, ("to",), "statsd lines not sent (the server's address not known yet, or a send failed)"),

@@ -142,7 +142,10 @@ def _monitoring(m: MonitoringStatus) -> list[Reading]:
             Reading("destroy_failures", ("retrying",), m.destroy_failures.retrying),
             Reading("destroy_failures", ("held",), m.destroy_failures.held),
             Reading("events_published", (), m.events.published),
-            Reading("event_overflows", (), sum(s.overflows for s in m.events.subscribers.values()))]
+            Reading("event_overflows", (), sum(s.overflows for s in m.events.subscribers.values())),
+            Reading("store_available", (), _flag(m.store.available)),
+            Reading("store_outages", (), m.store.outages),
+            Reading("store_steps_refused", (), m.store.writes_refused)]
     return out
 
 

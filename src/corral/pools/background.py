@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from corral.store.base import Fenced
+from corral.store.base import Fenced, StoreUnavailable
 
 log = logging.getLogger("corral.pool")
 
 
 class Background:
-    def __init__(self) -> None:
+    """``unavailable(exc, step)`` hears of a step that failed on an unavailable store (it is
+    repeated later, by the sweep or the refill; one log line per outage, not one per step)."""
+
+    def __init__(self, unavailable: Callable[[StoreUnavailable, str], None] | None = None) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.unavailable = unavailable
 
     def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -26,7 +30,9 @@ class Background:
         self._tasks.discard(task)
         if task.cancelled() or (exc := task.exception()) is None:
             return
-        if isinstance(exc, Fenced):
+        if isinstance(exc, StoreUnavailable) and self.unavailable is not None:
+            self.unavailable(exc, task.get_name())
+        elif isinstance(exc, Fenced):
             # another manager runs the pool now: the store refused this step's write, and this
             # manager stops acting on the pool at its next tick
             log.warning("write refused by fencing", extra={"task": task.get_name(), "error": str(exc)})

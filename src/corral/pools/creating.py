@@ -22,8 +22,8 @@ from corral.pools.names import new_hostname
 from corral.pools.placing import Placer
 from corral.pools.refill import Backoff
 from corral.pools.stats import Stats
-from corral.runner import Op, Priority, Work
-from corral.store.base import Store
+from corral.runner import NotRecorded, Op, Priority, Work
+from corral.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("corral.pool")
 
@@ -35,7 +35,8 @@ class Creator:
     def __init__(self, pools: Mapping[str, Pool], placer: Placer, store: Store, ledger: Ledger, stats: Stats,
                  backoff: Backoff, *, prefix: str, ondemand_inflight: set[str],
                  spawn: Callable[[Coroutine[Any, Any, object], str], None],
-                 recheck: Callable[[str, str], None], pool_changed: Callable[[str], None]) -> None:
+                 recheck: Callable[[str, str], None], pool_changed: Callable[[str], None],
+                 unavailable: Callable[[StoreUnavailable, str], None] | None = None) -> None:
         self.pools = pools
         self.placer = placer
         self.store = store
@@ -47,6 +48,7 @@ class Creator:
         self.spawn = spawn
         self.recheck = recheck
         self.pool_changed = pool_changed
+        self.unavailable = unavailable
         self.ha_restarts = 0
         self.ha_failures = 0
 
@@ -70,6 +72,19 @@ class Creator:
 
     # -- the runner's client ------------------------------------------------------------------------
     def record(self, works: list[Work], host: str) -> list[Work]:
+        """Record the intent of a call (:class:`NotRecorded` when the store cannot take it: the
+        call is not made, and the runner puts the works back)."""
+        try:
+            return self._record(works, host)
+        except StoreUnavailable as exc:
+            if self.unavailable is None:
+                raise
+            for work in works:
+                self.ledger.clone_ended(work.name)
+            self.unavailable(exc, "record")
+            raise NotRecorded(str(exc)) from None
+
+    def _record(self, works: list[Work], host: str) -> list[Work]:
         if works[0].op is Op.START:
             return [w for w in works if self._still_restartable(w)]
         now = self.ledger.clock()

@@ -187,7 +187,13 @@ class Ledger:
 
     def flush_timings(self) -> None:
         rows, self._timings = self._timings, []
-        self.store.record_durations(rows)
+        if not rows:
+            return
+        try:
+            self.store.record_durations(rows)
+        except Exception:  # kept for the next flush (the store may be unavailable for a while)
+            self._timings = rows + self._timings
+            raise
 
     # -- destroy ---------------------------------------------------------------------------------
     async def destroy(self, vm: Vm, *, reason: str | None = None) -> bool:

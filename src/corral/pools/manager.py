@@ -40,6 +40,7 @@ from corral.pools.execute import Executor
 from corral.pools.ledger import Ledger
 from corral.pools.migrations import Migrations
 from corral.pools.ondemand import OndemandQueue
+from corral.pools.outage import StoreOutage
 from corral.pools.placing import Placer
 from corral.pools.probing import ReadyChecks
 from corral.pools.reactions import Reactions, accepts
@@ -78,7 +79,8 @@ class PoolManager:
         self.inventory = inventory or Inventory(providers, s.monitor_settings())
         assert self.inventory.bus is not None
         self.bus = self.inventory.bus
-        self.background = Background()
+        self.outage = StoreOutage()
+        self.background = Background(self.outage.failed)
         self.spawn = self.background.spawn
         self.backoff = Backoff(s.check_interval)
         self.placer = Placer(providers, self.inventory, s.scheduling)
@@ -90,7 +92,7 @@ class PoolManager:
         ondemand_inflight: set[str] = set()
         self.creator = Creator(self.pools, self.placer, store, self.ledger, self.stats, self.backoff, prefix=s.prefix,
                                ondemand_inflight=ondemand_inflight, spawn=self.spawn, recheck=self.checks.recheck,
-                               pool_changed=self.pool_changed)
+                               pool_changed=self.pool_changed, unavailable=self.outage.failed)
         self.runner = Runner(providers, self.placer, self.creator,
                              dataclasses.replace(s.runner, task_limit=s.task_limit),
                              need=lambda pool: self.refiller.need(pool))
@@ -114,11 +116,12 @@ class PoolManager:
         self.refiller = Refiller(self.pools, store, self.ledger, self.runner, self.backoff,
                                  create=self.creator.create, provider_up=self.connections.up,
                                  then=self.ondemand.fill, spawn=self.spawn, gather_s=s.refill_gather_s,
-                                 expected=self.sizing.expected)
+                                 expected=self.sizing.expected, unavailable=self.outage.failed)
         self.sweeper = Sweeper(self.pools, store, self.ledger, self.executor, providers_up=self._providers_up,
                                ondemand_sweep=self.ondemand.sweep, look_at=self._look_at,
                                reconcile=self.recoverer.reconcile, check_interval=s.check_interval,
-                               reconcile_interval=s.reconcile_interval, data_ttl_s=s.data_ttl_s)
+                               reconcile_interval=s.reconcile_interval, data_ttl_s=s.data_ttl_s,
+                               store_up=self.outage.succeeded, unavailable=self.outage.failed)
         self.subscription: Subscription | None = None  # the manager's own on the event bus, once started
         self._loops: list[asyncio.Task[None]] = []
         self._running = False

@@ -27,7 +27,7 @@ from corral.domain.states import VmState
 from corral.pools import decide
 from corral.pools.ledger import Ledger
 from corral.runner import Op, Priority, Runner, Work
-from corral.store.base import Fenced, Store
+from corral.store.base import Fenced, Store, StoreUnavailable
 
 log = logging.getLogger("corral.pool")
 
@@ -64,7 +64,8 @@ class Refiller:
                  create: Callable[[list[tuple[str, str | None]], Priority], list[Work]],
                  provider_up: Callable[[str], bool], then: Callable[[], None],
                  spawn: Callable[[Coroutine[Any, Any, object], str], None], gather_s: float,
-                 expected: Callable[[str], float | None] | None = None) -> None:
+                 expected: Callable[[str], float | None] | None = None,
+                 unavailable: Callable[[StoreUnavailable, str], None] | None = None) -> None:
         self.pools = pools
         self.store = store
         self.ledger = ledger
@@ -76,6 +77,7 @@ class Refiller:
         self.spawn = spawn
         self.gather_s = gather_s
         self.expected = expected
+        self.unavailable = unavailable
         self._covers: dict[str, float] = {}  # each pool's cover as its last round saw it
         self._dirty: set[str] = set(pools)
         self._wake = asyncio.Event()
@@ -115,6 +117,11 @@ class Refiller:
                 self.then()
             except Fenced as exc:  # another manager runs the pool now; this one stops at its next tick
                 log.warning("write refused by fencing", extra={"error": str(exc)})
+            except StoreUnavailable as exc:  # the sweep looks at every pool again
+                self._dirty |= dirty
+                if self.unavailable is None:
+                    raise
+                self.unavailable(exc, "refill")
             except Exception:  # keep the loop alive; the sweep retries
                 log.exception("refill failed")
 

@@ -42,6 +42,7 @@ from corral.pools.checkout import (
 )
 from corral.pools.destroying import DestroyFailures, DestroyFailureStatus, describe
 from corral.pools.manager import PoolManager
+from corral.pools.outage import StoreStatus
 from corral.pools.settings import ManagerSettings
 from corral.pools.sizing import AutosizeView
 from corral.pools.views import (
@@ -408,6 +409,11 @@ class PoolService:
     def monitoring(self) -> MonitoringStatus:
         return views.monitoring(self._manager, time.monotonic())
 
+    def store_status(self) -> StoreStatus:
+        """The store as the manager's writes find it: available, or unavailable since when (no
+        call to the store)."""
+        return self._manager.outage.view()
+
     def scheduling(self) -> SchedulingStatus:
         return views.scheduling(self._manager)
 
@@ -453,5 +459,6 @@ __all__ = [
     "PlacementStatus", "PoolChange", "PoolService", "PoolStatus", "ProviderFailures", "ProviderStatus", "Reset",
     "Resync", "RunnerStatus",
     "SchedulingStatus", "SetCloneTarget", "SetSize", "SetTemplate", "Setting", "Short", "Stock", "StockTotals",
+    "StoreStatus",
     "Submission", "Submitted", "Subscription", "SubscriptionClosed", "TagRecord", "Taken",
 ]

@@ -19,7 +19,7 @@ from corral.domain.states import DESTROY_INTENT_STATES, LIVE_STATES
 from corral.pools import decide
 from corral.pools.execute import Executor
 from corral.pools.ledger import Ledger
-from corral.store.base import Fenced, Store
+from corral.store.base import Fenced, Store, StoreUnavailable
 
 log = logging.getLogger("corral.pool")
 
@@ -33,7 +33,9 @@ class Sweeper:
     def __init__(self, pools: Mapping[str, Pool], store: Store, ledger: Ledger, executor: Executor, *,
                  providers_up: Callable[[], Iterable[str]], ondemand_sweep: Callable[[float], None],
                  look_at: Callable[[Iterable[str]], None], reconcile: Callable[[], Awaitable[int]],
-                 check_interval: float, reconcile_interval: float, data_ttl_s: float) -> None:
+                 check_interval: float, reconcile_interval: float, data_ttl_s: float,
+                 store_up: Callable[[], None] | None = None,
+                 unavailable: Callable[[StoreUnavailable, str], None] | None = None) -> None:
         self.pools = pools
         self.store = store
         self.ledger = ledger
@@ -45,6 +47,8 @@ class Sweeper:
         self.check_interval = check_interval
         self.reconcile_interval = reconcile_interval
         self.data_ttl_s = data_ttl_s
+        self.store_up = store_up
+        self.unavailable = unavailable
 
     async def loop(self) -> None:
         last_reconcile = time.monotonic()
@@ -52,9 +56,15 @@ class Sweeper:
             await asyncio.sleep(self.check_interval)
             try:
                 await self.sweep()
+                if self.store_up is not None:
+                    self.store_up()  # the sweep wrote (its purge): the store takes writes
                 if time.monotonic() - last_reconcile >= self.reconcile_interval:
                     last_reconcile = time.monotonic()
                     await self.reconcile()
+            except StoreUnavailable as exc:
+                if self.unavailable is None:
+                    raise
+                self.unavailable(exc, "sweep")
             except Fenced as exc:  # another manager runs the pool now; this one stops at its next tick
                 log.warning("write refused by fencing", extra={"error": str(exc)})
             except Exception:

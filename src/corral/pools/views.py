@@ -13,6 +13,7 @@ from corral.inventory.monitor import FeedStatus
 from corral.pools.destroying import DestroyFailures
 from corral.pools.manager import PoolManager
 from corral.pools.migrations import MigrationCounts
+from corral.pools.outage import StoreStatus
 from corral.pools.sizing import AutosizeView
 from corral.runner.runner import RunnerView
 
@@ -74,6 +75,7 @@ class MonitoringStatus:
     destroy_failures: DestroyFailures
     providers: Mapping[str, ProviderStatus]
     events: BusStatus  # the event bus's counters
+    store: StoreStatus  # the store as the manager's writes find it (outages, steps refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,7 @@ def monitoring(manager: PoolManager, now: float) -> MonitoringStatus:
                             vanished=stats.vanished, orphans_destroyed=stats.orphans_destroyed,
                             host_drops=manager.reactions.host_drops,
                             destroy_failures=manager.destroys.view(now),
-                            providers=providers, events=inventory.bus)
+                            providers=providers, events=inventory.bus, store=manager.outage.view())
 
 
 def scheduling(manager: PoolManager) -> SchedulingStatus:

@@ -59,7 +59,10 @@ class RunnerClient(Protocol):
     """The pool manager's side of the runner."""
 
     def record(self, works: list[Work], host: str) -> list[Work]:
-        """``works`` are about to go to ``host``: record the intent; return those still wanted."""
+        """``works`` are about to go to ``host``: record the intent; return those still wanted.
+
+        :class:`NotRecorded` (or any error): the intent could not be written, so nothing is
+        called; the works wait ``retry_delay`` and are placed again, no try counted."""
 
     def done(self, work: Work, host: str, seconds: float) -> None:
         """The VM was created (or started) on ``host``; the call took ``seconds``."""
@@ -72,6 +75,11 @@ class RunnerClient(Protocol):
 
     def dropped(self, work: Work, why: str) -> None:
         """A new VM no host could take now: given up without a try (refill asks again later)."""
+
+
+class NotRecorded(Exception):
+    """The client could not record the intent of a call (its store is unavailable, say): the
+    call is not made, and its works wait to be placed again. The client has said why (once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +107,4 @@ class RunnerStats:
     permanent: int = 0  # of those, failed at once by an error that retrying cannot fix
     unplaced: int = 0  # new VMs dropped because no host could take them
     cancelled: int = 0
+    not_recorded: int = 0  # works put back because their intent could not be written (store unavailable)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from corral.providers.base import CreateResult, Provider, ProviderError
 from corral.runner.breaker import HostBreakers, OpenBreaker
 from corral.runner.gate import Gate
-from corral.runner.model import Dispatch, Placing, RunnerClient, RunnerSettings, RunnerStats
+from corral.runner.model import Dispatch, NotRecorded, Placing, RunnerClient, RunnerSettings, RunnerStats
 from corral.runner.queue import WorkQueue
 from corral.runner.work import Op, Priority, QueueFull, Work
 
@@ -293,7 +293,11 @@ class Runner:
                 else:
                     live.append(work)
             if live:
-                wanted = self.client.record(live, host)
+                try:
+                    wanted = self.client.record(live, host)
+                except Exception as exc:
+                    self._not_recorded(provider_name, live, exc)
+                    return
                 kept = {id(w) for w in wanted}
                 for work in live:
                     if id(work) not in kept:
@@ -303,6 +307,20 @@ class Runner:
                     await self._call(provider_name, host, op, wanted)
         finally:
             self.gate.release(gate_key)
+
+    def _not_recorded(self, provider_name: str, works: list[Work], exc: Exception) -> None:
+        """The intent of a call could not be written: nothing is called, and the works wait to be
+        placed again (no try counted: nothing was tried). A :class:`NotRecorded` was explained by
+        the client; anything else is a bug, logged here."""
+        if not isinstance(exc, NotRecorded):
+            log.error("recording a call's intent failed", extra={"provider": provider_name}, exc_info=exc)
+        self.stats.not_recorded += len(works)
+        now = self.clock()
+        for work in works:
+            self.placer.release(provider_name, work.name)
+            work.not_before = now + self.settings.backoff(1)
+            self.queue.put(work, now, over_limit=True)
+        self._arrived.set()
 
     async def _call(self, provider_name: str, host: str, op: Op, works: list[Work]) -> None:
         for work in works:

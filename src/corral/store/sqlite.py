@@ -7,7 +7,10 @@ upgrading the schema) run in a ``BEGIN IMMEDIATE`` transaction. Tokens, pool ove
 on-demand requests and history come from :mod:`corral.store.sqlite_meta`; the tables and
 the SQL text live in :mod:`corral.store.sqlite_schema`.
 Several processes may open one file: sqlite's write lock serialises them, and a writer
-waits for it (up to BUSY_TIMEOUT_S) instead of failing.
+waits for it (up to ``lock_wait_s``, :data:`LOCK_WAIT_S` by default) instead of failing at once; a lock
+held longer (another process's long transaction) makes the store unavailable
+(:class:`~corral.store.base.StoreUnavailable`) until it is released, each statement then failing
+after a few milliseconds (:class:`~corral.store.sqlite_conn.LockWait`).
 
 A write is committed before its method returns, with one exception: a move recovery redoes
 if a crash loses it (:meth:`SqliteStore.transition_soon`) waits for the next write, which
@@ -29,7 +32,7 @@ from corral.domain.models import Vm
 from corral.domain.states import VmState
 from corral.store.base import SETTABLE_FIELDS, StoreError, check_fields, checked_move, checkout_totals
 from corral.store.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
-from corral.store.sqlite_conn import BUSY_TIMEOUT_S, LaterCommits, Session
+from corral.store.sqlite_conn import LOCK_WAIT_S, LaterCommits, LockWait, Session, WaitingConnection
 from corral.store.sqlite_conn import immediate as _immediate
 from corral.store.sqlite_conn import run as _run
 from corral.store.sqlite_meta import SqliteMeta, purge_history
@@ -51,7 +54,7 @@ from corral.store.sqlite_schema import (
     update_sql,
 )
 
-__all__ = ["BUSY_TIMEOUT_S", "COLUMNS", "LATER_S", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
+__all__ = ["LOCK_WAIT_S", "COLUMNS", "LATER_S", "SCHEMA_VERSION", "SETTABLE_FIELDS", "SqliteStore"]
 
 LATER_S = 0.005  # the longest a move left for later (transition_soon) waits for its commit
 
@@ -126,8 +129,9 @@ class SqliteStore(SqliteMeta):
     other processes open their own ``SqliteStore`` on the same path.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = os.fspath(path)
+        self.lock_wait = LockWait(lock_wait_s)
         if self.path != ":memory:":
             directory = Path(self.path).parent
             try:
@@ -139,13 +143,16 @@ class SqliteStore(SqliteMeta):
         try:
             # isolation_level=None: autocommit; each single statement is its own atomic
             # transaction and multi-statement writes say BEGIN IMMEDIATE themselves.
-            self._session.conn = sqlite3.connect(
+            conn = sqlite3.connect(
                 self.path,
                 timeout=0,  # no sqlite busy handler: _run() waits for locks itself
                 isolation_level=None,
                 check_same_thread=False,
                 cached_statements=256,
+                factory=WaitingConnection,
             )
+            conn.lock_wait = self.lock_wait
+            self._session.conn = conn
             with self._session as conn:
                 self._setup(conn)
             self._later = self._session.later = LaterCommits(self._session, within_s=LATER_S)

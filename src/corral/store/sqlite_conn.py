@@ -11,16 +11,68 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from corral.store.base import StoreError
+from corral.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger("corral.store")
 
-BUSY_TIMEOUT_S = 10.0  # how long a statement waits for another process's write lock
+LOCK_WAIT_S = 2.0  # how long a statement waits for another process's write lock (:store: lock_wait)
+LOCKED_WAIT_S = 0.01  # how long, while the store is known to be locked (see LockWait)
 _RETRY_FIRST_S, _RETRY_MAX_S = 20e-6, 1e-3
+_LOCKED_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def wait_bound(limit_s: float, locked_s: float, locked: bool) -> float:
+    """How long a statement waits for the write lock: ``limit_s``, or only ``locked_s`` while an
+    earlier statement already waited its whole limit in vain (the lock is held for long)."""
+    return min(locked_s, limit_s) if locked else limit_s
+
+
+class LockWait:
+    """How long the statements of one connection wait for another process's write lock.
+
+    The store is called on the event loop, so a statement that waits holds up every request of
+    the process. A statement waits at most ``limit_s``; once one has waited that long in vain
+    (``since``: when), the lock is taken to be held for long and the next statements wait only
+    ``locked_s``, each failing at once as unavailable, until one gets the lock again.
+    """
+
+    __slots__ = ("limit_s", "locked_s", "since")
+
+    def __init__(self, limit_s: float = LOCK_WAIT_S, locked_s: float = LOCKED_WAIT_S) -> None:
+        if limit_s <= 0:
+            raise ValueError(f"the wait for a sqlite lock must be > 0 s, not {limit_s}")
+        self.limit_s = limit_s
+        self.locked_s = locked_s
+        self.since: float | None = None
+
+    def bound(self) -> float:
+        return wait_bound(self.limit_s, self.locked_s, self.since is not None)
+
+
+class WaitingConnection(sqlite3.Connection):
+    """A connection that carries its :class:`LockWait` (what :func:`run` waits for a lock)."""
+
+    lock_wait: LockWait
+
+
+def locked(err: sqlite3.Error) -> bool:
+    """True when ``err`` says another connection holds the lock (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return getattr(err, "sqlite_errorcode", 0) & 0xFF in _LOCKED_CODES
+
+
+def store_error(owner: str, err: sqlite3.Error, wait: LockWait | None = None) -> StoreError:
+    """The store error of a sqlite error: :class:`StoreUnavailable` when another process holds
+    the lock past the wait, naming the store (``owner``) and the wait."""
+    if locked(err):
+        waited = f"{wait.limit_s:g} s" if wait is not None else "its wait"
+        return StoreUnavailable(f"{owner} is locked by another process: a write waited {waited} for it "
+                                f"(:store: lock_wait) and the store answers again once the lock is released ({err})")
+    return StoreError(f"{owner}: {err}")
 
 
 def run(conn: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor:
-    """Execute one statement, waiting up to BUSY_TIMEOUT_S while another process writes.
+    """Execute one statement, waiting for another process's write lock as the connection's
+    :class:`LockWait` says (:data:`LOCK_WAIT_S` for a plain connection).
 
     sqlite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so under
     contention a process can lose many rounds in a row and wait 100+ ms for a lock that is
@@ -28,18 +80,28 @@ def run(conn: sqlite3.Connection, sql: str, params: Any = ()) -> sqlite3.Cursor:
     hold time. Retrying is safe: a statement that gets SQLITE_BUSY has done nothing (writes
     take their lock before they start; BEGIN IMMEDIATE takes it up front).
     """
+    wait: LockWait | None = getattr(conn, "lock_wait", None)
     delay, deadline = 0.0, 0.0
+    before = conn.total_changes
     while True:
         try:
-            return conn.execute(sql, params)
+            cursor = conn.execute(sql, params)
         except sqlite3.OperationalError as err:
-            if getattr(err, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            if not locked(err):
                 raise
             now = time.monotonic()
             if not deadline:
-                deadline = now + BUSY_TIMEOUT_S
+                deadline = now + (wait.bound() if wait is not None else LOCK_WAIT_S)
             elif now > deadline:
+                if wait is not None and wait.since is None:
+                    wait.since = now
                 raise
+        else:
+            # it got the lock (it waited, opened a write transaction or wrote): not locked now
+            if wait is not None and wait.since is not None and (
+                    deadline or conn.in_transaction or conn.total_changes != before):
+                wait.since = None
+            return cursor
         delay = min(delay * 2 or _RETRY_FIRST_S, _RETRY_MAX_S)
         time.sleep(delay * random.uniform(0.5, 1.5))
 
@@ -112,7 +174,7 @@ class Session:
         finally:
             self.lock.release()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self.owner}: {exc}") from exc
+            raise store_error(self.owner, exc, getattr(self.conn, "lock_wait", None)) from exc
 
     def close(self) -> None:
         """Commit what was left for later, close the connection (once the lock is free); the
@@ -172,7 +234,7 @@ class LaterCommits:
         except BaseException as err:
             self.session.lock.release()
             if isinstance(err, sqlite3.Error):
-                raise StoreError(f"{self.session.owner}: {err}") from err
+                raise store_error(self.session.owner, err, getattr(conn, "lock_wait", None)) from err
             raise
         self.left += 1
         return conn
@@ -180,7 +242,7 @@ class LaterCommits:
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.session.lock.release()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"{self.session.owner}: {exc}") from exc
+            raise store_error(self.session.owner, exc, getattr(self.session.conn, "lock_wait", None)) from exc
 
     def stop(self) -> None:
         with self._due:
