@@ -19,6 +19,7 @@ it is stopped.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import yaml
 
+from corral.bench.api_client import HttpError, host_port, read_response
 from corral.bench.api_setups import Server
 from corral.bench.common import Say, free_port, process_cpu_seconds, sayer
 from corral.bench.soak_report import Sample, SoakResult, latency_ms
@@ -162,6 +164,13 @@ class Tally:
         if len(self.error_samples) < MAX_ERROR_SAMPLES:
             self.error_samples.append(what)
 
+    def checked_out(self, ms: float, *, measured: bool) -> None:
+        """A checkout answered with a VM after ``ms``; ``measured``: after the warm-up."""
+        self.checkouts += 1
+        self.interval_ms.append(ms)
+        if measured:
+            self.measured_ms.append(ms)
+
     def take_interval(self) -> tuple[list[float], int, int]:
         taken = (self.interval_ms, self.interval_errors, self.interval_empty)
         self.interval_ms, self.interval_errors, self.interval_empty = [], 0, 0
@@ -193,50 +202,132 @@ def schedule(settings: SoakSettings) -> list[Order]:
     return orders
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection to the server (opened on first use, again after an error)."""
+
+    def __init__(self, url: str) -> None:
+        self.host, self.port = host_port(url)
+        self.host_header = f"{self.host}:{self.port}".encode()
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(self, method: str, path: str) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        try:
+            writer.write(b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n"
+                         % (method.encode(), path.encode(), self.host_header))
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                return await read_response(reader)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A request waiting for a connection: a checkout (``order``) or a return (``hostname``), and
+    when it was asked for (monotonic), from which its latency counts."""
+
+    asked: float
+    order: Order | None = None
+    hostname: str | None = None
+
+
 class Load:
-    def __init__(self, client: httpx.AsyncClient, tally: Tally, warmup_s: float, started: float) -> None:
-        self.client = client
+    """Checkouts and returns carried by ``clients`` connections, each taking the next request
+    from one queue; a checked-out VM's return is queued when its hold ends, or at once when the
+    run is over (:meth:`return_all`). A checkout's latency counts from when it was due, so time
+    spent waiting for a free connection counts too."""
+
+    def __init__(self, url: str, clients: int, tally: Tally, warmup_s: float, started: float) -> None:
         self.tally = tally
         self.warmup_s = warmup_s
         self.started = started
-        self.held: dict[str, str] = {}  # hostname: pool, the VMs out now
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.held: dict[str, asyncio.TimerHandle | None] = {}  # hostname: its return's timer, the VMs out now
+        self.connections = [Connection(url) for _ in range(clients)]
+        self.workers = [asyncio.create_task(self._work(c)) for c in self.connections]
 
-    async def give_back(self, hostname: str) -> None:
+    def checkout(self, order: Order) -> None:
+        self.queue.put_nowait(Job(time.monotonic(), order=order))
+
+    def _return_later(self, hostname: str, hold_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.held[hostname] = loop.call_later(hold_s, self._return_now, hostname)
+
+    def _return_now(self, hostname: str) -> None:
+        timer = self.held.get(hostname)
+        if timer is not None:
+            timer.cancel()
+        self.held[hostname] = None  # queued
+        self.queue.put_nowait(Job(time.monotonic(), hostname=hostname))
+
+    async def return_all(self) -> None:
+        """Give back every VM still out (their holds cut short), and wait for every request queued."""
+        for hostname, timer in list(self.held.items()):
+            if timer is not None:
+                self._return_now(hostname)
+        await self.queue.join()
+        for hostname in [h for h, timer in self.held.items() if timer is None]:  # a return that failed: once more
+            self._return_now(hostname)
+        await self.queue.join()
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            worker.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        for connection in self.connections:
+            connection.close()
+
+    async def _work(self, connection: Connection) -> None:
+        while True:
+            job = await self.queue.get()
+            try:
+                if job.order is not None:
+                    await self._checkout(connection, job.asked, job.order)
+                elif job.hostname is not None:
+                    await self._give_back(connection, job.hostname)
+            finally:
+                self.queue.task_done()
+
+    async def _give_back(self, connection: Connection, hostname: str) -> None:
         try:
-            answer = await self.client.delete(f"/api/v3/vm/{hostname}")
-        except httpx.HTTPError as exc:
+            status, body = await connection.request("DELETE", f"/api/v3/vm/{hostname}")
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError,
+                TimeoutError) as exc:
             self.tally.error(f"DELETE {hostname}: {type(exc).__name__}: {exc}")
             return
-        if answer.status_code == 200:
+        if status == 200:
             self.held.pop(hostname, None)
             self.tally.returns += 1
         else:
-            self.tally.error(f"DELETE {hostname} {answer.status_code}: {answer.text[:200]}")
+            self.tally.error(f"DELETE {hostname} {status}: {body[:200].decode(errors='replace')}")
 
-    async def one(self, order: Order) -> None:
-        sent = time.perf_counter()
+    async def _checkout(self, connection: Connection, asked: float, order: Order) -> None:
+        pool = order.pool
         try:
-            answer = await self.client.post(f"/api/v3/vm/{order.pool}")
-        except httpx.HTTPError as exc:
-            self.tally.error(f"POST {order.pool}: {type(exc).__name__}: {exc}")
+            status, body = await connection.request("POST", f"/api/v3/vm/{pool}")
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError,
+                TimeoutError) as exc:
+            self.tally.error(f"POST {pool}: {type(exc).__name__}: {exc}")
             return
-        took_ms = (time.perf_counter() - sent) * 1000.0
-        if answer.status_code != 200:
-            self.tally.error(f"POST {order.pool} {answer.status_code}: {answer.text[:200]}",
-                             empty=answer.status_code == 503)
+        answered = time.monotonic()
+        if status != 200:
+            self.tally.error(f"POST {pool} {status}: {body[:200].decode(errors='replace')}", empty=status == 503)
             return
         try:
-            hostname = str(answer.json()[order.pool]["hostname"])
+            hostname = str(json.loads(body)[pool]["hostname"])
         except (ValueError, KeyError, TypeError):
-            self.tally.error(f"POST {order.pool} 200 without a hostname: {answer.text[:200]}")
+            self.tally.error(f"POST {pool} 200 without a hostname: {body[:200].decode(errors='replace')}")
             return
-        self.held[hostname] = order.pool
-        self.tally.checkouts += 1
-        self.tally.interval_ms.append(took_ms)
-        if time.monotonic() - self.started >= self.warmup_s:
-            self.tally.measured_ms.append(took_ms)
-        await asyncio.sleep(order.hold_s)
-        await self.give_back(hostname)
+        self.tally.checked_out((answered - asked) * 1000.0, measured=answered - self.started >= self.warmup_s)
+        self._return_later(hostname, order.hold_s)
 
 
 async def drive(settings: SoakSettings, server: Server, directory: Path, say: Say) -> tuple[list[Sample], Tally]:
@@ -245,61 +336,49 @@ async def drive(settings: SoakSettings, server: Server, directory: Path, say: Sa
     tally = Tally()
     samples: list[Sample] = []
     pid = server.process.pid
-    limits = httpx.Limits(max_connections=settings.clients, max_keepalive_connections=settings.clients)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
-        started = time.monotonic()
-        load = Load(client, tally, settings.warmup_s, started)
-        tasks: set[asyncio.Task[None]] = set()
+    started = time.monotonic()
+    load = Load(server.url, settings.clients, tally, settings.warmup_s, started)
 
-        async def sampler() -> None:
-            next_line = progress_every_s(settings.run_s)
-            since_line: list[float] = []
-            errors_at_line = 0
-            while True:
-                await asyncio.sleep(settings.interval_s - (time.monotonic() - started) % settings.interval_s)
-                if server.process.poll() is not None:
-                    raise RuntimeError(f"the server exited with {server.process.returncode}:\n"
-                                       f"{server.log.read_text(errors='replace')[-3000:]}")
-                now = time.monotonic() - started
-                seen = probe(pid)
-                ms, errors, empty = tally.take_interval()
-                since_line += ms
-                samples.append(Sample(t_s=round(now, 3), rss_kb=seen.rss_kb, fds=seen.fds, threads=seen.threads,
-                                      store_bytes=store_bytes(directory), cpu_s=seen.cpu_s, checkouts=len(ms),
-                                      p50_ms=round(latency_ms(ms, 50), 3), p99_ms=round(latency_ms(ms, 99), 3),
-                                      errors=errors, empty=empty))
-                if now >= next_line - settings.interval_s / 2:
-                    last = samples[-1]
-                    say(f"{_clock(now)} of {_clock(settings.run_s)}: {tally.checkouts:,} checkouts, "
-                        f"{len(load.held)} out, RSS {last.rss_kb / 1024:.1f} MB, {last.fds} fds, "
-                        f"{last.threads} threads, store {last.store_bytes / 1024 / 1024:.2f} MB, "
-                        f"p99 {latency_ms(since_line, 99):.1f} ms, errors {tally.errors - errors_at_line}")
-                    since_line, errors_at_line = [], tally.errors
-                    next_line += progress_every_s(settings.run_s)
+    async def sampler() -> None:
+        next_line = progress_every_s(settings.run_s)
+        since_line: list[float] = []
+        errors_at_line = 0
+        for k in range(1, round(settings.run_s / settings.interval_s) + 1):
+            await asyncio.sleep(max(0.0, started + k * settings.interval_s - time.monotonic()))
+            if server.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.process.returncode}:\n"
+                                   f"{server.log.read_text(errors='replace')[-3000:]}")
+            now = time.monotonic() - started
+            seen = probe(pid)
+            ms, errors, empty = tally.take_interval()
+            since_line += ms
+            samples.append(Sample(t_s=round(now, 3), rss_kb=seen.rss_kb, fds=seen.fds, threads=seen.threads,
+                                  store_bytes=store_bytes(directory), cpu_s=seen.cpu_s, checkouts=len(ms),
+                                  p50_ms=round(latency_ms(ms, 50), 3), p99_ms=round(latency_ms(ms, 99), 3),
+                                  errors=errors, empty=empty))
+            if now >= next_line - settings.interval_s / 2:
+                last = samples[-1]
+                say(f"{_clock(now)} of {_clock(settings.run_s)}: {tally.checkouts:,} checkouts, "
+                    f"{len(load.held)} out, RSS {last.rss_kb / 1024:.1f} MB, {last.fds} fds, "
+                    f"{last.threads} threads, store {last.store_bytes / 1024 / 1024:.2f} MB, "
+                    f"p99 {latency_ms(since_line, 99):.1f} ms, errors {tally.errors - errors_at_line}")
+                since_line, errors_at_line = [], tally.errors
+                next_line += progress_every_s(settings.run_s)
 
-        sampling = asyncio.create_task(sampler())
-        try:
-            for order in schedule(settings):
-                if sampling.done():
-                    break
-                delay = started + order.at_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(load.one(order))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            remaining = started + settings.run_s - time.monotonic()
-            if remaining > 0 and not sampling.done():
-                await asyncio.wait([sampling], timeout=remaining)
-        finally:
+    sampling = asyncio.create_task(sampler())
+    try:
+        for order in schedule(settings):
             if sampling.done():
-                sampling.result()  # the server died: say so
-            sampling.cancel()
-            for task in list(tasks):
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for hostname in list(load.held):  # the VMs still held go back now
-            await load.give_back(hostname)
+                break
+            delay = started + order.at_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            load.checkout(order)
+        await sampling  # the last sample is taken at the end of the run; raises when the server died
+        await load.return_all()
+    finally:
+        sampling.cancel()
+        await load.stop()
     return samples, tally
 
 
