@@ -5,50 +5,44 @@ The server is a child process (``python -m corral.cli serve``) on the simulator 
 store in a temporary directory, with ``pools`` pools of ``pool_size`` whose refills take
 ``ready_s`` real seconds (the simulator's create call, clone and boot at a time scale) and a
 short history (``data_ttl_minutes``), so that the store reaches a steady size. Once the pools
-are full, checkouts leave on a fixed schedule (``rate`` a second, whatever the answers take;
-a pool drawn at random, seeded) over ``clients`` keep-alive HTTP connections; each VM is
-returned after a random hold: most within ``hold_s``, a ``long_share`` of them between a third
-of ``long_hold_s`` and ``long_hold_s``, so that some VMs are always out and every pool always
-refills. Every ``interval_s`` the server is sampled from /proc (VmRSS, open fds, threads, CPU),
-the store's files are measured and the checkouts completed since are summarised (p50, p99,
-errors): a :class:`~corral.bench.soak_report.Sample`. A progress line a minute. At the end
-the VMs still held are returned, the server is asked how many VMs are still checked out, and
-it is stopped.
+are full, checkouts leave on a fixed schedule (``rate`` a second, whatever the answers take; a
+pool drawn at random, seeded) over ``clients`` keep-alive HTTP connections; each VM is returned
+after a random hold: most within ``hold_s``, a ``long_share`` of them between a third of
+``long_hold_s`` and ``long_hold_s``, so that some VMs are always out and every pool always
+refills (:mod:`corral.bench.soak_load`). Every ``interval_s`` the server is sampled from /proc
+(VmRSS, open fds, threads, CPU), the store's files are measured (all of them, and the WAL
+alone) and the checkouts completed since are summarised (p50, p99, errors): a
+:class:`~corral.bench.soak_report.Sample`. A progress line a minute. At the end the VMs still
+held are returned, the server is asked how many VMs are still checked out, it is stopped, and
+its log (JSON lines, warnings and above) is read for errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from corral.bench.api_client import HttpError, host_port, read_response
 from corral.bench.api_setups import Server
 from corral.bench.common import Say, free_port, process_cpu_seconds, sayer
+from corral.bench.soak_load import MAX_ERROR_SAMPLES, REQUEST_TIMEOUT_S, Load, Tally, pool_names, schedule
 from corral.bench.soak_report import Sample, SoakResult, latency_ms
 from corral.bench.soak_settings import SoakSettings, progress_every_s
 from corral.providers.sim.settings import SimLatency
 
 FILL_TIMEOUT_S = 120.0
-REQUEST_TIMEOUT_S = 30.0
-MAX_ERROR_SAMPLES = 5
 STORE_FILE = "corral.db"
 
 
 # -- the server -----------------------------------------------------------------------------
-
-
-def pool_names(settings: SoakSettings) -> list[str]:
-    return [f"soak-{i}" for i in range(1, settings.pools + 1)]
 
 
 def time_scale(settings: SoakSettings) -> float:
@@ -102,15 +96,36 @@ def probe(pid: int) -> Probe:
                  cpu_s=process_cpu_seconds(pid) or 0.0)
 
 
-def store_bytes(directory: Path) -> int:
-    """The sqlite store's files together: the database, its WAL and shared memory."""
-    total = 0
+def store_bytes(directory: Path) -> tuple[int, int]:
+    """The sqlite store's files together (the database, its WAL and shared memory), and the WAL alone."""
+    total = wal = 0
     for path in directory.glob(f"{STORE_FILE}*"):
         try:
-            total += path.stat().st_size
+            size = path.stat().st_size
         except OSError:
-            pass  # a file sqlite removed meanwhile
-    return total
+            continue  # a file sqlite removed meanwhile
+        total += size
+        if path.name.endswith("-wal"):
+            wal = size
+    return total, wal
+
+
+def log_problems(log: Path) -> tuple[dict[str, int], list[str]]:
+    """The server's log records (JSON lines) at warning and above, counted by level, and the
+    first few error messages."""
+    counts = {"warning": 0, "error": 0, "critical": 0}
+    errors: list[str] = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            level = str(record["level"])
+        except (ValueError, KeyError, TypeError):
+            continue  # not a log record (an interpreter's message at exit, say)
+        if level in counts:
+            counts[level] += 1
+            if level != "warning" and len(errors) < MAX_ERROR_SAMPLES:
+                errors.append(f"{record.get('logger', '')}: {record.get('msg', '')}"[:300])
+    return counts, errors
 
 
 def status(url: str) -> dict[str, Any]:
@@ -138,196 +153,7 @@ def wait_full(server: Server, pools: list[str], size: int) -> float:
     raise RuntimeError(f"the pools did not fill within {FILL_TIMEOUT_S:.0f} s: {ready}")
 
 
-# -- the load ------------------------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    """The checkouts and returns so far, and those of the current sampling interval."""
-
-    checkouts: int = 0
-    returns: int = 0
-    errors: int = 0
-    empty: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    measured_ms: list[float] = field(default_factory=list)  # after the warm-up, for the run's percentiles
-    interval_ms: list[float] = field(default_factory=list)
-    interval_errors: int = 0
-    interval_empty: int = 0
-
-    def error(self, what: str, *, empty: bool = False) -> None:
-        self.errors += 1
-        self.interval_errors += 1
-        if empty:
-            self.empty += 1
-            self.interval_empty += 1
-        if len(self.error_samples) < MAX_ERROR_SAMPLES:
-            self.error_samples.append(what)
-
-    def checked_out(self, ms: float, *, measured: bool) -> None:
-        """A checkout answered with a VM after ``ms``; ``measured``: after the warm-up."""
-        self.checkouts += 1
-        self.interval_ms.append(ms)
-        if measured:
-            self.measured_ms.append(ms)
-
-    def take_interval(self) -> tuple[list[float], int, int]:
-        taken = (self.interval_ms, self.interval_errors, self.interval_empty)
-        self.interval_ms, self.interval_errors, self.interval_empty = [], 0, 0
-        return taken
-
-
-@dataclass(frozen=True)
-class Order:
-    """One scheduled checkout: when (seconds after the start), from which pool, held how long."""
-
-    at_s: float
-    pool: str
-    hold_s: float
-
-
-def schedule(settings: SoakSettings) -> list[Order]:
-    """Every checkout of the run, from the seed: one every 1/``rate`` s, a pool at random, a hold
-    of up to ``hold_s``, or for a ``long_share`` between a third of ``long_hold_s`` and it."""
-    rng = random.Random(settings.seed)
-    pools = pool_names(settings)
-    count = int(settings.run_s * settings.rate)
-    orders = []
-    for k in range(count):
-        if rng.random() < settings.long_share:
-            hold = rng.uniform(settings.long_hold_s / 3, settings.long_hold_s)
-        else:
-            hold = rng.uniform(0, settings.hold_s)
-        orders.append(Order(k / settings.rate, rng.choice(pools), hold))
-    return orders
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection to the server (opened on first use, again after an error)."""
-
-    def __init__(self, url: str) -> None:
-        self.host, self.port = host_port(url)
-        self.host_header = f"{self.host}:{self.port}".encode()
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def request(self, method: str, path: str) -> tuple[int, bytes]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self.streams
-        try:
-            writer.write(b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n"
-                         % (method.encode(), path.encode(), self.host_header))
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                return await read_response(reader)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
-
-
-@dataclass(frozen=True)
-class Job:
-    """A request waiting for a connection: a checkout (``order``) or a return (``hostname``), and
-    when it was asked for (monotonic), from which its latency counts."""
-
-    asked: float
-    order: Order | None = None
-    hostname: str | None = None
-
-
-class Load:
-    """Checkouts and returns carried by ``clients`` connections, each taking the next request
-    from one queue; a checked-out VM's return is queued when its hold ends, or at once when the
-    run is over (:meth:`return_all`). A checkout's latency counts from when it was due, so time
-    spent waiting for a free connection counts too."""
-
-    def __init__(self, url: str, clients: int, tally: Tally, warmup_s: float, started: float) -> None:
-        self.tally = tally
-        self.warmup_s = warmup_s
-        self.started = started
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        self.held: dict[str, asyncio.TimerHandle | None] = {}  # hostname: its return's timer, the VMs out now
-        self.connections = [Connection(url) for _ in range(clients)]
-        self.workers = [asyncio.create_task(self._work(c)) for c in self.connections]
-
-    def checkout(self, order: Order) -> None:
-        self.queue.put_nowait(Job(time.monotonic(), order=order))
-
-    def _return_later(self, hostname: str, hold_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.held[hostname] = loop.call_later(hold_s, self._return_now, hostname)
-
-    def _return_now(self, hostname: str) -> None:
-        timer = self.held.get(hostname)
-        if timer is not None:
-            timer.cancel()
-        self.held[hostname] = None  # queued
-        self.queue.put_nowait(Job(time.monotonic(), hostname=hostname))
-
-    async def return_all(self) -> None:
-        """Give back every VM still out (their holds cut short), and wait for every request queued."""
-        for hostname, timer in list(self.held.items()):
-            if timer is not None:
-                self._return_now(hostname)
-        await self.queue.join()
-        for hostname in [h for h, timer in self.held.items() if timer is None]:  # a return that failed: once more
-            self._return_now(hostname)
-        await self.queue.join()
-
-    async def stop(self) -> None:
-        for worker in self.workers:
-            worker.cancel()
-        await asyncio.gather(*self.workers, return_exceptions=True)
-        for connection in self.connections:
-            connection.close()
-
-    async def _work(self, connection: Connection) -> None:
-        while True:
-            job = await self.queue.get()
-            try:
-                if job.order is not None:
-                    await self._checkout(connection, job.asked, job.order)
-                elif job.hostname is not None:
-                    await self._give_back(connection, job.hostname)
-            finally:
-                self.queue.task_done()
-
-    async def _give_back(self, connection: Connection, hostname: str) -> None:
-        try:
-            status, body = await connection.request("DELETE", f"/api/v3/vm/{hostname}")
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError,
-                TimeoutError) as exc:
-            self.tally.error(f"DELETE {hostname}: {type(exc).__name__}: {exc}")
-            return
-        if status == 200:
-            self.held.pop(hostname, None)
-            self.tally.returns += 1
-        else:
-            self.tally.error(f"DELETE {hostname} {status}: {body[:200].decode(errors='replace')}")
-
-    async def _checkout(self, connection: Connection, asked: float, order: Order) -> None:
-        pool = order.pool
-        try:
-            status, body = await connection.request("POST", f"/api/v3/vm/{pool}")
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, HttpError,
-                TimeoutError) as exc:
-            self.tally.error(f"POST {pool}: {type(exc).__name__}: {exc}")
-            return
-        answered = time.monotonic()
-        if status != 200:
-            self.tally.error(f"POST {pool} {status}: {body[:200].decode(errors='replace')}", empty=status == 503)
-            return
-        try:
-            hostname = str(json.loads(body)[pool]["hostname"])
-        except (ValueError, KeyError, TypeError):
-            self.tally.error(f"POST {pool} 200 without a hostname: {body[:200].decode(errors='replace')}")
-            return
-        self.tally.checked_out((answered - asked) * 1000.0, measured=answered - self.started >= self.warmup_s)
-        self._return_later(hostname, order.hold_s)
+# -- the run ---------------------------------------------------------------------------------
 
 
 async def drive(settings: SoakSettings, server: Server, directory: Path, say: Say) -> tuple[list[Sample], Tally]:
@@ -352,8 +178,9 @@ async def drive(settings: SoakSettings, server: Server, directory: Path, say: Sa
             seen = probe(pid)
             ms, errors, empty = tally.take_interval()
             since_line += ms
+            store, wal = store_bytes(directory)
             samples.append(Sample(t_s=round(now, 3), rss_kb=seen.rss_kb, fds=seen.fds, threads=seen.threads,
-                                  store_bytes=store_bytes(directory), cpu_s=seen.cpu_s, checkouts=len(ms),
+                                  store_bytes=store, wal_bytes=wal, cpu_s=round(seen.cpu_s, 2), checkouts=len(ms),
                                   p50_ms=round(latency_ms(ms, 50), 3), p99_ms=round(latency_ms(ms, 99), 3),
                                   errors=errors, empty=empty))
             if now >= next_line - settings.interval_s / 2:
@@ -394,7 +221,8 @@ def run_soak(settings: SoakSettings, progress: Say | None = None) -> SoakResult:
         config = write_config(directory, settings)
         port = free_port()
         server = Server("corral", [sys.executable, "-m", "corral.cli", "serve", "--config", str(config),
-                                   "--port", str(port), "--log-level", "warning"], directory, port=port)
+                                   "--port", str(port), "--log-level", "warning", "--log-format", "json"],
+                        directory, port=port)
         try:
             server.wait_listening()
             filled = wait_full(server, pool_names(settings), settings.pool_size)
@@ -404,6 +232,7 @@ def run_soak(settings: SoakSettings, progress: Say | None = None) -> SoakResult:
             end = status(server.url)
         finally:
             server.stop()
+        logged, log_errors = log_problems(server.log)
     queue = end.get("queue", {})
     measured = sorted(tally.measured_ms)
     return SoakResult(
@@ -412,6 +241,7 @@ def run_soak(settings: SoakSettings, progress: Say | None = None) -> SoakResult:
         max_ms=measured[-1] if measured else 0.0,
         server={"pid": server.process.pid, "running": int(queue.get("running", 0)),
                 "ready": int(queue.get("ready", 0)), "pending": int(queue.get("pending", 0)),
-                "exit_code": server.process.returncode, "fill_s": round(filled, 2)},
+                "exit_code": server.process.returncode, "fill_s": round(filled, 2), "logged": logged,
+                "log_errors": log_errors},
         error_samples=tally.error_samples)
 

@@ -34,6 +34,7 @@ class Sample:
     fds: int  # entries of /proc/PID/fd
     threads: int  # Threads of /proc/PID/status
     store_bytes: int  # the sqlite files: database, WAL and shared memory
+    wal_bytes: int  # of which the WAL
     cpu_s: float  # the server's user + system CPU seconds so far
     checkouts: int  # checkouts completed in the interval
     p50_ms: float  # of those checkouts (0 without any)
@@ -142,7 +143,7 @@ class SoakResult:
 
     def drifts(self) -> dict[str, Drift | None]:
         after = self.after_warmup
-        return {what: drift(after, what) for what in ("rss_kb", "fds", "threads", "store_bytes")}
+        return {what: drift(after, what) for what in ("rss_kb", "fds", "threads", "store_bytes", "wal_bytes")}
 
     @property
     def still_rising(self) -> bool | None:
@@ -162,9 +163,21 @@ class SoakResult:
         return int(self.server.get("running", 0))
 
     @property
+    def server_errors_logged(self) -> int:
+        logged = self.server.get("logged", {})
+        return int(logged.get("error", 0)) + int(logged.get("critical", 0))
+
+    @property
     def ok(self) -> bool:
         return (all(self.targets_met.values()) and self.errors == 0 and self.leaked == 0
-                and self.checkouts > 0 and self.returns == self.checkouts)
+                and self.checkouts > 0 and self.returns == self.checkouts and self.server_errors_logged == 0)
+
+    def server_cpu_pct(self) -> float | None:
+        """The server's CPU after the warm-up, in percent of one core."""
+        after = self.after_warmup
+        if len(after) < 2 or after[-1].t_s == after[0].t_s:
+            return None
+        return (after[-1].cpu_s - after[0].cpu_s) / (after[-1].t_s - after[0].t_s) * 100.0
 
     def worst_p99_ms(self) -> float:
         return max((s.p99_ms for s in self.after_warmup), default=0.0)
@@ -184,12 +197,14 @@ class SoakResult:
             "p50_ms": round(self.p50_ms, 3), "p99_ms": round(self.p99_ms, 3), "max_ms": round(self.max_ms, 3),
             "worst_interval_p99_ms": round(self.worst_p99_ms(), 3),
             "rss_mb": _mb(d["rss_kb"], 1024), "fds": _plain(d["fds"]), "threads": _plain(d["threads"]),
-            "store_mb": _mb(d["store_bytes"], 1024 * 1024),
+            "store_mb": _mb(d["store_bytes"], 1024 * 1024), "wal_mb": _mb(d["wal_bytes"], 1024 * 1024),
+            "server_cpu_pct": None if (cpu := self.server_cpu_pct()) is None else round(cpu, 1),
             "rss_growth_pct": None if d["rss_kb"] is None else round(d["rss_kb"].growth_pct, 2),
             "still_rising": self.still_rising,
             "final": None if last is None else {"rss_mb": round(last.rss_kb / 1024, 2), "fds": last.fds,
                                                 "threads": last.threads,
                                                 "store_mb": round(last.store_bytes / 1024 / 1024, 3),
+                                                "wal_mb": round(last.wal_bytes / 1024 / 1024, 3),
                                                 "cpu_s": round(last.cpu_s, 2)},
             "server": self.server,
             "leaked": self.leaked,
@@ -208,10 +223,14 @@ class SoakResult:
                  f"  checkouts {self.checkouts:,} (returned {self.returns:,}), errors {self.errors} "
                  f"(empty pool {self.empty}), still out at the end {self.leaked}",
                  f"  checkout p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, worst interval p99 "
-                 f"{self.worst_p99_ms():.1f} ms, max {self.max_ms:.1f} ms"]
+                 f"{self.worst_p99_ms():.1f} ms, max {self.max_ms:.1f} ms",
+                 f"  server CPU {_pct(self.server_cpu_pct())} of a core; its log: "
+                 + ", ".join(f"{n} {level}" for level, n in self.server.get("logged", {}).items())]
+        lines += [f"    {message}" for message in self.server.get("log_errors", [])]
         for what, label, scale, unit in (("rss_kb", "RSS", 1024, "MB"), ("fds", "open fds", 1, ""),
                                          ("threads", "threads", 1, ""),
-                                         ("store_bytes", "store", 1024 * 1024, "MB")):
+                                         ("store_bytes", "store", 1024 * 1024, "MB"),
+                                         ("wal_bytes", "of which WAL", 1024 * 1024, "MB")):
             if (x := d[what]) is not None:
                 lines.append(f"  {label}: {x.first / scale:,.2f} -> {x.last / scale:,.2f} {unit} "
                              f"({x.growth_pct:+.2f} %), last half {x.last_half_slope_per_h / scale:+,.2f} {unit}/h "
@@ -255,6 +274,10 @@ class SoakResult:
             p50_ms=[x.p50_ms for x in self.samples], p99_ms=[x.p99_ms for x in self.samples]),
             warmup_minutes=self.settings.warmup_s / 60,
             title=f"corral bench soak: {self.settings.minutes:g} min at {self.settings.rate:g} checkouts/s")
+
+
+def _pct(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} %"
 
 
 def _plain(d: Drift | None) -> dict[str, float] | None:
