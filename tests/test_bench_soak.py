@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,5 +213,7 @@ def test_the_figure_shows_a_run_over_time(tmp_path: Path) -> None:
                                                 "ms, per interval"]
     rss = panels[0].get_lines()[0].get_ydata()
     assert len(rss) == 60 and rss[-1] == pytest.approx(LEAKING[-1] / 1024)
+    limit = panels[0].get_lines()[1].get_ydata()  # the target: 5 % above the first window after the warm-up
+    assert limit[0] == pytest.approx(statistics.median(LEAKING[5:11]) * 1.05 / 1024)
     path = save_png(figure, tmp_path / "soak.png")
     assert path.stat().st_size > 10_000

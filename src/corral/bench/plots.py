@@ -222,16 +222,21 @@ class SoakSeries:
     p99_ms: Sequence[float]
 
 
-def soak_figure(series: SoakSeries, *, warmup_minutes: float, title: str) -> Figure:
-    """Four panels over the minutes of a soak run, the warm-up shaded: RSS, open fds, store
-    size and checkout latency (p50, p99 per sampling interval)."""
+def soak_figure(series: SoakSeries, *, warmup_minutes: float, rss_limit_mb: float | None, title: str) -> Figure:
+    """Four panels over the minutes of a soak run, the warm-up shaded: RSS (with the most it may
+    reach, ``rss_limit_mb``; its axis does not start at 0, so that a drift shows), open fds,
+    store size and checkout latency (p50, p99 per sampling interval)."""
     figure = _figure(SOAK_SIZE)
     panels = figure.subplots(4, 1, sharex=True)
     for axes, values, label in ((panels[0], series.rss_mb, "server RSS, MB"), (panels[1], series.fds, "open fds"),
                                 (panels[2], series.store_mb, "store (sqlite files), MB")):
         axes.plot(series.minutes, values, "-", linewidth=1.0)
         axes.set_ylabel(label)
-        axes.set_ylim(bottom=0, top=max(values, default=1) * 1.15 or 1)
+        if axes is not panels[0]:
+            axes.set_ylim(bottom=0, top=max(values, default=1) * 1.15 or 1)
+    if rss_limit_mb is not None:
+        panels[0].axhline(rss_limit_mb, linestyle="--", color="grey", label=f"target: below {rss_limit_mb:,.1f} MB")
+        panels[0].legend(fontsize="small", loc="lower right")
     latency = panels[3]
     latency.plot(series.minutes, series.p50_ms, "-", linewidth=0.8, label="checkout p50")
     latency.plot(series.minutes, series.p99_ms, "-", linewidth=1.0, label="checkout p99")

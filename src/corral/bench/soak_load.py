@@ -137,7 +137,8 @@ class Load:
         self.workers = [asyncio.create_task(self._work(c)) for c in self.connections]
 
     def checkout(self, order: Order) -> None:
-        self.queue.put_nowait(Job(time.monotonic(), order=order))
+        """Queue ``order``'s checkout, due ``order.at_s`` after the start."""
+        self.queue.put_nowait(Job(self.started + order.at_s, order=order))
 
     def _return_later(self, hostname: str, hold_s: float) -> None:
         if self.stopping:  # the run is over: no more holds

@@ -259,7 +259,7 @@ class SoakResult:
         rss = d["rss_kb"]
         row = (f"| {time.strftime('%Y-%m-%d')} | {s.minutes:g} | {s.rate:g} | {self.checkouts:,} | {self.errors} | "
                f"{moved(rss, 1024, ',.1f')} | "
-               f"{'' if rss is None else f'{rss.last_half_slope_per_h / 1024:+,.1f} MB/h'} | "
+               f"{'' if rss is None else _slope_cell(rss, self.still_rising)} | "
                f"{moved(d['fds'], 1, ',.0f')} | {moved(d['store_bytes'], 1024 * 1024, ',.2f')} | "
                f"{self.p50_ms:.1f} / {self.p99_ms:.1f} ({self.worst_p99_ms():.1f}) | "
                f"{'met' if all(self.targets_met.values()) else 'NOT met'} | `{command}` |\n")
@@ -273,7 +273,15 @@ class SoakResult:
             fds=[x.fds for x in self.samples], store_mb=[x.store_bytes / 1024 / 1024 for x in self.samples],
             p50_ms=[x.p50_ms for x in self.samples], p99_ms=[x.p99_ms for x in self.samples]),
             warmup_minutes=self.settings.warmup_s / 60,
+            rss_limit_mb=None if (rss := self.drifts()["rss_kb"]) is None
+            else rss.first * (1 + RSS_TARGET_PCT / 100) / 1024,
             title=f"corral bench soak: {self.settings.minutes:g} min at {self.settings.rate:g} checkouts/s")
+
+
+def _slope_cell(rss: Drift, rising: bool | None) -> str:
+    """RSS's slope over the last half in MB/h, what it adds over that half, and whether that is still rising."""
+    return (f"{rss.last_half_slope_per_h / 1024:+,.1f} MB/h ({rss.last_half_rise_pct:+.1f} %"
+            f"{', still rising' if rising else ''})")
 
 
 def _pct(value: float | None) -> str:
@@ -296,7 +304,8 @@ def _mb(d: Drift | None, per_mb: float) -> dict[str, float] | None:
 
 SOAK_TABLE_HEADER = (
     "| date | minutes | checkouts/s | checkouts | errors | RSS MB after warm-up → end (growth) | RSS slope, last half "
-    "| open fds (growth) | store MB (growth) | checkout p50 / p99 ms (worst interval p99) | targets | command |\n"
+    "(rise over it) | open fds (growth) | store MB (growth) | checkout p50 / p99 ms (worst interval p99) | targets "
+    "| command |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 SOAK_INTRO = "## `corral bench soak`: a steady load for half an hour\n\n"
