@@ -538,3 +538,37 @@ def bench_autosize(
             plot=("autosize", AUTOSIZE_TABLE_HEADER,
                   "Ready VMs over one simulated day: fixed at the average, fixed at the peak, autosized")
             if plot else None)
+
+
+@_command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(help="Minutes of load (the first tenth, at least a minute and at most a "
+                                                "quarter, is warm-up).")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of the checkouts' pools and hold times.")] = 1,
+    rate: Annotated[float, typer.Option(help="Checkouts/s, on a fixed schedule.")] = 20.0,
+    clients: Annotated[int, typer.Option(help="HTTP keep-alive connections the checkouts and returns share.")] = 4,
+    pools: Annotated[int, typer.Option(help="Pools, each checked out from at random.")] = 3,
+    pool_size: Annotated[int, typer.Option(help="Ready VMs each pool is kept at.")] = 40,
+    ready_s: Annotated[float, typer.Option(help="Real seconds a refill takes (the simulator's create call, clone "
+                                                "and boot).")] = 2.5,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+    plot: PlotOption = False,
+) -> None:
+    """A steady checkout/return load with refills against one real `corral serve` (simulator,
+    sqlite) for --minutes: the server's resident memory, open fds, threads and store size over
+    time, and checkout p50/p99 per interval. Target: RSS grows less than 5 % after the warm-up,
+    and open fds stay flat.
+
+    Example: corral bench soak --minutes 30 --record --plot
+    """
+    from corral.bench.soak import run_soak
+    from corral.bench.soak_report import SOAK_TABLE_HEADER
+    from corral.bench.soak_settings import SoakSettings
+
+    _need_matplotlib(plot)
+    measure(SoakSettings(minutes=minutes, seed=seed, rate=rate, clients=clients, pools=pools, pool_size=pool_size,
+                         ready_s=ready_s), run_soak, as_json=as_json, record=record, output=output,
+            plot=("soak", SOAK_TABLE_HEADER, "Server RSS, open fds, store size and checkout p50/p99 over a soak run")
+            if plot else None)

@@ -9,7 +9,9 @@ Three benchmarks have a curve that says more than their table:
 - :func:`fill_figure`: VMs ready over time, corral against the vmpooler-style loop, with the
   ideal fill time;
 - :func:`autosize_figure`: one simulated day, each strategy's ready VMs, the autosized size and
-  the checkouts.
+  the checkouts;
+- :func:`soak_figure`: a soak run's server RSS, open fds, store size and checkout latency
+  over time.
 
 Each builds a :class:`matplotlib.figure.Figure` of a fixed size on the Agg canvas (no
 pyplot, no display, no global state); :func:`save_png` writes it. matplotlib is imported
@@ -34,6 +36,7 @@ INVENTORY_SIZE = (8.0, 5.0)  # inches; at DPI: 800 x 500 pixels
 API_SIZE = (11.0, 4.5)
 FILL_SIZE = (8.0, 4.5)
 AUTOSIZE_SIZE = (11.0, 7.0)
+SOAK_SIZE = (9.0, 9.0)
 INSTALL_HINT = "pip install 'corral[bench]'"
 
 
@@ -203,4 +206,47 @@ def autosize_figure(ready: Sequence[DayCurve], size: DayCurve, checkouts: Sequen
     bottom.legend(handles, [h.get_label() for h in handles], fontsize="small", loc="upper left")
     for axes in (top, bottom):
         axes.grid(True, alpha=0.3)
+    return figure
+
+
+@dataclass(frozen=True)
+class SoakSeries:
+    """A soak run's samples over time: minutes since the load started and, at each, the
+    server's RSS, open fds and store size, and the checkouts' p50 and p99 since the sample before."""
+
+    minutes: Sequence[float]
+    rss_mb: Sequence[float]
+    fds: Sequence[float]
+    store_mb: Sequence[float]
+    p50_ms: Sequence[float]
+    p99_ms: Sequence[float]
+
+
+def soak_figure(series: SoakSeries, *, warmup_minutes: float, rss_limit_mb: float | None, title: str) -> Figure:
+    """Four panels over the minutes of a soak run, the warm-up shaded: RSS (with the most it may
+    reach, ``rss_limit_mb``; its axis does not start at 0, so that a drift shows), open fds,
+    store size and checkout latency (p50, p99 per sampling interval)."""
+    figure = _figure(SOAK_SIZE)
+    panels = figure.subplots(4, 1, sharex=True)
+    for axes, values, label in ((panels[0], series.rss_mb, "server RSS, MB"), (panels[1], series.fds, "open fds"),
+                                (panels[2], series.store_mb, "store (sqlite files), MB")):
+        axes.plot(series.minutes, values, "-", linewidth=1.0)
+        axes.set_ylabel(label)
+        if axes is not panels[0]:
+            axes.set_ylim(bottom=0, top=max(values, default=1) * 1.15 or 1)
+    if rss_limit_mb is not None:
+        panels[0].axhline(rss_limit_mb, linestyle="--", color="grey", label=f"target: below {rss_limit_mb:,.1f} MB")
+        panels[0].legend(fontsize="small", loc="lower right")
+    latency = panels[3]
+    latency.plot(series.minutes, series.p50_ms, "-", linewidth=0.8, label="checkout p50")
+    latency.plot(series.minutes, series.p99_ms, "-", linewidth=1.0, label="checkout p99")
+    latency.set_ylabel("ms, per interval")
+    latency.set_ylim(bottom=0)
+    latency.legend(fontsize="small", loc="upper right")
+    latency.set_xlabel("minutes since the load started")
+    for axes in panels:
+        axes.axvspan(0, warmup_minutes, color="grey", alpha=0.15, linewidth=0)
+        axes.grid(True, alpha=0.3)
+        axes.set_xlim(left=0, right=max(series.minutes, default=1) or 1)
+    panels[0].set_title(f"{title} (warm-up shaded)", fontsize="medium")
     return figure
