@@ -6,7 +6,8 @@ every VM a bulk ``create_vms`` or ``start_vms`` answers with ``ok=False``, is co
 operation) and the failure's :class:`~corral.providers.base.Cause` (``ProviderError.cause``,
 ``CreateResult.cause``; none reads as ``other``, a ``TimeoutError`` as ``timeout``). Session
 renewals (a session that expired and was renewed, the call then succeeding) are no failures
-but are counted too, from the provider's own ``sessions_renewed``.
+but are counted too, from the provider's own ``sessions_renewed``, read as each call starts and
+ends (one renewed by a long poll is counted by the next call, or when the poll returns).
 
 The wrapper stands in for the provider everywhere (the runner, the pool manager, the inventory's
 change feed, the control plane's probes): attributes it does not define itself are read from,
@@ -135,7 +136,14 @@ class Counted(Provider):
         self._inner.sessions_renewed = value
 
     # -- counting --------------------------------------------------------------------------------
+    def _sync_renewals(self) -> None:
+        renewed = self._inner.sessions_renewed
+        if renewed > self._renewals_seen:
+            self._counts.renewed(self.name, renewed - self._renewals_seen)
+            self._renewals_seen = renewed
+
     async def _counted(self, operation: str, call: Awaitable[T]) -> T:
+        self._sync_renewals()  # one renewed by a long poll still under way, too
         try:
             return await call
         except ProviderError as exc:
@@ -148,10 +156,7 @@ class Counted(Provider):
             self._counts.failed(self.name, operation, Cause.OTHER)
             raise
         finally:
-            renewed = self._inner.sessions_renewed
-            if renewed > self._renewals_seen:
-                self._counts.renewed(self.name, renewed - self._renewals_seen)
-                self._renewals_seen = renewed
+            self._sync_renewals()
 
     def _results(self, operation: str, results: list[CreateResult]) -> list[CreateResult]:
         for result in results:

@@ -211,6 +211,16 @@ class SimControls:
         vm = self.cluster.vms.get(name)
         return vm.view() if vm is not None else None
 
+    def vm_names(self) -> set[str]:
+        """The names of every VM the simulator has now."""
+        return set(self.cluster.vms)
+
+    def injected(self) -> dict[str, int]:
+        """The failures injected so far by kind: ``clone`` (:meth:`fail_clones`), ``renewal``
+        (:meth:`fail_renewals`), ``unreachable`` (calls refused by :meth:`unreachable_for`) and
+        ``feed`` (:meth:`drop_feed`)."""
+        return dict(self.faults.injected)
+
     def vm_disks(self, name: str) -> list[int]:
         """The sizes in GiB of the disks added to a VM, in order."""
         return list(self.cluster.vm(name).disks)

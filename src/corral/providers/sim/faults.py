@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 
 from corral.providers.base import Cause, ProviderError
@@ -54,6 +54,7 @@ class Faults:
         self._renewals_failing = 0  # renewals still to fail
         self._unreachable_until: float | None = None
         self._feed_drops = 0  # change-feed calls still to drop
+        self.injected: Counter[str] = Counter()  # failures injected so far: clone, renewal, unreachable, feed
 
     # -- clones ------------------------------------------------------------------------------------
     def fail_clones(self, rate: float, seed: int = 0) -> None:
@@ -64,7 +65,10 @@ class Faults:
 
     def clone_fails(self) -> bool:
         """Whether the next VM of a create call fails (drawn from its own seeded generator)."""
-        return self._clone_rate > 0 and self._clone_rng.random() < self._clone_rate
+        if self._clone_rate > 0 and self._clone_rng.random() < self._clone_rate:
+            self.injected["clone"] += 1
+            return True
+        return False
 
     # -- the session -------------------------------------------------------------------------------
     def expire_session_every(self, calls: int) -> None:
@@ -88,6 +92,7 @@ class Faults:
         """Log in again; a renewal injected to fail raises (cause ``session``) and leaves it expired."""
         if self._renewals_failing:
             self._renewals_failing -= 1
+            self.injected["renewal"] += 1
             raise ProviderError("the session expired and could not be renewed (injected)", cause=Cause.SESSION)
         self._session_expired = False
         self._session_calls = 1  # the call that renewed it
@@ -102,6 +107,7 @@ class Faults:
         until = self._unreachable_until
         if until is not None:
             if self.clock() < until:
+                self.injected["unreachable"] += 1
                 raise ProviderError("the endpoint cannot be reached (injected outage)", cause=Cause.UNREACHABLE)
             self._unreachable_until = None
 
@@ -111,6 +117,7 @@ class Faults:
     def raise_if_feed_dropped(self) -> None:
         if self._feed_drops:
             self._feed_drops -= 1
+            self.injected["feed"] += 1
             raise ProviderError("the change feed's connection dropped (injected)", cause=Cause.FEED)
 
     # -- hosts ---------------------------------------------------------------------------------------
