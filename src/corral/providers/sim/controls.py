@@ -123,8 +123,9 @@ class SimControls:
         creates and starts placed there, and destroys, power changes, readiness checks, disks,
         snapshots, reverts and migrations of its VMs (or onto it). The stall is slept before
         the call takes one of the endpoint's ``concurrency`` slots: a slow host does not hold
-        the endpoint. Raises :class:`~corral.providers.base.HostUnavailable` for a host that does
-        not exist and :class:`ValueError` for a negative time.
+        the endpoint. Lifting it ends the stalls under way. Raises
+        :class:`~corral.providers.base.HostUnavailable` for a host that does not exist and
+        :class:`ValueError` for a negative time.
         """
         self.cluster.host(host)
         self.faults.stall_host(host, seconds)

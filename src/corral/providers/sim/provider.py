@@ -293,7 +293,7 @@ class SimProvider(Provider):
         """
         self.calls[method] += 1
         self._require_open()
-        await self._pacing.sleep(self._faults.host_stall((on_host, *touches)))
+        await self._stall((on_host, *touches))
         async with self._slots:
             if on_host is not None:
                 self.call_log.append(SimCall(op, on_host, tuple(names), time.monotonic()))
@@ -314,6 +314,12 @@ class SimProvider(Provider):
         rounds = math.ceil(count / self.settings.host_clone_slots)
         await self._pacing.pause(per_call + per_vm * rounds)
         self._cluster.target_host(host)  # it may have gone down meanwhile
+
+    async def _stall(self, hosts: Sequence[str | None]) -> None:
+        """Sleep the stall of ``hosts``, or until it is lifted (looked at every 50 ms)."""
+        deadline = time.monotonic() + self._faults.host_stall(hosts)
+        while (left := deadline - time.monotonic()) > 0 and self._faults.host_stall(hosts) > 0:
+            await self._pacing.sleep(min(left, 0.05))
 
     def _endpoint_faults(self) -> None:
         """Raise when the endpoint is out of reach (an injected outage)."""
