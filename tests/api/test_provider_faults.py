@@ -208,19 +208,20 @@ def test_the_endpoint_unreachable_for_30_seconds(make_server: Any) -> None:
 
 def test_a_change_feed_that_drops_loses_no_change(make_server: Any) -> None:
     server = make_server(POOLS, extra=runner())
-    server.sim.controls.drop_feed(3)
-    started = time.monotonic()
-    handed = churn(server, rounds=3)  # VMs made and destroyed while the feed is down (retried after 0.5, 1, 2 s)
-
     def feed() -> dict[str, Any]:
         body = server.client.get("/status", params={"view": "monitoring"}).json()
         return dict(body["monitoring"]["providers"]["sim"])
 
-    wait_for(server, lambda: feed()["feed_errors"] == 3 and feed()["answers"] > 0, 10)
+    answers = feed()["answers"]
+    server.sim.controls.drop_feed(3)
+    started = time.monotonic()
+    handed = churn(server, rounds=3)  # VMs made and destroyed while the feed is down (retried after 0.5, 1, 2 s)
+    wait_for(server, lambda: feed()["feed_errors"] == 3 and feed()["answers"] > answers, 10)  # it is back
     took = converge(server, 15)
     after = round(time.monotonic() - started, 2)
     # the inventory has every change: the feed asked again from its last version, no full snapshot needed
-    wait_for(server, lambda: feed()["vms"] == len(server.sim.controls.vm_names()), 5)
+    inventory = server.service.pools.manager.inventory.monitors["sim"].repo
+    wait_for(server, lambda: set(inventory.vms) == server.sim.controls.vm_names(), 5)
     assert feed()["resnapshots"] == 0 and feed()["repairs"] == 0
     dropped = counted_alike(server, "feed", "feed")
     assert dropped == 3 and set(failures(server)["failures"]) == {"wait_for_updates"}
