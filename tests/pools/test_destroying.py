@@ -34,6 +34,18 @@ def test_outcome_of_a_destroy_call(error: ProviderError | None, outcome: Outcome
     assert outcome_of(error) is outcome
 
 
+@pytest.mark.parametrize(("cause", "limit"), [
+    (None, MAX_DELAY_S), (Cause.OTHER, MAX_DELAY_S), (Cause.HOST, MAX_DELAY_S), (Cause.TIMEOUT, MAX_DELAY_S),
+    (Cause.UNREACHABLE, 5.0), (Cause.SESSION, 5.0),
+])
+def test_an_endpoint_out_of_reach_is_tried_again_within_seconds(cause: Cause | None, limit: float) -> None:
+    assert max_delay_for(cause) == limit
+    retries = DestroyRetries(first_delay_s=0.05)
+    for _ in range(20):  # a long outage: the wait doubles up to the limit, no further
+        retries.record("vm", Outcome.FAILED, "down", NOW, cause)
+    assert retries.failures["vm"].delay_s == limit
+
+
 @pytest.mark.parametrize(("outcome", "error", "previous", "destroyed", "failure", "message", "level"), [
     # the VM is gone, one way or another: recorded destroyed, any failure forgotten
     (Outcome.DESTROYED, None, None, True, None, "destroyed", logging.INFO),
@@ -63,18 +75,6 @@ def test_outcome_of_a_destroy_call(error: ProviderError | None, outcome: Outcome
     (Outcome.FAILED, "down", F("denied", True, 1, 0.0, None), False, F("down", False, 2, 5.0, NOW + 5.0),
      "destroy failed, will retry", logging.WARNING),
 ])
-@pytest.mark.parametrize(("cause", "limit"), [
-    (None, MAX_DELAY_S), (Cause.OTHER, MAX_DELAY_S), (Cause.HOST, MAX_DELAY_S), (Cause.TIMEOUT, MAX_DELAY_S),
-    (Cause.UNREACHABLE, 5.0), (Cause.SESSION, 5.0),
-])
-def test_an_endpoint_out_of_reach_is_tried_again_within_seconds(cause: Cause | None, limit: float) -> None:
-    assert max_delay_for(cause) == limit
-    retries = DestroyRetries(first_delay_s=0.05)
-    for _ in range(20):  # a long outage: the wait doubles up to the limit, no further
-        retries.record("vm", Outcome.FAILED, "down", NOW, cause)
-    assert retries.failures["vm"].delay_s == limit
-
-
 def test_after_destroy(outcome: Outcome, error: str | None, previous: DestroyFailure | None, destroyed: bool,
                        failure: DestroyFailure | None, message: str | None, level: int) -> None:
     decision = after_destroy(outcome, error, previous, NOW, first_delay_s=5.0)

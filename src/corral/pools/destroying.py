@@ -9,7 +9,7 @@ destroyed either way; the call failed in a way retrying may mend; or it failed f
 what to remember of the failure, and what to log. A retryable failure is tried again after
 one sweep interval, then after twice the last wait each time, up to an hour; when the endpoint
 (or the host's connection) could not be reached or its session could not be renewed, up to
-:data:`UNREACHABLE_MAX_DELAY_S`: a try then costs one quick failed call, and the VMs returned
+``decide.ENDPOINT_BACKOFF_MAX_S``: a try then costs one quick failed call, and the VMs returned
 during an outage go within seconds of its end, not after as long again. A permanent one
 is not tried again until corral restarts or someone asks for it (``DELETE /vm/<name>``):
 retrying cannot mend it, and a permission fault repeated every few seconds for every VM
@@ -25,16 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from corral.providers.base import Cause, ProviderError, VmNotFound
+from corral.pools.decide import ENDPOINT_BACKOFF_MAX_S
+from corral.providers.base import ENDPOINT_CAUSES, Cause, ProviderError, VmNotFound
 
 MAX_DELAY_S = 3600.0  # a retryable failure is tried at least once an hour
-UNREACHABLE_MAX_DELAY_S = 5.0  # and one of an endpoint out of reach at least every 5 s
-REACH_CAUSES = (Cause.UNREACHABLE, Cause.SESSION)
 
 
 def max_delay_for(cause: Cause | None) -> float:
     """The longest wait before a destroy that failed with ``cause`` is tried again."""
-    return UNREACHABLE_MAX_DELAY_S if cause in REACH_CAUSES else MAX_DELAY_S
+    return ENDPOINT_BACKOFF_MAX_S if cause in ENDPOINT_CAUSES else MAX_DELAY_S
 
 
 class Outcome(StrEnum):
