@@ -24,6 +24,8 @@ from corral.pools.decide import (
     SweepFacts,
     Wait,
 )
+from corral.pools.refill import Backoff
+from corral.providers.base import Cause
 
 POOLS = {
     "a": Pool("a", "tpl", 2, "sim", timeout_s=100.0, ready_ttl_s=50.0),
@@ -310,3 +312,17 @@ def test_clone_failure_backoff(previous: Wait | None, interval: float, expected:
 @pytest.mark.parametrize(("previous", "expected"), [(None, Wait(105.0, 0.0)), (Wait(0.0, 20.0), Wait(105.0, 20.0))])
 def test_hold_off_waits_one_interval_and_keeps_the_last_wait(previous: Wait | None, expected: Wait) -> None:
     assert decide.hold_off(previous, 100.0, 5.0) == expected
+
+
+@pytest.mark.parametrize(("cause", "cap"), [
+    (None, decide.BACKOFF_MAX_S), (Cause.INJECTED, decide.BACKOFF_MAX_S), (Cause.HOST, decide.BACKOFF_MAX_S),
+    (Cause.UNREACHABLE, decide.ENDPOINT_BACKOFF_MAX_S), (Cause.SESSION, decide.ENDPOINT_BACKOFF_MAX_S),
+])
+def test_clones_failing_for_the_endpoint_wait_seconds_not_a_minute(cause: Cause | None, cap: float) -> None:
+    clock = [100.0]
+    backoff = Backoff(0.05, clock=lambda: clock[0])
+    for _ in range(20):  # a long outage: the pool's wait doubles up to the cap, no further
+        backoff.clone_outcome("p", False, cause)
+    assert backoff.backing_off("p")
+    clock[0] += cap
+    assert not backoff.backing_off("p")

@@ -14,9 +14,10 @@ from corral.pools.destroying import (
     Outcome,
     after_destroy,
     due,
+    max_delay_for,
     outcome_of,
 )
-from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
+from corral.providers.base import Cause, HostUnavailable, ProviderError, VmNotFound
 
 F = DestroyFailure
 NOW = 1000.0
@@ -31,6 +32,18 @@ NOW = 1000.0
 ])
 def test_outcome_of_a_destroy_call(error: ProviderError | None, outcome: Outcome) -> None:
     assert outcome_of(error) is outcome
+
+
+@pytest.mark.parametrize(("cause", "limit"), [
+    (None, MAX_DELAY_S), (Cause.OTHER, MAX_DELAY_S), (Cause.HOST, MAX_DELAY_S), (Cause.TIMEOUT, MAX_DELAY_S),
+    (Cause.UNREACHABLE, 5.0), (Cause.SESSION, 5.0),
+])
+def test_an_endpoint_out_of_reach_is_tried_again_within_seconds(cause: Cause | None, limit: float) -> None:
+    assert max_delay_for(cause) == limit
+    retries = DestroyRetries(first_delay_s=0.05)
+    for _ in range(20):  # a long outage: the wait doubles up to the limit, no further
+        retries.record("vm", Outcome.FAILED, "down", NOW, cause)
+    assert retries.failures["vm"].delay_s == limit
 
 
 @pytest.mark.parametrize(("outcome", "error", "previous", "destroyed", "failure", "message", "level"), [

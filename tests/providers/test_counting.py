@@ -131,3 +131,18 @@ def test_the_counts_view_nests_by_provider_operation_and_cause(cause: Cause | No
     assert view.failures == {"a": {"create_vms": {"injected": 4}}, "b": {"destroy_vm": {shown: 1}}}
     assert list(view.failures) == ["a", "b"]
     assert view.total() == 5 and view.total("a") == 4 and view.total(cause=shown) == 1
+
+
+async def test_a_provider_replaced_by_a_reload_keeps_its_renewals_counted() -> None:
+    counts = ProviderCounts()
+    first = Counted(Renewing("sim", sim_settings()), counts)
+    await first.connect()
+    for _ in range(6):
+        await first.list_hosts()
+    await first.close()
+    second = Counted(Renewing("sim", sim_settings()), counts)  # a reload built it anew
+    await second.connect()
+    for _ in range(3):
+        await second.list_hosts()
+    await second.close()
+    assert counts.view().sessions_renewed == {"sim": 3}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from corral.runner.breaker import BreakerSettings, HostBreakers, OpenBreaker
+import pytest
+
+from corral.providers.base import Cause
+from corral.runner.breaker import BreakerSettings, HostBreakers, OpenBreaker, blames_host
 
 
 class Clock:
@@ -49,6 +52,15 @@ def test_half_open_after_the_timeout_closes_on_successes_and_reopens_on_a_failur
     b.succeeded("p", "h1")
     b.failed("p", "h1", "x")
     assert b.open_hosts("p") == frozenset(), "closed after two successes: one failure is not enough"
+    assert (b.opened, b.closed) == (3, 1)
+
+
+@pytest.mark.parametrize(("cause", "blamed"), [
+    (None, True), (Cause.OTHER, True), (Cause.HOST, True), (Cause.INJECTED, True), (Cause.TIMEOUT, True),
+    (Cause.REFUSED, True), (Cause.UNREACHABLE, False), (Cause.SESSION, False),
+])
+def test_only_failures_of_the_host_count_against_its_breaker(cause: Cause | None, blamed: bool) -> None:
+    assert blames_host(cause) is blamed
 
 
 def test_disabled_breakers_never_open():

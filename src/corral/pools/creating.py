@@ -154,7 +154,7 @@ class Creator:
             log.warning("clone not started", extra={"pool": pool, "vm": name, "error": error})
             return
         self.stats.clone_failures += 1
-        self.backoff.clone_outcome(pool, False)
+        self.backoff.clone_outcome(pool, False, work.cause)
         vm = self.ledger.move(name, (VmState.PENDING,), VmState.FAILED, reason=error)
         log.warning("clone failed", extra={"pool": pool, "vm": name, "error": error, "tries": work.tries})
         if vm is not None:

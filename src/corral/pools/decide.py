@@ -16,6 +16,9 @@ from corral.domain.models import Pool, ProviderVm, Vm
 from corral.domain.states import DESTROY_INTENT_STATES, LIVE_STATES, PowerState, VmState
 
 BACKOFF_MAX_S = 60.0  # clones of a pool that keep failing wait at most this long (or one sweep interval)
+# ... and this long when the endpoint could not be reached (the pool is fine: it goes on
+# within seconds of the endpoint's return); so do destroys that failed so
+ENDPOINT_BACKOFF_MAX_S = 5.0
 
 
 # -- actions ---------------------------------------------------------------------------------

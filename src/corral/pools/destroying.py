@@ -7,7 +7,10 @@ destroyed either way; the call failed in a way retrying may mend; or it failed f
 
 :func:`after_destroy` is the decision, a pure function: whether to record the VM destroyed,
 what to remember of the failure, and what to log. A retryable failure is tried again after
-one sweep interval, then after twice the last wait each time, up to an hour. A permanent one
+one sweep interval, then after twice the last wait each time, up to an hour; when the endpoint
+(or the host's connection) could not be reached or its session could not be renewed, up to
+``decide.ENDPOINT_BACKOFF_MAX_S``: a try then costs one quick failed call, and the VMs returned
+during an outage go within seconds of its end, not after as long again. A permanent one
 is not tried again until corral restarts or someone asks for it (``DELETE /vm/<name>``):
 retrying cannot mend it, and a permission fault repeated every few seconds for every VM
 only buries the one line that matters. Either is logged when it first happens and when the
@@ -22,9 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from corral.providers.base import ProviderError, VmNotFound
+from corral.pools.decide import ENDPOINT_BACKOFF_MAX_S
+from corral.providers.base import ENDPOINT_CAUSES, Cause, ProviderError, VmNotFound
 
 MAX_DELAY_S = 3600.0  # a retryable failure is tried at least once an hour
+
+
+def max_delay_for(cause: Cause | None) -> float:
+    """The longest wait before a destroy that failed with ``cause`` is tried again."""
+    return ENDPOINT_BACKOFF_MAX_S if cause in ENDPOINT_CAUSES else MAX_DELAY_S
 
 
 class Outcome(StrEnum):
@@ -104,9 +113,11 @@ class DestroyRetries:
     def due(self, name: str, now: float) -> bool:
         return due(self.failures.get(name), now)
 
-    def record(self, name: str, outcome: Outcome, error: str | None, now: float) -> Decision:
-        """Decide after a destroy call of ``name`` and remember its failure, if any."""
-        decision = after_destroy(outcome, error, self.failures.get(name), now, first_delay_s=self.first_delay_s)
+    def record(self, name: str, outcome: Outcome, error: str | None, now: float,
+               cause: Cause | None = None) -> Decision:
+        """Decide after a destroy call of ``name`` (failed with ``cause``) and remember its failure, if any."""
+        decision = after_destroy(outcome, error, self.failures.get(name), now, first_delay_s=self.first_delay_s,
+                                 max_delay_s=max_delay_for(cause))
         if decision.failure is None:
             self.failures.pop(name, None)
         else:

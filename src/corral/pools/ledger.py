@@ -239,7 +239,8 @@ class Ledger:
         except ProviderError as exc:  # VmNotFound among them: the VM is gone already
             error = exc
         outcome = outcome_of(error)
-        decision = self.destroys.record(vm.name, outcome, str(error) if error else None, time.monotonic())
+        decision = self.destroys.record(vm.name, outcome, str(error) if error else None, time.monotonic(),
+                                        error.cause if error is not None else None)
         if decision.failure is not None:  # said once per change; the same failure again only at DEBUG
             log.log(decision.level, decision.message or "destroy failed again", extra={
                 "pool": vm.pool, "vm": vm.name, "error": decision.failure.error,

@@ -26,6 +26,7 @@ from corral.domain.models import Pool
 from corral.domain.states import VmState
 from corral.pools import decide
 from corral.pools.ledger import Ledger
+from corral.providers.base import ENDPOINT_CAUSES, Cause
 from corral.runner import Op, Priority, Runner, Work
 from corral.store.base import Fenced, Store, StoreUnavailable
 
@@ -44,11 +45,15 @@ class Backoff:
         wait = self._waits.get(pool)
         return wait is not None and self.clock() < wait.until
 
-    def clone_outcome(self, pool: str, ok: bool) -> None:
+    def clone_outcome(self, pool: str, ok: bool, cause: Cause | None = None) -> None:
+        """A clone of ``pool`` succeeded, or failed (with ``cause``: one of the endpoint's waits
+        at most ``decide.ENDPOINT_BACKOFF_MAX_S``)."""
         if ok:
             self._waits.pop(pool, None)
         else:
-            self._waits[pool] = decide.after_clone_failure(self._waits.get(pool), self.clock(), self.check_interval)
+            cap = decide.ENDPOINT_BACKOFF_MAX_S if cause in ENDPOINT_CAUSES else decide.BACKOFF_MAX_S
+            self._waits[pool] = decide.after_clone_failure(self._waits.get(pool), self.clock(), self.check_interval,
+                                                           cap)
 
     def hold_off(self, pool: str) -> None:
         """No host can take the pool's VMs now: ask again after one sweep interval."""

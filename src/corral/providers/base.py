@@ -32,6 +32,11 @@ class Cause(StrEnum):
     OTHER = "other"
 
 
+#: Causes that are the endpoint's as a whole, not the host's or the VM's: no host breaker opens
+#: for them, and what failed for them is tried again within seconds once the endpoint answers.
+ENDPOINT_CAUSES: frozenset[Cause] = frozenset({Cause.UNREACHABLE, Cause.SESSION})
+
+
 class ProviderError(Exception):
     """A provider call failed. ``retryable`` says whether trying again may help, ``cause`` why
     it failed (see :class:`Cause`)."""

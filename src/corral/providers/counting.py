@@ -6,7 +6,8 @@ every VM a bulk ``create_vms`` or ``start_vms`` answers with ``ok=False``, is co
 operation) and the failure's :class:`~corral.providers.base.Cause` (``ProviderError.cause``,
 ``CreateResult.cause``; none reads as ``other``, a ``TimeoutError`` as ``timeout``). Session
 renewals (a session that expired and was renewed, the call then succeeding) are no failures
-but are counted too, from the provider's own ``sessions_renewed``.
+but are counted too: the counts read the provider's own ``sessions_renewed`` when they are
+shown (a provider replaced by a reload keeps what it renewed).
 
 The wrapper stands in for the provider everywhere (the runner, the pool manager, the inventory's
 change feed, the control plane's probes): attributes it does not define itself are read from,
@@ -17,7 +18,7 @@ reached through it as before.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,22 +50,31 @@ class ProviderCounts:
 
     def __init__(self) -> None:
         self._failures: Counter[tuple[str, str, str]] = Counter()
-        self._renewed: Counter[str] = Counter()
+        self._renewed: Counter[str] = Counter()  # by providers replaced since
+        self._renewals: dict[str, tuple[Callable[[], int], int]] = {}  # provider -> (its count, at first)
 
     def failed(self, provider: str, operation: str, cause: Cause | None, count: int = 1) -> None:
         self._failures[(provider, operation, str(cause or Cause.OTHER))] += count
 
-    def renewed(self, provider: str, count: int = 1) -> None:
-        self._renewed[provider] += count
+    def track_renewals(self, provider: str, read: Callable[[], int]) -> None:
+        """Count the sessions renewed by ``provider`` from now on, as ``read()`` says (it only
+        grows); one that replaces another of its name adds to what that one renewed."""
+        replaced = self._renewals.get(provider)
+        if replaced is not None:
+            self._renewed[provider] += replaced[0]() - replaced[1]
+        self._renewals[provider] = (read, read())
 
     def view(self) -> ProviderFailures:
         failures: dict[str, dict[str, dict[str, int]]] = {}
         for (provider, operation, cause), n in sorted(self._failures.items()):
             failures.setdefault(provider, {}).setdefault(operation, {})[cause] = n
-        return ProviderFailures(failures, dict(sorted(self._renewed.items())))
+        renewed = Counter(self._renewed)
+        for provider, (read, first) in self._renewals.items():
+            renewed[provider] += read() - first
+        return ProviderFailures(failures, {p: n for p, n in sorted(renewed.items()) if n})
 
 
-_OWN = frozenset({"_inner", "_counts", "_renewals_seen"})
+_OWN = frozenset({"_inner", "_counts"})
 
 
 class Counted(Provider):
@@ -72,12 +82,11 @@ class Counted(Provider):
 
     _inner: Provider
     _counts: ProviderCounts
-    _renewals_seen: int
 
     def __init__(self, inner: Provider, counts: ProviderCounts) -> None:
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_counts", counts)
-        object.__setattr__(self, "_renewals_seen", inner.sessions_renewed)
+        counts.track_renewals(inner.name, lambda: inner.sessions_renewed)
 
     @property
     def inner(self) -> Provider:
@@ -147,11 +156,6 @@ class Counted(Provider):
         except Exception:
             self._counts.failed(self.name, operation, Cause.OTHER)
             raise
-        finally:
-            renewed = self._inner.sessions_renewed
-            if renewed > self._renewals_seen:
-                self._counts.renewed(self.name, renewed - self._renewals_seen)
-                self._renewals_seen = renewed
 
     def _results(self, operation: str, results: list[CreateResult]) -> list[CreateResult]:
         for result in results:

@@ -5,6 +5,11 @@ looks the emptiest and the scheduler keeps choosing it. A breaker opens after
 ``failure_threshold`` VMs in a row failed on the host (with errors that retrying can fix), and
 keeps the host out of placement for ``timeout`` seconds. Then it is half-open: VMs may go
 there again, ``half_open_attempts`` successes close it, one failure opens it again.
+
+A call that failed because the endpoint could not be reached or its session could not be
+renewed says nothing about the host it was for (:func:`blames_host`): an outage of the whole
+endpoint would otherwise open every host's breaker, and keep the pools from refilling for
+``timeout`` seconds after the endpoint came back.
 """
 
 from __future__ import annotations
@@ -14,7 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.providers.base import ENDPOINT_CAUSES, Cause
+
 log = logging.getLogger("corral.runner")
+
+
+def blames_host(cause: Cause | None) -> bool:
+    """Whether a failure of ``cause`` counts against the host's breaker."""
+    return cause not in ENDPOINT_CAUSES
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from corral.providers.base import CreateResult, Provider, ProviderError
-from corral.runner.breaker import HostBreakers, OpenBreaker
+from corral.runner.breaker import HostBreakers, OpenBreaker, blames_host
 from corral.runner.gate import Gate
 from corral.runner.model import Dispatch, NotRecorded, Placing, RunnerClient, RunnerSettings, RunnerStats
 from corral.runner.queue import WorkQueue
@@ -342,9 +342,10 @@ class Runner:
             else:
                 results = await provider.start_vms(host, [w.name for w in works])
         except ProviderError as exc:
-            results = [CreateResult(w.name, ok=False, error=str(exc), retryable=exc.retryable) for w in works]
+            results = [CreateResult(w.name, ok=False, error=str(exc), retryable=exc.retryable, cause=exc.cause)
+                       for w in works]
             whole_call_failed = True
-            if exc.retryable:
+            if exc.retryable and blames_host(exc.cause):
                 self.breakers.failed(provider_name, host, str(exc))  # one failed call counts once
         except asyncio.CancelledError:
             raise
@@ -358,6 +359,7 @@ class Runner:
             work.sent = False
             result = outcome.get(work.name) or CreateResult(work.name, ok=False,
                                                             error="the provider returned no result")
+            work.cause = result.cause
             if result.ok:
                 self.breakers.succeeded(provider_name, host)
                 self._forget(work)
@@ -369,7 +371,7 @@ class Runner:
             else:
                 self.placer.release(provider_name, work.name)
                 work.tried.add(host)
-                if result.retryable and not whole_call_failed:
+                if result.retryable and not whole_call_failed and blames_host(result.cause):
                     self.breakers.failed(provider_name, host, result.error or "failed")
                 self._retry_or_fail(work, host, result.error or "failed", retryable=result.retryable)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 from corral.domain.models import Pool, VmSpec
+from corral.providers.base import Cause
 
 
 class Priority(IntEnum):
@@ -45,6 +46,7 @@ class Work:
     seq: int = 0
     tries: int = 0
     tried: set[str] = field(default_factory=set)
+    cause: Cause | None = None  # why its last try failed
     not_before: float = 0.0  # monotonic seconds; a rerun waits out its backoff
     arrived: float = 0.0  # monotonic seconds when it entered the queue (or became due)
     queued: bool = False  # waiting in the runner's queue (not taken for placement yet)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
-from corral.providers.libvirt.errors import classify, scrub
+from corral.providers.base import Cause
+from corral.providers.libvirt.errors import CAUSES, FaultKind, classify, scrub
 
 
 @pytest.mark.parametrize(("code", "text", "kind", "retryable", "lost"), [
@@ -115,3 +118,24 @@ def test_scrub(text: str, clean: str) -> None:
 def test_no_user_name_in_messages(text: str) -> None:
     message = classify(38, text, operation="open", subject="the connection", host="kvm1").message
     assert "admin" not in message and "://" not in message
+
+
+@pytest.mark.parametrize(("code", "text", "cause"), [
+    (42, "Domain not found", Cause.NOT_FOUND),
+    (72, "Domain snapshot not found", Cause.NOT_FOUND),
+    (28, "domain 'x' already exists", Cause.REFUSED),
+    (27, "XML error: an os <type> must be specified", Cause.REFUSED),
+    (88, "access denied: 'domain' denied access", Cause.REFUSED),
+    (38, "cannot create volume: No space left on device", Cause.REFUSED),
+    (38, "Cannot recv data: Connection reset by peer", Cause.UNREACHABLE),
+    (5, "Failed to connect socket to '/var/run/libvirt/libvirt-sock'", Cause.UNREACHABLE),
+    (68, "Timed out during operation: cannot acquire state change lock", Cause.TIMEOUT),
+    (1, "internal error: something broke", Cause.OTHER),
+])
+def test_a_fault_is_counted_under_its_cause(code: int, text: str, cause: Cause) -> None:
+    fault = classify(code, text, operation="start", subject="p-abc", host="host1")
+    assert fault.cause is cause
+
+
+def test_every_kind_has_a_cause() -> None:
+    assert set(CAUSES) == set(get_args(FaultKind))

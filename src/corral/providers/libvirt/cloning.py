@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import libvirt
 
 from corral.domain.models import VmSpec
-from corral.providers.base import CreateResult
+from corral.providers.base import Cause, CreateResult
 from corral.providers.libvirt.domxml import (
     DiskSource,
     DomainFacts,
@@ -102,7 +102,7 @@ def create_all(c: Lookups, host: str, specs: list[VmSpec], templates: Mapping[st
     lost: str | None = None
     for spec in specs:
         if lost is not None:
-            out.append(Made(CreateResult(spec.name, False, lost)))
+            out.append(Made(CreateResult(spec.name, False, lost, cause=Cause.UNREACHABLE)))
             continue
         pool = pools.get(spec.pool) or LibvirtPool(spec.pool, spec.template)
         made, fault = _create_one(c, host, spec, templates[spec.template], pool, now)
@@ -146,7 +146,7 @@ def _create_one(c: Lookups, host: str, spec: VmSpec, template: Template, pool: L
                          operation=stage, subject=spec.name, host=host)
         if not fault.connection_lost:  # nothing can be undone on a connection that is gone; a reconcile finds it
             undo(dom, made)
-        return Made(CreateResult(spec.name, False, fault.message, retryable=fault.retryable)), fault
+        return Made(CreateResult(spec.name, False, fault.message, retryable=fault.retryable, cause=fault.cause)), fault
     except Exception as exc:  # XML corral could not make from the template: this VM fails, the others go on
         undo(dom, made)
         message = f"libvirt host {host!r}: cannot {stage} {spec.name!r}: {exc}"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from corral.providers.base import HostUnavailable, ProviderError, VmNotFound
+from corral.providers.base import Cause, HostUnavailable, ProviderError, VmNotFound
 from corral.providers.libvirt.counting import Counted
 from corral.providers.libvirt.errors import NO_DOMAIN, NO_SUPPORT, Fault, classify
 from corral.providers.libvirt.events import ensure_event_loop
@@ -41,7 +41,7 @@ class LibvirtFault(ProviderError):
     """A libvirt call failed; ``fault`` says what kind of failure it was."""
 
     def __init__(self, fault: Fault) -> None:
-        super().__init__(fault.message, retryable=fault.retryable)
+        super().__init__(fault.message, retryable=fault.retryable, cause=fault.cause)
         self.fault = fault
 
 
@@ -118,10 +118,10 @@ class HostConnection:
                 return await loop.run_in_executor(self.executor, fn)
         except TimeoutError:
             raise ProviderError(f"libvirt host {self.name!r}: {operation} of {subject!r} took longer than "
-                                f"{timeout:g} s") from None
+                                f"{timeout:g} s", cause=Cause.TIMEOUT) from None
         except ValueError as exc:  # XML corral could not read or make
             raise ProviderError(f"libvirt host {self.name!r}: {operation} of {subject!r}: {exc}",
-                                retryable=False) from None
+                                retryable=False, cause=Cause.REFUSED) from None
 
     def fault(self, exc: libvirt.libvirtError, operation: str, subject: str, generation: int, *,
               vm: str | None = None) -> ProviderError:
@@ -179,7 +179,8 @@ class HostConnection:
                 conn, ids, driver = await asyncio.shield(future)
         except TimeoutError:
             future.add_done_callback(self._abandoned)
-            raise ProviderError(f"libvirt host {self.name!r}: no connection within {self.call_timeout:g} s") from None
+            raise ProviderError(f"libvirt host {self.name!r}: no connection within {self.call_timeout:g} s",
+                                cause=Cause.UNREACHABLE) from None
         except asyncio.CancelledError:
             future.add_done_callback(self._abandoned)
             raise

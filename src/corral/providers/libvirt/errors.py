@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Fault", "FaultKind", "classify", "scrub"]
+from corral.providers.base import Cause
+
+__all__ = ["CAUSES", "Fault", "FaultKind", "classify", "scrub"]
 
 # libvirt's virErrorNumber values (virterror.h)
 INTERNAL_ERROR = 1
@@ -89,6 +91,14 @@ RETRYABLE: dict[FaultKind, bool] = {
     "no_space": True,  # another host may have room
 }
 
+#: the cause each kind is counted under (see corral.providers.base.Cause)
+CAUSES: dict[FaultKind, Cause] = {
+    "not_found": Cause.NOT_FOUND, "no_snapshot": Cause.NOT_FOUND,
+    "duplicate": Cause.REFUSED, "bad_xml": Cause.REFUSED, "invalid": Cause.REFUSED, "unsupported": Cause.REFUSED,
+    "denied": Cause.REFUSED, "no_space": Cause.REFUSED,
+    "connection": Cause.UNREACHABLE, "timeout": Cause.TIMEOUT, "other": Cause.OTHER,
+}
+
 REASONS: dict[FaultKind, str] = {
     "not_found": "it does not exist",
     "duplicate": "it already exists",
@@ -115,6 +125,10 @@ class Fault:
     message: str  # readable: names the operation and the object, and libvirt's own words
     retryable: bool
     connection_lost: bool  # the host's connection must be reopened
+
+    @property
+    def cause(self) -> Cause:
+        return CAUSES[self.kind]
 
 
 def scrub(text: str) -> str:

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 from corral.providers.libvirt.cache import Listed
 from corral.providers.libvirt.cloning import UNDEFINE
 from corral.providers.libvirt.domxml import (
@@ -170,7 +170,7 @@ def add_disk(c: Any, name: str, host: str, size_gb: int, default_pool: str | Non
     storage_name = next((d.pool for d in facts.disks if d.pool), None) or default_pool
     if storage_name is None:
         raise ProviderError(f"VM {name!r}: no storage pool for a new disk (set the provider's storage_pool)",
-                            retryable=False)
+                            retryable=False, cause=Cause.REFUSED)
     target = next_disk_target(xml)
     volume = f"{name}-{target}.qcow2"
     vol = c.storagePoolLookupByName(storage_name).createXML(new_volume_xml(volume, size_gb * 1024**3), 0)

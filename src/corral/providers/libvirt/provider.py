@@ -24,7 +24,15 @@ from typing import Any
 import libvirt
 
 from corral.domain.models import HostInfo, ProviderVm, TemplateInfo, VmSpec
-from corral.providers.base import CreateResult, HostUnavailable, InventoryUpdate, Provider, ProviderError, VmNotFound
+from corral.providers.base import (
+    Cause,
+    CreateResult,
+    HostUnavailable,
+    InventoryUpdate,
+    Provider,
+    ProviderError,
+    VmNotFound,
+)
 from corral.providers.changefeed import ChangeFeed
 from corral.providers.libvirt import operations
 from corral.providers.libvirt.cache import Domain, DomainCache, HostFigures, Pending
@@ -104,7 +112,8 @@ class LibvirtProvider(Provider):
                 await conn.close()
             self.hosts = self._connections()
             detail = "; ".join(str(exc) for exc in failures.values())
-            raise ProviderError(f"libvirt provider {self.name!r}: no host could be reached ({detail})")
+            raise ProviderError(f"libvirt provider {self.name!r}: no host could be reached ({detail})",
+                                cause=Cause.UNREACHABLE)
         for name, exc in failures.items():
             if not isinstance(exc, ProviderError):
                 raise exc
@@ -244,7 +253,7 @@ class LibvirtProvider(Provider):
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
         """Answered from corral's copy; a snapshot (``version`` None) reads every host first."""
         if not self._connected:
-            raise ProviderError(f"libvirt provider {self.name!r} is not connected")
+            raise ProviderError(f"libvirt provider {self.name!r} is not connected", cause=Cause.SESSION)
         if version is None:
             await self._read_all()
         update = self.cache.update_since(version)
@@ -280,10 +289,10 @@ class LibvirtProvider(Provider):
                                     vm=template)
         except OSError as exc:
             raise ProviderError(f"libvirt provider {self.name!r}: template file {template!r} unreadable: "
-                                f"{exc.strerror}", retryable=False) from None
+                                f"{exc.strerror}", retryable=False, cause=Cause.NOT_FOUND) from None
         except ValueError as exc:
             raise ProviderError(f"libvirt template {template!r} on host {conn.name!r}: {exc}",
-                                retryable=False) from None
+                                retryable=False, cause=Cause.REFUSED) from None
         self.templates[key] = found
         return found
 
@@ -340,7 +349,8 @@ class LibvirtProvider(Provider):
         except TimeoutError:
             future.add_done_callback(finish)
             why = f"libvirt host {host!r}: the create call took longer than {budget:g} s; it goes on"
-            return {spec.name: CreateResult(spec.name, False, why, retryable=False) for spec in todo}
+            return {spec.name: CreateResult(spec.name, False, why, retryable=False, cause=Cause.TIMEOUT)
+                    for spec in todo}
         except libvirt.libvirtError as exc:  # the pass itself failed (a create's own faults are results)
             finish(future)
             raise conn.fault(exc, "create", f"{len(todo)} VMs", conn.generation) from None
@@ -352,18 +362,18 @@ class LibvirtProvider(Provider):
         Reads the template into ``templates``."""
         if spec.name in self.cache.domains or spec.name in self.cache.pending or spec.name in batch:
             return CreateResult(spec.name, False, f"libvirt host {conn.name!r}: a domain named {spec.name!r} "
-                                "already exists", retryable=False)
+                                "already exists", retryable=False, cause=Cause.REFUSED)
         if spec.template in templates:
             return None
         try:
             templates[spec.template] = await self._template(conn, spec.template)
         except VmNotFound:
             return CreateResult(spec.name, False, f"libvirt host {conn.name!r} has no template {spec.template!r}",
-                                retryable=False)
+                                retryable=False, cause=Cause.NOT_FOUND)
         except HostUnavailable:
             raise
         except ProviderError as exc:
-            return CreateResult(spec.name, False, str(exc), retryable=exc.retryable)
+            return CreateResult(spec.name, False, str(exc), retryable=exc.retryable, cause=exc.cause)
         return None
 
     async def start_vms(self, host: str, names: list[str]) -> list[CreateResult]:
@@ -377,13 +387,14 @@ class LibvirtProvider(Provider):
             domain = self.cache.domains.get(name)
             refused = self._start_refusal(name, domain)
             if refused is not None or domain is None or domain.xml is None:
-                results.append(refused or CreateResult(name, False, f"VM {name!r} does not exist", retryable=False))
+                results.append(refused or CreateResult(name, False, f"VM {name!r} does not exist", retryable=False,
+                                                       cause=Cause.NOT_FOUND))
                 continue
             xml = domain.xml
             try:
                 uuid = await conn.call("start", name, lambda c, xml=xml: operations.define_and_start(c, xml), vm=name)
             except ProviderError as exc:
-                results.append(CreateResult(name, False, str(exc), retryable=exc.retryable))
+                results.append(CreateResult(name, False, str(exc), retryable=exc.retryable, cause=exc.cause))
                 continue
             self.cache.started_on(name, host, uuid)
             results.append(CreateResult(name, True))
@@ -391,13 +402,13 @@ class LibvirtProvider(Provider):
 
     def _start_refusal(self, name: str, domain: Domain | None) -> CreateResult | None:
         if domain is None:
-            return CreateResult(name, False, f"VM {name!r} does not exist", retryable=False)
+            return CreateResult(name, False, f"VM {name!r} does not exist", retryable=False, cause=Cause.NOT_FOUND)
         if domain.active and self.hosts[domain.host].up:
             return CreateResult(name, False, f"VM {name!r} still runs on host {domain.host!r}, which is up",
-                                retryable=False)
+                                retryable=False, cause=Cause.REFUSED)
         if domain.xml is None:
             return CreateResult(name, False, f"VM {name!r}: corral has no definition of it to start it elsewhere",
-                                retryable=False)
+                                retryable=False, cause=Cause.REFUSED)
         return None
 
     # -- one VM ----------------------------------------------------------------------------
@@ -450,7 +461,8 @@ class LibvirtProvider(Provider):
         """Live migration (``migrateToURI3``, peer to peer) to ``host``; disks on shared storage."""
         source = self._where(name)
         if self.cannot_migrate:
-            raise ProviderError(f"cannot migrate {name!r}: {self.cannot_migrate}", retryable=False)
+            raise ProviderError(f"cannot migrate {name!r}: {self.cannot_migrate}", retryable=False,
+                                cause=Cause.REFUSED)
         target = self.hosts.get(host)
         if target is None:
             raise HostUnavailable(f"libvirt provider {self.name!r} has no host {host!r}")
@@ -506,6 +518,7 @@ class LibvirtProvider(Provider):
                                      vm=name)
         except LibvirtFault as exc:
             if exc.fault.kind == "no_snapshot":
-                raise ProviderError(f"VM {name!r} has no snapshot {snapshot!r}", retryable=False) from None
+                raise ProviderError(f"VM {name!r} has no snapshot {snapshot!r}", retryable=False,
+                                    cause=Cause.NOT_FOUND) from None
             raise
         self.cache.set_active(name, active)

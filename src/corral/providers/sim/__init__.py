@@ -42,15 +42,22 @@ Time
     timers, no threads. The ``timeout`` of ``wait_for_updates`` is real time, not scaled.
 
 Failures
+    Every failure says why (``ProviderError.cause``, ``CreateResult.cause``): ``injected`` for
+    what a test or a failure rate injected, ``host`` for a host down, in maintenance or failing
+    VMs, ``not_found``, ``refused``, ``session``, ``unreachable`` and ``feed`` as named.
     ``failure_rates`` make single VM creates, boots, destroys, migrations, disk adds,
     snapshots and reverts fail at random (``seed`` makes that repeatable). Tests inject
     failures on purpose with the hooks of ``provider.controls`` (``controls.py``):
     ``fail_next``, ``stall``, ``set_host_down``, ``set_host_maintenance``,
     ``set_host_health``, ``fail_on_host`` (every VM created or started on that host fails,
-    retryably, while the call succeeds), ``set_guest_ready``, ``inject_vm`` and ``vanish``
-    (a VM deleted behind corral's back), and read ``vm``, ``vm_disks`` / ``vm_snapshots``
-    without a call; ``calls`` counts calls per method, for "provider
-    calls per VM" in benchmarks, and ``call_log`` keeps the last create and start calls
+    retryably, while the call succeeds), ``stall_host`` (every call touching a host sleeps),
+    ``fail_clones`` (each VM of a create fails at a seeded rate), ``expire_session_every``
+    (the session expires every N calls and is renewed; ``sessions_renewed`` counts it) with
+    ``fail_renewals``, ``unreachable_for`` (the whole endpoint, the feed included, for a
+    while), ``drop_feed`` (the change feed's connection drops), ``set_guest_ready``,
+    ``inject_vm`` and ``vanish`` (a VM deleted behind corral's back), and read ``vm``,
+    ``vm_disks`` / ``vm_snapshots`` without a call; ``calls`` counts calls per method, for
+    "provider calls per VM" in benchmarks, and ``call_log`` keeps the last create and start calls
     (``SimCall``: operation, host, VM names, when it was dispatched).
 
 The change feed

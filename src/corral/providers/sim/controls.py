@@ -22,8 +22,10 @@ HOST_HEALTH = tuple(HostHealth)
 
 
 class SimControls:
-    """Hooks on the simulated ``cluster``: injected failures and stalls (``faults``), hosts
-    down, in maintenance or unhealthy, guests that crash or come up, VMs nobody asked for.
+    """Hooks on the simulated ``cluster``: injected failures and stalls (``faults``), clones that
+    fail at a seeded rate, a session that expires, an endpoint out of reach, a change feed that
+    drops, hosts down, stalled, in maintenance or unhealthy, guests that crash or come up, VMs
+    nobody asked for.
     ``changed`` saves a changed VM (to the state file, if any) and tells the feed, ``remove``
     takes a VM away as a destroy does; ``settings`` size injected VMs."""
 
@@ -62,6 +64,47 @@ class SimControls:
         self.cluster.host(host)
         self.faults.fail_on_host(host, failing)
 
+    def fail_clones(self, rate: float, seed: int = 0) -> None:
+        """From now on each VM of a create call fails with probability ``rate`` (0 stops it),
+        drawn from a generator of its own seeded with ``seed``, so that a run fails the same VMs
+        whatever else draws. The call itself succeeds; a failed VM's result says
+        ``injected failure cloning VM ...`` (retryable, cause ``injected``) and nothing is made.
+        Raises :class:`ValueError` for a rate outside 0..1.
+        """
+        self.faults.fail_clones(rate, seed)
+
+    def expire_session_every(self, calls: int) -> None:
+        """Let the endpoint's session expire after every ``calls`` calls (0: never), the change
+        feed's included. The call that finds it expired renews it first, as the vSphere
+        provider logs in again on ``NotAuthenticated``, and goes on; the provider counts it in
+        ``sessions_renewed``. Raises :class:`ValueError` for a negative count.
+        """
+        self.faults.expire_session_every(calls)
+
+    def fail_renewals(self, count: int = 1) -> None:
+        """Make the next ``count`` session renewals fail: the call that needed one raises
+        ``ProviderError`` with cause ``session`` and the session stays expired (the next call
+        tries again)."""
+        self.faults.fail_renewals(count)
+
+    def unreachable_for(self, seconds: float) -> None:
+        """Make the whole endpoint unreachable for ``seconds`` real seconds from now (0 ends an
+        outage): every call, a connect and the change feed (a long poll under way included)
+        raise ``ProviderError`` with cause ``unreachable``; nothing changes in the cluster.
+        Boots go on (the guests do not need the endpoint). Raises :class:`ValueError` for a
+        negative time.
+        """
+        self.faults.unreachable_for(seconds)
+        self.feed.wake_all()
+
+    def drop_feed(self, count: int = 1) -> None:
+        """Drop the change feed's connection ``count`` times: the long poll under way (if any)
+        and the next calls of ``wait_for_updates`` raise ``ProviderError`` with cause ``feed``,
+        ``count`` in all. Changes made meanwhile stay in the feed's log, so a caller that asks
+        again with its last version gets them."""
+        self.faults.drop_feed(count)
+        self.feed.wake_all()
+
     # -- hosts -----------------------------------------------------------------------------
 
     def set_host_down(self, host: str, down: bool = True) -> None:
@@ -74,6 +117,18 @@ class SimControls:
             return
         target.up = not down
         self.feed.touch("host", host)
+
+    def stall_host(self, host: str, seconds: float) -> None:
+        """Make every call touching ``host`` sleep ``seconds`` more real seconds (0 clears it):
+        creates and starts placed there, and destroys, power changes, readiness checks, disks,
+        snapshots, reverts and migrations of its VMs (or onto it). The stall is slept before
+        the call takes one of the endpoint's ``concurrency`` slots: a slow host does not hold
+        the endpoint. Lifting it ends the stalls under way. Raises
+        :class:`~corral.providers.base.HostUnavailable` for a host that does not exist and
+        :class:`ValueError` for a negative time.
+        """
+        self.cluster.host(host)
+        self.faults.stall_host(host, seconds)
 
     def set_host_maintenance(self, host: str, maintenance: bool = True) -> None:
         """Put a host into maintenance (creates and migrations onto it fail) or take it out."""
@@ -156,6 +211,16 @@ class SimControls:
         """The VM as the simulator has it now; None when it has no VM of that name."""
         vm = self.cluster.vms.get(name)
         return vm.view() if vm is not None else None
+
+    def vm_names(self) -> set[str]:
+        """The names of every VM the simulator has now."""
+        return set(self.cluster.vms)
+
+    def injected(self) -> dict[str, int]:
+        """The failures injected so far by kind: ``clone`` (:meth:`fail_clones`), ``renewal``
+        (:meth:`fail_renewals`), ``unreachable`` (calls refused by :meth:`unreachable_for`) and
+        ``feed`` (:meth:`drop_feed`)."""
+        return dict(self.faults.injected)
 
     def vm_disks(self, name: str) -> list[int]:
         """The sizes in GiB of the disks added to a VM, in order."""

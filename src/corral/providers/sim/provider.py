@@ -65,6 +65,7 @@ class SimProvider(Provider):
         if self._connected:
             return
         self._faults.raise_if_failing("connect")
+        self._faults.raise_if_unreachable()
         if self.settings.state_file:
             self._state = SimStateFile(self.settings.state_file)
             # the file is the truth at every connect: another simulator on it (the process that
@@ -127,7 +128,7 @@ class SimProvider(Provider):
             return [vm.view() for vm in self._cluster.vms.values()]
 
     async def vm_ready(self, name: str) -> bool:
-        async with self._call("vm_ready", "vm_ready"):
+        async with self._call("vm_ready", "vm_ready", touches=self._host_of(name)):
             return self._cluster.is_ready(self._cluster.vm(name))
 
     async def wait_for_updates(self, version: int | None, timeout: float) -> InventoryUpdate:
@@ -137,11 +138,16 @@ class SimProvider(Provider):
         """
         self.calls["wait_for_updates"] += 1
         self._require_open()
+        self._endpoint_faults()
+        self._faults.raise_if_feed_dropped()
+        self._session()
         await self._pacing.sleep(self._faults.stall_of("wait_for_updates"))
         self._faults.raise_if_failing("wait_for_updates")
         changes = self._feed.since(version)
         if changes is not None and changes.empty:
             await self._feed.wait_past(self._feed.version, timeout)
+            self._endpoint_faults()  # an outage or a drop that began during the wait ends it
+            self._faults.raise_if_feed_dropped()
             changes = self._feed.since(version)
         if changes is None:
             return InventoryUpdate(
@@ -194,7 +200,7 @@ class SimProvider(Provider):
             return results
 
     async def destroy_vm(self, name: str) -> None:
-        async with self._call("destroy_vm", "destroy"):
+        async with self._call("destroy_vm", "destroy", touches=self._host_of(name)):
             await self._pacing.pause(self.settings.latency.destroy)
             vm = self._cluster.vm(name)
             if self._pacing.chance(self.settings.failure_rates.destroy):
@@ -210,7 +216,7 @@ class SimProvider(Provider):
 
     async def migrate_vm(self, name: str, host: str) -> None:
         """Move the VM, running, to ``host``; a guest keeps its boot state."""
-        async with self._call("migrate_vm", "migrate"):
+        async with self._call("migrate_vm", "migrate", touches=(*self._host_of(name), host)):
             self._cluster.vm(name)
             self._cluster.target_host(host)
             await self._pacing.pause(self.settings.latency.migrate)
@@ -231,7 +237,7 @@ class SimProvider(Provider):
 
     async def add_disk(self, name: str, size_gb: int) -> None:
         """Attach a new, empty disk of ``size_gb`` GiB (at least 1); it uses no host memory."""
-        async with self._call("add_disk", "disk"):
+        async with self._call("add_disk", "disk", touches=self._host_of(name)):
             if size_gb < 1:
                 raise ProviderError(f"a disk needs at least 1 GiB, not {size_gb}", retryable=False,
                                     cause=Cause.REFUSED)
@@ -242,7 +248,7 @@ class SimProvider(Provider):
 
     async def create_snapshot(self, name: str, snapshot: str) -> None:
         """Snapshot the VM's disks and run state (like a memory snapshot); names are unique per VM."""
-        async with self._call("create_snapshot", "snapshot"):
+        async with self._call("create_snapshot", "snapshot", touches=self._host_of(name)):
             rate = self.settings.failure_rates.snapshot
             vm = await self._vm_op(name, self.settings.latency.snapshot, rate, "snapshotting")
             if snapshot in vm.snapshots:
@@ -256,7 +262,7 @@ class SimProvider(Provider):
 
         A guest that was ready then is ready at once; one that was still booting boots again.
         """
-        async with self._call("revert_snapshot", "revert"):
+        async with self._call("revert_snapshot", "revert", touches=self._host_of(name)):
             self._known_snapshot(self._cluster.vm(name), snapshot)
             rate = self.settings.failure_rates.revert
             vm = await self._vm_op(name, self.settings.latency.revert, rate, "reverting")
@@ -274,21 +280,28 @@ class SimProvider(Provider):
 
     @asynccontextmanager
     async def _call(
-        self, method: str, op: str, *, on_host: str | None = None, names: Sequence[str] = ()
+        self, method: str, op: str, *, on_host: str | None = None, names: Sequence[str] = (),
+        touches: Sequence[str] = (),
     ) -> AsyncIterator[None]:
-        """Count the call, hold a concurrency slot for it, and apply injected faults.
+        """Count the call, sleep the stall of the hosts it touches (``on_host`` and ``touches``),
+        hold a concurrency slot for it, and apply injected faults: an endpoint out of reach, an
+        expired session (renewed), a stalled or failing operation.
 
-        A bulk call (``on_host`` given, with the VM ``names``) goes into :attr:`call_log`
-        once it has its slot.
+        A host's stall is slept before the slot is taken: the endpoint is not held while one of
+        its hosts is slow (as a vSphere task waits on its host, not on the session). A bulk call
+        (``on_host`` given, with the VM ``names``) goes into :attr:`call_log` once it has its slot.
         """
         self.calls[method] += 1
         self._require_open()
+        await self._stall((on_host, *touches))
         async with self._slots:
             if on_host is not None:
                 self.call_log.append(SimCall(op, on_host, tuple(names), time.monotonic()))
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             try:
+                self._endpoint_faults()
+                self._session()
                 await self._pacing.sleep(self._faults.stall_of(op))
                 self._faults.raise_if_failing(op)
                 yield
@@ -301,6 +314,28 @@ class SimProvider(Provider):
         rounds = math.ceil(count / self.settings.host_clone_slots)
         await self._pacing.pause(per_call + per_vm * rounds)
         self._cluster.target_host(host)  # it may have gone down meanwhile
+
+    async def _stall(self, hosts: Sequence[str | None]) -> None:
+        """Sleep the stall of ``hosts``, or until it is lifted (looked at every 50 ms)."""
+        deadline = time.monotonic() + self._faults.host_stall(hosts)
+        while (left := deadline - time.monotonic()) > 0 and self._faults.host_stall(hosts) > 0:
+            await self._pacing.sleep(min(left, 0.05))
+
+    def _endpoint_faults(self) -> None:
+        """Raise when the endpoint is out of reach (an injected outage)."""
+        self._faults.raise_if_unreachable()
+
+    def _session(self) -> None:
+        """One call on the session: renew it first if it expired (counted in :attr:`sessions_renewed`);
+        a renewal that fails raises :class:`ProviderError` with cause ``session``."""
+        if self._faults.session_call():
+            self._faults.renew()
+            self.sessions_renewed += 1
+
+    def _host_of(self, name: str) -> tuple[str, ...]:
+        """The host of VM ``name`` (none for a VM the simulator does not have)."""
+        vm = self._cluster.vms.get(name)
+        return (vm.host,) if vm is not None else ()
 
     def _require_open(self) -> None:
         if not self._connected:
@@ -353,6 +388,9 @@ class SimProvider(Provider):
         host_failure = self._faults.host_failure(host)
         if host_failure is not None:
             return CreateResult(spec.name, ok=False, error=host_failure, cause=Cause.HOST)
+        if self._faults.clone_fails():
+            return CreateResult(spec.name, ok=False, error=f"injected failure cloning VM {spec.name!r}",
+                                cause=Cause.INJECTED)
         if self._pacing.chance(self.settings.failure_rates.create):
             return CreateResult(spec.name, ok=False, error=f"simulated failure creating VM {spec.name!r}",
                                 cause=Cause.INJECTED)
@@ -391,7 +429,7 @@ class SimProvider(Provider):
         return CreateResult(name, ok=True)
 
     async def _set_power(self, method: str, name: str, *, on: bool) -> None:
-        async with self._call(method, "power"):
+        async with self._call(method, "power", touches=self._host_of(name)):
             await self._pacing.pause(self.settings.latency.power)
             vm = self._cluster.vm(name)
             self._cluster.usable_host(vm.host)
