@@ -70,7 +70,7 @@ class CrashSettings:
     pools: dict[str, int] = field(default_factory=lambda: dict(POOLS))
     time_scale: float = 0.05  # a clone 100 ms, a boot 500 ms, a destroy 100 ms
     hosts: int = 16
-    moment_s: tuple[float, float] = (0.2, 1.5)  # a kill comes this long after the process answers
+    moment_s: tuple[float, float] = (0.3, 2.0)  # a kill comes this long after the restart answers
     reconcile_interval: float = 2.0
     check_interval: float = 0.3
     lease_ttl: float = 2.0
@@ -125,6 +125,7 @@ class CrashResult:
     handed_out: int = 0
     duplicates: list[str] = field(default_factory=list)
     returned: int = 0
+    ondemand_requests: int = 0
     ondemand_vms: int = 0
     lost_answers: int = 0  # requests whose answer a kill cut off
     unclaimed_running: int = 0  # running in the store, held by no client: bounded by lost answers
@@ -189,7 +190,8 @@ class CrashResult:
         worst = f"{rec[-1]:.2f} s" if rec else "none"
         conv = f"{self.converged_s:.1f} s" if self.converged_s is not None else "NOT converged"
         return (f"crash ({self.store}, seed {self.seed}): {len(self.kills)} kills ({self.in_create} in a create, "
-                f"{self.in_destroy} in a destroy), {self.handed_out} VMs handed out; leaked {self.leaked}, "
+                f"{self.in_destroy} in a destroy), {self.handed_out} VMs handed out ({self.ondemand_vms} on demand, "
+                f"{self.ondemand_requests} requests), {self.returned} returned; leaked {self.leaked}, "
                 f"duplicates {len(self.duplicates)}, lost {self.lost}, held not running {self.not_running}; "
                 f"worst recovery {worst}; converged after the last kill in {conv}; "
                 f"{'ok' if self.ok else 'NOT ok'}")
@@ -292,6 +294,7 @@ class Client:
         self.held: set[str] = set()
         self.uncertain: set[str] = set()  # returned, but the answer was lost
         self.returned = 0
+        self.ondemand_requests = 0
         self.ondemand_vms = 0
         self.lost_answers = 0
         self.requests: list[str] = []
@@ -349,6 +352,7 @@ class Client:
             answer = http.post(f"{base}/ondemandvm", json={pool: 2})
             if answer.status_code == 201:
                 self.requests.append(answer.json()["request_id"])
+                self.ondemand_requests += 1
 
     def _poll(self, http: httpx.Client, base: str) -> None:
         request = self.requests[0]
@@ -387,11 +391,22 @@ class Setup:
     def url(self) -> str:
         return self.api_url
 
-    def start(self) -> None: ...
-    def records(self) -> list[Vm]: ...  # type: ignore[empty-body]
-    def victim(self) -> Child: ...  # type: ignore[empty-body]
-    def restart(self, killed: Child) -> None: ...
-    def close(self) -> None: ...
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def records(self) -> list[Vm]:
+        """Every record in an active state."""
+        raise NotImplementedError
+
+    def victim(self) -> Child:
+        """The process the next kill is for."""
+        raise NotImplementedError
+
+    def restart(self, killed: Child) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def logs(self) -> list[Path]:
         return sorted(self.work.glob("*.log"))
@@ -624,6 +639,7 @@ def _finish(setup: Setup, client: Client, settings: CrashSettings, result: Crash
     result.handed_out = len(client.handed)
     result.duplicates = client.duplicates()
     result.returned = client.returned
+    result.ondemand_requests = client.ondemand_requests
     result.ondemand_vms = client.ondemand_vms
     result.lost_answers = client.lost_answers
     start = time.monotonic()
