@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from corral.bench.crash import (
+    CrashResult,
     CrashSettings,
+    Kill,
     landing,
     open_flights,
     pools_converged,
@@ -94,26 +96,18 @@ def test_pools_converged(records, at_sim, converged):
     assert pools_converged(records, at_sim, {"alpha": 1}) is converged
 
 
-@pytest.mark.timeout(180)
-def test_crash_bench_prints_one_json_object_and_records_its_row(tmp_path: Path) -> None:
-    import json
-    import subprocess
-    import sys
-
-    from helpers import REPO
-
+def test_a_run_is_recorded_as_one_row_with_its_command(tmp_path: Path) -> None:
+    result = CrashResult(store="redis-ha", seed=5, kills=[
+        Kill(1, 0.5, "m1", False, creating=3, destroying=0, at_sim=10, recovery_s=1.5),
+        Kill(2, 0.7, "m2", True, creating=0, destroying=2, at_sim=12, recovery_s=2.5, leaked=1)],
+        converged_s=4.0)
     out = tmp_path / "benchmarks.md"
-    done = subprocess.run([sys.executable, "-m", "corral.cli", "bench", "crash", "--kills", "2", "--seed", "5",
-                           "--json", "--record", "--output", str(out)],
-                          capture_output=True, text=True, timeout=170, cwd=REPO)
-    assert done.returncode in (0, 1), done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["benchmark"] == "crash" and result["seed"] == 5 and len(result["kills"]) == 2
-    assert result["leaked"] == 0 and result["duplicates"] == [] and result["lost"] == 0
-    assert result["kills_in_a_create"] >= 1 and result["kills_in_a_destroy"] >= 1  # the last kill is aimed
-    assert result["ok"] is True and done.returncode == 0, result
+    result.append_markdown(out, "corral bench crash --store redis-ha --kills 2 --seed 5 --record")
     text = out.read_text()
-    assert "## Crashes (`corral bench crash`)" in text and "bench crash --kills 2 --seed 5" in text
+    assert "## Crashes (`corral bench crash`)" in text
+    assert "| redis-ha | 2 | 5 | 1 | 1 | 1 | 0 | 0 | 0 | 2.50 | 2.50 | 4.0 | NO | " in text
+    assert not result.ok and result.targets_met["no_leak"] is False
+    assert result.as_dict()["kills"][1]["landed"] == "destroy (2 VMs)"
 
 
 def test_crash_bench_refuses_an_unknown_store() -> None:
