@@ -38,11 +38,12 @@ def settings_for(store: str) -> CrashSettings:
     return CrashSettings(store=store, kills=KILLS[store], seed=seed, lease_ttl=1.0, renew_every=0.15)
 
 
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("store", sorted(KILLS))
 def test_kill_9_during_a_fill_under_load_loses_nothing(store: str, tmp_path: Path, capsys: pytest.CaptureFixture):
     result = run_crash(settings_for(store), progress=print, workdir=tmp_path)
     out = capsys.readouterr().out
-    where = f"{store}, seed {result.seed}: {result.summary()}\n{out[-4000:]}"
+    where = f"{store}, seed {result.seed}: {result.summary()} {result.not_converged}\n{out[-4000:]}"
     assert len(result.kills) == KILLS[store], where
     assert result.in_create >= 1 and result.in_destroy >= 1, f"no kill landed in a create or a destroy: {where}"
     assert result.duplicates == [], f"handed out twice: {result.duplicates}; {where}"

@@ -135,6 +135,7 @@ class CrashResult:
     final_leaked: int = 0
     final_lost: int = 0
     tracebacks: int = 0
+    not_converged: str = ""  # what differed at the limit, when the pools did not converge
     machine: str = field(default_factory=machine)
 
     @property
@@ -277,6 +278,17 @@ def pools_converged(records: list[Vm], at_sim: dict[str, bool], pools: dict[str,
         elif vm.state not in HELD_STATES:
             return False
     return all(ready.get(p, 0) == n for p, n in pools.items()) and set(at_sim) == {v.name for v in records}
+
+
+def describe(records: list[Vm], at_sim: dict[str, bool]) -> str:
+    """The records by pool and state, and the VMs only one side has: why pools are not converged."""
+    counts: dict[str, dict[str, int]] = {}
+    for vm in records:
+        by_state = counts.setdefault(vm.pool, {})
+        by_state[vm.state.value] = by_state.get(vm.state.value, 0) + 1
+    known = {v.name for v in records}
+    return (f"{counts}; only at the simulator: {sorted(set(at_sim) - known)[:10]}; "
+            f"only in the store: {sorted(known - set(at_sim))[:10]}")
 
 
 # -- the client ------------------------------------------------------------------------------------
@@ -460,7 +472,8 @@ class SqliteSetup(Setup):
         self._answering(self.process)
 
     def close(self) -> None:
-        self.store.close()
+        if hasattr(self, "store"):
+            self.store.close()
 
 
 class RedisSetup(Setup):
@@ -516,8 +529,10 @@ class RedisSetup(Setup):
         self.managers[name] = self._serve(name, self.site.config, ["--role", "manager", "--manager-id", name], None)
 
     def close(self) -> None:
-        self.store.close()
-        self.server.stop()
+        if hasattr(self, "store"):
+            self.store.close()
+        if hasattr(self, "server"):
+            self.server.stop()
 
 
 def make_setup(settings: CrashSettings, work: Path, zygote: Zygote) -> Setup:
@@ -547,25 +562,29 @@ def run_crash(settings: CrashSettings, *, progress: Say | None = None, workdir: 
     result = CrashResult(store=settings.store, seed=seed)
     with _workdir(workdir) as work, Zygote() as zygote:
         setup = make_setup(settings, work, zygote)
-        setup.start()
-        client = Client(setup.url, sorted(settings.pools), seed)
-        client.start()
         try:
-            for index, moment in enumerate(moments, start=1):
-                kill = _one_kill(setup, client, settings, index, moment, result)
-                result.kills.append(kill)
-                say(f"kill {index}/{settings.kills} of {kill.victim} at {moment:.3f} s"
-                    f"{' (aimed)' if kill.aimed else ''}: in {kill.landed}; recovery "
-                    f"{kill.recovery_s if kill.recovery_s is None else round(kill.recovery_s, 2)} s, leaked "
-                    f"{kill.leaked}, lost {kill.lost}, not running {kill.not_running}")
-                count(index, settings.kills + 1)
+            setup.start()
+            client = Client(setup.url, sorted(settings.pools), seed)
+            client.start()
+            try:
+                for index, moment in enumerate(moments, start=1):
+                    kill = _one_kill(setup, client, settings, index, moment, result)
+                    result.kills.append(kill)
+                    say(f"kill {index}/{settings.kills} of {kill.victim} at {moment:.3f} s"
+                        f"{' (aimed)' if kill.aimed else ''}: in {kill.landed}; recovery "
+                        f"{kill.recovery_s if kill.recovery_s is None else round(kill.recovery_s, 2)} s, leaked "
+                        f"{kill.leaked}, lost {kill.lost}, not running {kill.not_running}")
+                    count(index, settings.kills + 1)
+            finally:
+                client.stop()
+            _finish(setup, client, settings, result)
+            if result.converged_s is None:
+                say(f"not converged: {result.not_converged}")
+            count(settings.kills + 1, settings.kills + 1)
+            result.tracebacks = sum(p.read_text(errors="replace").count("Traceback") for p in setup.logs())
         finally:
-            client.stop()
-        _finish(setup, client, settings, result)
-        count(settings.kills + 1, settings.kills + 1)
-        result.tracebacks = sum(p.read_text(errors="replace").count("Traceback") for p in setup.logs())
-        zygote.close()
-        setup.close()
+            zygote.close()
+            setup.close()
     return result
 
 
@@ -654,6 +673,8 @@ def _finish(setup: Setup, client: Client, settings: CrashSettings, result: Crash
         time.sleep(0.1)
     records = setup.records()
     at_sim = sim_power(setup.state_file, settings.pools)
+    if result.converged_s is None:
+        result.not_converged = describe(records, at_sim)
     result.final_leaked = len(unknown_at_sim(records, at_sim))
     result.final_lost = len(without_vm(records, at_sim))
     open_requests = set(client.requests)

@@ -105,11 +105,24 @@ class Zygote:
         self.close()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the zygote ends (which it does when its caller ends), so
+    that a caller killed mid-run leaves no corral behind."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_child(argv: list[str], log: str) -> None:
     """In the forked child: become ``python -m corral.cli *argv`` writing to ``log``."""
     import runpy
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _die_with_parent()
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
