@@ -102,6 +102,7 @@ class Kill:
     creating: int  # pending records whose VM the simulator did not have: a create call under way
     destroying: int  # destroy-intent records whose VM the simulator still had: a destroy under way
     at_sim: int
+    restart_s: float = 0.0  # from the kill until the restarted process answers (0 for a manager)
     recovery_s: float | None = None  # from the kill until everything is accounted for
     leaked: int = 0
     lost: int = 0
@@ -203,11 +204,12 @@ class CrashResult:
         from rich.table import Table
 
         table = Table(title=f"kill -9 on {self.store} (seed {self.seed})")
-        for column in ("kill", "moment s", "victim", "landed in", "leaked", "lost", "not running", "recovery s"):
+        for column in ("kill", "moment s", "victim", "landed in", "leaked", "lost", "not running", "restart s",
+                       "recovery s"):
             table.add_column(column, justify="left" if column in ("victim", "landed in") else "right")
         for k in self.kills:
             table.add_row(str(k.index), f"{k.moment_s:.3f}" + (" (aimed)" if k.aimed else ""), k.victim, k.landed,
-                          str(k.leaked), str(k.lost), str(k.not_running),
+                          str(k.leaked), str(k.lost), str(k.not_running), f"{k.restart_s:.2f}",
                           f"{k.recovery_s:.2f}" if k.recovery_s is not None else "—")
         return [table]
 
@@ -621,6 +623,7 @@ def _one_kill(setup: Setup, client: Client, settings: CrashSettings, index: int,
     at_kill = landing(setup.records(), at_sim)
     kill = Kill(index, moment, victim.name, aimed, len(at_kill.creating), len(at_kill.destroying), at_kill.at_sim)
     setup.restart(victim)
+    kill.restart_s = time.monotonic() - killed_at
     _audit(setup, client, settings, kill, at_kill, killed_at)
     return kill
 
