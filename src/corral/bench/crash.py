@@ -75,8 +75,10 @@ class CrashSettings:
     moment_s: tuple[float, float] = (0.5, 2.5)  # a kill comes this long after the restart answers
     reconcile_interval: float = 2.0
     check_interval: float = 0.3
-    lease_ttl: float = 2.0
-    renew_every: float = 0.3
+    # the product's defaults: shorter leases are lost to a CPU-starved manager's late renewals
+    # (it stops acting on its pools and takes them again), which slows the fill down
+    lease_ttl: float = 5.0
+    renew_every: float = 1.0
     converge_limit_s: float = 90.0
 
     def check(self) -> None:
