@@ -1,6 +1,6 @@
-"""kill -9 at 20 random moments of a 500-VM fill under load, on sqlite, on Redis and with two
-managers on Redis (the owner killed each time): nothing leaks, nothing is lost, nothing is
-handed out twice, checked-out VMs stay running, and the pools converge.
+"""kill -9 at random moments of a 500-VM fill under load, on sqlite, on Redis and with two
+managers on Redis (the owner killed each time), 20 kills in all: nothing leaks, nothing is lost,
+nothing is handed out twice, checked-out VMs stay running, and the pools converge.
 
 The moments come from a seed printed with every failure (``CORRAL_CRASH_SEED`` replays one;
 ``corral bench crash --seed N`` runs the same scenario outside the suite).
