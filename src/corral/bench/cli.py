@@ -425,6 +425,33 @@ def bench_failover(
         raise typer.Exit(1)
 
 
+@_command("crash")
+def bench_crash(
+    store: Annotated[str, typer.Option(help="sqlite (one process), redis (one process) or redis-ha (an API "
+                                            "process and two managers; the owner is killed each time).")] = "sqlite",
+    kills: Annotated[int, typer.Option(help="kill -9s during the fill.", min=1, max=200)] = 20,
+    seed: Annotated[int | None, typer.Option(help="Seed of the kill moments (printed when not given), to replay "
+                                                  "a run.")] = None,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """kill -9 at seeded random moments of a 500-VM fill with checkouts, returns and on-demand
+    requests running; after each restart, count leaked VMs, VMs handed out twice, lost records
+    and held VMs not running, and time the recovery; after the last kill, the convergence.
+
+    Example: corral bench crash --store redis-ha --kills 20 --seed 7
+    """
+    from corral.bench.crash import CrashSettings, run_crash
+    from corral.bench.redisd import RedisUnavailable
+
+    try:
+        measure(CrashSettings(store=store, kills=kills, seed=seed), run_crash, as_json=as_json, record=record,
+                output=output)
+    except RedisUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
 @_command("vsphere")
 def bench_vsphere(
     pools: Annotated[int, typer.Option(help="Pools filled from empty.")] = 10,
