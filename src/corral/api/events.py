@@ -32,7 +32,6 @@ from corral.domain.events import INVENTORY_EVENTS, Event, VmLifecycle
 from corral.pools.service import Resync, Subscription, SubscriptionClosed
 from corral.runtime import Service
 
-MAX_STREAMS = 1_000  # concurrent event-stream clients per process
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KINDS = sorted({cls.kind for cls in (*INVENTORY_EVENTS, VmLifecycle)})
 MAX_FILTER_ITEMS = 100
@@ -143,8 +142,10 @@ def build(router: APIRouter, version: Version) -> None:
             if not raw_last.isdigit() or len(raw_last) > 19:
                 raise ApiError(400, "Last-Event-ID must be an event number")
             last = int(raw_last)
-        if streams.open >= MAX_STREAMS:
-            raise ApiError(503, f"too many event streams open (at most {MAX_STREAMS})")
+        most = service.config.api.max_event_streams
+        if streams.open >= most:
+            raise ApiError(503, f"too many event streams open (at most {most}, :api: max_event_streams)",
+                           headers={"Retry-After": "5"})
         if request.scope.get(HEAD_FLAG):  # HEAD: the headers, not a stream that never ends
             return Response(media_type="text/event-stream", headers=STREAM_HEADERS)  # type: ignore[return-value]
         return StreamingResponse(_stream(service, streams, accepts, last), media_type="text/event-stream",
