@@ -56,6 +56,8 @@ class LoadResult:
     checkout_p50_ms: float = 0.0
     checkout_p99_ms: float = 0.0
     duplicates: list[str] = field(default_factory=list)
+    empty: int = 0  # of the POST 503s, vmpooler's answer for a pool with no ready VM left
+
 
     @property
     def server_errors(self) -> int:
@@ -126,6 +128,7 @@ class _Run:
         self.pairs_by_url: Counter[str] = Counter()
         self.checkouts: list[float] = []
         self.handed: Counter[str] = Counter()
+        self.empty = 0
 
     def error(self, what: str) -> None:
         if time.perf_counter() >= self.measure_from:
@@ -144,6 +147,8 @@ class _Run:
         started = time.perf_counter()
         status, body = await self._request(reader, writer, "POST", target.post)
         took = time.perf_counter() - started
+        if status == 503 and b'"empty"' in body:
+            self.empty += 1
         if status != 200:
             self.error(f"POST {status}: {body[:200].decode(errors='replace')}")
             return False
@@ -214,6 +219,7 @@ class _Run:
             checkout_p50_ms=round(percentile(checkouts, 50), 3),
             checkout_p99_ms=round(percentile(checkouts, 99), 3),
             duplicates=sorted(name for name, n in self.handed.items() if n > 1),
+            empty=self.empty,
         )
 
 

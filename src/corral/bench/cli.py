@@ -270,7 +270,9 @@ def bench_load(
     store: Annotated[str, typer.Option(help="The load part's set-ups: sqlite (one process), redis (two API "
                                             "processes and a manager on a redis-server) or both.")] = "both",
     pool_size: Annotated[int, typer.Option(help="Ready VMs in the pool at the start; back-to-back checkouts "
-                                                "outrun the refill, so it must last the run.", min=1)] = 20000,
+                                                "outrun the refill, so it must last the run (the simulator "
+                                                "holds about 29,000).", min=1)] = 26000,
+    redis_pool_size: Annotated[int, typer.Option(help="The same on Redis (at most --pool-size).", min=1)] = 15000,
     sse: Annotated[int, typer.Option(help="Event streams held open in the slow-client part.", min=0)] = 2000,
     idle: Annotated[int, typer.Option(help="Idle keep-alive connections held open.", min=0)] = 500,
     slow: Annotated[int, typer.Option(help="Clients each sending a request body one byte a second.", min=0)] = 20,
@@ -291,7 +293,8 @@ def bench_load(
     from corral.bench.load import LoadBenchSettings, run_load_bench
     from corral.bench.redisd import RedisUnavailable, binary
 
-    settings = LoadBenchSettings(seconds=seconds, clients=clients, stores=store, pool_size=pool_size, sse=sse,
+    settings = LoadBenchSettings(seconds=seconds, clients=clients, stores=store, pool_size=pool_size,
+                                 redis_pool_size=redis_pool_size, sse=sse,
                                  idle=idle, slow=slow, phase_seconds=phase_seconds, steady_rate=steady_rate)
     try:
         settings.check()

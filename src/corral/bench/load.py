@@ -45,7 +45,8 @@ STEADY_CONNECTIONS = 4
 class LoadBenchSettings:
     seconds: float = 60.0
     clients: int = 200
-    pool_size: int = 20000  # back-to-back pairs outrun the refill: the pool must last the run
+    pool_size: int = 26000  # back-to-back pairs outrun the refill: the pool must last the run
+    redis_pool_size: int = 15000  # two API processes serve fewer pairs; a bigger fill lost its lease
     stores: str = "both"  # sqlite, redis or both
     sse: int = 2000
     idle: int = 500
@@ -166,8 +167,10 @@ def run_load_bench(settings: LoadBenchSettings, progress: Say | None = None) -> 
         directory = Path(tmp)
         for setup in settings.setups:
             say(f"{setup.label}: starting ...")
-            with deploy(setup, directory / setup.name, settings.pool_size) as corral:
-                say(f"  full after {wait_full(corral, settings.pool_size, settings.fill_timeout):.1f} s; "
+            size = settings.pool_size if setup.store == "sqlite" else min(settings.pool_size,
+                                                                          settings.redis_pool_size)
+            with deploy(setup, directory / setup.name, size) as corral:
+                say(f"  full after {wait_full(corral, size, settings.fill_timeout):.1f} s; "
                     f"{settings.clients} clients for {settings.warmup:g} + {settings.seconds:g} s ...")
                 load = run_client(corral, settings.clients, settings.seconds, settings.warmup)
                 rows.append(LoadRow(setup.name, load))

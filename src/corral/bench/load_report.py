@@ -118,12 +118,13 @@ class LoadBenchResult:
         s = self.settings
         load = Table(title=f"{s['clients']} clients checking out and returning, {s['seconds']:g} s; {self.machine}")
         for col in ("setup", "pairs/s", "checkout p50 ms", "checkout p99 ms", "pair p99 ms", "duplicates",
-                    "answers >= 500", "errors"):
+                    "answers >= 500", "of them pool empty", "errors"):
             load.add_column(col, justify="left" if col == "setup" else "right")
         for r in self.rows:
             x = r.load
             load.add_row(r.setup, f"{x.pairs_per_s:,.0f}", f"{x.checkout_p50_ms:.2f}", f"{x.checkout_p99_ms:.2f}",
-                         f"{x.p99_ms:.2f}", str(len(x.duplicates)), str(x.server_errors), str(x.errors))
+                         f"{x.p99_ms:.2f}", str(len(x.duplicates)), str(x.server_errors), str(x.empty),
+                         str(x.errors))
         slow = Table(title=f"steady client ({s['steady_rate']:g} pairs/s) beside slow clients, "
                            f"{s['phase_seconds']:g} s each, sqlite-1")
         for col in ("phase", "streams", "idle", "slow bodies", "checkouts", "p50 ms", "p99 ms", "p99 / quiet",
@@ -142,6 +143,9 @@ class LoadBenchResult:
         met = self.targets_met
         lines = [f"duplicates: {self.duplicates} ({'met' if met['zero_duplicates'] else 'NOT met'}), answers >= 500: "
                  f"{self.server_errors} ({'met' if met['zero_5xx'] else 'NOT met'})"]
+        if empty := sum(r.load.empty for r in self.rows):
+            lines.append(f"{empty} of the answers >= 500 were 503s for a pool run dry: the clients took VMs faster "
+                         "than the pool was refilled; a bigger --pool-size lasts the run")
         if self.worst_ratio is not None:
             lines.append(f"worst checkout p99 beside slow clients: {self.worst_ratio:.2f} x quiet "
                          f"({self.quiet_p99:.2f} ms); target <= {MAX_P99_RATIO:g} x "
@@ -157,7 +161,8 @@ class LoadBenchResult:
             append_row(path, LOAD_TABLE_HEADER,
                        f"| {date} | {r.setup} | {s['clients']} | {s['seconds']:g} | {x.pairs_per_s:,.0f} | "
                        f"{x.checkout_p50_ms:.2f} | {x.checkout_p99_ms:.2f} | {len(x.duplicates)} | "
-                       f"{x.server_errors} | {x.errors} | {self.cores} | `{command}` |\n", intro=LOAD_SECTION_INTRO)
+                       f"{x.server_errors} | {x.empty} | {x.errors} | {self.cores} | `{command}` |\n",
+                       intro=LOAD_SECTION_INTRO)
         for p in self.phases:
             r = ratio(p.steady.p99_ms, self.quiet_p99)
             cut = p.held.slow_cut_s
@@ -171,8 +176,8 @@ class LoadBenchResult:
 
 LOAD_TABLE_HEADER = (
     "| date | setup | clients | s | pairs/s | checkout p50 ms | checkout p99 ms | duplicates | answers >= 500 | "
-    "errors | cores | command |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    "of them pool empty | errors | cores | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 SLOW_TABLE_HEADER = (
     "| date | phase | streams | idle keep-alives | slow bodies | checkouts | p50 ms | p99 ms | p99 / quiet | "
