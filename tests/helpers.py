@@ -141,13 +141,11 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         import threading
 
-        import uvicorn
-
         from corral.api import create_app
-        from corral.api.server import Server
+        from corral.api.server import Server, uvicorn_config
 
-        self.server = Server(uvicorn.Config(create_app(self.service), host="127.0.0.1", port=self.port,
-                                                    log_config=None, access_log=False, lifespan="on"))
+        self.server = Server(uvicorn_config(create_app(self.service), self.service.config.api, host="127.0.0.1",
+                                            port=self.port, log_config=None, access_log=False, lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 15

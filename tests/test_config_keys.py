@@ -53,7 +53,8 @@ def test_judging_an_unknown_key(key, rule, quiet, elsewhere, level, message):
 
 def test_every_section_of_the_file_has_a_rule():
     assert set(Config.model_fields) == set(SECTIONS) | {"providers", "tagfilter"}
-    assert {k for k, rule in SECTIONS.items() if rule.strict} == {"store", "monitoring", "scheduling", "runner", "ha"}
+    assert {k for k, rule in SECTIONS.items() if rule.strict} == {"store", "monitoring", "scheduling", "runner", "ha",
+                                                                        "api"}
 
 
 

@@ -21,7 +21,7 @@ from corral import __version__
 from corral.api import dashboard, events, metrics, ondemand, openapi, poolconfig, status, tokens, vms
 from corral.api.common import ApiError, Version
 from corral.api.head import bodiless, head_as_get
-from corral.api.middleware import RateLimiter, RequestLogger, loggable_path
+from corral.api.middleware import RateLimiter, RequestLogger, body_deadline, loggable_path
 from corral.pools.service import Elsewhere
 from corral.runtime import Service, reload_on_sighup
 from corral.store.base import StoreUnavailable
@@ -87,8 +87,11 @@ class HotPath:
 
 class CorralApp(FastAPI):
     hot_path: HotPath | None = None
+    body_timeout: float | None = None  # :api: body_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.body_timeout is not None and scope["type"] == "http":
+            receive = body_deadline(receive, self.body_timeout)
         if (as_get := head_as_get(scope)) is not None:
             scope, send = as_get, bodiless(send)
         if self.hot_path is not None and scope["type"] == "http":
@@ -202,6 +205,7 @@ def create_app(service: Service, *, manage_lifecycle: bool = True, server_gc: bo
                               "(same answers), /api/v1 and without a prefix (short hostnames and a "
                               "'domain' key).")
     app.state.service = service
+    app.body_timeout = service.config.api.body_timeout
     app.state.streams = events.Streams()
     app.state.last_boots = status.LastBoots()
     app.state.unavailable = UnavailableAnswers()

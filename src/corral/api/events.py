@@ -32,7 +32,6 @@ from corral.domain.events import INVENTORY_EVENTS, Event, VmLifecycle
 from corral.pools.service import Resync, Subscription, SubscriptionClosed
 from corral.runtime import Service
 
-MAX_STREAMS = 1_000  # concurrent event-stream clients per process
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KINDS = sorted({cls.kind for cls in (*INVENTORY_EVENTS, VmLifecycle)})
 MAX_FILTER_ITEMS = 100
@@ -49,12 +48,18 @@ def _items(value: str | None, what: str) -> set[str] | None:
     return items
 
 
+def short_names(vms: set[str] | None) -> frozenset[str] | None:
+    """The VMs of a ``vm`` filter as the events name them: short, in lower case (names match in
+    any case)."""
+    return frozenset(v.split(".", 1)[0].lower() for v in vms) if vms is not None else None
+
+
 def event_filter(pools: set[str] | None, vms: set[str] | None, kinds: set[str] | None) -> Callable[[Event], bool]:
     if kinds is not None:
         unknown = sorted(k for k in kinds if not k.endswith(".") and k not in KINDS)
         if unknown:
             raise ApiError(400, f"unknown event type {unknown[0][:40]!r} (known: {', '.join(KINDS)})")
-    short_vms = {v.split(".", 1)[0].lower() for v in vms} if vms is not None else None  # names match in any case
+    short_vms = short_names(vms)
 
     def accepts(event: Event) -> bool:
         if kinds is not None and not any(event.kind == k or (k.endswith(".") and event.kind.startswith(k))
@@ -92,11 +97,11 @@ class Streams:
 
 
 async def _stream(service: Service, streams: Streams, accepts: Callable[[Event], bool],
-                  last: int | None) -> AsyncIterator[str]:
+                  last: int | None, vms: frozenset[str] | None) -> AsyncIterator[str]:
     """Subscribe on the first read (a response never started leaves nothing behind)."""
     pools = service.pools
     settings = service.config.monitoring
-    sub = pools.stream("event-stream", accepts=accepts, queue_size=settings.subscriber_queue)
+    sub = pools.stream("event-stream", accepts=accepts, queue_size=settings.subscriber_queue, vms=vms)
     streams.subs.add(sub)
     try:
         yield "retry: 2000\n: corral event stream\n\n"
@@ -136,16 +141,20 @@ def build(router: APIRouter, version: Version) -> None:
         """Lifecycle and inventory events as Server-Sent Events, filtered by ``pool``, ``vm`` and ``type``."""
         service = service_of(request)
         streams: Streams = request.app.state.streams
-        accepts = event_filter(_items(pool, "pool"), _items(vm, "vm"), _items(type, "type"))
+        vm_items = _items(vm, "vm")
+        accepts = event_filter(_items(pool, "pool"), vm_items, _items(type, "type"))
         raw_last = request.headers.get("last-event-id") or last_event_id
         last: int | None = None
         if raw_last:
             if not raw_last.isdigit() or len(raw_last) > 19:
                 raise ApiError(400, "Last-Event-ID must be an event number")
             last = int(raw_last)
-        if streams.open >= MAX_STREAMS:
-            raise ApiError(503, f"too many event streams open (at most {MAX_STREAMS})")
+        most = service.config.api.max_event_streams
+        if streams.open >= most:
+            raise ApiError(503, f"too many event streams open (at most {most}, :api: max_event_streams)",
+                           headers={"Retry-After": "5"})
         if request.scope.get(HEAD_FLAG):  # HEAD: the headers, not a stream that never ends
             return Response(media_type="text/event-stream", headers=STREAM_HEADERS)  # type: ignore[return-value]
-        return StreamingResponse(_stream(service, streams, accepts, last), media_type="text/event-stream",
+        return StreamingResponse(_stream(service, streams, accepts, last, short_names(vm_items)),
+                                 media_type="text/event-stream",
                                  headers=STREAM_HEADERS)

@@ -1,4 +1,5 @@
-"""ASGI middleware: rate limiting (vmpooler 3.9's rules and answers) and request logging.
+"""ASGI middleware: rate limiting (vmpooler 3.9's rules and answers), request logging, and
+the deadline of a request's body.
 
 Rate limiting is off unless ``rate_limiting_enabled: true`` in ``:config:``. A client is its
 token (when it sends X-AUTH-TOKEN) or its IP address; each kind of request has its own
@@ -11,6 +12,7 @@ are never limited nor counted: a load balancer's probe must not take a server ou
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -18,6 +20,7 @@ import re
 import time
 from typing import Any
 
+from corral.api.common import ApiError
 from corral.config import RateLimit, RateLimits
 from corral.runtime import Service
 
@@ -147,3 +150,31 @@ class RequestLogger:
         finally:
             log.info("request", extra={"method": scope["method"], "path": loggable_path(scope["path"]),
                                        "status": status, "duration": round(time.monotonic() - started, 4)})
+
+
+def body_deadline(receive: Any, seconds: float, clock: Any = time.monotonic) -> Any:
+    """``receive`` of one request, with ``seconds`` from now for its whole body to arrive.
+
+    A client sending its body slower (one byte a second, say) gets a 408 and its connection is
+    closed (the answer says ``Connection: close``), rather than holding a task of the server for
+    as long as it likes. Once the body is in, what the app receives next (a disconnect) is not
+    timed: an event stream may wait on it for hours."""
+    deadline = clock() + seconds
+    done = False
+
+    async def receiving() -> dict[str, Any]:
+        nonlocal done
+        if done:
+            return await receive()  # type: ignore[no-any-return]
+        try:
+            async with asyncio.timeout(max(deadline - clock(), 0.0)):
+                message: dict[str, Any] = await receive()
+        except TimeoutError:
+            done = True
+            raise ApiError(408, f"request body not received within {seconds:g} s (:api: body_timeout)",
+                           headers={"Connection": "close"}) from None
+        if message.get("type") != "http.request" or not message.get("more_body", False):
+            done = True
+        return message
+
+    return receiving

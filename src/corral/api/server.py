@@ -8,6 +8,8 @@ from typing import Any
 
 import uvicorn
 
+from corral.config import ApiConfig
+
 log = logging.getLogger("corral.api")
 
 
@@ -47,6 +49,56 @@ def listen_socket(host: str, port: int) -> socket.socket:
 def _reason(exc: OSError) -> str:
     text = exc.strerror or str(exc)
     return text[:1].lower() + text[1:]
+
+
+#: Descriptors a process needs besides its clients' connections: the store, the providers'
+#: sessions, Redis, logs, the listening socket, Python's own files.
+SPARE_FILES = 256
+
+
+def uvicorn_config(app: Any, limits: ApiConfig, **kwargs: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` with the limits of ``:api:`` (the connections it holds at
+    once, the idle keep-alive timeout); ``kwargs`` are uvicorn's other settings."""
+    return uvicorn.Config(app, limit_concurrency=limits.max_connections,
+                          timeout_keep_alive=limits.keepalive_timeout, **kwargs)
+
+
+def open_files_needed(limits: ApiConfig) -> int:
+    """The descriptors a process serving ``limits`` may need at once."""
+    return limits.max_connections + SPARE_FILES
+
+
+def open_files_plan(soft: int, hard: int, need: int) -> tuple[int | None, str | None]:
+    """What to do about the open-files limit: the soft limit to set (None: leave it) and a
+    warning to log (None: nothing to say). ``resource.RLIM_INFINITY`` is -1."""
+    unlimited = hard < 0
+    if soft < 0 or soft >= need:
+        return None, None
+    if unlimited or hard >= need:
+        return need, None
+    warning = (f"open-files limit {hard} (hard) is below the {need} descriptors :api: max_connections needs; "
+               f"beyond about {max(hard - SPARE_FILES, 0)} connections new clients are refused by the system")
+    return (hard if hard > soft else None), warning
+
+
+def raise_open_files(limits: ApiConfig) -> None:
+    """Raise this process's soft open-files limit to what ``limits`` needs, where the hard limit
+    allows; log what was done, and a warning where it falls short."""
+    try:
+        import resource
+    except ImportError:  # not on this system: nothing to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = open_files_needed(limits)
+    target, warning = open_files_plan(soft, hard, need)
+    if target is not None:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            log.info("open-files limit raised", extra={"from": soft, "to": target})
+        except (ValueError, OSError) as exc:
+            warning = f"cannot raise the open-files limit from {soft} to {target}: {exc}"
+    if warning is not None:
+        log.warning(warning)
 
 
 class Server(uvicorn.Server):

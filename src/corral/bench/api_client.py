@@ -51,6 +51,18 @@ class LoadResult:
     # process together, and the CPU seconds of each over the client's run
     server_cpu_ms_per_pair: float | None = None
     process_cpu_s: dict[str, float] = field(default_factory=dict)
+    # the checkout alone (the POST of each measured pair), and hostnames handed out more than
+    # once over the whole run, warm-up included (returned VMs are destroyed: never twice)
+    checkout_p50_ms: float = 0.0
+    checkout_p99_ms: float = 0.0
+    duplicates: list[str] = field(default_factory=list)
+    empty: int = 0  # of the POST 503s, vmpooler's answer for a pool with no ready VM left
+
+
+    @property
+    def server_errors(self) -> int:
+        """Answers of 500 and above, any request, warm-up included."""
+        return sum(n for key, n in self.statuses.items() if key.split()[-1].startswith("5"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +126,9 @@ class _Run:
         self.errors = 0
         self.error_samples: list[str] = []
         self.pairs_by_url: Counter[str] = Counter()
+        self.checkouts: list[float] = []
+        self.handed: Counter[str] = Counter()
+        self.empty = 0
 
     def error(self, what: str) -> None:
         if time.perf_counter() >= self.measure_from:
@@ -129,7 +144,11 @@ class _Run:
         return status, body
 
     async def _pair(self, target: _Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        started = time.perf_counter()
         status, body = await self._request(reader, writer, "POST", target.post)
+        took = time.perf_counter() - started
+        if status == 503 and b'"empty"' in body:
+            self.empty += 1
         if status != 200:
             self.error(f"POST {status}: {body[:200].decode(errors='replace')}")
             return False
@@ -138,6 +157,9 @@ class _Run:
         except (ValueError, KeyError, TypeError):
             self.error(f"POST 200 without a hostname: {body[:200].decode(errors='replace')}")
             return False
+        self.handed[hostname] += 1
+        if started >= self.measure_from:
+            self.checkouts.append(took)
         delete = b"DELETE /api/v3/vm/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n" % (
             hostname.encode(), target.host_header)
         status, body = await self._request(reader, writer, "DELETE", delete)
@@ -180,6 +202,7 @@ class _Run:
     def result(self, clients: int, duration: float) -> LoadResult:
         ordered = sorted(self.latencies)
         ms = [x * 1000.0 for x in ordered]
+        checkouts = sorted(x * 1000.0 for x in self.checkouts)
         return LoadResult(
             clients=clients,
             duration_s=duration,
@@ -193,6 +216,10 @@ class _Run:
             statuses=dict(self.statuses),
             error_samples=self.error_samples,
             pairs_by_url=dict(self.pairs_by_url),
+            checkout_p50_ms=round(percentile(checkouts, 50), 3),
+            checkout_p99_ms=round(percentile(checkouts, 99), 3),
+            duplicates=sorted(name for name, n in self.handed.items() if n > 1),
+            empty=self.empty,
         )
 
 

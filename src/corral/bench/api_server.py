@@ -26,9 +26,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from corral.config import ApiConfig
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -70,15 +73,16 @@ async def baseline_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send(body)
 
 
-def corral_app(config_path: Path, role: str = "all", manager_id: str | None = None) -> Any:
-    """The corral app for a configuration file, as ``corral serve --role ROLE`` builds it."""
+def corral_app(config_path: Path, role: str = "all", manager_id: str | None = None) -> tuple[Any, ApiConfig]:
+    """The corral app for a configuration file, as ``corral serve --role ROLE`` builds it, and
+    the limits of its ``:api:`` section."""
     from corral.api import create_app
     from corral.config import load_config
     from corral.ha.roles import Role
     from corral.runtime import build_service
 
     config, _warnings = load_config(config_path)
-    return create_app(build_service(config, Role(role), manager_id), server_gc=True)
+    return create_app(build_service(config, Role(role), manager_id), server_gc=True), config.api
 
 
 def _print_tasks(*_: Any) -> None:
@@ -92,13 +96,21 @@ def _print_tasks(*_: Any) -> None:
     sys.stderr.flush()
 
 
-def serve(app: Any, port: int, profile: Path | None = None) -> None:
-    """Serve ``app`` on 127.0.0.1:``port`` with the benchmark's uvicorn settings."""
+def serve(app: Any, port: int, profile: Path | None = None, limits: ApiConfig | None = None) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` with the benchmark's uvicorn settings and, for corral,
+    the limits of its ``:api:`` section (as ``corral serve`` does)."""
+    from corral.api.server import raise_open_files, uvicorn_config
+
     logging.basicConfig(level=logging.WARNING)
     faulthandler.register(signal.SIGQUIT)  # `kill -QUIT` prints where a stuck server's thread is
     signal.signal(signal.SIGHUP, _print_tasks)  # `kill -HUP` prints where its asyncio tasks are
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                            access_log=False, log_config=None, log_level="warning", lifespan="on")
+    settings: dict[str, Any] = {"host": "127.0.0.1", "port": port, "loop": "uvloop", "http": "httptools",
+                                "access_log": False, "log_config": None, "log_level": "warning", "lifespan": "on"}
+    if limits is not None:
+        raise_open_files(limits)
+        config = uvicorn_config(app, limits, **settings)
+    else:
+        config = uvicorn.Config(app, **settings)
     server = uvicorn.Server(config)
     if profile is None:
         server.run()
@@ -125,10 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.kind == "corral":
         if args.config is None:
             parser.error("corral needs --config")
-        app = corral_app(args.config, args.role, args.manager_id)
+        app, limits = corral_app(args.config, args.role, args.manager_id)
     else:
-        app = baseline_app
-    serve(app, args.port, args.profile)
+        app, limits = baseline_app, None
+    serve(app, args.port, args.profile, limits)
 
 
 if __name__ == "__main__":

@@ -89,9 +89,11 @@ def store_section(store: str, directory: Path) -> dict[str, Any]:
     return {"type": "redis", "site": REDIS_SITE}
 
 
-def write_config(directory: Path, pool_size: int, store: str = "sqlite", redis_port: int | None = None) -> Path:
+def write_config(directory: Path, pool_size: int, store: str = "sqlite", redis_port: int | None = None,
+                 api: dict[str, Any] | None = None) -> Path:
     """A corral configuration in ``directory``: a fast simulator, one pool, the sqlite store in
-    ``directory`` or the Redis store on 127.0.0.1:``redis_port``."""
+    ``directory`` or the Redis store on 127.0.0.1:``redis_port``; ``api`` is its ``:api:``
+    section (none: the defaults)."""
     doc: dict[str, Any] = {
         ":providers": {":sim": {
             "provider_class": "sim",
@@ -111,6 +113,8 @@ def write_config(directory: Path, pool_size: int, store: str = "sqlite", redis_p
         if redis_port is None:
             raise ValueError("a configuration on the Redis store needs the redis-server's port")
         doc[":redis"] = {"server": "127.0.0.1", "port": redis_port}
+    if api:
+        doc[":api"] = dict(api)
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -267,8 +271,10 @@ def profile_path(profile: Path, setup: Setup, index: int) -> Path:
 
 
 @contextmanager
-def deploy(setup: Setup, directory: Path, pool_size: int, profile: Path | None = None) -> Iterator[Deployment]:
-    """Start ``setup`` in ``directory`` (its redis-server too); stop all of it on leaving."""
+def deploy(setup: Setup, directory: Path, pool_size: int, profile: Path | None = None,
+           api: dict[str, Any] | None = None) -> Iterator[Deployment]:
+    """Start ``setup`` in ``directory`` (its redis-server too), with ``api`` as the ``:api:``
+    section of its configuration; stop all of it on leaving."""
     directory.mkdir(parents=True, exist_ok=True)
 
     def profiled(index: int) -> Path | None:
@@ -279,7 +285,7 @@ def deploy(setup: Setup, directory: Path, pool_size: int, profile: Path | None =
         if setup.store == "redis":
             redis = RedisServer(workdir=directory, persist=True).start()
             stack.callback(redis.stop)
-        config = write_config(directory, pool_size, setup.store, redis.port if redis else None)
+        config = write_config(directory, pool_size, setup.store, redis.port if redis else None, api)
         if setup.processes == 1:
             api = [_started(stack, api_server("corral", directory, "corral", config=config, profile=profiled(1)))]
             others = []

@@ -262,6 +262,49 @@ def bench_api(
         raise typer.Exit(1)
 
 
+@_command("load")
+def bench_load(
+    seconds: Annotated[float, typer.Option(help="Seconds the clients check out and return, per set-up.")] = 60.0,
+    clients: Annotated[int, typer.Option(help="Concurrent clients, each on a keep-alive connection.", min=1,
+                                         max=5000)] = 200,
+    store: Annotated[str, typer.Option(help="The load part's set-ups: sqlite (one process), redis (two API "
+                                            "processes and a manager on a redis-server) or both.")] = "both",
+    pool_size: Annotated[int, typer.Option(help="Ready VMs in the pool at the start; back-to-back checkouts "
+                                                "outrun the refill, so it must last the run (the simulator "
+                                                "holds about 29,000).", min=1)] = 26000,
+    redis_pool_size: Annotated[int, typer.Option(help="The same on Redis (at most --pool-size).", min=1)] = 15000,
+    sse: Annotated[int, typer.Option(help="Event streams held open in the slow-client part.", min=0)] = 2000,
+    idle: Annotated[int, typer.Option(help="Idle keep-alive connections held open.", min=0)] = 500,
+    slow: Annotated[int, typer.Option(help="Clients each sending a request body one byte a second.", min=0)] = 20,
+    phase_seconds: Annotated[float, typer.Option(help="Seconds the steady client is measured in each slow-client "
+                                                      "phase.")] = 10.0,
+    steady_rate: Annotated[float, typer.Option(help="The steady client's checkout + return pairs a second.")]
+    = 50.0,
+    as_json: JsonOption = False,
+    record: RecordOption = False,
+    output: OutputOption = BENCHMARKS_MD,
+) -> None:
+    """200 clients checking out and returning against one process on sqlite and two API processes
+    on Redis (duplicates, answers >= 500, checkout p99), then checkout p99 of a steady client
+    beside slow bodies, idle keep-alives and event streams against its quiet figure.
+
+    Example: corral bench load --seconds 10 --sse 500 --record
+    """
+    from corral.bench.load import LoadBenchSettings, run_load_bench
+    from corral.bench.redisd import RedisUnavailable, binary
+
+    settings = LoadBenchSettings(seconds=seconds, clients=clients, stores=store, pool_size=pool_size,
+                                 redis_pool_size=redis_pool_size, sse=sse,
+                                 idle=idle, slow=slow, phase_seconds=phase_seconds, steady_rate=steady_rate)
+    try:
+        settings.check()
+        if any(setup.store == "redis" for setup in settings.setups):
+            binary()
+    except (ValueError, RedisUnavailable) as exc:
+        raise _fail(str(exc)) from None
+    measure(settings, run_load_bench, as_json=as_json, record=record, output=output)
+
+
 @_command("inventory")
 def bench_inventory(
     hosts: Annotated[int, typer.Option(help="Simulated hosts (vCenter's maximum: 2,500).")] = 2500,

@@ -81,10 +81,8 @@ def serve(
     or store record is touched. With the Redis store, several processes share the pools:
     for example two processes with --role api behind a balancer and two with --role manager.
     """
-    import uvicorn
-
     from corral.api import create_app
-    from corral.api.server import CannotListen, Server, listen_socket
+    from corral.api.server import CannotListen, Server, listen_socket, raise_open_files, uvicorn_config
     from corral.config import ConfigError
     from corral.logs import setup_logging
     from corral.runtime import build_service
@@ -107,7 +105,9 @@ def serve(
                 typer.echo(f"error: {problem}", err=True)
             raise typer.Exit(2) from None
         app = create_app(service, server_gc=True, reload_on_hangup=True)
-        Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)).run(sockets=[sock])
+        raise_open_files(cfg.api)
+        Server(uvicorn_config(app, cfg.api, host=host, port=port, log_config=None,
+                              access_log=False)).run(sockets=[sock])
 
 
 def _run_manager(cfg: Config, manager_id: str | None, path: Path) -> None:

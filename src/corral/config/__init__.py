@@ -14,6 +14,7 @@ from corral.config.load import collect_warnings, load_config, parse_config
 from corral.config.safe import model_view
 from corral.config.schema import Config, PoolSettings, ProviderSettings
 from corral.config.schema_sections import (
+    ApiConfig,
     GlobalSettings,
     MonitoringSettings,
     RateLimit,
@@ -26,6 +27,7 @@ from corral.config.schema_sections import (
 from corral.config.view import safe_view
 
 __all__ = [
+    "ApiConfig",
     "Config",
     "ConfigError",
     "GlobalSettings",

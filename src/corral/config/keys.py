@@ -114,6 +114,7 @@ SECTIONS: dict[str, Rule] = {
     "scheduling": Rule(":scheduling:", strict=True),
     "runner": Rule(":runner:", strict=True),
     "ha": Rule(":ha:", strict=True),
+    "api": Rule(":api:", strict=True),
     "redis": Rule(":redis:"),
     "auth": Rule(":auth:"),
     "rate_limits": Rule(":rate_limits:"),

@@ -22,6 +22,7 @@ from corral.config.dns import DnsConfigs, DomainName
 from corral.config.errors import checked_by
 from corral.config.providers import default_provider, raw_provider_class
 from corral.config.schema_sections import (
+    ApiConfig,
     GlobalSettings,
     GraphiteConfig,
     HaConfig,
@@ -170,6 +171,8 @@ class Config(Section):
         default_factory=dict, description="tag name → regular expression: when the tag is set, its value is "
         "replaced by what the pattern's groups capture, if it matches")
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    api: ApiConfig = Field(default_factory=ApiConfig, description="what one process's HTTP server lets its "
+                           "clients hold: connections, idle keep-alives, slow bodies, event streams")
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     scheduling: SchedulingSettings = Field(default_factory=SchedulingSettings)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)

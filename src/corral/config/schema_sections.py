@@ -18,7 +18,7 @@ from corral.domain.limits import MAX_LIFETIME_HOURS
 from corral.domain.settings_model import SettingsModel
 from corral.scheduling.weights import POLICIES, WEIGHTS
 
-__all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "GlobalSettings", "GraphiteConfig", "HaConfig",
+__all__ = ["SCHEDULING_FACTORS", "SCHEDULING_POLICIES", "ApiConfig", "GlobalSettings", "GraphiteConfig", "HaConfig",
            "MonitoringSettings", "PrometheusConfig", "RateLimit", "RateLimits", "RedisSettings", "RunnerConfig",
            "SchedulingSettings", "Section", "StatsdConfig", "StoreSettings"]
 
@@ -350,6 +350,35 @@ class RateLimits(Section):
                                    description="POST requests on `/vm` paths (checkouts, disks, snapshots)")
     vm_deletion: RateLimit = Field(default_factory=lambda: RateLimit(limit=50, period=60),
                                    description="DELETE requests on `/vm` paths")
+
+
+class ApiConfig(Section):
+    """corral's ``:api:`` section: what one process's HTTP server lets its clients hold."""
+
+    corral_only = True
+
+    max_connections: int = Field(
+        4096, ge=2, le=1_000_000, description="connections (and requests in progress) one process holds at once; "
+        "with this many open, a request is answered 503 at once, so a flood of clients is refused rather than left "
+        "waiting. Event streams count, so keep it above `max_event_streams`. The process raises its own open-files "
+        "limit to fit it where the hard limit allows, and logs a warning naming both figures where it does not")
+    keepalive_timeout: float = Field(
+        5, gt=0, le=3600, description="seconds an idle keep-alive connection stays open waiting for its next "
+        "request; behind a load balancer, set it above the balancer's own idle timeout")
+    body_timeout: float = Field(
+        10, gt=0, le=3600, description="seconds a client may take to send a request's body, from the end of its "
+        "headers; a slower one is answered 408 and its connection closed")
+    max_event_streams: int = Field(
+        2000, ge=1, le=1_000_000, description="event streams (`GET /api/v3/events`) one process serves at once; "
+        "one more is answered 503 naming this key")
+
+    @model_validator(mode="after")
+    def _streams_fit(self) -> ApiConfig:
+        if self.max_event_streams >= self.max_connections:
+            raise ValueError(f"max_event_streams ({self.max_event_streams}) must be below max_connections "
+                             f"({self.max_connections}), or open event streams would leave no connection for "
+                             "checkouts")
+        return self
 
 
 class RedisSettings(Section):

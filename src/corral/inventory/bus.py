@@ -81,10 +81,12 @@ class BusStatus:
 class Subscription:
     """One subscriber's bounded queue of ``(sequence number, event)`` or ``(seq, RESYNC)``."""
 
-    def __init__(self, bus: EventBus, name: str, accepts: Accepts | None, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, name: str, accepts: Accepts | None, maxsize: int,
+                 vms: frozenset[str] | None = None) -> None:
         self.bus = bus
         self.name = name
         self.accepts = accepts
+        self.vms = vms  # offered only the events of these VMs (``accepts`` still judges them)
         self.maxsize = maxsize
         self.stats = SubscriberStats()
         self._queue: deque[tuple[int, Event | Resync]] = deque()
@@ -161,7 +163,8 @@ class EventBus:
         self.seq = start  # the number of the last event; the next one gets start + 1
         self.published = 0
         self._history: deque[tuple[int, Event]] = deque(maxlen=history)
-        self._subs: list[Subscription] = []
+        self._subs: list[Subscription] = []  # offered every event
+        self._by_vm: dict[str, list[Subscription]] = {}  # offered only the events of one of their VMs
         self._workers: dict[str, asyncio.Task[None]] = {}
         self.stats: dict[str, SubscriberStats] = {}  # by subscriber name (streams share one entry)
 
@@ -170,7 +173,8 @@ class EventBus:
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The subscriptions open now, handlers' and streams'."""
-        return tuple(self._subs)
+        indexed = {id(sub): sub for subs in self._by_vm.values() for sub in subs}
+        return (*self._subs, *indexed.values())
 
     def publish(self, event: Event) -> int:
         """Hand ``event`` to every subscriber that accepts it; never blocks. Returns its number."""
@@ -179,6 +183,9 @@ class EventBus:
         self._history.append((self.seq, event))
         for sub in self._subs:
             sub.offer(self.seq, event)
+        if self._by_vm and (vm := getattr(event, "vm", None)) is not None:  # a stream per CI job: only its VM's
+            for sub in self._by_vm.get(vm, ()):
+                sub.offer(self.seq, event)
         return self.seq
 
     def publish_all(self, events: list[Event]) -> None:
@@ -210,19 +217,35 @@ class EventBus:
         self._workers[name] = asyncio.create_task(self._work(sub, handler, on_resync), name=f"subscriber-{name}")
         return sub
 
-    def stream(self, name: str, *, accepts: Accepts | None = None, queue_size: int | None = None) -> Subscription:
-        """A subscription the caller reads itself; close it when done."""
-        return self._add(name, accepts, queue_size)
+    def stream(self, name: str, *, accepts: Accepts | None = None, queue_size: int | None = None,
+               vms: frozenset[str] | None = None) -> Subscription:
+        """A subscription the caller reads itself; close it when done. With ``vms`` it is offered
+        only events of those VMs (an event without a VM is not offered), so thousands of streams
+        each waiting for one VM cost a publish nothing but their own VM's events."""
+        return self._add(name, accepts, queue_size, vms)
 
-    def _add(self, name: str, accepts: Accepts | None, queue_size: int | None) -> Subscription:
-        sub = Subscription(self, name, accepts, queue_size or self.queue_size)
+    def _add(self, name: str, accepts: Accepts | None, queue_size: int | None,
+             vms: frozenset[str] | None = None) -> Subscription:
+        sub = Subscription(self, name, accepts, queue_size or self.queue_size, vms)
         sub.stats = self.stats.setdefault(name, SubscriberStats())
-        self._subs.append(sub)
+        if vms is None:
+            self._subs.append(sub)
+        else:
+            for vm in vms:
+                self._by_vm.setdefault(vm, []).append(sub)
         return sub
 
     def _drop(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subs.remove(sub)
+        if sub.vms is None:
+            with contextlib.suppress(ValueError):
+                self._subs.remove(sub)
+            return
+        for vm in sub.vms:
+            subs = self._by_vm.get(vm, [])
+            with contextlib.suppress(ValueError):
+                subs.remove(sub)
+            if not subs:
+                self._by_vm.pop(vm, None)
 
     async def _work(self, sub: Subscription, handler: Handler,
                     on_resync: Callable[[], Awaitable[None]] | None) -> None:
@@ -241,7 +264,7 @@ class EventBus:
 
     async def close(self) -> None:
         """Stop every subscriber task and end every stream."""
-        for sub in list(self._subs):
+        for sub in self.subscriptions:
             sub.close()
         for task in self._workers.values():
             task.cancel()

@@ -438,9 +438,10 @@ class PoolService:
 
     # -- events ----------------------------------------------------------------------------------
     def stream(self, name: str, *, accepts: Callable[[Event], bool] | None = None,
-               queue_size: int | None = None) -> Subscription:
-        """A subscription to the event bus that the caller reads (and closes) itself."""
-        return self._manager.bus.stream(name, accepts=accepts, queue_size=queue_size)
+               queue_size: int | None = None, vms: frozenset[str] | None = None) -> Subscription:
+        """A subscription to the event bus that the caller reads (and closes) itself; with
+        ``vms``, offered only those VMs' events."""
+        return self._manager.bus.stream(name, accepts=accepts, queue_size=queue_size, vms=vms)
 
     @property
     def bus_live(self) -> bool:
