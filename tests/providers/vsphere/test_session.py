@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from corral.bench.vcsim import Vcsim
+from corral.bench.vcsim import Vcsim, wait_task
 from corral.domain.models import VmSpec
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
+from corral.providers.counting import Counted, ProviderCounts
 from corral.providers.vsphere import VsphereSettings
 from corral.providers.vsphere.session import Session
 
@@ -60,6 +62,62 @@ async def test_concurrent_calls_on_a_terminated_session_log_in_once(vcsim: Vcsim
         await feed.until(lambda f: all(f"r{i}" in f.vms for i in range(5)), 10)
         assert not feed.removed
         assert provider.feed.snapshots == 2
+    finally:
+        await provider.close()
+
+
+async def test_a_refused_relogin_pauses_the_feed_which_says_so_and_resumes_once_a_login_succeeds(
+        vcsim: Vcsim) -> None:
+    """The session is ended and the password rotated: the feed's loops cannot log in again.
+    They keep trying with back-off, every read of the feed says why (cause ``session``) instead
+    of going silent on a stale copy, and once the password is right again the loops log in by
+    themselves (no other call is made meanwhile) and the feed reports what changed."""
+    provider = make_provider(vcsim, pools={"p": pool("p")}, keepalive_interval=600)
+    await provider.connect()
+    try:
+        [made] = await provider.create_vms("DC0_C0_H0", [VmSpec(name="r0", pool="p", template=TEMPLATE)])
+        assert made.ok, made
+        counts = ProviderCounts()
+        feed = FeedReader(Counted(provider, counts))  # read as the inventory reads it: failures counted
+        await feed.until(lambda f: "r0" in f.vms and f.vms["r0"].powered_on, 10)
+        held = provider.session.settings
+        provider.session.settings = held.model_copy(update={"password": SecretStr("rotated-s3cr3t")})
+        vcsim.terminate_sessions()
+
+        async def refusal(within: float) -> ProviderError:
+            deadline = time.monotonic() + within
+            while True:
+                try:  # the loss itself is said first (cause feed); then the refusal, at every read
+                    await feed.read()
+                except ProviderError as exc:
+                    assert exc.cause is Cause.SESSION, exc
+                    return exc
+                assert time.monotonic() < deadline, "the feed never said that logging in again is refused"
+
+        said = await refusal(10)
+        assert "refused" in str(said) and "rotated-s3cr3t" not in str(said)
+        await asyncio.to_thread(lambda: wait_task(vcsim.vm("r0").PowerOffVM_Task()))
+        await asyncio.sleep(2)  # the loops keep trying (and failing) meanwhile
+        await refusal(0)  # said at once
+        assert provider.feed.drops >= 3  # the session lost, then logins refused again and again
+        assert provider.session.relogins == 0 and provider.feed.fatal is None
+        assert feed.vms["r0"].powered_on  # nothing reported from the stale copy
+
+        provider.session.settings = held
+        deadline = time.monotonic() + 40  # within the back-off (at most 30 s)
+        while feed.vms["r0"].powered_on:
+            assert time.monotonic() < deadline, "the feed did not resume once the login was accepted"
+            try:
+                await feed.read(0.5)
+            except ProviderError as exc:  # still refused until the loops try again
+                assert exc.cause is Cause.SESSION, exc
+                await asyncio.sleep(0.1)
+        assert provider.session.relogins == 1 and provider.feed.refused is None
+        assert provider.feed.tasks.refused is None and provider.feed.fatal is None
+        assert provider.feed.snapshots == 2 and len(vcsim.sessions()) == 1
+        counted = counts.view()
+        assert counted.total("vsphere", "wait_for_updates", "session") >= 2  # each refusal said, counted by cause
+        assert counted.sessions_renewed == {"vsphere": 1}
     finally:
         await provider.close()
 

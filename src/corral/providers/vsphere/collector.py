@@ -10,7 +10,9 @@ A loop's first call (version ``""``) returns every object of its filter; later c
 what entered, changed (with their change ops) or left since the version string vCenter gave
 last, or nothing after ``maxWaitSeconds``; the later parts of a truncated update set are read
 on at once, with ``maxWaitSeconds`` 0. When the session is lost, the loop logs in again (once
-for all callers: :meth:`Session.relogin`), builds a new collector and reads a fresh snapshot.
+for all callers: :meth:`Session.relogin`), builds a new collector and reads a fresh snapshot;
+a re-login that is refused or fails is tried again with back-off (a refusal is kept in
+``refused`` until a login succeeds).
 A call that never reached the vCenter is simply made again (:func:`resumable`).
 
 The collector (and its filter) and any views it reads live in the session on the vCenter
@@ -30,7 +32,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from corral.providers.base import ProviderError
+from corral.providers.base import Cause, ProviderError
 from corral.providers.vsphere.objects import moid
 from corral.providers.vsphere.session import Session, fault_message
 
@@ -71,6 +73,9 @@ class CollectorLoop:
         self.drops = 0  # rounds of the loop that failed (the long poll's connection or session lost, ...)
         self.error: str | None = None  # why the last loop round failed, if it did
         self.fatal: ProviderError | None = None  # a failure retrying cannot mend; the loop stopped
+        # the session was lost and logging in again is refused (cause ``session``); the loop
+        # tries again with back-off and clears this once a login succeeds
+        self.refused: ProviderError | None = None
         self._thread: ThreadPoolExecutor | None = None  # the loop's own thread, while it runs
         self._collector: Any = None
         self._filter: str | None = None  # the collector's filter (moid); None: build anew
@@ -145,8 +150,12 @@ class CollectorLoop:
     async def _run(self) -> None:
         generation = -1
         backoff = self._first_backoff
+        relogin = False  # the session was lost: log in again before anything else
         while not self._stopping:
             try:
+                if relogin:  # refused or failed, it is tried again with back-off like a lost connection
+                    await asyncio.get_running_loop().run_in_executor(self._thread, self.session.relogin, generation)
+                    relogin, self.refused = False, None
                 if generation != self.session.generation or self._filter is None:
                     generation = self.session.generation
                     await asyncio.get_running_loop().run_in_executor(self._thread, self._build, generation)
@@ -159,7 +168,7 @@ class CollectorLoop:
                 if self._stopping:
                     return
                 self.drops += 1
-                await asyncio.get_running_loop().run_in_executor(self._thread, self.session.relogin, generation)
+                relogin = True
             except (vmodl.fault.ManagedObjectNotFound, vmodl.fault.RequestCanceled) as exc:
                 if self._stopping:
                     return
@@ -169,7 +178,9 @@ class CollectorLoop:
             except Exception as exc:
                 if self._stopping:
                     return
-                if isinstance(exc, ProviderError) and not exc.retryable:  # e.g. no such datacenter
+                if relogin and isinstance(exc, ProviderError) and exc.cause is Cause.SESSION:  # login refused
+                    self.refused = exc
+                elif isinstance(exc, ProviderError) and not exc.retryable:  # e.g. no such datacenter
                     self.fatal, self.error = exc, str(exc)
                     self.ready.set()
                     return

@@ -216,10 +216,17 @@ class VsphereProvider(Provider):
         When the feed's loops lost their connection or session since the last answer, the next
         read of changes says so once (a :class:`ProviderError` with cause ``feed``, counted like
         any failure) and the caller asks again; the loops resume on their own meanwhile. A read
-        of the whole inventory (``version`` None) is answered as usual.
+        of the whole inventory (``version`` None) is answered as usual. While the session is
+        lost and logging in again is refused, every read says so (cause ``session``): the copy
+        is not kept current then.
         """
         if not self._connected:
             raise ProviderError(f"vSphere provider {self.name!r} is not connected", cause=Cause.SESSION)
+        refused = self.feed.refused or self.feed.tasks.refused
+        if refused is not None:
+            raise ProviderError(f"vSphere provider {self.name!r}: the change feed is paused: the session was lost "
+                                f"and logging in again was refused ({refused}); it is tried again",
+                                cause=Cause.SESSION)
         drops = self.feed.drops + self.feed.tasks.drops
         if version is not None and drops > self._drops_told:  # said (and counted) once
             lost, self._drops_told = drops - self._drops_told, drops
