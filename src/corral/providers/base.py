@@ -22,9 +22,9 @@ class Cause(StrEnum):
     providers; a provider picks the closest, ``other`` when none fits."""
 
     SESSION = "session"  # the endpoint's session expired or was ended (and could not be renewed at once)
-    UNREACHABLE = "unreachable"  # the endpoint (or a host's connection) could not be reached
+    UNREACHABLE = "unreachable"  # the endpoint as a whole could not be reached (a vCenter, every libvirt host)
     TIMEOUT = "timeout"  # the call took longer than it is allowed
-    HOST = "host"  # the host is down, in maintenance, unknown, or failed the VM
+    HOST = "host"  # the host is down, in maintenance, unknown, unreachable on its own, or failed the VM
     NOT_FOUND = "not_found"  # the VM, template, snapshot or volume does not exist
     REFUSED = "refused"  # the endpoint refused the request: bad input, no space, no permission, a conflict
     FEED = "feed"  # the change feed's connection dropped

@@ -8,6 +8,7 @@ import pytest
 
 from corral.providers.base import Cause
 from corral.providers.libvirt.errors import CAUSES, FaultKind, classify, scrub
+from corral.runner.breaker import blames_host
 
 
 @pytest.mark.parametrize(("code", "text", "kind", "retryable", "lost"), [
@@ -127,8 +128,8 @@ def test_no_user_name_in_messages(text: str) -> None:
     (27, "XML error: an os <type> must be specified", Cause.REFUSED),
     (88, "access denied: 'domain' denied access", Cause.REFUSED),
     (38, "cannot create volume: No space left on device", Cause.REFUSED),
-    (38, "Cannot recv data: Connection reset by peer", Cause.UNREACHABLE),
-    (5, "Failed to connect socket to '/var/run/libvirt/libvirt-sock'", Cause.UNREACHABLE),
+    (38, "Cannot recv data: Connection reset by peer", Cause.HOST),
+    (5, "Failed to connect socket to '/var/run/libvirt/libvirt-sock'", Cause.HOST),
     (68, "Timed out during operation: cannot acquire state change lock", Cause.TIMEOUT),
     (1, "internal error: something broke", Cause.OTHER),
 ])
@@ -139,3 +140,13 @@ def test_a_fault_is_counted_under_its_cause(code: int, text: str, cause: Cause) 
 
 def test_every_kind_has_a_cause() -> None:
     assert set(CAUSES) == set(get_args(FaultKind))
+
+
+@pytest.mark.parametrize(("code", "text", "blamed"), [
+    (38, "Cannot recv data: Connection reset by peer", True),  # one host's connection lost: its breaker counts it
+    (5, "Failed to connect socket to '/var/run/libvirt/libvirt-sock'", True),
+    (68, "Timed out during operation: cannot acquire state change lock", True),
+    (28, "domain 'x' already exists", True),
+])
+def test_a_libvirt_hosts_faults_count_against_its_breaker(code: int, text: str, blamed: bool) -> None:
+    assert blames_host(classify(code, text, operation="create", subject="p-abc", host="host1").cause) is blamed

@@ -102,7 +102,7 @@ def create_all(c: Lookups, host: str, specs: list[VmSpec], templates: Mapping[st
     lost: str | None = None
     for spec in specs:
         if lost is not None:
-            out.append(Made(CreateResult(spec.name, False, lost, cause=Cause.UNREACHABLE)))
+            out.append(Made(CreateResult(spec.name, False, lost, cause=Cause.HOST)))
             continue
         pool = pools.get(spec.pool) or LibvirtPool(spec.pool, spec.template)
         made, fault = _create_one(c, host, spec, templates[spec.template], pool, now)

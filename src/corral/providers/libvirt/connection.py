@@ -180,7 +180,7 @@ class HostConnection:
         except TimeoutError:
             future.add_done_callback(self._abandoned)
             raise ProviderError(f"libvirt host {self.name!r}: no connection within {self.call_timeout:g} s",
-                                cause=Cause.UNREACHABLE) from None
+                                cause=Cause.HOST) from None
         except asyncio.CancelledError:
             future.add_done_callback(self._abandoned)
             raise

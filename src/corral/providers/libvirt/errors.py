@@ -91,12 +91,14 @@ RETRYABLE: dict[FaultKind, bool] = {
     "no_space": True,  # another host may have room
 }
 
-#: the cause each kind is counted under (see corral.providers.base.Cause)
+#: the cause each kind is counted under (see corral.providers.base.Cause); a lost connection is the
+#: host's fault (``host``), not the endpoint's: each libvirt host is an endpoint of its own, so its
+#: breaker must count it
 CAUSES: dict[FaultKind, Cause] = {
     "not_found": Cause.NOT_FOUND, "no_snapshot": Cause.NOT_FOUND,
     "duplicate": Cause.REFUSED, "bad_xml": Cause.REFUSED, "invalid": Cause.REFUSED, "unsupported": Cause.REFUSED,
     "denied": Cause.REFUSED, "no_space": Cause.REFUSED,
-    "connection": Cause.UNREACHABLE, "timeout": Cause.TIMEOUT, "other": Cause.OTHER,
+    "connection": Cause.HOST, "timeout": Cause.TIMEOUT, "other": Cause.OTHER,
 }
 
 REASONS: dict[FaultKind, str] = {
