@@ -115,5 +115,5 @@ def test_config_check_and_the_config_view_hide_the_password(tmp_path: Path, lock
     assert "store redis" in out.stdout and SECRET not in out.stdout + out.stderr
     config, _ = parse_config(document(tmp_path, locked.port))
     view = safe_view(config)
-    assert view["store"] == {"type": "redis", "path": "var/corral.db", "site": "cfg-test"}
+    assert view["store"] == {"type": "redis", "path": "var/corral.db", "site": "cfg-test", "lock_wait": 2.0}
     assert view["redis"]["port"] == locked.port and SECRET not in str(view)

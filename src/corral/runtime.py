@@ -272,7 +272,8 @@ def shared_site(config: Config) -> SharedSite:
     keys = Keys(config.store.site)
     client = aioredis.Redis(host=host, port=port, password=password, socket_timeout=5, socket_connect_timeout=5)
     wakes = Wakes(sync_client(host, port, password), keys)
-    return SharedSite(store=store, keys=keys, client=client, wakes=wakes, registry=Registry(client, keys))
+    return SharedSite(store=store, keys=keys, client=client, wakes=wakes,
+                      registry=Registry(client, keys, f"{host}:{port}"))
 
 
 def sync_client(host: str, port: int, password: str | None) -> redis.Redis:

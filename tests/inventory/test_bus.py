@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from corral.domain.events import Event, HostUp, VmCreated
 from corral.inventory import RESYNC, EventBus, Resync, Subscription
+from corral.store.base import StoreUnavailable
 from helpers import eventually
 
 
@@ -97,6 +98,31 @@ async def test_a_failing_handler_keeps_receiving_and_counts_its_errors(bus: Even
     assert bus.stats["flaky"].errors == 3 and bus.stats["bystander"].errors == 0
     bus.publish(ev(7))
     await eventually(lambda: len(got) == 4, 2.0)
+
+
+async def test_a_store_outage_is_said_once_per_outage_not_per_event(bus: EventBus,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    down = True
+    got: list[Event] = []
+
+    async def writes(event: Event) -> None:
+        if down:
+            raise StoreUnavailable("Redis at 127.0.0.1:1 cannot be reached: refused")
+        got.append(event)
+
+    bus.subscribe("writer", writes)
+    with caplog.at_level("DEBUG", logger="corral.events"):
+        bus.publish_all([ev(i) for i in range(5)])
+        await eventually(lambda: bus.stats["writer"].errors == 5, 2.0)
+        down = False
+        bus.publish(ev(5))
+        await eventually(lambda: len(got) == 1, 2.0)
+        down = True
+        bus.publish_all([ev(6), ev(7)])
+        await eventually(lambda: bus.stats["writer"].errors == 7, 2.0)
+    said = [r for r in caplog.records if r.name == "corral.events"]
+    assert [r.levelname for r in said] == ["WARNING", "WARNING"], [r.getMessage() for r in said]
+    assert all("the store is unavailable" in r.getMessage() and "127.0.0.1:1" in r.getMessage() for r in said)
 
 
 async def test_a_broken_filter_hurts_only_its_own_subscriber(bus: EventBus) -> None:

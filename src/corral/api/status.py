@@ -128,6 +128,8 @@ async def managers_json(service: Service) -> dict[str, Any]:
     assert service.managers is not None
     try:
         managers = await service.managers()
+    except StoreUnavailable:
+        raise
     except Exception as exc:
         raise StoreUnavailable(f"cannot read the managers from the store: {type(exc).__name__}") from None
     return {"me": service.cluster.me if service.cluster is not None else None,

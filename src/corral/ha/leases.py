@@ -26,7 +26,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
+from corral.store.base import StoreUnavailable
 from corral.store.redis_keys import Keys
 
 log = logging.getLogger("corral.ha")
@@ -152,11 +154,13 @@ class Leases:
 
 
 class Registry:
-    """The managers of one site: who is alive, and what each last published."""
+    """The managers of one site: who is alive, and what each last published. ``server`` (host:port,
+    no password) names Redis in the error of a read that could not reach it."""
 
-    def __init__(self, client: Redis, keys: Keys) -> None:
+    def __init__(self, client: Redis, keys: Keys, server: str = "") -> None:
         self.keys = keys
         self.client = client
+        self.server = server
         self.managers_script = client.register_script(MANAGERS)
 
     async def publish(self, me: str, info: Mapping[str, object], ttl_ms: int) -> None:
@@ -168,8 +172,14 @@ class Registry:
 
     async def managers(self) -> dict[str, dict[str, Any]]:
         """id -> info of every live manager; the entries of managers whose alive key expired
-        are deleted on the way (one script)."""
-        flat = await self.managers_script(keys=[self.keys.managers], args=[self.keys.alive_prefix])
+        are deleted on the way (one script). Raises :class:`StoreUnavailable` naming the server
+        when Redis cannot be reached."""
+        try:
+            flat = await self.managers_script(keys=[self.keys.managers], args=[self.keys.alive_prefix])
+        except RedisError as exc:
+            where = f"Redis at {self.server}" if self.server else "Redis"
+            raise StoreUnavailable(f"{where} cannot be reached: cannot read the managers "
+                                   f"({type(exc).__name__})") from None
         live: dict[str, dict[str, Any]] = {}
         for raw_id, raw_info in zip(flat[::2], flat[1::2], strict=True):
             manager = text(raw_id)

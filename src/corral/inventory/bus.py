@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from corral.domain.events import Event
+from corral.store.base import StoreUnavailable
 
 log = logging.getLogger("corral.events")
 
@@ -249,6 +250,7 @@ class EventBus:
 
     async def _work(self, sub: Subscription, handler: Handler,
                     on_resync: Callable[[], Awaitable[None]] | None) -> None:
+        store_down = False  # a store outage is said once, when it starts, not for every event
         async for _, item in sub:
             try:
                 if isinstance(item, Resync):
@@ -256,8 +258,16 @@ class EventBus:
                         await on_resync()
                 else:
                     await handler(item)
+                store_down = False
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:
+                # the sweep repairs what this reaction would have written, once the store is back
+                sub.stats.errors += 1
+                if not store_down:
+                    log.warning("event subscriber paused: the store is unavailable (%s)", exc,
+                                extra={"subscriber": sub.name, "event": type(item).__name__})
+                store_down = True
             except Exception:
                 sub.stats.errors += 1
                 log.exception("event subscriber failed", extra={"subscriber": sub.name, "event": type(item).__name__})
