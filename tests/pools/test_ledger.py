@@ -9,9 +9,10 @@ import pytest
 from corral.domain.events import Event, VmLifecycle
 from corral.domain.models import TimingKind, Vm
 from corral.domain.states import VmState
-from corral.pools.ledger import DESTROY_INTENT, TIMINGS_BATCH, Ledger
+from corral.pools.ledger import DESTROY_INTENT, Ledger
 from corral.pools.stats import Stats
 from corral.providers.base import ProviderError, VmNotFound
+from corral.store.base import StoreUnavailable
 from corral.store.sqlite import SqliteStore
 
 
@@ -167,9 +168,18 @@ def test_the_clone_time_is_written_with_the_move_to_ready(books: Books) -> None:
     assert books.store.durations(TimingKind.BOOT, 0.0, 1000.0) == [(100.0, "a", 99.0)]
 
 
-def test_timings_are_written_in_batches(books: Books) -> None:
-    for i in range(TIMINGS_BATCH - 1):
+def test_timings_wait_for_the_flush_however_many_and_a_failed_flush_keeps_them(
+        books: Books, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(2500):  # an outcome is never held up by a write of statistics
         books.ledger.timing(TimingKind.CLONE, "a", f"v{i}", 1.0, 10.0)
     assert books.store.durations(TimingKind.CLONE, 0.0, 1000.0) == []
-    books.ledger.timing(TimingKind.CLONE, "a", "last", 1.0, 10.0)
-    assert len(books.store.durations(TimingKind.CLONE, 0.0, 1000.0)) == TIMINGS_BATCH
+
+    def locked(rows: object) -> None:
+        raise StoreUnavailable("locked")
+
+    monkeypatch.setattr(books.store, "record_durations", locked)
+    with pytest.raises(StoreUnavailable):
+        books.ledger.flush_timings()
+    monkeypatch.undo()
+    books.ledger.flush_timings()
+    assert len(books.store.durations(TimingKind.CLONE, 0.0, 1000.0)) == 2500

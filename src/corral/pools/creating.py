@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 from corral.domain.models import Pool, TimingKind, Vm, VmSpec
@@ -23,7 +24,7 @@ from corral.pools.placing import Placer
 from corral.pools.refill import Backoff
 from corral.pools.stats import Stats
 from corral.runner import NotRecorded, Op, Priority, Work
-from corral.store.base import Store, StoreUnavailable
+from corral.store.base import Fenced, Store, StoreUnavailable
 
 log = logging.getLogger("corral.pool")
 
@@ -73,14 +74,23 @@ class Creator:
     # -- the runner's client ------------------------------------------------------------------------
     def record(self, works: list[Work], host: str) -> list[Work]:
         """Record the intent of a call (:class:`NotRecorded` when the store cannot take it: the
-        call is not made, and the runner puts the works back)."""
+        call is not made, and the runner puts the works back; a write refused by fencing drops
+        them: another manager runs their pool now). Whatever fails, none of them is cloning."""
         try:
             return self._record(works, host)
-        except StoreUnavailable as exc:
-            if self.unavailable is None:
-                raise
+        except Exception as exc:
             for work in works:
                 self.ledger.clone_ended(work.name)
+            if isinstance(exc, Fenced):  # another manager runs the pool now: its works are dropped
+                log.warning("write refused by fencing: clones dropped", extra={"error": str(exc), "count": len(works)})
+                for work in works:
+                    self.dropped(work, str(exc))
+                return []
+            if not isinstance(exc, StoreUnavailable) or self.unavailable is None:
+                raise
+            for work in works:
+                if work.op is Op.CREATE and not work.recorded:
+                    work.maybe_recorded = True  # the write may have been made, its answer lost
             self.unavailable(exc, "record")
             raise NotRecorded(str(exc)) from None
 
@@ -89,19 +99,30 @@ class Creator:
             return [w for w in works if self._still_restartable(w)]
         now = self.ledger.clock()
         fresh: list[Vm] = []
+        wanted: list[Work] = []
         for work in works:
             spec = work.spec
             if work.recorded:  # a rerun: its record says where it goes now
                 self.ledger.update(spec.name, host=host)
+            elif work.maybe_recorded and (known := self.store.get_vm(spec.name)) is not None:
+                # the last try's write was made after all (its answer was lost): it is this VM's intent
+                if known.state is not VmState.PENDING or known.pool != spec.pool:
+                    log.warning("clone dropped: its record has moved on", extra={
+                        "pool": spec.pool, "vm": spec.name, "state": known.state.value})
+                    self.ondemand_inflight.discard(spec.name)
+                    continue
+                self.ledger.lifecycle(self.ledger.update(spec.name, host=host) or known, None)
             else:
                 fresh.append(Vm(name=spec.name, pool=spec.pool, template=spec.template, provider=work.provider,
                                 host=host, created_at=now, request_id=spec.request_id))
             self.ledger.clone_started(spec.name)
+            wanted.append(work)
         if fresh:
             self.ledger.add_pending(fresh)
-        log.info("cloning", extra={"host": host, "count": len(works),
-                                   "pools": ",".join(sorted({w.spec.pool for w in works}))})
-        return works
+        if wanted:
+            log.info("cloning", extra={"host": host, "count": len(wanted),
+                                       "pools": ",".join(sorted({w.spec.pool for w in wanted}))})
+        return wanted
 
     def _still_restartable(self, work: Work) -> bool:
         record = self.store.get_vm(work.name)
@@ -112,18 +133,20 @@ class Creator:
         return True
 
     def done(self, work: Work, host: str, seconds: float) -> None:
-        if work.op is Op.START:
-            self._restarted(work, host, seconds)
-            return
-        now = self.ledger.clock()
-        name, pool = work.name, work.spec.pool
-        self.ledger.cloned(name, now)
-        self.stats.clones += 1
-        self.ledger.timing(TimingKind.CLONE, pool, name, seconds, now)
-        self.backoff.clone_outcome(pool, True)
-        log.info("cloned", extra={"pool": pool, "vm": name, "host": host, "duration": seconds, "tries": work.tries})
-        self._settled(work)
-        self.recheck(work.provider, name)
+        with self._outage("clone done"):
+            if work.op is Op.START:
+                self._restarted(work, host, seconds)
+                return
+            now = self.ledger.clock()
+            name, pool = work.name, work.spec.pool
+            self.ledger.cloned(name, now)
+            self.stats.clones += 1
+            self.ledger.timing(TimingKind.CLONE, pool, name, seconds, now)
+            self.backoff.clone_outcome(pool, True)
+            log.info("cloned", extra={"pool": pool, "vm": name, "host": host, "duration": seconds,
+                                      "tries": work.tries})
+            self._settled(work)
+            self.recheck(work.provider, name)
 
     def _restarted(self, work: Work, host: str, seconds: float) -> None:
         self.ha_restarts += 1
@@ -142,24 +165,42 @@ class Creator:
         self.ledger.clone_ended(work.name)
 
     def failed(self, work: Work, error: str) -> None:
-        if work.op is Op.START:
-            self.ha_failures += 1
-            log.error("HA restart failed", extra={"pool": work.spec.pool, "vm": work.name, "error": error,
-                                                  "tries": work.tries})
-            self.ledger.update(work.name, reason=f"HA restart failed: {error}")
-            return
-        name, pool = work.name, work.spec.pool
-        self.ondemand_inflight.discard(name)
-        if not work.recorded:
-            log.warning("clone not started", extra={"pool": pool, "vm": name, "error": error})
-            return
-        self.stats.clone_failures += 1
-        self.backoff.clone_outcome(pool, False, work.cause)
-        vm = self.ledger.move(name, (VmState.PENDING,), VmState.FAILED, reason=error)
-        log.warning("clone failed", extra={"pool": pool, "vm": name, "error": error, "tries": work.tries})
-        if vm is not None:
-            self.spawn(self.ledger.destroy(vm), f"destroy-{name}")
-        self._settled(work)
+        with self._outage("clone failed"):
+            if work.op is Op.START:
+                self.ha_failures += 1
+                log.error("HA restart failed", extra={"pool": work.spec.pool, "vm": work.name, "error": error,
+                                                      "tries": work.tries})
+                self.ledger.update(work.name, reason=f"HA restart failed: {error}")
+                return
+            name, pool = work.name, work.spec.pool
+            self.ondemand_inflight.discard(name)
+            if not work.recorded:
+                log.warning("clone not started", extra={"pool": pool, "vm": name, "error": error})
+                if not work.cancelled:
+                    self.backoff.clone_outcome(pool, False, work.cause)  # no storm of works that cannot start
+                return
+            try:
+                self.stats.clone_failures += 1
+                self.backoff.clone_outcome(pool, False, work.cause)
+                log.warning("clone failed", extra={"pool": pool, "vm": name, "error": error, "tries": work.tries})
+                # if the store cannot take it, the record stays pending: the reconcile finds no VM
+                # at the provider, or the pool's timeout destroys what is left
+                vm = self.ledger.move(name, (VmState.PENDING,), VmState.FAILED, reason=error)
+                if vm is not None:
+                    self.spawn(self.ledger.destroy(vm), f"destroy-{name}")
+            finally:
+                self._settled(work)
+
+    @contextlib.contextmanager
+    def _outage(self, step: str) -> Iterator[None]:
+        """The store cannot take an outcome's write: the outage is told, and what is left is the
+        sweep's (its record is still ``pending``; the clone is ended all the same)."""
+        try:
+            yield
+        except StoreUnavailable as exc:
+            if self.unavailable is None:
+                raise
+            self.unavailable(exc, step)
 
     def dropped(self, work: Work, why: str) -> None:
         """No host could take a new VM: the placer logged why; the pool waits before asking again."""

@@ -9,7 +9,7 @@
   (``completed``, ``failed`` or ``discovered``) before the provider is called, so a crash in
   between is finished by recovery; what to do after the call is decided by
   :mod:`corral.pools.destroying`.
-- Clone and boot times are statistics, kept in memory and written in batches.
+- Clone and boot times are statistics, kept in memory and written in batches by the sweep.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ DESTROY_INTENT: dict[VmState, VmState] = {
     VmState.COMPLETED: VmState.COMPLETED,
     VmState.DISCOVERED: VmState.DISCOVERED,
 }
-
-TIMINGS_BATCH = 1000  # clone and boot times kept in memory before a write
 
 
 class Ledger:
@@ -180,10 +178,9 @@ class Ledger:
         return MappingProxyType(self._cloned)
 
     def timing(self, kind: TimingKind, pool: str, vm: str, seconds: float, at: float) -> None:
-        """Clone and boot times are statistics: stored in batches (each sweep), not one write each."""
+        """Clone and boot times are statistics: kept here and stored in batches by the sweep, never
+        written on the way of an outcome (a write that fails there would leave the outcome half told)."""
         self._timings.append((kind.value, pool, vm, seconds, at))
-        if len(self._timings) >= TIMINGS_BATCH:
-            self.flush_timings()
 
     def flush_timings(self) -> None:
         rows, self._timings = self._timings, []

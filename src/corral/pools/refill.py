@@ -156,7 +156,11 @@ class Refiller:
     def remove_surplus(self, pool: str, surplus: int) -> None:
         queued = sorted(self.runner.works(lambda w: w.op is Op.CREATE and w.spec.pool == pool and not w.recorded
                                           and w.request_id is None), key=lambda w: w.seq, reverse=True)
-        surplus -= len(self.runner.cancel(queued[:surplus]))  # work not started yet goes first
+        # a work whose record's write got no answer may be counted twice (as work and as a pending
+        # record): its next try finds out, and the round after sees the true level
+        surplus -= sum(1 for w in queued if w.maybe_recorded)
+        queued = [w for w in queued if not w.maybe_recorded]
+        surplus -= len(self.runner.cancel(queued[:max(surplus, 0)]))  # work not started yet goes first
         if surplus <= 0:
             return
         pending = self.store.list_vms(pool=pool, states=(VmState.PENDING,))

@@ -61,8 +61,9 @@ class RunnerClient(Protocol):
     def record(self, works: list[Work], host: str) -> list[Work]:
         """``works`` are about to go to ``host``: record the intent; return those still wanted.
 
-        :class:`NotRecorded` (or any error): the intent could not be written, so nothing is
-        called; the works wait ``retry_delay`` and are placed again, no try counted."""
+        :class:`NotRecorded`: the store could not take the intent now, so nothing is called; the
+        works wait ``retry_delay`` and are placed again, no try counted. Any other error: nothing is
+        called either, and each work counts a try (placed again up to ``max_tries``, then failed)."""
 
     def done(self, work: Work, host: str, seconds: float) -> None:
         """The VM was created (or started) on ``host``; the call took ``seconds``."""

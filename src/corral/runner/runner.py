@@ -295,8 +295,11 @@ class Runner:
             if live:
                 try:
                     wanted = self.client.record(live, host)
+                except NotRecorded:
+                    self._not_recorded(provider_name, live)
+                    return
                 except Exception as exc:
-                    self._not_recorded(provider_name, live, exc)
+                    self._record_failed(provider_name, host, live, exc)
                     return
                 kept = {id(w) for w in wanted}
                 for work in live:
@@ -308,12 +311,10 @@ class Runner:
         finally:
             self.gate.release(gate_key)
 
-    def _not_recorded(self, provider_name: str, works: list[Work], exc: Exception) -> None:
-        """The intent of a call could not be written: nothing is called, and the works wait to be
-        placed again (no try counted: nothing was tried). A :class:`NotRecorded` was explained by
-        the client; anything else is a bug, logged here."""
-        if not isinstance(exc, NotRecorded):
-            log.error("recording a call's intent failed", extra={"provider": provider_name}, exc_info=exc)
+    def _not_recorded(self, provider_name: str, works: list[Work]) -> None:
+        """The store could not take the intent of a call (:class:`NotRecorded`, explained by the
+        client): nothing is called, and the works wait to be placed again (no try counted: nothing
+        was tried)."""
         self.stats.not_recorded += len(works)
         now = self.clock()
         for work in works:
@@ -321,6 +322,25 @@ class Runner:
             work.not_before = now + self.settings.backoff(1)
             self.queue.put(work, now, over_limit=True)
         self._arrived.set()
+
+    def _record_failed(self, provider_name: str, host: str, works: list[Work], exc: Exception) -> None:
+        """Recording the intent of a call failed otherwise (a write the store refused, a bug):
+        nothing is called; each work counts a try and is placed again or fails, as after a failed
+        call, so that it cannot come back for ever."""
+        log.error("recording a call's intent failed", extra={"provider": provider_name, "host": host}, exc_info=exc)
+        for work in works:
+            self.placer.release(provider_name, work.name)
+            work.tries += 1
+            self._settle(work, lambda w: self._retry_or_fail(w, host, f"its record could not be written: {exc}",
+                                                             retryable=True))
+
+    def _settle(self, work: Work, settle: Callable[[Work], None]) -> None:
+        """Settle one work of a call (its outcome told to the client): one that fails does not
+        keep the others of the call from being settled."""
+        try:
+            settle(work)
+        except Exception:
+            log.exception("settling a work failed", extra={"vm": work.name, "pool": work.spec.pool})
 
     async def _call(self, provider_name: str, host: str, op: Op, works: list[Work]) -> None:
         for work in works:
@@ -355,8 +375,8 @@ class Runner:
             whole_call_failed = True
         seconds = self.clock() - started
         outcome = {r.name: r for r in results}
-        for work in works:
-            work.sent = False
+
+        def settle(work: Work) -> None:
             result = outcome.get(work.name) or CreateResult(work.name, ok=False,
                                                             error="the provider returned no result")
             work.cause = result.cause
@@ -374,6 +394,11 @@ class Runner:
                 if result.retryable and not whole_call_failed and blames_host(result.cause):
                     self.breakers.failed(provider_name, host, result.error or "failed")
                 self._retry_or_fail(work, host, result.error or "failed", retryable=result.retryable)
+
+        for work in works:
+            work.sent = False
+        for work in works:
+            self._settle(work, settle)
 
     def _retry_or_fail(self, work: Work, host: str | None, error: str, *, retryable: bool) -> None:
         if work.cancelled:

@@ -52,6 +52,7 @@ class Work:
     queued: bool = False  # waiting in the runner's queue (not taken for placement yet)
     sent: bool = False  # its provider call is under way
     recorded: bool = False  # the store holds its record (a create's ``pending`` intent)
+    maybe_recorded: bool = False  # the write of its record got no answer: the store may hold it
     cancelled: bool = False
 
     @property
