@@ -98,7 +98,9 @@ def write_config(directory: Path, pool_size: int, store: str = "sqlite", redis_p
         ":providers": {":sim": {
             "provider_class": "sim",
             "time_scale": 0.001,  # 1 simulated second = 1 ms: a clone takes 2.5 ms, a boot 10 ms
-            "hosts": 8,  # 8 x 4,096 VMs of 64 MiB: room for the pool and the VMs on their way out
+            # hosts of 4,096 VMs of 64 MiB each, at least 8: room for the pool and a quarter more, the
+            # VMs on their way out
+            "hosts": max(8, -(-pool_size * 5 // 4 // 4096)),
             "concurrency": 64,
             "template_defaults": {"cpus": 1, "memory_mb": 64},
             "vm_cpu_load": 0.005,  # and ~13 MHz each, so CPU does not bound them either

@@ -45,7 +45,7 @@ STEADY_CONNECTIONS = 4
 class LoadBenchSettings:
     seconds: float = 60.0
     clients: int = 200
-    pool_size: int = 26000  # back-to-back pairs outrun the refill: the pool must last the run
+    pool_size: int = 48000  # back-to-back pairs outrun the refill: the pool must last the run
     redis_pool_size: int = 15000  # two API processes serve fewer pairs; a bigger fill lost its lease
     stores: str = "both"  # sqlite, redis or both
     sse: int = 2000
