@@ -212,6 +212,21 @@ async def test_a_pool_service_that_cannot_stop_keeps_its_leases(managers: Callab
     assert await a.leases.holders(POOLS) == {}
 
 
+async def test_a_pool_service_that_failed_to_start_is_started_again_at_the_next_tick(
+        managers: Callable[[str], Manager]) -> None:
+    """A start that raised (the store timing out while the service read its pools) leaves
+    nothing running: the loop asks again, instead of taking the pools as run and never
+    running them."""
+    a = managers("corral-a")
+    a.apply_fails = 2
+    a.start()
+    await until(lambda: a.acting == POOLS)
+    assert a.apply_fails == 0 and [acting for _, _, acting in a.calls] == [POOLS]
+    assert isinstance(a.loop.state, Active)
+    await a.drain()
+    assert a.acting == frozenset()
+
+
 async def test_a_stop_before_the_first_tick(managers: Callable[[str], Manager]) -> None:
     a = managers("corral-a")
     a.loop.stop()
