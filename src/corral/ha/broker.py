@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from corral.ha.agent import Snapshot, State, score
-from corral.ha.keeper import Keeper
+from corral.ha.keeper import SILENT_TTLS, Keeper
 from corral.ha.latest import LatestValue
 from corral.ha.leases import Leases, Registry
 from corral.ha.ownership import assign
@@ -87,6 +87,7 @@ class Broker:
         self.keeper = Keeper(self.keep, settings.renew_every_s) if keep is not None else None
         self._lock = threading.Lock()  # tokens and deadlines, changed by the loop and the keeper
         self.kept_at: float | None = None  # the time taken before the keeper's last answered call
+        self.ticked_at: float | None = None  # when the loop last observed: the keeper's sign of its life
         self.kept_lost: dict[str, int] = {}  # pool -> token the keeper found no longer ours, for the next tick
 
     # -- what is held ---------------------------------------------------------------------------
@@ -107,6 +108,7 @@ class Broker:
     async def observe(self, stop_requested: bool, within: float) -> Snapshot:
         """Renew the held leases, probe the store and the providers and read the other managers,
         all at once and within ``within`` seconds; then the snapshot for the agent."""
+        self.ticked_at = self.clock()
         if self.keeper is not None:
             self.keeper.start()
         self.let_go_lost()
@@ -144,6 +146,8 @@ class Broker:
         with self._lock:
             held = dict(self.tokens)
         t0 = self.clock()
+        if self.ticked_at is not None and t0 - self.ticked_at > self.settings.ttl_s * SILENT_TTLS:
+            return  # the loop is hung, not busy: the leases expire and other managers take the pools
         try:
             renewed = self.renewal(list(held), self.me, self.settings.ttl_ms)
         except Exception as exc:  # the store's trouble is the tick's to tell

@@ -8,6 +8,10 @@ the loop busier still, so a big fill never finished. The keeper renews the held 
 ``renew_every_s`` from a thread with a synchronous client, whatever the loop is doing
 (``Broker.keep``): the deadlines stay ahead while Redis answers, and a late tick finds its
 leases kept. A lease the keeper finds lost is not extended; the next tick lets the pool go.
+
+A loop that is hung rather than busy must not keep its pools: the keeper renews only while the
+loop has observed within the last ``SILENT_TTLS`` lease lives (30 s with the default 5 s TTL);
+after that the leases expire and other managers take the pools.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import threading
 from collections.abc import Callable
 
 log = logging.getLogger("corral.ha")
+
+SILENT_TTLS = 6  # lease lives without a tick after which the keeper takes the loop as hung
 
 
 class Keeper:
