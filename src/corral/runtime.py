@@ -33,7 +33,7 @@ from corral.config.settings import (
 from corral.domain.models import TokenRecord
 from corral.ha.broker import Broker
 from corral.ha.cluster import Cluster
-from corral.ha.leases import Leases, Registry
+from corral.ha.leases import Leases, Registry, SyncRenewal
 from corral.ha.loop import HaLoop
 from corral.ha.roles import Role
 from corral.ha.switch import ServiceSwitch
@@ -294,7 +294,12 @@ def build_cluster(config: Config, site: SharedSite, providers: dict[str, Provide
     async def ping() -> bool:
         return bool(await site.client.ping())
 
-    broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: plan.names, ping=ping)
+    host, port, password = redis_endpoint(config)
+    # the keeper's own connection: it renews the leases from a thread while the loop is busy
+    keeper = redis.Redis(host=host, port=port, password=password, socket_timeout=settings.io_timeout_s,
+                         socket_connect_timeout=settings.io_timeout_s, retry=Retry(NoBackoff(), 0))
+    broker = Broker(settings, Leases(site.client, site.keys), site.registry, pools=lambda: plan.names, ping=ping,
+                    keep=SyncRenewal(keeper, site.keys))
     fenced = site.store.fenced(broker.token)
 
     # a start waits for the providers at most half the time a lease is trusted for after its

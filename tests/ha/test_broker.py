@@ -8,12 +8,14 @@ import logging
 from collections.abc import Iterable, Iterator
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from corral.bench.redisd import RedisServer
 from corral.ha.agent import Active, Draining
 from corral.ha.broker import Broker
-from corral.ha.leases import Leases, Registry
+from corral.ha.keeper import SILENT_TTLS
+from corral.ha.leases import Leases, Registry, SyncRenewal
 from corral.ha.ownership import assign
 from corral.ha.settings import HaSettings
 from corral.store.redis_keys import Keys
@@ -123,6 +125,35 @@ async def test_a_lease_taken_away_is_dropped_at_the_next_renewal(client: Redis, 
         data = await b.observe(stop_requested=False, within=1.0)
     assert data.held == {"b"} and b.token("a") is None
     assert [(r.getMessage(), r.__dict__["pool"]) for r in caplog.records] == [("lease lost", "a")]
+
+
+async def test_the_keepers_round_extends_the_deadlines_finds_lost_leases_and_spares_a_hung_loop(
+        client: Redis, keys: Keys, redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(100.0)
+    renewal = SyncRenewal(redis.Redis.from_url(redis_server.url), keys)
+    b = broker(client, keys, clock, keep=renewal)
+    b.keeper = None  # its rounds are called here, on the test's clock, not from a thread
+    await b.acquire({"a", "b"}, within=1.0)
+    assert b.deadline == 100.0 + SETTINGS.trusted_s
+    await b.observe(stop_requested=False, within=1.0)  # the loop ticks at 101 (each lease call takes 1 s)
+    clock.now = 103.0
+    b.keep()  # the keeper renews at 103, the loop busy: the deadline counts from then
+    assert b.deadline == 103.0 + SETTINGS.trusted_s and b.kept_at == 103.0
+    await client.delete(keys.lease("a"))
+    assert await Leases(client, keys).acquire(["a"], "thief", 10_000) == {"a": 2}
+    clock.now = 103.2
+    b.keep()
+    assert b.deadlines["a"] == 103.0 + SETTINGS.trusted_s  # not extended
+    assert b.deadlines["b"] == 103.2 + SETTINGS.trusted_s
+    with caplog.at_level(logging.WARNING, logger="corral.ha"):
+        b.let_go_lost()
+    assert b.held == {"b"} and [r.getMessage() for r in caplog.records] == ["lease lost"]
+    # a loop silent for longer than SILENT_TTLS lease lives is hung: its leases are left to expire
+    assert b.ticked_at is not None
+    clock.now = b.ticked_at + SETTINGS.ttl_s * SILENT_TTLS + 0.1
+    b.keep()
+    assert b.deadlines["b"] == 103.2 + SETTINGS.trusted_s and b.kept_at == 103.2
+    await b.close()
 
 
 async def test_release_forgets_first_and_leaves_others_leases(client: Redis, keys: Keys) -> None:

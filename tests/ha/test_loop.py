@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 import pytest
 import pytest_asyncio
+import redis
 from redis.asyncio import Redis
 
 from corral.bench.redisd import RedisServer
 from corral.ha.agent import SCORE_UNHEALTHY, Active, Degraded, Draining, Stopped
 from corral.ha.broker import Broker
-from corral.ha.leases import Leases, Registry
+from corral.ha.leases import Leases, Registry, SyncRenewal
 from corral.ha.loop import HaLoop
 from corral.ha.ownership import assign
 from corral.ha.settings import HaSettings
@@ -54,12 +55,13 @@ class TimedLeases(Leases):
 class Manager:
     """One corral process's control plane, recording every apply() call: (seq, time, acting)."""
 
-    def __init__(self, name: str, client: Redis, keys: Keys, registry: Registry | None = None) -> None:
+    def __init__(self, name: str, client: Redis, keys: Keys, registry: Registry | None = None,
+                 keep: SyncRenewal | None = None) -> None:
         self.settings = HaSettings(manager_id=name, ttl_s=TTL_S, renew_every_s=RENEW_S, safety=SAFETY)
         self.registry = registry or Registry(client, keys)
         self.leases = TimedLeases(client, keys)
         self.broker = Broker(self.settings, self.leases, self.registry, pools=lambda: POOLS, ping=client.ping,
-                             providers={"sim": self.probe})
+                             providers={"sim": self.probe}, keep=keep)
         self.loop = HaLoop(self.broker, self.apply)
         self.calls: list[tuple[int, float, frozenset[str]]] = []
         self.task: asyncio.Task[object] | None = None
@@ -212,6 +214,21 @@ async def test_a_pool_service_that_cannot_stop_keeps_its_leases(managers: Callab
     assert await a.leases.holders(POOLS) == {}
 
 
+async def test_a_pool_service_that_failed_to_start_is_started_again_at_the_next_tick(
+        managers: Callable[[str], Manager]) -> None:
+    """A start that raised (the store timing out while the service read its pools) leaves
+    nothing running: the loop asks again, instead of taking the pools as run and never
+    running them."""
+    a = managers("corral-a")
+    a.apply_fails = 2
+    a.start()
+    await until(lambda: a.acting == POOLS)
+    assert a.apply_fails == 0 and [acting for _, _, acting in a.calls] == [POOLS]
+    assert isinstance(a.loop.state, Active)
+    await a.drain()
+    assert a.acting == frozenset()
+
+
 async def test_a_stop_before_the_first_tick(managers: Callable[[str], Manager]) -> None:
     a = managers("corral-a")
     a.loop.stop()
@@ -295,9 +312,11 @@ async def test_a_draining_manager_without_redis_still_stops(server: RedisServer,
     assert a.calls[-1][1] - t0 < a.settings.trusted_s
 
 
+@pytest.mark.parametrize("keeper", [False, True], ids=["ticks-only", "keeper"])
 async def test_with_redis_hanging_a_manager_stops_acting_at_its_deadline(
-        server: RedisServer, managers: Callable[[str], Manager]) -> None:
-    a = managers("corral-a").start()
+        server: RedisServer, client: Redis, keeper: bool) -> None:
+    keys = Keys("hanging")
+    a = Manager("corral-a", client, keys, keep=keeping(server, keys) if keeper else None).start()
     await until(lambda: a.acting == POOLS)
     tokens = {p: a.broker.token(p) or 0 for p in POOLS}
     assert server.proc is not None
@@ -306,9 +325,54 @@ async def test_with_redis_hanging_a_manager_stops_acting_at_its_deadline(
         stopped_at = time.monotonic()
         off_at = await until(lambda: a.acting == frozenset(), timeout=TTL_S)
         assert off_at < a.leases.set_at[-1] + TTL_S  # before Redis could let the leases expire
+        if keeper:  # the keeper's renewals too: the last one answered keeps them from its start
+            assert a.broker.kept_at is not None and off_at < a.broker.kept_at + TTL_S
         assert off_at - stopped_at < a.settings.trusted_s + LATE
         assert isinstance(a.loop.state, Degraded)
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
     await until(lambda: a.acting == POOLS)
     assert all((a.broker.token(p) or 0) >= tokens[p] for p in POOLS)  # renewed, or taken again: never lower
+    await a.drain()
+
+
+def keeping(server: RedisServer, keys: Keys) -> SyncRenewal:
+    return SyncRenewal(redis.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1), keys)
+
+
+async def hog(seconds: float, chunk: float) -> None:
+    """Keep the event loop busy, as a pool service filling thousands of VMs does: CPU work in
+    chunks of ``chunk`` seconds with one yield between them."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        until_ = time.monotonic() + chunk
+        while time.monotonic() < until_:
+            pass
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("keeper", [True, False], ids=["keeper", "ticks-only"])
+async def test_a_manager_whose_event_loop_is_busy_keeps_its_pools(server: RedisServer, client: Redis,
+                                                                  keeper: bool) -> None:
+    """The loop busy in chunks longer than a lease is trusted (0.45 s against 0.36 s): every
+    await of a tick comes too late. The keeper's thread renews the leases meanwhile, so the
+    manager goes on acting on its pools, never stopping its pool service; with the ticks alone
+    (no keeper) it stops them and starts them again, as the big fill of ``corral bench load``
+    did over and over."""
+    keys = Keys(f"busy-{keeper}")
+    a = Manager("corral-a", client, keys, keep=keeping(server, keys) if keeper else None).start()
+    await until(lambda: a.acting == POOLS)
+    await hog(3.0, 0.45)
+    await asyncio.sleep(0.2)
+    applied = [acting for _, _, acting in a.calls]
+    if keeper:
+        assert applied == [POOLS], "the pool service was stopped while the loop was busy"
+        assert isinstance(a.loop.state, Active)
+        assert a.broker.keeper is not None and a.broker.keeper.rounds >= 20
+    else:  # the flaw the keeper mends: the ticks alone let the deadline pass
+        assert frozenset() in applied
+    await until(lambda: a.acting == POOLS)
+    assert await a.leases.holders(POOLS) == dict.fromkeys(POOLS, "corral-a")
+    await a.drain()
+    assert a.broker.keeper is None or not a.broker.keeper.running
+    assert await a.leases.holders(POOLS) == {}

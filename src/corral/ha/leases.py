@@ -153,6 +153,28 @@ class Leases:
         return int(value) if value is not None else 0
 
 
+class SyncRenewal:
+    """The renewal of :class:`Leases`, through a synchronous client (``redis.Redis``): for the
+    keeper's thread (``ha.keeper``), which must not wait for a busy event loop."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.keys = keys
+        self.client = client
+        self.script = client.register_script(RENEW)
+
+    def __call__(self, pools: Iterable[str], me: str, ttl_ms: int) -> dict[str, int]:
+        names = list(dict.fromkeys(pools))
+        if not names:
+            self.client.ping()  # nothing held: the store answering is all there is to learn
+            return {}
+        answer = self.script(keys=[k for p in names for k in (self.keys.lease(p), self.keys.fence(p))],
+                             args=[me, int(ttl_ms)])
+        return {p: int(t) for p, t in zip(names, answer, strict=True) if int(t) > 0}
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class Registry:
     """The managers of one site: who is alive, and what each last published. ``server`` (host:port,
     no password) names Redis in the error of a read that could not reach it."""

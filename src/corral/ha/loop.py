@@ -41,7 +41,8 @@ class HaLoop:
         self.settings = broker.settings
         self.clock = broker.clock
         self.state: State = Starting()
-        self.acting: frozenset[str] = frozenset()  # what apply() was last asked to run
+        self.acting: frozenset[str] = frozenset()  # what apply() may be running (never released)
+        self.applied = True  # whether apply() made ``acting`` so; after a failure it is asked again
         self.stop_requested = False
         self.wake = asyncio.Event()
 
@@ -74,17 +75,20 @@ class HaLoop:
         return self.state
 
     async def run_only(self, acting: frozenset[str]) -> None:
-        if acting == self.acting:
+        if acting == self.acting and self.applied:
             return
         try:
             await self.apply(acting)
         except Exception:
-            # unknown what runs now: count both sets as acting, so nothing of them is released
+            # unknown what runs now: count both sets as acting, so nothing of them is released,
+            # and ask again at the next tick (a start that failed runs nothing)
             log.exception("the pool service did not take the pools it should run",
                           extra={"manager": self.broker.me, "pools": ",".join(sorted(acting))})
             self.acting |= acting
+            self.applied = False
         else:
             self.acting = acting
+            self.applied = True
 
     async def run(self) -> State:
         """Tick until stopped (``stop()``); then leave the registry. Returns the last state."""
