@@ -272,7 +272,7 @@ def bench_load(
     pool_size: Annotated[int, typer.Option(help="Ready VMs in the pool at the start; back-to-back checkouts "
                                                 "outrun the refill, so it must last the run (the simulator "
                                                 "is given hosts for it and a quarter more).", min=1)] = 48000,
-    redis_pool_size: Annotated[int, typer.Option(help="The same on Redis (at most --pool-size).", min=1)] = 15000,
+    redis_pool_size: Annotated[int, typer.Option(help="The same on Redis (at most --pool-size).", min=1)] = 24000,
     sse: Annotated[int, typer.Option(help="Event streams held open in the slow-client part.", min=0)] = 2000,
     idle: Annotated[int, typer.Option(help="Idle keep-alive connections held open.", min=0)] = 500,
     slow: Annotated[int, typer.Option(help="Clients each sending a request body one byte a second.", min=0)] = 20,

@@ -46,7 +46,7 @@ class LoadBenchSettings:
     seconds: float = 60.0
     clients: int = 200
     pool_size: int = 48000  # back-to-back pairs outrun the refill: the pool must last the run
-    redis_pool_size: int = 15000  # two API processes on one Redis serve fewer pairs a second than sqlite
+    redis_pool_size: int = 24000  # two API processes on one Redis serve fewer pairs a second than sqlite
     stores: str = "both"  # sqlite, redis or both
     sse: int = 2000
     idle: int = 500
