@@ -128,10 +128,11 @@ async def _elsewhere(request: Request, exc: Exception) -> JSONResponse:
 UNAVAILABLE_LOG_EVERY_S = 30.0
 
 
-def log_again(last_at: float | None, last_reason: str | None, now: float, reason: str) -> bool:
-    """Whether a 503 for an unavailable store is logged: the first, one with a new reason, or
-    one :data:`UNAVAILABLE_LOG_EVERY_S` after the last logged."""
-    return last_at is None or reason != last_reason or now - last_at >= UNAVAILABLE_LOG_EVERY_S
+def log_again(last_at: float | None, now: float) -> bool:
+    """Whether a 503 for an unavailable store is logged: the first, or one
+    :data:`UNAVAILABLE_LOG_EVERY_S` after the last logged. Not one per new reason: within one
+    outage the reasons vary (refused, timed out, reading the managers) and would each be logged."""
+    return last_at is None or now - last_at >= UNAVAILABLE_LOG_EVERY_S
 
 
 class UnavailableAnswers:
@@ -139,16 +140,15 @@ class UnavailableAnswers:
 
     def __init__(self) -> None:
         self.last_at: float | None = None
-        self.last_reason: str | None = None
         self.since_logged = 0
 
     def answered(self, reason: str, method: str, path: str) -> None:
         self.since_logged += 1
         now = time.monotonic()
-        if log_again(self.last_at, self.last_reason, now, reason):
+        if log_again(self.last_at, now):
             log.warning("store unavailable: answering 503", extra={
                 "error": reason, "method": method, "path": path, "answers": self.since_logged})
-            self.last_at, self.last_reason, self.since_logged = now, reason, 0
+            self.last_at, self.since_logged = now, 0
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
