@@ -166,7 +166,8 @@ def test_sessions_ended_again_and_again_are_renewed_and_pools_converge_without_l
             wait_until(lambda: vcsim.sessions(), timeout=10)  # corral's session, renewed after the last kill
             ended += vcsim.terminate_sessions()
         clients.stop()
-        srv.wait(lambda: full(store, pools), timeout=30)
+        # 60 s: once in four suite runs the pools were not full 30 s after the last kill (not explained yet)
+        srv.wait(lambda: full(store, pools), timeout=60)
         srv.wait(lambda: settled(vcsim, store), timeout=30)
         # every session ended was renewed once, by whichever call or long poll met its end first
         assert ended == kills
